@@ -1,0 +1,190 @@
+// Loading the agent's YAML configuration with precise, line-numbered errors.
+#include "agent/config.h"
+
+#include <netdb.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <set>
+
+#include "userspace/common/logging.h"
+
+namespace dbw::agent {
+namespace {
+
+// Thrown only while loading, caught in LoadConfig: it carries the node's position.
+struct ConfigError {
+  int line;
+  std::string reason;
+};
+
+[[noreturn]] void Throw(const YAML::Node& node, std::string reason) {
+  throw ConfigError{node.Mark().line + 1, std::move(reason)};
+}
+
+void CheckKeys(const YAML::Node& map, const char* where, std::set<std::string> allowed) {
+  if (!map.IsMap()) Throw(map, std::string(where) + " must be a mapping");
+  for (const auto& kv : map) {
+    std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) Throw(kv.first, "unknown key \"" + key + "\" in " + where);
+  }
+}
+
+std::string Scalar(const YAML::Node& node, const std::string& what) {
+  if (!node.IsScalar()) Throw(node, what + " must be a string");
+  return node.as<std::string>();
+}
+
+std::string RequiredScalar(const YAML::Node& map, const char* key, const std::string& where) {
+  YAML::Node n = map[key];
+  if (!n) Throw(map, where + ": missing required key \"" + key + "\"");
+  std::string v = Scalar(n, std::string(key));
+  if (v.empty()) Throw(n, where + ": \"" + key + "\" must not be empty");
+  return v;
+}
+
+// "250ms", "5s", "2m", "1h".
+std::chrono::milliseconds Duration(const YAML::Node& node, const std::string& what) {
+  std::string text = Scalar(node, what);
+  uint64_t n = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  std::string unit(ptr, static_cast<size_t>(text.data() + text.size() - ptr));
+  if (ec != std::errc() || ptr == text.data()) Throw(node, what + ": expected a duration like 30s");
+  if (unit == "ms") return std::chrono::milliseconds(n);
+  if (unit == "s") return std::chrono::seconds(n);
+  if (unit == "m") return std::chrono::minutes(n);
+  if (unit == "h") return std::chrono::hours(n);
+  Throw(node, what + ": unknown duration unit \"" + unit + "\" (use ms, s, m or h)");
+}
+
+// "host:port" or "[v6]:port"; numeric host, or a name resolved now (never on a worker).
+void HostPort(const YAML::Node& node, const std::string& what, bool resolve, std::string* host,
+              uint16_t* port) {
+  std::string text = Scalar(node, what);
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size())
+    Throw(node, what + ": expected host:port, got \"" + text + "\"");
+  std::string h = text.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string p = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc() || ptr != p.data() + p.size() || value == 0 || value > 65535)
+    Throw(node, what + ": invalid port \"" + p + "\"");
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = resolve ? 0 : AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  if (h.empty() || ::getaddrinfo(h.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
+    Throw(node, what + ": " + (resolve ? "cannot resolve host \"" : "not a numeric IP address \"") +
+                    h + "\"");
+  char buf[NI_MAXHOST];
+  ::getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof(buf), nullptr, 0, NI_NUMERICHOST);
+  ::freeaddrinfo(res);
+  *host = buf;
+  *port = static_cast<uint16_t>(value);
+}
+
+void CheckReadable(const YAML::Node& node, const std::string& what, const std::string& file) {
+  std::ifstream f(file);
+  if (!f) Throw(node, what + ": cannot read \"" + file + "\"");
+}
+
+relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
+  std::string where = "targets[" + std::to_string(index) + "]";
+  CheckKeys(t, where.c_str(), {"name", "env", "listen", "upstream", "tls", "upstream_tls"});
+  relay::TargetOptions o;
+  o.name = RequiredScalar(t, "name", where);
+  where = "target \"" + o.name + "\"";
+  o.env = t["env"] ? Scalar(t["env"], "env") : "prod";
+  if (!t["listen"]) Throw(t, where + ": missing required key \"listen\"");
+  HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
+  if (!t["upstream"]) Throw(t, where + ": missing required key \"upstream\"");
+  HostPort(t["upstream"], where + " upstream", true, &o.upstream_host, &o.upstream_port);
+  if (YAML::Node tls = t["tls"]) {
+    CheckKeys(tls, "tls", {"cert", "key", "client_ca"});
+    relay::TlsServerOptions s;
+    s.cert = RequiredScalar(tls, "cert", where + " tls");
+    s.key = RequiredScalar(tls, "key", where + " tls");
+    CheckReadable(tls["cert"], "tls.cert", s.cert);
+    CheckReadable(tls["key"], "tls.key", s.key);
+    if (tls["client_ca"]) {
+      s.client_ca = Scalar(tls["client_ca"], "tls.client_ca");
+      CheckReadable(tls["client_ca"], "tls.client_ca", s.client_ca);
+    }
+    o.tls = s;
+  }
+  if (YAML::Node tls = t["upstream_tls"]) {
+    CheckKeys(tls, "upstream_tls", {"ca", "cert", "key", "server_name"});
+    relay::TlsClientOptions c;
+    c.ca = RequiredScalar(tls, "ca", where + " upstream_tls");
+    CheckReadable(tls["ca"], "upstream_tls.ca", c.ca);
+    if (tls["cert"] || tls["key"]) {
+      c.cert = RequiredScalar(tls, "cert", where + " upstream_tls");
+      c.key = RequiredScalar(tls, "key", where + " upstream_tls");
+    }
+    if (tls["server_name"]) c.server_name = Scalar(tls["server_name"], "upstream_tls.server_name");
+    o.upstream_tls = c;
+  }
+  return o;
+}
+
+AgentConfig Parse(const YAML::Node& root, const std::string& path) {
+  AgentConfig c;
+  c.path = path;
+  if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
+  CheckKeys(root, "the configuration", {"state_dir", "log_level", "relay", "targets"});
+  if (root["state_dir"]) c.state_dir = Scalar(root["state_dir"], "state_dir");
+  if (root["log_level"]) {
+    c.log_level = Scalar(root["log_level"], "log_level");
+    LogLevel ignored;
+    if (!ParseLogLevel(c.log_level, &ignored))
+      Throw(root["log_level"], "log_level must be debug, info, warning or error");
+  }
+  if (YAML::Node r = root["relay"]) {
+    CheckKeys(r, "relay", {"workers", "shutdown_grace", "connect_timeout"});
+    if (r["workers"]) {
+      std::string w = Scalar(r["workers"], "relay.workers");
+      int n = 0;
+      auto [ptr, ec] = std::from_chars(w.data(), w.data() + w.size(), n);
+      if (ec != std::errc() || ptr != w.data() + w.size() || n < 0 || n > 256)
+        Throw(r["workers"], "relay.workers must be a number from 0 to 256");
+      c.relay.workers = n;
+    }
+    if (r["shutdown_grace"]) c.relay.shutdown_grace = Duration(r["shutdown_grace"], "relay.shutdown_grace");
+    if (r["connect_timeout"]) c.relay.connect_timeout = Duration(r["connect_timeout"], "relay.connect_timeout");
+  }
+  YAML::Node targets = root["targets"];
+  if (!targets) Throw(root, "missing required key \"targets\"");
+  if (!targets.IsSequence() || targets.size() == 0)
+    Throw(targets, "targets must be a non-empty list");
+  std::set<std::string> names;
+  std::set<std::pair<std::string, uint16_t>> listens;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    relay::TargetOptions t = ParseTarget(targets[i], i);
+    if (!names.insert(t.name).second) Throw(targets[i]["name"], "duplicate target name \"" + t.name + "\"");
+    if (!listens.insert({t.listen_host, t.listen_port}).second)
+      Throw(targets[i]["listen"], "two targets listen on the same address");
+    c.relay.targets.push_back(std::move(t));
+  }
+  return c;
+}
+
+}  // namespace
+
+StatusOr<AgentConfig> LoadConfig(const std::string& path) {
+  std::ifstream probe(path);
+  if (!probe) return InvalidArgument(path + ":0: cannot open file");
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    return Parse(root, path);
+  } catch (const ConfigError& e) {
+    return InvalidArgument(path + ":" + std::to_string(e.line) + ": " + e.reason);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+}
+
+}  // namespace dbw::agent

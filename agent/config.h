@@ -1,0 +1,21 @@
+// The agent's configuration file: loading, validation and the resulting settings.
+#pragma once
+
+#include <string>
+
+#include "userspace/common/status.h"
+#include "userspace/relay/options.h"
+
+namespace dbw::agent {
+
+struct AgentConfig {
+  std::string path;
+  std::string state_dir = "/var/lib/dbwarden";
+  std::string log_level = "info";
+  relay::RelayOptions relay;
+};
+
+// Loads and validates a config file. Errors read "FILE:LINE: reason".
+StatusOr<AgentConfig> LoadConfig(const std::string& path);
+
+}  // namespace dbw::agent

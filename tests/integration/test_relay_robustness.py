@@ -1,0 +1,344 @@
+"""The dbwarden relay under stress and failure: 300 concurrent sessions, clients killed mid-query,
+upstream restarts, malformed client bytes, an unreachable upstream, and SIGTERM with open sessions.
+
+Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
+         tests/integration/test_relay_robustness.py -v
+"""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pgfixture as fx  # noqa: E402
+
+PSQL = str(fx.PG_BIN / 'psql')
+
+cluster = None
+relay = None
+dead_port = None
+
+
+def setUpModule():
+    global cluster, relay, dead_port
+    fx.require_postgres()
+    fx.require_psycopg2()
+    fx.dbwarden_bin()
+    # client_connection_check_interval lets a backend notice a closed client socket while it runs
+    # a query (PostgreSQL >= 14); without it, even a direct client killed during pg_sleep(60)
+    # leaves its backend running for the full minute. With it, the relay must close (or cancel)
+    # the upstream leg when its client goes away.
+    cluster = fx.PgCluster(conf={'client_connection_check_interval': '500ms'})
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    cluster.create_user('app')
+    cluster.create_db('appdb', owner='app')
+    dead_port = fx.free_port()  # nothing listens here
+    relay = fx.Relay([
+        {'name': 'main', 'env': 'test', 'upstream': f'{fx.LOOPBACK}:{cluster.port}'},
+        {'name': 'dead', 'env': 'test', 'upstream': f'{fx.LOOPBACK}:{dead_port}'},
+    ], workers=2)
+    unittest.addModuleCleanup(relay.close)
+    relay.start()
+
+
+def tearDownModule():
+    if relay is not None and relay.running():
+        relay.stop()
+
+
+def connect(port=None, appname='robustness-it', **kw):
+    import psycopg2
+    conn = psycopg2.connect(host=fx.LOOPBACK, port=port or relay.port('main'), user='app',
+                            dbname='appdb', application_name=appname, connect_timeout=10, **kw)
+    conn.autocommit = True
+    return conn
+
+
+def call_with_timeout(fn, timeout):
+    """Runs fn() in a daemon thread. Returns ('ok', value), ('raised', exc) or ('hung', None)."""
+    box = {}
+
+    def target():
+        try:
+            box['r'] = ('ok', fn())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box['r'] = ('raised', exc)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    return box.get('r', ('hung', None))
+
+
+def assert_new_session_works(test, timeout=20):
+    def probe():
+        conn = connect(appname='probe-after')
+        try:
+            cur = conn.cursor()
+            cur.execute('SELECT 40 + 2')
+            return cur.fetchone()[0] == 42
+        finally:
+            conn.close()
+    try:
+        fx.wait_until(probe, timeout, 'a new session through the relay to work')
+    except TimeoutError as exc:
+        test.fail(f'{exc}\n{relay.diag()}')
+
+
+def session_ids_for(appname, rel=None):
+    rel = rel or relay
+    return {e['session_id'] for e in rel.events('session_start')
+            if fx.principal(e).get('application_name') == appname}
+
+
+class ConcurrencyTest(unittest.TestCase):
+    N = 300
+
+    def test_300_concurrent_sessions(self):
+        n = self.N
+        barrier = threading.Barrier(n + 1, timeout=120)
+        errors, pids, conns = [], {}, []
+        lock = threading.Lock()
+
+        def worker(i):
+            conn = None
+            try:
+                conn = connect(appname='conc300')
+                with lock:
+                    conns.append(conn)
+                barrier.wait()  # all n sessions are open
+                cur = conn.cursor()
+                cur.execute('SELECT pg_backend_pid(), %s', (i,))
+                pid, echoed = cur.fetchone()
+                if echoed != i:
+                    raise AssertionError(f'session {i} got the result of session {echoed}')
+                with lock:
+                    pids[i] = pid
+                barrier.wait()  # every session has its own answer, all still open
+                barrier.wait()  # the main thread has counted the backends
+            except threading.BrokenBarrierError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - reported by the main thread
+                with lock:
+                    errors.append((i, repr(exc)))
+                barrier.abort()
+
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        try:
+            barrier.wait()
+            barrier.wait()
+            open_backends = cluster.backend_pids("application_name = 'conc300'")
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            open_backends = None
+        for t in threads:
+            t.join(60)
+        for c in conns:
+            c.close()
+        self.assertEqual(errors[:5], [], f'{len(errors)} sessions failed, first ones shown\n'
+                                         f'{relay.diag()}')
+        self.assertIsNotNone(open_backends, 'the sessions never were all open at once')
+        self.assertEqual(len(pids), n)
+        self.assertEqual(len(set(pids.values())), n, 'each session has its own backend')
+        self.assertEqual(sorted(open_backends), sorted(pids.values()))
+
+
+class ClientKilledTest(unittest.TestCase):
+    """psql running pg_sleep(60) is SIGKILLed; the relay must drop the upstream leg."""
+
+    @classmethod
+    def setUpClass(cls):
+        env = dict(fx.CLIENT_ENV, PGAPPNAME='killed-client')
+        cls.proc = subprocess.Popen(
+            [PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(relay.port('main')), '-U', 'app',
+             '-d', 'appdb', '-c', 'SELECT pg_sleep(60)'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env=env)
+        cls.addClassCleanup(lambda: cls.proc.poll() is None and cls.proc.kill())
+        cls.backend = fx.wait_until(
+            lambda: cluster.backend_pids("application_name = 'killed-client' AND state = "
+                                         "'active' AND query = 'SELECT pg_sleep(60)'"),
+            15, 'the pg_sleep(60) backend')[0]
+        cls.proc.send_signal(signal.SIGKILL)
+        cls.proc.wait(10)
+        cls.killed_at = time.monotonic()
+
+    def test_upstream_backend_goes_away(self):
+        try:
+            fx.wait_until(lambda: self.backend not in cluster.backend_pids('true'), 10,
+                          f'backend {self.backend} to leave pg_stat_activity')
+        except TimeoutError as exc:
+            self.fail(f'{exc}: the relay kept the upstream connection of a dead client\n'
+                      f'{relay.diag()}')
+
+    def test_session_end_written(self):
+        starts = relay.wait_for(
+            lambda e: fx.principal(e).get('application_name') == 'killed-client',
+            kind='session_start', what='session_start of the killed client')
+        ids = {e['session_id'] for e in starts}
+        relay.wait_for(lambda e: e['session_id'] in ids, kind='session_end', timeout=15,
+                       what='session_end for the killed client')
+
+    def test_new_sessions_work(self):
+        assert_new_session_works(self)
+
+
+class UpstreamRestartTest(unittest.TestCase):
+
+    def test_open_session_fails_cleanly_and_new_sessions_work(self):
+        import psycopg2
+        conn = connect(appname='restart-victim')
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        cur.execute('SELECT 1')
+        self.assertEqual(cur.fetchone(), (1,))
+        cluster.restart('fast')
+        status, value = call_with_timeout(lambda: cur.execute('SELECT 1'), 20)
+        self.assertNotEqual(status, 'hung', 'the next query after an upstream restart hung for '
+                                            f'20s\n{relay.diag()}')
+        self.assertEqual(status, 'raised', 'the query succeeded on a connection whose upstream '
+                                           'backend was terminated')
+        self.assertIsInstance(value, psycopg2.OperationalError, repr(value))
+        assert_new_session_works(self)
+
+
+class MalformedBytesTest(unittest.TestCase):
+    """Garbage after a good startup ends that session with FATAL 08P01; others carry on."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.healthy = connect(appname='healthy-neighbour')
+        cls.addClassCleanup(cls.healthy.close)
+        cur = cls.healthy.cursor()
+        cur.execute('SELECT pg_backend_pid()')
+        cls.healthy_pid = cur.fetchone()[0]
+
+    def garbage_session(self, appname, garbage):
+        with fx.RawPg(fx.LOOPBACK, relay.port('main'), timeout=10) as raw:
+            status, fields = raw.startup('app', 'appdb', application_name=appname)
+            self.assertEqual(status, 'ready', f'startup failed: {fields}\n{relay.diag()}')
+            raw.send(garbage)
+            try:
+                messages, how = raw.read_until_eof()
+            except socket.timeout:
+                self.fail('the relay neither answered the malformed frame nor closed the '
+                          f'connection within 10s; got {raw.messages[-3:]}\n{relay.diag()}')
+        errors = [fx.error_fields(p) for t, p in messages if t == b'E']
+        self.assertTrue(errors, f'no ErrorResponse before close ({how}); got {messages}')
+        err = errors[-1]
+        self.assertEqual(err.get('S'), 'FATAL', err)
+        self.assertEqual(err.get('C'), '08P01', err)
+        self.assertEqual(messages[-1][0], b'E', f'ErrorResponse must be the last message: '
+                                                f'{messages}')
+        return err
+
+    def assert_violation_audited(self, appname):
+        ids = session_ids_for(appname)
+        relay.wait_for(
+            lambda e: (e.get('error') or {}).get('sqlstate') == '08P01'
+            and (e['session_id'] in ids or fx.principal(e).get('application_name') == appname),
+            kind='protocol_violation', what=f'protocol_violation for {appname}')
+
+    def assert_healthy_neighbour(self):
+        cur = self.healthy.cursor()
+        cur.execute('SELECT pg_backend_pid(), 1 + 1')
+        self.assertEqual(cur.fetchone(), (self.healthy_pid, 2))
+
+    def test_query_frame_with_length_2(self):
+        self.garbage_session('garbage-q-len2', b'Q' + struct.pack('!I', 2))
+        self.assert_violation_audited('garbage-q-len2')
+        self.assert_healthy_neighbour()
+
+    def test_unknown_frame_type(self):
+        self.garbage_session('garbage-type-01', b'\x01' + struct.pack('!I', 8) + b'\xde\xad\xbe\xef')
+        self.assert_violation_audited('garbage-type-01')
+        self.assert_healthy_neighbour()
+
+    def test_oversized_declared_length(self):
+        # A 2 GiB Query must be refused from its header, not buffered (PostgreSQL itself caps
+        # messages at 1 GiB).
+        self.garbage_session('garbage-huge', b'Q' + struct.pack('!I', 0x7fffffff) + b'SELECT')
+        self.assert_violation_audited('garbage-huge')
+        self.assert_healthy_neighbour()
+
+
+class UpstreamUnreachableTest(unittest.TestCase):
+
+    def test_psql_fails_fast_with_message(self):
+        t0 = time.monotonic()
+        out = subprocess.run(
+            [PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(relay.port('dead')), '-U', 'app',
+             '-d', 'appdb', '-c', 'SELECT 1'],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            env=dict(fx.CLIENT_ENV, PGAPPNAME='dead-psql'))
+        elapsed = time.monotonic() - t0
+        self.assertNotEqual(out.returncode, 0)
+        self.assertLess(elapsed, 10, 'psql waited too long for an unreachable upstream')
+        self.assertIn('FATAL', out.stderr, f'psql did not get an ErrorResponse from the relay: '
+                                           f'{out.stderr!r}\n{relay.diag()}')
+
+    def test_raw_client_gets_08006(self):
+        with fx.RawPg(fx.LOOPBACK, relay.port('dead'), timeout=10) as raw:
+            try:
+                status, fields = raw.startup('app', 'appdb', application_name='dead-raw')
+            except socket.timeout:
+                self.fail(f'no answer within 10s for an unreachable upstream\n{relay.diag()}')
+            self.assertEqual(status, 'error', f'expected an ErrorResponse, got {status} '
+                                              f'{raw.messages}')
+            self.assertEqual(fields.get('S'), 'FATAL', fields)
+            self.assertEqual(fields.get('C'), '08006', fields)
+            self.assertTrue(fields.get('M'), 'the error has a message')
+            self.assertIsNone(raw.read_message(), 'the relay closes after the FATAL')
+
+    def test_upstream_error_audited(self):
+        with fx.RawPg(fx.LOOPBACK, relay.port('dead'), timeout=10) as raw:
+            raw.startup('app', 'appdb', application_name='dead-audit')
+        relay.wait_for(lambda e: e.get('target') == 'dead', kind='upstream_error',
+                       what='upstream_error event for target dead')
+
+
+class ShutdownTest(unittest.TestCase):
+
+    def test_sigterm_with_idle_session_exits_within_grace(self):
+        import psycopg2
+        grace = 2.0
+        own = fx.Relay([{'name': 'main', 'env': 'test',
+                         'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], shutdown_grace='2s')
+        self.addCleanup(own.close)
+        own.start()
+        conn = connect(port=own.port(), appname='idle-at-shutdown')
+        self.addCleanup(conn.close)
+        conn.cursor().execute('SELECT 1')
+        elapsed = own.stop(timeout=grace + 10)  # asserts exit code 0
+        self.assertLess(elapsed, grace + 3.0, f'took {elapsed:.1f}s to exit')
+        status, value = call_with_timeout(lambda: conn.cursor().execute('SELECT 1'), 10)
+        self.assertEqual(status, 'raised', f'idle session survived shutdown: {status} {value!r}')
+        self.assertIsInstance(value, psycopg2.OperationalError)
+        kinds = [e['kind'] for e in own.events()]
+        self.assertEqual(kinds[:1], ['agent_start'], kinds)
+        self.assertEqual(kinds[-1:], ['agent_stop'], kinds)
+        ids = session_ids_for('idle-at-shutdown', own)
+        self.assertTrue(ids and all(any(e['session_id'] == i for e in own.events('session_end'))
+                                    for i in ids), 'the drained session has a session_end')
+
+    def test_sigterm_without_sessions_exits_promptly(self):
+        own = fx.Relay([{'name': 'main', 'env': 'test',
+                         'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], shutdown_grace='30s')
+        self.addCleanup(own.close)
+        own.start()
+        elapsed = own.stop(timeout=40)
+        self.assertLess(elapsed, 5.0, 'no sessions: SIGTERM should not wait out the grace')
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,187 @@
+"""TLS on both legs of the dbwarden relay: the relay terminates client TLS with its own certificate,
+re-encrypts to a hostssl-only, scram-sha-256 PostgreSQL, strips SCRAM-SHA-256-PLUS (it cannot
+bind a channel it terminated), and fails clients cleanly when the upstream certificate is wrong.
+
+Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
+         tests/integration/test_relay_tls.py -v
+"""
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pgfixture as fx  # noqa: E402
+
+PSQL = str(fx.PG_BIN / 'psql')
+USER, PASSWORD = 'alice', 'alice-Secret-1'
+
+pki = None
+cluster = None
+relay = None
+
+
+def setUpModule():
+    global pki, cluster, relay
+    fx.require_postgres()
+    fx.require_psycopg2()
+    fx.dbwarden_bin()
+    pki = fx.make_test_pki()
+    unittest.addModuleCleanup(pki.close)
+    cluster = fx.PgCluster(ssl_cert=pki.server_cert, ssl_key=pki.server_key,
+                           hba_lines=[f'hostssl all all {fx.LOOPBACK}/32 scram-sha-256'])
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    cluster.create_user(USER, password=PASSWORD)
+    cluster.create_db('appdb', owner=USER)
+    upstream = f'{fx.LOOPBACK}:{cluster.port}'
+    tls = {'cert': str(pki.relay_cert), 'key': str(pki.relay_key)}
+    relay = fx.Relay([
+        {'name': 'secure', 'env': 'test', 'upstream': upstream, 'tls': tls,
+         'upstream_tls': {'ca': str(pki.ca_cert), 'server_name': 'localhost'}},
+        {'name': 'wrongca', 'env': 'test', 'upstream': upstream, 'tls': tls,
+         'upstream_tls': {'ca': str(pki.other_ca_cert)}},
+    ])
+    unittest.addModuleCleanup(relay.close)
+    relay.start()
+
+
+def tearDownModule():
+    if relay is not None and relay.running():
+        relay.stop()
+
+
+def conninfo(port, **extra):
+    parts = dict(host=fx.LOOPBACK, port=port, user=USER, dbname='appdb')
+    parts.update(extra)
+    return ' '.join(f'{k}={v}' for k, v in parts.items())
+
+
+def psql(conn, sql, password=PASSWORD, timeout=30):
+    env = dict(fx.CLIENT_ENV, PGPASSWORD=password, PGAPPNAME='tls-psql')
+    return subprocess.run([PSQL, '-X', '-A', '-t', '-c', sql, conn], capture_output=True,
+                          text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def pg_connect(port, **kw):
+    import psycopg2
+    params = dict(host=fx.LOOPBACK, port=port, user=USER, dbname='appdb', password=PASSWORD,
+                  connect_timeout=10, application_name='tls-psycopg2')
+    params.update(kw)
+    return psycopg2.connect(**params)
+
+
+class RelayTlsTest(unittest.TestCase):
+
+    def test_psql_verify_ca_through_relay(self):
+        out = psql(conninfo(relay.port('secure'), sslmode='verify-ca', sslrootcert=pki.ca_cert),
+                   'SELECT 1')
+        self.assertEqual(out.returncode, 0, f'{out.stderr}\n{relay.diag()}')
+        self.assertEqual(out.stdout.strip(), '1')
+
+    def test_upstream_leg_is_tls(self):
+        out = psql(conninfo(relay.port('secure'), sslmode='verify-ca', sslrootcert=pki.ca_cert),
+                   'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')
+        self.assertEqual(out.returncode, 0, f'{out.stderr}\n{relay.diag()}')
+        self.assertEqual(out.stdout.strip(), 't')
+
+    def test_relay_presents_its_own_certificate(self):
+        # verify-full also checks the relay certificate's SAN 127.0.0.1.
+        out = psql(conninfo(relay.port('secure'), sslmode='verify-full', sslrootcert=pki.ca_cert),
+                   'SELECT current_user')
+        self.assertEqual(out.returncode, 0, f'{out.stderr}\n{relay.diag()}')
+        self.assertEqual(out.stdout.strip(), USER)
+        with fx.RawPg(fx.LOOPBACK, relay.port('secure')) as raw:
+            self.assertEqual(raw.start_tls(pki.ca_cert, 'localhost'), b'S')
+            presented = raw.sock.getpeercert(binary_form=True)
+        expected = ssl.PEM_cert_to_DER_cert(pki.relay_cert.read_text())
+        self.assertEqual(presented, expected, 'the relay must terminate TLS with its own cert')
+
+    def test_psycopg2_require_with_channel_binding_prefer(self):
+        conn = pg_connect(relay.port('secure'), sslmode='require', channel_binding='prefer')
+        try:
+            cur = conn.cursor()
+            cur.execute('SELECT current_user, 6 * 7')
+            self.assertEqual(cur.fetchone(), (USER, 42))
+        finally:
+            conn.close()
+
+    def test_channel_binding_require_works_direct(self):
+        # Control for the next test: the server itself does offer SCRAM-SHA-256-PLUS.
+        conn = pg_connect(cluster.port, sslmode='require', channel_binding='require')
+        conn.close()
+
+    def test_channel_binding_require_fails_through_relay(self):
+        import psycopg2
+        with self.assertRaises(psycopg2.OperationalError) as ctx:
+            pg_connect(relay.port('secure'), sslmode='require', channel_binding='require').close()
+        self.assertIn('channel binding', str(ctx.exception))
+
+    def test_sasl_mechanisms_without_plus(self):
+        with fx.RawPg(fx.LOOPBACK, cluster.port) as raw:
+            raw.start_tls(pki.ca_cert, 'localhost')
+            self.assertEqual(raw.startup(USER, 'appdb', password=PASSWORD), ('ready', None))
+            self.assertIn('SCRAM-SHA-256-PLUS', raw.sasl_mechanisms)
+        with fx.RawPg(fx.LOOPBACK, relay.port('secure')) as raw:
+            raw.start_tls(pki.ca_cert, 'localhost')
+            self.assertEqual(raw.startup(USER, 'appdb', password=PASSWORD), ('ready', None))
+            self.assertEqual(raw.sasl_mechanisms, ['SCRAM-SHA-256'])
+
+    def test_scram_client_flagging_channel_binding_support(self):
+        # libpq over TLS with channel_binding=prefer (the default) answers a SASL list without
+        # PLUS with gs2 flag 'y'. A TLS-terminating relay must get such a client authenticated
+        # to an upstream that itself offers PLUS over TLS.
+        with fx.RawPg(fx.LOOPBACK, relay.port('secure')) as raw:
+            raw.start_tls(pki.ca_cert, 'localhost')
+            status, fields = raw.startup(USER, 'appdb', password=PASSWORD, gs2_flag='y')
+        self.assertEqual((status, fields), ('ready', None), f'SCRAM with gs2 flag y through the '
+                                                           f'relay failed: {fields}')
+
+    def test_psql_channel_binding_disable_through_relay(self):
+        # Control: gs2 flag 'n'; isolates channel-binding negotiation from the rest of the path.
+        out = psql(conninfo(relay.port('secure'), sslmode='verify-ca', sslrootcert=pki.ca_cert,
+                            channel_binding='disable'), 'SELECT 1')
+        self.assertEqual(out.returncode, 0, f'{out.stderr}\n{relay.diag()}')
+        self.assertEqual(out.stdout.strip(), '1')
+
+    def test_wrong_password_gives_28P01(self):
+        import psycopg2
+        with fx.RawPg(fx.LOOPBACK, relay.port('secure')) as raw:
+            raw.start_tls(pki.ca_cert, 'localhost')
+            status, fields = raw.startup(USER, 'appdb', password='not-the-password')
+        self.assertEqual(status, 'error', f'{status} {raw.messages}')
+        self.assertEqual(fields.get('C'), '28P01', fields)
+        self.assertEqual(fields.get('S'), 'FATAL', fields)
+        with self.assertRaises(psycopg2.OperationalError) as ctx:
+            pg_connect(relay.port('secure'), sslmode='require', password='nope').close()
+        self.assertIn('password authentication failed', str(ctx.exception))
+
+    def test_wrong_upstream_ca_fails_fast(self):
+        t0 = time.monotonic()
+        out = psql(conninfo(relay.port('wrongca'), sslmode='require'), 'SELECT 1', timeout=60)
+        elapsed = time.monotonic() - t0
+        self.assertNotEqual(out.returncode, 0, 'connected through an unverifiable upstream')
+        self.assertLess(elapsed, 15, f'psql took {elapsed:.1f}s to fail')
+        self.assertIn('FATAL', out.stderr, f'no ErrorResponse from the relay: {out.stderr!r}\n'
+                                           f'{relay.diag()}')
+
+    def test_wrong_upstream_ca_raw_error(self):
+        with fx.RawPg(fx.LOOPBACK, relay.port('wrongca'), timeout=15) as raw:
+            self.assertEqual(raw.start_tls(pki.ca_cert, 'localhost'), b'S')
+            try:
+                status, fields = raw.startup(USER, 'appdb', password=PASSWORD)
+            except socket.timeout:
+                self.fail(f'no answer within 15s\n{relay.diag()}')
+        self.assertEqual(status, 'error', f'{status} {raw.messages}')
+        self.assertEqual(fields.get('S'), 'FATAL', fields)
+        self.assertTrue(fields.get('C', '').startswith('08'), f'connection-class SQLSTATE '
+                                                              f'expected: {fields}')
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,68 @@
+// The audit event: one record per session start/end, statement, violation and agent lifecycle.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "userspace/identity/process_info.h"
+
+namespace dbw::audit {
+
+enum class EventKind : uint8_t {
+  kAgentStart,
+  kAgentStop,
+  kSessionStart,
+  kSessionEnd,
+  kStatement,
+  kProtocolViolation,
+  kUpstreamError,
+  kAuditLoss,
+};
+const char* EventKindName(EventKind kind);
+
+struct Principal {
+  std::string db_user;
+  std::string database;
+  std::string application_name;
+  std::string client_addr;  // "127.0.0.1:54321"
+  std::string tls_subject;  // client certificate subject, when presented
+};
+
+struct StatementInfo {
+  std::string sql;
+  std::string protocol;  // "simple" | "extended"
+  std::string name;      // prepared statement name (extended)
+};
+
+struct ResultInfo {
+  std::string command_tag;  // last CommandComplete tag
+  std::string sqlstate;     // set when the statement failed
+  std::string message;      // error message when it failed
+  uint64_t duration_us = 0;
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+};
+
+struct Event {
+  uint64_t seq = 0;    // assigned by the sink, strictly increasing
+  int64_t ts_us = 0;   // wall clock, microseconds since the epoch
+  EventKind kind = EventKind::kStatement;
+  std::string source = "relay";
+  std::string session_id;
+  std::string target;
+  std::string env;
+  Principal principal;
+  std::optional<identity::ProcessInfo> process;
+  std::optional<StatementInfo> statement;
+  std::optional<ResultInfo> result;
+  std::string error_sqlstate;  // protocol violations and upstream errors
+  std::string error_message;
+  std::string detail;          // free text for agent/loss events
+  uint64_t count = 0;          // audit_loss: events lost
+};
+
+int64_t NowMicros();
+
+}  // namespace dbw::audit

@@ -1,0 +1,167 @@
+// JSON encoding of audit events with RapidJSON's streaming writer (no DOM).
+#include "userspace/audit/event_json.h"
+
+#include <rapidjson/encodings.h>
+#include <rapidjson/stream.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <chrono>
+#include <ctime>
+
+namespace dbw::audit {
+
+const char* EventKindName(EventKind kind) {
+  switch (kind) {
+    case EventKind::kAgentStart: return "agent_start";
+    case EventKind::kAgentStop: return "agent_stop";
+    case EventKind::kSessionStart: return "session_start";
+    case EventKind::kSessionEnd: return "session_end";
+    case EventKind::kStatement: return "statement";
+    case EventKind::kProtocolViolation: return "protocol_violation";
+    case EventKind::kUpstreamError: return "upstream_error";
+    case EventKind::kAuditLoss: return "audit_loss";
+  }
+  return "unknown";
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string FormatTimestamp(int64_t ts_us) {
+  std::time_t secs = static_cast<std::time_t>(ts_us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[48];
+  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%06dZ", static_cast<int>(ts_us % 1000000));
+  return buf;
+}
+
+namespace {
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Text from the network need not be UTF-8; JSON must be. Invalid bytes become U+FFFD.
+bool ValidUtf8(const std::string& s) {
+  rapidjson::StringStream in(s.c_str());
+  while (static_cast<size_t>(in.Tell()) < s.size()) {
+    rapidjson::StringBuffer sink;
+    if (!rapidjson::UTF8<>::Validate(in, sink)) return false;
+  }
+  return true;
+}
+
+std::string SanitizeUtf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && len > 1) ok = ValidUtf8(s.substr(i, len));
+    if (!ok || s[i] == '\0') {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    out.append(s, i, len);
+    i += len;
+  }
+  return out;
+}
+
+void Str(Writer& w, const char* key, const std::string& value) {
+  w.Key(key);
+  if (ValidUtf8(value) && value.find('\0') == std::string::npos) {
+    w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    return;
+  }
+  std::string clean = SanitizeUtf8(value);
+  w.String(clean.data(), static_cast<rapidjson::SizeType>(clean.size()));
+}
+void StrIfSet(Writer& w, const char* key, const std::string& value) {
+  if (!value.empty()) Str(w, key, value);
+}
+}  // namespace
+
+void AppendEventJson(const Event& e, std::string* out) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("seq");
+  w.Uint64(e.seq);
+  Str(w, "ts", FormatTimestamp(e.ts_us));
+  w.Key("kind");
+  w.String(EventKindName(e.kind));
+  Str(w, "source", e.source);
+  StrIfSet(w, "session_id", e.session_id);
+  StrIfSet(w, "target", e.target);
+  StrIfSet(w, "env", e.env);
+  const Principal& p = e.principal;
+  if (!p.db_user.empty() || !p.client_addr.empty()) {
+    w.Key("principal");
+    w.StartObject();
+    Str(w, "db_user", p.db_user);
+    Str(w, "database", p.database);
+    Str(w, "application_name", p.application_name);
+    Str(w, "client_addr", p.client_addr);
+    StrIfSet(w, "tls_subject", p.tls_subject);
+    w.EndObject();
+  }
+  if (e.process) {
+    w.Key("process");
+    w.StartObject();
+    w.Key("pid");
+    w.Int(e.process->pid);
+    w.Key("uid");
+    w.Uint(e.process->uid);
+    Str(w, "comm", e.process->comm);
+    Str(w, "exe", e.process->exe);
+    Str(w, "cgroup", e.process->cgroup);
+    w.EndObject();
+  }
+  if (e.statement) {
+    w.Key("statement");
+    w.StartObject();
+    Str(w, "sql", e.statement->sql);
+    Str(w, "protocol", e.statement->protocol);
+    StrIfSet(w, "name", e.statement->name);
+    w.EndObject();
+  }
+  if (e.result) {
+    w.Key("result");
+    w.StartObject();
+    StrIfSet(w, "command_tag", e.result->command_tag);
+    StrIfSet(w, "sqlstate", e.result->sqlstate);
+    StrIfSet(w, "message", e.result->message);
+    w.Key("duration_us");
+    w.Uint64(e.result->duration_us);
+    w.Key("rows");
+    w.Uint64(e.result->rows);
+    w.Key("bytes");
+    w.Uint64(e.result->bytes);
+    w.EndObject();
+  }
+  if (!e.error_sqlstate.empty() || !e.error_message.empty()) {
+    w.Key("error");
+    w.StartObject();
+    Str(w, "sqlstate", e.error_sqlstate);
+    Str(w, "message", e.error_message);
+    w.EndObject();
+  }
+  StrIfSet(w, "detail", e.detail);
+  if (e.kind == EventKind::kAuditLoss) {
+    w.Key("count");
+    w.Uint64(e.count);
+  }
+  w.EndObject();
+  out->append(buf.GetString(), buf.GetSize());
+}
+
+}  // namespace dbw::audit

@@ -1,0 +1,58 @@
+// Finds the local process at the other end of a loopback TCP connection, from /proc.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "userspace/identity/process_info.h"
+
+namespace dbw::identity {
+
+// A TCP endpoint as text address plus port; v4 ("127.0.0.1") or v6 ("::1").
+struct Endpoint {
+  std::string address;
+  uint16_t port = 0;
+};
+
+// The socket inode of the TCP socket whose local end is `local` and remote end is `remote`,
+// from /proc/net/tcp and /proc/net/tcp6.
+std::optional<uint64_t> FindTcpSocketInode(const Endpoint& local, const Endpoint& remote);
+// The first process holding socket inode `inode` open, from /proc/*/fd.
+std::optional<int32_t> FindPidBySocketInode(uint64_t inode);
+// Both of the above, then ReadProcessInfo.
+std::optional<ProcessInfo> FindPeerProcess(const Endpoint& client, const Endpoint& server);
+
+// Runs lookups on its own thread: scanning /proc takes milliseconds, which a relay worker
+// must not spend. Callbacks run on the resolver thread.
+class PeerResolver {
+ public:
+  using Callback = std::function<void(std::optional<ProcessInfo>)>;
+  PeerResolver();
+  ~PeerResolver();
+  PeerResolver(const PeerResolver&) = delete;
+  PeerResolver& operator=(const PeerResolver&) = delete;
+
+  void Resolve(Endpoint client, Endpoint server, Callback done);
+
+ private:
+  struct Request {
+    Endpoint client;
+    Endpoint server;
+    Callback done;
+  };
+  void Run();
+
+  std::mutex mu_;  // guards queue_ and stop_
+  std::condition_variable cv_;
+  std::deque<Request> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace dbw::identity

@@ -1,0 +1,44 @@
+// Encoders for the messages dbwarden synthesises (errors, notices, results, startup packets).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "userspace/protocol/postgres/types.h"
+
+namespace dbw::pg {
+
+using Bytes = std::vector<std::byte>;
+
+struct ErrorFields {
+  std::string_view severity = "ERROR";  // ERROR, FATAL, PANIC / NOTICE, WARNING, INFO ...
+  std::string_view sqlstate;
+  std::string_view message;
+  std::string_view detail;
+  std::string_view hint;
+};
+
+// Backend messages.
+void AppendErrorResponse(Bytes* out, const ErrorFields& fields);
+void AppendNoticeResponse(Bytes* out, const ErrorFields& fields);
+void AppendReadyForQuery(Bytes* out, uint8_t status);
+void AppendCommandComplete(Bytes* out, std::string_view tag);
+void AppendEmptyQueryResponse(Bytes* out);
+void AppendRowDescription(Bytes* out, std::span<const FieldDescription> fields);
+void AppendDataRow(Bytes* out, std::span<const std::optional<std::span<const std::byte>>> values);
+void AppendBackendKeyData(Bytes* out, const BackendKeyData& key);
+void AppendAuthenticationSasl(Bytes* out, std::span<const std::string_view> mechanisms);
+void AppendParameterStatus(Bytes* out, std::string_view name, std::string_view value);
+
+// Frontend messages.
+void AppendStartupMessage(Bytes* out, const StartupMessage& message);
+void AppendSslRequest(Bytes* out);
+void AppendCancelRequest(Bytes* out, const CancelRequest& cancel);
+void AppendQuery(Bytes* out, std::string_view sql);
+void AppendTerminate(Bytes* out);
+void AppendSync(Bytes* out);
+
+}  // namespace dbw::pg

@@ -1,0 +1,313 @@
+// The PostgreSQL session state machine.
+#include "userspace/protocol/postgres/session.h"
+
+#include "userspace/protocol/postgres/parse.h"
+
+namespace dbw::pg {
+namespace {
+const std::shared_ptr<const std::string>& UnknownStatement() {
+  static const auto* unknown = new std::shared_ptr<const std::string>(
+      std::make_shared<const std::string>(""));
+  return *unknown;
+}
+}  // namespace
+
+const char* PhaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kStartup: return "startup";
+    case Phase::kAuthenticating: return "authenticating";
+    case Phase::kInitializing: return "initializing";
+    case Phase::kReady: return "ready";
+    case Phase::kCopyIn: return "copy_in";
+    case Phase::kCopyOut: return "copy_out";
+    case Phase::kCopyBoth: return "copy_both";
+    case Phase::kTerminated: return "terminated";
+  }
+  return "unknown";
+}
+
+void SessionState::OnStartup(const StartupMessage& message) {
+  user_ = std::string(message.Param("user"));
+  database_ = std::string(message.Param("database"));
+  if (database_.empty()) database_ = user_;  // the server's default
+  application_name_ = std::string(message.Param("application_name"));
+  phase_ = Phase::kAuthenticating;
+}
+
+void SessionState::Push(Request kind, std::unique_ptr<Execution> execution) {
+  pending_.push_back(Pending{kind, std::move(execution)});
+}
+
+bool SessionState::OnFrontend(const Frame& frame, uint64_t now_ns, std::string* error) {
+  if (discard_until_sync_ && frame.type != fe::kSync && frame.type != fe::kTerminate) {
+    // Still validated: the relay fails closed on malformed input even when the server
+    // would skip it.
+    return ValidateMessage(Direction::kFrontend, frame, error);
+  }
+  return HandleFrontendBody(frame, now_ns, error);
+}
+
+bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::string* error) {
+  switch (frame.type) {
+    case fe::kQuery: {
+      QueryMessage m;
+      if (!ParseQuery(frame.body, &m, error)) return false;
+      auto e = std::make_unique<Execution>();
+      e->sql = std::make_shared<const std::string>(m.sql);
+      e->start_ns = now_ns;
+      Push(Request::kQuery, std::move(e));
+      return true;
+    }
+    case fe::kParse: {
+      ParseMessage m;
+      if (!ParseParse(frame.body, &m, error)) return false;
+      statements_[std::string(m.name)] = std::make_shared<const std::string>(m.sql);
+      Push(Request::kParse);
+      return true;
+    }
+    case fe::kBind: {
+      BindMessage m;
+      if (!ParseBind(frame.body, &m, error)) return false;
+      auto it = statements_.find(std::string(m.statement));
+      std::string portal(m.portal);
+      portals_[portal] = it != statements_.end() ? it->second : UnknownStatement();
+      portal_statement_[portal] = std::string(m.statement);
+      Push(Request::kBind);
+      return true;
+    }
+    case fe::kDescribe: {
+      DescribeMessage m;
+      if (!ParseDescribe(frame.body, &m, error)) return false;
+      Push(Request::kDescribe);
+      return true;
+    }
+    case fe::kClose: {
+      CloseMessage m;
+      if (!ParseClose(frame.body, &m, error)) return false;
+      if (m.kind == 'S') {
+        statements_.erase(std::string(m.name));
+      } else {
+        portals_.erase(std::string(m.name));
+        portal_statement_.erase(std::string(m.name));
+      }
+      Push(Request::kClose);
+      return true;
+    }
+    case fe::kExecute: {
+      ExecuteMessage m;
+      if (!ParseExecute(frame.body, &m, error)) return false;
+      auto e = std::make_unique<Execution>();
+      e->extended = true;
+      e->portal = std::string(m.portal);
+      auto it = portals_.find(e->portal);
+      e->sql = it != portals_.end() ? it->second : UnknownStatement();
+      auto st = portal_statement_.find(e->portal);
+      if (st != portal_statement_.end()) e->statement_name = st->second;
+      e->start_ns = now_ns;
+      Push(Request::kExecute, std::move(e));
+      return true;
+    }
+    case fe::kSync:
+      discard_until_sync_ = false;
+      Push(Request::kSync);
+      return true;
+    case fe::kFunctionCall: {
+      FunctionCallMessage m;
+      if (!ParseFunctionCall(frame.body, &m, error)) return false;
+      Push(Request::kFunctionCall);
+      return true;
+    }
+    case fe::kCopyDone:
+    case fe::kCopyFail:
+      if (frame.type == fe::kCopyFail) {
+        CopyFailMessage m;
+        if (!ParseCopyFail(frame.body, &m, error)) return false;
+      }
+      if (phase_ == Phase::kCopyIn || phase_ == Phase::kCopyBoth) phase_ = Phase::kReady;
+      return true;
+    case fe::kTerminate:
+      phase_ = Phase::kTerminated;
+      return true;
+    case fe::kFlush:
+    case fe::kCopyData:
+    case fe::kPassword:
+      return true;
+    default:
+      *error = "unknown frontend message type";
+      return false;
+  }
+}
+
+Execution* SessionState::CurrentExecution() {
+  if (pending_.empty()) return nullptr;
+  Pending& head = pending_.front();
+  return head.execution.get();
+}
+
+void SessionState::Complete(Pending* p, uint64_t now_ns) {
+  if (p->execution == nullptr) return;
+  p->execution->end_ns = now_ns;
+  if (observer_ != nullptr) observer_->OnExecutionComplete(*p->execution);
+  p->execution.reset();
+}
+
+void SessionState::PopUntil(Request kind) {
+  while (!pending_.empty() && pending_.front().kind != kind) pending_.pop_front();
+}
+
+void SessionState::OnError(std::string_view sqlstate, std::string_view message, uint64_t now_ns) {
+  if (pending_.empty()) return;
+  Pending& head = pending_.front();
+  if (head.execution != nullptr) {
+    head.execution->sqlstate = std::string(sqlstate);
+    head.execution->error_message = std::string(message);
+  }
+  switch (head.kind) {
+    case Request::kQuery:
+    case Request::kFunctionCall:
+    case Request::kSync:
+      return;  // answered by the ReadyForQuery that follows
+    default:
+      break;
+  }
+  // Extended protocol: the server skips every message up to the next Sync.
+  Complete(&head, now_ns);
+  pending_.pop_front();
+  PopUntil(Request::kSync);
+  if (pending_.empty()) discard_until_sync_ = true;
+}
+
+bool SessionState::OnBackend(const Frame& frame, uint64_t now_ns, std::string* error) {
+  if (Execution* e = CurrentExecution()) e->bytes_out += frame.WireSize();
+  return HandleBackendBody(frame, now_ns, error);
+}
+
+bool SessionState::HandleBackendBody(const Frame& frame, uint64_t now_ns, std::string* error) {
+  auto pop_if = [this](Request kind) {
+    if (!pending_.empty() && pending_.front().kind == kind) pending_.pop_front();
+  };
+  switch (frame.type) {
+    case be::kAuthentication: {
+      AuthenticationMessage m;
+      if (!ParseAuthentication(frame.body, &m, error)) return false;
+      last_auth_ = m.code;
+      if (m.code == AuthCode::kOk) phase_ = Phase::kInitializing;
+      return true;
+    }
+    case be::kBackendKeyData:
+      return ParseBackendKeyData(frame.body, &backend_key_, error);
+    case be::kParameterStatus: {
+      ParameterStatusMessage m;
+      if (!ParseParameterStatus(frame.body, &m, error)) return false;
+      if (m.name == "application_name") application_name_ = std::string(m.value);
+      return true;
+    }
+    case be::kReadyForQuery: {
+      ReadyForQueryMessage m;
+      if (!ParseReadyForQuery(frame.body, &m, error)) return false;
+      tx_status_ = m.status;
+      // The first ReadyForQuery answers the startup, not a request.
+      bool answers_request = phase_ != Phase::kInitializing && phase_ != Phase::kAuthenticating &&
+                             phase_ != Phase::kStartup;
+      phase_ = Phase::kReady;
+      if (answers_request && !pending_.empty()) {
+        Request kind = pending_.front().kind;
+        if (kind == Request::kQuery || kind == Request::kSync || kind == Request::kFunctionCall) {
+          Complete(&pending_.front(), now_ns);
+          pending_.pop_front();
+        }
+      }
+      if (tx_status_ == 'I') {
+        // Unnamed and named portals do not outlive their transaction.
+        portals_.clear();
+        portal_statement_.clear();
+      }
+      return true;
+    }
+    case be::kParseComplete: pop_if(Request::kParse); return true;
+    case be::kBindComplete: pop_if(Request::kBind); return true;
+    case be::kCloseComplete: pop_if(Request::kClose); return true;
+    case be::kNoData: pop_if(Request::kDescribe); return true;
+    case be::kParameterDescription: {
+      ParameterDescriptionMessage m;
+      return ParseParameterDescription(frame.body, &m, error);
+    }
+    case be::kRowDescription: {
+      RowDescriptionMessage m;
+      if (!ParseRowDescription(frame.body, &m, error)) return false;
+      pop_if(Request::kDescribe);
+      return true;
+    }
+    case be::kDataRow:
+      if (Execution* e = CurrentExecution()) ++e->rows;
+      return true;
+    case be::kCommandComplete:
+    case be::kEmptyQueryResponse:
+    case be::kPortalSuspended: {
+      CommandCompleteMessage m;
+      if (frame.type == be::kCommandComplete && !ParseCommandComplete(frame.body, &m, error))
+        return false;
+      if (phase_ == Phase::kCopyOut || phase_ == Phase::kCopyIn) phase_ = Phase::kReady;
+      if (pending_.empty()) return true;
+      Pending& head = pending_.front();
+      if (head.execution != nullptr) {
+        head.execution->command_tags.emplace_back(m.tag);
+        if (auto n = RowsFromCommandTag(m.tag); n && *n > head.execution->rows)
+          head.execution->rows = *n;
+        head.execution->suspended = frame.type == be::kPortalSuspended;
+      }
+      if (head.kind == Request::kExecute) {
+        Complete(&head, now_ns);
+        pending_.pop_front();
+      }
+      return true;
+    }
+    case be::kErrorResponse: {
+      ErrorMessage m;
+      if (!ParseErrorOrNotice(frame.body, &m, error)) return false;
+      if (phase_ == Phase::kCopyIn || phase_ == Phase::kCopyOut || phase_ == Phase::kCopyBoth)
+        phase_ = Phase::kReady;
+      OnError(m.Field('C'), m.Field('M'), now_ns);
+      return true;
+    }
+    case be::kCopyInResponse:
+    case be::kCopyOutResponse:
+    case be::kCopyBothResponse: {
+      CopyResponseMessage m;
+      if (!ParseCopyResponse(frame.body, &m, error)) return false;
+      phase_ = frame.type == be::kCopyInResponse    ? Phase::kCopyIn
+               : frame.type == be::kCopyOutResponse ? Phase::kCopyOut
+                                                    : Phase::kCopyBoth;
+      return true;
+    }
+    case be::kCopyDone:
+      if (phase_ == Phase::kCopyOut || phase_ == Phase::kCopyBoth) phase_ = Phase::kReady;
+      return true;
+    default:
+      return ValidateMessage(Direction::kBackend, frame, error);
+  }
+}
+
+void SessionState::OnBackendStreamed(uint8_t type, uint32_t length, uint64_t now_ns) {
+  if (Execution* e = CurrentExecution()) {
+    e->bytes_out += 1 + uint64_t{length};
+    if (type == be::kDataRow) ++e->rows;
+  }
+}
+
+void SessionState::OnFrontendStreamed(uint8_t type, uint32_t length, uint64_t now_ns) {}
+
+void SessionState::OnClose(uint64_t now_ns, const std::string& reason) {
+  for (auto& p : pending_) {
+    if (p.execution == nullptr) continue;
+    if (p.execution->sqlstate.empty()) {
+      p.execution->sqlstate = "08006";
+      p.execution->error_message = reason;
+    }
+    Complete(&p, now_ns);
+  }
+  pending_.clear();
+  phase_ = Phase::kTerminated;
+}
+
+}  // namespace dbw::pg

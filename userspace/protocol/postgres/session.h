@@ -1,0 +1,110 @@
+// The PostgreSQL session state machine shared by the relay and the passive tap: phase,
+// transaction status, named statements and portals, and which response answers which request.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "userspace/protocol/postgres/types.h"
+
+namespace dbw::pg {
+
+enum class Phase {
+  kStartup,         // waiting for the StartupMessage
+  kAuthenticating,  // StartupMessage sent, no AuthenticationOk yet
+  kInitializing,    // AuthenticationOk seen, waiting for the first ReadyForQuery
+  kReady,           // ReadyForQuery seen; requests may be in flight
+  kCopyIn,
+  kCopyOut,
+  kCopyBoth,
+  kTerminated,
+};
+const char* PhaseName(Phase phase);
+
+// One executed statement: a simple Query message, or an extended-protocol Execute traced back
+// through its portal to the Parse that created the statement.
+struct Execution {
+  std::shared_ptr<const std::string> sql;  // shared with the statement map; never null
+  bool extended = false;
+  std::string statement_name;  // extended protocol only
+  std::string portal;          // extended protocol only
+  uint64_t start_ns = 0;
+  uint64_t end_ns = 0;
+  uint64_t rows = 0;       // DataRow messages, or the tag's count when larger (COPY, DML)
+  uint64_t bytes_out = 0;  // backend bytes attributed to this execution
+  std::vector<std::string> command_tags;  // one per statement of a simple Query
+  std::string sqlstate;                   // set when the execution failed
+  std::string error_message;
+  bool suspended = false;  // PortalSuspended: row limit reached, portal still open
+};
+
+class SessionObserver {
+ public:
+  virtual ~SessionObserver() = default;
+  virtual void OnExecutionComplete(const Execution& execution) = 0;
+};
+
+class SessionState {
+ public:
+  explicit SessionState(SessionObserver* observer) : observer_(observer) {}
+
+  // For a connection picked up after its startup (the passive tap): treat it as ready.
+  void AssumeReady() { phase_ = Phase::kReady; }
+  // A parsed StartupMessage (not SSLRequest/CancelRequest).
+  void OnStartup(const StartupMessage& message);
+  // Whole messages. Return false with *error when the body is malformed.
+  bool OnFrontend(const Frame& frame, uint64_t now_ns, std::string* error);
+  bool OnBackend(const Frame& frame, uint64_t now_ns, std::string* error);
+  // Messages passed through without buffering their bodies (DataRow, CopyData).
+  void OnBackendStreamed(uint8_t type, uint32_t length, uint64_t now_ns);
+  void OnFrontendStreamed(uint8_t type, uint32_t length, uint64_t now_ns);
+  // The connection ended; unfinished executions are reported with `reason` as their error.
+  void OnClose(uint64_t now_ns, const std::string& reason);
+
+  Phase phase() const { return phase_; }
+  uint8_t transaction_status() const { return tx_status_; }
+  AuthCode last_auth_request() const { return last_auth_; }
+  const std::string& user() const { return user_; }
+  const std::string& database() const { return database_; }
+  const std::string& application_name() const { return application_name_; }
+  const BackendKeyData& backend_key() const { return backend_key_; }
+  // Requests sent but not yet answered; the relay uses the number of pending Syncs/Queries
+  // to order the responses it synthesises.
+  size_t pending_requests() const { return pending_.size(); }
+  size_t prepared_statements() const { return statements_.size(); }
+
+ private:
+  enum class Request : uint8_t { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall };
+  struct Pending {
+    Request kind;
+    std::unique_ptr<Execution> execution;  // kQuery and kExecute
+  };
+
+  bool HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::string* error);
+  bool HandleBackendBody(const Frame& frame, uint64_t now_ns, std::string* error);
+  void OnError(std::string_view sqlstate, std::string_view message, uint64_t now_ns);
+  void Complete(Pending* p, uint64_t now_ns);
+  Execution* CurrentExecution();
+  void PopUntil(Request kind);
+  void Push(Request kind, std::unique_ptr<Execution> execution = nullptr);
+
+  SessionObserver* observer_;
+  Phase phase_ = Phase::kStartup;
+  uint8_t tx_status_ = 'I';
+  AuthCode last_auth_ = AuthCode::kOk;
+  std::string user_;
+  std::string database_;
+  std::string application_name_;
+  BackendKeyData backend_key_;
+  bool discard_until_sync_ = false;  // the server skips messages after an extended-protocol error
+  std::deque<Pending> pending_;
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> statements_;
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> portals_;
+  std::unordered_map<std::string, std::string> portal_statement_;
+};
+
+}  // namespace dbw::pg

@@ -1,0 +1,45 @@
+// Relay settings, filled from the agent's configuration.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dbw::relay {
+
+struct TlsServerOptions {
+  std::string cert;       // PEM certificate chain presented to clients
+  std::string key;        // PEM private key
+  std::string client_ca;  // optional: request and verify client certificates
+};
+
+struct TlsClientOptions {
+  std::string ca;           // PEM CA bundle that must sign the upstream's certificate
+  std::string cert;         // optional client certificate for the upstream
+  std::string key;
+  std::string server_name;  // optional: verify this host name and send it as SNI
+};
+
+struct TargetOptions {
+  std::string name;
+  std::string env;
+  std::string listen_host;
+  uint16_t listen_port = 0;
+  std::string upstream_host;  // numeric address (resolved when the config is loaded)
+  uint16_t upstream_port = 0;
+  std::optional<TlsServerOptions> tls;
+  std::optional<TlsClientOptions> upstream_tls;
+};
+
+struct RelayOptions {
+  int workers = 0;  // 0: one per core
+  std::chrono::milliseconds shutdown_grace{30000};
+  std::chrono::milliseconds connect_timeout{10000};
+  // DataRow/CopyData messages larger than this stream through instead of being buffered.
+  size_t stream_threshold = 1 << 20;
+  std::vector<TargetOptions> targets;
+};
+
+}  // namespace dbw::relay

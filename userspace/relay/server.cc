@@ -1,0 +1,151 @@
+// RelayServer: listeners, workers, and the drain on shutdown.
+#include "userspace/relay/server.h"
+
+#include <chrono>
+#include <future>
+
+#include "userspace/common/logging.h"
+#include "userspace/relay/session.h"
+#include "userspace/relay/tls.h"
+
+namespace dbw::relay {
+
+RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
+                         identity::PeerResolver* resolver)
+    : options_(std::move(options)) {
+  auto& m = MetricsRegistry::Global();
+  metrics_ = RelayMetrics{
+      m.GetGauge("dbwarden_relay_sessions_active", "Client sessions open on the relay"),
+      m.GetCounter("dbwarden_relay_sessions_total", "Client sessions accepted by the relay"),
+      m.GetCounter("dbwarden_relay_statements_total", "Statements relayed"),
+      m.GetCounter("dbwarden_relay_protocol_violations_total",
+                   "Sessions ended because of malformed protocol bytes"),
+      m.GetCounter("dbwarden_relay_upstream_errors_total",
+                   "Sessions that could not reach or keep their upstream server"),
+      m.GetCounter("dbwarden_relay_cancels_forwarded_total", "Cancel requests routed upstream"),
+      m.GetCounter("dbwarden_relay_bytes_total", "Bytes relayed", "direction=\"to_upstream\""),
+      m.GetCounter("dbwarden_relay_bytes_total", "Bytes relayed", "direction=\"to_client\""),
+  };
+  deps_ = SessionDeps{sink, resolver, &cancels_, &options_, &metrics_, &targets_};
+}
+
+RelayServer::~RelayServer() { Shutdown(); }
+
+Status RelayServer::Start() {
+  boost::system::error_code ec;
+  for (const TargetOptions& t : options_.targets) {
+    auto rt = std::make_unique<TargetRuntime>();
+    rt->options = t;
+    auto up = asio::ip::make_address(t.upstream_host, ec);
+    if (ec) return InvalidArgument("target " + t.name + ": bad upstream address " + t.upstream_host);
+    rt->upstream = tcp::endpoint(up, t.upstream_port);
+    if (t.tls) {
+      auto ctx = MakeServerContext(*t.tls);
+      if (!ctx.ok()) return InvalidArgument("target " + t.name + ": " + ctx.status().message());
+      rt->server_tls = std::move(*ctx);
+    }
+    if (t.upstream_tls) {
+      auto ctx = MakeClientContext(*t.upstream_tls);
+      if (!ctx.ok()) return InvalidArgument("target " + t.name + ": " + ctx.status().message());
+      rt->client_tls = std::move(*ctx);
+    }
+    auto addr = asio::ip::make_address(t.listen_host, ec);
+    if (ec) return InvalidArgument("target " + t.name + ": bad listen address " + t.listen_host);
+    tcp::endpoint listen(addr, t.listen_port);
+    auto acceptor = std::make_unique<tcp::acceptor>(accept_context_);
+    acceptor->open(listen.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor->bind(listen, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Unavailable("target " + t.name + ": cannot listen on " + t.listen_host + ":" +
+                         std::to_string(t.listen_port) + ": " + ec.message());
+    }
+    targets_.push_back(std::move(rt));
+    acceptors_.push_back(std::move(acceptor));
+  }
+  int n = options_.workers > 0 ? options_.workers
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->thread = std::thread([worker] {
+      auto guard = asio::make_work_guard(worker->context);
+      worker->context.run();
+    });
+  }
+  for (size_t i = 0; i < acceptors_.size(); ++i) Accept(i);
+  accept_thread_ = std::thread([this] { accept_context_.run(); });
+  started_ = true;
+  for (const auto& t : targets_) {
+    DBW_LOG(kInfo) << "target " << t->options.name << " (" << t->options.env << "): listening on "
+                   << t->options.listen_host << ":" << t->options.listen_port << ", upstream "
+                   << t->upstream;
+  }
+  return Status::Ok();
+}
+
+void RelayServer::Accept(size_t target_index) {
+  Worker* worker = workers_[next_worker_++ % workers_.size()].get();
+  acceptors_[target_index]->async_accept(
+      worker->context, [this, target_index, worker](const boost::system::error_code& ec,
+                                                    tcp::socket socket) {
+        if (ec == asio::error::operation_aborted) return;  // shutting down
+        if (!ec) {
+          const TargetRuntime* target = targets_[target_index].get();
+          asio::post(worker->context, [this, worker, target, s = std::move(socket)]() mutable {
+            std::make_shared<Session>(worker, target, std::move(s), deps_)->Start();
+          });
+        } else {
+          DBW_LOG(kWarning) << "accept failed: " << ec.message();
+        }
+        Accept(target_index);
+      });
+}
+
+size_t RelayServer::active_sessions() const {
+  int64_t n = metrics_.sessions_active->value();
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+void RelayServer::Shutdown() {
+  if (!started_) return;
+  started_ = false;
+  asio::post(accept_context_, [this] {
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a->close(ec);
+    }
+  });
+  accept_thread_.join();
+
+  auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+  if (active_sessions() > 0) {
+    DBW_LOG(kInfo) << "draining " << active_sessions() << " session(s) for up to "
+                   << options_.shutdown_grace.count() << " ms";
+  }
+  while (active_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : workers_) {
+    std::promise<void> done;
+    asio::post(w->context, [worker = w.get(), &done] {
+      // Copy: Terminate may end sessions synchronously and edit the set.
+      std::vector<Session*> open(worker->sessions.begin(), worker->sessions.end());
+      for (Session* s : open)
+        s->Terminate("57P01", "terminating connection because dbwarden is shutting down");
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  // Give the FATAL messages a moment to be written, then stop.
+  auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (active_sessions() > 0 && std::chrono::steady_clock::now() < hard) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (auto& w : workers_) w->context.stop();
+  for (auto& w : workers_) w->thread.join();
+  workers_.clear();
+}
+
+}  // namespace dbw::relay

@@ -1,0 +1,95 @@
+// RelayServer: listeners for every target and the worker threads that run sessions.
+#pragma once
+
+#include <atomic>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <memory>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "userspace/audit/sink.h"
+#include "userspace/common/metrics.h"
+#include "userspace/common/status.h"
+#include "userspace/identity/peer_process.h"
+#include "userspace/relay/cancel_registry.h"
+#include "userspace/relay/options.h"
+
+namespace dbw::relay {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class Session;
+
+// A target with what its sessions share: resolved upstream endpoint and TLS contexts.
+struct TargetRuntime {
+  TargetOptions options;
+  tcp::endpoint upstream;
+  std::unique_ptr<asio::ssl::context> server_tls;  // client leg, when tls is configured
+  std::unique_ptr<asio::ssl::context> client_tls;  // upstream leg, when upstream_tls is set
+};
+
+struct RelayMetrics {
+  Gauge* sessions_active;
+  Counter* sessions_total;
+  Counter* statements_total;
+  Counter* protocol_violations;
+  Counter* upstream_errors;
+  Counter* cancels_forwarded;
+  Counter* bytes_client_to_upstream;
+  Counter* bytes_upstream_to_client;
+};
+
+// One thread and its io_context. Sessions never leave the worker they start on, so the
+// session set is touched only by this worker's thread.
+struct Worker {
+  // Declared first so it is destroyed last: destroying the context destroys the handlers
+  // that still own sessions, and a session's destructor removes itself from this set.
+  std::unordered_set<Session*> sessions;
+  asio::io_context context{1};
+  std::thread thread;
+};
+
+// What a session needs from the server; outlives every session.
+struct SessionDeps {
+  audit::EventSink* sink;
+  identity::PeerResolver* resolver;
+  CancelRegistry* cancels;
+  const RelayOptions* options;
+  RelayMetrics* metrics;
+  const std::vector<std::unique_ptr<TargetRuntime>>* targets;
+};
+
+class RelayServer {
+ public:
+  RelayServer(RelayOptions options, audit::EventSink* sink, identity::PeerResolver* resolver);
+  ~RelayServer();
+
+  // Binds every listener and starts the workers. Fails without side effects when a listener
+  // cannot be bound or a TLS file cannot be loaded.
+  Status Start();
+  // Stops accepting, lets sessions finish for up to shutdown_grace, then ends the rest with
+  // a FATAL 57P01 and joins the workers.
+  void Shutdown();
+  size_t active_sessions() const;
+
+ private:
+  void Accept(size_t target_index);
+
+  RelayOptions options_;
+  SessionDeps deps_;
+  RelayMetrics metrics_;
+  CancelRegistry cancels_;
+  std::vector<std::unique_ptr<TargetRuntime>> targets_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  asio::io_context accept_context_{1};
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::thread accept_thread_;
+  std::atomic<size_t> next_worker_{0};
+  bool started_ = false;
+};
+
+}  // namespace dbw::relay

@@ -1,0 +1,584 @@
+// Session: startup negotiation, the two-way pump, and the session's audit events.
+#include "userspace/relay/session.h"
+
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "userspace/common/logging.h"
+#include "userspace/protocol/postgres/encoder.h"
+#include "userspace/protocol/postgres/parse.h"
+#include "userspace/relay/tls.h"
+
+namespace dbw::relay {
+namespace {
+
+constexpr size_t kInitialBuffer = 64 * 1024;
+constexpr size_t kMinReadSpace = 16 * 1024;
+
+uint64_t MonotonicNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string NewSessionId() {
+  unsigned char raw[8];
+  if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    uint64_t t = MonotonicNs();
+    std::memcpy(raw, &t, sizeof(raw));
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char c : raw) {
+    id += kHex[c >> 4];
+    id += kHex[c & 0xf];
+  }
+  return id;
+}
+
+std::string EndpointText(const tcp::endpoint& ep) {
+  auto addr = ep.address();
+  std::string host = addr.to_string();
+  if (addr.is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+Session::Session(Worker* worker, const TargetRuntime* target, tcp::socket client,
+                 const SessionDeps& deps)
+    : worker_(worker),
+      target_(target),
+      deps_(deps),
+      id_(NewSessionId()),
+      client_(std::move(client)),
+      timer_(worker->context),
+      state_(this),
+      client_decoder_(pg::Direction::kFrontend, this, deps.options->stream_threshold),
+      upstream_decoder_(pg::Direction::kBackend, this, deps.options->stream_threshold) {
+  worker_->sessions.insert(this);
+  deps_.metrics->sessions_active->Add(1);
+  deps_.metrics->sessions_total->Add();
+}
+
+Session::~Session() {
+  worker_->sessions.erase(this);
+  deps_.metrics->sessions_active->Add(-1);
+  if (client_key_) deps_.cancels->Unregister(*client_key_);
+}
+
+void Session::Start() {
+  boost::system::error_code ec;
+  auto remote = client_.transport.socket().remote_endpoint(ec);
+  if (ec) {
+    Close("client gone before start");
+    return;
+  }
+  principal_.client_addr = EndpointText(remote);
+  client_.transport.socket().set_option(tcp::no_delay(true), ec);
+  client_.in.resize(kInitialBuffer);
+  ResolvePeer();
+  ReadStartup();
+}
+
+void Session::ResolvePeer() {
+  boost::system::error_code ec;
+  auto remote = client_.transport.socket().remote_endpoint(ec);
+  auto local = client_.transport.socket().local_endpoint(ec);
+  if (ec || !remote.address().is_loopback()) {
+    peer_resolved_ = true;
+    return;
+  }
+  identity::Endpoint client{remote.address().to_string(), remote.port()};
+  identity::Endpoint server{local.address().to_string(), local.port()};
+  std::weak_ptr<Session> weak = weak_from_this();
+  auto executor = worker_->context.get_executor();
+  deps_.resolver->Resolve(client, server, [weak, executor](std::optional<identity::ProcessInfo> p) {
+    asio::post(executor, [weak, p = std::move(p)]() mutable {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;
+      self->process_ = std::move(p);
+      self->peer_resolved_ = true;
+      if (self->start_pending_) self->EmitSessionStart();
+      self->MaybeStartClientPump();
+    });
+  });
+}
+
+// ---- Startup ----
+
+void Session::ReadStartup() {
+  auto self = shared_from_this();
+  auto& buf = client_.in;
+  client_.transport.AsyncReadSome(
+      asio::buffer(buf.data() + client_.in_len, buf.size() - client_.in_len),
+      [this, self](const boost::system::error_code& ec, size_t n) {
+        if (ec || closing_) {
+          Close(ec ? "client closed during startup" : "closing");
+          return;
+        }
+        client_.in_len += n;
+        OnStartupData();
+      });
+}
+
+void Session::OnStartupData() {
+  std::span<const std::byte> in(client_.in.data(), client_.in_len);
+  pg::Frame frame;
+  std::string error;
+  pg::ParseState st = pg::ParseFrame(pg::Direction::kFrontend, true, &in, &frame, &error);
+  if (st == pg::ParseState::kNeedMoreData) {
+    ReadStartup();
+    return;
+  }
+  if (st == pg::ParseState::kInvalid) {
+    Fail(audit::EventKind::kProtocolViolation, "08P01", "invalid startup packet: " + error);
+    return;
+  }
+  pg::StartupPacket packet;
+  if (!pg::ParseStartupPacket(frame.body, &packet, &error)) {
+    Fail(audit::EventKind::kProtocolViolation, "08P01", "invalid startup packet: " + error);
+    return;
+  }
+  size_t used = frame.WireSize();
+  auto consume = [this, used] {
+    std::memmove(client_.in.data(), client_.in.data() + used, client_.in_len - used);
+    client_.in_len -= used;
+  };
+  switch (packet.kind) {
+    case pg::StartupKind::kSslRequest:
+    case pg::StartupKind::kGssEncRequest: {
+      consume();
+      bool accept = packet.kind == pg::StartupKind::kSslRequest && target_->server_tls &&
+                    !client_.transport.tls();
+      if (client_.in_len != 0) {
+        // Bytes after an SSLRequest would be read as plaintext before the handshake.
+        Fail(audit::EventKind::kProtocolViolation, "08P01",
+             "unexpected data after encryption request");
+        return;
+      }
+      auto self = shared_from_this();
+      client_.out.assign(1, static_cast<std::byte>(accept ? 'S' : 'N'));
+      client_.transport.AsyncWrite(asio::buffer(client_.out),
+                                   [this, self, accept](const boost::system::error_code& ec, size_t) {
+                                     if (ec) {
+                                       Close("client closed during SSL negotiation");
+                                     } else if (accept) {
+                                       StartClientTls();
+                                     } else {
+                                       ReadStartup();
+                                     }
+                                   });
+      return;
+    }
+    case pg::StartupKind::kCancel:
+      HandleCancel(packet.cancel);
+      return;
+    case pg::StartupKind::kStartup:
+      break;
+  }
+  state_.OnStartup(packet.startup);
+  principal_.db_user = state_.user();
+  principal_.database = state_.database();
+  principal_.application_name = state_.application_name();
+  startup_bytes_.assign(client_.in.begin(), client_.in.begin() + static_cast<ptrdiff_t>(used));
+  consume();
+  ConnectUpstream();
+}
+
+void Session::StartClientTls() {
+  client_.transport.EnableTls(*target_->server_tls);
+  auto self = shared_from_this();
+  timer_.expires_after(deps_.options->connect_timeout);
+  timer_.async_wait([this, self](const boost::system::error_code& ec) {
+    if (!ec && !closed_ && !upstream_) Close("client TLS handshake timed out");
+  });
+  client_.transport.tls_stream()->async_handshake(
+      asio::ssl::stream_base::server, [this, self](const boost::system::error_code& ec) {
+        timer_.cancel();
+        if (ec) {
+          DBW_LOG(kInfo) << "session " << id_ << ": client TLS handshake failed: " << ec.message();
+          Close("client TLS handshake failed");
+          return;
+        }
+        principal_.tls_subject =
+            PeerCertificateSubject(client_.transport.tls_stream()->native_handle());
+        ReadStartup();
+      });
+}
+
+void Session::HandleCancel(const pg::CancelRequest& request) {
+  auto upstream = deps_.cancels->Find(request);
+  if (!upstream) {
+    // As PostgreSQL does: no answer either way, so a guesser learns nothing.
+    DBW_LOG(kInfo) << "session " << id_ << ": cancel request with unknown key ignored";
+    Close("cancel request (unknown key)");
+    return;
+  }
+  const TargetRuntime* target = nullptr;
+  for (const auto& t : *deps_.targets)
+    if (t->options.name == upstream->target) target = t.get();
+  if (target == nullptr) {
+    Close("cancel request for a removed target");
+    return;
+  }
+  // The cancel goes over its own plain connection; the server answers nothing and closes.
+  upstream_ = std::make_unique<Leg>(tcp::socket(worker_->context));
+  pg::AppendCancelRequest(&upstream_->out, pg::CancelRequest{upstream->key.pid, upstream->key.key});
+  auto self = shared_from_this();
+  upstream_->transport.socket().async_connect(
+      target->upstream, [this, self](const boost::system::error_code& ec) {
+        if (ec) {
+          Close("cancel: upstream unreachable");
+          return;
+        }
+        upstream_->transport.AsyncWrite(asio::buffer(upstream_->out),
+                                        [this, self](const boost::system::error_code&, size_t) {
+                                          deps_.metrics->cancels_forwarded->Add();
+                                          Close("cancel request forwarded");
+                                        });
+      });
+}
+
+void Session::ConnectUpstream() {
+  upstream_ = std::make_unique<Leg>(tcp::socket(worker_->context));
+  upstream_->in.resize(kInitialBuffer);
+  auto self = shared_from_this();
+  timer_.expires_after(deps_.options->connect_timeout);
+  timer_.async_wait([this, self](const boost::system::error_code& ec) {
+    if (!ec && !upstream_ready_ && !closed_) {
+      boost::system::error_code ignored;
+      upstream_->transport.socket().close(ignored);  // fails the pending connect/handshake
+    }
+  });
+  upstream_->transport.socket().async_connect(
+      target_->upstream, [this, self](const boost::system::error_code& ec) {
+        if (closing_) return;
+        if (ec) {
+          timer_.cancel();
+          Fail(audit::EventKind::kUpstreamError, "08006",
+               "dbwarden: could not connect to upstream server of target \"" +
+                   target_->options.name + "\": " + ec.message());
+          return;
+        }
+        OnUpstreamConnected();
+      });
+}
+
+void Session::OnUpstreamConnected() {
+  boost::system::error_code ec;
+  upstream_->transport.socket().set_option(tcp::no_delay(true), ec);
+  if (target_->client_tls) {
+    NegotiateUpstreamTls();
+  } else {
+    SendStartupUpstream();
+  }
+}
+
+void Session::NegotiateUpstreamTls() {
+  auto self = shared_from_this();
+  upstream_->out.clear();
+  pg::AppendSslRequest(&upstream_->out);
+  upstream_->transport.AsyncWrite(
+      asio::buffer(upstream_->out), [this, self](const boost::system::error_code& ec, size_t) {
+        if (ec || closing_) {
+          if (!closing_)
+            Fail(audit::EventKind::kUpstreamError, "08006", "dbwarden: upstream closed during SSL negotiation");
+          return;
+        }
+        asio::async_read(
+            upstream_->transport.socket(), asio::buffer(upstream_->in.data(), 1),
+            [this, self](const boost::system::error_code& ec, size_t) {
+              if (closing_) return;
+              if (ec || upstream_->in[0] != static_cast<std::byte>('S')) {
+                Fail(audit::EventKind::kUpstreamError, "08006",
+                     "dbwarden: upstream server of target \"" + target_->options.name +
+                         "\" does not accept TLS");
+                return;
+              }
+              upstream_->transport.EnableTls(*target_->client_tls);
+              auto* stream = upstream_->transport.tls_stream();
+              const auto& o = *target_->options.upstream_tls;
+              if (!o.server_name.empty()) {
+                SSL_set_tlsext_host_name(stream->native_handle(), o.server_name.c_str());
+                stream->set_verify_callback(asio::ssl::host_name_verification(o.server_name));
+              }
+              stream->async_handshake(
+                  asio::ssl::stream_base::client, [this, self](const boost::system::error_code& ec) {
+                    if (closing_) return;
+                    if (ec) {
+                      Fail(audit::EventKind::kUpstreamError, "08006",
+                           "dbwarden: TLS handshake with upstream server of target \"" +
+                               target_->options.name + "\" failed: " + ec.message());
+                      return;
+                    }
+                    SendStartupUpstream();
+                  });
+            });
+      });
+}
+
+void Session::SendStartupUpstream() {
+  auto self = shared_from_this();
+  upstream_->out = std::move(startup_bytes_);
+  upstream_->writing = true;
+  upstream_->transport.AsyncWrite(
+      asio::buffer(upstream_->out), [this, self](const boost::system::error_code& ec, size_t) {
+        upstream_->writing = false;
+        timer_.cancel();
+        if (closing_) {
+          FlushFatalThenClose();
+          return;
+        }
+        if (ec) {
+          Fail(audit::EventKind::kUpstreamError, "08006", "dbwarden: upstream closed during startup");
+          return;
+        }
+        upstream_ready_ = true;
+        upstream_decoder_.set_startup(false);
+        Read(Side::kUpstream);
+        MaybeStartClientPump();
+      });
+}
+
+void Session::MaybeStartClientPump() {
+  // The client's first message waits for the peer lookup, so every statement event carries
+  // the client's process.
+  if (client_pumping_ || !upstream_ready_ || !peer_resolved_ || closing_) return;
+  client_pumping_ = true;
+  if (client_.in_len > 0) {
+    OnRead(Side::kClient, {}, 0);  // bytes that arrived with the startup packet
+  } else {
+    Read(Side::kClient);
+  }
+}
+
+// ---- The pump ----
+
+void Session::Read(Side side) {
+  if (closing_) return;
+  Leg& src = leg(side);
+  if (src.in.size() - src.in_len < kMinReadSpace) src.in.resize(src.in.size() * 2);
+  auto self = shared_from_this();
+  src.transport.AsyncReadSome(
+      asio::buffer(src.in.data() + src.in_len, src.in.size() - src.in_len),
+      [this, self, side](const boost::system::error_code& ec, size_t n) { OnRead(side, ec, n); });
+}
+
+void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
+  if (closing_) {
+    FlushFatalThenClose();
+    return;
+  }
+  if (ec) {
+    if (side == Side::kClient) {
+      Close(ec == asio::error::eof ? "client disconnected" : "client connection error: " + ec.message());
+    } else {
+      Close(ec == asio::error::eof ? "upstream closed the connection"
+                                   : "upstream connection error: " + ec.message());
+    }
+    return;
+  }
+  Leg& src = leg(side);
+  Leg& dst = leg(side == Side::kClient ? Side::kUpstream : Side::kClient);
+  src.in_len += n;
+  (side == Side::kClient ? deps_.metrics->bytes_client_to_upstream
+                         : deps_.metrics->bytes_upstream_to_client)
+      ->Add(n);
+  dst.out.clear();
+  pg::StreamDecoder& decoder = side == Side::kClient ? client_decoder_ : upstream_decoder_;
+  pg::DecodeResult r = decoder.Decode({src.in.data(), src.in_len}, &dst.out);
+  if (r.error) {
+    deps_.metrics->protocol_violations->Add();
+    Fail(audit::EventKind::kProtocolViolation, "08P01",
+         side == Side::kClient ? "dbwarden: invalid message from client: " + r.reason
+                               : "dbwarden: invalid message from upstream server: " + r.reason);
+    return;
+  }
+  if (r.consumed > 0) {
+    std::memmove(src.in.data(), src.in.data() + r.consumed, src.in_len - r.consumed);
+    src.in_len -= r.consumed;
+  }
+  if (r.need > src.in.size()) src.in.resize(r.need);
+  if (closing_) {  // a handler decided to end the session
+    FlushFatalThenClose();
+    return;
+  }
+  if (dst.out.empty()) {
+    Read(side);
+    return;
+  }
+  auto self = shared_from_this();
+  dst.writing = true;
+  dst.transport.AsyncWrite(asio::buffer(dst.out),
+                           [this, self, side](const boost::system::error_code& ec, size_t) {
+                             leg(side == Side::kClient ? Side::kUpstream : Side::kClient).writing = false;
+                             OnWritten(side, ec);
+                           });
+}
+
+void Session::OnWritten(Side side, const boost::system::error_code& ec) {
+  if (closing_) {
+    FlushFatalThenClose();
+    return;
+  }
+  if (ec) {
+    Close(side == Side::kClient ? "upstream write failed: " + ec.message()
+                                : "client write failed: " + ec.message());
+    return;
+  }
+  Read(side);
+}
+
+pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, pg::Bytes* out,
+                                     std::string* reason) {
+  if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
+  if (!state_.OnFrontend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
+  return pg::MessageAction::kForward;
+}
+
+pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
+                                            std::string* reason) {
+  if (!state_.OnBackend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
+  switch (frame.type) {
+    case pg::be::kBackendKeyData: {
+      // Clients get a key of the relay's; a cancel with it is checked and routed here.
+      if (client_key_) deps_.cancels->Unregister(*client_key_);
+      client_key_ = deps_.cancels->Register({target_->options.name, state_.backend_key()});
+      pg::AppendBackendKeyData(out, *client_key_);
+      return pg::MessageAction::kHandled;
+    }
+    case pg::be::kAuthentication: {
+      if (state_.last_auth_request() != pg::AuthCode::kSasl || !client_.transport.tls())
+        return pg::MessageAction::kForward;
+      // Channel binding would bind to the relay's certificate, which the server never sees.
+      pg::AuthenticationMessage auth;
+      std::vector<std::string_view> mechs;
+      if (!pg::ParseAuthentication(frame.body, &auth, reason) ||
+          !pg::ParseSaslMechanisms(auth.data, &mechs, reason))
+        return pg::MessageAction::kReject;
+      std::erase_if(mechs, [](std::string_view m) { return m.ends_with("-PLUS"); });
+      pg::AppendAuthenticationSasl(out, mechs);
+      return pg::MessageAction::kHandled;
+    }
+    case pg::be::kReadyForQuery:
+      if (!started_event_) {
+        start_pending_ = true;
+        if (peer_resolved_) EmitSessionStart();
+      }
+      return pg::MessageAction::kForward;
+    default:
+      return pg::MessageAction::kForward;
+  }
+}
+
+void Session::OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length) {
+  if (dir == pg::Direction::kBackend) {
+    state_.OnBackendStreamed(type, length, MonotonicNs());
+  } else {
+    state_.OnFrontendStreamed(type, length, MonotonicNs());
+  }
+}
+
+// ---- Audit ----
+
+audit::Event Session::NewEvent(audit::EventKind kind) const {
+  audit::Event e;
+  e.kind = kind;
+  e.ts_us = audit::NowMicros();
+  e.session_id = id_;
+  e.target = target_->options.name;
+  e.env = target_->options.env;
+  e.principal = principal_;
+  e.process = process_;
+  return e;
+}
+
+void Session::EmitSessionStart() {
+  if (started_event_) return;
+  started_event_ = true;
+  start_pending_ = false;
+  principal_.application_name = state_.application_name();
+  deps_.sink->Submit(NewEvent(audit::EventKind::kSessionStart));
+}
+
+void Session::OnExecutionComplete(const pg::Execution& x) {
+  deps_.metrics->statements_total->Add();
+  audit::Event e = NewEvent(audit::EventKind::kStatement);
+  e.statement = audit::StatementInfo{*x.sql, x.extended ? "extended" : "simple", x.statement_name};
+  audit::ResultInfo r;
+  if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();
+  r.sqlstate = x.sqlstate;
+  r.message = x.error_message;
+  r.duration_us = x.end_ns > x.start_ns ? (x.end_ns - x.start_ns) / 1000 : 0;
+  r.rows = x.rows;
+  r.bytes = x.bytes_out;
+  e.result = std::move(r);
+  deps_.sink->Submit(std::move(e));
+}
+
+// ---- Ending ----
+
+void Session::Fail(audit::EventKind kind, std::string_view sqlstate, std::string message) {
+  if (closing_) return;
+  DBW_LOG(kInfo) << "session " << id_ << " (" << principal_.client_addr << "): " << message;
+  if (kind == audit::EventKind::kUpstreamError) deps_.metrics->upstream_errors->Add();
+  audit::Event e = NewEvent(kind);
+  e.error_sqlstate = std::string(sqlstate);
+  e.error_message = message;
+  deps_.sink->Submit(std::move(e));
+  fatal_.clear();
+  pg::AppendErrorResponse(&fatal_, {.severity = "FATAL", .sqlstate = sqlstate, .message = message});
+  end_reason_ = std::move(message);
+  closing_ = true;
+  if (upstream_) upstream_->transport.Close();  // aborts its pending reads
+  FlushFatalThenClose();
+}
+
+void Session::Terminate(std::string_view sqlstate, std::string_view message) {
+  if (closing_ || closed_) return;
+  audit::Event e = NewEvent(audit::EventKind::kSessionEnd);
+  fatal_.clear();
+  pg::AppendErrorResponse(&fatal_, {.severity = "FATAL", .sqlstate = sqlstate, .message = message});
+  end_reason_ = std::string(message);
+  closing_ = true;
+  if (upstream_) upstream_->transport.Close();
+  FlushFatalThenClose();
+}
+
+void Session::FlushFatalThenClose() {
+  if (closed_) return;
+  if (client_.writing) return;  // the write's completion calls back here
+  if (fatal_.empty()) {
+    Close(end_reason_);
+    return;
+  }
+  client_.out = std::move(fatal_);
+  fatal_.clear();
+  client_.writing = true;
+  auto self = shared_from_this();
+  client_.transport.AsyncWrite(asio::buffer(client_.out),
+                               [this, self](const boost::system::error_code&, size_t) {
+                                 client_.writing = false;
+                                 Close(end_reason_);
+                               });
+}
+
+void Session::Close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  closing_ = true;
+  timer_.cancel();
+  state_.OnClose(MonotonicNs(), reason);
+  if (started_event_ || !state_.user().empty()) {
+    audit::Event e = NewEvent(audit::EventKind::kSessionEnd);
+    e.detail = reason;
+    deps_.sink->Submit(std::move(e));
+  }
+  client_.transport.Close();
+  if (upstream_) upstream_->transport.Close();
+}
+
+}  // namespace dbw::relay

@@ -1,0 +1,101 @@
+// Session: one client connection, its upstream connection, and the pump between them.
+#pragma once
+
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+#include <boost/asio.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "userspace/audit/event.h"
+#include "userspace/protocol/postgres/decoder.h"
+#include "userspace/protocol/postgres/session.h"
+#include "userspace/relay/server.h"
+#include "userspace/relay/transport.h"
+
+namespace dbw::relay {
+
+class Session : public std::enable_shared_from_this<Session>,
+                private pg::DecoderHandler,
+                private pg::SessionObserver {
+ public:
+  Session(Worker* worker, const TargetRuntime* target, tcp::socket client, const SessionDeps& deps);
+  ~Session() override;
+
+  void Start();
+  // Ends the session with a FATAL ErrorResponse (shutdown past its grace period).
+  void Terminate(std::string_view sqlstate, std::string_view message);
+
+ private:
+  // One direction's buffers. `in` holds unprocessed input, `out` the bytes being written.
+  struct Leg {
+    explicit Leg(tcp::socket s) : transport(std::move(s)) {}
+    Transport transport;
+    pg::Bytes in;
+    size_t in_len = 0;
+    pg::Bytes out;
+    bool writing = false;
+  };
+  enum class Side { kClient, kUpstream };
+
+  // Startup: SSL negotiation, StartupMessage or CancelRequest, then the upstream connection.
+  void ReadStartup();
+  void OnStartupData();
+  void StartClientTls();
+  void HandleCancel(const pg::CancelRequest& request);
+  void ConnectUpstream();
+  void OnUpstreamConnected();
+  void NegotiateUpstreamTls();
+  void SendStartupUpstream();
+  void ResolvePeer();
+  void MaybeStartClientPump();
+
+  // The pump: read one side, decode, write the other side, repeat.
+  void Read(Side side);
+  void OnRead(Side side, const boost::system::error_code& ec, size_t n);
+  void OnWritten(Side side, const boost::system::error_code& ec);
+
+  // DecoderHandler / SessionObserver.
+  pg::MessageAction OnMessage(pg::Direction dir, const pg::Frame& frame, pg::Bytes* out,
+                              std::string* reason) override;
+  void OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length) override;
+  void OnExecutionComplete(const pg::Execution& execution) override;
+  pg::MessageAction OnBackendMessage(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+
+  // Ending: send a FATAL to the client (after any write in flight), then close both sides.
+  void Fail(audit::EventKind kind, std::string_view sqlstate, std::string message);
+  void FlushFatalThenClose();
+  void Close(const std::string& reason);
+
+  audit::Event NewEvent(audit::EventKind kind) const;
+  void EmitSessionStart();
+  Leg& leg(Side side) { return side == Side::kClient ? client_ : *upstream_; }
+
+  Worker* worker_;
+  const TargetRuntime* target_;
+  SessionDeps deps_;
+  std::string id_;
+  Leg client_;
+  std::unique_ptr<Leg> upstream_;
+  asio::steady_timer timer_;
+  pg::SessionState state_;
+  pg::StreamDecoder client_decoder_;
+  pg::StreamDecoder upstream_decoder_;
+
+  audit::Principal principal_;
+  std::optional<identity::ProcessInfo> process_;
+  bool peer_resolved_ = false;
+  bool upstream_ready_ = false;   // startup sent upstream; the client pump may run
+  bool client_pumping_ = false;
+  bool started_event_ = false;
+  bool start_pending_ = false;    // authenticated; waiting for the peer lookup to emit start
+  pg::Bytes startup_bytes_;
+  std::optional<pg::BackendKeyData> client_key_;
+  pg::Bytes fatal_;               // FATAL ErrorResponse waiting to be written
+  bool closing_ = false;
+  bool closed_ = false;
+  std::string end_reason_;
+};
+
+}  // namespace dbw::relay

@@ -1,0 +1,65 @@
+// OpenSSL contexts for both legs of the relay.
+#include "userspace/relay/tls.h"
+
+#include <openssl/bio.h>
+#include <openssl/x509.h>
+
+namespace dbw::relay {
+
+namespace ssl = boost::asio::ssl;
+
+StatusOr<std::unique_ptr<ssl::context>> MakeServerContext(const TlsServerOptions& o) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  ctx->use_certificate_chain_file(o.cert, ec);
+  if (ec) return InvalidArgument("tls.cert " + o.cert + ": " + ec.message());
+  ctx->use_private_key_file(o.key, ssl::context::pem, ec);
+  if (ec) return InvalidArgument("tls.key " + o.key + ": " + ec.message());
+  if (!o.client_ca.empty()) {
+    ctx->load_verify_file(o.client_ca, ec);
+    if (ec) return InvalidArgument("tls.client_ca " + o.client_ca + ": " + ec.message());
+    // Client certificates are optional; when one is presented it must verify.
+    ctx->set_verify_mode(ssl::verify_peer, ec);
+  }
+  return ctx;
+}
+
+StatusOr<std::unique_ptr<ssl::context>> MakeClientContext(const TlsClientOptions& o) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+  boost::system::error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  if (o.ca.empty()) return InvalidArgument("upstream_tls.ca is required");
+  ctx->load_verify_file(o.ca, ec);
+  if (ec) return InvalidArgument("upstream_tls.ca " + o.ca + ": " + ec.message());
+  ctx->set_verify_mode(ssl::verify_peer, ec);
+  if (!o.cert.empty()) {
+    ctx->use_certificate_chain_file(o.cert, ec);
+    if (ec) return InvalidArgument("upstream_tls.cert " + o.cert + ": " + ec.message());
+    ctx->use_private_key_file(o.key, ssl::context::pem, ec);
+    if (ec) return InvalidArgument("upstream_tls.key " + o.key + ": " + ec.message());
+  }
+  return ctx;
+}
+
+std::string PeerCertificateSubject(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return "";
+  std::string out;
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio != nullptr) {
+    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    if (len > 0) out.assign(data, static_cast<size_t>(len));
+    BIO_free(bio);
+  }
+  X509_free(cert);
+  return out;
+}
+
+}  // namespace dbw::relay

@@ -1,0 +1,20 @@
+// OpenSSL contexts for both legs of the relay, and certificate facts for identity.
+#pragma once
+
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+#include <boost/asio/ssl.hpp>
+#include <memory>
+#include <string>
+
+#include "userspace/common/status.h"
+#include "userspace/relay/options.h"
+
+namespace dbw::relay {
+
+StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeServerContext(const TlsServerOptions& o);
+StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeClientContext(const TlsClientOptions& o);
+
+// RFC 2253 subject of the verified peer certificate, or "" when none was presented.
+std::string PeerCertificateSubject(SSL* ssl);
+
+}  // namespace dbw::relay
