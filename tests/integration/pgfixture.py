@@ -12,6 +12,7 @@ import base64
 import difflib
 import hashlib
 import hmac
+import importlib
 import json
 import os
 import pwd
@@ -137,13 +138,18 @@ def _cleanup_all():
             pass
 
 
+def _on_sigterm(signum, frame):
+    # KeyboardInterrupt, not SystemExit: unittest records the latter as a test error and goes
+    # on, while KeyboardInterrupt stops the run and lets atexit remove the clusters.
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def _install_sigterm_cleanup():
-    # atexit does not run on a default SIGTERM; turn it into SystemExit so clusters get removed.
+    # atexit does not run on a default SIGTERM (e.g. ctest's timeout), so translate it.
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(
-            SystemExit(128 + signum)))
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 _install_sigterm_cleanup()
@@ -177,8 +183,7 @@ def require_postgres():
 
 def require_psycopg2():
     try:
-        import psycopg2  # noqa: F401
-        import psycopg2.extras  # noqa: F401
+        importlib.import_module('psycopg2.errors')
     except ImportError as exc:
         raise PrerequisiteError('psycopg2 is not importable by this interpreter; run the tests '
                                 'with /usr/bin/python3 (python3-psycopg2)') from exc

@@ -88,10 +88,9 @@ class DirectVsRelay:
                          f'exit code differs for {args}: direct {direct.returncode}, relay '
                          f'{via.returncode}\nrelay stderr: {via.stderr[-2000:]}\n{relay.diag()}')
         if text:
-            self.assertEqual(direct.stdout, via.stdout,
-                             f'stdout differs for {args}:\n{fx.short_diff(direct.stdout, via.stdout)}')
-            self.assertEqual(direct.stderr, via.stderr,
-                             f'stderr differs for {args}:\n{fx.short_diff(direct.stderr, via.stderr)}')
+            for stream in ('stdout', 'stderr'):
+                a, b = getattr(direct, stream), getattr(via, stream)
+                self.assertEqual(a, b, f'{stream} differs for {args}:\n{fx.short_diff(a, b)}')
         else:
             self.assertEqual(len(direct.stdout), len(via.stdout), f'stdout length differs {args}')
             self.assertEqual(direct.stdout, via.stdout, f'stdout bytes differ for {args}')
@@ -146,7 +145,8 @@ SELECT * FROM items WHERE id <= 3 ORDER BY id;
 
     def test_copy_to_stdout_matches_direct(self):
         for sql in ('COPY items TO STDOUT',
-                    'COPY (SELECT * FROM items ORDER BY id DESC) TO STDOUT WITH (FORMAT csv, HEADER)',
+                    'COPY (SELECT * FROM items ORDER BY id DESC) TO STDOUT '
+                    'WITH (FORMAT csv, HEADER)',
                     'COPY (SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 20000) g) '
                     'TO STDOUT'):
             with self.subTest(sql=sql):

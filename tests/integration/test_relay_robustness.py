@@ -260,7 +260,8 @@ class MalformedBytesTest(unittest.TestCase):
         self.assert_healthy_neighbour()
 
     def test_unknown_frame_type(self):
-        self.garbage_session('garbage-type-01', b'\x01' + struct.pack('!I', 8) + b'\xde\xad\xbe\xef')
+        self.garbage_session('garbage-type-01',
+                             b'\x01' + struct.pack('!I', 8) + b'\xde\xad\xbe\xef')
         self.assert_violation_audited('garbage-type-01')
         self.assert_healthy_neighbour()
 

@@ -37,7 +37,7 @@ class JsonlSink : public EventSink {
   Counter* dropped_total_;
   Gauge* queue_depth_;
 
-  std::mutex mu_;  // guards queue_, lost_, stop_, submitted_, done_
+  std::mutex mu_;  // guards queue_, lost_, stop_, flush_requested_, submitted_, done_
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
   std::deque<Event> queue_;
@@ -45,6 +45,7 @@ class JsonlSink : public EventSink {
   uint64_t submitted_ = 0;
   uint64_t done_ = 0;
   bool stop_ = false;
+  bool flush_requested_ = false;
   std::thread thread_;
 };
 

@@ -374,7 +374,11 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
   }
   if (ec) {
     if (side == Side::kClient) {
-      Close(ec == asio::error::eof ? "client disconnected" : "client connection error: " + ec.message());
+      Close(state_.phase() == pg::Phase::kTerminated ? "client sent Terminate"
+            : ec == asio::error::eof                ? "client disconnected without Terminate"
+                                                    : "client connection error: " + ec.message());
+    } else if (state_.phase() == pg::Phase::kTerminated) {
+      Close("client sent Terminate");
     } else {
       Close(ec == asio::error::eof ? "upstream closed the connection"
                                    : "upstream connection error: " + ec.message());

@@ -1,0 +1,96 @@
+// Config loading: valid files load; every broken file names its line and reason.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agent/config.h"
+
+namespace dbw::agent {
+namespace {
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::string Write(const std::string& text) {
+    path_ = std::filesystem::temp_directory_path() /
+            ("dbw-config-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".yaml");
+    std::ofstream(path_) << text;
+    return path_.string();
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  std::filesystem::path path_;
+  int counter_ = 0;
+};
+
+TEST_F(ConfigTest, LoadsEveryKey) {
+  auto c = LoadConfig(Write(R"(state_dir: /tmp/x
+log_level: debug
+relay:
+  workers: 3
+  shutdown_grace: 5s
+  connect_timeout: 250ms
+targets:
+  - name: orders
+    env: prod
+    listen: 127.0.0.1:6432
+    upstream: localhost:5432
+  - name: v6
+    env: staging
+    listen: "[::1]:6433"
+    upstream: "[::1]:5433"
+)"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->state_dir, "/tmp/x");
+  EXPECT_EQ(c->relay.workers, 3);
+  EXPECT_EQ(c->relay.shutdown_grace, std::chrono::seconds(5));
+  EXPECT_EQ(c->relay.connect_timeout, std::chrono::milliseconds(250));
+  ASSERT_EQ(c->relay.targets.size(), 2u);
+  EXPECT_EQ(c->relay.targets[0].listen_port, 6432);
+  EXPECT_TRUE(c->relay.targets[0].upstream_host == "127.0.0.1" ||
+              c->relay.targets[0].upstream_host == "::1");
+  EXPECT_EQ(c->relay.targets[1].listen_host, "::1");
+  EXPECT_EQ(c->relay.targets[1].env, "staging");
+}
+
+struct BadCase {
+  const char* text;
+  int line;
+  const char* reason;
+};
+
+TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
+  const BadCase cases[] = {
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    colour: red\n",
+       5, "unknown key \"colour\""},
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:99999\n    upstream: 127.0.0.1:2\n", 3,
+       "invalid port"},
+      {"targets:\n  - name: a\n    listen: db.example:1\n    upstream: 127.0.0.1:2\n", 3,
+       "not a numeric IP address"},
+      {"targets:\n  - env: prod\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n", 2,
+       "missing required key \"name\""},
+      {"state_dir: /x\ntargets: [\n", 3, "end of sequence flow not found"},
+      {"relay:\n  shutdown_grace: 5 parsecs\ntargets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n",
+       2, "unknown duration unit"},
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n  - name: a\n    listen: 127.0.0.1:3\n    upstream: 127.0.0.1:2\n",
+       5, "duplicate target name"},
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    tls: {cert: /nonexistent.pem, key: /nonexistent.key}\n",
+       5, "cannot read"},
+  };
+  for (const auto& bad : cases) {
+    std::string file = Write(bad.text);
+    auto c = LoadConfig(file);
+    ASSERT_FALSE(c.ok()) << bad.text;
+    const std::string msg = c.status().message();
+    EXPECT_TRUE(msg.starts_with(file + ":" + std::to_string(bad.line) + ":")) << msg;
+    EXPECT_NE(msg.find(bad.reason), std::string::npos) << msg;
+  }
+}
+
+TEST_F(ConfigTest, MissingFile) {
+  auto c = LoadConfig("/nonexistent/dbwarden.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("cannot open"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dbw::agent

@@ -1,0 +1,51 @@
+// Peer lookup over a real loopback connection made by this test process.
+#include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "userspace/identity/peer_process.h"
+
+namespace dbw::identity {
+namespace {
+
+TEST(PeerProcessTest, FindsThisProcessBehindALoopbackConnection) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  sockaddr_in local{};
+  len = sizeof(local);
+  ::getsockname(client, reinterpret_cast<sockaddr*>(&local), &len);
+
+  Endpoint c{"127.0.0.1", ntohs(local.sin_port)};
+  Endpoint s{"127.0.0.1", ntohs(addr.sin_port)};
+  auto info = FindPeerProcess(c, s);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->pid, ::getpid());
+  EXPECT_EQ(info->uid, ::getuid());
+  EXPECT_FALSE(info->exe.empty());
+  EXPECT_NE(info->exe.find("identity_test"), std::string::npos) << info->exe;
+  EXPECT_FALSE(info->cgroup.empty());
+
+  // Reversed endpoints name the server's accepted socket, which nobody has accepted yet:
+  // it exists in the kernel but no process holds it.
+  EXPECT_FALSE(FindPeerProcess(s, c).has_value());
+  ::close(client);
+  ::close(listener);
+}
+
+TEST(PeerProcessTest, UnknownEndpointsFindNothing) {
+  EXPECT_FALSE(FindPeerProcess({"127.0.0.1", 1}, {"127.0.0.1", 2}).has_value());
+  EXPECT_FALSE(FindPeerProcess({"not-an-ip", 1}, {"127.0.0.1", 2}).has_value());
+}
+
+}  // namespace
+}  // namespace dbw::identity
