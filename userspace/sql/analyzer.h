@@ -1,0 +1,40 @@
+// Analyzer: SQL text in, StatementFacts out, via libpg_query's JSON parse tree read with
+// simdjson, with a bounded cache keyed by the statement's shape (literal values ignored).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+
+#include "userspace/sql/facts.h"
+
+namespace dbw::sql {
+
+// Analyses one query string (possibly several statements) without any cache. Never throws;
+// text the parser rejects yields unparseable facts.
+std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql);
+
+// A single-pass scan that hashes the query's tokens with every numeric and string literal
+// replaced by a placeholder. Identifiers, keywords, operators and comments-stripped
+// structure are all in the key, so two texts with the same key differ only in literals.
+uint64_t ShapeKey(std::string_view sql);
+
+// Not thread-safe: one per worker thread (libpg_query also keeps per-thread state).
+class Analyzer {
+ public:
+  explicit Analyzer(size_t capacity = 4096);
+  std::shared_ptr<const QueryFacts> Analyze(std::string_view sql);
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+ private:
+  // ... LRU internals are the implementer's choice ...
+  size_t capacity_;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
+}  // namespace dbw::sql

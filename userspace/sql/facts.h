@@ -1,0 +1,125 @@
+// Statement facts: what a SQL string does, read from PostgreSQL's own parse tree. This is the
+// contract between the analyser (userspace/sql) and the policy engine (policy/).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dbw::sql {
+
+enum class Command : uint8_t {
+  kUnknown,      // parsed, but not a kind listed here
+  kUnparseable,  // the parser rejected the text: never a silent allow
+  kSelect,
+  kInsert,
+  kUpdate,
+  kDelete,
+  kMerge,
+  kCopy,
+  kTruncate,
+  kDrop,
+  kAlter,
+  kCreate,
+  kGrant,
+  kRevoke,
+  kRole,  // CREATE/ALTER/DROP ROLE|USER|GROUP, GRANT/REVOKE role membership, SET ROLE
+  kDo,
+  kCall,
+  kPrepare,
+  kExecute,
+  kDeallocate,
+  kSet,
+  kShow,
+  kReset,
+  kTransaction,  // BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...
+  kExplain,
+  kVacuum,
+  kAnalyze,
+  kLock,
+  kListen,
+  kNotify,
+  kUnlisten,
+  kDeclareCursor,
+  kFetch,
+  kClosePortal,
+  kDiscard,
+  kComment,
+  kRefresh,   // REFRESH MATERIALIZED VIEW
+  kReindex,
+  kCluster,
+  kCheckpoint,
+  kLoad,      // LOAD 'library'
+  kOther,
+};
+// Upper-case name as used in policy files: "SELECT", "DROP", "ROLE", "UNPARSEABLE", ...
+std::string_view CommandName(Command command);
+bool ParseCommandName(std::string_view name, Command* out);
+
+// Risk flags, a bit set. Names (for policy files and audit) in RiskName.
+enum Risk : uint32_t {
+  kRiskNone = 0,
+  kRiskNoWhere = 1u << 0,           // UPDATE/DELETE with no effective WHERE (missing or constant true)
+  kRiskUnboundedSelect = 1u << 1,   // returns rows from a table with no WHERE, LIMIT/FETCH or aggregate-only output
+  kRiskDynamicSql = 1u << 2,        // DO blocks, EXECUTE of a string, or anything not analysable
+  kRiskSchemaChange = 1u << 3,      // CREATE/ALTER/DROP of schema objects, CREATE/DROP INDEX, ...
+  kRiskPrivilegeChange = 1u << 4,   // GRANT/REVOKE, role creation/alteration, ALTER DEFAULT PRIVILEGES, SET ROLE/SESSION AUTHORIZATION
+  kRiskServerFileAccess = 1u << 5,  // COPY to/from a server file, pg_read_file & co, lo_import/lo_export
+  kRiskCopyProgram = 1u << 6,       // COPY ... PROGRAM
+  kRiskDataModifyingCte = 1u << 7,  // WITH x AS (UPDATE/DELETE/INSERT ...) ...
+  kRiskDestructive = 1u << 8,       // DROP, TRUNCATE
+  kRiskExternalAccess = 1u << 9,    // dblink*, postgres_fdw objects, COPY with external effects
+  kRiskUnparseable = 1u << 10,
+  kRiskWrite = 1u << 11,            // changes data (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE)
+};
+std::string_view RiskName(Risk risk);  // "no_where", "unbounded_select", ...
+bool ParseRiskName(std::string_view name, Risk* out);
+std::vector<std::string_view> RiskNames(uint32_t risks);
+
+struct TableRef {
+  std::string schema;  // "" when the statement did not qualify the name
+  std::string name;
+  // "schema.name", or "name" when unqualified. Names are as PostgreSQL folds them
+  // (unquoted identifiers lower-cased, quoted ones kept).
+  std::string Qualified() const { return schema.empty() ? name : schema + "." + name; }
+  bool operator==(const TableRef&) const = default;
+};
+
+struct StatementFacts {
+  Command command = Command::kUnknown;
+  // For CREATE/ALTER/DROP/COMMENT/GRANT: the object kind, upper case ("TABLE", "INDEX", "VIEW",
+  // "SCHEMA", "FUNCTION", "DATABASE", "EXTENSION", ...). For COPY: "TO" or "FROM". For
+  // transaction control: "BEGIN", "COMMIT", ... Empty otherwise.
+  std::string object_kind;
+  std::vector<TableRef> tables_read;
+  std::vector<TableRef> tables_written;
+  std::vector<std::string> functions;  // called functions, lower case, schema-qualified if written so
+  uint32_t risks = kRiskNone;
+  std::string normalized;   // this statement's text with literals replaced by $1, $2, ...
+  uint64_t fingerprint = 0; // libpg_query fingerprint (same for statements differing only in literals)
+  std::string fingerprint_hex;
+  // PREPARE name AS <stmt>: the prepared statement's own facts, judged in its place.
+  std::string prepare_name;
+  std::shared_ptr<const StatementFacts> prepared;
+  std::string error;  // kUnparseable: the parser's message
+
+  bool Has(Risk r) const { return (risks & r) != 0; }
+};
+
+struct QueryFacts {
+  std::vector<StatementFacts> statements;  // one per statement of the query string
+  bool unparseable = false;
+  std::string error;  // the parser's message when unparseable
+  // True when some fact depended on a literal value (e.g. WHERE 'a' = 'a'), so the facts
+  // must not be reused for another statement of the same shape.
+  bool literal_sensitive = false;
+  uint32_t AllRisks() const {
+    uint32_t r = 0;
+    for (const auto& s : statements) r |= s.risks;
+    return r;
+  }
+};
+
+}  // namespace dbw::sql
