@@ -3,6 +3,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -440,7 +441,98 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
                                      std::string* reason) {
   if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
   if (!state_.OnFrontend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
+  if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
   return pg::MessageAction::kForward;
+}
+
+pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* out,
+                                            std::string* reason) {
+  if (auth_proxy_ != AuthProxy::kOff) return OnProxiedAuthentication(frame, reason);
+  if (state_.last_auth_request() != pg::AuthCode::kSasl || !client_.transport.tls())
+    return pg::MessageAction::kForward;
+  pg::AuthenticationMessage auth;
+  std::vector<std::string_view> mechs;
+  if (!pg::ParseAuthentication(frame.body, &auth, reason) ||
+      !pg::ParseSaslMechanisms(auth.data, &mechs, reason))
+    return pg::MessageAction::kReject;
+  bool plus_offered = std::any_of(mechs.begin(), mechs.end(),
+                                  [](std::string_view m) { return m.ends_with("-PLUS"); });
+  bool scram_offered = std::find(mechs.begin(), mechs.end(), ScramClient::kMechanism) != mechs.end();
+  if (plus_offered && scram_offered && upstream_->transport.tls()) {
+    // A TLS client that is not offered -PLUS says so in its SCRAM header ("y"), and a server
+    // that supports channel binding refuses that as a downgrade. The relay authenticates in
+    // the client's place instead, with the password sent over the client's TLS leg.
+    auth_proxy_ = AuthProxy::kAwaitPassword;
+    pg::AppendAuthenticationRequest(out, pg::AuthCode::kCleartextPassword);
+    return pg::MessageAction::kHandled;
+  }
+  // Channel binding would bind to the relay's certificate, which the server never sees.
+  std::erase_if(mechs, [](std::string_view m) { return m.ends_with("-PLUS"); });
+  pg::AppendAuthenticationSasl(out, mechs);
+  return pg::MessageAction::kHandled;
+}
+
+pg::MessageAction Session::OnClientPassword(const pg::Frame& frame, pg::Bytes* out,
+                                            std::string* reason) {
+  if (auth_proxy_ != AuthProxy::kAwaitPassword || frame.type != pg::fe::kPassword) {
+    *reason = "message sent while authentication was in progress";
+    return pg::MessageAction::kReject;
+  }
+  std::string_view password;
+  if (!pg::ParsePasswordMessage(frame.body, &password, reason)) return pg::MessageAction::kReject;
+  scram_ = std::make_unique<ScramClient>(std::string(password));
+  pg::AppendSaslInitialResponse(out, ScramClient::kMechanism, scram_->ClientFirst());
+  auth_proxy_ = AuthProxy::kAwaitContinue;
+  return pg::MessageAction::kHandled;
+}
+
+pg::MessageAction Session::OnProxiedAuthentication(const pg::Frame& frame, std::string* reason) {
+  pg::AuthenticationMessage auth;
+  if (!pg::ParseAuthentication(frame.body, &auth, reason)) return pg::MessageAction::kReject;
+  std::string_view data(reinterpret_cast<const char*>(auth.data.data()), auth.data.size());
+  if (auth_proxy_ == AuthProxy::kAwaitContinue && auth.code == pg::AuthCode::kSaslContinue) {
+    auto final_message = scram_->ClientFinal(data);
+    if (!final_message.ok()) {
+      *reason = final_message.status().message();
+      return pg::MessageAction::kReject;
+    }
+    pg::Bytes response;
+    pg::AppendSaslResponse(&response, *final_message);
+    WriteUpstreamOutOfBand(std::move(response));
+    auth_proxy_ = AuthProxy::kAwaitFinal;
+    return pg::MessageAction::kHandled;
+  }
+  if (auth_proxy_ == AuthProxy::kAwaitFinal && auth.code == pg::AuthCode::kSaslFinal) {
+    if (Status st = scram_->VerifyServerFinal(data); !st.ok()) {
+      *reason = st.message();
+      return pg::MessageAction::kReject;
+    }
+    auth_proxy_ = AuthProxy::kAwaitOk;
+    return pg::MessageAction::kHandled;
+  }
+  if (auth_proxy_ == AuthProxy::kAwaitOk && auth.code == pg::AuthCode::kOk) {
+    auth_proxy_ = AuthProxy::kOff;
+    scram_.reset();  // drops the password
+    return pg::MessageAction::kForward;
+  }
+  *reason = "unexpected authentication message during SCRAM exchange";
+  return pg::MessageAction::kReject;
+}
+
+void Session::WriteUpstreamOutOfBand(pg::Bytes bytes) {
+  if (upstream_->writing || closing_) return;  // the exchange is strictly request/response
+  oob_out_ = std::move(bytes);
+  upstream_->writing = true;
+  auto self = shared_from_this();
+  upstream_->transport.AsyncWrite(asio::buffer(oob_out_),
+                                  [this, self](const boost::system::error_code& ec, size_t) {
+                                    upstream_->writing = false;
+                                    if (closing_) {
+                                      FlushFatalThenClose();
+                                    } else if (ec) {
+                                      Close("upstream write failed during authentication");
+                                    }
+                                  });
 }
 
 pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
@@ -454,19 +546,8 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
       pg::AppendBackendKeyData(out, *client_key_);
       return pg::MessageAction::kHandled;
     }
-    case pg::be::kAuthentication: {
-      if (state_.last_auth_request() != pg::AuthCode::kSasl || !client_.transport.tls())
-        return pg::MessageAction::kForward;
-      // Channel binding would bind to the relay's certificate, which the server never sees.
-      pg::AuthenticationMessage auth;
-      std::vector<std::string_view> mechs;
-      if (!pg::ParseAuthentication(frame.body, &auth, reason) ||
-          !pg::ParseSaslMechanisms(auth.data, &mechs, reason))
-        return pg::MessageAction::kReject;
-      std::erase_if(mechs, [](std::string_view m) { return m.ends_with("-PLUS"); });
-      pg::AppendAuthenticationSasl(out, mechs);
-      return pg::MessageAction::kHandled;
-    }
+    case pg::be::kAuthentication:
+      return OnAuthentication(frame, out, reason);
     case pg::be::kReadyForQuery:
       if (!started_event_) {
         start_pending_ = true;

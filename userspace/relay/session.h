@@ -11,6 +11,7 @@
 #include "userspace/audit/event.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"
+#include "userspace/relay/scram.h"
 #include "userspace/relay/server.h"
 #include "userspace/relay/transport.h"
 
@@ -62,6 +63,12 @@ class Session : public std::enable_shared_from_this<Session>,
   void OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length) override;
   void OnExecutionComplete(const pg::Execution& execution) override;
   pg::MessageAction OnBackendMessage(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  pg::MessageAction OnAuthentication(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  pg::MessageAction OnProxiedAuthentication(const pg::Frame& frame, std::string* reason);
+  pg::MessageAction OnClientPassword(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // Writes relay-made bytes to the upstream from the upstream pump (authentication only,
+  // while the client waits and the client pump has nothing to send).
+  void WriteUpstreamOutOfBand(pg::Bytes bytes);
 
   // Ending: send a FATAL to the client (after any write in flight), then close both sides.
   void Fail(audit::EventKind kind, std::string_view sqlstate, std::string message);
@@ -92,6 +99,12 @@ class Session : public std::enable_shared_from_this<Session>,
   bool start_pending_ = false;    // authenticated; waiting for the peer lookup to emit start
   pg::Bytes startup_bytes_;
   std::optional<pg::BackendKeyData> client_key_;
+  // Authentication proxy: with TLS on both legs and SCRAM-SHA-256-PLUS offered upstream, the
+  // relay asks the client for its password and runs SCRAM with the server itself.
+  enum class AuthProxy { kOff, kAwaitPassword, kAwaitContinue, kAwaitFinal, kAwaitOk };
+  AuthProxy auth_proxy_ = AuthProxy::kOff;
+  std::unique_ptr<ScramClient> scram_;
+  pg::Bytes oob_out_;
   pg::Bytes fatal_;               // FATAL ErrorResponse waiting to be written
   bool closing_ = false;
   bool closed_ = false;

@@ -124,6 +124,23 @@ void AppendParameterStatus(Bytes* out, std::string_view name, std::string_view v
   w.CString(value);
 }
 
+void AppendAuthenticationRequest(Bytes* out, AuthCode code) {
+  MessageWriter w(out, be::kAuthentication);
+  w.U32(static_cast<uint32_t>(code));
+}
+
+void AppendSaslInitialResponse(Bytes* out, std::string_view mechanism, std::string_view data) {
+  MessageWriter w(out, fe::kPassword);
+  w.CString(mechanism);
+  w.U32(static_cast<uint32_t>(data.size()));
+  w.Raw({reinterpret_cast<const std::byte*>(data.data()), data.size()});
+}
+
+void AppendSaslResponse(Bytes* out, std::string_view data) {
+  MessageWriter w(out, fe::kPassword);
+  w.Raw({reinterpret_cast<const std::byte*>(data.data()), data.size()});
+}
+
 void AppendStartupMessage(Bytes* out, const StartupMessage& message) {
   MessageWriter w(out, 0);
   w.U32(message.protocol);

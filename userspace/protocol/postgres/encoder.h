@@ -32,6 +32,7 @@ void AppendDataRow(Bytes* out, std::span<const std::optional<std::span<const std
 void AppendBackendKeyData(Bytes* out, const BackendKeyData& key);
 void AppendAuthenticationSasl(Bytes* out, std::span<const std::string_view> mechanisms);
 void AppendParameterStatus(Bytes* out, std::string_view name, std::string_view value);
+void AppendAuthenticationRequest(Bytes* out, AuthCode code);  // no payload (Ok, Cleartext)
 
 // Frontend messages.
 void AppendStartupMessage(Bytes* out, const StartupMessage& message);
@@ -40,5 +41,7 @@ void AppendCancelRequest(Bytes* out, const CancelRequest& cancel);
 void AppendQuery(Bytes* out, std::string_view sql);
 void AppendTerminate(Bytes* out);
 void AppendSync(Bytes* out);
+void AppendSaslInitialResponse(Bytes* out, std::string_view mechanism, std::string_view data);
+void AppendSaslResponse(Bytes* out, std::string_view data);
 
 }  // namespace dbw::pg

@@ -1,0 +1,123 @@
+// SCRAM-SHA-256 client with OpenSSL's PBKDF2, HMAC and SHA-256.
+#include "userspace/relay/scram.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace dbw::relay {
+namespace {
+
+std::string Base64(std::string_view in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+bool Unbase64(std::string_view in, std::string* out) {
+  if (in.size() % 4 != 0) return false;
+  out->assign(3 * in.size() / 4 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return false;
+  size_t pad = 0;
+  if (!in.empty() && in.back() == '=') ++pad;
+  if (in.size() > 1 && in[in.size() - 2] == '=') ++pad;
+  out->resize(static_cast<size_t>(n) - pad);
+  return true;
+}
+
+std::string Hmac(std::string_view key, std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+std::string Sha256(std::string_view data) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+  return std::string(reinterpret_cast<char*>(md), sizeof(md));
+}
+
+// "k=value" attribute from a comma-separated SCRAM message.
+bool Attribute(std::string_view msg, char key, std::string_view* out) {
+  size_t pos = 0;
+  while (pos <= msg.size()) {
+    size_t end = msg.find(',', pos);
+    if (end == std::string_view::npos) end = msg.size();
+    std::string_view part = msg.substr(pos, end - pos);
+    if (part.size() >= 2 && part[0] == key && part[1] == '=') {
+      *out = part.substr(2);
+      return true;
+    }
+    pos = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+ScramClient::ScramClient(std::string password) : password_(std::move(password)) {}
+
+std::string ScramClient::ClientFirst() {
+  unsigned char raw[18];
+  if (RAND_bytes(raw, sizeof(raw)) != 1) std::memset(raw, 0x5a, sizeof(raw));
+  client_nonce_ = Base64(std::string_view(reinterpret_cast<char*>(raw), sizeof(raw)));
+  // PostgreSQL takes the user from the startup packet and ignores n=.
+  client_first_bare_ = "n=,r=" + client_nonce_;
+  return "n,," + client_first_bare_;
+}
+
+StatusOr<std::string> ScramClient::ClientFinal(std::string_view server_first) {
+  std::string_view nonce, salt_b64, iter_text;
+  if (!Attribute(server_first, 'r', &nonce) || !Attribute(server_first, 's', &salt_b64) ||
+      !Attribute(server_first, 'i', &iter_text))
+    return InvalidArgument("malformed SCRAM server-first-message");
+  if (!nonce.starts_with(client_nonce_) || nonce.size() == client_nonce_.size())
+    return InvalidArgument("SCRAM server nonce does not extend the client nonce");
+  std::string salt;
+  if (!Unbase64(salt_b64, &salt) || salt.empty()) return InvalidArgument("malformed SCRAM salt");
+  int iterations = 0;
+  auto [ptr, ec] = std::from_chars(iter_text.data(), iter_text.data() + iter_text.size(), iterations);
+  if (ec != std::errc() || ptr != iter_text.data() + iter_text.size() || iterations < 1 ||
+      iterations > 10'000'000)
+    return InvalidArgument("malformed SCRAM iteration count");
+
+  salted_password_.resize(SHA256_DIGEST_LENGTH);
+  if (PKCS5_PBKDF2_HMAC(password_.data(), static_cast<int>(password_.size()),
+                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
+                        iterations, EVP_sha256(), SHA256_DIGEST_LENGTH,
+                        reinterpret_cast<unsigned char*>(salted_password_.data())) != 1)
+    return Internal("PBKDF2 failed");
+  std::string client_key = Hmac(salted_password_, "Client Key");
+  std::string stored_key = Sha256(client_key);
+  std::string without_proof = "c=biws,r=" + std::string(nonce);  // biws = base64("n,,")
+  auth_message_ = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
+  std::string signature = Hmac(stored_key, auth_message_);
+  std::string proof(client_key.size(), '\0');
+  for (size_t i = 0; i < proof.size(); ++i) proof[i] = static_cast<char>(client_key[i] ^ signature[i]);
+  return without_proof + ",p=" + Base64(proof);
+}
+
+Status ScramClient::VerifyServerFinal(std::string_view server_final) const {
+  std::string_view v;
+  if (!Attribute(server_final, 'v', &v)) return InvalidArgument("malformed SCRAM server-final-message");
+  std::string got;
+  if (!Unbase64(v, &got)) return InvalidArgument("malformed SCRAM server signature");
+  std::string server_key = Hmac(salted_password_, "Server Key");
+  std::string expected = Hmac(server_key, auth_message_);
+  if (got.size() != expected.size() ||
+      CRYPTO_memcmp(got.data(), expected.data(), got.size()) != 0)
+    return InvalidArgument("the upstream server's SCRAM signature is wrong");
+  return Status::Ok();
+}
+
+}  // namespace dbw::relay
