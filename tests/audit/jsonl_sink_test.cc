@@ -28,9 +28,12 @@ TEST(JsonlSinkTest, WritesParsableLinesAndContinuesSequence) {
     for (int i = 0; i < 10; ++i) {
       Event e;
       e.kind = EventKind::kStatement;
-      e.session_id = "s" + std::to_string(i);
-      e.principal.db_user = "alice";
-      e.statement = StatementInfo{"SELECT '\xff\xfe' || 'é'", "simple", ""};
+      auto info = std::make_shared<SessionInfo>();
+      info->principal.db_user = "alice";
+      info->principal.client_addr = "127.0.0.1:5";
+      info->session_id = "s" + std::to_string(i);
+      e.session = info;
+      e.statement = StatementInfo{std::make_shared<const std::string>("SELECT '\xff\xfe' || 'é'"), "simple", ""};
       e.result = ResultInfo{"SELECT 1", "", "", 12, 1, 40};
       (*sink)->Submit(std::move(e));
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,10 +31,20 @@ struct Principal {
   std::string tls_subject;  // client certificate subject, when presented
 };
 
+// What every event of one session shares. Sessions publish a new immutable snapshot when
+// something changes (identity resolved, application_name set), so events never copy it.
+struct SessionInfo {
+  std::string session_id;
+  std::string target;
+  std::string env;
+  Principal principal;
+  std::optional<identity::ProcessInfo> process;
+};
+
 struct StatementInfo {
-  std::string sql;
-  std::string protocol;  // "simple" | "extended"
-  std::string name;      // prepared statement name (extended)
+  std::shared_ptr<const std::string> sql;  // shared with the protocol state; never null
+  const char* protocol = "simple";         // "simple" | "extended"
+  std::string name;                        // prepared statement name (extended)
 };
 
 struct ResultInfo {
@@ -49,12 +60,8 @@ struct Event {
   uint64_t seq = 0;    // assigned by the sink, strictly increasing
   int64_t ts_us = 0;   // wall clock, microseconds since the epoch
   EventKind kind = EventKind::kStatement;
-  std::string source = "relay";
-  std::string session_id;
-  std::string target;
-  std::string env;
-  Principal principal;
-  std::optional<identity::ProcessInfo> process;
+  const char* source = "relay";  // "relay" | "tap" | "agent"
+  std::shared_ptr<const SessionInfo> session;  // null for agent events
   std::optional<StatementInfo> statement;
   std::optional<ResultInfo> result;
   std::string error_sqlstate;  // protocol violations and upstream errors

@@ -7,6 +7,7 @@
 #include <rapidjson/writer.h>
 
 #include <chrono>
+#include <cstring>
 #include <ctime>
 
 namespace dbw::audit {
@@ -46,6 +47,15 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 // Text from the network need not be UTF-8; JSON must be. Invalid bytes become U+FFFD.
 bool ValidUtf8(const std::string& s) {
+  // Most SQL and names are ASCII: check 8 bytes at a time before the per-codepoint walk.
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if (word & 0x8080808080808080ull) break;
+  }
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  if (i == s.size()) return true;
   rapidjson::StringStream in(s.c_str());
   while (static_cast<size_t>(in.Tell()) < s.size()) {
     rapidjson::StringBuffer sink;
@@ -91,7 +101,8 @@ void StrIfSet(Writer& w, const char* key, const std::string& value) {
 }  // namespace
 
 void AppendEventJson(const Event& e, std::string* out) {
-  rapidjson::StringBuffer buf;
+  thread_local rapidjson::StringBuffer buf;  // reused: one per writer thread
+  buf.Clear();
   Writer w(buf);
   w.StartObject();
   w.Key("seq");
@@ -99,38 +110,44 @@ void AppendEventJson(const Event& e, std::string* out) {
   Str(w, "ts", FormatTimestamp(e.ts_us));
   w.Key("kind");
   w.String(EventKindName(e.kind));
-  Str(w, "source", e.source);
-  StrIfSet(w, "session_id", e.session_id);
-  StrIfSet(w, "target", e.target);
-  StrIfSet(w, "env", e.env);
-  const Principal& p = e.principal;
-  if (!p.db_user.empty() || !p.client_addr.empty()) {
-    w.Key("principal");
-    w.StartObject();
-    Str(w, "db_user", p.db_user);
-    Str(w, "database", p.database);
-    Str(w, "application_name", p.application_name);
-    Str(w, "client_addr", p.client_addr);
-    StrIfSet(w, "tls_subject", p.tls_subject);
-    w.EndObject();
-  }
-  if (e.process) {
-    w.Key("process");
-    w.StartObject();
-    w.Key("pid");
-    w.Int(e.process->pid);
-    w.Key("uid");
-    w.Uint(e.process->uid);
-    Str(w, "comm", e.process->comm);
-    Str(w, "exe", e.process->exe);
-    Str(w, "cgroup", e.process->cgroup);
-    w.EndObject();
+  w.Key("source");
+  w.String(e.source);
+  if (e.session) {
+    const SessionInfo& si = *e.session;
+    StrIfSet(w, "session_id", si.session_id);
+    StrIfSet(w, "target", si.target);
+    StrIfSet(w, "env", si.env);
+    const Principal& p = si.principal;
+    if (!p.db_user.empty() || !p.client_addr.empty()) {
+      w.Key("principal");
+      w.StartObject();
+      Str(w, "db_user", p.db_user);
+      Str(w, "database", p.database);
+      Str(w, "application_name", p.application_name);
+      Str(w, "client_addr", p.client_addr);
+      StrIfSet(w, "tls_subject", p.tls_subject);
+      w.EndObject();
+    }
+    if (si.process) {
+      const identity::ProcessInfo& pr = *si.process;
+      w.Key("process");
+      w.StartObject();
+      w.Key("pid");
+      w.Int(pr.pid);
+      w.Key("uid");
+      w.Uint(pr.uid);
+      Str(w, "comm", pr.comm);
+      Str(w, "exe", pr.exe);
+      Str(w, "cgroup", pr.cgroup);
+      w.EndObject();
+    }
   }
   if (e.statement) {
     w.Key("statement");
     w.StartObject();
-    Str(w, "sql", e.statement->sql);
-    Str(w, "protocol", e.statement->protocol);
+    Str(w, "sql", *e.statement->sql);
+    w.Key("protocol");
+    w.String(e.statement->protocol);
     StrIfSet(w, "name", e.statement->name);
     w.EndObject();
   }

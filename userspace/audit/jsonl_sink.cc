@@ -11,6 +11,7 @@
 
 #include "userspace/audit/event_json.h"
 #include "userspace/common/logging.h"
+#include "userspace/common/thread_name.h"
 
 namespace dbw::audit {
 namespace {
@@ -95,6 +96,7 @@ void JsonlSink::Flush() {
 }
 
 void JsonlSink::Run() {
+  SetThreadName("dbw-audit");
   std::deque<Event> batch;
   while (true) {
     uint64_t lost = 0;

@@ -1,6 +1,8 @@
 // Loopback peer lookup through /proc/net/tcp{,6} and /proc/*/fd.
 #include "userspace/identity/peer_process.h"
 
+#include "userspace/common/thread_name.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -118,6 +120,7 @@ void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done) {
 }
 
 void PeerResolver::Run() {
+  SetThreadName("dbw-resolver");
   while (true) {
     Request req;
     {

@@ -5,6 +5,7 @@
 #include <future>
 
 #include "userspace/common/logging.h"
+#include "userspace/common/thread_name.h"
 #include "userspace/relay/session.h"
 #include "userspace/relay/tls.h"
 
@@ -64,18 +65,25 @@ Status RelayServer::Start() {
     targets_.push_back(std::move(rt));
     acceptors_.push_back(std::move(acceptor));
   }
-  int n = options_.workers > 0 ? options_.workers
-                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // The relay shares the host with PostgreSQL: by default it takes half the cores, which on
+  // a 2-core host measured more throughput than one worker per core (docs/performance.md).
+  int n = options_.workers > 0
+              ? options_.workers
+              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
-  for (auto& w : workers_) {
-    Worker* worker = w.get();
-    worker->thread = std::thread([worker] {
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* worker = workers_[i].get();
+    worker->thread = std::thread([worker, i] {
+      SetThreadName("dbw-relay-" + std::to_string(i));
       auto guard = asio::make_work_guard(worker->context);
       worker->context.run();
     });
   }
   for (size_t i = 0; i < acceptors_.size(); ++i) Accept(i);
-  accept_thread_ = std::thread([this] { accept_context_.run(); });
+  accept_thread_ = std::thread([this] {
+    SetThreadName("dbw-accept");
+    accept_context_.run();
+  });
   started_ = true;
   for (const auto& t : targets_) {
     DBW_LOG(kInfo) << "target " << t->options.name << " (" << t->options.env << "): listening on "

@@ -102,6 +102,7 @@ void Session::ResolvePeer() {
       if (!self || self->closed_) return;
       self->process_ = std::move(p);
       self->peer_resolved_ = true;
+      self->info_.reset();  // republished with the process on the next event
       if (self->start_pending_) self->EmitSessionStart();
       self->MaybeStartClientPump();
     });
@@ -204,6 +205,7 @@ void Session::StartClientTls() {
           Close("client TLS handshake failed");
           return;
         }
+        info_.reset();
         principal_.tls_subject =
             PeerCertificateSubject(client_.transport.tls_stream()->native_handle());
         ReadStartup();
@@ -569,15 +571,22 @@ void Session::OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length
 
 // ---- Audit ----
 
-audit::Event Session::NewEvent(audit::EventKind kind) const {
+void Session::PublishInfo() {
+  auto info = std::make_shared<audit::SessionInfo>();
+  info->session_id = id_;
+  info->target = target_->options.name;
+  info->env = target_->options.env;
+  info->principal = principal_;
+  info->process = process_;
+  info_ = std::move(info);
+}
+
+audit::Event Session::NewEvent(audit::EventKind kind) {
+  if (!info_) PublishInfo();
   audit::Event e;
   e.kind = kind;
   e.ts_us = audit::NowMicros();
-  e.session_id = id_;
-  e.target = target_->options.name;
-  e.env = target_->options.env;
-  e.principal = principal_;
-  e.process = process_;
+  e.session = info_;
   return e;
 }
 
@@ -586,13 +595,14 @@ void Session::EmitSessionStart() {
   started_event_ = true;
   start_pending_ = false;
   principal_.application_name = state_.application_name();
+  PublishInfo();
   deps_.sink->Submit(NewEvent(audit::EventKind::kSessionStart));
 }
 
 void Session::OnExecutionComplete(const pg::Execution& x) {
   deps_.metrics->statements_total->Add();
   audit::Event e = NewEvent(audit::EventKind::kStatement);
-  e.statement = audit::StatementInfo{*x.sql, x.extended ? "extended" : "simple", x.statement_name};
+  e.statement = audit::StatementInfo{x.sql, x.extended ? "extended" : "simple", x.statement_name};
   audit::ResultInfo r;
   if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();
   r.sqlstate = x.sqlstate;

@@ -75,7 +75,8 @@ class Session : public std::enable_shared_from_this<Session>,
   void FlushFatalThenClose();
   void Close(const std::string& reason);
 
-  audit::Event NewEvent(audit::EventKind kind) const;
+  audit::Event NewEvent(audit::EventKind kind);
+  void PublishInfo();
   void EmitSessionStart();
   Leg& leg(Side side) { return side == Side::kClient ? client_ : *upstream_; }
 
@@ -91,6 +92,7 @@ class Session : public std::enable_shared_from_this<Session>,
   pg::StreamDecoder upstream_decoder_;
 
   audit::Principal principal_;
+  std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
   std::optional<identity::ProcessInfo> process_;
   bool peer_resolved_ = false;
   bool upstream_ready_ = false;   // startup sent upstream; the client pump may run

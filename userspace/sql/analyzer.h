@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
@@ -29,12 +30,22 @@ class Analyzer {
   std::shared_ptr<const QueryFacts> Analyze(std::string_view sql);
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
+  size_t size() const { return index_.size(); }  // entries cached now
 
  private:
-  // ... LRU internals are the implementer's choice ...
+  // A hit needs the same 64-bit key and the same canonical form: a hash collision (or a
+  // crafted one) can never hand one statement's facts to another.
+  struct Entry {
+    uint64_t key;
+    std::string canonical;
+    std::shared_ptr<const QueryFacts> facts;
+  };
   size_t capacity_;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
+  std::list<Entry> lru_;  // most recently used first
+  std::unordered_map<uint64_t, std::list<Entry>::iterator> index_;
+  std::string scratch_;  // canonical form of the text being looked up (capacity reused)
 };
 
 }  // namespace dbw::sql

@@ -34,6 +34,13 @@ void SessionState::OnStartup(const StartupMessage& message) {
   phase_ = Phase::kAuthenticating;
 }
 
+std::unique_ptr<Execution> SessionState::NewExecution() {
+  if (spare_.empty()) return std::make_unique<Execution>();
+  std::unique_ptr<Execution> e = std::move(spare_.back());
+  spare_.pop_back();
+  return e;
+}
+
 void SessionState::Push(Request kind, std::unique_ptr<Execution> execution) {
   pending_.push_back(Pending{kind, std::move(execution)});
 }
@@ -52,7 +59,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
     case fe::kQuery: {
       QueryMessage m;
       if (!ParseQuery(frame.body, &m, error)) return false;
-      auto e = std::make_unique<Execution>();
+      auto e = NewExecution();
       e->sql = std::make_shared<const std::string>(m.sql);
       e->start_ns = now_ns;
       Push(Request::kQuery, std::move(e));
@@ -96,7 +103,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
     case fe::kExecute: {
       ExecuteMessage m;
       if (!ParseExecute(frame.body, &m, error)) return false;
-      auto e = std::make_unique<Execution>();
+      auto e = NewExecution();
       e->extended = true;
       e->portal = std::string(m.portal);
       auto it = portals_.find(e->portal);
@@ -146,8 +153,20 @@ Execution* SessionState::CurrentExecution() {
 
 void SessionState::Complete(Pending* p, uint64_t now_ns) {
   if (p->execution == nullptr) return;
-  p->execution->end_ns = now_ns;
-  if (observer_ != nullptr) observer_->OnExecutionComplete(*p->execution);
+  Execution& e = *p->execution;
+  e.end_ns = now_ns;
+  if (observer_ != nullptr) observer_->OnExecutionComplete(e);
+  // Reset for reuse, keeping string and vector capacity.
+  e.sql.reset();
+  e.extended = false;
+  e.statement_name.clear();
+  e.portal.clear();
+  e.start_ns = e.end_ns = e.rows = e.bytes_out = 0;
+  e.command_tags.clear();
+  e.sqlstate.clear();
+  e.error_message.clear();
+  e.suspended = false;
+  if (spare_.size() < 4) spare_.push_back(std::move(p->execution));
   p->execution.reset();
 }
 

@@ -91,6 +91,9 @@ class SessionState {
   Execution* CurrentExecution();
   void PopUntil(Request kind);
   void Push(Request kind, std::unique_ptr<Execution> execution = nullptr);
+  // Executions are recycled: a statement-per-transaction workload would otherwise allocate
+  // and free one (with its strings and tag vector) per statement.
+  std::unique_ptr<Execution> NewExecution();
 
   SessionObserver* observer_;
   Phase phase_ = Phase::kStartup;
@@ -102,6 +105,7 @@ class SessionState {
   BackendKeyData backend_key_;
   bool discard_until_sync_ = false;  // the server skips messages after an extended-protocol error
   std::deque<Pending> pending_;
+  std::vector<std::unique_ptr<Execution>> spare_;
   std::unordered_map<std::string, std::shared_ptr<const std::string>> statements_;
   std::unordered_map<std::string, std::shared_ptr<const std::string>> portals_;
   std::unordered_map<std::string, std::string> portal_statement_;

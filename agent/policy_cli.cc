@@ -1,0 +1,401 @@
+// `dbwarden policy check|eval`: the policy engine and the analyser offline, for SREs tuning rules
+// and for CI checks of policy files. Output is JSON lines written with RapidJSON.
+#include "agent/policy_cli.h"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <simdjson.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+#include "policy/policy.h"
+#include "userspace/sql/analyzer.h"
+
+namespace dbw::agent {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 2;
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void EvalUsage(std::ostream& err) {
+  err << "usage: dbwarden policy eval [--policy FILE]... [--target T] [--env E]\n"
+         "                            [--principal-kind agent|human] [--user U]\n"
+         "                            [--mode enforce|monitor] < statements\n"
+         "  stdin: one SQL statement per line, or JSON lines\n"
+         "  {\"sql\": ..., \"env\": ..., \"target\": ..., \"principal\": {\"kind\": ..., "
+         "\"db_user\": ..., ...}}\n";
+}
+
+void String(JsonWriter* w, std::string_view s) {
+  w->String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+void Strings(JsonWriter* w, const char* key, const std::vector<std::string>& values) {
+  w->Key(key);
+  w->StartArray();
+  for (const auto& v : values) String(w, v);
+  w->EndArray();
+}
+
+void Tables(JsonWriter* w, const char* key, const std::vector<sql::TableRef>& tables) {
+  w->Key(key);
+  w->StartArray();
+  for (const auto& t : tables) String(w, t.Qualified());
+  w->EndArray();
+}
+
+void WriteFacts(JsonWriter* w, const sql::StatementFacts& s) {
+  w->StartObject();
+  w->Key("command");
+  String(w, sql::CommandName(s.command));
+  w->Key("object_kind");
+  String(w, s.object_kind);
+  w->Key("risks");
+  w->StartArray();
+  for (std::string_view r : sql::RiskNames(s.risks)) String(w, r);
+  w->EndArray();
+  Tables(w, "tables_read", s.tables_read);
+  Tables(w, "tables_written", s.tables_written);
+  Strings(w, "functions", s.functions);
+  w->Key("normalized");
+  String(w, s.normalized);
+  w->Key("fingerprint");
+  if (!s.fingerprint_hex.empty()) {
+    String(w, s.fingerprint_hex);
+  } else {
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016" PRIx64, s.fingerprint);
+    String(w, hex);
+  }
+  if (s.prepared) {
+    w->Key("prepare_name");
+    String(w, s.prepare_name);
+    w->Key("prepared");
+    WriteFacts(w, *s.prepared);
+  }
+  if (!s.error.empty()) {
+    w->Key("error");
+    String(w, s.error);
+  }
+  w->EndObject();
+}
+
+std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
+                         const sql::QueryFacts& facts, const std::optional<std::string>& id) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  if (id) {
+    w.Key("id");
+    String(&w, *id);
+  }
+  w.Key("action");
+  String(&w, policy::ActionName(d.action));
+  Strings(&w, "rules", d.rules);
+  w.Key("reason");
+  String(&w, d.reason);
+  if (!d.sqlstate.empty()) {
+    w.Key("sqlstate");
+    String(&w, d.sqlstate);
+  }
+  if (d.approval) {
+    w.Key("approval");
+    w.StartObject();
+    w.Key("mode");
+    String(&w, d.approval->mode == policy::ApprovalMode::kHold ? "hold" : "ticket");
+    w.Key("timeout_s");
+    w.Int64(d.approval->timeout.count());
+    w.Key("grant_ttl_s");
+    w.Int64(d.approval->grant_ttl.count());
+    w.Key("approvers");
+    w.Int(d.approval->approvers);
+    Strings(&w, "groups", d.approval->approver_groups);
+    w.EndObject();
+  }
+  w.Key("monitor");
+  w.Bool(d.monitor);
+  w.Key("principal_kind");
+  String(&w, kind == policy::PrincipalKind::kAgent ? "agent" : "human");
+  if (facts.unparseable) {
+    w.Key("error");
+    String(&w, facts.error);
+  }
+  w.Key("statements");
+  w.StartArray();
+  for (const auto& s : facts.statements) WriteFacts(&w, s);
+  w.EndArray();
+  w.EndObject();
+  return buf.GetString();
+}
+
+std::string ErrorJson(size_t line, const std::string& message) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  w.Key("line");
+  w.Uint64(line);
+  w.Key("error");
+  String(&w, message);
+  w.EndObject();
+  return buf.GetString();
+}
+
+bool ParseKind(std::string_view text, policy::PrincipalKind* kind) {
+  if (text == "agent") *kind = policy::PrincipalKind::kAgent;
+  else if (text == "human") *kind = policy::PrincipalKind::kHuman;
+  else return false;
+  return true;
+}
+
+struct EvalInput {
+  std::optional<std::string> id;
+  std::string sql;
+  policy::Target target;
+  policy::Principal principal;
+  std::optional<policy::PrincipalKind> kind;  // explicit; otherwise the policy classifies
+};
+
+// Reads a string member into *out; a missing member leaves *out alone.
+bool GetString(simdjson::dom::element value, std::string_view key, std::string* out,
+               std::string* error) {
+  std::string_view s;
+  if (value.get_string().get(s) != simdjson::SUCCESS) {
+    *error = "\"" + std::string(key) + "\" must be a string";
+    return false;
+  }
+  *out = std::string(s);
+  return true;
+}
+
+bool ParsePrincipalJson(simdjson::dom::element value, EvalInput* in, std::string* error) {
+  simdjson::dom::object obj;
+  if (value.get_object().get(obj) != simdjson::SUCCESS) {
+    *error = "\"principal\" must be an object";
+    return false;
+  }
+  policy::Principal& p = in->principal;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    std::string* target = nullptr;
+    if (k == "kind") {
+      std::string kind;
+      if (!GetString(field.value, k, &kind, error)) return false;
+      policy::PrincipalKind parsed;
+      if (!ParseKind(kind, &parsed)) {
+        *error = "principal.kind must be \"agent\" or \"human\"";
+        return false;
+      }
+      in->kind = parsed;
+      continue;
+    }
+    if (k == "groups") {
+      simdjson::dom::array groups;
+      if (field.value.get_array().get(groups) != simdjson::SUCCESS) {
+        *error = "principal.groups must be a list of strings";
+        return false;
+      }
+      p.groups.clear();
+      for (auto g : groups) {
+        std::string_view s;
+        if (g.get_string().get(s) != simdjson::SUCCESS) {
+          *error = "principal.groups must be a list of strings";
+          return false;
+        }
+        p.groups.emplace_back(s);
+      }
+      continue;
+    }
+    if (k == "subject") target = &p.subject;
+    if (k == "db_user") target = &p.db_user;
+    if (k == "database") target = &p.database;
+    if (k == "application_name") target = &p.application_name;
+    if (k == "client_addr") target = &p.client_addr;
+    if (k == "cert_subject") target = &p.cert_subject;
+    if (k == "exe") target = &p.exe;
+    if (k == "unit") target = &p.unit;
+    if (k == "container") target = &p.container;
+    if (target == nullptr) {
+      *error = "unknown principal key \"" + std::string(k) + "\"";
+      return false;
+    }
+    if (!GetString(field.value, k, target, error)) return false;
+  }
+  // A db_user without a verified subject stands for itself, as in the relay.
+  if (p.subject.empty()) p.subject = p.db_user;
+  return true;
+}
+
+bool ParseJsonLine(simdjson::dom::parser* parser, const std::string& line, EvalInput* in,
+                   std::string* error) {
+  simdjson::dom::element doc;
+  if (auto e = parser->parse(line).get(doc); e != simdjson::SUCCESS) {
+    *error = std::string("invalid JSON: ") + simdjson::error_message(e);
+    return false;
+  }
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+    *error = "a JSON input line must be an object";
+    return false;
+  }
+  bool have_sql = false;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    if (k == "sql") {
+      if (!GetString(field.value, k, &in->sql, error)) return false;
+      have_sql = true;
+    } else if (k == "env") {
+      if (!GetString(field.value, k, &in->target.env, error)) return false;
+    } else if (k == "target") {
+      if (!GetString(field.value, k, &in->target.name, error)) return false;
+    } else if (k == "id") {
+      std::string id;
+      if (!GetString(field.value, k, &id, error)) return false;
+      in->id = std::move(id);
+    } else if (k == "principal") {
+      if (!ParsePrincipalJson(field.value, in, error)) return false;
+    } else {
+      *error = "unknown key \"" + std::string(k) + "\" (expected sql, env, target, principal, id)";
+      return false;
+    }
+  }
+  if (!have_sql) {
+    *error = "missing \"sql\"";
+    return false;
+  }
+  return true;
+}
+
+bool Blank(const std::string& line) {
+  return line.find_first_not_of(" \t\r") == std::string::npos;
+}
+
+}  // namespace
+
+int PolicyCheckMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    err << "usage: dbwarden policy check FILE...\n";
+    return kExitUsage;
+  }
+  int rc = kExitOk;
+  for (const auto& file : args) {
+    auto p = policy::LoadPolicy({file}, policy::Mode::kEnforce);
+    if (p.ok()) {
+      out << file << ": ok (" << (*p)->rule_count() << " rules)\n";
+    } else {
+      err << p.status().message() << "\n";
+      rc = kExitUsage;
+    }
+  }
+  // Files that load alone can still clash together (duplicate rule ids).
+  if (rc == kExitOk && args.size() > 1) {
+    auto all = policy::LoadPolicy(args, policy::Mode::kEnforce);
+    if (!all.ok()) {
+      err << all.status().message() << "\n";
+      rc = kExitUsage;
+    }
+  }
+  return rc;
+}
+
+int PolicyCheckMain(const std::vector<std::string>& args) {
+  return PolicyCheckMain(args, std::cout, std::cerr);
+}
+
+int PolicyEvalMain(const std::vector<std::string>& args, std::istream& in, std::ostream& out,
+                   std::ostream& err) {
+  std::vector<std::string> files;
+  policy::Target target{"default", "prod"};
+  std::optional<policy::PrincipalKind> kind;
+  std::string user;
+  policy::Mode mode = policy::Mode::kEnforce;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h" || i + 1 == args.size()) {
+      EvalUsage(err);
+      return kExitUsage;
+    }
+    const std::string& v = args[++i];
+    if (a == "--policy") {
+      files.push_back(v);
+    } else if (a == "--target") {
+      target.name = v;
+    } else if (a == "--env") {
+      target.env = v;
+    } else if (a == "--user") {
+      user = v;
+    } else if (a == "--principal-kind") {
+      policy::PrincipalKind k;
+      if (!ParseKind(v, &k)) {
+        err << "--principal-kind must be agent or human\n";
+        return kExitUsage;
+      }
+      kind = k;
+    } else if (a == "--mode") {
+      if (v == "enforce") mode = policy::Mode::kEnforce;
+      else if (v == "monitor") mode = policy::Mode::kMonitor;
+      else {
+        err << "--mode must be enforce or monitor\n";
+        return kExitUsage;
+      }
+    } else {
+      EvalUsage(err);
+      return kExitUsage;
+    }
+  }
+  auto loaded = policy::LoadPolicy(files, mode);
+  if (!loaded.ok()) {
+    err << loaded.status().message() << "\n";
+    return kExitUsage;
+  }
+  const policy::CompiledPolicy& policy = **loaded;
+  sql::Analyzer analyzer;
+  simdjson::dom::parser parser;
+  int rc = kExitOk;
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (Blank(line)) continue;
+    EvalInput input;
+    input.target = target;
+    input.principal.db_user = user;
+    input.principal.subject = user;
+    input.kind = kind;
+    if (line[line.find_first_not_of(" \t")] == '{') {
+      std::string error;
+      if (!ParseJsonLine(&parser, line, &input, &error)) {
+        out << ErrorJson(line_no, "line " + std::to_string(line_no) + ": " + error) << std::endl;
+        rc = kExitUsage;
+        continue;
+      }
+    } else {
+      input.sql = line;
+    }
+    // An explicit kind wins; otherwise the policy's principals.agents decide, as in the relay.
+    if (input.kind) {
+      input.principal.kind = *input.kind;
+    } else {
+      policy.Classify(&input.principal);
+    }
+    auto facts = analyzer.Analyze(input.sql);
+    policy::Decision d =
+        policy.Evaluate(input.target, input.principal, *facts, std::chrono::system_clock::now());
+    // Flushed per line so a caller can feed statements one at a time and read each answer.
+    out << DecisionJson(d, input.principal.kind, *facts, input.id) << std::endl;
+  }
+  return rc;
+}
+
+int PolicyEvalMain(const std::vector<std::string>& args) {
+  std::ios::sync_with_stdio(false);
+  return PolicyEvalMain(args, std::cin, std::cout, std::cerr);
+}
+
+}  // namespace dbw::agent

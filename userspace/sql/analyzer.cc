@@ -1,0 +1,162 @@
+// AnalyzeUncached: libpg_query parse → simdjson DOM → per-statement facts, with libpg_query's
+// normalization and fingerprint; and the Analyzer's LRU cache keyed by statement shape.
+#include "userspace/sql/analyzer.h"
+
+#include <pg_query.h>
+#include <simdjson.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "userspace/sql/lexer.h"
+#include "userspace/sql/shape.h"
+#include "userspace/sql/walker.h"
+
+namespace dbw::sql {
+namespace {
+
+void Unparseable(QueryFacts* q, std::string_view sql, std::string error) {
+  q->statements.clear();
+  StatementFacts s;
+  s.command = Command::kUnparseable;
+  s.risks = kRiskUnparseable;
+  s.error = error;
+  // The audit log stores `normalized`: never the raw text of something we could not read.
+  s.normalized = ScrubLiterals(sql, ScrubStyle::kQuestionMarks);
+  q->statements.push_back(std::move(s));
+  q->unparseable = true;
+  q->error = std::move(error);
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && lex::IsSpace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && lex::IsSpace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// libpg_query's normalization ($n for the constants it knows), then a scrub of what it leaves:
+// it keeps literals in utility statements (COMMENT ... IS '...', NOTIFY, CREATE TABLE
+// defaults), and comments, which may hold anything.
+void Normalize(const std::string& text, StatementFacts* s) {
+  PgQueryNormalizeResult n = pg_query_normalize(text.c_str());
+  std::string_view base = (n.error || !n.normalized_query) ? std::string_view(text)
+                                                            : std::string_view(n.normalized_query);
+  s->normalized = ScrubLiterals(base, ScrubStyle::kParams, MaxParamNumber(base) + 1);
+  pg_query_free_normalize_result(n);
+
+  PgQueryFingerprintResult f = pg_query_fingerprint(text.c_str());
+  if (!f.error) {
+    s->fingerprint = f.fingerprint;
+    if (f.fingerprint_str) s->fingerprint_hex = f.fingerprint_str;
+  }
+  pg_query_free_fingerprint_result(f);
+}
+
+int64_t IntField(simdjson::dom::object o, std::string_view key) {
+  int64_t v = 0;
+  simdjson::dom::element e;
+  if (o.at_key(key).get(e) != simdjson::SUCCESS || e.get_int64().get(v) != simdjson::SUCCESS)
+    return 0;
+  return v;
+}
+
+}  // namespace
+
+std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql) {
+  auto q = std::make_shared<QueryFacts>();
+  // The server reads a Query message up to its NUL; text past one is not what it would run.
+  if (sql.find('\0') != std::string_view::npos) {
+    Unparseable(q.get(), sql, "query text contains a NUL byte");
+    return q;
+  }
+  const std::string text(sql);
+  PgQueryParseResult r = pg_query_parse(text.c_str());
+  if (r.error) {
+    Unparseable(q.get(), sql, r.error->message ? r.error->message : "syntax error");
+    pg_query_free_parse_result(r);
+    return q;
+  }
+  // One parser per thread: it keeps its buffers between calls.
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::array stmts;
+  auto err = parser.parse(r.parse_tree, std::strlen(r.parse_tree)).get(doc);
+  pg_query_free_parse_result(r);  // parse() copied the JSON into its padded buffer
+  if (err != simdjson::SUCCESS) {
+    Unparseable(q.get(), sql, std::string("parse tree not readable: ") + simdjson::error_message(err));
+    return q;
+  }
+  simdjson::dom::object root;
+  if (doc.get_object().get(root) != simdjson::SUCCESS) {
+    Unparseable(q.get(), sql, "parse tree not readable");
+    return q;
+  }
+  if (root.at_key("stmts").get_array().get(stmts) != simdjson::SUCCESS) return q;  // empty query
+
+  const size_t count = stmts.size();
+  for (simdjson::dom::element raw : stmts) {
+    simdjson::dom::object raw_obj;
+    simdjson::dom::element stmt;
+    if (raw.get_object().get(raw_obj) != simdjson::SUCCESS ||
+        raw_obj.at_key("stmt").get(stmt) != simdjson::SUCCESS)
+      continue;
+    StatementFacts s;
+    bool sensitive = false;
+    Walker(&s, &sensitive).Statement(stmt);
+    q->literal_sensitive |= sensitive;
+
+    size_t loc = static_cast<size_t>(IntField(raw_obj, "stmt_location"));
+    size_t len = static_cast<size_t>(IntField(raw_obj, "stmt_len"));
+    if (loc > text.size()) loc = text.size();
+    if (len == 0 || loc + len > text.size()) len = text.size() - loc;
+    if (count == 1) {
+      Normalize(text, &s);
+    } else {
+      Normalize(std::string(Trim(std::string_view(text).substr(loc, len))), &s);
+    }
+    if (s.prepared) {
+      // PREPARE's inner statement has no text of its own: it shares the PREPARE's.
+      auto inner = std::const_pointer_cast<StatementFacts>(s.prepared);
+      inner->normalized = s.normalized;
+      inner->fingerprint = s.fingerprint;
+      inner->fingerprint_hex = s.fingerprint_hex;
+    }
+    q->statements.push_back(std::move(s));
+  }
+  return q;
+}
+
+Analyzer::Analyzer(size_t capacity) : capacity_(capacity) {
+  scratch_.reserve(1024);
+  index_.reserve(capacity);
+}
+
+std::shared_ptr<const QueryFacts> Analyzer::Analyze(std::string_view sql) {
+  const uint64_t key = CanonicalShape(sql, &scratch_);
+  auto it = index_.find(key);
+  if (it != index_.end() && it->second->canonical == scratch_) {
+    ++hits_;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->facts;
+  }
+  ++misses_;
+  std::shared_ptr<const QueryFacts> facts = AnalyzeUncached(sql);
+  // Facts that hinge on a literal belong to this text only; unparseable text is not a shape
+  // worth keeping (and a literal may be what broke it).
+  if (capacity_ == 0 || facts->literal_sensitive || facts->unparseable) return facts;
+  if (it != index_.end()) {  // same key, different shape: the newer one takes the slot
+    it->second->canonical = scratch_;
+    it->second->facts = facts;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return facts;
+  }
+  if (index_.size() >= capacity_) {
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+  lru_.push_front(Entry{key, scratch_, facts});
+  index_.emplace(key, lru_.begin());
+  return facts;
+}
+
+}  // namespace dbw::sql
