@@ -135,7 +135,24 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   AgentConfig c;
   c.path = path;
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
-  CheckKeys(root, "the configuration", {"state_dir", "log_level", "relay", "targets"});
+  CheckKeys(root, "the configuration", {"state_dir", "log_level", "relay", "targets", "policy"});
+  if (YAML::Node p = root["policy"]) {
+    CheckKeys(p, "policy", {"files", "mode"});
+    if (YAML::Node files = p["files"]) {
+      if (!files.IsSequence()) Throw(files, "policy.files must be a list of paths or globs");
+      for (const auto& f : files) c.policy_files.push_back(Scalar(f, "policy.files entry"));
+    }
+    if (YAML::Node mode = p["mode"]) {
+      std::string m = Scalar(mode, "policy.mode");
+      if (m == "enforce") {
+        c.policy_mode = policy::Mode::kEnforce;
+      } else if (m == "monitor") {
+        c.policy_mode = policy::Mode::kMonitor;
+      } else {
+        Throw(mode, "policy.mode must be enforce or monitor");
+      }
+    }
+  }
   if (root["state_dir"]) c.state_dir = Scalar(root["state_dir"], "state_dir");
   if (root["log_level"]) {
     c.log_level = Scalar(root["log_level"], "log_level");

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "policy/policy.h"
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"
 
@@ -13,6 +14,9 @@ struct AgentConfig {
   std::string state_dir = "/var/lib/dbwarden";
   std::string log_level = "info";
   relay::RelayOptions relay;
+  // policy.files (paths or globs; empty: the built-in default pack) and policy.mode.
+  std::vector<std::string> policy_files;
+  policy::Mode policy_mode = policy::Mode::kEnforce;
 };
 
 // Loads and validates a config file. Errors read "FILE:LINE: reason".

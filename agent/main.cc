@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "agent/policy_cli.h"
+#include "agent/policy_reloader.h"
 #include "userspace/audit/jsonl_sink.h"
 #include "userspace/common/logging.h"
 #include "userspace/identity/peer_process.h"
@@ -30,6 +32,10 @@ void Usage(std::ostream& out) {
   out << "usage:\n"
          "  dbwarden run --config FILE [--log-level debug|info|warning|error]\n"
          "  dbwarden config check FILE\n"
+         "  dbwarden policy check FILE...\n"
+         "  dbwarden policy eval [--policy FILE]... [--target T] [--env E]\n"
+         "                       [--principal-kind agent|human] [--user U] [--mode enforce|monitor]\n"
+         "                       < statements (one per line, or JSON lines)\n"
          "  dbwarden --version\n";
 }
 
@@ -92,8 +98,19 @@ int Run(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  auto initial_policy = LoadInitialPolicy(config->policy_files, config->policy_mode);
+  if (!initial_policy.ok()) {
+    DBW_LOG(kError) << "policy: " << initial_policy.status().message();
+    return kExitUsage;
+  }
+  const std::string policy_summary =
+      std::to_string((*initial_policy)->rule_count()) + " rules from " + (*initial_policy)->source() +
+      (config->policy_mode == policy::Mode::kMonitor ? ", monitor mode" : ", enforce mode");
+  policy::PolicyStore policy_store(std::move(*initial_policy));
+  PolicyReloader reloader(config->policy_files, config->policy_mode, &policy_store, sink->get());
+
   identity::PeerResolver resolver;
-  relay::RelayServer server(config->relay, sink->get(), &resolver);
+  relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store);
   if (Status st = server.Start(); !st.ok()) {
     DBW_LOG(kError) << st.message();
     return kExitFailure;
@@ -103,6 +120,13 @@ int Run(const std::vector<std::string>& args) {
   start.source = "agent";
   start.detail = "dbwarden " DBWARDEN_VERSION " started with " + config_path;
   (*sink)->Submit(std::move(start));
+  audit::Event loaded;
+  loaded.kind = audit::EventKind::kPolicyLoad;
+  loaded.source = "agent";
+  loaded.detail = "loaded: " + policy_summary;
+  (*sink)->Submit(std::move(loaded));
+  DBW_LOG(kInfo) << "policy: " << policy_summary;
+  reloader.Start(std::chrono::seconds(2));
   sd_notify(0, "READY=1");
   DBW_LOG(kInfo) << "dbwarden " << DBWARDEN_VERSION << " running";
 
@@ -110,8 +134,8 @@ int Run(const std::vector<std::string>& args) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      // Listeners and upstreams are fixed for the process's life; a reload validates the
-      // file so a broken edit is reported before the next restart would hit it.
+      // Policy reloads in place. Listeners and upstreams are fixed for the process's life; the
+      // file is validated so a broken edit is reported before a restart would hit it.
       auto reloaded = LoadConfig(config_path);
       if (reloaded.ok()) {
         DBW_LOG(kInfo) << "SIGHUP: " << config_path
@@ -120,6 +144,7 @@ int Run(const std::vector<std::string>& args) {
         DBW_LOG(kError) << "SIGHUP: keeping the running configuration: "
                         << reloaded.status().message();
       }
+      reloader.Reload("SIGHUP");
       continue;
     }
     DBW_LOG(kInfo) << "received " << strsignal(sig) << ", shutting down";
@@ -157,6 +182,10 @@ int main(int argc, char** argv) {
   if (args[0] == "run") return dbw::agent::Run({args.begin() + 1, args.end()});
   if (args[0] == "config" && args.size() >= 2 && args[1] == "check")
     return dbw::agent::ConfigCheck({args.begin() + 2, args.end()});
+  if (args[0] == "policy" && args.size() >= 2 && args[1] == "check")
+    return dbw::agent::PolicyCheckMain({args.begin() + 2, args.end()});
+  if (args[0] == "policy" && args.size() >= 2 && args[1] == "eval")
+    return dbw::agent::PolicyEvalMain({args.begin() + 2, args.end()});
   dbw::agent::Usage(std::cerr);
   return dbw::agent::kExitUsage;
 }

@@ -2,8 +2,6 @@
 // and for CI checks of policy files. Output is JSON lines written with RapidJSON.
 #include "agent/policy_cli.h"
 
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <simdjson.h>
 
 #include <chrono>
@@ -11,6 +9,9 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "policy/policy.h"
 #include "userspace/sql/analyzer.h"
@@ -147,10 +148,15 @@ std::string ErrorJson(size_t line, const std::string& message) {
 }
 
 bool ParseKind(std::string_view text, policy::PrincipalKind* kind) {
-  if (text == "agent") *kind = policy::PrincipalKind::kAgent;
-  else if (text == "human") *kind = policy::PrincipalKind::kHuman;
-  else return false;
-  return true;
+  if (text == "agent") {
+    *kind = policy::PrincipalKind::kAgent;
+    return true;
+  }
+  if (text == "human") {
+    *kind = policy::PrincipalKind::kHuman;
+    return true;
+  }
+  return false;
 }
 
 struct EvalInput {
@@ -337,9 +343,11 @@ int PolicyEvalMain(const std::vector<std::string>& args, std::istream& in, std::
       }
       kind = k;
     } else if (a == "--mode") {
-      if (v == "enforce") mode = policy::Mode::kEnforce;
-      else if (v == "monitor") mode = policy::Mode::kMonitor;
-      else {
+      if (v == "enforce") {
+        mode = policy::Mode::kEnforce;
+      } else if (v == "monitor") {
+        mode = policy::Mode::kMonitor;
+      } else {
         err << "--mode must be enforce or monitor\n";
         return kExitUsage;
       }

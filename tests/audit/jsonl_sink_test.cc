@@ -33,7 +33,13 @@ TEST(JsonlSinkTest, WritesParsableLinesAndContinuesSequence) {
       info->principal.client_addr = "127.0.0.1:5";
       info->session_id = "s" + std::to_string(i);
       e.session = info;
-      e.statement = StatementInfo{std::make_shared<const std::string>("SELECT '\xff\xfe' || 'é'"), "simple", ""};
+      auto facts = std::make_shared<sql::QueryFacts>();
+      sql::StatementFacts st;
+      st.command = sql::Command::kSelect;
+      st.normalized = "SELECT \"\xff\xfe\" || 'é'";  // an identifier that is not UTF-8
+      st.tables_read.push_back({"public", "t"});
+      facts->statements.push_back(st);
+      e.statement = StatementInfo{facts, "simple", ""};
       e.result = ResultInfo{"SELECT 1", "", "", 12, 1, 40};
       (*sink)->Submit(std::move(e));
     }
@@ -52,7 +58,9 @@ TEST(JsonlSinkTest, WritesParsableLinesAndContinuesSequence) {
     EXPECT_EQ(std::string(doc["kind"].get_string().value()), "statement");
     EXPECT_EQ(std::string(doc["principal"]["db_user"].get_string().value()), "alice");
     std::string sql(doc["statement"]["sql"].get_string().value());
-    EXPECT_EQ(sql, "SELECT '\xEF\xBF\xBD\xEF\xBF\xBD' || 'é'");
+    EXPECT_EQ(sql, "SELECT \"\xEF\xBF\xBD\xEF\xBF\xBD\" || 'é'");
+    EXPECT_EQ(std::string(doc["statement"]["commands"].at(0).get_string().value()), "SELECT");
+    EXPECT_EQ(std::string(doc["statement"]["tables_read"].at(0).get_string().value()), "public.t");
   }
   std::filesystem::remove(path);
 }

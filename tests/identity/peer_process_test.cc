@@ -49,3 +49,23 @@ TEST(PeerProcessTest, UnknownEndpointsFindNothing) {
 
 }  // namespace
 }  // namespace dbw::identity
+
+namespace dbw::identity {
+namespace {
+
+TEST(CgroupTest, UnitAndContainer) {
+  EXPECT_EQ(UnitFromCgroup("/system.slice/cron.service"), "cron.service");
+  EXPECT_EQ(UnitFromCgroup("/user.slice/user-1000.slice/session-3.scope"), "session-3.scope");
+  EXPECT_EQ(UnitFromCgroup("/"), "");
+  const std::string id = "4f1c2a9b8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b";
+  EXPECT_EQ(ContainerFromCgroup("/system.slice/docker-" + id + ".scope"), id);
+  EXPECT_EQ(ContainerFromCgroup("/docker/" + id), id);
+  EXPECT_EQ(ContainerFromCgroup("/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + id + ".scope"), id);
+  EXPECT_EQ(ContainerFromCgroup("/machine.slice/libpod-" + id + ".scope"), id);
+  EXPECT_EQ(ContainerFromCgroup("/kubepods/besteffort/pod1234/" + id), id);
+  EXPECT_EQ(ContainerFromCgroup("/system.slice/cron.service"), "");
+  EXPECT_EQ(ContainerFromCgroup("/system.slice/docker-notanid.scope"), "");
+}
+
+}  // namespace
+}  // namespace dbw::identity

@@ -502,12 +502,13 @@ class AuditTest(unittest.TestCase):
         seqs = [e['seq'] for e in self.relay.events()]
         self.assertEqual(seqs, sorted(set(seqs)), 'seq must strictly increase line by line')
         self.assertEqual(self.relay.events()[0]['kind'], 'agent_start')
-        kinds = {'agent_start', 'agent_stop', 'session_start', 'statement', 'session_end',
-                 'protocol_violation', 'upstream_error'}
+        kinds = {'agent_start', 'agent_stop', 'policy_load', 'session_start', 'statement',
+                 'session_end', 'protocol_violation', 'upstream_error'}
         for ev in self.relay.events():
             self.assertIn(ev['kind'], kinds, ev)
             # Agent lifecycle events are not from the relay path; accept either source there.
-            allowed = ('relay', 'agent') if ev['kind'].startswith('agent_') else ('relay',)
+            allowed = (('relay', 'agent') if ev['kind'].startswith('agent_')
+                       or ev['kind'] == 'policy_load' else ('relay',))
             self.assertIn(ev['source'], allowed, ev)
 
 

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "policy/policy.h"
 #include "userspace/identity/process_info.h"
+#include "userspace/sql/facts.h"
 
 namespace dbw::audit {
 
@@ -20,10 +22,12 @@ enum class EventKind : uint8_t {
   kProtocolViolation,
   kUpstreamError,
   kAuditLoss,
+  kPolicyLoad,  // a policy was loaded, or a reload was rejected (detail says which)
 };
 const char* EventKindName(EventKind kind);
 
 struct Principal {
+  std::string kind;  // "human" | "agent", as the running policy classified the session
   std::string db_user;
   std::string database;
   std::string application_name;
@@ -41,10 +45,16 @@ struct SessionInfo {
   std::optional<identity::ProcessInfo> process;
 };
 
+// The statement as audited: normalized text and facts, never the literal values.
 struct StatementInfo {
-  std::shared_ptr<const std::string> sql;  // shared with the protocol state; never null
-  const char* protocol = "simple";         // "simple" | "extended"
-  std::string name;                        // prepared statement name (extended)
+  std::shared_ptr<const sql::QueryFacts> facts;  // null when the statement was never judged
+  const char* protocol = "simple";               // "simple" | "extended"
+  std::string name;                              // prepared statement name (extended)
+};
+
+struct DecisionInfo {
+  std::shared_ptr<const policy::Decision> decision;
+  bool enforced = false;  // the relay stopped the statement (deny/approve in enforce mode)
 };
 
 struct ResultInfo {
@@ -64,6 +74,7 @@ struct Event {
   std::shared_ptr<const SessionInfo> session;  // null for agent events
   std::optional<StatementInfo> statement;
   std::optional<ResultInfo> result;
+  std::optional<DecisionInfo> decision;
   std::string error_sqlstate;  // protocol violations and upstream errors
   std::string error_message;
   std::string detail;          // free text for agent/loss events

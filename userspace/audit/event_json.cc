@@ -22,6 +22,7 @@ const char* EventKindName(EventKind kind) {
     case EventKind::kProtocolViolation: return "protocol_violation";
     case EventKind::kUpstreamError: return "upstream_error";
     case EventKind::kAuditLoss: return "audit_loss";
+    case EventKind::kPolicyLoad: return "policy_load";
   }
   return "unknown";
 }
@@ -87,7 +88,7 @@ std::string SanitizeUtf8(const std::string& s) {
 }
 
 void Str(Writer& w, const char* key, const std::string& value) {
-  w.Key(key);
+  if (key != nullptr) w.Key(key);
   if (ValidUtf8(value) && value.find('\0') == std::string::npos) {
     w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
     return;
@@ -98,6 +99,48 @@ void Str(Writer& w, const char* key, const std::string& value) {
 void StrIfSet(Writer& w, const char* key, const std::string& value) {
   if (!value.empty()) Str(w, key, value);
 }
+void WriteNames(Writer& w, const char* key, const std::vector<std::string_view>& names) {
+  w.Key(key);
+  w.StartArray();
+  for (auto n : names) w.String(n.data(), static_cast<rapidjson::SizeType>(n.size()));
+  w.EndArray();
+}
+
+void WriteStatement(Writer& w, const StatementInfo& st) {
+  w.Key("protocol");
+  w.String(st.protocol);
+  StrIfSet(w, "name", st.name);
+  if (!st.facts) {
+    Str(w, "sql", "");
+    return;
+  }
+  const sql::QueryFacts& f = *st.facts;
+  // One text for the whole query string: its statements' normalized texts.
+  std::string sql_text;
+  std::vector<std::string_view> commands, risks;
+  std::vector<std::string> read, written;
+  for (const auto& s : f.statements) {
+    if (!sql_text.empty()) sql_text += "; ";
+    sql_text += s.normalized;
+    commands.push_back(sql::CommandName(s.command));
+    for (const auto& t : s.tables_read) read.push_back(t.Qualified());
+    for (const auto& t : s.tables_written) written.push_back(t.Qualified());
+  }
+  risks = sql::RiskNames(f.AllRisks());
+  Str(w, "sql", sql_text);
+  if (!f.statements.empty()) StrIfSet(w, "fingerprint", f.statements.front().fingerprint_hex);
+  WriteNames(w, "commands", commands);
+  WriteNames(w, "risks", risks);
+  w.Key("tables_read");
+  w.StartArray();
+  for (const auto& t : read) Str(w, nullptr, t);
+  w.EndArray();
+  w.Key("tables_written");
+  w.StartArray();
+  for (const auto& t : written) Str(w, nullptr, t);
+  w.EndArray();
+}
+
 }  // namespace
 
 void AppendEventJson(const Event& e, std::string* out) {
@@ -121,7 +164,8 @@ void AppendEventJson(const Event& e, std::string* out) {
     if (!p.db_user.empty() || !p.client_addr.empty()) {
       w.Key("principal");
       w.StartObject();
-      Str(w, "db_user", p.db_user);
+        StrIfSet(w, "kind", p.kind);
+    Str(w, "db_user", p.db_user);
       Str(w, "database", p.database);
       Str(w, "application_name", p.application_name);
       Str(w, "client_addr", p.client_addr);
@@ -145,10 +189,25 @@ void AppendEventJson(const Event& e, std::string* out) {
   if (e.statement) {
     w.Key("statement");
     w.StartObject();
-    Str(w, "sql", *e.statement->sql);
-    w.Key("protocol");
-    w.String(e.statement->protocol);
-    StrIfSet(w, "name", e.statement->name);
+    WriteStatement(w, *e.statement);
+    w.EndObject();
+  }
+  if (e.decision && e.decision->decision) {
+    const policy::Decision& d = *e.decision->decision;
+    w.Key("decision");
+    w.StartObject();
+    w.Key("action");
+    auto action = policy::ActionName(d.action);
+    w.String(action.data(), static_cast<rapidjson::SizeType>(action.size()));
+    w.Key("rules");
+    w.StartArray();
+    for (const auto& r : d.rules) w.String(r.data(), static_cast<rapidjson::SizeType>(r.size()));
+    w.EndArray();
+    StrIfSet(w, "reason", d.reason);
+    w.Key("mode");
+    w.String(d.monitor ? "monitor" : "enforce");
+    w.Key("enforced");
+    w.Bool(e.decision->enforced);
     w.EndObject();
   }
   if (e.result) {

@@ -35,3 +35,55 @@ bool ReadProcessInfo(int32_t pid, ProcessInfo* out) {
 }
 
 }  // namespace dbw::identity
+
+namespace dbw::identity {
+namespace {
+
+bool IsHex(std::string_view s) {
+  if (s.size() < 12) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string UnitFromCgroup(std::string_view cgroup) {
+  std::string_view best;
+  size_t pos = 0;
+  while (pos < cgroup.size()) {
+    size_t end = cgroup.find('/', pos);
+    if (end == std::string_view::npos) end = cgroup.size();
+    std::string_view part = cgroup.substr(pos, end - pos);
+    if (part.ends_with(".service") || part.ends_with(".scope")) best = part;
+    pos = end + 1;
+  }
+  return std::string(best);
+}
+
+std::string ContainerFromCgroup(std::string_view cgroup) {
+  static constexpr std::string_view kPrefixes[] = {"docker-", "cri-containerd-", "crio-",
+                                                   "libpod-"};
+  size_t pos = 0;
+  std::string_view prev;
+  while (pos < cgroup.size()) {
+    size_t end = cgroup.find('/', pos);
+    if (end == std::string_view::npos) end = cgroup.size();
+    std::string_view part = cgroup.substr(pos, end - pos);
+    for (auto prefix : kPrefixes) {
+      if (part.starts_with(prefix)) {
+        std::string_view id = part.substr(prefix.size());
+        if (id.ends_with(".scope")) id.remove_suffix(6);
+        if (IsHex(id)) return std::string(id);
+      }
+    }
+    // cgroupfs driver: /docker/<id>, /kubepods/.../<id>
+    if ((prev == "docker" || prev.starts_with("pod") || prev == "libpod_parent") && IsHex(part))
+      return std::string(part);
+    prev = part;
+    pos = end + 1;
+  }
+  return "";
+}
+
+}  // namespace dbw::identity

@@ -12,7 +12,7 @@
 namespace dbw::relay {
 
 RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
-                         identity::PeerResolver* resolver)
+                         identity::PeerResolver* resolver, const policy::PolicyStore* policy)
     : options_(std::move(options)) {
   auto& m = MetricsRegistry::Global();
   metrics_ = RelayMetrics{
@@ -26,8 +26,19 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
       m.GetCounter("dbwarden_relay_cancels_forwarded_total", "Cancel requests routed upstream"),
       m.GetCounter("dbwarden_relay_bytes_total", "Bytes relayed", "direction=\"to_upstream\""),
       m.GetCounter("dbwarden_relay_bytes_total", "Bytes relayed", "direction=\"to_client\""),
+      {},
+      m.GetCounter("dbwarden_decisions_monitored_total",
+                   "Deny/approve decisions let through because the policy is in monitor mode"),
+      m.GetHistogram("dbwarden_decision_duration_seconds",
+                     "Time to analyse a statement and judge it against policy"),
   };
-  deps_ = SessionDeps{sink, resolver, &cancels_, &options_, &metrics_, &targets_};
+  for (auto a : {policy::Action::kAllow, policy::Action::kLog, policy::Action::kApprove,
+                 policy::Action::kDeny}) {
+    metrics_.decisions[static_cast<int>(a)] =
+        m.GetCounter("dbwarden_decisions_total", "Statements judged by the relay, by decision",
+                     "action=\"" + std::string(policy::ActionName(a)) + "\"");
+  }
+  deps_ = SessionDeps{sink, resolver, &cancels_, &options_, &metrics_, &targets_, policy};
 }
 
 RelayServer::~RelayServer() { Shutdown(); }

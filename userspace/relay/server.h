@@ -10,12 +10,14 @@
 #include <unordered_set>
 #include <vector>
 
+#include "policy/policy.h"
 #include "userspace/audit/sink.h"
 #include "userspace/common/metrics.h"
 #include "userspace/common/status.h"
 #include "userspace/identity/peer_process.h"
 #include "userspace/relay/cancel_registry.h"
 #include "userspace/relay/options.h"
+#include "userspace/sql/analyzer.h"
 
 namespace dbw::relay {
 
@@ -41,6 +43,10 @@ struct RelayMetrics {
   Counter* cancels_forwarded;
   Counter* bytes_client_to_upstream;
   Counter* bytes_upstream_to_client;
+  // Decisions by action, and the time to analyse and judge a statement.
+  Counter* decisions[4];          // indexed by policy::Action
+  Counter* decisions_monitored;   // deny/approve decisions let through in monitor mode
+  Histogram* decision_latency;
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the
@@ -49,6 +55,9 @@ struct Worker {
   // Declared first so it is destroyed last: destroying the context destroys the handlers
   // that still own sessions, and a session's destructor removes itself from this set.
   std::unordered_set<Session*> sessions;
+  // libpg_query keeps per-thread state, and the digest cache needs no lock when it is the
+  // worker's own.
+  sql::Analyzer analyzer;
   asio::io_context context{1};
   std::thread thread;
 };
@@ -61,11 +70,13 @@ struct SessionDeps {
   const RelayOptions* options;
   RelayMetrics* metrics;
   const std::vector<std::unique_ptr<TargetRuntime>>* targets;
+  const policy::PolicyStore* policy;
 };
 
 class RelayServer {
  public:
-  RelayServer(RelayOptions options, audit::EventSink* sink, identity::PeerResolver* resolver);
+  RelayServer(RelayOptions options, audit::EventSink* sink, identity::PeerResolver* resolver,
+              const policy::PolicyStore* policy);
   ~RelayServer();
 
   // Binds every listener and starts the workers. Fails without side effects when a listener

@@ -10,6 +10,7 @@
 #include "userspace/common/logging.h"
 #include "userspace/protocol/postgres/encoder.h"
 #include "userspace/protocol/postgres/parse.h"
+#include "userspace/identity/process_info.h"
 #include "userspace/relay/tls.h"
 
 namespace dbw::relay {
@@ -444,7 +445,100 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
   if (!state_.OnFrontend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
+  if (state_.last_request_annotatable()) return Judge(frame, out, reason);
   return pg::MessageAction::kForward;
+}
+
+const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& policy) {
+  if (classified_for_ == &policy) return policy_principal_;
+  policy::Principal p;
+  p.db_user = principal_.db_user;
+  p.database = principal_.database;
+  p.application_name = state_.application_name();
+  p.client_addr = principal_.client_addr;
+  p.cert_subject = principal_.tls_subject;
+  p.subject = p.cert_subject.empty() ? p.db_user : p.cert_subject;
+  if (process_) {
+    p.exe = process_->exe;
+    p.unit = identity::UnitFromCgroup(process_->cgroup);
+    p.container = identity::ContainerFromCgroup(process_->cgroup);
+  }
+  policy.Classify(&p);
+  policy_principal_ = std::move(p);
+  classified_for_ = &policy;
+  std::string kind = policy_principal_.kind == policy::PrincipalKind::kAgent ? "agent" : "human";
+  if (principal_.kind != kind) {
+    principal_.kind = kind;
+    info_.reset();
+  }
+  return policy_principal_;
+}
+
+pg::MessageAction Session::Judge(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
+  uint64_t start = MonotonicNs();
+  std::string_view sql_text;
+  std::string_view statement_name;
+  if (frame.type == pg::fe::kQuery) {
+    pg::QueryMessage m;
+    if (!pg::ParseQuery(frame.body, &m, reason)) return pg::MessageAction::kReject;
+    sql_text = m.sql;
+  } else {
+    pg::ParseMessage m;
+    if (!pg::ParseParse(frame.body, &m, reason)) return pg::MessageAction::kReject;
+    sql_text = m.sql;
+    statement_name = m.name;
+  }
+  std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
+  auto note = std::make_shared<DecisionNote>();
+  note->facts = worker_->analyzer.Analyze(sql_text);
+  note->decision = policy->Evaluate({target_->options.name, target_->options.env},
+                                    PolicyPrincipal(*policy), *note->facts,
+                                    std::chrono::system_clock::now());
+  const policy::Decision& d = note->decision;
+  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
+  note->enforced = stop && !d.monitor;
+  deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
+  if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
+  bool enforced = note->enforced;
+  state_.AnnotateLastRequest(std::move(note));
+  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
+  if (!enforced) return pg::MessageAction::kForward;
+  // The server answers this with a syntax error in the refused statement's place: its
+  // ErrorResponse and ReadyForQuery (or, in the extended protocol, its skipping to Sync) come
+  // in order, and an open transaction is aborted exactly as a real error would abort it.
+  // RewriteRefusal turns that error into the policy's.
+  static constexpr std::string_view kRefused = "dbwarden refused this statement";
+  if (frame.type == pg::fe::kQuery) {
+    pg::AppendQuery(out, kRefused);
+  } else {
+    pg::AppendParse(out, statement_name, kRefused);
+  }
+  return pg::MessageAction::kHandled;
+}
+
+bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
+  const auto* note = dynamic_cast<const DecisionNote*>(state_.HeadNote());
+  if (note == nullptr || !note->enforced) return false;
+  const policy::Decision& d = note->decision;
+  std::string rules;
+  for (const auto& r : d.rules) rules += (rules.empty() ? "" : ", ") + r;
+  std::string message = "dbwarden: " + d.reason;  // names the rule and says deny or approval
+  pg::Bytes replaced;
+  pg::AppendErrorResponse(
+      &replaced, {.severity = "ERROR",
+                  .sqlstate = d.sqlstate.empty() ? std::string_view("42501") : d.sqlstate,
+                  .message = message,
+                  .detail = rules.empty() ? "" : "policy rule(s): " + rules,
+                  .hint = d.action == policy::Action::kApprove
+                              ? "an approver must approve this statement before it can run"
+                              : ""});
+  std::span<const std::byte> in(replaced);
+  pg::Frame rewritten;
+  if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) != pg::ParseState::kOk)
+    return false;
+  if (!state_.OnBackend(rewritten, MonotonicNs(), reason)) return false;
+  out->insert(out->end(), replaced.begin(), replaced.end());
+  return true;
 }
 
 pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* out,
@@ -539,6 +633,8 @@ void Session::WriteUpstreamOutOfBand(pg::Bytes bytes) {
 
 pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
+  if (frame.type == pg::be::kErrorResponse && RewriteRefusal(frame, out, reason))
+    return pg::MessageAction::kHandled;
   if (!state_.OnBackend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   switch (frame.type) {
     case pg::be::kBackendKeyData: {
@@ -602,7 +698,17 @@ void Session::EmitSessionStart() {
 void Session::OnExecutionComplete(const pg::Execution& x) {
   deps_.metrics->statements_total->Add();
   audit::Event e = NewEvent(audit::EventKind::kStatement);
-  e.statement = audit::StatementInfo{x.sql, x.extended ? "extended" : "simple", x.statement_name};
+  const auto* note = static_cast<const DecisionNote*>(x.note.get());
+  std::shared_ptr<const sql::QueryFacts> facts;
+  if (note != nullptr) {
+    // The note outlives this call only through the event's aliasing pointers.
+    auto owner = std::static_pointer_cast<const DecisionNote>(x.note);
+    facts = note->facts;
+    e.decision = audit::DecisionInfo{
+        std::shared_ptr<const policy::Decision>(owner, &owner->decision), note->enforced};
+  }
+  e.statement = audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple",
+                                     x.statement_name};
   audit::ResultInfo r;
   if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();
   r.sqlstate = x.sqlstate;

@@ -17,6 +17,14 @@
 
 namespace dbw::relay {
 
+// What the relay attached to a Query or Parse when it judged it; every Execution of that
+// statement carries it into its audit event.
+struct DecisionNote : pg::StatementNote {
+  std::shared_ptr<const sql::QueryFacts> facts;
+  policy::Decision decision;
+  bool enforced = false;  // replaced by a statement the server rejects (deny/approve, enforce)
+};
+
 class Session : public std::enable_shared_from_this<Session>,
                 private pg::DecoderHandler,
                 private pg::SessionObserver {
@@ -63,6 +71,12 @@ class Session : public std::enable_shared_from_this<Session>,
   void OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length) override;
   void OnExecutionComplete(const pg::Execution& execution) override;
   pg::MessageAction OnBackendMessage(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // Analyses and judges a Query or Parse; a statement that must not run is replaced by one the
+  // server rejects, so responses stay in order and a transaction fails as it would have.
+  pg::MessageAction Judge(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // The server's error for a replaced statement, rewritten to say why it was refused.
+  bool RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  const policy::Principal& PolicyPrincipal(const policy::CompiledPolicy& policy);
   pg::MessageAction OnAuthentication(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   pg::MessageAction OnProxiedAuthentication(const pg::Frame& frame, std::string* reason);
   pg::MessageAction OnClientPassword(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
@@ -92,6 +106,8 @@ class Session : public std::enable_shared_from_this<Session>,
   pg::StreamDecoder upstream_decoder_;
 
   audit::Principal principal_;
+  policy::Principal policy_principal_;
+  const policy::CompiledPolicy* classified_for_ = nullptr;  // policy that set its kind
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
   std::optional<identity::ProcessInfo> process_;
   bool peer_resolved_ = false;

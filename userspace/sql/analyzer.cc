@@ -40,7 +40,7 @@ std::string_view Trim(std::string_view s) {
 void Normalize(const std::string& text, StatementFacts* s) {
   PgQueryNormalizeResult n = pg_query_normalize(text.c_str());
   std::string_view base = (n.error || !n.normalized_query) ? std::string_view(text)
-                                                            : std::string_view(n.normalized_query);
+                                                           : std::string_view(n.normalized_query);
   s->normalized = ScrubLiterals(base, ScrubStyle::kParams, MaxParamNumber(base) + 1);
   pg_query_free_normalize_result(n);
 
@@ -83,7 +83,8 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql) {
   auto err = parser.parse(r.parse_tree, std::strlen(r.parse_tree)).get(doc);
   pg_query_free_parse_result(r);  // parse() copied the JSON into its padded buffer
   if (err != simdjson::SUCCESS) {
-    Unparseable(q.get(), sql, std::string("parse tree not readable: ") + simdjson::error_message(err));
+    Unparseable(q.get(), sql,
+                std::string("parse tree not readable: ") + simdjson::error_message(err));
     return q;
   }
   simdjson::dom::object root;

@@ -292,7 +292,12 @@ void DescribeUtility(std::string_view type, object body, Walker* w) {
   }
   if (type == "CallStmt") {
     w->Top(Command::kCall);
-    return w->WalkFields(body);
+    object call;  // a bare FuncCall struct, not a node
+    if (tree::GetObject(body, "funccall", &call)) {
+      w->Function(call);
+      w->WalkFields(call, {"funcname"});
+    }
+    return;
   }
   if (type == "ExecuteStmt") {
     w->Top(Command::kExecute);

@@ -40,15 +40,31 @@ struct CharTable {
 };
 inline constexpr CharTable kChars{};
 
-inline bool Is(unsigned char c, uint8_t cls) { return (kChars.cls[c] & cls) != 0; }
-inline bool IsSpace(unsigned char c) { return Is(c, kClsSpace); }
-inline bool IsHorizSpace(unsigned char c) { return Is(c, kClsHorizSpace); }
-inline bool IsNewline(unsigned char c) { return Is(c, kClsNewline); }
-inline bool IsDigit(unsigned char c) { return Is(c, kClsDigit); }
-inline bool IsIdentStart(unsigned char c) { return Is(c, kClsIdentStart); }
-inline bool IsIdentCont(unsigned char c) { return Is(c, kClsIdentCont); }
+inline bool Is(unsigned char c, uint8_t cls) {
+  return (kChars.cls[c] & cls) != 0;
+}
+inline bool IsSpace(unsigned char c) {
+  return Is(c, kClsSpace);
+}
+inline bool IsHorizSpace(unsigned char c) {
+  return Is(c, kClsHorizSpace);
+}
+inline bool IsNewline(unsigned char c) {
+  return Is(c, kClsNewline);
+}
+inline bool IsDigit(unsigned char c) {
+  return Is(c, kClsDigit);
+}
+inline bool IsIdentStart(unsigned char c) {
+  return Is(c, kClsIdentStart);
+}
+inline bool IsIdentCont(unsigned char c) {
+  return Is(c, kClsIdentCont);
+}
 // dolq_cont: like ident_cont without '$'.
-inline bool IsDolqCont(unsigned char c) { return c != '$' && IsIdentCont(c); }
+inline bool IsDolqCont(unsigned char c) {
+  return c != '$' && IsIdentCont(c);
+}
 
 // After a quote-style string literal closes at `i`, PostgreSQL continues the same literal if
 // what follows is {whitespace_with_newline}{quote}:
@@ -92,8 +108,10 @@ enum class QuoteStyle : uint8_t {
 };
 
 // `i` is the index just past an opening quote. Returns the index just past the literal's final
-// closing quote, following continuation lines; s.size() when unterminated.
-inline size_t ScanQuoted(std::string_view s, size_t i, QuoteStyle style) {
+// closing quote, following continuation lines; s.size() when unterminated (and then sets
+// *unterminated).
+inline size_t ScanQuoted(std::string_view s, size_t i, QuoteStyle style,
+                         bool* unterminated = nullptr) {
   const size_t n = s.size();
   while (true) {
     while (i < n) {
@@ -111,7 +129,10 @@ inline size_t ScanQuoted(std::string_view s, size_t i, QuoteStyle style) {
       }
       ++i;
     }
-    if (i >= n) return n;
+    if (i >= n) {
+      if (unterminated != nullptr) *unterminated = true;
+      return n;
+    }
     ++i;  // the closing quote
     size_t q = ContinuationQuote(s, i);
     if (q == std::string_view::npos) return i;
@@ -121,7 +142,7 @@ inline size_t ScanQuoted(std::string_view s, size_t i, QuoteStyle style) {
 
 // `i` points at a '$' at a token start. Returns the index past the dollar-quoted literal
 // (s.size() when unterminated), or 0 when this '$' does not open one.
-inline size_t ScanDollarQuoted(std::string_view s, size_t i) {
+inline size_t ScanDollarQuoted(std::string_view s, size_t i, bool* unterminated = nullptr) {
   const size_t n = s.size();
   size_t j = i + 1;
   if (j < n && s[j] != '$') {
@@ -132,7 +153,11 @@ inline size_t ScanDollarQuoted(std::string_view s, size_t i) {
   if (j >= n) return 0;
   std::string_view delim = s.substr(i, j + 1 - i);
   size_t end = s.find(delim, j + 1);
-  return end == std::string_view::npos ? n : end + delim.size();
+  if (end == std::string_view::npos) {
+    if (unterminated != nullptr) *unterminated = true;
+    return n;
+  }
+  return end + delim.size();
 }
 
 // Numbers as PostgreSQL 15 lexes them: integer, decimal (with "1..2" yielding the integer),
@@ -174,6 +199,11 @@ inline bool IsUescape(std::string_view word) {
 //                                              two tokens (never leading or trailing)
 //   sink.Literal(LiteralKind, std::string_view) a literal, quotes and continuations included;
 //                                              a literal's prefix (E, B, X, N, U&) comes as Raw.
+//   sink.Unterminated()                        the text ends inside a literal, quoted name or
+//                                              comment: such text must never share a shape with
+//                                              a complete statement (it cannot parse, and a
+//                                              cached parse of the complete one must not answer
+//                                              for it).
 // The literal after UESCAPE is reported as Raw: it changes what the preceding U& text means.
 template <typename Sink>
 inline void Scan(std::string_view s, Sink& sink) {
@@ -187,12 +217,17 @@ inline void Scan(std::string_view s, Sink& sink) {
     pending_space = false;
     any_token = true;
   };
+  bool open = false;  // set by the scanners when the text ends inside a construct
   auto literal = [&](LiteralKind kind, size_t begin, size_t end) {
     if (raw_next_literal) {
       sink.Raw(s.substr(begin, end - begin));
       raw_next_literal = false;
     } else {
       sink.Literal(kind, s.substr(begin, end - begin));
+    }
+    if (open) {
+      sink.Unterminated();
+      open = false;
     }
   };
   while (i < n) {
@@ -224,12 +259,13 @@ inline void Scan(std::string_view s, Sink& sink) {
           ++i;
         }
       }
+      if (depth > 0) sink.Unterminated();
       pending_space = true;
       continue;
     }
     token();
     if (c == '\'') {
-      size_t end = ScanQuoted(s, i + 1, QuoteStyle::kStandard);
+      size_t end = ScanQuoted(s, i + 1, QuoteStyle::kStandard, &open);
       literal(LiteralKind::kString, i, end);
       i = end;
       continue;
@@ -247,6 +283,8 @@ inline void Scan(std::string_view s, Sink& sink) {
         }
         ++j;
       }
+      bool closed = j - i >= 2 && s[j - 1] == '"';
+      if (!closed) sink.Unterminated();
       sink.Raw(s.substr(i, j - i));
       raw_next_literal = false;
       i = j;
@@ -267,7 +305,7 @@ inline void Scan(std::string_view s, Sink& sink) {
         i = j;
         continue;
       }
-      size_t end = ScanDollarQuoted(s, i);
+      size_t end = ScanDollarQuoted(s, i, &open);
       if (end != 0) {
         literal(LiteralKind::kString, i, end);
         i = end;
@@ -284,14 +322,25 @@ inline void Scan(std::string_view s, Sink& sink) {
         QuoteStyle style = QuoteStyle::kStandard;
         bool prefix = true;
         switch (c) {
-          case 'e': case 'E': style = QuoteStyle::kEscape; break;
-          case 'b': case 'B': case 'x': case 'X': style = QuoteStyle::kBits; break;
-          case 'n': case 'N': break;
-          default: prefix = false;
+          case 'e':
+          case 'E':
+            style = QuoteStyle::kEscape;
+            break;
+          case 'b':
+          case 'B':
+          case 'x':
+          case 'X':
+            style = QuoteStyle::kBits;
+            break;
+          case 'n':
+          case 'N':
+            break;
+          default:
+            prefix = false;
         }
         if (prefix) {
           sink.Raw(s.substr(i, 1));
-          size_t end = ScanQuoted(s, i + 2, style);
+          size_t end = ScanQuoted(s, i + 2, style, &open);
           literal(LiteralKind::kString, i + 1, end);
           i = end;
           continue;
@@ -299,7 +348,7 @@ inline void Scan(std::string_view s, Sink& sink) {
       }
       if ((c == 'u' || c == 'U') && i + 2 < n && s[i + 1] == '&' && s[i + 2] == '\'') {
         sink.Raw(s.substr(i, 2));
-        size_t end = ScanQuoted(s, i + 3, QuoteStyle::kStandard);
+        size_t end = ScanQuoted(s, i + 3, QuoteStyle::kStandard, &open);
         literal(LiteralKind::kString, i + 2, end);
         i = end;
         continue;

@@ -42,7 +42,9 @@ struct Value {
   bool literal() const { return kind == kNumber || kind == kString; }
 };
 
-Value Make(Value::Kind k) { return Value{k, 0, {}}; }
+Value Make(Value::Kind k) {
+  return Value{k, 0, {}};
+}
 
 bool ParseNumber(std::string_view s, double* out) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -55,8 +57,10 @@ bool ParseNumber(std::string_view s, double* out) {
 
 // PostgreSQL's boolin: t/true/y/yes/on/1 and f/false/n/no/off/0, any unique prefix, any case.
 Value::Kind ParseBool(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
+    s.remove_suffix(1);
   std::string l(s);
   for (char& c : l)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -184,13 +188,20 @@ class Evaluator {
     if (!Compare(l, r, op, &cmp)) return Make(Value::kConst);
     if (cmp == 2) return Make(Value::kNull);
     bool result;
-    if (op == "=") result = cmp == 0;
-    else if (op == "<>" || op == "!=") result = cmp != 0;
-    else if (op == "<") result = cmp < 0;
-    else if (op == "<=") result = cmp <= 0;
-    else if (op == ">") result = cmp > 0;
-    else if (op == ">=") result = cmp >= 0;
-    else return Make(Value::kConst);
+    if (op == "=")
+      result = cmp == 0;
+    else if (op == "<>" || op == "!=")
+      result = cmp != 0;
+    else if (op == "<")
+      result = cmp < 0;
+    else if (op == "<=")
+      result = cmp <= 0;
+    else if (op == ">")
+      result = cmp > 0;
+    else if (op == ">=")
+      result = cmp >= 0;
+    else
+      return Make(Value::kConst);
     return Make(result ? Value::kTrue : Value::kFalse);
   }
 
@@ -258,13 +269,20 @@ class Evaluator {
     if (k == Value::kRow || k == Value::kConst) return Make(k);
     std::string_view test = tree::GetString(t, "booltesttype");
     bool r;
-    if (test == "IS_TRUE") r = k == Value::kTrue;
-    else if (test == "IS_NOT_TRUE") r = k != Value::kTrue;
-    else if (test == "IS_FALSE") r = k == Value::kFalse;
-    else if (test == "IS_NOT_FALSE") r = k != Value::kFalse;
-    else if (test == "IS_UNKNOWN") r = k == Value::kNull;
-    else if (test == "IS_NOT_UNKNOWN") r = k != Value::kNull;
-    else return Make(Value::kConst);
+    if (test == "IS_TRUE")
+      r = k == Value::kTrue;
+    else if (test == "IS_NOT_TRUE")
+      r = k != Value::kTrue;
+    else if (test == "IS_FALSE")
+      r = k == Value::kFalse;
+    else if (test == "IS_NOT_FALSE")
+      r = k != Value::kFalse;
+    else if (test == "IS_UNKNOWN")
+      r = k == Value::kNull;
+    else if (test == "IS_NOT_UNKNOWN")
+      r = k != Value::kNull;
+    else
+      return Make(Value::kConst);
     return Make(r ? Value::kTrue : Value::kFalse);
   }
 
@@ -290,11 +308,32 @@ class Evaluator {
   bool* sensitive_;
 };
 
-constexpr std::string_view kAggregates[] = {
-    "count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every", "bit_and", "bit_or",
-    "bit_xor", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp", "corr",
-    "covar_pop", "covar_samp", "mode", "percentile_cont", "percentile_disc", "range_agg",
-    "range_intersect_agg", "any_value"};
+constexpr std::string_view kAggregates[] = {"count",
+                                            "sum",
+                                            "avg",
+                                            "min",
+                                            "max",
+                                            "bool_and",
+                                            "bool_or",
+                                            "every",
+                                            "bit_and",
+                                            "bit_or",
+                                            "bit_xor",
+                                            "stddev",
+                                            "stddev_pop",
+                                            "stddev_samp",
+                                            "variance",
+                                            "var_pop",
+                                            "var_samp",
+                                            "corr",
+                                            "covar_pop",
+                                            "covar_samp",
+                                            "mode",
+                                            "percentile_cont",
+                                            "percentile_disc",
+                                            "range_agg",
+                                            "range_intersect_agg",
+                                            "any_value"};
 
 // Aggregates whose single output row carries every input row: not a bound.
 bool CollectsRows(std::string_view f) {
@@ -405,8 +444,8 @@ bool BoundedSelect::Unbounded(object select) {
       element query;
       if (!tree::AsNode(c, &type, &body) || !tree::Get(body, "ctequery", &query)) continue;
       // A non-recursive CTE sees only the CTEs before it; a recursive WITH sees them all.
-      scope_.push_back(Cte{tree::GetString(body, "ctename"), query,
-                           recursive ? total : scope_.size()});
+      scope_.push_back(
+          Cte{tree::GetString(body, "ctename"), query, recursive ? total : scope_.size()});
     }
   }
   bool result = false;
@@ -446,8 +485,8 @@ bool BoundedSelect::SourceUnbounded(element item) {
     element sub;
     std::string_view st;
     object sb;
-    return tree::Get(body, "subquery", &sub) && tree::AsNode(sub, &st, &sb) &&
-           st == "SelectStmt" && Unbounded(sb);
+    return tree::Get(body, "subquery", &sub) && tree::AsNode(sub, &st, &sb) && st == "SelectStmt" &&
+           Unbounded(sb);
   }
   if (type == "RangeTableSample") {
     element rel;

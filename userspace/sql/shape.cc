@@ -26,6 +26,7 @@ constexpr uint64_t kTail = 0x8ebc6af09c88c6e3ull;
 constexpr uint64_t kSpaceTag = 0x589965cc75374cc3ull;
 constexpr uint64_t kStringTag = 0x1d8e4e27c47d124full;
 constexpr uint64_t kNumberTag = 0x2d358dccaa6c78a5ull;
+constexpr uint64_t kOpenTag = 0x9e3779b97f4a7c15ull;
 
 struct HashSink {
   uint64_t h = kSeed;
@@ -47,11 +48,13 @@ struct HashSink {
   void Literal(lex::LiteralKind kind, std::string_view) {
     h = Mum(h ^ (kind == lex::LiteralKind::kString ? kStringTag : kNumberTag), kWord);
   }
+  void Unterminated() { h = Mum(h ^ kOpenTag, kWord); }
   uint64_t Finish() const { return Mum(h ^ kSeed, kTail); }
 };
 
 // The canonical form spells the symbols as bytes: structural bytes as themselves, except
-// 0x00, which escapes: "\0\0" is a NUL byte, "\0 " a space run, "\0s" a string, "\0n" a number.
+// 0x00, which escapes: "\0\0" is a NUL byte, "\0 " a space run, "\0s" a string, "\0n" a number,
+// "\0u" text that ends inside a literal, quoted name or comment.
 struct CanonicalSink {
   HashSink hash;
   std::string* out;
@@ -75,13 +78,25 @@ struct CanonicalSink {
     out->append(kind == lex::LiteralKind::kString ? std::string_view("\0s", 2)
                                                   : std::string_view("\0n", 2));
   }
+  void Unterminated() {
+    hash.Unterminated();
+    out->append("\0u", 2);
+  }
 };
 
 struct ScrubSink {
   std::string out;
   ScrubStyle style;
   int next;
-  void Raw(std::string_view bytes) { out.append(bytes); }
+  bool open = false;  // the rest of the text is inside an unterminated construct
+  void Raw(std::string_view bytes) {
+    if (open) return;  // e.g. an unterminated "name swallows literals that follow it
+    out.append(bytes);
+  }
+  void Unterminated() {
+    if (!open) out.append(" ...");
+    open = true;
+  }
   void Space() { out.push_back(' '); }
   void Literal(lex::LiteralKind kind, std::string_view) {
     if (style == ScrubStyle::kQuestionMarks) {
@@ -103,6 +118,7 @@ struct ParamSink {
   }
   void Space() {}
   void Literal(lex::LiteralKind, std::string_view) {}
+  void Unterminated() {}
 };
 
 }  // namespace

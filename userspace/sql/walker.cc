@@ -21,17 +21,23 @@ using tree::object;
 namespace {
 
 constexpr std::string_view kFileFunctions[] = {
-    "pg_read_file",   "pg_read_binary_file", "pg_ls_dir",     "pg_stat_file",
-    "lo_import",      "lo_export",           "pg_file_write", "pg_file_rename",
-    "pg_file_unlink", "pg_file_sync",        "pg_logdir_ls",  "pg_ls_logdir",
-    "pg_ls_waldir",   "pg_ls_tmpdir",        "pg_ls_archive_statusdir"};
+    "pg_read_file",  "pg_read_binary_file", "pg_ls_dir",
+    "pg_stat_file",  "lo_import",           "lo_export",
+    "pg_file_write", "pg_file_rename",      "pg_file_unlink",
+    "pg_file_sync",  "pg_logdir_ls",        "pg_ls_logdir",
+    "pg_ls_waldir",  "pg_ls_tmpdir",        "pg_ls_archive_statusdir"};
 
 // Functions that run SQL given as a string, or dump whole tables named by a string.
-constexpr std::string_view kDynamicFunctions[] = {
-    "query_to_xml",      "query_to_xmlschema",         "query_to_xml_and_xmlschema",
-    "table_to_xml",      "table_to_xmlschema",         "table_to_xml_and_xmlschema",
-    "schema_to_xml",     "schema_to_xml_and_xmlschema", "database_to_xml",
-    "database_to_xml_and_xmlschema"};
+constexpr std::string_view kDynamicFunctions[] = {"query_to_xml",
+                                                  "query_to_xmlschema",
+                                                  "query_to_xml_and_xmlschema",
+                                                  "table_to_xml",
+                                                  "table_to_xmlschema",
+                                                  "table_to_xml_and_xmlschema",
+                                                  "schema_to_xml",
+                                                  "schema_to_xml_and_xmlschema",
+                                                  "database_to_xml",
+                                                  "database_to_xml_and_xmlschema"};
 
 bool Contains(std::initializer_list<std::string_view> list, std::string_view s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -92,8 +98,8 @@ void Walker::Bounded(object body, std::string_view query_field) {
   element q;
   std::string_view type;
   object select;
-  if (tree::Get(body, query_field, &q) && tree::AsNode(q, &type, &select) &&
-      type == "SelectStmt" && BoundedSelect().Unbounded(select))
+  if (tree::Get(body, query_field, &q) && tree::AsNode(q, &type, &select) && type == "SelectStmt" &&
+      BoundedSelect().Unbounded(select))
     Risk(kRiskUnboundedSelect);
 }
 
@@ -261,7 +267,9 @@ void Walker::Node(std::string_view type, object body) {
   }
   if (type == "SelectStmt") {
     // lockingClause names aliases (FOR UPDATE OF a), intoClause a table being created.
-    return WithScope(body, [&] { WalkFields(body, {"withClause", "lockingClause", "intoClause"}); });
+    return WithScope(body, [&] {
+      WalkFields(body, {"withClause", "lockingClause", "intoClause"});
+    });
   }
   if (type == "InsertStmt" || type == "UpdateStmt" || type == "DeleteStmt" || type == "MergeStmt")
     return Dml(type, body, true);
@@ -278,7 +286,9 @@ void Walker::Read(object rv) {
   if (!IsCteRef(rv)) AddUnique(&f_->tables_read, tree::TableFromRangeVar(rv));
 }
 
-void Walker::Written(object rv) { AddUnique(&f_->tables_written, tree::TableFromRangeVar(rv)); }
+void Walker::Written(object rv) {
+  AddUnique(&f_->tables_written, tree::TableFromRangeVar(rv));
+}
 
 void Walker::WrittenName(element name) {
   // A qualified name as a List of String nodes: [schema.]name, or catalog.schema.name.

@@ -29,7 +29,8 @@ class Walker {
   void Bounded(tree::object body, std::string_view query_field);
   void Walk(tree::element e);
   void WalkFields(tree::object o, std::initializer_list<std::string_view> skip = {});
-  StatementFacts& facts() { return *f_; }
+  // A FuncCall's body: records the function and the risks its name carries.
+  void Function(tree::object call);
 
  private:
   void TopSelect(tree::object body);
@@ -43,7 +44,6 @@ class Walker {
   static bool MergeChangesMatched(tree::object body);
   void Node(std::string_view type, tree::object body);
   bool IsCteRef(tree::object rv) const;
-  void Function(tree::object call);
   void SetConfig(tree::object call);
   void AddFunctionName(const std::string& name);
 

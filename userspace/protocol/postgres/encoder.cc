@@ -168,6 +168,13 @@ void AppendQuery(Bytes* out, std::string_view sql) {
   w.CString(sql);
 }
 
+void AppendParse(Bytes* out, std::string_view name, std::string_view sql) {
+  MessageWriter w(out, fe::kParse);
+  w.CString(name);
+  w.CString(sql);
+  w.U16(0);
+}
+
 void AppendTerminate(Bytes* out) { MessageWriter w(out, fe::kTerminate); }
 void AppendSync(Bytes* out) { MessageWriter w(out, fe::kSync); }
 

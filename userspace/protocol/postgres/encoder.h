@@ -39,6 +39,7 @@ void AppendStartupMessage(Bytes* out, const StartupMessage& message);
 void AppendSslRequest(Bytes* out);
 void AppendCancelRequest(Bytes* out, const CancelRequest& cancel);
 void AppendQuery(Bytes* out, std::string_view sql);
+void AppendParse(Bytes* out, std::string_view name, std::string_view sql);
 void AppendTerminate(Bytes* out);
 void AppendSync(Bytes* out);
 void AppendSaslInitialResponse(Bytes* out, std::string_view mechanism, std::string_view data);

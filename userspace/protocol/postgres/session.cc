@@ -41,11 +41,34 @@ std::unique_ptr<Execution> SessionState::NewExecution() {
   return e;
 }
 
+void SessionState::AnnotateLastRequest(std::shared_ptr<const StatementNote> note) {
+  if (!annotatable_ || pending_.empty()) return;
+  Pending& last = pending_.back();
+  if (last.kind == Request::kQuery) {
+    last.execution->note = note;
+  } else if (last.kind == Request::kParse) {
+    auto it = statements_.find(last_parse_name_);
+    if (it != statements_.end()) it->second.note = note;
+  } else {
+    return;
+  }
+  last.note = std::move(note);
+}
+
+const StatementNote* SessionState::HeadNote() const {
+  if (pending_.empty()) return nullptr;
+  const Pending& head = pending_.front();
+  if (head.note) return head.note.get();
+  if (head.execution) return head.execution->note.get();
+  return nullptr;
+}
+
 void SessionState::Push(Request kind, std::unique_ptr<Execution> execution) {
   pending_.push_back(Pending{kind, std::move(execution)});
 }
 
 bool SessionState::OnFrontend(const Frame& frame, uint64_t now_ns, std::string* error) {
+  annotatable_ = false;
   if (discard_until_sync_ && frame.type != fe::kSync && frame.type != fe::kTerminate) {
     // Still validated: the relay fails closed on malformed input even when the server
     // would skip it.
@@ -63,13 +86,16 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       e->sql = std::make_shared<const std::string>(m.sql);
       e->start_ns = now_ns;
       Push(Request::kQuery, std::move(e));
+      annotatable_ = true;
       return true;
     }
     case fe::kParse: {
       ParseMessage m;
       if (!ParseParse(frame.body, &m, error)) return false;
-      statements_[std::string(m.name)] = std::make_shared<const std::string>(m.sql);
+      last_parse_name_ = std::string(m.name);
+      statements_[last_parse_name_] = Prepared{std::make_shared<const std::string>(m.sql), nullptr};
       Push(Request::kParse);
+      annotatable_ = true;
       return true;
     }
     case fe::kBind: {
@@ -77,7 +103,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       if (!ParseBind(frame.body, &m, error)) return false;
       auto it = statements_.find(std::string(m.statement));
       std::string portal(m.portal);
-      portals_[portal] = it != statements_.end() ? it->second : UnknownStatement();
+      portals_[portal] = it != statements_.end() ? it->second : Prepared{UnknownStatement(), nullptr};
       portal_statement_[portal] = std::string(m.statement);
       Push(Request::kBind);
       return true;
@@ -107,7 +133,12 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       e->extended = true;
       e->portal = std::string(m.portal);
       auto it = portals_.find(e->portal);
-      e->sql = it != portals_.end() ? it->second : UnknownStatement();
+      if (it != portals_.end()) {
+        e->sql = it->second.sql;
+        e->note = it->second.note;
+      } else {
+        e->sql = UnknownStatement();
+      }
       auto st = portal_statement_.find(e->portal);
       if (st != portal_statement_.end()) e->statement_name = st->second;
       e->start_ns = now_ns;
@@ -166,6 +197,7 @@ void SessionState::Complete(Pending* p, uint64_t now_ns) {
   e.sqlstate.clear();
   e.error_message.clear();
   e.suspended = false;
+  e.note.reset();
   if (spare_.size() < 4) spare_.push_back(std::move(p->execution));
   p->execution.reset();
 }

@@ -25,6 +25,12 @@ enum class Phase {
 };
 const char* PhaseName(Phase phase);
 
+// Whatever the relay attached when it judged a statement (its facts and decision). Opaque to
+// the protocol module; carried from Query/Parse to every Execution of that statement.
+struct StatementNote {
+  virtual ~StatementNote() = default;
+};
+
 // One executed statement: a simple Query message, or an extended-protocol Execute traced back
 // through its portal to the Parse that created the statement.
 struct Execution {
@@ -40,6 +46,7 @@ struct Execution {
   std::string sqlstate;                   // set when the execution failed
   std::string error_message;
   bool suspended = false;  // PortalSuspended: row limit reached, portal still open
+  std::shared_ptr<const StatementNote> note;
 };
 
 class SessionObserver {
@@ -76,12 +83,24 @@ class SessionState {
   // to order the responses it synthesises.
   size_t pending_requests() const { return pending_.size(); }
   size_t prepared_statements() const { return statements_.size(); }
+  // True when the message just passed to OnFrontend was a Query or Parse that the server will
+  // act on (not one it skips after an extended-protocol error).
+  bool last_request_annotatable() const { return annotatable_; }
+  // Attaches `note` to that Query or Parse (and so to every Execution that runs it).
+  void AnnotateLastRequest(std::shared_ptr<const StatementNote> note);
+  // The note of the request the next backend message answers, or null.
+  const StatementNote* HeadNote() const;
 
  private:
   enum class Request : uint8_t { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall };
   struct Pending {
     Request kind;
     std::unique_ptr<Execution> execution;  // kQuery and kExecute
+    std::shared_ptr<const StatementNote> note;  // kQuery and kParse
+  };
+  struct Prepared {
+    std::shared_ptr<const std::string> sql;
+    std::shared_ptr<const StatementNote> note;
   };
 
   bool HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::string* error);
@@ -103,11 +122,13 @@ class SessionState {
   std::string database_;
   std::string application_name_;
   BackendKeyData backend_key_;
-  bool discard_until_sync_ = false;  // the server skips messages after an extended-protocol error
+  bool discard_until_sync_ = false;
+  bool annotatable_ = false;  // the server skips messages after an extended-protocol error
   std::deque<Pending> pending_;
   std::vector<std::unique_ptr<Execution>> spare_;
-  std::unordered_map<std::string, std::shared_ptr<const std::string>> statements_;
-  std::unordered_map<std::string, std::shared_ptr<const std::string>> portals_;
+  std::unordered_map<std::string, Prepared> statements_;
+  std::unordered_map<std::string, Prepared> portals_;
+  std::string last_parse_name_;
   std::unordered_map<std::string, std::string> portal_statement_;
 };
 

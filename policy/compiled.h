@@ -1,0 +1,76 @@
+// The compiled policy: rules and agent matchers in the form the evaluator runs, built once by the
+// loader and never changed afterwards (a reload builds a new one).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/glob.h"
+#include "policy/policy.h"
+
+namespace dbw::policy {
+
+// Identity keys; every non-empty list must have a match (AND), any entry of a list will do (OR).
+struct PrincipalMatcher {
+  std::optional<PrincipalKind> kind;
+  std::vector<Glob> subject, groups, db_user, database, application_name, client_addr, cert_subject,
+      exe, unit, container;
+  bool Matches(const Principal& p) const;
+};
+
+struct StatementMatcher {
+  uint64_t commands = 0;  // bit (1 << sql::Command); 0 = any command
+  uint32_t risks = 0;     // any of these risk bits; 0 = no risk condition
+  std::vector<Glob> object_kinds;
+  std::vector<QualifiedGlob> tables, tables_read, tables_written, functions;
+  bool QuickMatches(const sql::StatementFacts& s) const;  // commands and risks only
+  bool Matches(const sql::StatementFacts& s) const;       // the rest
+};
+
+struct TimeWindow {
+  bool present = false;
+  uint8_t days = 0x7f;  // bit 0 = Sunday ... bit 6 = Saturday
+  int start_minute = 0;
+  int end_minute = 24 * 60;  // exclusive; start > end means the window runs past midnight
+  int offset_seconds = 0;    // east of UTC
+  bool Matches(std::chrono::system_clock::time_point now) const;
+};
+
+struct Matcher {
+  std::vector<Glob> target, env;
+  PrincipalMatcher principal;
+  StatementMatcher statement;
+  TimeWindow time;
+  bool Matches(const Target& target, const Principal& principal, const sql::StatementFacts& s,
+               std::chrono::system_clock::time_point now) const;
+};
+
+struct Rule {
+  std::string id;
+  std::string description;
+  std::string message;
+  std::string sqlstate;  // deny only; "42501" unless the rule says otherwise
+  std::string file;
+  int line = 0;
+  int priority = 0;
+  Action action = Action::kAllow;
+  Matcher match;
+  std::vector<Matcher> exclude;  // `match.not`: any one of them excludes the statement
+  std::optional<ApprovalSpec> approval;
+  std::string reason;  // precomputed: "denied by rule ID: MESSAGE"
+  bool Matches(const Target& target, const Principal& principal, const sql::StatementFacts& s,
+               std::chrono::system_clock::time_point now) const;
+};
+
+struct PolicyData {
+  std::vector<Rule> rules;
+  std::vector<PrincipalMatcher> agents;  // principals.agents entries, any one makes an agent
+  std::string source;
+  Mode mode = Mode::kEnforce;
+};
+
+std::shared_ptr<const CompiledPolicy> MakeCompiledPolicy(PolicyData data);
+
+}  // namespace dbw::policy

@@ -1,0 +1,1 @@
+DELETE FROM users WHERE 1 = 1 OR id = 5

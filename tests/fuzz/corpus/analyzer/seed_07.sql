@@ -1,0 +1,1 @@
+UPDATE public.accounts SET note = 'WHERE id = 1'

@@ -1,0 +1,1 @@
+UPDATE accounts SET note = 'x' -- WHERE id = 1

@@ -1,0 +1,1 @@
+WITH n AS (INSERT INTO users VALUES (9, 'z') RETURNING id) SELECT id FROM n

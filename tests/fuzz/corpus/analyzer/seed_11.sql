@@ -1,0 +1,1 @@
+WITH d AS (DELETE FROM users) DELETE FROM sessions WHERE id = 1

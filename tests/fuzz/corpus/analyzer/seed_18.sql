@@ -1,0 +1,1 @@
+SELECT E'it\'s DROP TABLE x'

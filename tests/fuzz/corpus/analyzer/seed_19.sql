@@ -1,0 +1,1 @@
+SELECT B'1010', X'1F' AS bits

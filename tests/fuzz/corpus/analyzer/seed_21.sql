@@ -1,0 +1,1 @@
+SELECT * FROM "My Schema"."My Table" WHERE id = 1

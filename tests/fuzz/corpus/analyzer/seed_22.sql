@@ -1,0 +1,1 @@
+/* nested /* comment */ still comment */ SELECT 1

@@ -1,0 +1,1 @@
+EXECUTE get(1)

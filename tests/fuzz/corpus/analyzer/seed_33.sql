@@ -1,0 +1,1 @@
+SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)

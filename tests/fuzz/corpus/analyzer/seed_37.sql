@@ -1,0 +1,1 @@
+COPY t (id, name, amount, active, created, note) FROM STDIN WITH (FORMAT csv);

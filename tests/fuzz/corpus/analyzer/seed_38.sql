@@ -1,0 +1,1 @@
+DELETE FROM py_items WHERE id = 1
