@@ -2,6 +2,10 @@
 .PHONY: demo test build build-asan fuzz bench format tidy clean
 
 JOBS ?= 2
+# ccache hits across clones (CI builds a fresh clone on the same machine): hash paths relative
+# to the checkout, not absolute.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 build:
 	scripts/install-deps

@@ -277,6 +277,67 @@ class DefaultPackTest(unittest.TestCase):
                       [t if '.' in t else 'public.' + t for t in denied['statement']['tables_written']])
 
 
+# One statement per default-pack rule, and what agents and people get for it on prod.
+RULE_CASES = [
+    # (statement, agent rule, agent action, human rule, human action)
+    ('DROP TABLE ledger', 'prod-destructive-agent', 'deny', 'prod-destructive-human', 'approve'),
+    ('TRUNCATE ledger', 'prod-destructive-agent', 'deny', 'prod-destructive-human', 'approve'),
+    ('UPDATE ledger SET id = 1', 'prod-no-where-agent', 'deny', 'prod-no-where-human', 'approve'),
+    ('CREATE INDEX ON ledger (id)', 'prod-schema-change', 'approve', 'prod-schema-change',
+     'approve'),
+    ('ALTER TABLE ledger ADD COLUMN note text', 'prod-schema-change', 'approve',
+     'prod-schema-change', 'approve'),
+    ('GRANT SELECT ON ledger TO PUBLIC', 'prod-privilege-agent', 'deny', 'prod-privilege-human',
+     'approve'),
+    ('CREATE ROLE intruder', 'prod-privilege-agent', 'deny', 'prod-privilege-human', 'approve'),
+    ("COPY ledger FROM PROGRAM 'id'", 'prod-copy-program', 'deny', 'prod-copy-program', 'deny'),
+    ("SELECT pg_ls_dir('.')", 'prod-server-file-access', 'deny', 'prod-server-file-access',
+     'deny'),
+    ("SELECT dblink_exec('dbname=x', 'DROP TABLE ledger')", 'prod-external-access', 'deny',
+     'prod-external-access', 'deny'),
+    ("DO $$BEGIN PERFORM 1; END$$", 'prod-dynamic-sql-agent', 'deny', None, 'allow'),
+    ('SELECT * FROM ledger', 'prod-unbounded-select-agent', 'deny', None, 'allow'),
+    ('SELEC id FROM ledger', 'prod-unparseable', 'deny', 'prod-unparseable', 'deny'),
+]
+
+
+class EveryDefaultRuleTest(unittest.TestCase):
+    def check(self, app, sql, rule, action):
+        import psycopg2
+        conn = connect(app=app)
+        try:
+            if action == 'allow':
+                run(conn, sql)
+            else:
+                with self.assertRaises(psycopg2.Error) as ctx:
+                    run(conn, sql)
+                self.assertEqual(ctx.exception.pgcode, '42501', str(ctx.exception))
+                text = str(ctx.exception)
+                self.assertIn(rule, text)
+                self.assertIn('approval required' if action == 'approve' else 'denied', text)
+            # The session is still usable.
+            self.assertEqual(run(conn, 'SELECT 1'), [(1,)])
+        finally:
+            conn.close()
+        ev = relay.wait_for(lambda e: e.get('principal', {}).get('application_name') == app,
+                            kind='statement', count=2)[0]
+        self.assertEqual(ev['decision']['action'], action, ev)
+        if rule:
+            self.assertIn(rule, ev['decision']['rules'])
+
+    def test_each_rule_for_agents_and_people(self):
+        for i, (sql, arule, aaction, hrule, haction) in enumerate(RULE_CASES):
+            with self.subTest(sql=sql, who='agent'):
+                self.check(f'ai-rule-{i}', sql, arule, aaction)
+            with self.subTest(sql=sql, who='human'):
+                self.check(f'human-rule-{i}', sql, hrule, haction)
+        # Nothing of it happened.
+        self.assertEqual(int(cluster.query_value(
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'", dbname='appdb')), 0)
+        self.assertEqual(int(cluster.query_value(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'ledger'", dbname='appdb')), 0)
+
+
 class MonitorAndReloadTest(unittest.TestCase):
     def test_monitor_mode_records_but_lets_it_run(self):
         with fx.Relay([{'name': 'orders', 'env': 'prod',
