@@ -188,6 +188,24 @@ class DefaultPackTest(unittest.TestCase):
         self.assertEqual(count('scratch WHERE id = 7'), 0)  # nothing of it ran
         conn.close()
 
+    def test_classification_follows_set_application_name_but_agents_stay_agents(self):
+        import psycopg2
+        # A session that names itself an agent after connecting (as pgjdbc does) gets agent rules.
+        conn = connect(app='plain-client')
+        run(conn, "SET application_name = 'ai-late'")
+        with self.assertRaises(psycopg2.Error) as ctx:
+            run(conn, 'DROP TABLE customers')
+        self.assertIn('prod-destructive-agent', str(ctx.exception))
+        conn.close()
+        # An agent that renames itself is still an agent.
+        conn = connect(app='ai-renamer')
+        run(conn, "SET application_name = 'psql'")
+        with self.assertRaises(psycopg2.Error) as ctx:
+            run(conn, 'DROP TABLE customers')
+        self.assertIn('prod-destructive-agent', str(ctx.exception))
+        conn.close()
+        self.assertEqual(count('customers'), 50)
+
     def test_literal_that_looks_like_a_drop_is_not_one(self):
         conn = connect(app='ai-bot')
         self.assertEqual(run(conn, "SELECT 'DROP TABLE customers; DELETE FROM customers' AS t"),

@@ -450,7 +450,13 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
 }
 
 const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& policy) {
-  if (classified_for_ == &policy) return policy_principal_;
+  if (classified_for_ == &policy && classified_app_ == state_.application_name())
+    return policy_principal_;
+  // Drivers such as pgjdbc set application_name with a SET after connecting, so the session
+  // is classified again when it changes. Under the same policy a session never goes from
+  // agent back to human: renaming itself must not take an agent out of the agent rules.
+  bool was_agent = classified_for_ == &policy &&
+                   policy_principal_.kind == policy::PrincipalKind::kAgent;
   policy::Principal p;
   p.db_user = principal_.db_user;
   p.database = principal_.database;
@@ -464,8 +470,14 @@ const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& 
     p.container = identity::ContainerFromCgroup(process_->cgroup);
   }
   policy.Classify(&p);
+  if (was_agent) p.kind = policy::PrincipalKind::kAgent;
   policy_principal_ = std::move(p);
   classified_for_ = &policy;
+  classified_app_ = state_.application_name();
+  if (principal_.application_name != classified_app_) {
+    principal_.application_name = classified_app_;
+    info_.reset();
+  }
   std::string kind = policy_principal_.kind == policy::PrincipalKind::kAgent ? "agent" : "human";
   if (principal_.kind != kind) {
     principal_.kind = kind;

@@ -108,6 +108,7 @@ class Session : public std::enable_shared_from_this<Session>,
   audit::Principal principal_;
   policy::Principal policy_principal_;
   const policy::CompiledPolicy* classified_for_ = nullptr;  // policy that set its kind
+  std::string classified_app_;  // application_name it was classified with
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
   std::optional<identity::ProcessInfo> process_;
   bool peer_resolved_ = false;

@@ -119,11 +119,11 @@ public class DriverCheck {
             System.err.println("usage: DriverCheck HOST PORT DB USER APPLICATION_NAME");
             System.exit(2);
         }
-        // assumeMinServerVersion: without it pgjdbc leaves application_name out of the startup
-        // packet and sends `SET application_name` after connecting, and dbwarden classifies the
-        // session (agent or human) by the startup packet's application_name.
+        // pgjdbc's defaults leave application_name out of the startup packet and send
+        // `SET application_name` after connecting; dbwarden re-classifies the session when the
+        // server reports the new name, so no driver option is needed for agent rules to apply.
         String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/" + args[2]
-                + "?ApplicationName=" + args[4] + "&sslmode=disable&assumeMinServerVersion=10";
+                + "?ApplicationName=" + args[4] + "&sslmode=disable";
         Properties props = new Properties();
         props.setProperty("user", args[3]);
         props.setProperty("prepareThreshold", "5");

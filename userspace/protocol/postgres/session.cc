@@ -49,6 +49,7 @@ void SessionState::AnnotateLastRequest(std::shared_ptr<const StatementNote> note
   } else if (last.kind == Request::kParse) {
     auto it = statements_.find(last_parse_name_);
     if (it != statements_.end()) it->second.note = note;
+    if (last.execution) last.execution->note = note;
   } else {
     return;
   }
@@ -93,8 +94,16 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       ParseMessage m;
       if (!ParseParse(frame.body, &m, error)) return false;
       last_parse_name_ = std::string(m.name);
-      statements_[last_parse_name_] = Prepared{std::make_shared<const std::string>(m.sql), nullptr};
-      Push(Request::kParse);
+      auto sql = std::make_shared<const std::string>(m.sql);
+      statements_[last_parse_name_] = Prepared{sql, nullptr};
+      // A Parse the server rejects (a syntax error, a refusal, an aborted transaction) is a
+      // statement attempt of its own: it is reported as an Execution with the error.
+      auto e = NewExecution();
+      e->sql = std::move(sql);
+      e->extended = true;
+      e->statement_name = last_parse_name_;
+      e->start_ns = now_ns;
+      Push(Request::kParse, std::move(e));
       annotatable_ = true;
       return true;
     }
@@ -187,6 +196,17 @@ void SessionState::Complete(Pending* p, uint64_t now_ns) {
   Execution& e = *p->execution;
   e.end_ns = now_ns;
   if (observer_ != nullptr) observer_->OnExecutionComplete(e);
+  Recycle(p);
+}
+
+void SessionState::PopFront() {
+  Recycle(&pending_.front());
+  pending_.pop_front();
+}
+
+void SessionState::Recycle(Pending* p) {
+  if (p->execution == nullptr) return;
+  Execution& e = *p->execution;
   // Reset for reuse, keeping string and vector capacity.
   e.sql.reset();
   e.extended = false;
@@ -203,7 +223,7 @@ void SessionState::Complete(Pending* p, uint64_t now_ns) {
 }
 
 void SessionState::PopUntil(Request kind) {
-  while (!pending_.empty() && pending_.front().kind != kind) pending_.pop_front();
+  while (!pending_.empty() && pending_.front().kind != kind) PopFront();
 }
 
 void SessionState::OnError(std::string_view sqlstate, std::string_view message, uint64_t now_ns) {
@@ -235,7 +255,7 @@ bool SessionState::OnBackend(const Frame& frame, uint64_t now_ns, std::string* e
 
 bool SessionState::HandleBackendBody(const Frame& frame, uint64_t now_ns, std::string* error) {
   auto pop_if = [this](Request kind) {
-    if (!pending_.empty() && pending_.front().kind == kind) pending_.pop_front();
+    if (!pending_.empty() && pending_.front().kind == kind) PopFront();
   };
   switch (frame.type) {
     case be::kAuthentication: {

@@ -95,7 +95,7 @@ class SessionState {
   enum class Request : uint8_t { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall };
   struct Pending {
     Request kind;
-    std::unique_ptr<Execution> execution;  // kQuery and kExecute
+    std::unique_ptr<Execution> execution;  // kQuery, kExecute, and kParse (reported if it fails)
     std::shared_ptr<const StatementNote> note;  // kQuery and kParse
   };
   struct Prepared {
@@ -109,6 +109,8 @@ class SessionState {
   void Complete(Pending* p, uint64_t now_ns);
   Execution* CurrentExecution();
   void PopUntil(Request kind);
+  void PopFront();          // drops the head request; its execution (if any) is not reported
+  void Recycle(Pending* p);  // returns p's execution to the spare pool
   void Push(Request kind, std::unique_ptr<Execution> execution = nullptr);
   // Executions are recycled: a statement-per-transaction workload would otherwise allocate
   // and free one (with its strings and tag vector) per statement.
