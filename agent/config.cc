@@ -94,11 +94,18 @@ void CheckReadable(const YAML::Node& node, const std::string& what, const std::s
 
 relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   std::string where = "targets[" + std::to_string(index) + "]";
-  CheckKeys(t, where.c_str(), {"name", "env", "listen", "upstream", "tls", "upstream_tls"});
+  CheckKeys(t, where.c_str(),
+            {"name", "env", "listen", "upstream", "tls", "upstream_tls", "audit_before_forward"});
   relay::TargetOptions o;
   o.name = RequiredScalar(t, "name", where);
   where = "target \"" + o.name + "\"";
   o.env = t["env"] ? Scalar(t["env"], "env") : "prod";
+  o.audit_before_forward = o.env == "prod";
+  if (YAML::Node abf = t["audit_before_forward"]) {
+    std::string v = Scalar(abf, "audit_before_forward");
+    if (v != "true" && v != "false") Throw(abf, "audit_before_forward must be true or false");
+    o.audit_before_forward = v == "true";
+  }
   if (!t["listen"]) Throw(t, where + ": missing required key \"listen\"");
   HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
   if (!t["upstream"]) Throw(t, where + ": missing required key \"upstream\"");

@@ -502,7 +502,7 @@ class AuditTest(unittest.TestCase):
         seqs = [e['seq'] for e in self.relay.events()]
         self.assertEqual(seqs, sorted(set(seqs)), 'seq must strictly increase line by line')
         self.assertEqual(self.relay.events()[0]['kind'], 'agent_start')
-        kinds = {'agent_start', 'agent_stop', 'policy_load', 'session_start', 'statement',
+        kinds = {'agent_start', 'agent_stop', 'policy_load', 'session_start', 'decision', 'statement',
                  'session_end', 'protocol_violation', 'upstream_error'}
         for ev in self.relay.events():
             self.assertIn(ev['kind'], kinds, ev)

@@ -319,6 +319,30 @@ RULE_CASES = [
 ]
 
 
+class AuditBeforeForwardTest(unittest.TestCase):
+    def test_decision_is_committed_before_the_statement_runs(self):
+        # prod targets default to audit_before_forward: the decision event is written before the
+        # statement reaches the server, so it precedes the statement's own event.
+        conn = connect(app='abf-prod')
+        run(conn, 'INSERT INTO scratch VALUES (555)')
+        run(conn, 'DELETE FROM scratch WHERE id = 555')
+        conn.close()
+        evs = relay.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'abf-prod'
+                             and e['kind'] in ('decision', 'statement'), count=4)
+        self.assertEqual([e['kind'] for e in evs], ['decision', 'statement'] * 2)
+        self.assertEqual(evs[0]['statement']['commands'], ['INSERT'])
+        self.assertLess(evs[0]['seq'], evs[1]['seq'])
+        self.assertEqual(evs[0]['decision']['action'], 'allow')
+        # staging does not wait for the log (audit_before_forward defaults to prod only).
+        conn = connect(target='orders-staging', app='abf-staging')
+        run(conn, 'SELECT 1')
+        conn.close()
+        relay.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'abf-staging',
+                       kind='statement')
+        self.assertEqual(relay.events('decision', lambda e: e.get('principal', {}).get(
+            'application_name') == 'abf-staging'), [])
+
+
 class EveryDefaultRuleTest(unittest.TestCase):
     def check(self, app, sql, rule, action):
         import psycopg2

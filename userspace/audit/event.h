@@ -22,6 +22,7 @@ enum class EventKind : uint8_t {
   kProtocolViolation,
   kUpstreamError,
   kAuditLoss,
+  kDecision,    // a statement judged, committed before it is forwarded (audit_before_forward)
   kPolicyLoad,  // a policy was loaded, or a reload was rejected (detail says which)
 };
 const char* EventKindName(EventKind kind);

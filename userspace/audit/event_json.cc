@@ -23,6 +23,7 @@ const char* EventKindName(EventKind kind) {
     case EventKind::kUpstreamError: return "upstream_error";
     case EventKind::kAuditLoss: return "audit_loss";
     case EventKind::kPolicyLoad: return "policy_load";
+    case EventKind::kDecision: return "decision";
   }
   return "unknown";
 }

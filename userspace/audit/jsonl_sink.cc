@@ -68,21 +68,30 @@ JsonlSink::~JsonlSink() {
   ::close(fd_);
 }
 
-void JsonlSink::Submit(Event event) {
+void JsonlSink::Submit(Event event) { Enqueue(std::move(event), nullptr); }
+
+void JsonlSink::SubmitAndWait(Event event, CommitCallback done) {
+  Enqueue(std::move(event), std::move(done));
+}
+
+void JsonlSink::Enqueue(Event event, CommitCallback done) {
+  bool waiter = static_cast<bool>(done);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (queue_.size() >= capacity_) {
       ++lost_;
       dropped_total_->Add();
+      if (done) done(ResourceExhausted("audit queue full"), 0);
       return;
     }
     if (event.ts_us == 0) event.ts_us = NowMicros();
-    queue_.push_back(std::move(event));
+    queue_.push_back(Queued{std::move(event), std::move(done)});
     ++submitted_;
     queue_depth_->Set(static_cast<int64_t>(queue_.size()));
     // The writer wakes on its own every kMaxDelay; waking it per event would cost a futex
     // call and a context switch per statement on the query path.
-    if (queue_.size() < kWakeThreshold) return;
+    // A waiting producer is woken at once: it holds a statement back until its event is written.
+    if (queue_.size() < kWakeThreshold && !waiter) return;
   }
   cv_.notify_one();
 }
@@ -97,12 +106,15 @@ void JsonlSink::Flush() {
 
 void JsonlSink::Run() {
   SetThreadName("dbw-audit");
-  std::deque<Event> batch;
+  std::deque<Queued> batch;
   while (true) {
     uint64_t lost = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, kMaxDelay, [this] { return stop_ || flush_requested_ || queue_.size() >= kWakeThreshold; });
+      cv_.wait_for(lock, kMaxDelay, [this] {
+        return stop_ || flush_requested_ || queue_.size() >= kWakeThreshold ||
+               (!queue_.empty() && queue_.back().done);
+      });
       flush_requested_ = false;
       if (stop_ && queue_.empty() && lost_ == 0) return;
       if (queue_.empty() && lost_ == 0) continue;
@@ -121,7 +133,7 @@ void JsonlSink::Run() {
   }
 }
 
-void JsonlSink::WriteBatch(std::deque<Event>* batch, uint64_t lost) {
+void JsonlSink::WriteBatch(std::deque<Queued>* batch, uint64_t lost) {
   std::string out;
   out.reserve(batch->size() * 512);
   if (lost > 0) {
@@ -135,11 +147,12 @@ void JsonlSink::WriteBatch(std::deque<Event>* batch, uint64_t lost) {
     AppendEventJson(loss, &out);
     out += '\n';
   }
-  for (Event& e : *batch) {
-    e.seq = next_seq_++;
-    AppendEventJson(e, &out);
+  for (Queued& q : *batch) {
+    q.event.seq = next_seq_++;
+    AppendEventJson(q.event, &out);
     out += '\n';
   }
+  Status status;
   size_t off = 0;
   while (off < out.size()) {
     ssize_t n = ::write(fd_, out.data() + off, out.size() - off);
@@ -147,11 +160,14 @@ void JsonlSink::WriteBatch(std::deque<Event>* batch, uint64_t lost) {
       if (errno == EINTR) continue;
       DBW_LOG(kError) << "audit write failed: " << std::strerror(errno);
       dropped_total_->Add(batch->size());
-      return;
+      status = Unavailable(std::string("audit write failed: ") + std::strerror(errno));
+      break;
     }
     off += static_cast<size_t>(n);
   }
-  written_->Add(batch->size());
+  if (status.ok()) written_->Add(batch->size());
+  for (Queued& q : *batch)
+    if (q.done) q.done(status, q.event.seq);
 }
 
 }  // namespace dbw::audit

@@ -21,6 +21,7 @@ class JsonlSink : public EventSink {
   ~JsonlSink() override;
 
   void Submit(Event event) override;
+  void SubmitAndWait(Event event, CommitCallback done) override;
   // Blocks until every event submitted before the call is written (tests, shutdown).
   void Flush();
   uint64_t dropped() const { return dropped_total_->value(); }
@@ -28,7 +29,12 @@ class JsonlSink : public EventSink {
  private:
   JsonlSink(int fd, uint64_t next_seq, size_t capacity);
   void Run();
-  void WriteBatch(std::deque<Event>* batch, uint64_t lost);
+  struct Queued {
+    Event event;
+    CommitCallback done;  // may be empty
+  };
+  void Enqueue(Event event, CommitCallback done);
+  void WriteBatch(std::deque<Queued>* batch, uint64_t lost);
 
   int fd_;
   size_t capacity_;
@@ -40,7 +46,7 @@ class JsonlSink : public EventSink {
   std::mutex mu_;  // guards queue_, lost_, stop_, flush_requested_, submitted_, done_
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
-  std::deque<Event> queue_;
+  std::deque<Queued> queue_;
   uint64_t lost_ = 0;  // dropped since the last audit_loss event
   uint64_t submitted_ = 0;
   uint64_t done_ = 0;

@@ -31,6 +31,9 @@ struct TargetOptions {
   uint16_t upstream_port = 0;
   std::optional<TlsServerOptions> tls;
   std::optional<TlsClientOptions> upstream_tls;
+  // Forward a statement only after its decision event is committed to the audit log; a
+  // statement whose event cannot be committed is refused. Default: on for env prod.
+  bool audit_before_forward = false;
 };
 
 struct RelayOptions {

@@ -29,6 +29,8 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
       {},
       m.GetCounter("dbwarden_decisions_monitored_total",
                    "Deny/approve decisions let through because the policy is in monitor mode"),
+      m.GetCounter("dbwarden_audit_refusals_total",
+                   "Statements refused because their decision could not be committed to the audit log"),
       m.GetHistogram("dbwarden_decision_duration_seconds",
                      "Time to analyse a statement and judge it against policy"),
   };

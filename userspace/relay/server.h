@@ -46,6 +46,7 @@ struct RelayMetrics {
   // Decisions by action, and the time to analyse and judge a statement.
   Counter* decisions[4];          // indexed by policy::Action
   Counter* decisions_monitored;   // deny/approve decisions let through in monitor mode
+  Counter* audit_refusals;        // statements refused because their audit event failed
   Histogram* decision_latency;
 };
 

@@ -415,7 +415,7 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
     return;
   }
   if (dst.out.empty()) {
-    Read(side);
+    if (!r.paused) Read(side);  // paused: OnCommitted resumes decoding
     return;
   }
   auto self = shared_from_this();
@@ -437,16 +437,113 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
                                 : "client write failed: " + ec.message());
     return;
   }
+  if (side == Side::kClient && pause_ != Pause::kNone) {
+    // Waiting for an audit commit: resume once it is there (maybe it already is).
+    if (pause_ == Pause::kCommitted) ResumeClient();
+    return;
+  }
   Read(side);
 }
 
 pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, pg::Bytes* out,
                                      std::string* reason) {
   if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
+  bool judged = (frame.type == pg::fe::kQuery || frame.type == pg::fe::kParse) &&
+                auth_proxy_ == AuthProxy::kOff;
+  std::shared_ptr<DecisionNote> note;
+  if (judged) {
+    if (resume_note_) {
+      note = std::move(resume_note_);  // judged and committed before the pause
+    } else {
+      note = Decide(frame, reason);
+      if (!note) return pg::MessageAction::kReject;
+      if (target_->options.audit_before_forward && !note->enforced) {
+        AwaitCommit(note);
+        return pg::MessageAction::kPause;
+      }
+    }
+  }
   if (!state_.OnFrontend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
-  if (state_.last_request_annotatable()) return Judge(frame, out, reason);
-  return pg::MessageAction::kForward;
+  if (!note || !state_.last_request_annotatable()) return pg::MessageAction::kForward;
+  bool enforced = note->enforced;
+  state_.AnnotateLastRequest(std::move(note));
+  if (!enforced) return pg::MessageAction::kForward;
+  // The server answers this with a syntax error in the refused statement's place: its
+  // ErrorResponse and ReadyForQuery (or, in the extended protocol, its skipping to Sync) come
+  // in order, and an open transaction is aborted exactly as a real error would abort it.
+  // RewriteRefusal turns that error into the policy's.
+  static constexpr std::string_view kRefused = "dbwarden refused this statement";
+  if (frame.type == pg::fe::kQuery) {
+    pg::AppendQuery(out, kRefused);
+  } else {
+    pg::ParseMessage m;
+    if (!pg::ParseParse(frame.body, &m, reason)) return pg::MessageAction::kReject;
+    pg::AppendParse(out, m.name, kRefused);
+  }
+  return pg::MessageAction::kHandled;
+}
+
+void Session::AwaitCommit(std::shared_ptr<DecisionNote> note) {
+  audit::Event e = NewEvent(audit::EventKind::kDecision);
+  e.statement = audit::StatementInfo{note->facts, "simple", ""};
+  e.decision = audit::DecisionInfo{
+      std::shared_ptr<const policy::Decision>(note, &note->decision), note->enforced};
+  resume_note_ = std::move(note);
+  pause_ = Pause::kWaitingCommit;
+  std::weak_ptr<Session> weak = weak_from_this();
+  auto executor = worker_->context.get_executor();
+  deps_.sink->SubmitAndWait(std::move(e), [weak, executor](const Status& st, uint64_t) {
+    asio::post(executor, [weak, st] {
+      if (auto self = weak.lock()) self->OnCommitted(st);
+    });
+  });
+}
+
+void Session::OnCommitted(const Status& status) {
+  if (closed_ || pause_ != Pause::kWaitingCommit) return;
+  if (!status.ok()) {
+    // Fail closed: a statement whose decision is not in the audit log does not run.
+    deps_.metrics->audit_refusals->Add();
+    DBW_LOG(kError) << "session " << id_ << ": audit log cannot commit (" << status.message()
+                    << "); refusing the statement";
+    resume_note_->enforced = true;
+    resume_note_->audit_failure = status.message();
+  }
+  pause_ = Pause::kCommitted;
+  if (!upstream_->writing) ResumeClient();
+}
+
+void Session::ResumeClient() {
+  pause_ = Pause::kNone;
+  OnRead(Side::kClient, {}, 0);  // decode what is buffered, from the paused message on
+}
+
+std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::string* reason) {
+  uint64_t start = MonotonicNs();
+  std::string_view sql_text;
+  if (frame.type == pg::fe::kQuery) {
+    pg::QueryMessage m;
+    if (!pg::ParseQuery(frame.body, &m, reason)) return nullptr;
+    sql_text = m.sql;
+  } else {
+    pg::ParseMessage m;
+    if (!pg::ParseParse(frame.body, &m, reason)) return nullptr;
+    sql_text = m.sql;
+  }
+  std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
+  auto note = std::make_shared<DecisionNote>();
+  note->facts = worker_->analyzer.Analyze(sql_text);
+  note->decision = policy->Evaluate({target_->options.name, target_->options.env},
+                                    PolicyPrincipal(*policy), *note->facts,
+                                    std::chrono::system_clock::now());
+  const policy::Decision& d = note->decision;
+  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
+  note->enforced = stop && !d.monitor;
+  deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
+  if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
+  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
+  return note;
 }
 
 const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& policy) {
@@ -486,52 +583,25 @@ const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& 
   return policy_principal_;
 }
 
-pg::MessageAction Session::Judge(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
-  uint64_t start = MonotonicNs();
-  std::string_view sql_text;
-  std::string_view statement_name;
-  if (frame.type == pg::fe::kQuery) {
-    pg::QueryMessage m;
-    if (!pg::ParseQuery(frame.body, &m, reason)) return pg::MessageAction::kReject;
-    sql_text = m.sql;
-  } else {
-    pg::ParseMessage m;
-    if (!pg::ParseParse(frame.body, &m, reason)) return pg::MessageAction::kReject;
-    sql_text = m.sql;
-    statement_name = m.name;
-  }
-  std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
-  auto note = std::make_shared<DecisionNote>();
-  note->facts = worker_->analyzer.Analyze(sql_text);
-  note->decision = policy->Evaluate({target_->options.name, target_->options.env},
-                                    PolicyPrincipal(*policy), *note->facts,
-                                    std::chrono::system_clock::now());
-  const policy::Decision& d = note->decision;
-  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
-  note->enforced = stop && !d.monitor;
-  deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
-  if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
-  bool enforced = note->enforced;
-  state_.AnnotateLastRequest(std::move(note));
-  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
-  if (!enforced) return pg::MessageAction::kForward;
-  // The server answers this with a syntax error in the refused statement's place: its
-  // ErrorResponse and ReadyForQuery (or, in the extended protocol, its skipping to Sync) come
-  // in order, and an open transaction is aborted exactly as a real error would abort it.
-  // RewriteRefusal turns that error into the policy's.
-  static constexpr std::string_view kRefused = "dbwarden refused this statement";
-  if (frame.type == pg::fe::kQuery) {
-    pg::AppendQuery(out, kRefused);
-  } else {
-    pg::AppendParse(out, statement_name, kRefused);
-  }
-  return pg::MessageAction::kHandled;
-}
-
 bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
   const auto* note = dynamic_cast<const DecisionNote*>(state_.HeadNote());
   if (note == nullptr || !note->enforced) return false;
   const policy::Decision& d = note->decision;
+  if (!note->audit_failure.empty()) {
+    pg::Bytes replaced;
+    pg::AppendErrorResponse(&replaced, {.severity = "ERROR", .sqlstate = "58000",
+                                        .message = "dbwarden: the audit log cannot record this "
+                                                   "statement, so it was not run",
+                                        .detail = note->audit_failure});
+    std::span<const std::byte> in(replaced);
+    pg::Frame rewritten;
+    if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) !=
+            pg::ParseState::kOk ||
+        !state_.OnBackend(rewritten, MonotonicNs(), reason))
+      return false;
+    out->insert(out->end(), replaced.begin(), replaced.end());
+    return true;
+  }
   std::string rules;
   for (const auto& r : d.rules) rules += (rules.empty() ? "" : ", ") + r;
   std::string message = "dbwarden: " + d.reason;  // names the rule and says deny or approval

@@ -23,6 +23,7 @@ struct DecisionNote : pg::StatementNote {
   std::shared_ptr<const sql::QueryFacts> facts;
   policy::Decision decision;
   bool enforced = false;  // replaced by a statement the server rejects (deny/approve, enforce)
+  std::string audit_failure;  // set when audit-before-forward could not commit the decision
 };
 
 class Session : public std::enable_shared_from_this<Session>,
@@ -71,9 +72,15 @@ class Session : public std::enable_shared_from_this<Session>,
   void OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length) override;
   void OnExecutionComplete(const pg::Execution& execution) override;
   pg::MessageAction OnBackendMessage(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
-  // Analyses and judges a Query or Parse; a statement that must not run is replaced by one the
-  // server rejects, so responses stay in order and a transaction fails as it would have.
-  pg::MessageAction Judge(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // Analyses and judges a Query or Parse (no state change). A statement that must not run is
+  // later replaced by one the server rejects, so responses stay in order and a transaction
+  // fails as it would have.
+  std::shared_ptr<DecisionNote> Decide(const pg::Frame& frame, std::string* reason);
+  // audit_before_forward: the client pump pauses at the statement until its decision event
+  // is committed (OnCommitted, posted from the sink's thread), then resumes decoding there.
+  void AwaitCommit(std::shared_ptr<DecisionNote> note);
+  void OnCommitted(const Status& status);
+  void ResumeClient();
   // The server's error for a replaced statement, rewritten to say why it was refused.
   bool RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   const policy::Principal& PolicyPrincipal(const policy::CompiledPolicy& policy);
@@ -109,6 +116,9 @@ class Session : public std::enable_shared_from_this<Session>,
   policy::Principal policy_principal_;
   const policy::CompiledPolicy* classified_for_ = nullptr;  // policy that set its kind
   std::string classified_app_;  // application_name it was classified with
+  enum class Pause { kNone, kWaitingCommit, kCommitted };
+  Pause pause_ = Pause::kNone;
+  std::shared_ptr<DecisionNote> resume_note_;  // the paused statement's decision
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
   std::optional<identity::ProcessInfo> process_;
   bool peer_resolved_ = false;

@@ -59,6 +59,10 @@ DecodeResult StreamDecoder::Decode(std::span<const std::byte> in, Bytes* out) {
         break;
       case MessageAction::kHandled:
         break;
+      case MessageAction::kPause:
+        result.paused = true;
+        result.consumed = in.size() - rest.size();
+        return result;
       case MessageAction::kReject:
         result.error = true;
         result.reason = std::string(MessageName(dir_, frame.type)) + ": " + reason;

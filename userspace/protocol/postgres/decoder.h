@@ -15,6 +15,7 @@ enum class MessageAction {
   kForward,  // append the message's bytes to the output unchanged
   kHandled,  // the handler wrote whatever replaces the message (possibly nothing)
   kReject,   // protocol violation: stop decoding; the handler has set the reason
+  kPause,    // stop before this message; it is presented again by the next Decode call
 };
 
 class DecoderHandler {
@@ -32,6 +33,7 @@ struct DecodeResult {
   size_t consumed = 0;  // bytes of the input that were processed
   size_t need = 0;      // when > 0: the next message needs this many contiguous bytes
   bool error = false;
+  bool paused = false;  // the handler paused at a message (kPause); consumed stops before it
   std::string reason;
 };
 
