@@ -2,11 +2,12 @@
 #include "agent/config.h"
 
 #include <netdb.h>
-#include <yaml-cpp/yaml.h>
 
 #include <charconv>
 #include <fstream>
 #include <set>
+
+#include <yaml-cpp/yaml.h>
 
 #include "userspace/common/logging.h"
 
@@ -177,8 +178,10 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
         Throw(r["workers"], "relay.workers must be a number from 0 to 256");
       c.relay.workers = n;
     }
-    if (r["shutdown_grace"]) c.relay.shutdown_grace = Duration(r["shutdown_grace"], "relay.shutdown_grace");
-    if (r["connect_timeout"]) c.relay.connect_timeout = Duration(r["connect_timeout"], "relay.connect_timeout");
+    if (r["shutdown_grace"])
+      c.relay.shutdown_grace = Duration(r["shutdown_grace"], "relay.shutdown_grace");
+    if (r["connect_timeout"])
+      c.relay.connect_timeout = Duration(r["connect_timeout"], "relay.connect_timeout");
   }
   YAML::Node targets = root["targets"];
   if (!targets) Throw(root, "missing required key \"targets\"");
@@ -188,7 +191,8 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   std::set<std::pair<std::string, uint16_t>> listens;
   for (size_t i = 0; i < targets.size(); ++i) {
     relay::TargetOptions t = ParseTarget(targets[i], i);
-    if (!names.insert(t.name).second) Throw(targets[i]["name"], "duplicate target name \"" + t.name + "\"");
+    if (!names.insert(t.name).second)
+      Throw(targets[i]["name"], "duplicate target name \"" + t.name + "\"");
     if (!listens.insert({t.listen_host, t.listen_port}).second)
       Throw(targets[i]["listen"], "two targets listen on the same address");
     c.relay.targets.push_back(std::move(t));

@@ -1,13 +1,14 @@
 // dbwarden's entry point: the CLI, and `run`, which wires the modules and handles signals.
 #include <signal.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
+
+#include <systemd/sd-daemon.h>
 
 #include "agent/config.h"
 #include "agent/policy_cli.h"
@@ -34,7 +35,8 @@ void Usage(std::ostream& out) {
          "  dbwarden config check FILE\n"
          "  dbwarden policy check FILE...\n"
          "  dbwarden policy eval [--policy FILE]... [--target T] [--env E]\n"
-         "                       [--principal-kind agent|human] [--user U] [--mode enforce|monitor]\n"
+         "                       [--principal-kind agent|human] [--user U] [--mode "
+         "enforce|monitor]\n"
          "                       < statements (one per line, or JSON lines)\n"
          "  dbwarden --version\n";
 }
@@ -82,7 +84,8 @@ int Run(const std::vector<std::string>& args) {
   std::error_code fs_error;
   std::filesystem::create_directories(config->state_dir, fs_error);
   if (fs_error) {
-    DBW_LOG(kError) << "cannot create state_dir " << config->state_dir << ": " << fs_error.message();
+    DBW_LOG(kError) << "cannot create state_dir " << config->state_dir << ": "
+                    << fs_error.message();
     return kExitFailure;
   }
   auto sink = audit::JsonlSink::Open(config->state_dir + "/audit.jsonl", 1 << 16);
@@ -104,7 +107,8 @@ int Run(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   const std::string policy_summary =
-      std::to_string((*initial_policy)->rule_count()) + " rules from " + (*initial_policy)->source() +
+      std::to_string((*initial_policy)->rule_count()) + " rules from " +
+      (*initial_policy)->source() +
       (config->policy_mode == policy::Mode::kMonitor ? ", monitor mode" : ", enforce mode");
   policy::PolicyStore policy_store(std::move(*initial_policy));
   PolicyReloader reloader(config->policy_files, config->policy_mode, &policy_store, sink->get());

@@ -56,8 +56,8 @@ bool PolicyReloader::Reload(const std::string& why) {
   e.kind = audit::EventKind::kPolicyLoad;
   e.source = "agent";
   if (!loaded.ok()) {
-    DBW_LOG(kError) << "policy reload (" << why << ") rejected, keeping the running policy: "
-                    << loaded.status().message();
+    DBW_LOG(kError) << "policy reload (" << why
+                    << ") rejected, keeping the running policy: " << loaded.status().message();
     e.error_message = loaded.status().message();
     e.detail = "reload (" + why + ") rejected; the running policy stays";
     sink_->Submit(std::move(e));

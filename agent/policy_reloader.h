@@ -34,7 +34,7 @@ class PolicyReloader {
   const policy::Mode mode_;
   policy::PolicyStore* store_;
   audit::EventSink* sink_;
-  std::mutex reload_mu_;  // serialises Reload between the signal thread and the watcher
+  std::mutex reload_mu_;    // serialises Reload between the signal thread and the watcher
   std::string last_state_;  // guarded by reload_mu_
   std::mutex stop_mu_;      // guards stop_
   std::condition_variable stop_cv_;

@@ -1,8 +1,8 @@
 // The relay's per-statement hot path: analyse (digest-cache hit) and judge against the
 // default pack, as a Query or Parse from pgbench/an ORM pays it. Target: <= 2 us together.
-#include <benchmark/benchmark.h>
-
 #include <chrono>
+
+#include <benchmark/benchmark.h>
 
 #include "policy/policy.h"
 #include "userspace/sql/analyzer.h"
@@ -28,8 +28,8 @@ void BM_Evaluate(benchmark::State& state) {
   dbw::policy::Principal principal;
   principal.db_user = "app";
   principal.application_name = "ai-bot";
-  principal.kind = state.range(1) ? dbw::policy::PrincipalKind::kAgent
-                                  : dbw::policy::PrincipalKind::kHuman;
+  principal.kind =
+      state.range(1) ? dbw::policy::PrincipalKind::kAgent : dbw::policy::PrincipalKind::kHuman;
   dbw::policy::Target target{"orders", "prod"};
   auto now = std::chrono::system_clock::now();
   for (auto _ : state) {
@@ -59,8 +59,8 @@ void BM_CacheHitAndDecision(benchmark::State& state) {
     auto d = policy->Evaluate(target, principal, *facts, now);
     benchmark::DoNotOptimize(d);
   }
-  state.counters["hit_ratio"] =
-      static_cast<double>(analyzer.hits()) / static_cast<double>(analyzer.hits() + analyzer.misses());
+  state.counters["hit_ratio"] = static_cast<double>(analyzer.hits()) /
+                                static_cast<double>(analyzer.hits() + analyzer.misses());
 }
 BENCHMARK(BM_CacheHitAndDecision)->DenseRange(0, 2);
 

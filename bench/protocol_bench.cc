@@ -1,9 +1,9 @@
 // Decoding throughput of the PostgreSQL protocol module over golden captures, as the relay
 // runs it: StreamDecoder + SessionState on every message of both directions.
-#include <benchmark/benchmark.h>
-
 #include <fstream>
 #include <iterator>
+
+#include <benchmark/benchmark.h>
 
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/parse.h"
@@ -22,8 +22,8 @@ std::vector<std::byte> Read(const std::string& name) {
 class Handler : public dbw::pg::DecoderHandler, public dbw::pg::SessionObserver {
  public:
   dbw::pg::SessionState state{this};
-  dbw::pg::MessageAction OnMessage(dbw::pg::Direction dir, const dbw::pg::Frame& f,
-                                   dbw::pg::Bytes*, std::string* reason) override {
+  dbw::pg::MessageAction OnMessage(dbw::pg::Direction dir, const dbw::pg::Frame& f, dbw::pg::Bytes*,
+                                   std::string* reason) override {
     bool ok = dir == dbw::pg::Direction::kFrontend ? state.OnFrontend(f, 1, reason)
                                                    : state.OnBackend(f, 1, reason);
     return ok ? dbw::pg::MessageAction::kForward : dbw::pg::MessageAction::kReject;

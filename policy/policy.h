@@ -46,17 +46,17 @@ enum class Mode : uint8_t { kEnforce, kMonitor };
 enum class ApprovalMode : uint8_t { kHold, kTicket };
 struct ApprovalSpec {
   ApprovalMode mode = ApprovalMode::kHold;
-  std::chrono::seconds timeout{600};  // hold: how long the statement waits
+  std::chrono::seconds timeout{600};     // hold: how long the statement waits
   std::chrono::seconds grant_ttl{3600};  // ticket: how long an approval stays usable
-  int approvers = 1;                   // distinct approvers required
+  int approvers = 1;                     // distinct approvers required
   std::vector<std::string> approver_groups;
 };
 
 struct Decision {
   Action action = Action::kAllow;
-  std::vector<std::string> rules;  // ids of the rules that produced the action
-  std::string reason;              // human-readable, names the rule(s)
-  std::string sqlstate;            // for deny: the rule's SQLSTATE (default 42501)
+  std::vector<std::string> rules;        // ids of the rules that produced the action
+  std::string reason;                    // human-readable, names the rule(s)
+  std::string sqlstate;                  // for deny: the rule's SQLSTATE (default 42501)
   std::optional<ApprovalSpec> approval;  // for approve
   // In monitor mode `action` is what enforcement would have done; the relay lets it run.
   bool monitor = false;
@@ -85,9 +85,12 @@ StatusOr<std::shared_ptr<const CompiledPolicy>> LoadPolicy(const std::vector<std
 // The running policy, swapped atomically on reload; readers never block.
 class PolicyStore {
  public:
-  explicit PolicyStore(std::shared_ptr<const CompiledPolicy> initial) : current_(std::move(initial)) {}
+  explicit PolicyStore(std::shared_ptr<const CompiledPolicy> initial)
+      : current_(std::move(initial)) {}
   std::shared_ptr<const CompiledPolicy> Get() const { return std::atomic_load(&current_); }
-  void Set(std::shared_ptr<const CompiledPolicy> next) { std::atomic_store(&current_, std::move(next)); }
+  void Set(std::shared_ptr<const CompiledPolicy> next) {
+    std::atomic_store(&current_, std::move(next));
+  }
 
  private:
   std::shared_ptr<const CompiledPolicy> current_;

@@ -1,10 +1,10 @@
 // Config loading: valid files load; every broken file names its line and reason.
-#include <gtest/gtest.h>
+#include "agent/config.h"
 
 #include <filesystem>
 #include <fstream>
 
-#include "agent/config.h"
+#include <gtest/gtest.h>
 
 namespace dbw::agent {
 namespace {
@@ -12,8 +12,8 @@ namespace {
 class ConfigTest : public ::testing::Test {
  protected:
   std::string Write(const std::string& text) {
-    path_ = std::filesystem::temp_directory_path() /
-            ("dbw-config-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + ".yaml");
+    path_ = std::filesystem::temp_directory_path() / ("dbw-config-" + std::to_string(::getpid()) +
+                                                      "-" + std::to_string(counter_++) + ".yaml");
     std::ofstream(path_) << text;
     return path_.string();
   }
@@ -60,7 +60,8 @@ struct BadCase {
 
 TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
   const BadCase cases[] = {
-      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    colour: red\n",
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    colour: "
+       "red\n",
        5, "unknown key \"colour\""},
       {"targets:\n  - name: a\n    listen: 127.0.0.1:99999\n    upstream: 127.0.0.1:2\n", 3,
        "invalid port"},
@@ -69,11 +70,14 @@ TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
       {"targets:\n  - env: prod\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n", 2,
        "missing required key \"name\""},
       {"state_dir: /x\ntargets: [\n", 3, "end of sequence flow not found"},
-      {"relay:\n  shutdown_grace: 5 parsecs\ntargets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n",
+      {"relay:\n  shutdown_grace: 5 parsecs\ntargets:\n  - name: a\n    listen: 127.0.0.1:1\n    "
+       "upstream: 127.0.0.1:2\n",
        2, "unknown duration unit"},
-      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n  - name: a\n    listen: 127.0.0.1:3\n    upstream: 127.0.0.1:2\n",
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n  - name: a\n   "
+       " listen: 127.0.0.1:3\n    upstream: 127.0.0.1:2\n",
        5, "duplicate target name"},
-      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    tls: {cert: /nonexistent.pem, key: /nonexistent.key}\n",
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    tls: {cert: "
+       "/nonexistent.pem, key: /nonexistent.key}\n",
        5, "cannot read"},
   };
   for (const auto& bad : cases) {

@@ -14,8 +14,8 @@ namespace {
 class Handler : public dbw::pg::DecoderHandler, public dbw::pg::SessionObserver {
  public:
   dbw::pg::SessionState state{this};
-  dbw::pg::MessageAction OnMessage(dbw::pg::Direction, const dbw::pg::Frame& frame,
-                                   dbw::pg::Bytes*, std::string* reason) override {
+  dbw::pg::MessageAction OnMessage(dbw::pg::Direction, const dbw::pg::Frame& frame, dbw::pg::Bytes*,
+                                   std::string* reason) override {
     return state.OnFrontend(frame, 1, reason) ? dbw::pg::MessageAction::kForward
                                               : dbw::pg::MessageAction::kReject;
   }

@@ -1,11 +1,12 @@
 // Peer lookup over a real loopback connection made by this test process.
-#include <gtest/gtest.h>
+#include "userspace/identity/peer_process.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "userspace/identity/peer_process.h"
+#include <gtest/gtest.h>
 
 namespace dbw::identity {
 namespace {
@@ -60,7 +61,9 @@ TEST(CgroupTest, UnitAndContainer) {
   const std::string id = "4f1c2a9b8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b";
   EXPECT_EQ(ContainerFromCgroup("/system.slice/docker-" + id + ".scope"), id);
   EXPECT_EQ(ContainerFromCgroup("/docker/" + id), id);
-  EXPECT_EQ(ContainerFromCgroup("/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + id + ".scope"), id);
+  EXPECT_EQ(ContainerFromCgroup("/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + id +
+                                ".scope"),
+            id);
   EXPECT_EQ(ContainerFromCgroup("/machine.slice/libpod-" + id + ".scope"), id);
   EXPECT_EQ(ContainerFromCgroup("/kubepods/besteffort/pod1234/" + id), id);
   EXPECT_EQ(ContainerFromCgroup("/system.slice/cron.service"), "");

@@ -60,9 +60,9 @@ inline Capture LoadCapture(const std::string& name) {
 
 inline const std::vector<std::string>& AllVectors() {
   static const std::vector<std::string> names = {
-      "psql_simple",      "pgbench_simple", "pgbench_extended", "pgbench_prepared",
-      "pgbench_prepared_tpcb", "psycopg2_session", "libpq_binary", "cancel_session",
-      "jdbc_session",     "psql_scram",     "psql_md5"};
+      "psql_simple",           "pgbench_simple",   "pgbench_extended", "pgbench_prepared",
+      "pgbench_prepared_tpcb", "psycopg2_session", "libpq_binary",     "cancel_session",
+      "jdbc_session",          "psql_scram",       "psql_md5"};
   return names;
 }
 

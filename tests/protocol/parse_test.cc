@@ -1,12 +1,13 @@
 // Parser, decoder and session-state tests over golden captures from real clients.
-#include <gtest/gtest.h>
+#include "userspace/protocol/postgres/parse.h"
 
 #include <map>
+
+#include <gtest/gtest.h>
 
 #include "tests/protocol/golden.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/encoder.h"
-#include "userspace/protocol/postgres/parse.h"
 #include "userspace/protocol/postgres/session.h"
 
 namespace dbw::pg {
@@ -34,7 +35,8 @@ class Recorder : public DecoderHandler {
 };
 
 // Feeds `data` in pieces cut at `cuts`, as a relay reading a socket would.
-std::pair<Bytes, std::vector<uint8_t>> DecodeInPieces(Direction dir, std::span<const std::byte> data,
+std::pair<Bytes, std::vector<uint8_t>> DecodeInPieces(Direction dir,
+                                                      std::span<const std::byte> data,
                                                       const std::vector<size_t>& cuts,
                                                       size_t threshold = 1 << 20) {
   Recorder rec;
@@ -170,7 +172,8 @@ TEST(SessionStateTest, PgbenchPreparedTracesExecutesToTheirParse) {
   for (const auto& e : list) {
     EXPECT_TRUE(e.extended);
     EXPECT_EQ(e.statement_name, "P_0");
-    EXPECT_NE(e.sql->find("SELECT abalance FROM pgbench_accounts WHERE aid = $1"), std::string::npos)
+    EXPECT_NE(e.sql->find("SELECT abalance FROM pgbench_accounts WHERE aid = $1"),
+              std::string::npos)
         << *e.sql;
     ASSERT_EQ(e.command_tags.size(), 1u);
     EXPECT_EQ(e.command_tags[0], "SELECT 1");
@@ -301,11 +304,11 @@ Bytes Raw(std::initializer_list<uint8_t> bytes) {
 TEST(ParseFrameTest, RejectsUnknownTypesAndBadLengths) {
   std::string error;
   Frame f;
-  for (const Bytes& bad : {Raw({0x01, 0, 0, 0, 8, 1, 2, 3, 4}),     // unknown type
-                           Raw({'Q', 0, 0, 0, 2}),                   // length < 4
-                           Raw({'S', 0, 0, 0, 5, 0}),                // Sync must be 4
-                           Raw({'D', 0, 0, 0x40, 0, 0}),             // Describe > small limit
-                           Raw({'Q', 0x7f, 0xff, 0xff, 0xff})}) {    // > 1 GiB
+  for (const Bytes& bad : {Raw({0x01, 0, 0, 0, 8, 1, 2, 3, 4}),    // unknown type
+                           Raw({'Q', 0, 0, 0, 2}),                 // length < 4
+                           Raw({'S', 0, 0, 0, 5, 0}),              // Sync must be 4
+                           Raw({'D', 0, 0, 0x40, 0, 0}),           // Describe > small limit
+                           Raw({'Q', 0x7f, 0xff, 0xff, 0xff})}) {  // > 1 GiB
     std::span<const std::byte> in(bad);
     EXPECT_EQ(ParseFrame(Direction::kFrontend, false, &in, &f, &error), ParseState::kInvalid);
     EXPECT_EQ(in.size(), bad.size()) << "input must not be consumed on error";
@@ -327,8 +330,8 @@ TEST(ParseFrameTest, NeedMoreDataNeverConsumes) {
 TEST(ParseBodyTest, RejectsTruncatedAndTrailingFields) {
   std::string error;
   QueryMessage q;
-  EXPECT_FALSE(ParseQuery(Raw({'a', 'b'}), &q, &error));               // no NUL
-  EXPECT_FALSE(ParseQuery(Raw({'a', 0, 'b'}), &q, &error));            // trailing
+  EXPECT_FALSE(ParseQuery(Raw({'a', 'b'}), &q, &error));     // no NUL
+  EXPECT_FALSE(ParseQuery(Raw({'a', 0, 'b'}), &q, &error));  // trailing
   BindMessage b;
   EXPECT_FALSE(ParseBind(Raw({0, 0, 0, 0, 0, 1, 0, 0, 0, 9}), &b, &error));  // value past end
   EXPECT_FALSE(ParseBind(Raw({0, 0, 0, 1, 0, 7, 0, 0, 0, 0}), &b, &error));  // format 7
@@ -353,7 +356,8 @@ TEST(ParseBodyTest, RowsFromCommandTag) {
 
 TEST(EncoderTest, ErrorResponseRoundTrips) {
   Bytes out;
-  AppendErrorResponse(&out, {.severity = "FATAL", .sqlstate = "08P01", .message = "bad", .detail = "d"});
+  AppendErrorResponse(&out,
+                      {.severity = "FATAL", .sqlstate = "08P01", .message = "bad", .detail = "d"});
   std::span<const std::byte> in(out);
   Frame f;
   std::string error;

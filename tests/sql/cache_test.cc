@@ -58,12 +58,9 @@ TEST(AnalyzerCacheTest, UnterminatedTextNeverHitsACompleteShape) {
   // Once the complete statement is cached, its unterminated twin must still be analysed (and
   // fail closed as unparseable), never answered with the cached facts.
   const std::pair<const char*, const char*> cases[] = {
-      {"SELECT 'x'", "SELECT 'unterminated"},
-      {"SELECT $$a$$", "SELECT $$never closed"},
-      {"SELECT E'a'", "SELECT E'b\\'"},
-      {"SELECT 1 /* c */", "SELECT 1 /* open"},
-      {"SELECT \"t\"", "SELECT \"t"},
-      {"SELECT $q$a$q$", "SELECT $q$a"},
+      {"SELECT 'x'", "SELECT 'unterminated"}, {"SELECT $$a$$", "SELECT $$never closed"},
+      {"SELECT E'a'", "SELECT E'b\\'"},       {"SELECT 1 /* c */", "SELECT 1 /* open"},
+      {"SELECT \"t\"", "SELECT \"t"},         {"SELECT $q$a$q$", "SELECT $q$a"},
   };
   for (const auto& [complete, open] : cases) {
     Analyzer a(16);

@@ -68,18 +68,18 @@ struct ResultInfo {
 };
 
 struct Event {
-  uint64_t seq = 0;    // assigned by the sink, strictly increasing
-  int64_t ts_us = 0;   // wall clock, microseconds since the epoch
+  uint64_t seq = 0;   // assigned by the sink, strictly increasing
+  int64_t ts_us = 0;  // wall clock, microseconds since the epoch
   EventKind kind = EventKind::kStatement;
-  const char* source = "relay";  // "relay" | "tap" | "agent"
+  const char* source = "relay";                // "relay" | "tap" | "agent"
   std::shared_ptr<const SessionInfo> session;  // null for agent events
   std::optional<StatementInfo> statement;
   std::optional<ResultInfo> result;
   std::optional<DecisionInfo> decision;
   std::string error_sqlstate;  // protocol violations and upstream errors
   std::string error_message;
-  std::string detail;          // free text for agent/loss events
-  uint64_t count = 0;          // audit_loss: events lost
+  std::string detail;  // free text for agent/loss events
+  uint64_t count = 0;  // audit_loss: events lost
 };
 
 int64_t NowMicros();

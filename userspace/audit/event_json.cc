@@ -1,29 +1,39 @@
 // JSON encoding of audit events with RapidJSON's streaming writer (no DOM).
 #include "userspace/audit/event_json.h"
 
+#include <chrono>
+#include <cstring>
+#include <ctime>
+
 #include <rapidjson/encodings.h>
 #include <rapidjson/stream.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include <chrono>
-#include <cstring>
-#include <ctime>
-
 namespace dbw::audit {
 
 const char* EventKindName(EventKind kind) {
   switch (kind) {
-    case EventKind::kAgentStart: return "agent_start";
-    case EventKind::kAgentStop: return "agent_stop";
-    case EventKind::kSessionStart: return "session_start";
-    case EventKind::kSessionEnd: return "session_end";
-    case EventKind::kStatement: return "statement";
-    case EventKind::kProtocolViolation: return "protocol_violation";
-    case EventKind::kUpstreamError: return "upstream_error";
-    case EventKind::kAuditLoss: return "audit_loss";
-    case EventKind::kPolicyLoad: return "policy_load";
-    case EventKind::kDecision: return "decision";
+    case EventKind::kAgentStart:
+      return "agent_start";
+    case EventKind::kAgentStop:
+      return "agent_stop";
+    case EventKind::kSessionStart:
+      return "session_start";
+    case EventKind::kSessionEnd:
+      return "session_end";
+    case EventKind::kStatement:
+      return "statement";
+    case EventKind::kProtocolViolation:
+      return "protocol_violation";
+    case EventKind::kUpstreamError:
+      return "upstream_error";
+    case EventKind::kAuditLoss:
+      return "audit_loss";
+    case EventKind::kPolicyLoad:
+      return "policy_load";
+    case EventKind::kDecision:
+      return "decision";
   }
   return "unknown";
 }
@@ -72,7 +82,11 @@ std::string SanitizeUtf8(const std::string& s) {
   size_t i = 0;
   while (i < s.size()) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
     bool ok = len > 0 && i + len <= s.size();
     for (size_t k = 1; ok && k < len; ++k)
       ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
@@ -165,8 +179,8 @@ void AppendEventJson(const Event& e, std::string* out) {
     if (!p.db_user.empty() || !p.client_addr.empty()) {
       w.Key("principal");
       w.StartObject();
-        StrIfSet(w, "kind", p.kind);
-    Str(w, "db_user", p.db_user);
+      StrIfSet(w, "kind", p.kind);
+      Str(w, "db_user", p.db_user);
       Str(w, "database", p.database);
       Str(w, "application_name", p.application_name);
       Str(w, "client_addr", p.client_addr);

@@ -68,7 +68,9 @@ JsonlSink::~JsonlSink() {
   ::close(fd_);
 }
 
-void JsonlSink::Submit(Event event) { Enqueue(std::move(event), nullptr); }
+void JsonlSink::Submit(Event event) {
+  Enqueue(std::move(event), nullptr);
+}
 
 void JsonlSink::SubmitAndWait(Event event, CommitCallback done) {
   Enqueue(std::move(event), std::move(done));

@@ -39,7 +39,8 @@ class ByteReader {
   }
   bool ReadU32(uint32_t* out) {
     if (remaining() < 4) return false;
-    *out = (static_cast<uint32_t>(U8At(pos_)) << 24) | (static_cast<uint32_t>(U8At(pos_ + 1)) << 16) |
+    *out = (static_cast<uint32_t>(U8At(pos_)) << 24) |
+           (static_cast<uint32_t>(U8At(pos_ + 1)) << 16) |
            (static_cast<uint32_t>(U8At(pos_ + 2)) << 8) | static_cast<uint32_t>(U8At(pos_ + 3));
     pos_ += 4;
     return true;

@@ -28,7 +28,7 @@ class LogMessage {
 
 }  // namespace dbw
 
-#define DBW_LOG(level)                                          \
-  if (::dbw::LogLevel::level < ::dbw::GetLogLevel()) {          \
-  } else                                                        \
+#define DBW_LOG(level)                                 \
+  if (::dbw::LogLevel::level < ::dbw::GetLogLevel()) { \
+  } else                                               \
     ::dbw::internal::LogMessage(::dbw::LogLevel::level).stream()

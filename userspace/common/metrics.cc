@@ -67,8 +67,10 @@ std::string MetricsRegistry::RenderPrometheus() const {
   std::ostringstream out;
   for (const auto& [name, f] : families_) {
     out << "# HELP " << name << ' ' << f.help << "\n# TYPE " << name << ' ' << f.type << '\n';
-    for (const auto& [labels, c] : f.counters) out << WithLabels(name, labels) << ' ' << c->value() << '\n';
-    for (const auto& [labels, g] : f.gauges) out << WithLabels(name, labels) << ' ' << g->value() << '\n';
+    for (const auto& [labels, c] : f.counters)
+      out << WithLabels(name, labels) << ' ' << c->value() << '\n';
+    for (const auto& [labels, g] : f.gauges)
+      out << WithLabels(name, labels) << ' ' << g->value() << '\n';
     for (const auto& [labels, h] : f.histograms) {
       // Exported in seconds, as Prometheus expects.
       uint64_t cumulative = 0;
@@ -79,7 +81,8 @@ std::string MetricsRegistry::RenderPrometheus() const {
         out << WithLabels(name + "_bucket", labels, le.str()) << ' ' << cumulative << '\n';
       }
       out << WithLabels(name + "_bucket", labels, "le=\"+Inf\"") << ' ' << h->count() << '\n';
-      out << WithLabels(name + "_sum", labels) << ' ' << static_cast<double>(h->sum()) / 1e6 << '\n';
+      out << WithLabels(name + "_sum", labels) << ' ' << static_cast<double>(h->sum()) / 1e6
+          << '\n';
       out << WithLabels(name + "_count", labels) << ' ' << h->count() << '\n';
     }
   }

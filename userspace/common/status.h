@@ -44,11 +44,21 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
-inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
+inline Status NotFound(std::string m) {
+  return {StatusCode::kNotFound, std::move(m)};
+}
+inline Status Unavailable(std::string m) {
+  return {StatusCode::kUnavailable, std::move(m)};
+}
+inline Status Internal(std::string m) {
+  return {StatusCode::kInternal, std::move(m)};
+}
+inline Status DataLoss(std::string m) {
+  return {StatusCode::kDataLoss, std::move(m)};
+}
 inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
@@ -59,10 +69,10 @@ inline Status ResourceExhausted(std::string m) {
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(const Status& status) : value_(status) {}  // NOLINT(google-explicit-constructor)
+  StatusOr(const Status& status) : value_(status) {}        // NOLINT(google-explicit-constructor)
   StatusOr(Status&& status) : value_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
-  StatusOr(const T& value) : value_(value) {}  // NOLINT(google-explicit-constructor)
-  StatusOr(T&& value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  StatusOr(const T& value) : value_(value) {}               // NOLINT(google-explicit-constructor)
+  StatusOr(T&& value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(value_); }
   Status status() const { return ok() ? Status::Ok() : std::get<Status>(value_); }
@@ -81,8 +91,8 @@ class [[nodiscard]] StatusOr {
 
 }  // namespace dbw
 
-#define DBW_RETURN_IF_ERROR(expr)          \
-  do {                                     \
-    ::dbw::Status dbw_status_ = (expr);    \
+#define DBW_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::dbw::Status dbw_status_ = (expr);        \
     if (!dbw_status_.ok()) return dbw_status_; \
   } while (0)

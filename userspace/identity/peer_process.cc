@@ -1,8 +1,6 @@
 // Loopback peer lookup through /proc/net/tcp{,6} and /proc/*/fd.
 #include "userspace/identity/peer_process.h"
 
-#include "userspace/common/thread_name.h"
-
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -10,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+
+#include "userspace/common/thread_name.h"
 
 namespace dbw::identity {
 namespace {

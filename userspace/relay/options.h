@@ -16,8 +16,8 @@ struct TlsServerOptions {
 };
 
 struct TlsClientOptions {
-  std::string ca;           // PEM CA bundle that must sign the upstream's certificate
-  std::string cert;         // optional client certificate for the upstream
+  std::string ca;    // PEM CA bundle that must sign the upstream's certificate
+  std::string cert;  // optional client certificate for the upstream
   std::string key;
   std::string server_name;  // optional: verify this host name and send it as SNI
 };

@@ -1,13 +1,13 @@
 // SCRAM-SHA-256 client with OpenSSL's PBKDF2, HMAC and SHA-256.
 #include "userspace/relay/scram.h"
 
+#include <charconv>
+#include <cstring>
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-
-#include <charconv>
-#include <cstring>
 
 namespace dbw::relay {
 namespace {
@@ -15,7 +15,8 @@ namespace {
 std::string Base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -24,7 +25,8 @@ bool Unbase64(std::string_view in, std::string* out) {
   if (in.size() % 4 != 0) return false;
   out->assign(3 * in.size() / 4 + 1, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
   if (n < 0) return false;
   size_t pad = 0;
   if (!in.empty() && in.back() == '=') ++pad;
@@ -86,15 +88,17 @@ StatusOr<std::string> ScramClient::ClientFinal(std::string_view server_first) {
   std::string salt;
   if (!Unbase64(salt_b64, &salt) || salt.empty()) return InvalidArgument("malformed SCRAM salt");
   int iterations = 0;
-  auto [ptr, ec] = std::from_chars(iter_text.data(), iter_text.data() + iter_text.size(), iterations);
+  auto [ptr, ec] =
+      std::from_chars(iter_text.data(), iter_text.data() + iter_text.size(), iterations);
   if (ec != std::errc() || ptr != iter_text.data() + iter_text.size() || iterations < 1 ||
       iterations > 10'000'000)
     return InvalidArgument("malformed SCRAM iteration count");
 
   salted_password_.resize(SHA256_DIGEST_LENGTH);
   if (PKCS5_PBKDF2_HMAC(password_.data(), static_cast<int>(password_.size()),
-                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
-                        iterations, EVP_sha256(), SHA256_DIGEST_LENGTH,
+                        reinterpret_cast<const unsigned char*>(salt.data()),
+                        static_cast<int>(salt.size()), iterations, EVP_sha256(),
+                        SHA256_DIGEST_LENGTH,
                         reinterpret_cast<unsigned char*>(salted_password_.data())) != 1)
     return Internal("PBKDF2 failed");
   std::string client_key = Hmac(salted_password_, "Client Key");
@@ -103,19 +107,20 @@ StatusOr<std::string> ScramClient::ClientFinal(std::string_view server_first) {
   auth_message_ = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
   std::string signature = Hmac(stored_key, auth_message_);
   std::string proof(client_key.size(), '\0');
-  for (size_t i = 0; i < proof.size(); ++i) proof[i] = static_cast<char>(client_key[i] ^ signature[i]);
+  for (size_t i = 0; i < proof.size(); ++i)
+    proof[i] = static_cast<char>(client_key[i] ^ signature[i]);
   return without_proof + ",p=" + Base64(proof);
 }
 
 Status ScramClient::VerifyServerFinal(std::string_view server_final) const {
   std::string_view v;
-  if (!Attribute(server_final, 'v', &v)) return InvalidArgument("malformed SCRAM server-final-message");
+  if (!Attribute(server_final, 'v', &v))
+    return InvalidArgument("malformed SCRAM server-final-message");
   std::string got;
   if (!Unbase64(v, &got)) return InvalidArgument("malformed SCRAM server signature");
   std::string server_key = Hmac(salted_password_, "Server Key");
   std::string expected = Hmac(server_key, auth_message_);
-  if (got.size() != expected.size() ||
-      CRYPTO_memcmp(got.data(), expected.data(), got.size()) != 0)
+  if (got.size() != expected.size() || CRYPTO_memcmp(got.data(), expected.data(), got.size()) != 0)
     return InvalidArgument("the upstream server's SCRAM signature is wrong");
   return Status::Ok();
 }

@@ -29,8 +29,9 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
       {},
       m.GetCounter("dbwarden_decisions_monitored_total",
                    "Deny/approve decisions let through because the policy is in monitor mode"),
-      m.GetCounter("dbwarden_audit_refusals_total",
-                   "Statements refused because their decision could not be committed to the audit log"),
+      m.GetCounter(
+          "dbwarden_audit_refusals_total",
+          "Statements refused because their decision could not be committed to the audit log"),
       m.GetHistogram("dbwarden_decision_duration_seconds",
                      "Time to analyse a statement and judge it against policy"),
   };
@@ -43,7 +44,9 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
   deps_ = SessionDeps{sink, resolver, &cancels_, &options_, &metrics_, &targets_, policy};
 }
 
-RelayServer::~RelayServer() { Shutdown(); }
+RelayServer::~RelayServer() {
+  Shutdown();
+}
 
 Status RelayServer::Start() {
   boost::system::error_code ec;
@@ -51,7 +54,8 @@ Status RelayServer::Start() {
     auto rt = std::make_unique<TargetRuntime>();
     rt->options = t;
     auto up = asio::ip::make_address(t.upstream_host, ec);
-    if (ec) return InvalidArgument("target " + t.name + ": bad upstream address " + t.upstream_host);
+    if (ec)
+      return InvalidArgument("target " + t.name + ": bad upstream address " + t.upstream_host);
     rt->upstream = tcp::endpoint(up, t.upstream_port);
     if (t.tls) {
       auto ctx = MakeServerContext(*t.tls);
@@ -109,8 +113,8 @@ Status RelayServer::Start() {
 void RelayServer::Accept(size_t target_index) {
   Worker* worker = workers_[next_worker_++ % workers_.size()].get();
   acceptors_[target_index]->async_accept(
-      worker->context, [this, target_index, worker](const boost::system::error_code& ec,
-                                                    tcp::socket socket) {
+      worker->context,
+      [this, target_index, worker](const boost::system::error_code& ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted) return;  // shutting down
         if (!ec) {
           const TargetRuntime* target = targets_[target_index].get();

@@ -2,13 +2,14 @@
 #pragma once
 
 #include <atomic>
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <memory>
 #include <thread>
 #include <unordered_set>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 #include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
 #include "policy/policy.h"
 #include "userspace/audit/sink.h"
@@ -44,9 +45,9 @@ struct RelayMetrics {
   Counter* bytes_client_to_upstream;
   Counter* bytes_upstream_to_client;
   // Decisions by action, and the time to analyse and judge a statement.
-  Counter* decisions[4];          // indexed by policy::Action
-  Counter* decisions_monitored;   // deny/approve decisions let through in monitor mode
-  Counter* audit_refusals;        // statements refused because their audit event failed
+  Counter* decisions[4];         // indexed by policy::Action
+  Counter* decisions_monitored;  // deny/approve decisions let through in monitor mode
+  Counter* audit_refusals;       // statements refused because their audit event failed
   Histogram* decision_latency;
 };
 

@@ -1,16 +1,16 @@
 // Session: startup negotiation, the two-way pump, and the session's audit events.
 #include "userspace/relay/session.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 
+#include <openssl/rand.h>
+
 #include "userspace/common/logging.h"
+#include "userspace/identity/process_info.h"
 #include "userspace/protocol/postgres/encoder.h"
 #include "userspace/protocol/postgres/parse.h"
-#include "userspace/identity/process_info.h"
 #include "userspace/relay/tls.h"
 
 namespace dbw::relay {
@@ -164,16 +164,17 @@ void Session::OnStartupData() {
       }
       auto self = shared_from_this();
       client_.out.assign(1, static_cast<std::byte>(accept ? 'S' : 'N'));
-      client_.transport.AsyncWrite(asio::buffer(client_.out),
-                                   [this, self, accept](const boost::system::error_code& ec, size_t) {
-                                     if (ec) {
-                                       Close("client closed during SSL negotiation");
-                                     } else if (accept) {
-                                       StartClientTls();
-                                     } else {
-                                       ReadStartup();
-                                     }
-                                   });
+      client_.transport.AsyncWrite(
+          asio::buffer(client_.out),
+          [this, self, accept](const boost::system::error_code& ec, size_t) {
+            if (ec) {
+              Close("client closed during SSL negotiation");
+            } else if (accept) {
+              StartClientTls();
+            } else {
+              ReadStartup();
+            }
+          });
       return;
     }
     case pg::StartupKind::kCancel:
@@ -289,7 +290,8 @@ void Session::NegotiateUpstreamTls() {
       asio::buffer(upstream_->out), [this, self](const boost::system::error_code& ec, size_t) {
         if (ec || closing_) {
           if (!closing_)
-            Fail(audit::EventKind::kUpstreamError, "08006", "dbwarden: upstream closed during SSL negotiation");
+            Fail(audit::EventKind::kUpstreamError, "08006",
+                 "dbwarden: upstream closed during SSL negotiation");
           return;
         }
         asio::async_read(
@@ -310,7 +312,8 @@ void Session::NegotiateUpstreamTls() {
                 stream->set_verify_callback(asio::ssl::host_name_verification(o.server_name));
               }
               stream->async_handshake(
-                  asio::ssl::stream_base::client, [this, self](const boost::system::error_code& ec) {
+                  asio::ssl::stream_base::client,
+                  [this, self](const boost::system::error_code& ec) {
                     if (closing_) return;
                     if (ec) {
                       Fail(audit::EventKind::kUpstreamError, "08006",
@@ -328,23 +331,24 @@ void Session::SendStartupUpstream() {
   auto self = shared_from_this();
   upstream_->out = std::move(startup_bytes_);
   upstream_->writing = true;
-  upstream_->transport.AsyncWrite(
-      asio::buffer(upstream_->out), [this, self](const boost::system::error_code& ec, size_t) {
-        upstream_->writing = false;
-        timer_.cancel();
-        if (closing_) {
-          FlushFatalThenClose();
-          return;
-        }
-        if (ec) {
-          Fail(audit::EventKind::kUpstreamError, "08006", "dbwarden: upstream closed during startup");
-          return;
-        }
-        upstream_ready_ = true;
-        upstream_decoder_.set_startup(false);
-        Read(Side::kUpstream);
-        MaybeStartClientPump();
-      });
+  upstream_->transport.AsyncWrite(asio::buffer(upstream_->out),
+                                  [this, self](const boost::system::error_code& ec, size_t) {
+                                    upstream_->writing = false;
+                                    timer_.cancel();
+                                    if (closing_) {
+                                      FlushFatalThenClose();
+                                      return;
+                                    }
+                                    if (ec) {
+                                      Fail(audit::EventKind::kUpstreamError, "08006",
+                                           "dbwarden: upstream closed during startup");
+                                      return;
+                                    }
+                                    upstream_ready_ = true;
+                                    upstream_decoder_.set_startup(false);
+                                    Read(Side::kUpstream);
+                                    MaybeStartClientPump();
+                                  });
 }
 
 void Session::MaybeStartClientPump() {
@@ -379,8 +383,8 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
   if (ec) {
     if (side == Side::kClient) {
       Close(state_.phase() == pg::Phase::kTerminated ? "client sent Terminate"
-            : ec == asio::error::eof                ? "client disconnected without Terminate"
-                                                    : "client connection error: " + ec.message());
+            : ec == asio::error::eof                 ? "client disconnected without Terminate"
+                                                     : "client connection error: " + ec.message());
     } else if (state_.phase() == pg::Phase::kTerminated) {
       Close("client sent Terminate");
     } else {
@@ -420,11 +424,11 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
   }
   auto self = shared_from_this();
   dst.writing = true;
-  dst.transport.AsyncWrite(asio::buffer(dst.out),
-                           [this, self, side](const boost::system::error_code& ec, size_t) {
-                             leg(side == Side::kClient ? Side::kUpstream : Side::kClient).writing = false;
-                             OnWritten(side, ec);
-                           });
+  dst.transport.AsyncWrite(
+      asio::buffer(dst.out), [this, self, side](const boost::system::error_code& ec, size_t) {
+        leg(side == Side::kClient ? Side::kUpstream : Side::kClient).writing = false;
+        OnWritten(side, ec);
+      });
 }
 
 void Session::OnWritten(Side side, const boost::system::error_code& ec) {
@@ -487,8 +491,8 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
 void Session::AwaitCommit(std::shared_ptr<DecisionNote> note) {
   audit::Event e = NewEvent(audit::EventKind::kDecision);
   e.statement = audit::StatementInfo{note->facts, "simple", ""};
-  e.decision = audit::DecisionInfo{
-      std::shared_ptr<const policy::Decision>(note, &note->decision), note->enforced};
+  e.decision = audit::DecisionInfo{std::shared_ptr<const policy::Decision>(note, &note->decision),
+                                   note->enforced};
   resume_note_ = std::move(note);
   pause_ = Pause::kWaitingCommit;
   std::weak_ptr<Session> weak = weak_from_this();
@@ -534,9 +538,9 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::strin
   std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
   auto note = std::make_shared<DecisionNote>();
   note->facts = worker_->analyzer.Analyze(sql_text);
-  note->decision = policy->Evaluate({target_->options.name, target_->options.env},
-                                    PolicyPrincipal(*policy), *note->facts,
-                                    std::chrono::system_clock::now());
+  note->decision =
+      policy->Evaluate({target_->options.name, target_->options.env}, PolicyPrincipal(*policy),
+                       *note->facts, std::chrono::system_clock::now());
   const policy::Decision& d = note->decision;
   bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
   note->enforced = stop && !d.monitor;
@@ -552,8 +556,8 @@ const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& 
   // Drivers such as pgjdbc set application_name with a SET after connecting, so the session
   // is classified again when it changes. Under the same policy a session never goes from
   // agent back to human: renaming itself must not take an agent out of the agent rules.
-  bool was_agent = classified_for_ == &policy &&
-                   policy_principal_.kind == policy::PrincipalKind::kAgent;
+  bool was_agent =
+      classified_for_ == &policy && policy_principal_.kind == policy::PrincipalKind::kAgent;
   policy::Principal p;
   p.db_user = principal_.db_user;
   p.database = principal_.database;
@@ -589,7 +593,8 @@ bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string
   const policy::Decision& d = note->decision;
   if (!note->audit_failure.empty()) {
     pg::Bytes replaced;
-    pg::AppendErrorResponse(&replaced, {.severity = "ERROR", .sqlstate = "58000",
+    pg::AppendErrorResponse(&replaced, {.severity = "ERROR",
+                                        .sqlstate = "58000",
                                         .message = "dbwarden: the audit log cannot record this "
                                                    "statement, so it was not run",
                                         .detail = note->audit_failure});
@@ -606,17 +611,18 @@ bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string
   for (const auto& r : d.rules) rules += (rules.empty() ? "" : ", ") + r;
   std::string message = "dbwarden: " + d.reason;  // names the rule and says deny or approval
   pg::Bytes replaced;
-  pg::AppendErrorResponse(
-      &replaced, {.severity = "ERROR",
-                  .sqlstate = d.sqlstate.empty() ? std::string_view("42501") : d.sqlstate,
-                  .message = message,
-                  .detail = rules.empty() ? "" : "policy rule(s): " + rules,
-                  .hint = d.action == policy::Action::kApprove
-                              ? "an approver must approve this statement before it can run"
-                              : ""});
+  pg::AppendErrorResponse(&replaced,
+                          {.severity = "ERROR",
+                           .sqlstate = d.sqlstate.empty() ? std::string_view("42501") : d.sqlstate,
+                           .message = message,
+                           .detail = rules.empty() ? "" : "policy rule(s): " + rules,
+                           .hint = d.action == policy::Action::kApprove
+                                       ? "an approver must approve this statement before it can run"
+                                       : ""});
   std::span<const std::byte> in(replaced);
   pg::Frame rewritten;
-  if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) != pg::ParseState::kOk)
+  if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) !=
+      pg::ParseState::kOk)
     return false;
   if (!state_.OnBackend(rewritten, MonotonicNs(), reason)) return false;
   out->insert(out->end(), replaced.begin(), replaced.end());
@@ -635,7 +641,8 @@ pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* o
     return pg::MessageAction::kReject;
   bool plus_offered = std::any_of(mechs.begin(), mechs.end(),
                                   [](std::string_view m) { return m.ends_with("-PLUS"); });
-  bool scram_offered = std::find(mechs.begin(), mechs.end(), ScramClient::kMechanism) != mechs.end();
+  bool scram_offered =
+      std::find(mechs.begin(), mechs.end(), ScramClient::kMechanism) != mechs.end();
   if (plus_offered && scram_offered && upstream_->transport.tls()) {
     // A TLS client that is not offered -PLUS says so in its SCRAM header ("y"), and a server
     // that supports channel binding refuses that as a downgrade. The relay authenticates in
@@ -789,8 +796,8 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
     e.decision = audit::DecisionInfo{
         std::shared_ptr<const policy::Decision>(owner, &owner->decision), note->enforced};
   }
-  e.statement = audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple",
-                                     x.statement_name};
+  e.statement =
+      audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple", x.statement_name};
   audit::ResultInfo r;
   if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();
   r.sqlstate = x.sqlstate;

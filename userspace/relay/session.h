@@ -1,12 +1,13 @@
 // Session: one client connection, its upstream connection, and the pump between them.
 #pragma once
 
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
-#include <boost/asio.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "userspace/audit/event.h"
 #include "userspace/protocol/postgres/decoder.h"
@@ -22,7 +23,7 @@ namespace dbw::relay {
 struct DecisionNote : pg::StatementNote {
   std::shared_ptr<const sql::QueryFacts> facts;
   policy::Decision decision;
-  bool enforced = false;  // replaced by a statement the server rejects (deny/approve, enforce)
+  bool enforced = false;      // replaced by a statement the server rejects (deny/approve, enforce)
   std::string audit_failure;  // set when audit-before-forward could not commit the decision
 };
 
@@ -118,14 +119,14 @@ class Session : public std::enable_shared_from_this<Session>,
   std::string classified_app_;  // application_name it was classified with
   enum class Pause { kNone, kWaitingCommit, kCommitted };
   Pause pause_ = Pause::kNone;
-  std::shared_ptr<DecisionNote> resume_note_;  // the paused statement's decision
+  std::shared_ptr<DecisionNote> resume_note_;       // the paused statement's decision
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
   std::optional<identity::ProcessInfo> process_;
   bool peer_resolved_ = false;
-  bool upstream_ready_ = false;   // startup sent upstream; the client pump may run
+  bool upstream_ready_ = false;  // startup sent upstream; the client pump may run
   bool client_pumping_ = false;
   bool started_event_ = false;
-  bool start_pending_ = false;    // authenticated; waiting for the peer lookup to emit start
+  bool start_pending_ = false;  // authenticated; waiting for the peer lookup to emit start
   pg::Bytes startup_bytes_;
   std::optional<pg::BackendKeyData> client_key_;
   // Authentication proxy: with TLS on both legs and SCRAM-SHA-256-PLUS offered upstream, the
@@ -134,7 +135,7 @@ class Session : public std::enable_shared_from_this<Session>,
   AuthProxy auth_proxy_ = AuthProxy::kOff;
   std::unique_ptr<ScramClient> scram_;
   pg::Bytes oob_out_;
-  pg::Bytes fatal_;               // FATAL ErrorResponse waiting to be written
+  pg::Bytes fatal_;  // FATAL ErrorResponse waiting to be written
   bool closing_ = false;
   bool closed_ = false;
   std::string end_reason_;

@@ -1,10 +1,11 @@
 // OpenSSL contexts for both legs of the relay, and certificate facts for identity.
 #pragma once
 
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
-#include <boost/asio/ssl.hpp>
 #include <memory>
 #include <string>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/ssl.hpp>
 
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"

@@ -1,11 +1,12 @@
 // Transport: one TCP connection, plain or TLS, with the same async read/write calls.
 #pragma once
 
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <memory>
 #include <string>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
 namespace dbw::relay {
 

@@ -47,11 +47,11 @@ enum class Command : uint8_t {
   kClosePortal,
   kDiscard,
   kComment,
-  kRefresh,   // REFRESH MATERIALIZED VIEW
+  kRefresh,  // REFRESH MATERIALIZED VIEW
   kReindex,
   kCluster,
   kCheckpoint,
-  kLoad,      // LOAD 'library'
+  kLoad,  // LOAD 'library'
   kOther,
 };
 // Upper-case name as used in policy files: "SELECT", "DROP", "ROLE", "UNPARSEABLE", ...
@@ -61,18 +61,21 @@ bool ParseCommandName(std::string_view name, Command* out);
 // Risk flags, a bit set. Names (for policy files and audit) in RiskName.
 enum Risk : uint32_t {
   kRiskNone = 0,
-  kRiskNoWhere = 1u << 0,           // UPDATE/DELETE with no effective WHERE (missing or constant true)
-  kRiskUnboundedSelect = 1u << 1,   // returns rows from a table with no WHERE, LIMIT/FETCH or aggregate-only output
-  kRiskDynamicSql = 1u << 2,        // DO blocks, EXECUTE of a string, or anything not analysable
-  kRiskSchemaChange = 1u << 3,      // CREATE/ALTER/DROP of schema objects, CREATE/DROP INDEX, ...
-  kRiskPrivilegeChange = 1u << 4,   // GRANT/REVOKE, role creation/alteration, ALTER DEFAULT PRIVILEGES, SET ROLE/SESSION AUTHORIZATION
-  kRiskServerFileAccess = 1u << 5,  // COPY to/from a server file, pg_read_file & co, lo_import/lo_export
-  kRiskCopyProgram = 1u << 6,       // COPY ... PROGRAM
+  kRiskNoWhere = 1u << 0,  // UPDATE/DELETE with no effective WHERE (missing or constant true)
+  kRiskUnboundedSelect =
+      1u << 1,  // returns rows from a table with no WHERE, LIMIT/FETCH or aggregate-only output
+  kRiskDynamicSql = 1u << 2,       // DO blocks, EXECUTE of a string, or anything not analysable
+  kRiskSchemaChange = 1u << 3,     // CREATE/ALTER/DROP of schema objects, CREATE/DROP INDEX, ...
+  kRiskPrivilegeChange = 1u << 4,  // GRANT/REVOKE, role creation/alteration, ALTER DEFAULT
+                                   // PRIVILEGES, SET ROLE/SESSION AUTHORIZATION
+  kRiskServerFileAccess =
+      1u << 5,                 // COPY to/from a server file, pg_read_file & co, lo_import/lo_export
+  kRiskCopyProgram = 1u << 6,  // COPY ... PROGRAM
   kRiskDataModifyingCte = 1u << 7,  // WITH x AS (UPDATE/DELETE/INSERT ...) ...
   kRiskDestructive = 1u << 8,       // DROP, TRUNCATE
   kRiskExternalAccess = 1u << 9,    // dblink*, postgres_fdw objects, COPY with external effects
   kRiskUnparseable = 1u << 10,
-  kRiskWrite = 1u << 11,            // changes data (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE)
+  kRiskWrite = 1u << 11,  // changes data (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE)
 };
 std::string_view RiskName(Risk risk);  // "no_where", "unbounded_select", ...
 bool ParseRiskName(std::string_view name, Risk* out);
@@ -95,10 +98,12 @@ struct StatementFacts {
   std::string object_kind;
   std::vector<TableRef> tables_read;
   std::vector<TableRef> tables_written;
-  std::vector<std::string> functions;  // called functions, lower case, schema-qualified if written so
+  std::vector<std::string>
+      functions;  // called functions, lower case, schema-qualified if written so
   uint32_t risks = kRiskNone;
-  std::string normalized;   // this statement's text with literals replaced by $1, $2, ...
-  uint64_t fingerprint = 0; // libpg_query fingerprint (same for statements differing only in literals)
+  std::string normalized;  // this statement's text with literals replaced by $1, $2, ...
+  uint64_t fingerprint =
+      0;  // libpg_query fingerprint (same for statements differing only in literals)
   std::string fingerprint_hex;
   // PREPARE name AS <stmt>: the prepared statement's own facts, judged in its place.
   std::string prepare_name;

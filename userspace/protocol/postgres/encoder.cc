@@ -27,7 +27,9 @@ class MessageWriter {
   void U32(uint32_t v) {
     for (int i = 3; i >= 0; --i) U8(static_cast<uint8_t>(v >> (8 * i)));
   }
-  void Raw(std::span<const std::byte> bytes) { out_->insert(out_->end(), bytes.begin(), bytes.end()); }
+  void Raw(std::span<const std::byte> bytes) {
+    out_->insert(out_->end(), bytes.begin(), bytes.end());
+  }
   // A C string; embedded NULs would break framing, so the text is cut at the first one.
   void CString(std::string_view s) {
     size_t nul = s.find('\0');
@@ -76,7 +78,9 @@ void AppendCommandComplete(Bytes* out, std::string_view tag) {
   w.CString(tag);
 }
 
-void AppendEmptyQueryResponse(Bytes* out) { MessageWriter w(out, be::kEmptyQueryResponse); }
+void AppendEmptyQueryResponse(Bytes* out) {
+  MessageWriter w(out, be::kEmptyQueryResponse);
+}
 
 void AppendRowDescription(Bytes* out, std::span<const FieldDescription> fields) {
   MessageWriter w(out, be::kRowDescription);
@@ -175,7 +179,11 @@ void AppendParse(Bytes* out, std::string_view name, std::string_view sql) {
   w.U16(0);
 }
 
-void AppendTerminate(Bytes* out) { MessageWriter w(out, fe::kTerminate); }
-void AppendSync(Bytes* out) { MessageWriter w(out, fe::kSync); }
+void AppendTerminate(Bytes* out) {
+  MessageWriter w(out, fe::kTerminate);
+}
+void AppendSync(Bytes* out) {
+  MessageWriter w(out, fe::kSync);
+}
 
 }  // namespace dbw::pg

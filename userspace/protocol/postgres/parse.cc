@@ -42,7 +42,8 @@ bool ReadValue(ByteReader* r, std::optional<std::span<const std::byte>>* out) {
   return true;
 }
 
-bool ReadValues(ByteReader* r, uint16_t n, std::vector<std::optional<std::span<const std::byte>>>* out) {
+bool ReadValues(ByteReader* r, uint16_t n,
+                std::vector<std::optional<std::span<const std::byte>>>* out) {
   // Each value needs at least 4 bytes: reject impossible counts before allocating.
   if (r->remaining() < size_t{n} * 4) return false;
   out->resize(n);
@@ -51,7 +52,9 @@ bool ReadValues(ByteReader* r, uint16_t n, std::vector<std::optional<std::span<c
   return true;
 }
 
-bool ValidFormatCode(int16_t f) { return f == 0 || f == 1; }
+bool ValidFormatCode(int16_t f) {
+  return f == 0 || f == 1;
+}
 
 }  // namespace
 
@@ -130,50 +133,91 @@ uint32_t MaxMessageLength(Direction dir, uint8_t type) {
 const char* MessageName(Direction dir, uint8_t type) {
   if (dir == Direction::kFrontend) {
     switch (type) {
-      case 0: return "StartupPacket";
-      case fe::kBind: return "Bind";
-      case fe::kClose: return "Close";
-      case fe::kCopyData: return "CopyData";
-      case fe::kCopyDone: return "CopyDone";
-      case fe::kCopyFail: return "CopyFail";
-      case fe::kDescribe: return "Describe";
-      case fe::kExecute: return "Execute";
-      case fe::kFlush: return "Flush";
-      case fe::kFunctionCall: return "FunctionCall";
-      case fe::kParse: return "Parse";
-      case fe::kPassword: return "PasswordMessage";
-      case fe::kQuery: return "Query";
-      case fe::kSync: return "Sync";
-      case fe::kTerminate: return "Terminate";
-      default: return "Unknown";
+      case 0:
+        return "StartupPacket";
+      case fe::kBind:
+        return "Bind";
+      case fe::kClose:
+        return "Close";
+      case fe::kCopyData:
+        return "CopyData";
+      case fe::kCopyDone:
+        return "CopyDone";
+      case fe::kCopyFail:
+        return "CopyFail";
+      case fe::kDescribe:
+        return "Describe";
+      case fe::kExecute:
+        return "Execute";
+      case fe::kFlush:
+        return "Flush";
+      case fe::kFunctionCall:
+        return "FunctionCall";
+      case fe::kParse:
+        return "Parse";
+      case fe::kPassword:
+        return "PasswordMessage";
+      case fe::kQuery:
+        return "Query";
+      case fe::kSync:
+        return "Sync";
+      case fe::kTerminate:
+        return "Terminate";
+      default:
+        return "Unknown";
     }
   }
   switch (type) {
-    case be::kAuthentication: return "Authentication";
-    case be::kBackendKeyData: return "BackendKeyData";
-    case be::kBindComplete: return "BindComplete";
-    case be::kCloseComplete: return "CloseComplete";
-    case be::kCommandComplete: return "CommandComplete";
-    case be::kCopyBothResponse: return "CopyBothResponse";
-    case be::kCopyData: return "CopyData";
-    case be::kCopyDone: return "CopyDone";
-    case be::kCopyInResponse: return "CopyInResponse";
-    case be::kCopyOutResponse: return "CopyOutResponse";
-    case be::kDataRow: return "DataRow";
-    case be::kEmptyQueryResponse: return "EmptyQueryResponse";
-    case be::kErrorResponse: return "ErrorResponse";
-    case be::kFunctionCallResponse: return "FunctionCallResponse";
-    case be::kNegotiateProtocolVersion: return "NegotiateProtocolVersion";
-    case be::kNoData: return "NoData";
-    case be::kNoticeResponse: return "NoticeResponse";
-    case be::kNotificationResponse: return "NotificationResponse";
-    case be::kParameterDescription: return "ParameterDescription";
-    case be::kParameterStatus: return "ParameterStatus";
-    case be::kParseComplete: return "ParseComplete";
-    case be::kPortalSuspended: return "PortalSuspended";
-    case be::kReadyForQuery: return "ReadyForQuery";
-    case be::kRowDescription: return "RowDescription";
-    default: return "Unknown";
+    case be::kAuthentication:
+      return "Authentication";
+    case be::kBackendKeyData:
+      return "BackendKeyData";
+    case be::kBindComplete:
+      return "BindComplete";
+    case be::kCloseComplete:
+      return "CloseComplete";
+    case be::kCommandComplete:
+      return "CommandComplete";
+    case be::kCopyBothResponse:
+      return "CopyBothResponse";
+    case be::kCopyData:
+      return "CopyData";
+    case be::kCopyDone:
+      return "CopyDone";
+    case be::kCopyInResponse:
+      return "CopyInResponse";
+    case be::kCopyOutResponse:
+      return "CopyOutResponse";
+    case be::kDataRow:
+      return "DataRow";
+    case be::kEmptyQueryResponse:
+      return "EmptyQueryResponse";
+    case be::kErrorResponse:
+      return "ErrorResponse";
+    case be::kFunctionCallResponse:
+      return "FunctionCallResponse";
+    case be::kNegotiateProtocolVersion:
+      return "NegotiateProtocolVersion";
+    case be::kNoData:
+      return "NoData";
+    case be::kNoticeResponse:
+      return "NoticeResponse";
+    case be::kNotificationResponse:
+      return "NotificationResponse";
+    case be::kParameterDescription:
+      return "ParameterDescription";
+    case be::kParameterStatus:
+      return "ParameterStatus";
+    case be::kParseComplete:
+      return "ParseComplete";
+    case be::kPortalSuspended:
+      return "PortalSuspended";
+    case be::kReadyForQuery:
+      return "ReadyForQuery";
+    case be::kRowDescription:
+      return "RowDescription";
+    default:
+      return "Unknown";
   }
 }
 
@@ -286,7 +330,8 @@ bool ParseBind(std::span<const std::byte> body, BindMessage* out, std::string* e
   if (out->param_formats.size() > 1 && out->param_formats.size() != n)
     return Fail(error, "Bind parameter format count does not match parameter count");
   if (!ReadValues(&r, n, &out->params)) return Fail(error, "truncated Bind parameter value");
-  if (!ReadInt16Array(&r, &out->result_formats)) return Fail(error, "truncated Bind result formats");
+  if (!ReadInt16Array(&r, &out->result_formats))
+    return Fail(error, "truncated Bind result formats");
   for (int16_t f : out->result_formats)
     if (!ValidFormatCode(f)) return Fail(error, "invalid Bind result format code");
   return Done(r, error);
@@ -396,7 +441,8 @@ bool ParseParameterStatus(std::span<const std::byte> body, ParameterStatusMessag
 
 bool ParseBackendKeyData(std::span<const std::byte> body, BackendKeyData* out, std::string* error) {
   ByteReader r(body);
-  if (!r.ReadU32(&out->pid) || !r.ReadU32(&out->key)) return Fail(error, "truncated BackendKeyData");
+  if (!r.ReadU32(&out->pid) || !r.ReadU32(&out->key))
+    return Fail(error, "truncated BackendKeyData");
   return Done(r, error);
 }
 
@@ -509,41 +555,117 @@ bool ValidateMessage(Direction dir, const Frame& frame, std::string* error) {
   const auto body = frame.body;
   if (dir == Direction::kFrontend) {
     switch (frame.type) {
-      case 0: { StartupPacket m; return ParseStartupPacket(body, &m, error); }
-      case fe::kQuery: { QueryMessage m; return ParseQuery(body, &m, error); }
-      case fe::kParse: { ParseMessage m; return ParseParse(body, &m, error); }
-      case fe::kBind: { BindMessage m; return ParseBind(body, &m, error); }
-      case fe::kDescribe: { DescribeMessage m; return ParseDescribe(body, &m, error); }
-      case fe::kClose: { CloseMessage m; return ParseClose(body, &m, error); }
-      case fe::kExecute: { ExecuteMessage m; return ParseExecute(body, &m, error); }
-      case fe::kCopyFail: { CopyFailMessage m; return ParseCopyFail(body, &m, error); }
-      case fe::kFunctionCall: { FunctionCallMessage m; return ParseFunctionCall(body, &m, error); }
-      case fe::kSync: case fe::kFlush: case fe::kTerminate: case fe::kCopyDone:
-      case fe::kCopyData: case fe::kPassword:
+      case 0: {
+        StartupPacket m;
+        return ParseStartupPacket(body, &m, error);
+      }
+      case fe::kQuery: {
+        QueryMessage m;
+        return ParseQuery(body, &m, error);
+      }
+      case fe::kParse: {
+        ParseMessage m;
+        return ParseParse(body, &m, error);
+      }
+      case fe::kBind: {
+        BindMessage m;
+        return ParseBind(body, &m, error);
+      }
+      case fe::kDescribe: {
+        DescribeMessage m;
+        return ParseDescribe(body, &m, error);
+      }
+      case fe::kClose: {
+        CloseMessage m;
+        return ParseClose(body, &m, error);
+      }
+      case fe::kExecute: {
+        ExecuteMessage m;
+        return ParseExecute(body, &m, error);
+      }
+      case fe::kCopyFail: {
+        CopyFailMessage m;
+        return ParseCopyFail(body, &m, error);
+      }
+      case fe::kFunctionCall: {
+        FunctionCallMessage m;
+        return ParseFunctionCall(body, &m, error);
+      }
+      case fe::kSync:
+      case fe::kFlush:
+      case fe::kTerminate:
+      case fe::kCopyDone:
+      case fe::kCopyData:
+      case fe::kPassword:
         return true;
       default:
         return Fail(error, "unknown frontend message type");
     }
   }
   switch (frame.type) {
-    case be::kAuthentication: { AuthenticationMessage m; return ParseAuthentication(body, &m, error); }
-    case be::kParameterStatus: { ParameterStatusMessage m; return ParseParameterStatus(body, &m, error); }
-    case be::kBackendKeyData: { BackendKeyData m; return ParseBackendKeyData(body, &m, error); }
-    case be::kReadyForQuery: { ReadyForQueryMessage m; return ParseReadyForQuery(body, &m, error); }
-    case be::kRowDescription: { RowDescriptionMessage m; return ParseRowDescription(body, &m, error); }
-    case be::kDataRow: { DataRowMessage m; return ParseDataRow(body, &m, error); }
-    case be::kCommandComplete: { CommandCompleteMessage m; return ParseCommandComplete(body, &m, error); }
+    case be::kAuthentication: {
+      AuthenticationMessage m;
+      return ParseAuthentication(body, &m, error);
+    }
+    case be::kParameterStatus: {
+      ParameterStatusMessage m;
+      return ParseParameterStatus(body, &m, error);
+    }
+    case be::kBackendKeyData: {
+      BackendKeyData m;
+      return ParseBackendKeyData(body, &m, error);
+    }
+    case be::kReadyForQuery: {
+      ReadyForQueryMessage m;
+      return ParseReadyForQuery(body, &m, error);
+    }
+    case be::kRowDescription: {
+      RowDescriptionMessage m;
+      return ParseRowDescription(body, &m, error);
+    }
+    case be::kDataRow: {
+      DataRowMessage m;
+      return ParseDataRow(body, &m, error);
+    }
+    case be::kCommandComplete: {
+      CommandCompleteMessage m;
+      return ParseCommandComplete(body, &m, error);
+    }
     case be::kErrorResponse:
-    case be::kNoticeResponse: { ErrorMessage m; return ParseErrorOrNotice(body, &m, error); }
-    case be::kParameterDescription: { ParameterDescriptionMessage m; return ParseParameterDescription(body, &m, error); }
+    case be::kNoticeResponse: {
+      ErrorMessage m;
+      return ParseErrorOrNotice(body, &m, error);
+    }
+    case be::kParameterDescription: {
+      ParameterDescriptionMessage m;
+      return ParseParameterDescription(body, &m, error);
+    }
     case be::kCopyInResponse:
     case be::kCopyOutResponse:
-    case be::kCopyBothResponse: { CopyResponseMessage m; return ParseCopyResponse(body, &m, error); }
-    case be::kNotificationResponse: { NotificationMessage m; return ParseNotification(body, &m, error); }
-    case be::kNegotiateProtocolVersion: { NegotiateProtocolVersionMessage m; return ParseNegotiateProtocolVersion(body, &m, error); }
-    case be::kFunctionCallResponse: { FunctionCallResponseMessage m; return ParseFunctionCallResponse(body, &m, error); }
-    case be::kParseComplete: case be::kBindComplete: case be::kCloseComplete: case be::kNoData:
-    case be::kEmptyQueryResponse: case be::kPortalSuspended: case be::kCopyDone: case be::kCopyData:
+    case be::kCopyBothResponse: {
+      CopyResponseMessage m;
+      return ParseCopyResponse(body, &m, error);
+    }
+    case be::kNotificationResponse: {
+      NotificationMessage m;
+      return ParseNotification(body, &m, error);
+    }
+    case be::kNegotiateProtocolVersion: {
+      NegotiateProtocolVersionMessage m;
+      return ParseNegotiateProtocolVersion(body, &m, error);
+    }
+    case be::kFunctionCallResponse: {
+      FunctionCallResponseMessage m;
+      return ParseFunctionCallResponse(body, &m, error);
+    }
+    case be::kParseComplete:
+    case be::kBindComplete:
+    case be::kCloseComplete:
+    case be::kNoData:
+    case be::kEmptyQueryResponse:
+    case be::kPortalSuspended:
+    case be::kCopyDone:
+    case be::kCopyData:
       return true;
     default:
       return Fail(error, "unknown backend message type");
@@ -554,7 +676,7 @@ std::optional<uint64_t> RowsFromCommandTag(std::string_view tag) {
   // The row count is the last space-separated word for SELECT/INSERT/UPDATE/DELETE/MERGE/
   // FETCH/MOVE/COPY; other tags ("CREATE TABLE") have none.
   static constexpr std::string_view kCounted[] = {"SELECT ", "INSERT ", "UPDATE ", "DELETE ",
-                                                   "MERGE ",  "FETCH ",  "MOVE ",   "COPY "};
+                                                  "MERGE ",  "FETCH ",  "MOVE ",   "COPY "};
   bool counted = false;
   for (auto prefix : kCounted)
     if (tag.starts_with(prefix)) counted = true;

@@ -6,22 +6,30 @@
 namespace dbw::pg {
 namespace {
 const std::shared_ptr<const std::string>& UnknownStatement() {
-  static const auto* unknown = new std::shared_ptr<const std::string>(
-      std::make_shared<const std::string>(""));
+  static const auto* unknown =
+      new std::shared_ptr<const std::string>(std::make_shared<const std::string>(""));
   return *unknown;
 }
 }  // namespace
 
 const char* PhaseName(Phase phase) {
   switch (phase) {
-    case Phase::kStartup: return "startup";
-    case Phase::kAuthenticating: return "authenticating";
-    case Phase::kInitializing: return "initializing";
-    case Phase::kReady: return "ready";
-    case Phase::kCopyIn: return "copy_in";
-    case Phase::kCopyOut: return "copy_out";
-    case Phase::kCopyBoth: return "copy_both";
-    case Phase::kTerminated: return "terminated";
+    case Phase::kStartup:
+      return "startup";
+    case Phase::kAuthenticating:
+      return "authenticating";
+    case Phase::kInitializing:
+      return "initializing";
+    case Phase::kReady:
+      return "ready";
+    case Phase::kCopyIn:
+      return "copy_in";
+    case Phase::kCopyOut:
+      return "copy_out";
+    case Phase::kCopyBoth:
+      return "copy_both";
+    case Phase::kTerminated:
+      return "terminated";
   }
   return "unknown";
 }
@@ -112,7 +120,8 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       if (!ParseBind(frame.body, &m, error)) return false;
       auto it = statements_.find(std::string(m.statement));
       std::string portal(m.portal);
-      portals_[portal] = it != statements_.end() ? it->second : Prepared{UnknownStatement(), nullptr};
+      portals_[portal] =
+          it != statements_.end() ? it->second : Prepared{UnknownStatement(), nullptr};
       portal_statement_[portal] = std::string(m.statement);
       Push(Request::kBind);
       return true;
@@ -295,10 +304,18 @@ bool SessionState::HandleBackendBody(const Frame& frame, uint64_t now_ns, std::s
       }
       return true;
     }
-    case be::kParseComplete: pop_if(Request::kParse); return true;
-    case be::kBindComplete: pop_if(Request::kBind); return true;
-    case be::kCloseComplete: pop_if(Request::kClose); return true;
-    case be::kNoData: pop_if(Request::kDescribe); return true;
+    case be::kParseComplete:
+      pop_if(Request::kParse);
+      return true;
+    case be::kBindComplete:
+      pop_if(Request::kBind);
+      return true;
+    case be::kCloseComplete:
+      pop_if(Request::kClose);
+      return true;
+    case be::kNoData:
+      pop_if(Request::kDescribe);
+      return true;
     case be::kParameterDescription: {
       ParameterDescriptionMessage m;
       return ParseParameterDescription(frame.body, &m, error);

@@ -92,7 +92,16 @@ class SessionState {
   const StatementNote* HeadNote() const;
 
  private:
-  enum class Request : uint8_t { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall };
+  enum class Request : uint8_t {
+    kQuery,
+    kParse,
+    kBind,
+    kDescribe,
+    kExecute,
+    kClose,
+    kSync,
+    kFunctionCall
+  };
   struct Pending {
     Request kind;
     std::unique_ptr<Execution> execution;  // kQuery, kExecute, and kParse (reported if it fails)
@@ -109,7 +118,7 @@ class SessionState {
   void Complete(Pending* p, uint64_t now_ns);
   Execution* CurrentExecution();
   void PopUntil(Request kind);
-  void PopFront();          // drops the head request; its execution (if any) is not reported
+  void PopFront();           // drops the head request; its execution (if any) is not reported
   void Recycle(Pending* p);  // returns p's execution to the spare pool
   void Push(Request kind, std::unique_ptr<Execution> execution = nullptr);
   // Executions are recycled: a statement-per-transaction workload would otherwise allocate
