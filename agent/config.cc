@@ -3,6 +3,7 @@
 
 #include <netdb.h>
 
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -56,7 +57,8 @@ std::chrono::milliseconds Duration(const YAML::Node& node, const std::string& wh
   if (unit == "s") return std::chrono::seconds(n);
   if (unit == "m") return std::chrono::minutes(n);
   if (unit == "h") return std::chrono::hours(n);
-  Throw(node, what + ": unknown duration unit \"" + unit + "\" (use ms, s, m or h)");
+  if (unit == "d") return std::chrono::hours(24 * n);
+  Throw(node, what + ": unknown duration unit \"" + unit + "\" (use ms, s, m, h or d)");
 }
 
 // "host:port" or "[v6]:port"; numeric host, or a name resolved now (never on a worker).
@@ -139,11 +141,82 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   return o;
 }
 
+void ParseAudit(const YAML::Node& a, AgentConfig* c) {
+  CheckKeys(a, "audit", {"durability", "retention", "signing_key"});
+  if (a["durability"]) {
+    c->audit_durability = Scalar(a["durability"], "audit.durability");
+    if (c->audit_durability != "auto" && c->audit_durability != "sync" &&
+        c->audit_durability != "async")
+      Throw(a["durability"], "audit.durability must be auto, sync or async");
+  }
+  if (a["retention"]) {
+    c->audit_retention = std::chrono::duration_cast<std::chrono::seconds>(
+        Duration(a["retention"], "audit.retention"));
+  }
+  if (a["signing_key"]) c->audit_signing_key = Scalar(a["signing_key"], "audit.signing_key");
+}
+
+void ParseApi(const YAML::Node& a, AgentConfig* c) {
+  CheckKeys(a, "api", {"enabled", "listen", "tls", "tokens"});
+  if (a["enabled"]) {
+    std::string v = Scalar(a["enabled"], "api.enabled");
+    if (v != "true" && v != "false") Throw(a["enabled"], "api.enabled must be true or false");
+    c->api_enabled = v == "true";
+  }
+  if (a["listen"]) {
+    std::string host;
+    uint16_t port = 0;
+    HostPort(a["listen"], "api.listen", false, &host, &port);
+    c->api.listen = Scalar(a["listen"], "api.listen");
+  }
+  if (YAML::Node tls = a["tls"]) {
+    CheckKeys(tls, "api.tls", {"cert", "key", "client_ca"});
+    c->api.tls.cert = RequiredScalar(tls, "cert", "api.tls");
+    c->api.tls.key = RequiredScalar(tls, "key", "api.tls");
+    CheckReadable(tls["cert"], "api.tls.cert", c->api.tls.cert);
+    CheckReadable(tls["key"], "api.tls.key", c->api.tls.key);
+    if (tls["client_ca"]) {
+      c->api.tls.client_ca = Scalar(tls["client_ca"], "api.tls.client_ca");
+      CheckReadable(tls["client_ca"], "api.tls.client_ca", c->api.tls.client_ca);
+    }
+  }
+  if (YAML::Node tokens = a["tokens"]) {
+    if (!tokens.IsSequence()) Throw(tokens, "api.tokens must be a list");
+    std::set<std::string> names;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const YAML::Node& t = tokens[i];
+      std::string where = "api.tokens[" + std::to_string(i) + "]";
+      CheckKeys(t, where.c_str(), {"name", "role", "sha256"});
+      api::TokenConfig tc;
+      tc.name = RequiredScalar(t, "name", where);
+      if (!names.insert(tc.name).second) Throw(t["name"], "duplicate token name \"" + tc.name + "\"");
+      std::string role = RequiredScalar(t, "role", where);
+      if (role == "viewer") {
+        tc.role = api::Role::kViewer;
+      } else if (role == "approver") {
+        tc.role = api::Role::kApprover;
+      } else if (role == "admin") {
+        tc.role = api::Role::kAdmin;
+      } else {
+        Throw(t["role"], where + ": role must be viewer, approver or admin");
+      }
+      tc.sha256 = RequiredScalar(t, "sha256", where);
+      bool hex = tc.sha256.size() == 64;
+      for (char ch : tc.sha256) hex = hex && std::isxdigit(static_cast<unsigned char>(ch));
+      if (!hex) Throw(t["sha256"], where + ": sha256 must be 64 hex digits (sha256sum of the token)");
+      c->api.tokens.push_back(std::move(tc));
+    }
+  }
+}
+
 AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   AgentConfig c;
   c.path = path;
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
-  CheckKeys(root, "the configuration", {"state_dir", "log_level", "relay", "targets", "policy"});
+  CheckKeys(root, "the configuration",
+            {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api"});
+  if (YAML::Node a = root["audit"]) ParseAudit(a, &c);
+  if (YAML::Node a = root["api"]) ParseApi(a, &c);
   if (YAML::Node p = root["policy"]) {
     CheckKeys(p, "policy", {"files", "mode"});
     if (YAML::Node files = p["files"]) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "policy/policy.h"
+#include "userspace/api/options.h"
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"
 
@@ -17,6 +18,13 @@ struct AgentConfig {
   // policy.files (paths or globs; empty: the built-in default pack) and policy.mode.
   std::vector<std::string> policy_files;
   policy::Mode policy_mode = policy::Mode::kEnforce;
+  // audit: the RocksDB audit log under <state_dir>/audit.
+  std::string audit_durability = "auto";  // auto | sync | async
+  std::chrono::seconds audit_retention{90 * 24 * 3600};  // 0: keep forever
+  std::string audit_signing_key;  // Ed25519 PEM; empty: <state_dir>/audit/signing-key.pem
+  // api: the HTTP API.
+  bool api_enabled = true;
+  api::ServerOptions api;
 };
 
 // Loads and validates a config file. Errors read "FILE:LINE: reason".

@@ -1,8 +1,11 @@
 // dbwarden's entry point: the CLI, and `run`, which wires the modules and handles signals.
 #include <signal.h>
+
+#include <utility>  // before any Boost.Asio header (Boost 1.74)
 #include <sys/stat.h>
 
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -10,10 +13,14 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "agent/audit_cli.h"
 #include "agent/config.h"
+#include "agent/http_cli.h"
 #include "agent/policy_cli.h"
 #include "agent/policy_reloader.h"
-#include "userspace/audit/jsonl_sink.h"
+#include "userspace/api/event_source.h"
+#include "userspace/api/server.h"
+#include "userspace/audit/store.h"
 #include "userspace/common/logging.h"
 #include "userspace/identity/peer_process.h"
 #include "userspace/relay/server.h"
@@ -38,6 +45,10 @@ void Usage(std::ostream& out) {
          "                       [--principal-kind agent|human] [--user U] [--mode "
          "enforce|monitor]\n"
          "                       < statements (one per line, or JSON lines)\n"
+         "  dbwarden events [--since 1h] [--principal P] [--action deny] ... [--json]\n"
+         "  dbwarden sessions [ID]\n"
+         "  dbwarden audit verify [--state-dir DIR | --api URL] [--from SEQ] [--to SEQ]\n"
+         "  dbwarden audit export --state-dir DIR [--after SEQ] [--limit N]\n"
          "  dbwarden --version\n";
 }
 
@@ -88,9 +99,16 @@ int Run(const std::vector<std::string>& args) {
                     << fs_error.message();
     return kExitFailure;
   }
-  auto sink = audit::JsonlSink::Open(config->state_dir + "/audit.jsonl", 1 << 16);
+  audit::StoreOptions store_options;
+  store_options.dir = config->state_dir + "/audit";
+  store_options.durability = config->audit_durability == "sync"    ? audit::Durability::kSync
+                             : config->audit_durability == "async" ? audit::Durability::kAsync
+                                                                   : audit::Durability::kAuto;
+  store_options.retention = config->audit_retention;
+  store_options.signing_key_path = config->audit_signing_key;
+  auto sink = audit::AuditStore::Open(store_options);
   if (!sink.ok()) {
-    DBW_LOG(kError) << sink.status().message();
+    DBW_LOG(kError) << "audit log: " << sink.status().message();
     return kExitFailure;
   }
 
@@ -124,6 +142,29 @@ int Run(const std::vector<std::string>& args) {
   start.source = "agent";
   start.detail = "dbwarden " DBWARDEN_VERSION " started with " + config_path;
   (*sink)->Submit(std::move(start));
+  api::StoreEventSource source(sink->get());
+  std::unique_ptr<api::Server> api_server;
+  if (config->api_enabled) {
+    api::ApiDeps deps{&source, &policy_store,
+                      [&](std::string* why) {
+                        audit::StoreStats st = (*sink)->Stats();
+                        if (st.commit_failures > 0) {
+                          *why = "the audit log has failed to commit";
+                          return false;
+                        }
+                        return true;
+                      },
+                      [&](std::string*) { return policy_store.Get() != nullptr; }};
+    auto created = api::Server::Create(config->api, std::move(deps));
+    Status st = created.ok() ? (*created)->Start() : created.status();
+    if (!st.ok()) {
+      DBW_LOG(kError) << "api: " << st.message();
+      server.Shutdown();
+      return kExitFailure;
+    }
+    api_server = std::move(*created);
+    DBW_LOG(kInfo) << "api: listening on " << config->api.listen;
+  }
   audit::Event loaded;
   loaded.kind = audit::EventKind::kPolicyLoad;
   loaded.source = "agent";
@@ -156,6 +197,7 @@ int Run(const std::vector<std::string>& args) {
   }
   sd_notify(0, "STOPPING=1");
   server.Shutdown();
+  if (api_server) api_server->Stop();
   audit::Event stop;
   stop.kind = audit::EventKind::kAgentStop;
   stop.source = "agent";
@@ -186,6 +228,16 @@ int main(int argc, char** argv) {
   if (args[0] == "run") return dbw::agent::Run({args.begin() + 1, args.end()});
   if (args[0] == "config" && args.size() >= 2 && args[1] == "check")
     return dbw::agent::ConfigCheck({args.begin() + 2, args.end()});
+  if (args[0] == "events") return dbw::agent::EventsMain({args.begin() + 1, args.end()});
+  if (args[0] == "sessions") return dbw::agent::SessionsMain({args.begin() + 1, args.end()});
+  if (args[0] == "audit" && args.size() >= 2 && args[1] == "export")
+    return dbw::agent::AuditExportMain({args.begin() + 2, args.end()});
+  if (args[0] == "audit" && args.size() >= 2 && args[1] == "verify") {
+    std::vector<std::string> rest(args.begin() + 2, args.end());
+    bool offline = std::find(rest.begin(), rest.end(), "--state-dir") != rest.end();
+    return offline ? dbw::agent::AuditVerifyOfflineMain(rest)
+                   : dbw::agent::AuditVerifyRemoteMain(rest);
+  }
   if (args[0] == "policy" && args.size() >= 2 && args[1] == "check")
     return dbw::agent::PolicyCheckMain({args.begin() + 2, args.end()});
   if (args[0] == "policy" && args.size() >= 2 && args[1] == "eval")

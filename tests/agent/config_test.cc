@@ -90,6 +90,48 @@ TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
   }
 }
 
+TEST_F(ConfigTest, AuditAndApiSections) {
+  auto c = LoadConfig(Write(R"(audit:
+  durability: sync
+  retention: 30d
+  signing_key: /etc/dbwarden/k.pem
+api:
+  listen: 127.0.0.1:9721
+  tokens:
+    - {name: oncall, role: viewer, sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824}
+    - {name: boss, role: admin, sha256: 2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824}
+targets:
+  - name: a
+    env: staging
+    listen: 127.0.0.1:1
+    upstream: 127.0.0.1:2
+)"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->audit_durability, "sync");
+  EXPECT_EQ(c->audit_retention, std::chrono::hours(24 * 30));
+  EXPECT_EQ(c->api.listen, "127.0.0.1:9721");
+  ASSERT_EQ(c->api.tokens.size(), 2u);
+  EXPECT_EQ(c->api.tokens[1].role, api::Role::kAdmin);
+  EXPECT_FALSE(c->relay.targets[0].audit_before_forward);  // staging default
+
+  const BadCase bad[] = {
+      {"audit: {durability: maybe}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
+       1, "audit.durability must be"},
+      {"api:\n  tokens:\n    - {name: x, role: god, sha256: ab}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
+       3, "role must be viewer, approver or admin"},
+      {"api:\n  tokens:\n    - {name: x, role: viewer, sha256: abc}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
+       3, "64 hex digits"},
+  };
+  for (const auto& b : bad) {
+    std::string file = Write(b.text);
+    auto r = LoadConfig(file);
+    ASSERT_FALSE(r.ok()) << b.text;
+    const std::string msg = r.status().message();
+    EXPECT_TRUE(msg.starts_with(file + ":" + std::to_string(b.line) + ":")) << msg;
+    EXPECT_NE(msg.find(b.reason), std::string::npos) << msg;
+  }
+}
+
 TEST_F(ConfigTest, MissingFile) {
   auto c = LoadConfig("/nonexistent/dbwarden.yaml");
   ASSERT_FALSE(c.ok());

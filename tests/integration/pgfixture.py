@@ -452,6 +452,9 @@ class Relay:
         if relay:
             config['relay'] = relay
         config['targets'] = self.targets
+        # Every relay gets its own API port, so several can run side by side.
+        self.api_port = free_port()
+        config['api'] = {'listen': f'{LOOPBACK}:{self.api_port}'}
         config.update(extra or {})
         self.config_text = to_yaml(config) + '\n'
         Path(self.config_path).write_text(self.config_text)
@@ -538,14 +541,16 @@ class Relay:
     # -- audit
 
     def events(self, kind=None, predicate=None):
-        """Complete audit lines parsed so far, optionally filtered by kind and predicate."""
-        try:
-            with open(self.audit_path, 'rb') as f:
-                data = f.read()
-        except FileNotFoundError:
+        """Audit events committed so far (read with `dbwarden audit export`, which opens the
+        RocksDB store read-only and works while the agent runs), filtered by kind/predicate."""
+        if not os.path.isdir(os.path.join(self.state_dir, 'audit')):
             return []
+        res = subprocess.run([str(self.bin), 'audit', 'export', '--state-dir', self.state_dir],
+                             capture_output=True, timeout=60)
+        if res.returncode != 0:
+            raise AssertionError(f'audit export failed: {res.stderr.decode(errors="replace")}')
         out = []
-        for raw in data.split(b'\n')[:-1]:  # the last piece may be a line still being written
+        for raw in res.stdout.split(b'\n'):
             if not raw.strip():
                 continue
             event = json.loads(raw)

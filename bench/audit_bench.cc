@@ -1,0 +1,200 @@
+// Audit store: append throughput (async; sync with group commit from many in-flight
+// producers) with every index on, and one-hour one-filter query latency over a large store.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "userspace/audit/store.h"
+
+namespace dbw::audit {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t kBase = 1'700'000'000'000'000;
+
+Event MakeEvent(std::mt19937_64& rng, int64_t ts) {
+  static const char* kUsers[] = {"alice", "bob", "carol", "dave", "erin", "app"};
+  Event e;
+  e.ts_us = ts;
+  e.kind = EventKind::kStatement;
+  auto info = std::make_shared<SessionInfo>();
+  info->session_id = "s" + std::to_string(rng() % 10000);
+  info->target = "pg";
+  info->env = "prod";
+  info->principal.db_user = kUsers[rng() % 6];
+  info->principal.database = "orders";
+  info->principal.client_addr = "127.0.0.1:5000";
+  info->process = identity::ProcessInfo{42, 1000, "psql", "/usr/bin/psql", "/system.slice/app.service"};
+  e.session = info;
+  auto facts = std::make_shared<sql::QueryFacts>();
+  sql::StatementFacts st;
+  st.command = sql::Command::kSelect;
+  st.normalized = "SELECT * FROM orders WHERE id = $1";
+  st.fingerprint_hex = "fp" + std::to_string(rng() % 200);
+  st.tables_read.push_back({"public", "orders"});
+  facts->statements.push_back(st);
+  e.statement = StatementInfo{facts, "simple", ""};
+  auto d = std::make_shared<policy::Decision>();
+  d->action = policy::Action::kAllow;
+  e.decision = DecisionInfo{d, false};
+  e.result = ResultInfo{"SELECT 1", "", "", 100, 1, 64};
+  return e;
+}
+
+std::string Dir(const char* name) {
+  return (fs::temp_directory_path() / (std::string("dbw-bench-") + name)).string();
+}
+
+void BM_AppendAsync(benchmark::State& state) {
+  std::string dir = Dir("async");
+  fs::remove_all(dir);
+  StoreOptions o;
+  o.dir = dir;
+  o.durability = Durability::kAsync;
+  o.retention = std::chrono::seconds(0);
+  o.queue_capacity = 1 << 20;
+  auto store = AuditStore::Open(o);
+  if (!store.ok()) {
+    state.SkipWithError(store.status().ToString().c_str());
+    return;
+  }
+  std::mt19937_64 rng(1);
+  std::vector<Event> events;
+  for (int i = 0; i < 100000; ++i) events.push_back(MakeEvent(rng, kBase + i));
+  for (auto _ : state) {
+    for (const Event& e : events) (*store)->Submit(e);
+    (*store)->Flush();
+  }
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * events.size()), benchmark::Counter::kIsRate);
+  state.counters["dropped"] = static_cast<double>((*store)->Stats().dropped);
+  store->reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_AppendAsync)->Iterations(5)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Sync: `producers` threads, each keeping `window` events in flight (like many relay sessions
+// each waiting for audit-before-forward), so the writer forms large fsynced batches.
+void BM_AppendSync(benchmark::State& state) {
+  const int producers = static_cast<int>(state.range(0));
+  const int window = static_cast<int>(state.range(1));
+  std::string dir = Dir("sync");
+  fs::remove_all(dir);
+  StoreOptions o;
+  o.dir = dir;
+  o.durability = Durability::kSync;
+  o.retention = std::chrono::seconds(0);
+  o.queue_capacity = 1 << 20;
+  auto store = AuditStore::Open(o);
+  if (!store.ok()) {
+    state.SkipWithError(store.status().ToString().c_str());
+    return;
+  }
+  constexpr int kPerProducer = 20000;
+  std::mt19937_64 rng(2);
+  std::vector<Event> events;
+  for (int i = 0; i < 1000; ++i) events.push_back(MakeEvent(rng, kBase + i));
+  std::atomic<uint64_t> failures{0};
+  for (auto _ : state) {
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::atomic<int> in_flight{0};
+        for (int i = 0; i < kPerProducer; ++i) {
+          int n = in_flight.load();
+          while (n >= window) {
+            in_flight.wait(n);
+            n = in_flight.load();
+          }
+          in_flight.fetch_add(1);
+          (*store)->SubmitAndWait(events[(p * 7 + i) % events.size()],
+                                  [&](const Status& s, uint64_t) {
+                                    if (!s.ok()) failures.fetch_add(1);
+                                    in_flight.fetch_sub(1);
+                                    in_flight.notify_one();
+                                  });
+        }
+        int n = in_flight.load();
+        while (n > 0) {
+          in_flight.wait(n);
+          n = in_flight.load();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  state.counters["events/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * producers * kPerProducer), benchmark::Counter::kIsRate);
+  state.counters["failures"] = static_cast<double>(failures.load());
+  store->reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_AppendSync)
+    ->Args({1, 1})
+    ->Args({4, 64})
+    ->Args({8, 256})
+    ->Iterations(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// 1M events over ~10 days; a random one-hour window with a db_user filter, first page of 50.
+void BM_QueryOneHourOneFilter(benchmark::State& state) {
+  static const std::string dir = Dir("query");
+  constexpr int kEvents = 1'000'000;
+  constexpr int64_t kSpan = 10LL * 86400 * 1000000;
+  static bool filled = false;
+  StoreOptions o;
+  o.dir = dir;
+  o.durability = Durability::kAsync;
+  o.retention = std::chrono::seconds(0);
+  o.queue_capacity = 1 << 20;
+  if (!filled) {
+    fs::remove_all(dir);
+    auto store = AuditStore::Open(o);
+    if (!store.ok()) {
+      state.SkipWithError(store.status().ToString().c_str());
+      return;
+    }
+    std::mt19937_64 rng(3);
+    for (int i = 0; i < kEvents; ++i)
+      (*store)->Submit(MakeEvent(rng, kBase + static_cast<int64_t>(i) * (kSpan / kEvents)));
+    (*store)->Flush();
+    filled = true;
+  }
+  auto store = AuditStore::Open(o);
+  if (!store.ok()) {
+    state.SkipWithError(store.status().ToString().c_str());
+    return;
+  }
+  std::mt19937_64 rng(4);
+  std::vector<double> us;
+  size_t returned = 0;
+  for (auto _ : state) {
+    EventFilter f;
+    f.db_user = "bob";
+    f.since_us = kBase + static_cast<int64_t>(rng() % static_cast<uint64_t>(kSpan - 3600'000'000LL));
+    f.until_us = *f.since_us + 3600'000'000LL;
+    auto start = std::chrono::steady_clock::now();
+    auto r = (*store)->Query(f, 50, "");
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+    if (!r.ok()) {
+      state.SkipWithError(r.status().ToString().c_str());
+      break;
+    }
+    returned += r->events.size();
+  }
+  std::sort(us.begin(), us.end());
+  if (!us.empty()) {
+    state.counters["p50_us"] = us[us.size() / 2];
+    state.counters["p99_us"] = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+    state.counters["rows"] = static_cast<double>(returned) / static_cast<double>(us.size());
+  }
+}
+BENCHMARK(BM_QueryOneHourOneFilter)->Iterations(2000)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace dbw::audit

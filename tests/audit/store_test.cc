@@ -1,0 +1,585 @@
+// AuditStore: round trip of every event kind, every index against a brute-force scan,
+// pagination, chain verification against tampering, restart, retention, read-only open.
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "userspace/audit/event_json.h"
+#include "userspace/audit/store.h"
+#include "userspace/audit/store_codec.h"
+#include "userspace/audit/store_signing.h"
+#include "userspace/identity/process_info.h"
+
+namespace dbw::audit {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string TempDir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("dbw-store-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  return p.string();
+}
+
+StoreOptions Options(const std::string& dir) {
+  StoreOptions o;
+  o.dir = dir;
+  o.durability = Durability::kAsync;
+  o.queue_capacity = 1 << 18;
+  o.checkpoint_every_events = 1000;
+  o.retention = std::chrono::seconds(0);
+  return o;
+}
+
+// What the test knows of an event, independently of the store's own term extraction.
+struct Truth {
+  uint64_t seq = 0;
+  int64_t ts_us = 0;
+  std::string principal, db_user, database, action, kind, session, exe, unit, fingerprint, source;
+  std::set<std::string> tables;
+};
+
+const std::vector<std::string> kUsers = {"alice", "bob", "carol", "dave", "erin", "app"};
+const std::vector<std::string> kDbs = {"orders", "billing", "hr"};
+const std::vector<std::string> kTables = {"public.t1", "public.t2", "s.t3", "t4", "public.t5"};
+const std::vector<std::string> kExes = {"/usr/bin/psql", "/usr/bin/python3", "/opt/app/bin/app"};
+const std::vector<std::string> kUnits = {"/system.slice/cron.service", "/user.slice/session-1.scope", ""};
+
+Event MakeEvent(std::mt19937_64& rng, int64_t base_ts, Truth* t) {
+  Event e;
+  auto pick = [&rng](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+  e.ts_us = base_ts + static_cast<int64_t>(rng() % 3600'000'000ull);  // not monotonic in seq
+  int k = static_cast<int>(rng() % 10);
+  e.kind = k < 6 ? EventKind::kStatement : k < 7 ? EventKind::kSessionStart
+          : k < 8 ? EventKind::kSessionEnd : k < 9 ? EventKind::kDecision : EventKind::kAgentStart;
+  t->ts_us = e.ts_us;
+  t->kind = EventKindName(e.kind);
+  if (e.kind == EventKind::kAgentStart) {
+    e.source = "agent";
+    e.detail = "started";
+    t->source = "agent";
+    return e;
+  }
+  e.source = rng() % 4 == 0 ? "tap" : "relay";
+  t->source = e.source;
+  auto info = std::make_shared<SessionInfo>();
+  info->session_id = "s" + std::to_string(rng() % 500);
+  info->target = "pg";
+  info->env = "prod";
+  info->principal.db_user = pick(kUsers);
+  info->principal.database = pick(kDbs);
+  info->principal.client_addr = "127.0.0.1:5000";
+  if (rng() % 3 == 0) info->principal.tls_subject = "CN=" + pick(kUsers);
+  identity::ProcessInfo proc;
+  proc.pid = 42;
+  proc.exe = pick(kExes);
+  proc.cgroup = pick(kUnits);
+  info->process = proc;
+  e.session = info;
+  t->session = info->session_id;
+  t->db_user = info->principal.db_user;
+  t->database = info->principal.database;
+  t->principal = info->principal.tls_subject.empty() ? t->db_user : info->principal.tls_subject;
+  t->exe = proc.exe;
+  t->unit = identity::UnitFromCgroup(proc.cgroup);
+  if (e.kind == EventKind::kStatement || e.kind == EventKind::kDecision) {
+    auto facts = std::make_shared<sql::QueryFacts>();
+    sql::StatementFacts st;
+    st.command = rng() % 2 ? sql::Command::kSelect : sql::Command::kUpdate;
+    st.risks = st.command == sql::Command::kUpdate ? uint32_t{sql::kRiskWrite} : 0u;
+    st.normalized = "SELECT $1";
+    st.fingerprint_hex = "fp" + std::to_string(rng() % 50);
+    auto table = [&](const std::string& q) {
+      auto dot = q.find('.');
+      return dot == std::string::npos ? sql::TableRef{"", q}
+                                      : sql::TableRef{q.substr(0, dot), q.substr(dot + 1)};
+    };
+    st.tables_read.push_back(table(pick(kTables)));
+    if (rng() % 2) st.tables_written.push_back(table(pick(kTables)));
+    for (const auto& r : st.tables_read) t->tables.insert(r.Qualified());
+    for (const auto& r : st.tables_written) t->tables.insert(r.Qualified());
+    t->fingerprint = st.fingerprint_hex;
+    facts->statements.push_back(st);
+    e.statement = StatementInfo{facts, "simple", ""};
+    auto d = std::make_shared<policy::Decision>();
+    d->action = static_cast<policy::Action>(rng() % 4);
+    d->rules = {"r1"};
+    e.decision = DecisionInfo{d, false};
+    t->action = std::string(policy::ActionName(d->action));
+    if (e.kind == EventKind::kStatement) e.result = ResultInfo{"SELECT 1", "", "", 10, 1, 20};
+  }
+  return e;
+}
+
+bool Matches(const Truth& t, const EventFilter& f) {
+  if (f.since_us && t.ts_us < *f.since_us) return false;
+  if (f.until_us && t.ts_us >= *f.until_us) return false;
+  auto eq = [](const std::string& want, const std::string& have) {
+    return want.empty() || want == have;
+  };
+  return eq(f.principal, t.principal) && eq(f.db_user, t.db_user) && eq(f.database, t.database) &&
+         eq(f.action, t.action) && eq(f.kind, t.kind) && eq(f.session, t.session) &&
+         eq(f.fingerprint, t.fingerprint) && eq(f.source, t.source) &&
+         (f.exe.empty() || f.exe == t.exe || f.exe == t.unit) &&
+         (f.table.empty() || t.tables.count(f.table) > 0);
+}
+
+std::vector<uint64_t> QueryAll(AuditStore& store, const EventFilter& f, size_t page) {
+  std::vector<uint64_t> seqs;
+  std::string cursor;
+  for (int guard = 0; guard < 100000; ++guard) {
+    auto r = store.Query(f, page, cursor);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) break;
+    for (const auto& e : r->events) seqs.push_back(e.seq);
+    if (r->next_cursor.empty()) break;
+    EXPECT_EQ(r->events.size(), page);
+    cursor = r->next_cursor;
+  }
+  return seqs;
+}
+
+std::vector<uint64_t> BruteForce(const std::vector<Truth>& all, const EventFilter& f) {
+  std::vector<const Truth*> hits;
+  for (const auto& t : all)
+    if (Matches(t, f)) hits.push_back(&t);
+  std::sort(hits.begin(), hits.end(), [](const Truth* a, const Truth* b) {
+    return a->ts_us != b->ts_us ? a->ts_us > b->ts_us : a->seq > b->seq;
+  });
+  std::vector<uint64_t> out;
+  for (const Truth* t : hits) out.push_back(t->seq);
+  return out;
+}
+
+void Commit(AuditStore& store, Event e) {
+  store.Submit(std::move(e));
+}
+
+TEST(AuditStoreTest, EveryIndexAnswersExactlyWithPagination) {
+  std::string dir = TempDir("index");
+  auto store = AuditStore::Open(Options(dir));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::mt19937_64 rng(1234);
+  const int64_t base = 1'700'000'000'000'000;
+  std::vector<Truth> truth(100000);
+  for (size_t i = 0; i < truth.size(); ++i) {
+    truth[i].seq = i + 1;
+    Commit(**store, MakeEvent(rng, base, &truth[i]));
+  }
+  (*store)->Flush();
+  ASSERT_EQ((*store)->Stats().head_seq, truth.size());
+  ASSERT_EQ((*store)->Stats().dropped, 0u);
+
+  std::vector<EventFilter> filters;
+  auto add = [&filters](auto setter) {
+    EventFilter f;
+    setter(f);
+    filters.push_back(f);
+  };
+  add([](EventFilter& f) { f.principal = "CN=bob"; });
+  add([](EventFilter& f) { f.principal = "alice"; });
+  add([](EventFilter& f) { f.db_user = "carol"; });
+  add([](EventFilter& f) { f.database = "hr"; });
+  add([](EventFilter& f) { f.table = "public.t2"; });
+  add([](EventFilter& f) { f.table = "t4"; });
+  add([](EventFilter& f) { f.action = "deny"; });
+  add([](EventFilter& f) { f.kind = "session_start"; });
+  add([](EventFilter& f) { f.kind = "agent_start"; });
+  add([](EventFilter& f) { f.session = "s17"; });
+  add([](EventFilter& f) { f.exe = "/usr/bin/psql"; });
+  add([](EventFilter& f) { f.exe = "cron.service"; });
+  add([](EventFilter& f) { f.fingerprint = "fp7"; });
+  add([](EventFilter& f) { f.source = "tap"; });
+  add([base](EventFilter& f) {
+    f.since_us = base + 600'000'000;
+    f.until_us = base + 900'000'000;
+  });
+  add([base](EventFilter& f) {
+    f.db_user = "bob";
+    f.action = "allow";
+    f.since_us = base + 1'000'000'000;
+    f.until_us = base + 2'000'000'000;
+  });
+  add([](EventFilter& f) {
+    f.table = "s.t3";
+    f.exe = "session-1.scope";
+    f.source = "relay";
+  });
+  add([](EventFilter& f) { f.db_user = "nobody"; });
+  for (const auto& f : filters) {
+    auto want = BruteForce(truth, f);
+    auto got = QueryAll(**store, f, 997);
+    ASSERT_EQ(got.size(), want.size()) << "filter hash " << store::FilterHash(f);
+    EXPECT_TRUE(got == want);
+    std::set<uint64_t> unique(got.begin(), got.end());
+    EXPECT_EQ(unique.size(), got.size());  // no duplicates across pages
+  }
+  // A cursor is bound to its filter.
+  EventFilter a, b;
+  a.db_user = "alice";
+  b.db_user = "bob";
+  auto page = (*store)->Query(a, 10, "");
+  ASSERT_TRUE(page.ok());
+  ASSERT_FALSE(page->next_cursor.empty());
+  EXPECT_FALSE((*store)->Query(b, 10, page->next_cursor).ok());
+  EXPECT_FALSE((*store)->Query(a, 10, "zz").ok());
+
+  auto report = (*store)->Verify(std::nullopt, std::nullopt);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.checked, truth.size());
+  EXPECT_GE(report.checkpoints_verified, 1u);  // one per batch that crossed N events
+  store->reset();
+  fs::remove_all(dir);
+}
+
+// One event of every kind, with every part set.
+std::vector<Event> EveryKind() {
+  auto info = std::make_shared<SessionInfo>();
+  info->session_id = "0123456789abcdef";
+  info->target = "pg";
+  info->env = "prod";
+  info->principal = Principal{"human", "alice", "orders", "psql", "127.0.0.1:5555", "CN=alice"};
+  info->process = identity::ProcessInfo{7, 1000, "psql", "/usr/bin/psql", "/system.slice/x.service"};
+  auto facts = std::make_shared<sql::QueryFacts>();
+  sql::StatementFacts st;
+  st.command = sql::Command::kDelete;
+  st.risks = sql::kRiskWrite | sql::kRiskNoWhere;
+  st.normalized = "DELETE FROM t WHERE a = $1";
+  st.fingerprint_hex = "abcd";
+  st.tables_written.push_back({"public", "t"});
+  facts->statements.push_back(st);
+  auto decision = std::make_shared<policy::Decision>();
+  decision->action = policy::Action::kDeny;
+  decision->rules = {"no-delete"};
+  decision->reason = "because";
+  std::vector<Event> out;
+  for (int k = 0; k <= static_cast<int>(EventKind::kPolicyLoad); ++k) {
+    Event e;
+    e.kind = static_cast<EventKind>(k);
+    e.ts_us = 1'700'000'000'000'000 + k;
+    e.source = k <= 1 || k == static_cast<int>(EventKind::kPolicyLoad) ? "agent" : "relay";
+    if (std::string(e.source) == "relay") e.session = info;
+    e.statement = StatementInfo{facts, "extended", "stmt1"};
+    e.decision = DecisionInfo{decision, true};
+    e.result = ResultInfo{"DELETE 3", "", "", 55, 3, 99};
+    e.error_sqlstate = "08P01";
+    e.error_message = "bad \xff bytes";
+    e.detail = "detail";
+    e.count = 5;
+    out.push_back(e);
+  }
+  return out;
+}
+
+TEST(AuditStoreTest, RoundTripsEveryKindAndContinuesAfterRestart) {
+  std::string dir = TempDir("roundtrip");
+  std::vector<std::string> expected;
+  uint64_t seq = 0;
+  for (int round = 0; round < 2; ++round) {
+    auto store = AuditStore::Open(Options(dir));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    for (Event e : EveryKind()) {
+      e.seq = ++seq;
+      expected.emplace_back();
+      AppendEventJson(e, &expected.back());
+      uint64_t got = 0;
+      Status status;
+      (*store)->SubmitAndWait(e, [&](const Status& s, uint64_t n) {
+        status = s;
+        got = n;
+      });
+      (*store)->Flush();
+      ASSERT_TRUE(status.ok()) << status.ToString();
+      EXPECT_EQ(got, seq);
+    }
+  }
+  auto store = AuditStore::Open(Options(dir));
+  ASSERT_TRUE(store.ok());
+  auto events = (*store)->ReadAfter(0, 1000);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), expected.size());
+  simdjson::dom::parser parser;
+  std::string prev_hash(64, '0');
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const std::string& served = (*events)[i].json;
+    EXPECT_EQ((*events)[i].seq, i + 1);
+    // The served object is the canonical one plus the two hashes.
+    EXPECT_EQ(served.substr(0, expected[i].size() - 1), expected[i].substr(0, expected[i].size() - 1));
+    simdjson::dom::element doc;
+    ASSERT_EQ(parser.parse(served).get(doc), simdjson::SUCCESS) << served;
+    EXPECT_EQ(std::string(doc["prev_hash"].get_string().value()), prev_hash);
+    prev_hash = std::string(doc["hash"].get_string().value());
+  }
+  auto report = (*store)->Verify(std::nullopt, std::nullopt);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.checked, expected.size());
+  EXPECT_GE(report.checkpoints_verified, 2u);  // one per clean shutdown
+  EXPECT_NE((*store)->PublicKeyPem().find("BEGIN PUBLIC KEY"), std::string::npos);
+  EXPECT_EQ(fs::status(dir + "/signing-key.pem").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  store->reset();
+  fs::remove_all(dir);
+}
+
+TEST(AuditStoreTest, NeedsSyncForChangesOnly) {
+  Event e;
+  EXPECT_FALSE(NeedsSync(e));
+  auto facts = std::make_shared<sql::QueryFacts>();
+  sql::StatementFacts st;
+  st.command = sql::Command::kSelect;
+  facts->statements.push_back(st);
+  e.statement = StatementInfo{facts, "simple", ""};
+  EXPECT_FALSE(NeedsSync(e));
+  facts->statements[0].risks = sql::kRiskSchemaChange;
+  EXPECT_TRUE(NeedsSync(e));
+  facts->statements[0].risks = 0;
+  facts->statements[0].command = sql::Command::kInsert;
+  EXPECT_TRUE(NeedsSync(e));
+}
+
+// Writes `n` events, closes, and returns the directory.
+void Fill(const std::string& dir, int n, StoreOptions o) {
+  auto store = AuditStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < n; ++i) {
+    Truth t;
+    (*store)->Submit(MakeEvent(rng, 1'700'000'000'000'000, &t));
+  }
+  (*store)->Flush();
+}
+
+struct RawDb {
+  explicit RawDb(const std::string& dir) {
+    std::vector<std::string> names;
+    EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* raw = nullptr;
+    EXPECT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles, &raw).ok());
+    db.reset(raw);
+    for (size_t i = 0; i < names.size(); ++i) by_name[names[i]] = handles[i];
+  }
+  ~RawDb() {
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  std::string Get(uint64_t seq) {
+    std::string v;
+    EXPECT_TRUE(db->Get({}, by_name["events"], store::SeqKey(seq), &v).ok());
+    return v;
+  }
+  void Put(uint64_t seq, const std::string& v) {
+    EXPECT_TRUE(db->Put({}, by_name["events"], store::SeqKey(seq), v).ok());
+  }
+  void Delete(uint64_t seq) {
+    EXPECT_TRUE(db->Delete({}, by_name["events"], store::SeqKey(seq)).ok());
+  }
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name;
+};
+
+VerifyReport VerifyDir(const std::string& dir) {
+  auto store = AuditStore::OpenReadOnly(dir);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return (*store)->Verify(std::nullopt, std::nullopt);
+}
+
+class TamperTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("tamper");
+    StoreOptions o = Options(dir_);
+    o.checkpoint_every_events = 50;
+    Fill(dir_, 500, o);
+    ASSERT_TRUE(VerifyDir(dir_).ok);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void ExpectBrokenAt(uint64_t seq) {
+    VerifyReport r = VerifyDir(dir_);
+    EXPECT_FALSE(r.ok);
+    ASSERT_TRUE(r.first_bad_seq.has_value());
+    EXPECT_EQ(*r.first_bad_seq, seq) << r.problem;
+  }
+  std::string dir_;
+};
+
+TEST_F(TamperTest, DetectsEditedEvent) {
+  {
+    RawDb raw(dir_);
+    std::string v = raw.Get(123);
+    auto pos = v.find("\"source\":\"");
+    ASSERT_NE(pos, std::string::npos);
+    v[pos + 10] = v[pos + 10] == 'r' ? 't' : 'r';
+    raw.Put(123, v);
+  }
+  ExpectBrokenAt(123);
+}
+
+TEST_F(TamperTest, DetectsEditWithRecomputedChainByCheckpoint) {
+  {
+    // Re-hash everything from 300 on, as an attacker without the signing key would.
+    RawDb raw(dir_);
+    store::Hash prev{};
+    std::memcpy(prev.data(), raw.Get(299).data() + 41, 32);
+    for (uint64_t s = 300; s <= 500; ++s) {
+      std::string v = raw.Get(s);
+      store::Record rec;
+      ASSERT_TRUE(store::DecodeRecord(s, v, &rec).ok());
+      std::string body(rec.canonical);
+      if (s == 300) body.replace(body.find("\"kind\""), 6, "\"kind\" ");
+      store::Sha256 sha;
+      store::Hash h;
+      ASSERT_TRUE(sha.Chain(prev, body, &h).ok());
+      std::string out;
+      store::EncodeRecord(rec.ts_us, prev, h, body, &out);
+      raw.Put(s, out);
+      prev = h;
+    }
+  }
+  // The hashes link up again; the first signed checkpoint at or after 300 does not.
+  VerifyReport r = VerifyDir(dir_);
+  EXPECT_FALSE(r.ok);
+  EXPECT_GE(r.first_bad_seq.value_or(0), 300u);
+  EXPECT_NE(r.problem.find("checkpoint"), std::string::npos) << r.problem;
+}
+
+TEST_F(TamperTest, DetectsDeletedEvent) {
+  { RawDb(dir_).Delete(200); }
+  ExpectBrokenAt(200);
+}
+
+TEST_F(TamperTest, DetectsReorderedPair) {
+  {
+    RawDb raw(dir_);
+    std::string a = raw.Get(50), b = raw.Get(51);
+    raw.Put(50, b);
+    raw.Put(51, a);
+  }
+  ExpectBrokenAt(50);
+}
+
+TEST_F(TamperTest, DetectsTruncatedTail) {
+  {
+    RawDb raw(dir_);
+    for (uint64_t s = 481; s <= 500; ++s) raw.Delete(s);
+  }
+  ExpectBrokenAt(481);
+}
+
+TEST(AuditStoreTest, RetentionKeepsTheChainVerifiable) {
+  std::string dir = TempDir("retention");
+  StoreOptions o = Options(dir);
+  {
+    auto store = AuditStore::Open(o);
+    ASSERT_TRUE(store.ok());
+    for (int i = 0; i < 300; ++i) {
+      Event e;
+      e.kind = EventKind::kAgentStart;
+      e.source = "agent";
+      // 200 events 10 days old, then 100 from now.
+      e.ts_us = NowMicros() - (i < 200 ? 10LL * 86400 * 1000000 : 0);
+      (*store)->Submit(std::move(e));
+    }
+    (*store)->Flush();
+  }
+  o.retention = std::chrono::seconds(86400);
+  {
+    auto store = AuditStore::Open(o);  // the retention pass runs at open
+    ASSERT_TRUE(store.ok());
+    auto events = (*store)->ReadAfter(0, 1000);
+    ASSERT_TRUE(events.ok());
+    ASSERT_EQ(events->size(), 100u);
+    EXPECT_EQ(events->front().seq, 201u);
+    EventFilter f;
+    f.kind = "agent_start";
+    auto q = (*store)->Query(f, 1000, "");
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->events.size(), 100u);
+    EventFilter all;
+    q = (*store)->Query(all, 1000, "");
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->events.size(), 100u);
+    Event e;
+    e.kind = EventKind::kAgentStop;
+    e.source = "agent";
+    (*store)->Submit(std::move(e));
+    (*store)->Flush();
+    auto r = (*store)->Verify(std::nullopt, std::nullopt);
+    EXPECT_TRUE(r.ok) << r.problem;
+    EXPECT_EQ(r.first_seq, 201u);
+    EXPECT_EQ(r.checked, 101u);
+  }
+  {
+    // Cutting one more retained event by hand (without a new anchor) is caught.
+    RawDb raw(dir);
+    raw.Delete(201);
+  }
+  VerifyReport r = VerifyDir(dir);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq.value_or(0), 201u);
+  fs::remove_all(dir);
+}
+
+TEST(AuditStoreTest, ReadOnlyWhileOpenForWriting) {
+  std::string dir = TempDir("readonly");
+  auto store = AuditStore::Open(Options(dir));
+  ASSERT_TRUE(store.ok());
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 100; ++i) {
+    Truth t;
+    (*store)->Submit(MakeEvent(rng, 1'700'000'000'000'000, &t));
+  }
+  (*store)->Flush();
+  auto ro = AuditStore::OpenReadOnly(dir);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->Stats().head_seq, 100u);
+  auto r = (*ro)->Verify(std::nullopt, std::nullopt);
+  EXPECT_TRUE(r.ok) << r.problem;
+  EXPECT_EQ(r.checked, 100u);
+  EXPECT_EQ((*ro)->PublicKeyPem(), (*store)->PublicKeyPem());
+  Status status;
+  (*ro)->SubmitAndWait(Event{}, [&](const Status& s, uint64_t) { status = s; });
+  EXPECT_FALSE(status.ok());
+  ro->reset();
+  store->reset();
+  fs::remove_all(dir);
+}
+
+TEST(AuditStoreTest, FullQueueIsCountedAndWrittenAsLoss) {
+  std::string dir = TempDir("loss");
+  StoreOptions o = Options(dir);
+  o.queue_capacity = 4;
+  auto store = AuditStore::Open(o);
+  ASSERT_TRUE(store.ok());
+  for (int i = 0; i < 5000; ++i) {
+    Event e;
+    e.kind = EventKind::kAgentStart;
+    e.source = "agent";
+    (*store)->Submit(std::move(e));
+  }
+  (*store)->Flush();
+  StoreStats stats = (*store)->Stats();
+  ASSERT_GT(stats.dropped, 0u);
+  EventFilter f;
+  f.kind = "audit_loss";
+  auto q = (*store)->Query(f, 100000, "");
+  ASSERT_TRUE(q.ok());
+  uint64_t counted = 0;
+  simdjson::dom::parser parser;
+  for (const auto& e : q->events) counted += parser.parse(e.json)["count"].get_uint64().value();
+  EXPECT_EQ(counted, stats.dropped);
+  EXPECT_EQ(stats.head_seq, 5000 - stats.dropped + q->events.size());
+  EXPECT_TRUE((*store)->WaitForNewer(0, std::chrono::milliseconds(1)));
+  EXPECT_FALSE((*store)->WaitForNewer(stats.head_seq, std::chrono::milliseconds(1)));
+  store->reset();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dbw::audit

@@ -1,0 +1,147 @@
+"""The audit log end to end: statements through the relay land in the RocksDB store and come
+back over real HTTP (/v1/events, the NDJSON stream, verify, metrics) with principal, process,
+decision and result; tokens are enforced; the SRE CLI reads it; the chain verifies offline and
+continues across an agent restart.
+
+Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
+         tests/integration/test_audit_api.py -v
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pgfixture as fx  # noqa: E402
+
+VIEWER = 'viewer-token-for-tests'
+ADMIN = 'admin-token-for-tests'
+
+cluster = None
+
+
+def setUpModule():
+    global cluster
+    fx.require_postgres()
+    fx.require_psycopg2()
+    fx.dbwarden_bin()
+    cluster = fx.PgCluster()
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    cluster.create_user('app')
+    cluster.create_db('appdb', owner='app')
+    cluster.psql('CREATE TABLE accounts (id int PRIMARY KEY, owner text);'
+                 "INSERT INTO accounts SELECT g, 'o' || g FROM generate_series(1, 20) g;",
+                 dbname='appdb', user='app')
+
+
+def make_relay():
+    port = fx.free_port()
+    tokens = [{'name': 'oncall', 'role': 'viewer', 'sha256': hashlib.sha256(VIEWER.encode()).hexdigest()},
+              {'name': 'boss', 'role': 'admin', 'sha256': hashlib.sha256(ADMIN.encode()).hexdigest()}]
+    relay = fx.Relay([{'name': 'orders', 'env': 'prod', 'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
+                     extra={'api': {'listen': f'{fx.LOOPBACK}:{port}', 'tokens': tokens}})
+    relay.api_port = port
+    return relay
+
+
+def http(relay, path, token=VIEWER, method='GET', body=None):
+    req = urllib.request.Request(f'http://{fx.LOOPBACK}:{relay.api_port}{path}', method=method,
+                                 data=body)
+    if token:
+        req.add_header('Authorization', f'Bearer {token}')
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+class AuditApiTest(unittest.TestCase):
+    def test_end_to_end(self):
+        import psycopg2
+        with make_relay() as relay:
+            proc = subprocess.run([str(fx.PG_BIN / 'psql'), '-X', '-h', fx.LOOPBACK, '-p',
+                                   str(relay.port()), '-U', 'app', '-d', 'appdb', '-c',
+                                   "SELECT owner FROM accounts WHERE id = 3", '-c', 'DROP TABLE accounts'],
+                                  capture_output=True, text=True, env=dict(fx.CLIENT_ENV, PGAPPNAME='api-psql'),
+                                  timeout=60)
+            self.assertIn('approval required', proc.stderr)
+            relay.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'api-psql',
+                           kind='statement', count=2)
+
+            # Auth: no token 401, viewer fine, health open.
+            self.assertEqual(http(relay, '/v1/events', token=None)[0], 401)
+            self.assertEqual(http(relay, '/v1/events', token='wrong')[0], 401)
+            self.assertEqual(http(relay, '/healthz', token=None)[0], 200)
+            self.assertEqual(http(relay, '/readyz', token=None)[0], 200)
+
+            status, _, body = http(relay, '/v1/events?action=deny&since=15m&limit=10')
+            self.assertEqual(status, 200, body)
+            # The human's DROP is an approve decision; deny filter finds none of ours.
+            status, _, body = http(relay, '/v1/events?action=approve&kind=statement&limit=10')
+            events = json.loads(body)['events']
+            self.assertEqual(len(events), 1, events)
+            ev = events[0]
+            self.assertEqual(ev['decision']['rules'], ['prod-destructive-human'])
+            self.assertEqual(ev['principal']['db_user'], 'app')
+            self.assertTrue(ev['process']['exe'].endswith('psql'))
+            self.assertEqual(ev['result']['sqlstate'], '42501')
+            self.assertEqual(len(ev['hash']), 64)
+
+            status, _, body = http(relay, '/v1/events?table=accounts&kind=statement')
+            sqls = [e['statement']['sql'] for e in json.loads(body)['events']]
+            self.assertIn('SELECT owner FROM accounts WHERE id = $1', sqls)
+
+            # Stream: NDJSON in sequence order, resumable by cursor without gaps or duplicates.
+            status, headers, body = http(relay, '/v1/events/stream?limit=3')
+            first = [json.loads(l) for l in body.splitlines() if l.strip()]
+            cursor = headers['X-Dbwarden-Cursor']
+            status, _, body = http(relay, f'/v1/events/stream?cursor={cursor}&limit=1000')
+            rest = [json.loads(l) for l in body.splitlines() if l.strip()]
+            seqs = [e['seq'] for e in first + rest]
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))))
+
+            status, _, body = http(relay, '/v1/audit/verify')
+            self.assertEqual(status, 200)
+            self.assertTrue(json.loads(body)['ok'], body)
+            status, _, body = http(relay, '/metrics')
+            self.assertIn(b'dbwarden_decisions_total', body)
+            self.assertIn(b'dbwarden_audit_events_dropped_total 0', body)
+
+            # The SRE CLI over the API.
+            env = dict(os.environ, DBWARDEN_API=f'http://{fx.LOOPBACK}:{relay.api_port}',
+                       DBWARDEN_TOKEN=VIEWER)
+            out = subprocess.run([str(relay.bin), 'events', '--since', '1h', '--kind', 'statement',
+                                  '--json'], capture_output=True, text=True, env=env, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn('prod-destructive-human', out.stdout)
+            out = subprocess.run([str(relay.bin), 'audit', 'verify'], capture_output=True,
+                                 text=True, env=env, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+    def test_restart_continues_chain(self):
+        relay = make_relay()
+        self.addCleanup(relay.close)
+        relay.start()
+        relay.stop()
+        head = max(e['seq'] for e in relay.events())
+        relay.start()
+        relay.stop()
+        seqs = [e['seq'] for e in relay.events()]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        self.assertGreater(len(seqs), head)
+        out = subprocess.run([str(relay.bin), 'audit', 'verify', '--state-dir', relay.state_dir],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn('verified', out.stdout)
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,282 @@
+// Routing, authentication and the event, stream, verify, metrics and health routes.
+#include "userspace/api/api.h"
+
+#include <algorithm>
+
+#include "userspace/api/json_util.h"
+#include "userspace/common/metrics.h"
+
+namespace dbw::api {
+namespace {
+
+Response Json(unsigned status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+std::string EventsJson(const std::vector<audit::StoredEvent>& events, const std::string& next) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  w.Key("events");
+  w.StartArray();
+  for (const auto& e : events) JsonRaw(&w, e.json, rapidjson::kObjectType);
+  w.EndArray();
+  JsonKeyString(&w, "next_cursor", next);
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+// Prometheus families for the store's counters, unless the store already registers them.
+void AppendStoreMetrics(const audit::StoreStats& s, std::string* out) {
+  struct Line {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t value;
+  };
+  const Line lines[] = {
+      {"dbwarden_audit_chain_head_seq", "gauge", "Sequence number of the newest audit event",
+       s.head_seq},
+      {"dbwarden_audit_store_events_written_total", "counter",
+       "Audit events committed to the store", s.events_written},
+      {"dbwarden_audit_store_queue_depth", "gauge", "Audit events waiting for the store writer",
+       s.queue_depth},
+      {"dbwarden_audit_store_dropped_total", "counter", "Audit events dropped (must stay 0)",
+       s.dropped},
+      {"dbwarden_audit_store_commit_failures_total", "counter",
+       "Audit store batches that failed to commit", s.commit_failures},
+  };
+  for (const Line& l : lines) {
+    if (out->find(std::string("# TYPE ") + l.name + " ") != std::string::npos) continue;
+    *out += std::string("# HELP ") + l.name + " " + l.help + "\n# TYPE " + l.name + " " + l.type +
+            "\n" + l.name + " " + std::to_string(l.value) + "\n";
+  }
+}
+
+}  // namespace
+
+Response JsonError(unsigned status, std::string_view message) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  JsonKeyString(&w, "error", message);
+  w.EndObject();
+  return Json(status, std::string(buf.GetString(), buf.GetSize()));
+}
+
+Dispatch Api::Route(const Request& req) const {
+  Dispatch d;
+  auto target = SplitTarget(req.target);
+  if (!target.ok()) {
+    d.now = JsonError(400, target.status().message());
+    return d;
+  }
+  const std::string& path = target->path;
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  auto wrong_method = [&](const char* allow) {
+    Response r = JsonError(405, "method not allowed");
+    r.headers.emplace_back("Allow", allow);
+    return r;
+  };
+  if (path == "/healthz" || path == "/readyz") {
+    if (!get) {
+      d.now = wrong_method("GET, HEAD");
+    } else if (path == "/healthz") {
+      d.now = Json(200, "{\"status\":\"ok\"}");
+    } else {
+      d.now = Ready();
+    }
+    return d;
+  }
+  // Known routes: the method they take and the role they need.
+  struct RouteInfo {
+    const char* method;
+    Role role;
+  };
+  std::optional<RouteInfo> route;
+  std::string session_id;
+  constexpr std::string_view kSessionPrefix = "/v1/sessions/";
+  if (path == "/v1/events" || path == "/v1/events/stream" || path == "/v1/sessions" ||
+      path == "/v1/stats" || path == "/v1/audit/verify" || path == "/v1/audit/public-key" ||
+      path == "/metrics") {
+    route = RouteInfo{"GET", Role::kViewer};
+  } else if (path.size() > kSessionPrefix.size() && path.starts_with(kSessionPrefix) &&
+             path.find('/', kSessionPrefix.size()) == std::string::npos) {
+    route = RouteInfo{"GET", Role::kViewer};
+    session_id = path.substr(kSessionPrefix.size());
+  } else if (path == "/v1/policy/evaluate") {
+    route = RouteInfo{"POST", Role::kViewer};  // a dry run: nothing changes
+  }
+  if (!route) {
+    d.now = JsonError(404, "no such route: " + path);
+    return d;
+  }
+  Identity who;
+  switch (auth_.Authenticate(req.authorization, &who)) {
+    case Authenticator::Result::kOk: break;
+    case Authenticator::Result::kMissing:
+    case Authenticator::Result::kInvalid: {
+      Response r = JsonError(401, req.authorization.empty() ? "bearer token required"
+                                                            : "invalid bearer token");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"dbwarden\"");
+      d.now = std::move(r);
+      return d;
+    }
+  }
+  d.who = who.name;
+  if (!RoleAllows(who.role, route->role)) {
+    d.now = JsonError(403, std::string("role ") + RoleName(who.role) + " may not use " + path +
+                               " (needs " + RoleName(route->role) + ")");
+    return d;
+  }
+  const bool is_get = std::string_view(route->method) == "GET";
+  if ((is_get && !get) || (!is_get && req.method != route->method)) {
+    d.now = wrong_method(is_get ? "GET, HEAD" : route->method);
+    return d;
+  }
+  auto params = ParseQueryString(target->query);
+  if (!params.ok()) {
+    d.now = JsonError(400, params.status().message());
+    return d;
+  }
+  if (path == "/v1/events/stream") {
+    auto q = ParseStreamQuery(*params);
+    if (!q.ok()) {
+      d.now = JsonError(400, q.status().message());
+    } else {
+      d.stream = *q;
+    }
+    return d;
+  }
+  if (path == "/v1/policy/evaluate") {
+    std::string body(req.body);
+    d.work = [this, body = std::move(body)] { return Evaluate(body); };
+    return d;
+  }
+  QueryParams p = std::move(*params);
+  if (path == "/v1/events") {
+    d.work = [this, p] { return Events(p); };
+  } else if (path == "/v1/sessions") {
+    d.work = [this, p] { return Sessions(p); };
+  } else if (!session_id.empty()) {
+    d.work = [this, p, session_id] { return Session(session_id, p); };
+  } else if (path == "/v1/stats") {
+    d.work = [this, p] { return Stats(p); };
+  } else if (path == "/v1/audit/verify") {
+    d.work = [this, p] { return Verify(p); };
+  } else if (path == "/v1/audit/public-key") {
+    d.work = [this] {
+      Response r;
+      r.content_type = "application/x-pem-file";
+      r.body = deps_.events->PublicKeyPem();
+      return r;
+    };
+  } else {
+    d.work = [this] { return Metrics(); };
+  }
+  return d;
+}
+
+Response Api::Events(const QueryParams& params) const {
+  auto q = ParseEventsQuery(params, audit::NowMicros());
+  if (!q.ok()) return JsonError(400, q.status().message());
+  auto result = deps_.events->Query(q->filter, q->limit, q->cursor);
+  if (!result.ok()) return JsonError(StatusHttp(result.status()), result.status().message());
+  return Json(200, EventsJson(result->events, result->next_cursor));
+}
+
+bool Api::HasNewer(uint64_t after_seq) const {
+  return deps_.events->WaitForNewer(after_seq, std::chrono::milliseconds(0));
+}
+
+Response Api::StreamBatch(const StreamQuery& q) const {
+  auto events = deps_.events->ReadAfter(q.after_seq, q.limit);
+  if (!events.ok()) return JsonError(StatusHttp(events.status()), events.status().message());
+  Response r;
+  r.content_type = "application/x-ndjson";
+  uint64_t last = q.after_seq;
+  for (const auto& e : *events) {
+    // The store answers in sequence order; anything at or before the cursor would duplicate.
+    if (e.seq <= last) continue;
+    r.body += e.json;
+    r.body += '\n';
+    last = e.seq;
+  }
+  r.headers.emplace_back("X-Dbwarden-Cursor", EncodeStreamCursor(last));
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+Response Api::Verify(const QueryParams& params) const {
+  if (Status s = params.OnlyKeys({"from", "to"}); !s.ok()) return JsonError(400, s.message());
+  std::optional<uint64_t> range[2];
+  const char* keys[2] = {"from", "to"};
+  for (int i = 0; i < 2; ++i) {
+    auto v = params.Single(keys[i]);
+    if (!v.ok()) return JsonError(400, v.status().message());
+    if (!*v) continue;
+    auto seq = ParseSeq(keys[i], **v);
+    if (!seq.ok()) return JsonError(400, seq.status().message());
+    range[i] = *seq;
+  }
+  if (range[0] && range[1] && *range[0] > *range[1]) {
+    return JsonError(400, "\"from\" must not be after \"to\"");
+  }
+  const audit::VerifyReport rep = deps_.events->Verify(range[0], range[1]);
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  w.Key("ok");
+  w.Bool(rep.ok);
+  w.Key("first_seq");
+  w.Uint64(rep.first_seq);
+  w.Key("last_seq");
+  w.Uint64(rep.last_seq);
+  w.Key("checked");
+  w.Uint64(rep.checked);
+  w.Key("checkpoints_verified");
+  w.Uint64(rep.checkpoints_verified);
+  w.Key("first_bad_seq");
+  if (rep.first_bad_seq) {
+    w.Uint64(*rep.first_bad_seq);
+  } else {
+    w.Null();
+  }
+  JsonKeyString(&w, "problem", rep.problem);
+  w.EndObject();
+  return Json(200, std::string(buf.GetString(), buf.GetSize()));
+}
+
+Response Api::Metrics() const {
+  Response r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = MetricsRegistry::Global().RenderPrometheus();
+  AppendStoreMetrics(deps_.events->Stats(), &r.body);
+  return r;
+}
+
+Response Api::Ready() const {
+  std::vector<std::string> reasons;
+  for (const auto* check : {&deps_.store_ready, &deps_.policy_ready}) {
+    std::string why;
+    if (*check && !(*check)(&why)) reasons.push_back(why.empty() ? "not ready" : why);
+  }
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  w.Key("ready");
+  w.Bool(reasons.empty());
+  if (!reasons.empty()) {
+    w.Key("reasons");
+    w.StartArray();
+    for (const auto& r : reasons) JsonString(&w, r);
+    w.EndArray();
+  }
+  w.EndObject();
+  return Json(reasons.empty() ? 200 : 503, std::string(buf.GetString(), buf.GetSize()));
+}
+
+}  // namespace dbw::api

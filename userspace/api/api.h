@@ -1,0 +1,78 @@
+// The API's routes as functions of a parsed request: authentication, role checks, parameter
+// validation and the response bodies. The server (server.h) only moves bytes and threads.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "policy/policy.h"
+#include "userspace/api/auth.h"
+#include "userspace/api/event_source.h"
+#include "userspace/api/query.h"
+
+namespace dbw::api {
+
+struct Response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+Response JsonError(unsigned status, std::string_view message);
+
+// What the API reads and checks; borrowed, must outlive the server.
+struct ApiDeps {
+  const EventSource* events = nullptr;         // required
+  const policy::PolicyStore* policy = nullptr;  // POST /v1/policy/evaluate answers 503 without it
+  // GET /readyz: each returns false (and says why) when not ready; null counts as ready.
+  std::function<bool(std::string* why)> store_ready;
+  std::function<bool(std::string* why)> policy_ready;
+};
+
+struct Request {
+  std::string_view method;  // "GET", "POST", ...
+  std::string_view target;  // "/v1/events?since=1h"
+  std::string_view authorization;
+  std::string_view body;
+};
+
+// What to do with a request: answer now, run `work` on a worker thread, or long-poll the stream.
+struct Dispatch {
+  std::optional<Response> now;
+  std::function<Response()> work;
+  std::optional<StreamQuery> stream;
+  std::string who;  // token name, for logs
+};
+
+class Api {
+ public:
+  Api(ApiDeps deps, Authenticator auth) : deps_(std::move(deps)), auth_(std::move(auth)) {}
+
+  Dispatch Route(const Request& request) const;
+  // One stream response: events after q.after_seq (possibly none) and the resume cursor.
+  Response StreamBatch(const StreamQuery& q) const;
+  bool HasNewer(uint64_t after_seq) const;
+
+  // Route bodies, callable directly by tests.
+  Response Events(const QueryParams& params) const;
+  Response Sessions(const QueryParams& params) const;
+  Response Session(const std::string& id, const QueryParams& params) const;
+  Response Stats(const QueryParams& params) const;
+  Response Verify(const QueryParams& params) const;
+  Response Evaluate(std::string_view body) const;
+  Response Metrics() const;
+  Response Ready() const;
+
+ private:
+  ApiDeps deps_;
+  Authenticator auth_;
+};
+
+// "POST /v1/policy/evaluate" body → the `dbwarden policy eval` JSON decision (evaluate.cc).
+StatusOr<std::string> EvaluateJson(std::string_view body, const policy::CompiledPolicy& policy);
+
+}  // namespace dbw::api

@@ -1,0 +1,222 @@
+// POST /v1/policy/evaluate: the running policy's decision for one statement, in the output
+// shape of `dbwarden policy eval` (agent/policy_cli.cc). A dry run: nothing is audited or held.
+#include <simdjson.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "userspace/api/api.h"
+#include "userspace/api/json_util.h"
+#include "userspace/sql/analyzer.h"
+
+namespace dbw::api {
+namespace {
+
+struct EvalInput {
+  std::optional<std::string> id;
+  std::string sql;
+  policy::Target target{"default", "prod"};
+  policy::Principal principal;
+  std::optional<policy::PrincipalKind> kind;
+};
+
+Status GetString(simdjson::dom::element v, std::string_view key, std::string* out) {
+  std::string_view s;
+  if (v.get_string().get(s) != simdjson::SUCCESS) {
+    return InvalidArgument("\"" + std::string(key) + "\" must be a string");
+  }
+  *out = std::string(s);
+  return Status::Ok();
+}
+
+Status ParsePrincipal(simdjson::dom::element value, EvalInput* in) {
+  simdjson::dom::object obj;
+  if (value.get_object().get(obj) != simdjson::SUCCESS) {
+    return InvalidArgument("\"principal\" must be an object");
+  }
+  policy::Principal& p = in->principal;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    if (k == "kind") {
+      std::string kind;
+      DBW_RETURN_IF_ERROR(GetString(field.value, k, &kind));
+      if (kind != "agent" && kind != "human") {
+        return InvalidArgument("principal.kind must be \"agent\" or \"human\"");
+      }
+      in->kind = kind == "agent" ? policy::PrincipalKind::kAgent : policy::PrincipalKind::kHuman;
+      continue;
+    }
+    if (k == "groups") {
+      simdjson::dom::array groups;
+      if (field.value.get_array().get(groups) != simdjson::SUCCESS) {
+        return InvalidArgument("principal.groups must be a list of strings");
+      }
+      p.groups.clear();
+      for (auto g : groups) {
+        std::string_view s;
+        if (g.get_string().get(s) != simdjson::SUCCESS) {
+          return InvalidArgument("principal.groups must be a list of strings");
+        }
+        p.groups.emplace_back(s);
+      }
+      continue;
+    }
+    std::string* target = nullptr;
+    if (k == "subject") target = &p.subject;
+    if (k == "db_user") target = &p.db_user;
+    if (k == "database") target = &p.database;
+    if (k == "application_name") target = &p.application_name;
+    if (k == "client_addr") target = &p.client_addr;
+    if (k == "cert_subject") target = &p.cert_subject;
+    if (k == "exe") target = &p.exe;
+    if (k == "unit") target = &p.unit;
+    if (k == "container") target = &p.container;
+    if (target == nullptr) return InvalidArgument("unknown principal key \"" + std::string(k) + "\"");
+    DBW_RETURN_IF_ERROR(GetString(field.value, k, target));
+  }
+  if (p.subject.empty()) p.subject = p.db_user;  // as in the relay and `policy eval`
+  return Status::Ok();
+}
+
+Status ParseBody(std::string_view body, EvalInput* in) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::padded_string padded(body);
+  if (auto e = parser.parse(padded).get(doc); e != simdjson::SUCCESS) {
+    return InvalidArgument(std::string("invalid JSON: ") + simdjson::error_message(e));
+  }
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+    return InvalidArgument("the body must be a JSON object");
+  }
+  bool have_sql = false;
+  for (auto field : obj) {
+    std::string_view k = field.key;
+    if (k == "sql") {
+      DBW_RETURN_IF_ERROR(GetString(field.value, k, &in->sql));
+      have_sql = true;
+    } else if (k == "env") {
+      DBW_RETURN_IF_ERROR(GetString(field.value, k, &in->target.env));
+    } else if (k == "target") {
+      DBW_RETURN_IF_ERROR(GetString(field.value, k, &in->target.name));
+    } else if (k == "id") {
+      std::string id;
+      DBW_RETURN_IF_ERROR(GetString(field.value, k, &id));
+      in->id = std::move(id);
+    } else if (k == "principal") {
+      DBW_RETURN_IF_ERROR(ParsePrincipal(field.value, in));
+    } else {
+      return InvalidArgument("unknown key \"" + std::string(k) +
+                             "\" (expected sql, env, target, principal, id)");
+    }
+  }
+  if (!have_sql) return InvalidArgument("missing \"sql\"");
+  return Status::Ok();
+}
+
+void Strings(JsonWriter* w, const char* key, const std::vector<std::string>& values) {
+  w->Key(key);
+  w->StartArray();
+  for (const auto& v : values) JsonString(w, v);
+  w->EndArray();
+}
+
+void Tables(JsonWriter* w, const char* key, const std::vector<sql::TableRef>& tables) {
+  w->Key(key);
+  w->StartArray();
+  for (const auto& t : tables) JsonString(w, t.Qualified());
+  w->EndArray();
+}
+
+void WriteFacts(JsonWriter* w, const sql::StatementFacts& s) {
+  w->StartObject();
+  JsonKeyString(w, "command", sql::CommandName(s.command));
+  JsonKeyString(w, "object_kind", s.object_kind);
+  w->Key("risks");
+  w->StartArray();
+  for (std::string_view r : sql::RiskNames(s.risks)) JsonString(w, r);
+  w->EndArray();
+  Tables(w, "tables_read", s.tables_read);
+  Tables(w, "tables_written", s.tables_written);
+  Strings(w, "functions", s.functions);
+  JsonKeyString(w, "normalized", s.normalized);
+  if (!s.fingerprint_hex.empty()) {
+    JsonKeyString(w, "fingerprint", s.fingerprint_hex);
+  } else {
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016" PRIx64, s.fingerprint);
+    JsonKeyString(w, "fingerprint", hex);
+  }
+  if (s.prepared) {
+    JsonKeyString(w, "prepare_name", s.prepare_name);
+    w->Key("prepared");
+    WriteFacts(w, *s.prepared);
+  }
+  if (!s.error.empty()) JsonKeyString(w, "error", s.error);
+  w->EndObject();
+}
+
+std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
+                         const sql::QueryFacts& facts, const std::optional<std::string>& id) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  if (id) JsonKeyString(&w, "id", *id);
+  JsonKeyString(&w, "action", policy::ActionName(d.action));
+  Strings(&w, "rules", d.rules);
+  JsonKeyString(&w, "reason", d.reason);
+  if (!d.sqlstate.empty()) JsonKeyString(&w, "sqlstate", d.sqlstate);
+  if (d.approval) {
+    w.Key("approval");
+    w.StartObject();
+    JsonKeyString(&w, "mode", d.approval->mode == policy::ApprovalMode::kHold ? "hold" : "ticket");
+    w.Key("timeout_s");
+    w.Int64(d.approval->timeout.count());
+    w.Key("grant_ttl_s");
+    w.Int64(d.approval->grant_ttl.count());
+    w.Key("approvers");
+    w.Int(d.approval->approvers);
+    Strings(&w, "groups", d.approval->approver_groups);
+    w.EndObject();
+  }
+  w.Key("monitor");
+  w.Bool(d.monitor);
+  JsonKeyString(&w, "principal_kind", kind == policy::PrincipalKind::kAgent ? "agent" : "human");
+  if (facts.unparseable) JsonKeyString(&w, "error", facts.error);
+  w.Key("statements");
+  w.StartArray();
+  for (const auto& s : facts.statements) WriteFacts(&w, s);
+  w.EndArray();
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+}  // namespace
+
+StatusOr<std::string> EvaluateJson(std::string_view body, const policy::CompiledPolicy& policy) {
+  EvalInput in;
+  DBW_RETURN_IF_ERROR(ParseBody(body, &in));
+  if (in.kind) {
+    in.principal.kind = *in.kind;
+  } else {
+    policy.Classify(&in.principal);
+  }
+  // Uncached: worker threads share no analyzer, and a dry run is not a hot path.
+  auto facts = sql::AnalyzeUncached(in.sql);
+  policy::Decision d =
+      policy.Evaluate(in.target, in.principal, *facts, std::chrono::system_clock::now());
+  return DecisionJson(d, in.principal.kind, *facts, in.id);
+}
+
+Response Api::Evaluate(std::string_view body) const {
+  if (deps_.policy == nullptr) return JsonError(503, "no policy is loaded");
+  auto policy = deps_.policy->Get();
+  if (!policy) return JsonError(503, "no policy is loaded");
+  auto out = EvaluateJson(body, *policy);
+  if (!out.ok()) return JsonError(400, out.status().message());
+  Response r;
+  r.body = std::move(*out);
+  return r;
+}
+
+}  // namespace dbw::api

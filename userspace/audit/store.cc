@@ -1,0 +1,441 @@
+// AuditStore: open/close, the producer queue and the group-commit writer thread.
+#include "userspace/audit/store.h"
+
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "userspace/audit/event_json.h"
+#include "userspace/audit/store_impl.h"
+#include "userspace/common/logging.h"
+#include "userspace/common/thread_name.h"
+
+namespace dbw::audit {
+namespace {
+
+using store::Hash;
+using store::Index;
+
+constexpr size_t kWakeThreshold = 256;
+constexpr std::chrono::milliseconds kMaxDelay{20};
+constexpr std::string_view kSeqPrefix = "{\"seq\":0";
+
+bool IsReadCommand(sql::Command c) {
+  switch (c) {
+    case sql::Command::kSelect:
+    case sql::Command::kShow:
+    case sql::Command::kExplain:
+    case sql::Command::kFetch:
+    case sql::Command::kDeclareCursor:
+    case sql::Command::kClosePortal:
+    case sql::Command::kSet:
+    case sql::Command::kReset:
+    case sql::Command::kTransaction:
+    case sql::Command::kPrepare:
+    case sql::Command::kDeallocate:
+    case sql::Command::kDiscard:
+    case sql::Command::kListen:
+    case sql::Command::kUnlisten:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+bool NeedsSync(const Event& event) {
+  if (!event.statement) return false;
+  const auto& facts = event.statement->facts;
+  if (!facts) return true;  // never judged: it may have changed anything
+  constexpr uint32_t kChanging = sql::kRiskWrite | sql::kRiskSchemaChange |
+                                 sql::kRiskPrivilegeChange | sql::kRiskDestructive |
+                                 sql::kRiskDataModifyingCte;
+  if (facts->AllRisks() & kChanging) return true;
+  if (facts->statements.empty()) return facts->unparseable;
+  for (const auto& s : facts->statements)
+    if (!IsReadCommand(s.command)) return true;
+  return false;
+}
+
+AuditStore::Impl::~Impl() {
+  if (db) {
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    db->Close().PermitUncheckedError();
+  }
+}
+
+Status AuditStore::Impl::OpenDb(bool ro) {
+  read_only = ro;
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = !ro;
+  db_options.create_missing_column_families = !ro;
+  db_options.max_background_jobs = 4;
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.write_buffer_size = 64 << 20;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+  cfs.emplace_back("events", cf_options);
+  cfs.emplace_back("checkpoints", cf_options);
+  for (size_t i = 0; i < store::kIndexCount; ++i)
+    cfs.emplace_back(store::IndexCfName(static_cast<Index>(i)), cf_options);
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = ro ? rocksdb::DB::OpenForReadOnly(db_options, options.dir, cfs, &handles, &raw)
+                         : rocksdb::DB::Open(db_options, options.dir, cfs, &handles, &raw);
+  if (!s.ok()) return Unavailable("cannot open audit store " + options.dir + ": " + s.ToString());
+  db.reset(raw);
+  meta = handles[0];
+  events = handles[1];
+  checkpoints = handles[2];
+  for (size_t i = 0; i < store::kIndexCount; ++i) indexes[i] = handles[3 + i];
+  return Status::Ok();
+}
+
+Status AuditStore::Impl::LoadHead() {
+  std::string v;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), meta, kMetaHead, &v);
+  if (s.IsNotFound()) return Status::Ok();  // empty store: the chain starts at zeros
+  if (!s.ok()) return Unavailable("cannot read the chain head: " + s.ToString());
+  if (v.size() != 40) return DataLoss("malformed chain head");
+  uint64_t seq = store::GetBigEndian64(v.data());
+  std::memcpy(head_hash.data(), v.data() + 8, 32);
+  next_seq = seq + 1;
+  head_seq.store(seq);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), checkpoints));
+  it->SeekToLast();
+  if (it->Valid() && it->key().size() == 8) last_checkpoint_seq = store::GetBigEndian64(it->key().data());
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<AuditStore>> AuditStore::Open(const StoreOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) return Unavailable("cannot create " + options.dir + ": " + ec.message());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (impl->options.queue_capacity == 0) impl->options.queue_capacity = 1;
+  std::string key_path =
+      options.signing_key_path.empty() ? options.dir + "/signing-key.pem" : options.signing_key_path;
+  auto key = store::SigningKey::LoadOrCreate(key_path);
+  if (!key.ok()) return key.status();
+  impl->key = std::move(*key);
+  impl->public_pem = impl->key->public_pem();
+  DBW_RETURN_IF_ERROR(impl->OpenDb(false));
+  DBW_RETURN_IF_ERROR(impl->LoadHead());
+  // Record the signing key so Verify (also read-only, without the private key) knows it.
+  rocksdb::WriteBatch wb;
+  wb.Put(impl->meta, kMetaPubkey, impl->key->public_raw());
+  wb.Put(impl->meta, std::string(kMetaKeyPrefix) + impl->key->public_raw(), "");
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = impl->db->Write(wo, &wb);
+  if (!s.ok()) return Unavailable("cannot record the signing key: " + s.ToString());
+
+  auto& m = MetricsRegistry::Global();
+  impl->m_written = m.GetCounter("dbwarden_audit_events_written_total", "Audit events written");
+  impl->m_dropped = m.GetCounter("dbwarden_audit_events_dropped_total",
+                                 "Audit events dropped because the queue was full");
+  impl->m_failures = m.GetCounter("dbwarden_audit_commit_failures_total",
+                                  "Audit batches the store could not commit");
+  impl->m_queue_depth = m.GetGauge("dbwarden_audit_queue_depth", "Audit events waiting to be written");
+  impl->m_head_seq = m.GetGauge("dbwarden_audit_chain_head_seq", "Sequence number of the chain head");
+  impl->m_commit = m.GetHistogram("dbwarden_audit_commit_duration_seconds",
+                                  "Time to commit one audit batch to RocksDB");
+  impl->m_head_seq->Set(static_cast<int64_t>(impl->head_seq.load()));
+  impl->last_checkpoint_time = std::chrono::steady_clock::now();
+  impl->RunRetention();
+  impl->next_retention = std::chrono::steady_clock::now() + options.retention_check_every;
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->Run(); });
+  return std::unique_ptr<AuditStore>(new AuditStore(std::move(impl)));
+}
+
+StatusOr<std::unique_ptr<AuditStore>> AuditStore::OpenReadOnly(const std::string& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->options.dir = dir;
+  DBW_RETURN_IF_ERROR(impl->OpenDb(true));
+  DBW_RETURN_IF_ERROR(impl->LoadHead());
+  std::string raw_key;
+  if (impl->db->Get(rocksdb::ReadOptions(), impl->meta, kMetaPubkey, &raw_key).ok())
+    impl->public_pem = store::PublicPemFromRaw(raw_key);
+  return std::unique_ptr<AuditStore>(new AuditStore(std::move(impl)));
+}
+
+AuditStore::AuditStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+AuditStore::~AuditStore() {
+  if (impl_->thread.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      impl_->stop = true;
+    }
+    impl_->cv.notify_all();
+    impl_->thread.join();
+  }
+}
+
+QueuedEvent AuditStore::Impl::Prepare(Event event, bool sync) const {
+  QueuedEvent q;
+  if (event.ts_us == 0) event.ts_us = NowMicros();
+  event.seq = 0;
+  q.ts_us = event.ts_us;
+  q.sync = sync;
+  std::string json;
+  AppendEventJson(event, &json);
+  q.tail = json.substr(kSeqPrefix.size());
+  store::Terms terms;
+  // The terms come from the same JSON that is stored, so Query's checks on decoded events
+  // agree with the index entries byte for byte.
+  if (ExtractTerms(json, &terms).ok()) q.terms = std::move(terms.values);
+  return q;
+}
+
+void AuditStore::Submit(Event event) {
+  Impl& im = *impl_;
+  if (im.read_only) {
+    im.dropped.fetch_add(1);
+    return;
+  }
+  bool sync = im.options.durability == Durability::kSync ||
+              (im.options.durability == Durability::kAuto && NeedsSync(event));
+  QueuedEvent q = im.Prepare(std::move(event), sync);
+  {
+    std::lock_guard<std::mutex> lock(im.mu);
+    if (im.queue.size() >= im.options.queue_capacity) {
+      ++im.lost;
+      im.dropped.fetch_add(1);
+      im.m_dropped->Add();
+      return;
+    }
+    im.queue.push_back(std::move(q));
+    ++im.submitted;
+    im.m_queue_depth->Set(static_cast<int64_t>(im.queue.size()));
+    // Waking the writer per event would cost a futex call per statement; it wakes every
+    // kMaxDelay anyway, and at once for a sync event or a large backlog.
+    if (!sync && im.queue.size() < kWakeThreshold) return;
+    im.wake = true;
+  }
+  im.cv.notify_one();
+}
+
+void AuditStore::SubmitAndWait(Event event, CommitCallback done) {
+  Impl& im = *impl_;
+  if (im.read_only) {
+    done(FailedPrecondition("the audit store is open read-only"), 0);
+    return;
+  }
+  bool sync = im.options.durability == Durability::kSync ||
+              (im.options.durability == Durability::kAuto && NeedsSync(event));
+  QueuedEvent q = im.Prepare(std::move(event), sync);
+  q.done = std::move(done);
+  {
+    std::unique_lock<std::mutex> lock(im.mu);
+    if (im.queue.size() >= im.options.queue_capacity) {
+      lock.unlock();
+      q.done(ResourceExhausted("audit queue full"), 0);
+      return;
+    }
+    im.queue.push_back(std::move(q));
+    ++im.submitted;
+    im.m_queue_depth->Set(static_cast<int64_t>(im.queue.size()));
+    im.wake = true;
+  }
+  im.cv.notify_one();
+}
+
+void AuditStore::Flush() {
+  Impl& im = *impl_;
+  if (im.read_only) return;
+  std::unique_lock<std::mutex> lock(im.mu);
+  uint64_t target = im.submitted;
+  im.flush_requested = true;
+  im.cv.notify_one();
+  im.flushed_cv.wait(lock, [&] { return im.done >= target && im.lost == 0; });
+}
+
+bool AuditStore::WaitForNewer(uint64_t after_seq, std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(impl_->head_mu);
+  return impl_->head_cv.wait_for(lock, timeout,
+                                 [&] { return impl_->head_seq.load() > after_seq; });
+}
+
+StoreStats AuditStore::Stats() const {
+  StoreStats s;
+  s.head_seq = impl_->head_seq.load();
+  s.events_written = impl_->written.load();
+  s.dropped = impl_->dropped.load();
+  s.commit_failures = impl_->commit_failures.load();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  s.queue_depth = impl_->queue.size();
+  return s;
+}
+
+std::string AuditStore::PublicKeyPem() const { return impl_->public_pem; }
+
+void AuditStore::Impl::Run() {
+  SetThreadName("dbw-audit");
+  std::deque<QueuedEvent> batch;
+  while (true) {
+    uint64_t lost_now = 0;
+    bool stopping = false;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, kMaxDelay, [this] { return stop || flush_requested || wake; });
+      flush_requested = false;
+      wake = false;
+      stopping = stop;
+      batch.swap(queue);
+      lost_now = lost;
+      lost = 0;
+      m_queue_depth->Set(0);
+    }
+    size_t taken = batch.size();  // the audit_loss event CommitBatch adds is not a submission
+    if (!batch.empty() || lost_now > 0) CommitBatch(&batch, lost_now);
+    MaybeTimedCheckpoint(stopping);
+    if (std::chrono::steady_clock::now() >= next_retention) {
+      RunRetention();
+      next_retention = std::chrono::steady_clock::now() + options.retention_check_every;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done += taken;
+    }
+    flushed_cv.notify_all();
+    batch.clear();
+    if (stopping) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (queue.empty() && lost == 0) return;
+    }
+  }
+}
+
+Status AuditStore::Impl::AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const Hash& hash) {
+  store::Checkpoint cp;
+  cp.seq = seq;
+  cp.hash = hash;
+  cp.ts_us = NowMicros();
+  cp.public_raw = key->public_raw();
+  DBW_RETURN_IF_ERROR(key->Sign(store::CheckpointMessage(seq, hash), &cp.signature));
+  rocksdb::Status s = wb->Put(checkpoints, store::SeqKey(seq), store::EncodeCheckpoint(cp));
+  if (!s.ok()) return Internal("cannot add checkpoint: " + s.ToString());
+  return Status::Ok();
+}
+
+void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
+  uint64_t head = next_seq - 1;
+  if (head == last_checkpoint_seq) return;
+  if (!force && std::chrono::steady_clock::now() - last_checkpoint_time < options.checkpoint_every)
+    return;
+  rocksdb::WriteBatch wb;
+  Status st = AddCheckpoint(&wb, head, head_hash);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = st.ok() ? db->Write(wo, &wb) : rocksdb::Status::Aborted(st.message());
+  if (!s.ok()) {
+    DBW_LOG(kError) << "audit checkpoint failed: " << s.ToString();
+    return;
+  }
+  last_checkpoint_seq = head;
+  last_checkpoint_time = std::chrono::steady_clock::now();
+}
+
+void AuditStore::Impl::CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost_now) {
+  auto start = std::chrono::steady_clock::now();
+  if (lost_now > 0) {
+    Event loss;
+    loss.kind = EventKind::kAuditLoss;
+    loss.source = "agent";
+    loss.count = lost_now;
+    loss.detail = "audit queue full; events dropped";
+    batch->push_front(Prepare(std::move(loss), false));
+  }
+  rocksdb::WriteBatch wb;
+  uint64_t seq = next_seq;
+  Hash prev = head_hash;
+  bool sync = false;
+  std::string canonical, record;
+  Status st;
+  for (QueuedEvent& q : *batch) {
+    canonical.assign("{\"seq\":");
+    canonical += std::to_string(seq);
+    canonical += q.tail;
+    Hash hash;
+    st = sha.Chain(prev, canonical, &hash);
+    if (!st.ok()) break;
+    record.clear();
+    store::EncodeRecord(q.ts_us, prev, hash, canonical, &record);
+    wb.Put(events, store::SeqKey(seq), record).PermitUncheckedError();
+    wb.Put(index_cf(Index::kTime), store::IndexKey(Index::kTime, {}, q.ts_us, seq), {})
+        .PermitUncheckedError();
+    for (const auto& [index, value] : q.terms)
+      wb.Put(index_cf(index), store::IndexKey(index, value, q.ts_us, seq), {}).PermitUncheckedError();
+    sync |= q.sync;
+    prev = hash;
+    ++seq;
+  }
+  uint64_t head = seq - 1;
+  std::string head_value = store::SeqKey(head);
+  head_value.append(reinterpret_cast<const char*>(prev.data()), prev.size());
+  wb.Put(meta, kMetaHead, head_value).PermitUncheckedError();
+  bool checkpoint = st.ok() && head - last_checkpoint_seq >= options.checkpoint_every_events;
+  if (checkpoint) st = AddCheckpoint(&wb, head, prev);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  rocksdb::Status s = st.ok() ? db->Write(wo, &wb) : rocksdb::Status::Aborted(st.message());
+  m_commit->ObserveMicros(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                    std::chrono::steady_clock::now() - start)
+                                                    .count()));
+  if (!s.ok()) {
+    commit_failures.fetch_add(1);
+    m_failures->Add();
+    DBW_LOG(kError) << "audit commit failed: " << s.ToString();
+    Status err = Unavailable("audit commit failed: " + s.ToString());
+    uint64_t unreported = 0;
+    for (QueuedEvent& q : *batch) {
+      if (q.done) q.done(err, 0);
+      else ++unreported;
+    }
+    // Events nobody waits for are reported as lost by the next batch's audit_loss event.
+    std::lock_guard<std::mutex> lock(mu);
+    lost += unreported;
+    dropped.fetch_add(unreported);
+    m_dropped->Add(unreported);
+    return;
+  }
+  uint64_t first = next_seq;
+  next_seq = seq;
+  head_hash = prev;
+  if (checkpoint) {
+    last_checkpoint_seq = head;
+    last_checkpoint_time = std::chrono::steady_clock::now();
+  }
+  written.fetch_add(batch->size());
+  m_written->Add(batch->size());
+  m_head_seq->Set(static_cast<int64_t>(head));
+  {
+    std::lock_guard<std::mutex> lock(head_mu);
+    head_seq.store(head);
+  }
+  head_cv.notify_all();
+  uint64_t i = first;
+  for (QueuedEvent& q : *batch) {
+    if (q.done) q.done(Status::Ok(), i);
+    ++i;
+  }
+}
+
+Status AuditStore::Impl::ReadRecord(const rocksdb::Snapshot* snapshot, uint64_t seq,
+                                    std::string* raw) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  rocksdb::Status s = db->Get(ro, events, store::SeqKey(seq), raw);
+  if (s.IsNotFound()) return NotFound("no event " + std::to_string(seq));
+  if (!s.ok()) return Unavailable("cannot read event " + std::to_string(seq) + ": " + s.ToString());
+  return Status::Ok();
+}
+
+}  // namespace dbw::audit

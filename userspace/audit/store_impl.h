@@ -1,0 +1,101 @@
+// AuditStore::Impl: the RocksDB handles, the writer thread's state and the producer queue.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "userspace/audit/store.h"
+#include "userspace/audit/store_codec.h"
+#include "userspace/audit/store_signing.h"
+#include "userspace/common/metrics.h"
+
+namespace dbw::audit {
+
+// An event as queued: serialized on the producer (JSON without its seq, index terms), so the
+// writer only splices the seq in, hashes and writes.
+struct QueuedEvent {
+  int64_t ts_us = 0;
+  std::string tail;  // AppendEventJson output after `{"seq":0`
+  std::vector<std::pair<store::Index, std::string>> terms;
+  bool sync = false;
+  EventSink::CommitCallback done;  // may be empty
+};
+
+struct AuditStore::Impl {
+  ~Impl();
+  Status OpenDb(bool read_only);
+  Status LoadHead();
+
+  // Writer thread.
+  void Run();
+  void CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost);
+  Status AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const store::Hash& hash);
+  void MaybeTimedCheckpoint(bool force);
+  void RunRetention();
+  QueuedEvent Prepare(Event event, bool sync) const;
+
+  rocksdb::ColumnFamilyHandle* index_cf(store::Index i) const {
+    return indexes[static_cast<size_t>(i)];
+  }
+  // Reads the record stored at seq under `snapshot`; kNotFound when absent.
+  Status ReadRecord(const rocksdb::Snapshot* snapshot, uint64_t seq, std::string* raw) const;
+
+  StoreOptions options;
+  bool read_only = false;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned; destroyed before db
+  rocksdb::ColumnFamilyHandle* meta = nullptr;
+  rocksdb::ColumnFamilyHandle* events = nullptr;
+  rocksdb::ColumnFamilyHandle* checkpoints = nullptr;
+  std::array<rocksdb::ColumnFamilyHandle*, store::kIndexCount> indexes{};
+  std::unique_ptr<store::SigningKey> key;  // writer only
+  std::string public_pem;
+
+  // Writer thread only (set before it starts).
+  uint64_t next_seq = 1;
+  store::Hash head_hash{};
+  uint64_t last_checkpoint_seq = 0;
+  std::chrono::steady_clock::time_point last_checkpoint_time;
+  std::chrono::steady_clock::time_point next_retention;
+  store::Sha256 sha;
+
+  std::mutex mu;  // guards queue, lost, submitted, done, stop, flush_requested, wake
+  std::condition_variable cv;
+  std::condition_variable flushed_cv;
+  std::deque<QueuedEvent> queue;
+  uint64_t lost = 0;
+  uint64_t submitted = 0;
+  uint64_t done = 0;
+  bool stop = false;
+  bool flush_requested = false;
+  bool wake = false;
+  std::thread thread;
+
+  std::atomic<uint64_t> head_seq{0};
+  std::atomic<uint64_t> written{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> commit_failures{0};
+  mutable std::mutex head_mu;  // pairs with head_cv for WaitForNewer
+  mutable std::condition_variable head_cv;
+
+  Counter* m_written = nullptr;
+  Counter* m_dropped = nullptr;
+  Counter* m_failures = nullptr;
+  Gauge* m_queue_depth = nullptr;
+  Gauge* m_head_seq = nullptr;
+  Histogram* m_commit = nullptr;
+};
+
+// Meta keys (default column family).
+inline constexpr char kMetaHead[] = "head";      // seq(8) | hash(32)
+inline constexpr char kMetaAnchor[] = "anchor";  // a signed checkpoint of the last cut event
+inline constexpr char kMetaPubkey[] = "pubkey";  // raw public key currently signing
+inline constexpr char kMetaKeyPrefix[] = "key/"; // key/<raw public key>: every key ever used
+
+}  // namespace dbw::audit
