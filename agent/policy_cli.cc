@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <utility>  // before Boost.Asio headers (Boost 1.74)
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "policy/policy.h"
+#include "userspace/api/api.h"
 #include "userspace/sql/analyzer.h"
 
 namespace dbw::agent {
@@ -35,104 +37,6 @@ void EvalUsage(std::ostream& err) {
 
 void String(JsonWriter* w, std::string_view s) {
   w->String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-}
-
-void Strings(JsonWriter* w, const char* key, const std::vector<std::string>& values) {
-  w->Key(key);
-  w->StartArray();
-  for (const auto& v : values) String(w, v);
-  w->EndArray();
-}
-
-void Tables(JsonWriter* w, const char* key, const std::vector<sql::TableRef>& tables) {
-  w->Key(key);
-  w->StartArray();
-  for (const auto& t : tables) String(w, t.Qualified());
-  w->EndArray();
-}
-
-void WriteFacts(JsonWriter* w, const sql::StatementFacts& s) {
-  w->StartObject();
-  w->Key("command");
-  String(w, sql::CommandName(s.command));
-  w->Key("object_kind");
-  String(w, s.object_kind);
-  w->Key("risks");
-  w->StartArray();
-  for (std::string_view r : sql::RiskNames(s.risks)) String(w, r);
-  w->EndArray();
-  Tables(w, "tables_read", s.tables_read);
-  Tables(w, "tables_written", s.tables_written);
-  Strings(w, "functions", s.functions);
-  w->Key("normalized");
-  String(w, s.normalized);
-  w->Key("fingerprint");
-  if (!s.fingerprint_hex.empty()) {
-    String(w, s.fingerprint_hex);
-  } else {
-    char hex[17];
-    std::snprintf(hex, sizeof(hex), "%016" PRIx64, s.fingerprint);
-    String(w, hex);
-  }
-  if (s.prepared) {
-    w->Key("prepare_name");
-    String(w, s.prepare_name);
-    w->Key("prepared");
-    WriteFacts(w, *s.prepared);
-  }
-  if (!s.error.empty()) {
-    w->Key("error");
-    String(w, s.error);
-  }
-  w->EndObject();
-}
-
-std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
-                         const sql::QueryFacts& facts, const std::optional<std::string>& id) {
-  rapidjson::StringBuffer buf;
-  JsonWriter w(buf);
-  w.StartObject();
-  if (id) {
-    w.Key("id");
-    String(&w, *id);
-  }
-  w.Key("action");
-  String(&w, policy::ActionName(d.action));
-  Strings(&w, "rules", d.rules);
-  w.Key("reason");
-  String(&w, d.reason);
-  if (!d.sqlstate.empty()) {
-    w.Key("sqlstate");
-    String(&w, d.sqlstate);
-  }
-  if (d.approval) {
-    w.Key("approval");
-    w.StartObject();
-    w.Key("mode");
-    String(&w, d.approval->mode == policy::ApprovalMode::kHold ? "hold" : "ticket");
-    w.Key("timeout_s");
-    w.Int64(d.approval->timeout.count());
-    w.Key("grant_ttl_s");
-    w.Int64(d.approval->grant_ttl.count());
-    w.Key("approvers");
-    w.Int(d.approval->approvers);
-    Strings(&w, "groups", d.approval->approver_groups);
-    w.EndObject();
-  }
-  w.Key("monitor");
-  w.Bool(d.monitor);
-  w.Key("principal_kind");
-  String(&w, kind == policy::PrincipalKind::kAgent ? "agent" : "human");
-  if (facts.unparseable) {
-    w.Key("error");
-    String(&w, facts.error);
-  }
-  w.Key("statements");
-  w.StartArray();
-  for (const auto& s : facts.statements) WriteFacts(&w, s);
-  w.EndArray();
-  w.EndObject();
-  return buf.GetString();
 }
 
 std::string ErrorJson(size_t line, const std::string& message) {
@@ -396,7 +300,7 @@ int PolicyEvalMain(const std::vector<std::string>& args, std::istream& in, std::
     policy::Decision d =
         policy.Evaluate(input.target, input.principal, *facts, std::chrono::system_clock::now());
     // Flushed per line so a caller can feed statements one at a time and read each answer.
-    out << DecisionJson(d, input.principal.kind, *facts, input.id) << std::endl;
+    out << api::DecisionJson(d, input.principal.kind, *facts, input.id) << std::endl;
   }
   return rc;
 }

@@ -72,6 +72,11 @@ class Api {
   Authenticator auth_;
 };
 
+// One decision as `dbwarden policy eval` and POST /v1/policy/evaluate print it: action, rules,
+// reason, approval, monitor, principal_kind and each statement's facts (evaluate.cc).
+std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
+                         const sql::QueryFacts& facts, const std::optional<std::string>& id);
+
 // "POST /v1/policy/evaluate" body → the `dbwarden policy eval` JSON decision (evaluate.cc).
 StatusOr<std::string> EvaluateJson(std::string_view body, const policy::CompiledPolicy& policy);
 

@@ -71,7 +71,8 @@ Status ParsePrincipal(simdjson::dom::element value, EvalInput* in) {
     if (k == "exe") target = &p.exe;
     if (k == "unit") target = &p.unit;
     if (k == "container") target = &p.container;
-    if (target == nullptr) return InvalidArgument("unknown principal key \"" + std::string(k) + "\"");
+    if (target == nullptr)
+      return InvalidArgument("unknown principal key \"" + std::string(k) + "\"");
     DBW_RETURN_IF_ERROR(GetString(field.value, k, target));
   }
   if (p.subject.empty()) p.subject = p.db_user;  // as in the relay and `policy eval`
@@ -156,6 +157,8 @@ void WriteFacts(JsonWriter* w, const sql::StatementFacts& s) {
   w->EndObject();
 }
 
+}  // namespace
+
 std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
                          const sql::QueryFacts& facts, const std::optional<std::string>& id) {
   rapidjson::StringBuffer buf;
@@ -190,8 +193,6 @@ std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
 }
-
-}  // namespace
 
 StatusOr<std::string> EvaluateJson(std::string_view body, const policy::CompiledPolicy& policy) {
   EvalInput in;
