@@ -202,7 +202,10 @@ void AuditStore::Submit(Event event) {
   }
   bool sync = im.options.durability == Durability::kSync ||
               (im.options.durability == Durability::kAuto && NeedsSync(event));
-  QueuedEvent q = im.Prepare(std::move(event), sync);
+  QueuedEvent q;
+  if (event.ts_us == 0) event.ts_us = NowMicros();  // when it happened, not when written
+  q.raw = std::move(event);
+  q.sync = sync;
   {
     std::lock_guard<std::mutex> lock(im.mu);
     if (im.queue.size() >= im.options.queue_capacity) {
@@ -230,7 +233,10 @@ void AuditStore::SubmitAndWait(Event event, CommitCallback done) {
   }
   bool sync = im.options.durability == Durability::kSync ||
               (im.options.durability == Durability::kAuto && NeedsSync(event));
-  QueuedEvent q = im.Prepare(std::move(event), sync);
+  QueuedEvent q;
+  if (event.ts_us == 0) event.ts_us = NowMicros();
+  q.raw = std::move(event);
+  q.sync = sync;
   q.done = std::move(done);
   {
     std::unique_lock<std::mutex> lock(im.mu);
@@ -352,6 +358,14 @@ void AuditStore::Impl::CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost
     loss.count = lost_now;
     loss.detail = "audit queue full; events dropped";
     batch->push_front(Prepare(std::move(loss), false));
+  }
+  for (QueuedEvent& q : *batch) {
+    if (!q.raw) continue;
+    QueuedEvent p = Prepare(std::move(*q.raw), q.sync);
+    q.raw.reset();
+    q.ts_us = p.ts_us;
+    q.tail = std::move(p.tail);
+    q.terms = std::move(p.terms);
   }
   rocksdb::WriteBatch wb;
   uint64_t seq = next_seq;

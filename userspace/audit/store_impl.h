@@ -1,6 +1,8 @@
 // AuditStore::Impl: the RocksDB handles, the writer thread's state and the producer queue.
 #pragma once
 
+#include <optional>
+
 #include <rocksdb/db.h>
 
 #include <array>
@@ -20,6 +22,9 @@ namespace dbw::audit {
 // An event as queued: serialized on the producer (JSON without its seq, index terms), so the
 // writer only splices the seq in, hashes and writes.
 struct QueuedEvent {
+  // Producers queue the event itself; the writer thread renders it (Prepare), so the relay's
+  // workers do not pay for JSON and index terms on the query path.
+  std::optional<Event> raw;
   int64_t ts_us = 0;
   std::string tail;  // AppendEventJson output after `{"seq":0`
   std::vector<std::pair<store::Index, std::string>> terms;
