@@ -44,6 +44,16 @@ bool ParseArgs(const std::vector<std::string>& args, Args* a, bool verify) {
   return !a->state_dir.empty();
 }
 
+std::unique_ptr<audit::AuditStore> OpenStore(const std::string& state_dir) {
+  auto store = audit::AuditStore::OpenReadOnly(state_dir + "/audit");
+  if (!store.ok()) {
+    std::cerr << "cannot open the audit log in " << state_dir
+              << "/audit: " << store.status().message() << "\n";
+    return nullptr;
+  }
+  return std::move(*store);
+}
+
 }  // namespace
 
 int AuditVerifyOfflineMain(const std::vector<std::string>& args) {
@@ -52,13 +62,9 @@ int AuditVerifyOfflineMain(const std::vector<std::string>& args) {
     std::cerr << "usage: dbwarden audit verify --state-dir DIR [--from SEQ] [--to SEQ]\n";
     return 2;
   }
-  auto store = audit::AuditStore::OpenReadOnly(a.state_dir + "/audit");
-  if (!store.ok()) {
-    std::cerr << "cannot open the audit log in " << a.state_dir << "/audit: "
-              << store.status().message() << "\n";
-    return 2;
-  }
-  audit::VerifyReport r = (*store)->Verify(a.from, a.to);
+  auto store = OpenStore(a.state_dir);
+  if (!store) return 2;
+  audit::VerifyReport r = store->Verify(a.from, a.to);
   if (r.ok) {
     std::cout << "audit log verified: seq " << r.first_seq << ".." << r.last_seq << ", "
               << r.checked << " events, " << r.checkpoints_verified << " signed checkpoints\n";
@@ -76,16 +82,12 @@ int AuditExportMain(const std::vector<std::string>& args) {
     std::cerr << "usage: dbwarden audit export --state-dir DIR [--after SEQ] [--limit N]\n";
     return 2;
   }
-  auto store = audit::AuditStore::OpenReadOnly(a.state_dir + "/audit");
-  if (!store.ok()) {
-    std::cerr << "cannot open the audit log in " << a.state_dir << "/audit: "
-              << store.status().message() << "\n";
-    return 2;
-  }
+  auto store = OpenStore(a.state_dir);
+  if (!store) return 2;
   uint64_t after = a.after.value_or(0);
   uint64_t left = a.limit == 0 ? UINT64_MAX : a.limit;
   while (left > 0) {
-    auto batch = (*store)->ReadAfter(after, std::min<uint64_t>(left, 10000));
+    auto batch = store->ReadAfter(after, std::min<uint64_t>(left, 10000));
     if (!batch.ok()) {
       std::cerr << batch.status().message() << "\n";
       return 1;

@@ -63,124 +63,6 @@ bool ParseKind(std::string_view text, policy::PrincipalKind* kind) {
   return false;
 }
 
-struct EvalInput {
-  std::optional<std::string> id;
-  std::string sql;
-  policy::Target target;
-  policy::Principal principal;
-  std::optional<policy::PrincipalKind> kind;  // explicit; otherwise the policy classifies
-};
-
-// Reads a string member into *out; a missing member leaves *out alone.
-bool GetString(simdjson::dom::element value, std::string_view key, std::string* out,
-               std::string* error) {
-  std::string_view s;
-  if (value.get_string().get(s) != simdjson::SUCCESS) {
-    *error = "\"" + std::string(key) + "\" must be a string";
-    return false;
-  }
-  *out = std::string(s);
-  return true;
-}
-
-bool ParsePrincipalJson(simdjson::dom::element value, EvalInput* in, std::string* error) {
-  simdjson::dom::object obj;
-  if (value.get_object().get(obj) != simdjson::SUCCESS) {
-    *error = "\"principal\" must be an object";
-    return false;
-  }
-  policy::Principal& p = in->principal;
-  for (auto field : obj) {
-    std::string_view k = field.key;
-    std::string* target = nullptr;
-    if (k == "kind") {
-      std::string kind;
-      if (!GetString(field.value, k, &kind, error)) return false;
-      policy::PrincipalKind parsed;
-      if (!ParseKind(kind, &parsed)) {
-        *error = "principal.kind must be \"agent\" or \"human\"";
-        return false;
-      }
-      in->kind = parsed;
-      continue;
-    }
-    if (k == "groups") {
-      simdjson::dom::array groups;
-      if (field.value.get_array().get(groups) != simdjson::SUCCESS) {
-        *error = "principal.groups must be a list of strings";
-        return false;
-      }
-      p.groups.clear();
-      for (auto g : groups) {
-        std::string_view s;
-        if (g.get_string().get(s) != simdjson::SUCCESS) {
-          *error = "principal.groups must be a list of strings";
-          return false;
-        }
-        p.groups.emplace_back(s);
-      }
-      continue;
-    }
-    if (k == "subject") target = &p.subject;
-    if (k == "db_user") target = &p.db_user;
-    if (k == "database") target = &p.database;
-    if (k == "application_name") target = &p.application_name;
-    if (k == "client_addr") target = &p.client_addr;
-    if (k == "cert_subject") target = &p.cert_subject;
-    if (k == "exe") target = &p.exe;
-    if (k == "unit") target = &p.unit;
-    if (k == "container") target = &p.container;
-    if (target == nullptr) {
-      *error = "unknown principal key \"" + std::string(k) + "\"";
-      return false;
-    }
-    if (!GetString(field.value, k, target, error)) return false;
-  }
-  // A db_user without a verified subject stands for itself, as in the relay.
-  if (p.subject.empty()) p.subject = p.db_user;
-  return true;
-}
-
-bool ParseJsonLine(simdjson::dom::parser* parser, const std::string& line, EvalInput* in,
-                   std::string* error) {
-  simdjson::dom::element doc;
-  if (auto e = parser->parse(line).get(doc); e != simdjson::SUCCESS) {
-    *error = std::string("invalid JSON: ") + simdjson::error_message(e);
-    return false;
-  }
-  simdjson::dom::object obj;
-  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
-    *error = "a JSON input line must be an object";
-    return false;
-  }
-  bool have_sql = false;
-  for (auto field : obj) {
-    std::string_view k = field.key;
-    if (k == "sql") {
-      if (!GetString(field.value, k, &in->sql, error)) return false;
-      have_sql = true;
-    } else if (k == "env") {
-      if (!GetString(field.value, k, &in->target.env, error)) return false;
-    } else if (k == "target") {
-      if (!GetString(field.value, k, &in->target.name, error)) return false;
-    } else if (k == "id") {
-      std::string id;
-      if (!GetString(field.value, k, &id, error)) return false;
-      in->id = std::move(id);
-    } else if (k == "principal") {
-      if (!ParsePrincipalJson(field.value, in, error)) return false;
-    } else {
-      *error = "unknown key \"" + std::string(k) + "\" (expected sql, env, target, principal, id)";
-      return false;
-    }
-  }
-  if (!have_sql) {
-    *error = "missing \"sql\"";
-    return false;
-  }
-  return true;
-}
-
 bool Blank(const std::string& line) {
   return line.find_first_not_of(" \t\r") == std::string::npos;
 }
@@ -267,7 +149,6 @@ int PolicyEvalMain(const std::vector<std::string>& args, std::istream& in, std::
   }
   const policy::CompiledPolicy& policy = **loaded;
   sql::Analyzer analyzer;
-  simdjson::dom::parser parser;
   int rc = kExitOk;
   std::string line;
   size_t line_no = 0;
@@ -275,15 +156,15 @@ int PolicyEvalMain(const std::vector<std::string>& args, std::istream& in, std::
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (Blank(line)) continue;
-    EvalInput input;
+    api::EvalInput input;
     input.target = target;
     input.principal.db_user = user;
     input.principal.subject = user;
     input.kind = kind;
     if (line[line.find_first_not_of(" \t")] == '{') {
-      std::string error;
-      if (!ParseJsonLine(&parser, line, &input, &error)) {
-        out << ErrorJson(line_no, "line " + std::to_string(line_no) + ": " + error) << std::endl;
+      if (Status st = api::ParseEvalInput(line, &input); !st.ok()) {
+        out << ErrorJson(line_no, "line " + std::to_string(line_no) + ": " + st.message())
+            << std::endl;
         rc = kExitUsage;
         continue;
       }

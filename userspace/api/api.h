@@ -26,7 +26,7 @@ Response JsonError(unsigned status, std::string_view message);
 
 // What the API reads and checks; borrowed, must outlive the server.
 struct ApiDeps {
-  const EventSource* events = nullptr;         // required
+  const EventSource* events = nullptr;          // required
   const policy::PolicyStore* policy = nullptr;  // POST /v1/policy/evaluate answers 503 without it
   // GET /readyz: each returns false (and says why) when not ready; null counts as ready.
   std::function<bool(std::string* why)> store_ready;
@@ -71,6 +71,19 @@ class Api {
   ApiDeps deps_;
   Authenticator auth_;
 };
+
+// One statement to judge, as `dbwarden policy eval` reads it from a JSON line and
+// POST /v1/policy/evaluate from its body.
+struct EvalInput {
+  std::optional<std::string> id;
+  std::string sql;
+  policy::Target target;
+  policy::Principal principal;
+  std::optional<policy::PrincipalKind> kind;  // explicit; otherwise the policy classifies
+};
+// Parses {"sql":..., "env":..., "target":..., "principal":{...}, "id":...}; keys present override
+// what *in already holds (the CLI pre-fills them from its flags).
+Status ParseEvalInput(std::string_view json, EvalInput* in);
 
 // One decision as `dbwarden policy eval` and POST /v1/policy/evaluate print it: action, rules,
 // reason, approval, monitor, principal_kind and each statement's facts (evaluate.cc).

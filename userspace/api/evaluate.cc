@@ -12,14 +12,6 @@
 namespace dbw::api {
 namespace {
 
-struct EvalInput {
-  std::optional<std::string> id;
-  std::string sql;
-  policy::Target target{"default", "prod"};
-  policy::Principal principal;
-  std::optional<policy::PrincipalKind> kind;
-};
-
 Status GetString(simdjson::dom::element v, std::string_view key, std::string* out) {
   std::string_view s;
   if (v.get_string().get(s) != simdjson::SUCCESS) {
@@ -79,7 +71,9 @@ Status ParsePrincipal(simdjson::dom::element value, EvalInput* in) {
   return Status::Ok();
 }
 
-Status ParseBody(std::string_view body, EvalInput* in) {
+}  // namespace
+
+Status ParseEvalInput(std::string_view body, EvalInput* in) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   simdjson::padded_string padded(body);
@@ -88,7 +82,7 @@ Status ParseBody(std::string_view body, EvalInput* in) {
   }
   simdjson::dom::object obj;
   if (doc.get_object().get(obj) != simdjson::SUCCESS) {
-    return InvalidArgument("the body must be a JSON object");
+    return InvalidArgument("the input must be a JSON object");
   }
   bool have_sql = false;
   for (auto field : obj) {
@@ -114,6 +108,8 @@ Status ParseBody(std::string_view body, EvalInput* in) {
   if (!have_sql) return InvalidArgument("missing \"sql\"");
   return Status::Ok();
 }
+
+namespace {
 
 void Strings(JsonWriter* w, const char* key, const std::vector<std::string>& values) {
   w->Key(key);
@@ -196,7 +192,8 @@ std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
 
 StatusOr<std::string> EvaluateJson(std::string_view body, const policy::CompiledPolicy& policy) {
   EvalInput in;
-  DBW_RETURN_IF_ERROR(ParseBody(body, &in));
+  in.target = {"default", "prod"};
+  DBW_RETURN_IF_ERROR(ParseEvalInput(body, &in));
   if (in.kind) {
     in.principal.kind = *in.kind;
   } else {
