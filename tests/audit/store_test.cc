@@ -1,7 +1,7 @@
 // AuditStore: round trip of every event kind, every index against a brute-force scan,
 // pagination, chain verification against tampering, restart, retention, read-only open.
-#include <gtest/gtest.h>
-#include <rocksdb/db.h>
+#include "userspace/audit/store.h"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -9,8 +9,10 @@
 #include <random>
 #include <set>
 
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
 #include "userspace/audit/event_json.h"
-#include "userspace/audit/store.h"
 #include "userspace/audit/store_codec.h"
 #include "userspace/audit/store_signing.h"
 #include "userspace/identity/process_info.h"
@@ -48,15 +50,19 @@ const std::vector<std::string> kUsers = {"alice", "bob", "carol", "dave", "erin"
 const std::vector<std::string> kDbs = {"orders", "billing", "hr"};
 const std::vector<std::string> kTables = {"public.t1", "public.t2", "s.t3", "t4", "public.t5"};
 const std::vector<std::string> kExes = {"/usr/bin/psql", "/usr/bin/python3", "/opt/app/bin/app"};
-const std::vector<std::string> kUnits = {"/system.slice/cron.service", "/user.slice/session-1.scope", ""};
+const std::vector<std::string> kUnits = {"/system.slice/cron.service",
+                                         "/user.slice/session-1.scope", ""};
 
 Event MakeEvent(std::mt19937_64& rng, int64_t base_ts, Truth* t) {
   Event e;
   auto pick = [&rng](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
   e.ts_us = base_ts + static_cast<int64_t>(rng() % 3600'000'000ull);  // not monotonic in seq
   int k = static_cast<int>(rng() % 10);
-  e.kind = k < 6 ? EventKind::kStatement : k < 7 ? EventKind::kSessionStart
-          : k < 8 ? EventKind::kSessionEnd : k < 9 ? EventKind::kDecision : EventKind::kAgentStart;
+  e.kind = k < 6   ? EventKind::kStatement
+           : k < 7 ? EventKind::kSessionStart
+           : k < 8 ? EventKind::kSessionEnd
+           : k < 9 ? EventKind::kDecision
+                   : EventKind::kAgentStart;
   t->ts_us = e.ts_us;
   t->kind = EventKindName(e.kind);
   if (e.kind == EventKind::kAgentStart) {
@@ -244,7 +250,8 @@ std::vector<Event> EveryKind() {
   info->target = "pg";
   info->env = "prod";
   info->principal = Principal{"human", "alice", "orders", "psql", "127.0.0.1:5555", "CN=alice"};
-  info->process = identity::ProcessInfo{7, 1000, "psql", "/usr/bin/psql", "/system.slice/x.service"};
+  info->process =
+      identity::ProcessInfo{7, 1000, "psql", "/usr/bin/psql", "/system.slice/x.service"};
   auto facts = std::make_shared<sql::QueryFacts>();
   sql::StatementFacts st;
   st.command = sql::Command::kDelete;
@@ -309,7 +316,8 @@ TEST(AuditStoreTest, RoundTripsEveryKindAndContinuesAfterRestart) {
     const std::string& served = (*events)[i].json;
     EXPECT_EQ((*events)[i].seq, i + 1);
     // The served object is the canonical one plus the two hashes.
-    EXPECT_EQ(served.substr(0, expected[i].size() - 1), expected[i].substr(0, expected[i].size() - 1));
+    EXPECT_EQ(served.substr(0, expected[i].size() - 1),
+              expected[i].substr(0, expected[i].size() - 1));
     simdjson::dom::element doc;
     ASSERT_EQ(parser.parse(served).get(doc), simdjson::SUCCESS) << served;
     EXPECT_EQ(std::string(doc["prev_hash"].get_string().value()), prev_hash);
@@ -482,8 +490,16 @@ TEST(AuditStoreTest, RetentionKeepsTheChainVerifiable) {
       Event e;
       e.kind = EventKind::kAgentStart;
       e.source = "agent";
-      // 200 events 10 days old, then 100 from now.
+      // 200 events 10 days old, then 100 from now; the old and the new share index values
+      // (and commit batches), so their posting blocks must be split by the cut.
       e.ts_us = NowMicros() - (i < 200 ? 10LL * 86400 * 1000000 : 0);
+      if (i % 2 == 0) {
+        auto info = std::make_shared<SessionInfo>();
+        info->session_id = "s" + std::to_string(i % 6);
+        info->principal.db_user = "alice";
+        info->principal.client_addr = "127.0.0.1:1";
+        e.session = info;
+      }
       (*store)->Submit(std::move(e));
     }
     (*store)->Flush();
@@ -514,6 +530,34 @@ TEST(AuditStoreTest, RetentionKeepsTheChainVerifiable) {
     EXPECT_TRUE(r.ok) << r.problem;
     EXPECT_EQ(r.first_seq, 201u);
     EXPECT_EQ(r.checked, 101u);
+    EventFilter alice;
+    alice.db_user = "alice";
+    q = (*store)->Query(alice, 1000, "");
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->events.size(), 50u);
+  }
+  {
+    // The index holds no posting of a cut event, and every retained event once in idx_time.
+    RawDb raw(dir);
+    std::multiset<uint64_t> time_seqs;
+    for (const auto& [name, cf] : raw.by_name) {
+      if (name.rfind("idx_", 0) != 0) continue;
+      std::unique_ptr<rocksdb::Iterator> it(raw.db->NewIterator({}, cf));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        std::vector<store::Posting> block;
+        ASSERT_TRUE(store::DecodeBlock(it->value().ToStringView(), &block).ok()) << name;
+        int64_t key_ts = 0;
+        uint64_t key_seq = 0;
+        ASSERT_TRUE(store::ParseIndexKeyTail(it->key().ToStringView(), &key_ts, &key_seq));
+        EXPECT_EQ(block.back(), (store::Posting{key_ts, key_seq})) << name;  // key = newest
+        for (const auto& p : block) {
+          EXPECT_GT(p.seq, 200u) << name;
+          if (name == "idx_time") time_seqs.insert(p.seq);
+        }
+      }
+    }
+    EXPECT_EQ(time_seqs.size(), 101u);
+    EXPECT_EQ(std::set<uint64_t>(time_seqs.begin(), time_seqs.end()).size(), 101u);
   }
   {
     // Cutting one more retained event by hand (without a new anchor) is caught.
@@ -524,6 +568,61 @@ TEST(AuditStoreTest, RetentionKeepsTheChainVerifiable) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.first_bad_seq.value_or(0), 201u);
   fs::remove_all(dir);
+}
+
+// The writer indexes terms computed from the event; queries check terms parsed back from the
+// stored JSON. They must agree byte for byte, also for text that JSON had to sanitize.
+TEST(AuditStoreTest, EventTermsEqualTermsOfTheStoredJson) {
+  std::mt19937_64 rng(99);
+  std::vector<Event> events = EveryKind();
+  for (int i = 0; i < 2000; ++i) {
+    Truth t;
+    events.push_back(MakeEvent(rng, 1'700'000'000'000'000, &t));
+  }
+  const std::vector<std::string> odd = {
+      "",         std::string("a\0b", 3), "caf\xc3\xa9",   "bad\xff\xfe",
+      "\xe2\x82", "CN=x,O=\xc0\x80",      "s\x01\x1f\"q\\"};
+  auto pick = [&](size_t i) { return odd[i % odd.size()]; };
+  for (size_t i = 0; i < 300; ++i) {
+    auto info = std::make_shared<SessionInfo>();
+    info->session_id = pick(i);
+    info->principal.db_user = pick(i + 1);
+    info->principal.database = pick(i + 2);
+    info->principal.client_addr = i % 3 == 0 ? "" : "127.0.0.1:1";
+    info->principal.tls_subject = pick(i + 3);
+    if (i % 4 != 0)
+      info->process = identity::ProcessInfo{1, 0, "c", pick(i + 4),
+                                            "/system.slice/" + pick(i + 5) + ".service"};
+    Event e;
+    e.session = info;
+    if (i % 5 != 0) {
+      auto facts = std::make_shared<sql::QueryFacts>();
+      for (size_t k = 0; k < i % 3; ++k) {
+        sql::StatementFacts st;
+        st.fingerprint_hex = k == 0 ? pick(i + 6) : "ff";
+        st.tables_read.push_back({pick(i + k), pick(i + k + 1)});
+        st.tables_written.push_back({"", pick(i + k + 2)});
+        st.tables_written.push_back({pick(i + k), pick(i + k + 1)});  // also read: one term
+        facts->statements.push_back(st);
+      }
+      e.statement = StatementInfo{i % 7 == 0 ? nullptr : facts, "simple", ""};
+    }
+    if (i % 2) {
+      auto d = std::make_shared<policy::Decision>();
+      d->action = policy::Action::kApprove;
+      e.decision = DecisionInfo{i % 6 == 1 ? nullptr : d, true};
+    }
+    events.push_back(std::move(e));
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    std::string json;
+    AppendEventJson(events[i], &json);
+    store::Terms parsed;
+    ASSERT_TRUE(store::ExtractTerms(json, &parsed).ok()) << json;
+    std::vector<std::pair<store::Index, std::string>> direct;
+    store::EventTerms(events[i], &direct);
+    ASSERT_EQ(direct, parsed.values) << "event " << i << ": " << json;
+  }
 }
 
 TEST(AuditStoreTest, ReadOnlyWhileOpenForWriting) {

@@ -1,7 +1,9 @@
-// libFuzzer target: arbitrary bytes as a stored audit record (and as a checkpoint and a query
-// cursor). Decoding must never crash; a record that decodes must yield terms and served JSON.
+// libFuzzer target: arbitrary bytes as a stored audit record (and as a checkpoint, a posting
+// block and a query cursor). Decoding must never crash; a record that decodes must yield terms
+// and served JSON; a block that decodes must re-encode to the same bytes.
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "userspace/audit/store_codec.h"
 #include "userspace/audit/store_signing.h"
@@ -17,11 +19,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::string key = IndexKey(index, value, rec.ts_us, rec.seq);
         int64_t ts = 0;
         uint64_t seq = 0;
-        if (!ParseIndexKeyTail(key, &ts, &seq) || ts != rec.ts_us || seq != rec.seq) __builtin_trap();
+        if (!ParseIndexKeyTail(key, &ts, &seq) || ts != rec.ts_us || seq != rec.seq)
+          __builtin_trap();
       }
     }
     std::string served = ServedJson(rec);
     if (served.size() < rec.canonical.size()) __builtin_trap();
+  }
+  std::vector<Posting> postings;
+  if (DecodeBlock(bytes, &postings).ok()) {
+    std::string again;
+    EncodeBlock(postings, &again);
+    if (again != bytes) __builtin_trap();
   }
   Checkpoint cp;
   DecodeCheckpoint(bytes, &cp).IgnoreError();

@@ -102,9 +102,13 @@ std::string SanitizeUtf8(const std::string& s) {
   return out;
 }
 
+bool NeedsSanitizing(const std::string& value) {
+  return !ValidUtf8(value) || value.find('\0') != std::string::npos;
+}
+
 void Str(Writer& w, const char* key, const std::string& value) {
   if (key != nullptr) w.Key(key);
-  if (ValidUtf8(value) && value.find('\0') == std::string::npos) {
+  if (!NeedsSanitizing(value)) {
     w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
     return;
   }
@@ -157,6 +161,10 @@ void WriteStatement(Writer& w, const StatementInfo& st) {
 }
 
 }  // namespace
+
+std::string JsonText(const std::string& value) {
+  return NeedsSanitizing(value) ? SanitizeUtf8(value) : value;
+}
 
 void AppendEventJson(const Event& e, std::string* out) {
   thread_local rapidjson::StringBuffer buf;  // reused: one per writer thread

@@ -27,11 +27,11 @@ enum class Durability : uint8_t {
 };
 
 struct StoreOptions {
-  std::string dir;                       // <state_dir>/audit
+  std::string dir;  // <state_dir>/audit
   Durability durability = Durability::kAuto;
   std::chrono::seconds retention{90 * 24 * 3600};  // 0 = keep forever
-  std::string signing_key_path;          // Ed25519 PEM private key; generated if absent
-  size_t queue_capacity = 1 << 16;       // events waiting for the writer
+  std::string signing_key_path;                    // Ed25519 PEM private key; generated if absent
+  size_t queue_capacity = 1 << 16;                 // events waiting for the writer
   uint64_t checkpoint_every_events = 10000;
   std::chrono::seconds checkpoint_every{60};
   // How often the writer runs the retention pass (also once at Open). Added by the store.
@@ -45,13 +45,13 @@ struct EventFilter {
   std::string principal;            // principal subject (tls_subject, else db_user)
   std::string db_user;
   std::string database;
-  std::string table;                // schema-qualified as audited ("public.t" or "t")
-  std::string action;               // decision action: allow | log | approve | deny
-  std::string kind;                 // event kind name
-  std::string session;              // session_id
-  std::string exe;                  // process exe or systemd unit
-  std::string fingerprint;          // statement fingerprint (hex)
-  std::string source;               // relay | tap | agent
+  std::string table;        // schema-qualified as audited ("public.t" or "t")
+  std::string action;       // decision action: allow | log | approve | deny
+  std::string kind;         // event kind name
+  std::string session;      // session_id
+  std::string exe;          // process exe or systemd unit
+  std::string fingerprint;  // statement fingerprint (hex)
+  std::string source;       // relay | tap | agent
 };
 
 struct StoredEvent {
@@ -79,7 +79,7 @@ struct StoreStats {
   uint64_t head_seq = 0;
   uint64_t events_written = 0;
   uint64_t queue_depth = 0;
-  uint64_t dropped = 0;       // must stay 0
+  uint64_t dropped = 0;  // must stay 0
   uint64_t commit_failures = 0;
 };
 
@@ -102,7 +102,8 @@ class AuditStore : public EventSink {
   // Blocks until everything submitted before the call is committed.
   void Flush();
 
-  StatusOr<QueryResult> Query(const EventFilter& filter, size_t limit, const std::string& cursor) const;
+  StatusOr<QueryResult> Query(const EventFilter& filter, size_t limit,
+                              const std::string& cursor) const;
   // Events with seq > after_seq in sequence order (for the SIEM stream); at most `limit`.
   StatusOr<std::vector<StoredEvent>> ReadAfter(uint64_t after_seq, size_t limit) const;
   // Waits up to `timeout` for the head to pass `after_seq`; true when it did.

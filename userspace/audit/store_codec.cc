@@ -6,23 +6,35 @@
 #include <algorithm>
 #include <cstring>
 
+#include "userspace/audit/event_json.h"
 #include "userspace/identity/process_info.h"
 
 namespace dbw::audit::store {
 
 const char* IndexCfName(Index index) {
   switch (index) {
-    case Index::kTime: return "idx_time";
-    case Index::kPrincipal: return "idx_principal";
-    case Index::kDbUser: return "idx_db_user";
-    case Index::kDatabase: return "idx_database";
-    case Index::kTable: return "idx_table";
-    case Index::kAction: return "idx_action";
-    case Index::kKind: return "idx_kind";
-    case Index::kSession: return "idx_session";
-    case Index::kExe: return "idx_exe";
-    case Index::kFingerprint: return "idx_fingerprint";
-    case Index::kSource: return "idx_source";
+    case Index::kTime:
+      return "idx_time";
+    case Index::kPrincipal:
+      return "idx_principal";
+    case Index::kDbUser:
+      return "idx_db_user";
+    case Index::kDatabase:
+      return "idx_database";
+    case Index::kTable:
+      return "idx_table";
+    case Index::kAction:
+      return "idx_action";
+    case Index::kKind:
+      return "idx_kind";
+    case Index::kSession:
+      return "idx_session";
+    case Index::kExe:
+      return "idx_exe";
+    case Index::kFingerprint:
+      return "idx_fingerprint";
+    case Index::kSource:
+      return "idx_source";
   }
   return "idx_unknown";
 }
@@ -150,6 +162,65 @@ Status ExtractTerms(std::string_view canonical, Terms* out) {
   return Status::Ok();
 }
 
+void EventTerms(const Event& e, std::vector<std::pair<Index, std::string>>* out) {
+  // Mirrors AppendEventJson's choices (which fields are written, how text is sanitized) and
+  // ExtractTerms' order and de-duplication; store_test checks the two agree.
+  out->clear();
+  auto add = [out](Index index, std::string value) {
+    if (value.empty()) return;
+    for (const auto& [i, v] : *out)
+      if (i == index && v == value) return;
+    out->emplace_back(index, std::move(value));
+  };
+  add(Index::kKind, EventKindName(e.kind));
+  add(Index::kSource, e.source);
+  if (e.session) {
+    const SessionInfo& si = *e.session;
+    add(Index::kSession, JsonText(si.session_id));
+    const Principal& p = si.principal;
+    if (!p.db_user.empty() || !p.client_addr.empty()) {
+      std::string user = JsonText(p.db_user);
+      add(Index::kPrincipal, p.tls_subject.empty() ? user : JsonText(p.tls_subject));
+      add(Index::kDbUser, std::move(user));
+      add(Index::kDatabase, JsonText(p.database));
+    }
+    if (si.process) {
+      add(Index::kExe, JsonText(si.process->exe));
+      add(Index::kExe, identity::UnitFromCgroup(JsonText(si.process->cgroup)));
+    }
+  }
+  if (e.statement && e.statement->facts) {
+    const sql::QueryFacts& f = *e.statement->facts;
+    if (!f.statements.empty())
+      add(Index::kFingerprint, JsonText(f.statements.front().fingerprint_hex));
+    for (const auto& s : f.statements)
+      for (const auto& t : s.tables_read) add(Index::kTable, JsonText(t.Qualified()));
+    for (const auto& s : f.statements)
+      for (const auto& t : s.tables_written) add(Index::kTable, JsonText(t.Qualified()));
+  }
+  if (e.decision && e.decision->decision)
+    add(Index::kAction, std::string(policy::ActionName(e.decision->decision->action)));
+}
+
+void EncodeBlock(const std::vector<Posting>& postings, std::string* out) {
+  out->reserve(out->size() + postings.size() * kPostingSize);
+  for (const Posting& p : postings) {
+    PutTimestamp(p.ts_us, out);
+    PutBigEndian64(p.seq, out);
+  }
+}
+
+Status DecodeBlock(std::string_view bytes, std::vector<Posting>* out) {
+  if (bytes.empty() || bytes.size() % kPostingSize != 0) return DataLoss("malformed posting block");
+  size_t first = out->size();
+  for (size_t off = 0; off < bytes.size(); off += kPostingSize) {
+    Posting p{GetTimestamp(bytes.data() + off), GetBigEndian64(bytes.data() + off + 8)};
+    if (out->size() > first && !(out->back() < p)) return DataLoss("posting block out of order");
+    out->push_back(p);
+  }
+  return Status::Ok();
+}
+
 std::string IndexKey(Index index, std::string_view value, int64_t ts_us, uint64_t seq) {
   std::string k;
   k.reserve(value.size() + 17);
@@ -232,8 +303,7 @@ std::string EncodeCursor(uint64_t filter_hash, int64_t ts_us, uint64_t seq) {
 
 Status DecodeCursor(std::string_view cursor, uint64_t filter_hash, int64_t* ts_us, uint64_t* seq) {
   std::string raw;
-  if (!ParseHex(cursor, &raw) || raw.size() != 25 ||
-      static_cast<uint8_t>(raw[0]) != kCursorVersion)
+  if (!ParseHex(cursor, &raw) || raw.size() != 25 || static_cast<uint8_t>(raw[0]) != kCursorVersion)
     return InvalidArgument("malformed cursor");
   if (GetBigEndian64(raw.data() + 1) != filter_hash)
     return InvalidArgument("cursor belongs to a different filter");

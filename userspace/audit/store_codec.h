@@ -1,5 +1,5 @@
-// The audit store's on-disk formats: record encoding (version 1), index keys, the index terms
-// of an event (read back from its canonical JSON), served JSON and query cursors.
+// The audit store's on-disk formats: record encoding (version 1), index keys and posting
+// blocks, the index terms of an event, served JSON and query cursors.
 #pragma once
 
 #include <array>
@@ -67,11 +67,49 @@ struct Terms {
   bool Has(Index index, std::string_view value) const;
 };
 Status ExtractTerms(std::string_view canonical, Terms* out);
+// The same terms computed from the event itself, without rendering and re-parsing its JSON
+// (the writer's path). Equal to ExtractTerms(AppendEventJson(event)).values, in the same order.
+void EventTerms(const Event& event, std::vector<std::pair<Index, std::string>>* out);
 
-// Index key: value | 0x00 | ts | seq (kTime: ts | seq). Newest first = reverse key order.
+// Index entries are posting blocks: all events of one commit batch that share an index value
+// form one key, value | 0x00 | ts | seq of the block's newest posting (kTime: ts | seq), whose
+// value is the block's postings, oldest first. A block spans at most kBlockSpanUs of ts, so a
+// block holding a posting at ts t has a key at most t + kBlockSpanUs: queries bound their scans
+// with that. Newest first = reverse key order plus a merge of overlapping blocks.
+struct Posting {
+  int64_t ts_us = 0;
+  uint64_t seq = 0;
+  friend bool operator<(const Posting& a, const Posting& b) {
+    return a.ts_us != b.ts_us ? a.ts_us < b.ts_us : a.seq < b.seq;
+  }
+  friend bool operator==(const Posting& a, const Posting& b) {
+    return a.ts_us == b.ts_us && a.seq == b.seq;
+  }
+};
+constexpr int64_t kBlockSpanUs = 1'000'000;
+constexpr size_t kPostingSize = 16;  // ts (8, sign-flipped BE) | seq (8, BE)
+
+// Block key: value | 0x00 | ts | seq (kTime: ts | seq).
 std::string IndexKey(Index index, std::string_view value, int64_t ts_us, uint64_t seq);
 // The (ts, seq) at the end of an index key; false when the key is too short.
 bool ParseIndexKeyTail(std::string_view key, int64_t* ts_us, uint64_t* seq);
+// `postings` sorted ascending, non-empty.
+void EncodeBlock(const std::vector<Posting>& postings, std::string* out);
+// Appends the block's postings to `out`. Never trusts `bytes`: a block that is empty, not a
+// whole number of postings, or not strictly ascending is kDataLoss.
+Status DecodeBlock(std::string_view bytes, std::vector<Posting>* out);
+// Splits postings (sorted ascending) into blocks of at most kBlockSpanUs each and calls
+// emit(begin, end) per block.
+template <typename Emit>
+void ForEachBlock(const std::vector<Posting>& sorted, Emit emit) {
+  size_t begin = 0;
+  for (size_t i = 1; i <= sorted.size(); ++i) {
+    if (i == sorted.size() || sorted[i].ts_us - sorted[begin].ts_us > kBlockSpanUs) {
+      emit(begin, i);
+      begin = i;
+    }
+  }
+}
 
 // The served JSON: the canonical object with "prev_hash" and "hash" (hex) appended.
 std::string ServedJson(const Record& record);

@@ -1,16 +1,18 @@
 // AuditStore::Impl: the RocksDB handles, the writer thread's state and the producer queue.
 #pragma once
 
-#include <optional>
-
-#include <rocksdb/db.h>
-
 #include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
+#include <unordered_map>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include "userspace/audit/store.h"
 #include "userspace/audit/store_codec.h"
@@ -19,15 +21,10 @@
 
 namespace dbw::audit {
 
-// An event as queued: serialized on the producer (JSON without its seq, index terms), so the
-// writer only splices the seq in, hashes and writes.
+// An event as queued: the writer renders it (JSON with its seq, index terms), hashes and writes
+// it, so producers (the relay's workers) only pay for the queue.
 struct QueuedEvent {
-  // Producers queue the event itself; the writer thread renders it (Prepare), so the relay's
-  // workers do not pay for JSON and index terms on the query path.
-  std::optional<Event> raw;
-  int64_t ts_us = 0;
-  std::string tail;  // AppendEventJson output after `{"seq":0`
-  std::vector<std::pair<store::Index, std::string>> terms;
+  Event event;  // ts_us already stamped
   bool sync = false;
   EventSink::CommitCallback done;  // may be empty
 };
@@ -43,7 +40,13 @@ struct AuditStore::Impl {
   Status AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const store::Hash& hash);
   void MaybeTimedCheckpoint(bool force);
   void RunRetention();
-  QueuedEvent Prepare(Event event, bool sync) const;
+  // Removes the postings with seq <= last_seq from the blocks of `values` (retention).
+  Status PruneBlocks(rocksdb::WriteBatch* wb,
+                     const std::set<std::pair<store::Index, std::string>>& values,
+                     int64_t newest_cut_ts, uint64_t last_seq);
+  // Writes `postings` (one index value's postings of a batch) as posting blocks.
+  void PutBlocks(rocksdb::WriteBatch* wb, store::Index index, std::string_view value,
+                 std::vector<store::Posting>* postings);
 
   rocksdb::ColumnFamilyHandle* index_cf(store::Index i) const {
     return indexes[static_cast<size_t>(i)];
@@ -69,6 +72,10 @@ struct AuditStore::Impl {
   std::chrono::steady_clock::time_point last_checkpoint_time;
   std::chrono::steady_clock::time_point next_retention;
   store::Sha256 sha;
+  // One batch's postings: of every event (kTime), and of each index value.
+  std::vector<store::Posting> time_postings;
+  std::array<std::unordered_map<std::string, std::vector<store::Posting>>, store::kIndexCount>
+      term_postings;
 
   std::mutex mu;  // guards queue, lost, submitted, done, stop, flush_requested, wake
   std::condition_variable cv;
@@ -98,9 +105,9 @@ struct AuditStore::Impl {
 };
 
 // Meta keys (default column family).
-inline constexpr char kMetaHead[] = "head";      // seq(8) | hash(32)
-inline constexpr char kMetaAnchor[] = "anchor";  // a signed checkpoint of the last cut event
-inline constexpr char kMetaPubkey[] = "pubkey";  // raw public key currently signing
-inline constexpr char kMetaKeyPrefix[] = "key/"; // key/<raw public key>: every key ever used
+inline constexpr char kMetaHead[] = "head";       // seq(8) | hash(32)
+inline constexpr char kMetaAnchor[] = "anchor";   // a signed checkpoint of the last cut event
+inline constexpr char kMetaPubkey[] = "pubkey";   // raw public key currently signing
+inline constexpr char kMetaKeyPrefix[] = "key/";  // key/<raw public key>: every key ever used
 
 }  // namespace dbw::audit

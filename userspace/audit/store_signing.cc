@@ -2,14 +2,15 @@
 #include "userspace/audit/store_signing.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 namespace dbw::audit::store {
 namespace {
@@ -70,8 +71,9 @@ struct SigningKey::Pkey {
 SigningKey::SigningKey(std::unique_ptr<Pkey> key) : key_(std::move(key)) {
   size_t len = 32;
   public_raw_.assign(32, '\0');
-  if (EVP_PKEY_get_raw_public_key(key_->key.get(), reinterpret_cast<unsigned char*>(public_raw_.data()),
-                                  &len) != 1 || len != 32)
+  if (EVP_PKEY_get_raw_public_key(
+          key_->key.get(), reinterpret_cast<unsigned char*>(public_raw_.data()), &len) != 1 ||
+      len != 32)
     public_raw_.clear();
   public_pem_ = PemOfPublic(key_->key.get());
 }
@@ -100,7 +102,8 @@ StatusOr<std::unique_ptr<SigningKey>> SigningKey::LoadOrCreate(const std::string
       ::close(fd);
       return Unavailable("cannot open signing key " + path);
     }
-    if (PEM_write_PrivateKey(out.get(), pkey->key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
+    if (PEM_write_PrivateKey(out.get(), pkey->key.get(), nullptr, nullptr, 0, nullptr, nullptr) !=
+            1 ||
         std::fflush(out.get()) != 0 || ::fsync(::fileno(out.get())) != 0)
       return Unavailable("cannot write signing key " + path);
   }
@@ -128,8 +131,7 @@ bool VerifySignature(std::string_view public_raw, std::string_view message,
   PkeyPtr key(EVP_PKEY_new_raw_public_key(
       EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(public_raw.data()), 32));
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  return key && ctx &&
-         EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
+  return key && ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) == 1 &&
          EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                           signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
                           message.size()) == 1;

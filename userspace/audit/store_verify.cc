@@ -1,9 +1,11 @@
 // Chain verification (hashes, seq continuity, signed checkpoints, the retention anchor) and the
 // retention pass that cuts old events behind a signed anchor.
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
-
-#include <map>
 
 #include "userspace/audit/event_json.h"
 #include "userspace/audit/store.h"
@@ -40,7 +42,8 @@ bool KnownKey(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta, const std::str
 std::string CheckSignature(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
                            const store::Checkpoint& cp) {
   if (!KnownKey(db, meta, cp.public_raw)) return "signed by a key this store never used";
-  if (!store::VerifySignature(cp.public_raw, store::CheckpointMessage(cp.seq, cp.hash), cp.signature))
+  if (!store::VerifySignature(cp.public_raw, store::CheckpointMessage(cp.seq, cp.hash),
+                              cp.signature))
     return "signature does not verify";
   return {};
 }
@@ -130,8 +133,9 @@ VerifyReport AuditStore::Verify(std::optional<uint64_t> from, std::optional<uint
       break;
     }
     if (terms.seq != seq) {
-      Fail(&r, seq, "event stored under the wrong sequence number (it says " +
-                        std::to_string(terms.seq) + ")");
+      Fail(&r, seq,
+           "event stored under the wrong sequence number (it says " + std::to_string(terms.seq) +
+               ")");
       break;
     }
     if (terms.ts != FormatTimestamp(rec.ts_us)) {
@@ -166,11 +170,49 @@ VerifyReport AuditStore::Verify(std::optional<uint64_t> from, std::optional<uint
   }
   if (r.ok && !it->status().ok()) Fail(&r, expected, "read failed: " + it->status().ToString());
   if (r.ok && expected <= last)
-    Fail(&r, expected, "event missing: the chain ends at " + std::to_string(expected - 1) +
-                           " but the head or a checkpoint says " + std::to_string(last) + " exists");
+    Fail(&r, expected,
+         "event missing: the chain ends at " + std::to_string(expected - 1) +
+             " but the head or a checkpoint says " + std::to_string(last) + " exists");
   it.reset();
   im.db->ReleaseSnapshot(snap);
   return r;
+}
+
+Status AuditStore::Impl::PruneBlocks(rocksdb::WriteBatch* wb,
+                                     const std::set<std::pair<Index, std::string>>& values,
+                                     int64_t newest_cut_ts, uint64_t last_seq) {
+  // A block holding a cut posting (ts <= newest_cut_ts) has its key below
+  // newest_cut_ts + kBlockSpanUs. Cut postings are exactly those with seq <= last_seq (the cut
+  // is a prefix of the sequence); a block keeps its other postings under its new newest one.
+  std::vector<store::Posting> block, kept;
+  std::string bytes;
+  for (const auto& [index, value] : values) {
+    std::string lower = index == Index::kTime ? std::string() : value + '\0';  // this value's keys
+    std::string upper = lower;
+    store::PutTimestamp(newest_cut_ts + store::kBlockSpanUs + 1, &upper);
+    rocksdb::Slice lower_slice(lower), upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lower_slice;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, index_cf(index)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      block.clear();
+      if (!store::DecodeBlock(it->value().ToStringView(), &block).ok()) continue;
+      kept.clear();
+      for (const store::Posting& p : block)
+        if (p.seq > last_seq) kept.push_back(p);
+      if (kept.size() == block.size()) continue;
+      wb->Delete(index_cf(index), it->key()).PermitUncheckedError();
+      if (kept.empty()) continue;
+      bytes.clear();
+      store::EncodeBlock(kept, &bytes);
+      wb->Put(index_cf(index), store::IndexKey(index, value, kept.back().ts_us, kept.back().seq),
+              bytes)
+          .PermitUncheckedError();
+    }
+    if (!it->status().ok()) return Unavailable("index scan failed: " + it->status().ToString());
+  }
+  return Status::Ok();
 }
 
 void AuditStore::Impl::RunRetention() {
@@ -183,6 +225,10 @@ void AuditStore::Impl::RunRetention() {
     size_t n = 0;
     uint64_t last_seq = 0;
     Hash last_hash{};
+    int64_t newest_cut_ts = INT64_MIN;
+    // Index values of the cut events: only their posting blocks can hold cut postings.
+    std::set<std::pair<Index, std::string>> values;
+    values.emplace(Index::kTime, std::string());
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), events));
     // Only a prefix of the chain is cut, so what stays is one unbroken chain from the anchor.
     for (it->SeekToFirst(); it->Valid() && n < kPerBatch; it->Next()) {
@@ -192,15 +238,19 @@ void AuditStore::Impl::RunRetention() {
       if (!store::DecodeRecord(seq, it->value().ToStringView(), &rec).ok()) break;
       if (rec.ts_us >= cutoff) break;
       wb.Delete(events, it->key()).PermitUncheckedError();
-      wb.Delete(index_cf(Index::kTime), store::IndexKey(Index::kTime, {}, rec.ts_us, seq))
-          .PermitUncheckedError();
       if (store::ExtractTerms(rec.canonical, &terms).ok())
-        for (const auto& [index, value] : terms.values)
-          wb.Delete(index_cf(index), store::IndexKey(index, value, rec.ts_us, seq))
-              .PermitUncheckedError();
+        for (auto& term : terms.values) values.insert(std::move(term));
+      newest_cut_ts = std::max(newest_cut_ts, rec.ts_us);
       last_seq = seq;
       last_hash = rec.hash;
       ++n;
+    }
+    if (n > 0) {
+      Status st = PruneBlocks(&wb, values, newest_cut_ts, last_seq);
+      if (!st.ok()) {
+        DBW_LOG(kError) << "audit retention pass failed: " << st.message();
+        return;
+      }
     }
     if (!it->status().ok() || n == 0) return;
     it.reset();
@@ -211,7 +261,8 @@ void AuditStore::Impl::RunRetention() {
     anchor.public_raw = key->public_raw();
     if (!key->Sign(store::CheckpointMessage(last_seq, last_hash), &anchor.signature).ok()) return;
     wb.Put(meta, kMetaAnchor, store::EncodeCheckpoint(anchor)).PermitUncheckedError();
-    wb.DeleteRange(checkpoints, store::SeqKey(0), store::SeqKey(last_seq + 1)).PermitUncheckedError();
+    wb.DeleteRange(checkpoints, store::SeqKey(0), store::SeqKey(last_seq + 1))
+        .PermitUncheckedError();
     rocksdb::WriteOptions wo;
     wo.sync = true;
     rocksdb::Status s = db->Write(wo, &wb);
