@@ -98,7 +98,8 @@ void CheckReadable(const YAML::Node& node, const std::string& what, const std::s
 relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   std::string where = "targets[" + std::to_string(index) + "]";
   CheckKeys(t, where.c_str(),
-            {"name", "env", "listen", "upstream", "tls", "upstream_tls", "audit_before_forward"});
+            {"name", "env", "listen", "upstream", "tls", "upstream_tls", "audit_before_forward",
+             "catalog"});
   relay::TargetOptions o;
   o.name = RequiredScalar(t, "name", where);
   where = "target \"" + o.name + "\"";
@@ -137,6 +138,17 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
     }
     if (tls["server_name"]) c.server_name = Scalar(tls["server_name"], "upstream_tls.server_name");
     o.upstream_tls = c;
+  }
+  if (YAML::Node cat = t["catalog"]) {
+    // The login masking uses to read table and column names (default: the session's user).
+    CheckKeys(cat, "catalog", {"user", "password_file"});
+    if (cat["user"]) o.catalog_login.user = Scalar(cat["user"], "catalog.user");
+    if (cat["password_file"]) {
+      std::string file = Scalar(cat["password_file"], "catalog.password_file");
+      CheckReadable(cat["password_file"], "catalog.password_file", file);
+      std::ifstream in(file);
+      std::getline(in, o.catalog_login.password);
+    }
   }
   return o;
 }
@@ -189,7 +201,8 @@ void ParseApi(const YAML::Node& a, AgentConfig* c) {
       CheckKeys(t, where.c_str(), {"name", "role", "sha256"});
       api::TokenConfig tc;
       tc.name = RequiredScalar(t, "name", where);
-      if (!names.insert(tc.name).second) Throw(t["name"], "duplicate token name \"" + tc.name + "\"");
+      if (!names.insert(tc.name).second)
+        Throw(t["name"], "duplicate token name \"" + tc.name + "\"");
       std::string role = RequiredScalar(t, "role", where);
       if (role == "viewer") {
         tc.role = api::Role::kViewer;
@@ -203,7 +216,8 @@ void ParseApi(const YAML::Node& a, AgentConfig* c) {
       tc.sha256 = RequiredScalar(t, "sha256", where);
       bool hex = tc.sha256.size() == 64;
       for (char ch : tc.sha256) hex = hex && std::isxdigit(static_cast<unsigned char>(ch));
-      if (!hex) Throw(t["sha256"], where + ": sha256 must be 64 hex digits (sha256sum of the token)");
+      if (!hex)
+        Throw(t["sha256"], where + ": sha256 must be 64 hex digits (sha256sum of the token)");
       c->api.tokens.push_back(std::move(tc));
     }
   }
@@ -214,7 +228,12 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   c.path = path;
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
   CheckKeys(root, "the configuration",
-            {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api"});
+            {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api", "masking"});
+  if (YAML::Node m = root["masking"]) {
+    CheckKeys(m, "masking", {"hash_key_file"});
+    if (m["hash_key_file"])
+      c.masking_hash_key = Scalar(m["hash_key_file"], "masking.hash_key_file");
+  }
   if (YAML::Node a = root["audit"]) ParseAudit(a, &c);
   if (YAML::Node a = root["api"]) ParseApi(a, &c);
   if (YAML::Node p = root["policy"]) {

@@ -19,8 +19,11 @@ struct AgentConfig {
   std::vector<std::string> policy_files;
   policy::Mode policy_mode = policy::Mode::kEnforce;
   // audit: the RocksDB audit log under <state_dir>/audit.
-  std::string audit_durability = "auto";  // auto | sync | async
+  std::string audit_durability = "auto";                 // auto | sync | async
   std::chrono::seconds audit_retention{90 * 24 * 3600};  // 0: keep forever
+  // Key of the masking function `hash` (HMAC-SHA256); empty: <state_dir>/masking-hash.key,
+  // generated on first start.
+  std::string masking_hash_key;
   std::string audit_signing_key;  // Ed25519 PEM; empty: <state_dir>/audit/signing-key.pem
   // api: the HTTP API.
   bool api_enabled = true;

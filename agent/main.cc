@@ -1,14 +1,13 @@
 // dbwarden's entry point: the CLI, and `run`, which wires the modules and handles signals.
 #include <signal.h>
-
-#include <utility>  // before any Boost.Asio header (Boost 1.74)
 #include <sys/stat.h>
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <utility>  // before any Boost.Asio header (Boost 1.74)
 #include <vector>
 
 #include <systemd/sd-daemon.h>
@@ -16,6 +15,7 @@
 #include "agent/audit_cli.h"
 #include "agent/config.h"
 #include "agent/http_cli.h"
+#include "agent/masking_key.h"
 #include "agent/policy_cli.h"
 #include "agent/policy_reloader.h"
 #include "userspace/api/event_source.h"
@@ -131,8 +131,16 @@ int Run(const std::vector<std::string>& args) {
   policy::PolicyStore policy_store(std::move(*initial_policy));
   PolicyReloader reloader(config->policy_files, config->policy_mode, &policy_store, sink->get());
 
+  auto mask_hmac =
+      LoadMaskingHash(config->masking_hash_key.empty() ? config->state_dir + "/masking-hash.key"
+                                                       : config->masking_hash_key);
+  if (!mask_hmac.ok()) {
+    DBW_LOG(kError) << "masking key: " << mask_hmac.status().message();
+    return kExitFailure;
+  }
   identity::PeerResolver resolver;
-  relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store);
+  relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store,
+                            std::move(*mask_hmac));
   if (Status st = server.Start(); !st.ok()) {
     DBW_LOG(kError) << st.message();
     return kExitFailure;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "policy/glob.h"
+#include "policy/masking.h"
 #include "policy/policy.h"
 
 namespace dbw::policy {
@@ -64,9 +65,27 @@ struct Rule {
                std::chrono::system_clock::time_point now) const;
 };
 
+// A `masking` entry: which principals on which targets it covers, and what it masks.
+struct MaskingRule {
+  std::string id;
+  std::string file;
+  int line = 0;
+  std::vector<Glob> target, env;
+  PrincipalMatcher principal;            // empty: every principal
+  std::vector<PrincipalMatcher> except;  // any one exempts the principal
+  std::vector<ColumnGlob> columns;
+  std::vector<Glob> result_columns;
+  std::vector<masking::DetectorRule> detectors;  // built-in and custom, each with `mask`
+  masking::MaskSpec mask;                        // rule_id = id
+  bool Applies(const Target& target, const Principal& principal) const;
+};
+
 struct PolicyData {
   std::vector<Rule> rules;
   std::vector<PrincipalMatcher> agents;  // principals.agents entries, any one makes an agent
+  // principals.groups: group name -> matchers, any one puts a principal in the group.
+  std::vector<std::pair<std::string, std::vector<PrincipalMatcher>>> groups;
+  std::vector<MaskingRule> masking;
   std::string source;
   Mode mode = Mode::kEnforce;
 };

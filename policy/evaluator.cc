@@ -2,6 +2,8 @@
 // by priority then strictness, and combining several statements (strictest wins).
 #include <algorithm>
 #include <climits>
+#include <map>
+#include <mutex>
 
 #include "policy/compiled.h"
 
@@ -83,13 +85,36 @@ class Policy final : public CompiledPolicy {
   }
 
   void Classify(Principal* principal) const override {
+    principal->kind = PrincipalKind::kHuman;
     for (const PrincipalMatcher& m : d_.agents) {
       if (m.Matches(*principal)) {
         principal->kind = PrincipalKind::kAgent;
-        return;
+        break;
       }
     }
-    principal->kind = PrincipalKind::kHuman;
+    for (const auto& [name, matchers] : d_.groups) {
+      bool member = false;
+      for (const auto& g : principal->groups) member = member || g == name;
+      for (size_t i = 0; i < matchers.size() && !member; ++i) {
+        if (matchers[i].Matches(*principal)) {
+          principal->groups.push_back(name);
+          member = true;
+        }
+      }
+    }
+  }
+
+  std::shared_ptr<const MaskingProfile> Masking(const Target& target,
+                                                const Principal& principal) const override {
+    std::vector<bool> applies(d_.masking.size());
+    bool any = false;
+    for (size_t i = 0; i < d_.masking.size(); ++i)
+      any |= applies[i] = d_.masking[i].Applies(target, principal);
+    if (!any) return nullptr;
+    std::lock_guard<std::mutex> lock(profiles_mu_);
+    auto& slot = profiles_[applies];
+    if (!slot) slot = BuildProfile(applies);
+    return slot;
   }
 
   Decision Evaluate(const Target& target, const Principal& principal, const sql::QueryFacts& facts,
@@ -168,7 +193,40 @@ class Policy final : public CompiledPolicy {
     if (d->action == Action::kApprove) d->approval = first->approval.value_or(ApprovalSpec{});
   }
 
+  std::shared_ptr<const MaskingProfile> BuildProfile(const std::vector<bool>& applies) const {
+    std::vector<MaskingProfile::ColumnRule> columns;
+    std::vector<MaskingProfile::NameRule> names;
+    std::vector<masking::DetectorRule> detectors;
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < d_.masking.size(); ++i) {
+      if (!applies[i]) continue;
+      const MaskingRule& r = d_.masking[i];
+      ids.push_back(r.id);
+      for (const ColumnGlob& c : r.columns) columns.push_back({c, r.mask});
+      for (const Glob& n : r.result_columns) names.push_back({n, r.mask});
+      for (const masking::DetectorRule& d : r.detectors) {
+        bool dup = false;  // one detector, the first rule's mask (policy order)
+        for (const auto& have : detectors)
+          dup = dup || (d.detector != masking::Detector::kCustom && have.detector == d.detector);
+        if (!dup) detectors.push_back(d);
+      }
+    }
+    std::shared_ptr<const masking::DetectorSet> set;
+    bool failed = false;
+    if (!detectors.empty()) {
+      auto compiled = masking::DetectorSet::Compile(std::move(detectors));
+      // Each rule's patterns compiled at load; should the union still fail, the relay
+      // withholds what the detectors would have scanned (fail closed).
+      if (compiled.ok()) set = std::move(*compiled);
+      failed = !compiled.ok();
+    }
+    return std::make_shared<const MaskingProfile>(std::move(columns), std::move(names),
+                                                  std::move(set), std::move(ids), failed);
+  }
+
   PolicyData d_;
+  mutable std::mutex profiles_mu_;  // guards profiles_
+  mutable std::map<std::vector<bool>, std::shared_ptr<const MaskingProfile>> profiles_;
 };
 
 }  // namespace

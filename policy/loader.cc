@@ -9,31 +9,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include "policy/compiled.h"
+#include "policy/loader_base.h"
 
 namespace dbw::policy {
 namespace {
 
 static_assert(static_cast<unsigned>(sql::Command::kOther) < 64, "command bit set is 64 bits");
-
-using Keys = std::vector<std::string_view>;
-
-struct LoadError {
-  int line;
-  std::string reason;
-};
-
-// yaml-cpp shares aliased nodes, so a tiny file can describe a huge tree; cap the work.
-constexpr size_t kNodeBudget = 200000;
-constexpr int kMaxPriority = 1000000;
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  return s;
-}
-std::string Upper(std::string s) {
-  for (char& c : s) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-  return s;
-}
 
 std::string KnownCommands() {
   std::string list;
@@ -50,7 +31,7 @@ std::string KnownRisks() {
   return list;
 }
 
-class Loader {
+class Loader : public LoaderBase {
  public:
   Loader(PolicyData* out, std::map<std::string, std::string>* ids) : out_(out), ids_(ids) {}
 
@@ -62,89 +43,12 @@ class Loader {
   }
 
  private:
-  [[noreturn]] static void Fail(int line, std::string reason) {
-    throw LoadError{line < 1 ? 1 : line, std::move(reason)};
-  }
-  [[noreturn]] static void Fail(const YAML::Node& node, std::string reason) {
-    Fail(Line(node), std::move(reason));
-  }
-  static int Line(const YAML::Node& node) { return node.Mark().line + 1; }
-
-  void Visit(const YAML::Node& node) {
-    if (++visited_ > kNodeBudget) Fail(node, "policy is too large or too deeply aliased");
-  }
-
-  // Iterates a mapping, rejecting unknown and repeated keys; `fn(key, value)` handles each.
-  template <typename Fn>
-  void ForEachKey(const YAML::Node& map, const std::string& where, const Keys& allowed, Fn&& fn) {
-    Visit(map);
-    if (!map.IsMap()) Fail(map, where + " must be a mapping");
-    std::set<std::string> seen;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      Visit(it->first);
-      if (!it->first.IsScalar()) Fail(it->first, "keys in " + where + " must be strings");
-      const std::string& key = it->first.Scalar();
-      bool known = false;
-      for (std::string_view a : allowed) known = known || a == key;
-      if (!known) {
-        std::string list;
-        for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-        Fail(it->first,
-             "unknown key \"" + key + "\" in " + where + " (expected one of: " + list + ")");
-      }
-      if (!seen.insert(key).second) Fail(it->first, "duplicate key \"" + key + "\" in " + where);
-      fn(key, it->second);
-    }
-  }
-
-  std::string Scalar(const YAML::Node& node, const std::string& what) {
-    Visit(node);
-    if (!node.IsScalar()) Fail(node, what + " must be a single value");
-    return node.Scalar();
-  }
-
-  // A scalar or a non-empty list of scalars, each with its line.
-  std::vector<std::pair<std::string, int>> Strings(const YAML::Node& node,
-                                                   const std::string& what) {
-    Visit(node);
-    std::vector<std::pair<std::string, int>> out;
-    if (node.IsScalar()) {
-      out.emplace_back(node.Scalar(), Line(node));
-    } else if (node.IsSequence()) {
-      for (const auto& item : node) out.emplace_back(Scalar(item, what + " entries"), Line(item));
-      if (out.empty()) Fail(node, what + " must not be an empty list");
-    } else {
-      Fail(node, what + " must be a value or a list of values");
-    }
-    return out;
-  }
-
-  std::vector<Glob> Globs(const YAML::Node& node, const std::string& what, bool fold_case) {
-    std::vector<Glob> out;
-    for (const auto& [text, line] : Strings(node, what)) {
-      Glob g;
-      std::string error;
-      if (!Glob::Compile(text, fold_case, &g, &error)) Fail(line, what + ": " + error);
-      out.push_back(std::move(g));
-    }
-    return out;
-  }
-
-  std::vector<QualifiedGlob> NameGlobs(const YAML::Node& node, const std::string& what) {
-    std::vector<QualifiedGlob> out;
-    for (const auto& [text, line] : Strings(node, what)) {
-      QualifiedGlob g;
-      std::string error;
-      if (!QualifiedGlob::Compile(text, &g, &error)) Fail(line, what + ": " + error);
-      out.push_back(std::move(g));
-    }
-    return out;
-  }
-
   void ParseRoot(const YAML::Node& root) {
-    if (!root.IsMap()) Fail(root, "a policy file must be a mapping (version, principals, rules)");
+    if (!root.IsMap())
+      Fail(root, "a policy file must be a mapping (version, principals, rules, masking)");
     bool have_version = false;
-    ForEachKey(root, "the policy file", {"version", "description", "principals", "rules"},
+    ForEachKey(root, "the policy file",
+               {"version", "description", "principals", "rules", "masking"},
                [&](const std::string& key, const YAML::Node& v) {
                  if (key == "version") {
                    if (Scalar(v, "version") != "1") Fail(v, "unsupported version (expected 1)");
@@ -153,6 +57,8 @@ class Loader {
                    Scalar(v, "description");
                  } else if (key == "principals") {
                    ParsePrincipals(v);
+                 } else if (key == "masking") {
+                   ParseMaskingRules(*this, v, file_, ids_, &out_->masking);
                  } else if (!v.IsNull()) {
                    Visit(v);
                    if (!v.IsSequence()) Fail(v, "rules must be a list");
@@ -163,51 +69,21 @@ class Loader {
   }
 
   void ParsePrincipals(const YAML::Node& node) {
-    ForEachKey(node, "principals", {"agents"}, [&](const std::string&, const YAML::Node& v) {
-      if (v.IsNull()) return;
-      Visit(v);
-      if (!v.IsSequence()) Fail(v, "principals.agents must be a list of matchers");
-      for (const auto& entry : v) {
-        PrincipalMatcher m;
-        ParsePrincipal(entry, "principals.agents entry", false, &m);
-        out_->agents.push_back(std::move(m));
-      }
-    });
-  }
-
-  void ParsePrincipal(const YAML::Node& node, const std::string& where, bool allow_kind,
-                      PrincipalMatcher* m) {
-    Keys keys = {"subject",     "groups",       "db_user", "database", "application_name",
-                 "client_addr", "cert_subject", "exe",     "unit",     "container"};
-    if (allow_kind) keys.insert(keys.begin(), "kind");
-    size_t count = 0;
-    ForEachKey(node, where, keys, [&](const std::string& key, const YAML::Node& v) {
-      ++count;
-      const std::string what = where + "." + key;
-      if (key == "kind") {
-        std::string kind = Scalar(v, what);
-        if (kind == "agent") {
-          m->kind = PrincipalKind::kAgent;
-        } else if (kind == "human") {
-          m->kind = PrincipalKind::kHuman;
-        } else {
-          Fail(v, what + " must be agent or human, not \"" + kind + "\"");
-        }
-        return;
-      }
-      std::vector<Glob> globs = Globs(v, what, false);
-      if (key == "subject") m->subject = std::move(globs);
-      if (key == "groups") m->groups = std::move(globs);
-      if (key == "db_user") m->db_user = std::move(globs);
-      if (key == "database") m->database = std::move(globs);
-      if (key == "application_name") m->application_name = std::move(globs);
-      if (key == "client_addr") m->client_addr = std::move(globs);
-      if (key == "cert_subject") m->cert_subject = std::move(globs);
-      if (key == "exe") m->exe = std::move(globs);
-      if (key == "unit") m->unit = std::move(globs);
-      if (key == "container") m->container = std::move(globs);
-    });
-    if (count == 0) Fail(node, where + " must name at least one key");
+    ForEachKey(node, "principals", {"agents", "groups"},
+               [&](const std::string& key, const YAML::Node& v) {
+                 if (key == "groups") {
+                   ParseGroups(*this, v, &out_->groups);
+                   return;
+                 }
+                 if (v.IsNull()) return;
+                 Visit(v);
+                 if (!v.IsSequence()) Fail(v, "principals.agents must be a list of matchers");
+                 for (const auto& entry : v) {
+                   PrincipalMatcher m;
+                   ParsePrincipal(entry, "principals.agents entry", false, &m);
+                   out_->agents.push_back(std::move(m));
+                 }
+               });
   }
 
   void ParseStatement(const YAML::Node& node, const std::string& where, StatementMatcher* m) {
@@ -416,16 +292,6 @@ class Loader {
     return a;
   }
 
-  static bool ValidId(const std::string& id) {
-    if (id.empty() || id.size() > 128) return false;
-    for (char c : id) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '_' || c == '.' || c == ':';
-      if (!ok) return false;
-    }
-    return true;
-  }
-
   void ParseRule(const YAML::Node& node) {
     Rule rule;
     rule.file = file_;
@@ -498,7 +364,6 @@ class Loader {
   PolicyData* out_;
   std::map<std::string, std::string>* ids_;  // rule id -> "FILE:LINE" where first defined
   std::string file_;
-  size_t visited_ = 0;
 };
 
 }  // namespace

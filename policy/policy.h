@@ -62,11 +62,19 @@ struct Decision {
   bool monitor = false;
 };
 
+class MaskingProfile;  // policy/masking.h
+
 class CompiledPolicy {
  public:
   virtual ~CompiledPolicy() = default;
-  // Sets principal->kind from the policy's `principals.agents` matchers.
+  // Sets principal->kind from the policy's `principals.agents` matchers, and adds the groups of
+  // `principals.groups` whose matchers it satisfies to principal->groups.
   virtual void Classify(Principal* principal) const = 0;
+  // The masking that applies to this principal on this target (exemptions resolved), or null
+  // when nothing is masked. Profiles are built once per distinct set of applicable rules and
+  // shared; call it when a session starts or its principal changes, not per row.
+  virtual std::shared_ptr<const MaskingProfile> Masking(const Target& target,
+                                                        const Principal& principal) const = 0;
   // Judges every statement of `facts`; the strictest decision wins and names its rules.
   virtual Decision Evaluate(const Target& target, const Principal& principal,
                             const sql::QueryFacts& facts,

@@ -58,6 +58,13 @@ struct DecisionInfo {
   bool enforced = false;  // the relay stopped the statement (deny/approve in enforce mode)
 };
 
+// What masking did to one statement's result: counts only, never values.
+struct MaskingInfo {
+  std::vector<std::pair<std::string, uint64_t>> columns;    // "schema.table.column" or result name
+  std::vector<std::pair<std::string, uint64_t>> detectors;  // detector name -> values it hit
+  uint64_t withheld = 0;  // values withheld because masking could not be applied (fail closed)
+};
+
 struct ResultInfo {
   std::string command_tag;  // last CommandComplete tag
   std::string sqlstate;     // set when the statement failed
@@ -76,6 +83,7 @@ struct Event {
   std::optional<StatementInfo> statement;
   std::optional<ResultInfo> result;
   std::optional<DecisionInfo> decision;
+  std::optional<MaskingInfo> masking;
   std::string error_sqlstate;  // protocol violations and upstream errors
   std::string error_message;
   std::string detail;  // free text for agent/loss events

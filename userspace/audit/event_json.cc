@@ -125,6 +125,18 @@ void WriteNames(Writer& w, const char* key, const std::vector<std::string_view>&
   w.EndArray();
 }
 
+// {"name": count, ...}; names are sanitized like every other string.
+void WriteCounts(Writer& w, const char* key,
+                 const std::vector<std::pair<std::string, uint64_t>>& counts) {
+  w.Key(key);
+  w.StartObject();
+  for (const auto& [name, n] : counts) {
+    Str(w, nullptr, name);  // as a key: Writer::String and Key write the same bytes
+    w.Uint64(n);
+  }
+  w.EndObject();
+}
+
 void WriteStatement(Writer& w, const StatementInfo& st) {
   w.Key("protocol");
   w.String(st.protocol);
@@ -245,6 +257,15 @@ void AppendEventJson(const Event& e, std::string* out) {
     w.Uint64(e.result->rows);
     w.Key("bytes");
     w.Uint64(e.result->bytes);
+    w.EndObject();
+  }
+  if (e.masking) {
+    w.Key("masking");
+    w.StartObject();
+    WriteCounts(w, "columns", e.masking->columns);
+    WriteCounts(w, "detectors", e.masking->detectors);
+    w.Key("withheld");
+    w.Uint64(e.masking->withheld);
     w.EndObject();
   }
   if (!e.error_sqlstate.empty() || !e.error_message.empty()) {

@@ -22,6 +22,12 @@ struct TlsClientOptions {
   std::string server_name;  // optional: verify this host name and send it as SNI
 };
 
+// How the relay logs in for its own catalog reads (masking resolves result columns to tables).
+struct CatalogLogin {
+  std::string user;      // empty: the session's own db user
+  std::string password;  // read from targets[].catalog.password_file; empty: none
+};
+
 struct TargetOptions {
   std::string name;
   std::string env;
@@ -34,6 +40,7 @@ struct TargetOptions {
   // Forward a statement only after its decision event is committed to the audit log; a
   // statement whose event cannot be committed is refused. Default: on for env prod.
   bool audit_before_forward = false;
+  CatalogLogin catalog_login;
 };
 
 struct RelayOptions {

@@ -12,7 +12,8 @@
 namespace dbw::relay {
 
 RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
-                         identity::PeerResolver* resolver, const policy::PolicyStore* policy)
+                         identity::PeerResolver* resolver, const policy::PolicyStore* policy,
+                         masking::KeyedHash mask_hmac)
     : options_(std::move(options)) {
   auto& m = MetricsRegistry::Global();
   metrics_ = RelayMetrics{
@@ -34,6 +35,12 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
           "Statements refused because their decision could not be committed to the audit log"),
       m.GetHistogram("dbwarden_decision_duration_seconds",
                      "Time to analyse a statement and judge it against policy"),
+      m.GetCounter("dbwarden_masking_messages_total",
+                   "Result rows, COPY lines and error texts that went through masking"),
+      m.GetCounter("dbwarden_masking_withheld_total",
+                   "Values withheld because masking could not be applied (fail closed)"),
+      m.GetCounter("dbwarden_masking_catalog_failures_total",
+                   "Catalog loads for masking that failed (table columns then withheld)"),
   };
   for (auto a : {policy::Action::kAllow, policy::Action::kLog, policy::Action::kApprove,
                  policy::Action::kDeny}) {
@@ -41,7 +48,8 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
         m.GetCounter("dbwarden_decisions_total", "Statements judged by the relay, by decision",
                      "action=\"" + std::string(policy::ActionName(a)) + "\"");
   }
-  deps_ = SessionDeps{sink, resolver, &cancels_, &options_, &metrics_, &targets_, policy};
+  deps_ = SessionDeps{sink,      resolver,  &cancels_, &options_,
+                      &metrics_, &targets_, policy,    std::move(mask_hmac)};
 }
 
 RelayServer::~RelayServer() {

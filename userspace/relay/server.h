@@ -16,7 +16,9 @@
 #include "userspace/common/metrics.h"
 #include "userspace/common/status.h"
 #include "userspace/identity/peer_process.h"
+#include "userspace/masking/mask.h"
 #include "userspace/relay/cancel_registry.h"
+#include "userspace/relay/catalog.h"
 #include "userspace/relay/options.h"
 #include "userspace/sql/analyzer.h"
 
@@ -49,6 +51,9 @@ struct RelayMetrics {
   Counter* decisions_monitored;  // deny/approve decisions let through in monitor mode
   Counter* audit_refusals;       // statements refused because their audit event failed
   Histogram* decision_latency;
+  Counter* masked_messages;           // rows, copy lines and errors that went through masking
+  Counter* masking_withheld;          // values withheld because masking could not be applied
+  Counter* masking_catalog_failures;  // catalog loads that failed (columns then withheld)
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the
@@ -61,6 +66,7 @@ struct Worker {
   // worker's own.
   sql::Analyzer analyzer;
   asio::io_context context{1};
+  CatalogCache catalog{context};  // masking: this worker's sessions share it
   std::thread thread;
 };
 
@@ -73,12 +79,14 @@ struct SessionDeps {
   RelayMetrics* metrics;
   const std::vector<std::unique_ptr<TargetRuntime>>* targets;
   const policy::PolicyStore* policy;
+  masking::KeyedHash mask_hmac;  // HMAC-SHA256 under the masking key (masking `hash`)
 };
 
 class RelayServer {
  public:
+  // `mask_hmac`: HMAC-SHA256 under the masking key, for the masking function `hash`.
   RelayServer(RelayOptions options, audit::EventSink* sink, identity::PeerResolver* resolver,
-              const policy::PolicyStore* policy);
+              const policy::PolicyStore* policy, masking::KeyedHash mask_hmac = {});
   ~RelayServer();
 
   // Binds every listener and starts the workers. Fails without side effects when a listener

@@ -443,7 +443,7 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
   }
   if (side == Side::kClient && pause_ != Pause::kNone) {
     // Waiting for an audit commit: resume once it is there (maybe it already is).
-    if (pause_ == Pause::kCommitted) ResumeClient();
+    if (pause_ == Pause::kCommitted || pause_ == Pause::kCatalogReady) ResumeClient();
     return;
   }
   Read(side);
@@ -459,6 +459,8 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     if (resume_note_) {
       note = std::move(resume_note_);  // judged and committed before the pause
     } else {
+      UpdateMasking(*deps_.policy->Get());
+      if (AwaitCatalog()) return pg::MessageAction::kPause;  // OnCatalog resumes here
       note = Decide(frame, reason);
       if (!note) return pg::MessageAction::kReject;
       if (target_->options.audit_before_forward && !note->enforced) {
@@ -724,7 +726,21 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
                                             std::string* reason) {
   if (frame.type == pg::be::kErrorResponse && RewriteRefusal(frame, out, reason))
     return pg::MessageAction::kHandled;
+  size_t masked_at = out->size();
+  bool masked = false;
+  if (!MaskBackend(frame, out, reason, &masked)) return pg::MessageAction::kReject;
+  if (masked && (frame.type == pg::be::kErrorResponse || frame.type == pg::be::kNoticeResponse)) {
+    // The state machine (and so the audit log) sees the error as the client does: masked.
+    std::span<const std::byte> bytes(out->data() + masked_at, out->size() - masked_at);
+    pg::Frame masked_frame;
+    if (pg::ParseFrame(pg::Direction::kBackend, false, &bytes, &masked_frame, reason) !=
+            pg::ParseState::kOk ||
+        !state_.OnBackend(masked_frame, MonotonicNs(), reason))
+      return pg::MessageAction::kReject;
+    return pg::MessageAction::kHandled;
+  }
   if (!state_.OnBackend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
+  if (masked) return pg::MessageAction::kHandled;
   switch (frame.type) {
     case pg::be::kBackendKeyData: {
       // Clients get a key of the relay's; a cancel with it is checked and routed here.
@@ -747,6 +763,13 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
 }
 
 void Session::OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length) {
+  if (dir == pg::Direction::kBackend && masking_.active()) {
+    // Too large to hold whole, so it cannot be masked: fail closed.
+    Fail(audit::EventKind::kUpstreamError, "54000",
+         "dbwarden: a result row of " + std::to_string(length) +
+             " bytes is too large to mask; the session is ended");
+    return;
+  }
   if (dir == pg::Direction::kBackend) {
     state_.OnBackendStreamed(type, length, MonotonicNs());
   } else {
@@ -806,6 +829,13 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
   r.rows = x.rows;
   r.bytes = x.bytes_out;
   e.result = std::move(r);
+  if (masking_.active()) {
+    e.masking = masking_.TakeSummary();
+    if (e.masking && e.masking->withheld > 0)
+      deps_.metrics->masking_withheld->Add(e.masking->withheld);
+  }
+  if (e.statement->facts && (e.statement->facts->AllRisks() & sql::kRiskSchemaChange))
+    worker_->catalog.Invalidate(target_->options.name, state_.database());  // DDL: re-read
   deps_.sink->Submit(std::move(e));
 }
 

@@ -12,6 +12,7 @@
 #include "userspace/audit/event.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"
+#include "userspace/relay/result_masking.h"
 #include "userspace/relay/scram.h"
 #include "userspace/relay/server.h"
 #include "userspace/relay/transport.h"
@@ -92,6 +93,14 @@ class Session : public std::enable_shared_from_this<Session>,
   // while the client waits and the client pump has nothing to send).
   void WriteUpstreamOutOfBand(pg::Bytes bytes);
 
+  // Masking (session_masking.cc). The profile follows the principal's classification; with
+  // column rules the client pump pauses at a statement until the catalog is loaded.
+  void UpdateMasking(const policy::CompiledPolicy& policy);
+  bool AwaitCatalog();  // true: paused until OnCatalog
+  void OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status);
+  // Masks a backend message into *out when masking applies to it; *handled says whether it did.
+  bool MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason, bool* handled);
+
   // Ending: send a FATAL to the client (after any write in flight), then close both sides.
   void Fail(audit::EventKind kind, std::string_view sqlstate, std::string message);
   void FlushFatalThenClose();
@@ -117,10 +126,16 @@ class Session : public std::enable_shared_from_this<Session>,
   policy::Principal policy_principal_;
   const policy::CompiledPolicy* classified_for_ = nullptr;  // policy that set its kind
   std::string classified_app_;  // application_name it was classified with
-  enum class Pause { kNone, kWaitingCommit, kCommitted };
+  enum class Pause { kNone, kWaitingCommit, kCommitted, kWaitingCatalog, kCatalogReady };
   Pause pause_ = Pause::kNone;
   std::shared_ptr<DecisionNote> resume_note_;       // the paused statement's decision
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
+  ResultMasking masking_;
+  const policy::CompiledPolicy* masked_for_ = nullptr;  // policy the masking profile came from
+  std::string masked_app_;                              // application_name it was computed with
+  bool in_catalog_get_ = false;
+  bool catalog_ready_now_ = false;
+  bool catalog_checked_ = false;  // the paused statement's catalog load finished
   std::optional<identity::ProcessInfo> process_;
   bool peer_resolved_ = false;
   bool upstream_ready_ = false;  // startup sent upstream; the client pump may run

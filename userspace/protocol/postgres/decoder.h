@@ -48,6 +48,8 @@ class StreamDecoder {
   // starts decoding typed messages afterwards.
   void set_startup(bool startup) { startup_ = startup; }
   bool streaming() const { return stream_remaining_ > 0; }
+  // Takes effect from the next message (masking raises it: masked rows must be whole).
+  void set_stream_threshold(size_t threshold) { stream_threshold_ = threshold; }
 
   // Processes as many whole messages (and streamed bytes) of `in` as possible, appending the
   // bytes to forward to *out. Unconsumed input must be presented again with more appended.

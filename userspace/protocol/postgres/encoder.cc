@@ -145,6 +145,11 @@ void AppendSaslResponse(Bytes* out, std::string_view data) {
   w.Raw({reinterpret_cast<const std::byte*>(data.data()), data.size()});
 }
 
+void AppendPasswordMessage(Bytes* out, std::string_view password) {
+  MessageWriter w(out, fe::kPassword);
+  w.CString(password);
+}
+
 void AppendStartupMessage(Bytes* out, const StartupMessage& message) {
   MessageWriter w(out, 0);
   w.U32(message.protocol);

@@ -44,5 +44,6 @@ void AppendTerminate(Bytes* out);
 void AppendSync(Bytes* out);
 void AppendSaslInitialResponse(Bytes* out, std::string_view mechanism, std::string_view data);
 void AppendSaslResponse(Bytes* out, std::string_view data);
+void AppendPasswordMessage(Bytes* out, std::string_view password);  // cleartext or md5 hash
 
 }  // namespace dbw::pg

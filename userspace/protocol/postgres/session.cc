@@ -72,6 +72,20 @@ const StatementNote* SessionState::HeadNote() const {
   return nullptr;
 }
 
+ResultSource SessionState::HeadResultSource() const {
+  if (pending_.empty()) return {};
+  const Pending& head = pending_.front();
+  if (head.kind == Request::kQuery) return {ResultSource::Kind::kQuery};
+  return head.source;
+}
+
+ResultSource SessionState::PortalSource(const std::string& portal) const {
+  auto it = portals_.find(portal);
+  if (it == portals_.end()) return {};
+  return {ResultSource::Kind::kPortal, it->second.statement_serial, it->second.serial,
+          it->second.result_formats};
+}
+
 void SessionState::Push(Request kind, std::unique_ptr<Execution> execution) {
   pending_.push_back(Pending{kind, std::move(execution)});
 }
@@ -103,7 +117,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       if (!ParseParse(frame.body, &m, error)) return false;
       last_parse_name_ = std::string(m.name);
       auto sql = std::make_shared<const std::string>(m.sql);
-      statements_[last_parse_name_] = Prepared{sql, nullptr};
+      statements_[last_parse_name_] = Prepared{sql, nullptr, ++serial_};
       // A Parse the server rejects (a syntax error, a refusal, an aborted transaction) is a
       // statement attempt of its own: it is reported as an Execution with the error.
       auto e = NewExecution();
@@ -120,8 +134,14 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       if (!ParseBind(frame.body, &m, error)) return false;
       auto it = statements_.find(std::string(m.statement));
       std::string portal(m.portal);
-      portals_[portal] =
-          it != statements_.end() ? it->second : Prepared{UnknownStatement(), nullptr};
+      Prepared& p = portals_[portal];
+      p = it != statements_.end() ? it->second : Prepared{UnknownStatement(), nullptr};
+      p.statement_serial = p.serial;
+      p.serial = ++serial_;
+      bool all_text = true;
+      for (int16_t f : m.result_formats) all_text = all_text && f == 0;
+      if (!all_text)
+        p.result_formats = std::make_shared<const std::vector<int16_t>>(m.result_formats);
       portal_statement_[portal] = std::string(m.statement);
       Push(Request::kBind);
       return true;
@@ -130,6 +150,11 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       DescribeMessage m;
       if (!ParseDescribe(frame.body, &m, error)) return false;
       Push(Request::kDescribe);
+      if (m.kind == 'P') {
+        pending_.back().source = PortalSource(std::string(m.name));
+      } else if (auto it = statements_.find(std::string(m.name)); it != statements_.end()) {
+        pending_.back().source = {ResultSource::Kind::kStatement, it->second.serial};
+      }
       return true;
     }
     case fe::kClose: {
@@ -161,6 +186,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       if (st != portal_statement_.end()) e->statement_name = st->second;
       e->start_ns = now_ns;
       Push(Request::kExecute, std::move(e));
+      pending_.back().source = PortalSource(pending_.back().execution->portal);
       return true;
     }
     case fe::kSync:

@@ -49,6 +49,18 @@ struct Execution {
   std::shared_ptr<const StatementNote> note;
 };
 
+// Where the rows of the next backend messages come from, so a consumer (result masking) can
+// key what a RowDescription tells it: a simple Query, or a prepared statement / bound portal,
+// each identified by a serial that changes whenever its name is reused (Parse, Bind).
+struct ResultSource {
+  enum class Kind : uint8_t { kNone, kQuery, kStatement, kPortal };
+  Kind kind = Kind::kNone;
+  uint64_t statement_serial = 0;  // kStatement; kPortal: the statement it was bound from
+  uint64_t portal_serial = 0;     // kPortal
+  // kPortal: the Bind's result format codes; null when every column is text.
+  std::shared_ptr<const std::vector<int16_t>> result_formats;
+};
+
 class SessionObserver {
  public:
   virtual ~SessionObserver() = default;
@@ -90,6 +102,8 @@ class SessionState {
   void AnnotateLastRequest(std::shared_ptr<const StatementNote> note);
   // The note of the request the next backend message answers, or null.
   const StatementNote* HeadNote() const;
+  // What the request the next backend message answers returns rows of.
+  ResultSource HeadResultSource() const;
 
  private:
   enum class Request : uint8_t {
@@ -106,11 +120,16 @@ class SessionState {
     Request kind;
     std::unique_ptr<Execution> execution;  // kQuery, kExecute, and kParse (reported if it fails)
     std::shared_ptr<const StatementNote> note;  // kQuery and kParse
+    ResultSource source;                        // kDescribe and kExecute
   };
   struct Prepared {
     std::shared_ptr<const std::string> sql;
     std::shared_ptr<const StatementNote> note;
+    uint64_t serial = 0;            // statements: set by Parse; portals: set by Bind
+    uint64_t statement_serial = 0;  // portals: their statement's
+    std::shared_ptr<const std::vector<int16_t>> result_formats;  // portals
   };
+  ResultSource PortalSource(const std::string& portal) const;
 
   bool HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::string* error);
   bool HandleBackendBody(const Frame& frame, uint64_t now_ns, std::string* error);
@@ -140,6 +159,7 @@ class SessionState {
   std::unordered_map<std::string, Prepared> statements_;
   std::unordered_map<std::string, Prepared> portals_;
   std::string last_parse_name_;
+  uint64_t serial_ = 0;  // last serial handed to a Parse or Bind
   std::unordered_map<std::string, std::string> portal_statement_;
 };
 

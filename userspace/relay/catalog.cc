@@ -1,0 +1,351 @@
+// CatalogCache and the loader behind it: a short-lived PostgreSQL client connection of the
+// relay's own (startup, trust/cleartext/md5/SCRAM, one catalog query, Terminate).
+#include "userspace/relay/catalog.h"
+
+#include <charconv>
+
+#include <openssl/evp.h>
+
+#include "userspace/common/logging.h"
+#include "userspace/protocol/postgres/encoder.h"
+#include "userspace/protocol/postgres/parse.h"
+#include "userspace/relay/scram.h"
+#include "userspace/relay/server.h"
+#include "userspace/relay/transport.h"
+
+namespace dbw::relay {
+namespace {
+
+namespace pg = dbw::pg;
+
+constexpr std::chrono::seconds kLoadTimeout{10};
+constexpr size_t kMaxCatalogBytes = 256u << 20;
+
+// Every user relation's live columns; system ones (OID < 16384) are never masked by column.
+constexpr std::string_view kCatalogQuery =
+    "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname "
+    "FROM pg_catalog.pg_attribute a "
+    "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.oid >= 16384 "
+    "AND c.relkind IN ('r', 'v', 'm', 'f', 'p')";
+
+std::string Md5Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+std::string_view Text(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// One load: connect, log in, query, collect, hand the snapshot to `done`.
+class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
+ public:
+  using Done = std::function<void(std::shared_ptr<const CatalogSnapshot>, const Status&)>;
+
+  CatalogLoader(asio::io_context& context, const TargetRuntime& target, CatalogLogin login,
+                std::string database, Done done)
+      : target_(target),
+        login_(std::move(login)),
+        database_(std::move(database)),
+        done_(std::move(done)),
+        transport_(tcp::socket(context)),
+        timer_(context),
+        snapshot_(std::make_shared<CatalogSnapshot>()) {}
+
+  void Start() {
+    auto self = shared_from_this();
+    timer_.expires_after(kLoadTimeout);
+    timer_.async_wait([this, self](const boost::system::error_code& ec) {
+      if (!ec) Finish(Unavailable("catalog load timed out"));
+    });
+    transport_.socket().async_connect(
+        target_.upstream, [this, self](const boost::system::error_code& ec) {
+          if (ec) return Finish(Unavailable("cannot connect to upstream: " + ec.message()));
+          if (target_.client_tls) return StartTls();
+          SendStartup();
+        });
+  }
+
+ private:
+  void StartTls() {
+    auto self = shared_from_this();
+    out_.clear();
+    pg::AppendSslRequest(&out_);
+    transport_.AsyncWrite(asio::buffer(out_), [this, self](const boost::system::error_code& ec,
+                                                           size_t) {
+      if (ec) return Finish(Unavailable("upstream closed during SSL negotiation"));
+      asio::async_read(
+          transport_.socket(), asio::buffer(tls_answer_, 1),
+          [this, self](const boost::system::error_code& ec, size_t) {
+            if (ec || tls_answer_[0] != 'S') return Finish(Unavailable("upstream refused TLS"));
+            transport_.EnableTls(*target_.client_tls);
+            if (!target_.options.upstream_tls->server_name.empty())
+              SSL_set_tlsext_host_name(transport_.tls_stream()->native_handle(),
+                                       target_.options.upstream_tls->server_name.c_str());
+            transport_.tls_stream()->async_handshake(
+                asio::ssl::stream_base::client, [this, self](const boost::system::error_code& ec) {
+                  if (ec) return Finish(Unavailable("TLS handshake: " + ec.message()));
+                  SendStartup();
+                });
+          });
+    });
+  }
+
+  void SendStartup() {
+    pg::StartupMessage m;
+    m.protocol = pg::kProtocolV3;
+    m.params = {
+        {"user", login_.user}, {"database", database_}, {"application_name", "dbwarden-catalog"}};
+    out_.clear();
+    pg::AppendStartupMessage(&out_, m);
+    Write();
+    Read();
+  }
+
+  void Write() {
+    auto self = shared_from_this();
+    pending_ = std::move(out_);
+    out_.clear();
+    transport_.AsyncWrite(
+        asio::buffer(pending_), [this, self](const boost::system::error_code& ec, size_t) {
+          if (ec) Finish(Unavailable("catalog connection write failed: " + ec.message()));
+        });
+  }
+
+  void Read() {
+    auto self = shared_from_this();
+    if (in_.size() - in_len_ < 16384) in_.resize(in_.size() + 65536);
+    transport_.AsyncReadSome(
+        asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+        [this, self](const boost::system::error_code& ec, size_t n) {
+          if (finished_) return;
+          if (ec) return Finish(Unavailable("upstream closed the catalog connection"));
+          in_len_ += n;
+          if (in_len_ > kMaxCatalogBytes) return Finish(ResourceExhausted("catalog too large"));
+          Consume();
+        });
+  }
+
+  void Consume() {
+    std::span<const std::byte> in(in_.data(), in_len_);
+    while (!finished_) {
+      pg::Frame frame;
+      std::string error;
+      pg::ParseState st = pg::ParseFrame(pg::Direction::kBackend, false, &in, &frame, &error);
+      if (st == pg::ParseState::kInvalid) return Finish(DataLoss("bad catalog reply: " + error));
+      if (st == pg::ParseState::kNeedMoreData) break;
+      Status s = OnMessage(frame);
+      if (!s.ok()) return Finish(s);
+    }
+    if (finished_) return;
+    size_t used = in_len_ - in.size();
+    std::memmove(in_.data(), in_.data() + used, in.size());
+    in_len_ = in.size();
+    if (!out_.empty()) Write();
+    Read();
+  }
+
+  Status OnMessage(const pg::Frame& f) {
+    std::string error;
+    switch (f.type) {
+      case pg::be::kAuthentication: {
+        pg::AuthenticationMessage a;
+        if (!pg::ParseAuthentication(f.body, &a, &error)) return DataLoss(error);
+        return OnAuth(a);
+      }
+      case pg::be::kErrorResponse: {
+        pg::ErrorMessage e;
+        std::string message = "catalog connection refused";
+        if (pg::ParseErrorOrNotice(f.body, &e, &error))
+          for (const auto& field : e.fields)
+            if (field.code == 'M') message = "catalog connection: " + std::string(field.value);
+        return Unavailable(message);
+      }
+      case pg::be::kReadyForQuery:
+        if (queried_) {
+          pg::AppendTerminate(&out_);
+          Finish(Status::Ok());
+          return Status::Ok();
+        }
+        queried_ = true;
+        pg::AppendQuery(&out_, kCatalogQuery);
+        return Status::Ok();
+      case pg::be::kDataRow: {
+        pg::DataRowMessage row;
+        if (!pg::ParseDataRow(f.body, &row, &error)) return DataLoss(error);
+        return AddRow(row);
+      }
+      default:
+        return Status::Ok();  // ParameterStatus, BackendKeyData, RowDescription, CommandComplete
+    }
+  }
+
+  Status OnAuth(const pg::AuthenticationMessage& a) {
+    switch (a.code) {
+      case pg::AuthCode::kOk:
+        return Status::Ok();
+      case pg::AuthCode::kCleartextPassword:
+        pg::AppendPasswordMessage(&out_, login_.password);
+        return Status::Ok();
+      case pg::AuthCode::kMd5Password: {
+        if (a.data.size() != 4) return DataLoss("bad md5 salt");
+        std::string inner = Md5Hex(login_.password + login_.user);
+        pg::AppendPasswordMessage(&out_, "md5" + Md5Hex(inner + std::string(Text(a.data))));
+        return Status::Ok();
+      }
+      case pg::AuthCode::kSasl:
+        scram_ = std::make_unique<ScramClient>(login_.password);
+        pg::AppendSaslInitialResponse(&out_, ScramClient::kMechanism, scram_->ClientFirst());
+        return Status::Ok();
+      case pg::AuthCode::kSaslContinue: {
+        if (!scram_) return DataLoss("SASL continue without SASL");
+        auto final_msg = scram_->ClientFinal(Text(a.data));
+        if (!final_msg.ok()) return final_msg.status();
+        pg::AppendSaslResponse(&out_, *final_msg);
+        return Status::Ok();
+      }
+      case pg::AuthCode::kSaslFinal:
+        return scram_ ? scram_->VerifyServerFinal(Text(a.data)) : DataLoss("unexpected SASL final");
+      default:
+        return Unavailable(
+            "the catalog login needs an authentication method dbwarden does not speak");
+    }
+  }
+
+  Status AddRow(const pg::DataRowMessage& row) {
+    if (row.values.size() != 5) return DataLoss("unexpected catalog row");
+    for (const auto& v : row.values)
+      if (!v) return DataLoss("NULL in catalog row");
+    uint32_t oid = 0;
+    int attnum = 0;
+    std::string_view oid_text = Text(*row.values[0]), att_text = Text(*row.values[3]);
+    if (std::from_chars(oid_text.data(), oid_text.data() + oid_text.size(), oid).ec !=
+            std::errc() ||
+        std::from_chars(att_text.data(), att_text.data() + att_text.size(), attnum).ec !=
+            std::errc() ||
+        attnum < 1 || attnum > 1600)
+      return DataLoss("unexpected catalog row");
+    CatalogRelation& rel = snapshot_->relations[oid];
+    if (rel.name.empty()) {
+      rel.schema = Text(*row.values[1]);
+      rel.name = Text(*row.values[2]);
+    }
+    if (rel.columns.size() < static_cast<size_t>(attnum)) rel.columns.resize(attnum);
+    rel.columns[attnum - 1] = Text(*row.values[4]);
+    return Status::Ok();
+  }
+
+  void Finish(const Status& status) {
+    if (finished_) return;
+    finished_ = true;
+    timer_.cancel();
+    auto done = std::move(done_);
+    if (status.ok()) {
+      snapshot_->loaded_at = std::chrono::steady_clock::now();
+      // Let the Terminate go out, then close.
+      auto self = shared_from_this();
+      pending_ = std::move(out_);
+      transport_.AsyncWrite(asio::buffer(pending_), [this, self](const boost::system::error_code&,
+                                                                 size_t) { transport_.Close(); });
+      done(snapshot_, status);
+    } else {
+      transport_.Close();
+      done(nullptr, status);
+    }
+  }
+
+  const TargetRuntime& target_;
+  CatalogLogin login_;
+  std::string database_;
+  Done done_;
+  Transport transport_;
+  asio::steady_timer timer_;
+  std::shared_ptr<CatalogSnapshot> snapshot_;
+  std::unique_ptr<ScramClient> scram_;
+  pg::Bytes in_;
+  size_t in_len_ = 0;
+  pg::Bytes out_, pending_;
+  char tls_answer_[1] = {0};
+  bool queried_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+std::optional<std::pair<const CatalogRelation*, const std::string*>> CatalogSnapshot::Find(
+    uint32_t oid, int16_t attnum) const {
+  auto it = relations.find(oid);
+  if (it == relations.end() || attnum < 1 ||
+      static_cast<size_t>(attnum) > it->second.columns.size())
+    return std::nullopt;
+  const std::string& column = it->second.columns[attnum - 1];
+  if (column.empty()) return std::nullopt;
+  return std::make_pair(&it->second, &column);
+}
+
+void CatalogCache::Get(const TargetRuntime& target, const std::string& session_user,
+                       const std::string& database, Ready ready) {
+  std::string key = target.options.name + '\0' + database;
+  Entry& e = entries_[key];
+  if (e.snapshot && !e.stale) {
+    ready(e.snapshot, Status::Ok());
+    return;
+  }
+  if (!e.loading && !e.last_error.ok() &&
+      std::chrono::steady_clock::now() - e.failed_at < kRetryAfter) {
+    ready(e.snapshot, e.last_error);
+    return;
+  }
+  e.waiters.push_back(std::move(ready));
+  if (e.loading) return;
+  e.loading = true;
+  CatalogLogin login = target.options.catalog_login;
+  if (login.user.empty()) login.user = session_user;
+  auto loader = std::make_shared<CatalogLoader>(
+      context_, target, std::move(login), database,
+      [this, key](std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status) {
+        Finished(key, std::move(snapshot), status);
+      });
+  loader->Start();
+}
+
+void CatalogCache::Finished(const std::string& key, std::shared_ptr<const CatalogSnapshot> snapshot,
+                            const Status& status) {
+  Entry& e = entries_[key];
+  e.loading = false;
+  e.last_error = status;
+  if (status.ok()) {
+    e.snapshot = std::move(snapshot);
+    e.stale = false;
+  } else {
+    e.failed_at = std::chrono::steady_clock::now();
+    DBW_LOG(kWarning) << "masking catalog for " << key.substr(0, key.find('\0')) << "/"
+                      << key.substr(key.find('\0') + 1) << " not loaded: " << status.message();
+  }
+  auto waiters = std::move(e.waiters);
+  e.waiters.clear();
+  for (auto& w : waiters) w(e.snapshot, status);
+}
+
+std::shared_ptr<const CatalogSnapshot> CatalogCache::Peek(const std::string& target,
+                                                          const std::string& database) const {
+  auto it = entries_.find(target + '\0' + database);
+  return it == entries_.end() ? nullptr : it->second.snapshot;
+}
+
+void CatalogCache::Invalidate(const std::string& target, const std::string& database) {
+  auto it = entries_.find(target + '\0' + database);
+  if (it != entries_.end()) it->second.stale = true;
+}
+
+}  // namespace dbw::relay

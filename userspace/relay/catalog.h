@@ -1,0 +1,78 @@
+// The catalog cache masking resolves result columns with: per worker, per (target, database),
+// relation OID -> schema, name and column names by attribute number. Filled over the relay's
+// own upstream connection (CatalogLoader), dropped when a session runs DDL.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "userspace/common/status.h"
+#include "userspace/relay/options.h"
+
+namespace dbw::relay {
+
+struct TargetRuntime;
+
+struct CatalogRelation {
+  std::string schema;
+  std::string name;
+  std::vector<std::string> columns;  // [attnum - 1]; empty name for a dropped attribute
+};
+
+// OIDs below this were created by initdb (system catalogs, information_schema): they hold no
+// user data, so they are not loaded and no column rule applies to them.
+inline constexpr uint32_t kFirstNormalObjectId = 16384;
+
+struct CatalogSnapshot {
+  std::unordered_map<uint32_t, CatalogRelation> relations;
+  std::chrono::steady_clock::time_point loaded_at;
+  // Resolves (table OID, attribute number) to names; nullopt when unknown.
+  std::optional<std::pair<const CatalogRelation*, const std::string*>> Find(uint32_t oid,
+                                                                            int16_t attnum) const;
+};
+
+class CatalogCache {
+ public:
+  using Ready = std::function<void(std::shared_ptr<const CatalogSnapshot>, const Status&)>;
+
+  static constexpr std::chrono::seconds kRetryAfter{10};
+
+  explicit CatalogCache(boost::asio::io_context& context) : context_(context) {}
+
+  // Calls `ready` (on this worker, possibly before returning) with the snapshot for the
+  // database, loading it first when there is none or it was invalidated. Concurrent callers
+  // for one database share one load. After a failed load, calls within kRetryAfter get the
+  // failure at once (with the last good snapshot, if any) instead of a new connection each.
+  void Get(const TargetRuntime& target, const std::string& session_user,
+           const std::string& database, Ready ready);
+  // The current snapshot, without loading; null when none.
+  std::shared_ptr<const CatalogSnapshot> Peek(const std::string& target,
+                                              const std::string& database) const;
+  // A session ran DDL (or saw an unknown relation): the next Get reloads.
+  void Invalidate(const std::string& target, const std::string& database);
+
+ private:
+  struct Entry {
+    std::shared_ptr<const CatalogSnapshot> snapshot;
+    bool stale = true;
+    bool loading = false;
+    std::chrono::steady_clock::time_point failed_at{};  // last failed load (retry backoff)
+    Status last_error;
+    std::vector<Ready> waiters;
+  };
+  void Finished(const std::string& key, std::shared_ptr<const CatalogSnapshot> snapshot,
+                const Status& status);
+
+  boost::asio::io_context& context_;
+  std::unordered_map<std::string, Entry> entries_;  // key: target '\0' database
+};
+
+}  // namespace dbw::relay

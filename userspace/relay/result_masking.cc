@@ -1,0 +1,294 @@
+// ResultMasking: plans from RowDescription/CopyOutResponse, masked rows and messages, and the
+// per-statement counts for the audit event.
+#include "userspace/relay/result_masking.h"
+
+#include "userspace/protocol/postgres/parse.h"
+
+namespace dbw::relay {
+namespace {
+
+// Re-frames a rewritten body as a message of `type`.
+void AppendMessage(uint8_t type, std::string_view body, pg::Bytes* out) {
+  uint32_t len = static_cast<uint32_t>(body.size() + 4);
+  out->push_back(static_cast<std::byte>(type));
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<std::byte>(len >> shift));
+  const auto* p = reinterpret_cast<const std::byte*>(body.data());
+  out->insert(out->end(), p, p + body.size());
+}
+
+void AppendFrame(const pg::Frame& frame, pg::Bytes* out) {
+  AppendMessage(frame.type, {reinterpret_cast<const char*>(frame.body.data()), frame.body.size()},
+                out);
+}
+
+// Rule for values nobody could resolve: withheld, whatever their content.
+constexpr std::string_view kWithheldRule = "catalog-unavailable";
+masking::MaskSpec Withhold() {
+  masking::MaskSpec m;
+  m.function = masking::Function::kRedact;
+  m.rule_id = kWithheldRule;
+  return m;
+}
+
+void Add(std::vector<std::pair<std::string, uint64_t>>* counts, const std::string& name,
+         uint64_t n) {
+  if (n == 0) return;
+  for (auto& [k, v] : *counts)
+    if (k == name) {
+      v += n;
+      return;
+    }
+  counts->emplace_back(name, n);
+}
+
+}  // namespace
+
+void ResultMasking::SetProfile(std::shared_ptr<const policy::MaskingProfile> profile,
+                               masking::KeyedHash hmac) {
+  profile_ = std::move(profile);
+  hmac_ = std::move(hmac);
+  have_plan_ = false;
+}
+
+void ResultMasking::BuildPlan(const Description& fields, bool bind_formats,
+                              const std::vector<int16_t>* formats) {
+  plan_.columns.clear();
+  column_names_.clear();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const Field& f = fields[i];
+    masking::ColumnPlan c;
+    c.type_oid = f.type_oid;
+    c.format = f.format;
+    if (bind_formats) {  // a Bind's codes: none = all text, one = for every column
+      c.format = formats == nullptr || formats->empty() ? 0
+                 : formats->size() == 1                 ? (*formats)[0]
+                 : i < formats->size()                  ? (*formats)[i]
+                                                        : 0;
+    }
+    std::string name = f.name;
+    if (f.table_oid == 0) {
+      if (const masking::MaskSpec* m = profile_->ForResultName(f.name)) c.rule = *m;
+    } else if (f.table_oid >= kFirstNormalObjectId && profile_->has_column_rules()) {
+      auto found = catalog_ ? catalog_->Find(f.table_oid, f.column) : std::nullopt;
+      if (!found) {
+        // A relation created after the catalog was read, or no catalog at all: fail closed.
+        c.rule = Withhold();
+        catalog_miss_ = true;
+        name = "oid " + std::to_string(f.table_oid) + "." + std::to_string(f.column);
+      } else {
+        const CatalogRelation& rel = *found->first;
+        name = rel.schema + "." + rel.name + "." + *found->second;
+        if (const masking::MaskSpec* m = profile_->ForColumn(rel.schema, rel.name, *found->second))
+          c.rule = *m;
+      }
+    }
+    // A masked value of a non-text type would not parse as that type (drivers decode text
+    // results by type OID too), so it becomes NULL in both formats.
+    if (c.rule && !masking::IsTextLike(c.type_oid)) c.rule->function = masking::Function::kNull;
+    plan_.columns.push_back(std::move(c));
+    column_names_.push_back(std::move(name));
+  }
+  plan_.detectors = profile_->detectors();
+  plan_.hmac = hmac_;
+  ResetStats();
+  have_plan_ = true;
+}
+
+bool ResultMasking::OnRowDescription(const pg::Frame& frame, const pg::ResultSource& source,
+                                     pg::Bytes* out, std::string* reason) {
+  Accumulate();
+  pg::RowDescriptionMessage rd;
+  if (!pg::ParseRowDescription(frame.body, &rd, reason)) return false;
+  Description fields;
+  fields.reserve(rd.fields.size());
+  for (const pg::FieldDescription& f : rd.fields)
+    fields.push_back({std::string(f.name), f.table_oid, f.column, f.type_oid, f.format});
+  BuildPlan(fields, false, nullptr);
+  plan_key_ = 0;
+  copy_binary_ = false;
+  // Kept for rows that come later without a RowDescription of their own (an Execute of a
+  // statement described at prepare time). Bounded: drivers reuse a few names.
+  constexpr size_t kMaxKept = 1024;
+  if (source.kind == pg::ResultSource::Kind::kStatement) {
+    if (statement_desc_.size() >= kMaxKept) statement_desc_.clear();
+    statement_desc_[source.statement_serial] = std::move(fields);
+  } else if (source.kind == pg::ResultSource::Kind::kPortal) {
+    // Also the description of the portal's statement: later Binds of it may not Describe
+    // (pgjdbc describes the portal once, then only binds and executes).
+    if (portal_desc_.size() >= kMaxKept) portal_desc_.clear();
+    if (statement_desc_.size() >= kMaxKept) statement_desc_.clear();
+    statement_desc_[source.statement_serial] = fields;
+    portal_desc_[source.portal_serial] = std::move(fields);
+    plan_key_ = source.portal_serial;
+  }
+  AppendFrame(frame, out);
+  return true;
+}
+
+bool ResultMasking::SelectPlan(const pg::ResultSource& source) {
+  if (source.kind != pg::ResultSource::Kind::kPortal) return have_plan_;
+  if (have_plan_ && plan_key_ == source.portal_serial) return true;
+  Accumulate();
+  if (auto it = portal_desc_.find(source.portal_serial); it != portal_desc_.end()) {
+    BuildPlan(it->second, false, nullptr);
+  } else if (auto st = statement_desc_.find(source.statement_serial); st != statement_desc_.end()) {
+    BuildPlan(st->second, true, source.result_formats.get());
+  } else {
+    have_plan_ = false;
+    return false;
+  }
+  plan_key_ = source.portal_serial;
+  return true;
+}
+
+bool ResultMasking::OnDataRow(const pg::Frame& frame, const pg::ResultSource& source,
+                              pg::Bytes* out, std::string* reason) {
+  bool have = SelectPlan(source);
+  size_t count = frame.body.size() >= 2 ? (std::to_integer<size_t>(frame.body[0]) << 8) |
+                                              std::to_integer<size_t>(frame.body[1])
+                                        : 0;
+  if (!have || plan_.columns.size() != count) {
+    // Rows whose RowDescription this relay did not see: without the column layout every value
+    // is withheld rather than guessed at.
+    pg::DataRowMessage row;
+    if (!pg::ParseDataRow(frame.body, &row, reason)) return false;
+    std::vector<std::optional<std::span<const std::byte>>> values(row.values.size());
+    static constexpr std::string_view kMarker = masking::kRedactMarker;
+    for (size_t i = 0; i < row.values.size(); ++i) {
+      if (!row.values[i]) continue;
+      values[i] = std::span<const std::byte>(reinterpret_cast<const std::byte*>(kMarker.data()),
+                                             kMarker.size());
+      ++withheld_;
+    }
+    pg::AppendDataRow(out, values);
+    return true;
+  }
+  scratch_.clear();
+  Status st = masking::MaskDataRow(plan_, frame.body, &scratch_, &stats_);
+  if (!st.ok()) {
+    *reason = "DataRow does not match its RowDescription: " + st.message();
+    return false;
+  }
+  AppendMessage(pg::be::kDataRow, scratch_, out);
+  return true;
+}
+
+bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::TableRef* table,
+                                      pg::Bytes* out, std::string* reason) {
+  Accumulate();
+  pg::CopyResponseMessage m;
+  if (!pg::ParseCopyResponse(frame.body, &m, reason)) return false;
+  copy_binary_ = m.format != 0;
+  // COPY table TO STDOUT sends the table's columns in attribute order; map them when the
+  // catalog knows the table (fields beyond what is known are scanned by detectors only).
+  plan_.columns.clear();
+  column_names_.clear();
+  const CatalogRelation* rel = nullptr;
+  if (table != nullptr && catalog_) {
+    for (const auto& [oid, r] : catalog_->relations)
+      if (r.name == table->name &&
+          (table->schema.empty() ? r.schema == "public" : r.schema == table->schema))
+        rel = &r;
+  }
+  if (rel != nullptr) {
+    for (const std::string& col : rel->columns) {
+      if (col.empty()) continue;  // dropped attribute
+      masking::ColumnPlan c;
+      c.type_oid = 25;
+      if (const masking::MaskSpec* s = profile_->ForColumn(rel->schema, rel->name, col))
+        c.rule = *s;
+      plan_.columns.push_back(std::move(c));
+      column_names_.push_back(rel->schema + "." + rel->name + "." + col);
+    }
+  } else if (profile_->has_column_rules() && table != nullptr) {
+    catalog_miss_ = true;
+  }
+  plan_.detectors = profile_->detectors();
+  plan_.hmac = hmac_;
+  ResetStats();
+  have_plan_ = true;
+  AppendFrame(frame, out);
+  return true;
+}
+
+bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
+  if (copy_binary_) {
+    *reason = "binary COPY output cannot be masked";
+    return false;
+  }
+  scratch_.clear();
+  std::string_view line(reinterpret_cast<const char*>(frame.body.data()), frame.body.size());
+  Status st = masking::MaskCopyTextRow(plan_, line, &scratch_, &stats_);
+  if (!st.ok()) {
+    *reason = "COPY data cannot be masked: " + st.message();
+    return false;
+  }
+  AppendMessage(pg::be::kCopyData, scratch_, out);
+  return true;
+}
+
+bool ResultMasking::OnErrorOrNotice(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
+  pg::ErrorMessage m;
+  if (!pg::ParseErrorOrNotice(frame.body, &m, reason)) return false;
+  const masking::DetectorSet* detectors = profile_->detectors();
+  if (detectors == nullptr) {
+    AppendFrame(frame, out);
+    return true;
+  }
+  masking::MaskStats stats;
+  stats.Resize(0, detectors->rules().size());
+  std::string body;
+  std::vector<std::string> texts;
+  for (const pg::ErrorField& f : m.fields) {
+    std::string value(f.value);
+    if (f.code == 'M' || f.code == 'D' || f.code == 'H' || f.code == 'W') {
+      if (!masking::MaskFreeText(*detectors, hmac_, &value, &stats)) ++withheld_;
+    }
+    body.push_back(static_cast<char>(f.code));
+    body += value;
+    body.push_back('\0');
+  }
+  body.push_back('\0');
+  for (size_t i = 0; i < stats.detector_hits.size(); ++i)
+    Add(&detectors_, detectors->rules()[i].name, stats.detector_hits[i]);
+  AppendMessage(frame.type, body, out);
+  return true;
+}
+
+void ResultMasking::Accumulate() {
+  if (!have_plan_) return;
+  for (size_t i = 0; i < stats_.column_masked.size() && i < column_names_.size(); ++i) {
+    const auto& rule = plan_.columns[i].rule;
+    if (rule && rule->rule_id == kWithheldRule) {
+      withheld_ += stats_.column_masked[i];  // unresolved: withheld, not masked by a rule
+    } else {
+      Add(&columns_, column_names_[i], stats_.column_masked[i]);
+    }
+  }
+  if (plan_.detectors != nullptr)
+    for (size_t i = 0; i < stats_.detector_hits.size(); ++i)
+      Add(&detectors_, plan_.detectors->rules()[i].name, stats_.detector_hits[i]);
+  withheld_ += stats_.withheld;
+  ResetStats();
+}
+
+void ResultMasking::ResetStats() {
+  stats_.column_masked.assign(plan_.columns.size(), 0);
+  stats_.detector_hits.assign(plan_.detectors ? plan_.detectors->rules().size() : 0, 0);
+  stats_.withheld = 0;
+}
+
+std::optional<audit::MaskingInfo> ResultMasking::TakeSummary() {
+  Accumulate();
+  if (columns_.empty() && detectors_.empty() && withheld_ == 0) return std::nullopt;
+  audit::MaskingInfo info;
+  info.columns = std::move(columns_);
+  info.detectors = std::move(detectors_);
+  info.withheld = withheld_;
+  columns_.clear();
+  detectors_.clear();
+  withheld_ = 0;
+  return info;
+}
+
+}  // namespace dbw::relay
