@@ -43,8 +43,7 @@ void ParseCustom(LoaderBase& b, const YAML::Node& node, MaskingRule* rule) {
       LoaderBase::Fail(entry, "custom detector \"" + d.name + "\" needs a pattern");
     // Compiled alone here so a bad pattern is reported at its own line.
     auto compiled = masking::DetectorSet::Compile({d});
-    if (!compiled.ok())
-      LoaderBase::Fail(entry, compiled.status().message());  // names the detector
+    if (!compiled.ok()) LoaderBase::Fail(entry, compiled.status().message());  // names the detector
     rule->detectors.push_back(std::move(d));
   }
 }
@@ -168,8 +167,7 @@ void ParseGroups(LoaderBase& base, const YAML::Node& node,
     YAML::Node key = it->first;
     std::string name = base.Scalar(key, "group name");
     if (!LoaderBase::ValidId(name))
-      LoaderBase::Fail(key,
-                       "group name \"" + name + "\" must be letters, digits, '-', '_', '.'");
+      LoaderBase::Fail(key, "group name \"" + name + "\" must be letters, digits, '-', '_', '.'");
     std::vector<PrincipalMatcher> matchers;
     YAML::Node v = it->second;  // a handle: the iterator's value is a temporary
     base.Visit(v);

@@ -68,6 +68,8 @@ def setUpModule():
            '{{"contact": "{EMAIL}", "tier": "gold"}}', 4111111111111111),
           (2, 'Bob', 'bob@example.org', '5500 0000 0000 0004', '234-56-7890', '+44 20 7946 0958',
            'call me at bob@example.org', NULL, NULL, NULL);
+        ALTER TABLE customers ADD COLUMN password_hash text;
+        UPDATE customers SET password_hash = '$2b$12$' || md5(id::text);
         CREATE TABLE orders (id int, customer_id int, total numeric);
         INSERT INTO orders VALUES (10, 1, 99.5), (11, 2, 12);
         CREATE VIEW contacts AS SELECT id, email AS contact FROM customers;
@@ -169,6 +171,32 @@ class MaskingTest(unittest.TestCase):
         self.assertNotIn(EMAIL, out, err)
         self.assertNotIn(AWS, out)
         self.assertIn('Alice', out)
+
+    def test_copy_maps_fields_by_column_list_and_withholds_queries(self):
+        # password_hash has a column rule and content no detector knows.
+        out, err = psql('COPY customers (password_hash, id) TO STDOUT')
+        self.assertEqual(out.splitlines(), ['[redacted]\t1', '[redacted]\t2'], err)
+        # A query's output cannot be tied to columns: every field is withheld (NULL).
+        out, err = psql('COPY (SELECT password_hash, id FROM customers ORDER BY id) TO STDOUT')
+        self.assertEqual(out.splitlines(), ['\\N\t\\N', '\\N\t\\N'], err)
+
+    def test_notify_payload_and_system_columns(self):
+        conn = connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('LISTEN contacts')
+                cur.execute(f"NOTIFY contacts, 'new contact {EMAIL}'")
+                cur.execute('SELECT 1')
+                conn.poll()
+                self.assertEqual([n.payload for n in conn.notifies],
+                                 ['new contact ****@example.com'])
+                # System columns (xmin) are not user data: resolved, not withheld.
+                cur.execute('SELECT xmin, email FROM customers WHERE id = 1')
+                xmin, email = cur.fetchone()
+                self.assertIsNotNone(xmin)
+                self.assertEqual(email, '****@example.com')
+        finally:
+            conn.close()
 
     def test_unique_violation_detail_is_masked(self):
         out, err = psql(f"INSERT INTO customers (id, email) VALUES (3, '{EMAIL}')")

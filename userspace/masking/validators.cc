@@ -321,6 +321,20 @@ bool ExtractEmail(std::string_view v, size_t end, Span* s) {
   return true;
 }
 
+// Tries the spans [begin, ends[k]) longest first; the first that `valid` accepts wins.
+template <typename Valid>
+bool LongestValid(std::string_view v, size_t begin, const size_t* ends, size_t n, Valid valid,
+                  Span* s) {
+  for (size_t k = n; k-- > 0;) {
+    Span candidate{begin, ends[k]};
+    if (valid(v, candidate)) {
+      *s = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
 // The pattern is '+' and the first eight digits: walk back to the '+', then forward over up to
 // 15 digits (at most two separators between two digits), longest valid number first.
 bool ExtractPhone(std::string_view v, size_t end, Span* s) {
@@ -342,14 +356,7 @@ bool ExtractPhone(std::string_view v, size_t end, Span* s) {
       break;
     }
   }
-  for (size_t k = n; k-- > 0;) {
-    Span candidate{begin, ends[k]};
-    if (ValidatePhone(v, candidate)) {
-      *s = candidate;
-      return true;
-    }
-  }
-  return false;
+  return LongestValid(v, begin, ends.data(), n, ValidatePhone, s);
 }
 
 bool ExtractSsn(std::string_view v, size_t end, Span* s) {
@@ -378,14 +385,7 @@ bool ExtractCard(std::string_view v, size_t end, Span* s) {
       break;
     }
   }
-  for (size_t k = n; k-- > 0;) {
-    Span candidate{begin, ends[k]};
-    if (ValidateCard(v, candidate)) {
-      *s = candidate;
-      return true;
-    }
-  }
-  return false;
+  return LongestValid(v, begin, ends.data(), n, ValidateCard, s);
 }
 
 // The pattern is an IBAN's first eight characters (country, check digits, an optional space,

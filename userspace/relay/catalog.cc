@@ -28,7 +28,7 @@ constexpr std::string_view kCatalogQuery =
     "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.oid >= 16384 "
-    "AND c.relkind IN ('r', 'v', 'm', 'f', 'p')";
+    "AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S')";
 
 std::string Md5Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -81,24 +81,29 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     auto self = shared_from_this();
     out_.clear();
     pg::AppendSslRequest(&out_);
-    transport_.AsyncWrite(asio::buffer(out_), [this, self](const boost::system::error_code& ec,
-                                                           size_t) {
-      if (ec) return Finish(Unavailable("upstream closed during SSL negotiation"));
-      asio::async_read(
-          transport_.socket(), asio::buffer(tls_answer_, 1),
-          [this, self](const boost::system::error_code& ec, size_t) {
-            if (ec || tls_answer_[0] != 'S') return Finish(Unavailable("upstream refused TLS"));
-            transport_.EnableTls(*target_.client_tls);
-            if (!target_.options.upstream_tls->server_name.empty())
-              SSL_set_tlsext_host_name(transport_.tls_stream()->native_handle(),
-                                       target_.options.upstream_tls->server_name.c_str());
-            transport_.tls_stream()->async_handshake(
-                asio::ssl::stream_base::client, [this, self](const boost::system::error_code& ec) {
-                  if (ec) return Finish(Unavailable("TLS handshake: " + ec.message()));
-                  SendStartup();
-                });
-          });
-    });
+    transport_.AsyncWrite(
+        asio::buffer(out_), [this, self](const boost::system::error_code& ec, size_t) {
+          if (ec) return Finish(Unavailable("upstream closed during SSL negotiation"));
+          asio::async_read(transport_.socket(), asio::buffer(tls_answer_, 1),
+                           [this, self](const boost::system::error_code& ec, size_t) {
+                             if (ec || tls_answer_[0] != 'S')
+                               return Finish(Unavailable("upstream refused TLS"));
+                             transport_.EnableTls(*target_.client_tls);
+                             const std::string& name = target_.options.upstream_tls->server_name;
+                             if (!name.empty()) {  // as the sessions' upstream legs do
+                               auto* stream = transport_.tls_stream();
+                               SSL_set_tlsext_host_name(stream->native_handle(), name.c_str());
+                               stream->set_verify_callback(asio::ssl::host_name_verification(name));
+                             }
+                             transport_.tls_stream()->async_handshake(
+                                 asio::ssl::stream_base::client,
+                                 [this, self](const boost::system::error_code& ec) {
+                                   if (ec)
+                                     return Finish(Unavailable("TLS handshake: " + ec.message()));
+                                   SendStartup();
+                                 });
+                           });
+        });
   }
 
   void SendStartup() {
@@ -297,7 +302,9 @@ void CatalogCache::Get(const TargetRuntime& target, const std::string& session_u
                        const std::string& database, Ready ready) {
   std::string key = target.options.name + '\0' + database;
   Entry& e = entries_[key];
-  if (e.snapshot && !e.stale) {
+  // DDL by clients that bypass this worker's sessions is caught by age (and by unknown OIDs).
+  if (e.snapshot && !e.stale &&
+      std::chrono::steady_clock::now() - e.snapshot->loaded_at < kMaxAge) {
     ready(e.snapshot, Status::Ok());
     return;
   }

@@ -44,6 +44,7 @@ class CatalogCache {
   using Ready = std::function<void(std::shared_ptr<const CatalogSnapshot>, const Status&)>;
 
   static constexpr std::chrono::seconds kRetryAfter{10};
+  static constexpr std::chrono::seconds kMaxAge{60};  // a snapshot is re-read after this
 
   explicit CatalogCache(boost::asio::io_context& context) : context_(context) {}
 

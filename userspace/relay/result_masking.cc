@@ -45,13 +45,16 @@ void Add(std::vector<std::pair<std::string, uint64_t>>* counts, const std::strin
 
 void ResultMasking::SetProfile(std::shared_ptr<const policy::MaskingProfile> profile,
                                masking::KeyedHash hmac) {
+  // Results already in flight keep the plan (and the detectors) they were built with:
+  // plan_profile_ holds that profile until the next plan is built.
   profile_ = std::move(profile);
   hmac_ = std::move(hmac);
-  have_plan_ = false;
 }
 
 void ResultMasking::BuildPlan(const Description& fields, bool bind_formats,
                               const std::vector<int16_t>* formats) {
+  plan_profile_ = profile_;
+  const bool detectors_failed = profile_->detectors_failed();
   plan_.columns.clear();
   column_names_.clear();
   for (size_t i = 0; i < fields.size(); ++i) {
@@ -68,7 +71,8 @@ void ResultMasking::BuildPlan(const Description& fields, bool bind_formats,
     std::string name = f.name;
     if (f.table_oid == 0) {
       if (const masking::MaskSpec* m = profile_->ForResultName(f.name)) c.rule = *m;
-    } else if (f.table_oid >= kFirstNormalObjectId && profile_->has_column_rules()) {
+    } else if (f.table_oid >= kFirstNormalObjectId && f.column > 0 &&
+               profile_->has_column_rules()) {  // system columns (xmin, ctid) hold no user data
       auto found = catalog_ ? catalog_->Find(f.table_oid, f.column) : std::nullopt;
       if (!found) {
         // A relation created after the catalog was read, or no catalog at all: fail closed.
@@ -85,6 +89,9 @@ void ResultMasking::BuildPlan(const Description& fields, bool bind_formats,
     // A masked value of a non-text type would not parse as that type (drivers decode text
     // results by type OID too), so it becomes NULL in both formats.
     if (c.rule && !masking::IsTextLike(c.type_oid)) c.rule->function = masking::Function::kNull;
+    // Detectors that could not be compiled: withhold what they would have scanned.
+    if (detectors_failed && !c.rule && (c.format == 0 || masking::IsTextLike(c.type_oid)))
+      c.rule = Withhold();
     plan_.columns.push_back(std::move(c));
     column_names_.push_back(std::move(name));
   }
@@ -126,6 +133,9 @@ bool ResultMasking::OnRowDescription(const pg::Frame& frame, const pg::ResultSou
 }
 
 bool ResultMasking::SelectPlan(const pg::ResultSource& source) {
+  // kNone: rows of a portal the relay cannot name (a SQL cursor executed at protocol level):
+  // no plan, so the caller withholds them.
+  if (source.kind == pg::ResultSource::Kind::kNone) return false;
   if (source.kind != pg::ResultSource::Kind::kPortal) return have_plan_;
   if (have_plan_ && plan_key_ == source.portal_serial) return true;
   Accumulate();
@@ -152,14 +162,9 @@ bool ResultMasking::OnDataRow(const pg::Frame& frame, const pg::ResultSource& so
     // is withheld rather than guessed at.
     pg::DataRowMessage row;
     if (!pg::ParseDataRow(frame.body, &row, reason)) return false;
+    // NULL: the types are unknown too, and a marker would not parse as a binary int.
     std::vector<std::optional<std::span<const std::byte>>> values(row.values.size());
-    static constexpr std::string_view kMarker = masking::kRedactMarker;
-    for (size_t i = 0; i < row.values.size(); ++i) {
-      if (!row.values[i]) continue;
-      values[i] = std::span<const std::byte>(reinterpret_cast<const std::byte*>(kMarker.data()),
-                                             kMarker.size());
-      ++withheld_;
-    }
+    for (const auto& v : row.values) withheld_ += v ? 1 : 0;
     pg::AppendDataRow(out, values);
     return true;
   }
@@ -173,35 +178,47 @@ bool ResultMasking::OnDataRow(const pg::Frame& frame, const pg::ResultSource& so
   return true;
 }
 
-bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::TableRef* table,
+bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::StatementFacts* copy,
                                       pg::Bytes* out, std::string* reason) {
   Accumulate();
   pg::CopyResponseMessage m;
   if (!pg::ParseCopyResponse(frame.body, &m, reason)) return false;
   copy_binary_ = m.format != 0;
-  // COPY table TO STDOUT sends the table's columns in attribute order; map them when the
-  // catalog knows the table (fields beyond what is known are scanned by detectors only).
+  copy_withhold_ = false;
+  plan_key_ = 0;  // a suspended portal resumed later must not reuse this plan
+  plan_profile_ = profile_;
   plan_.columns.clear();
   column_names_.clear();
+  // COPY table [(columns)] TO STDOUT: fields are the listed columns, or the table's in attribute
+  // order. COPY (query) and anything the catalog cannot name are not tied to columns.
   const CatalogRelation* rel = nullptr;
+  const sql::TableRef* table = nullptr;
+  if (copy != nullptr && !copy->copy_query && copy->tables_read.size() == 1)
+    table = &copy->tables_read.front();
   if (table != nullptr && catalog_) {
     for (const auto& [oid, r] : catalog_->relations)
-      if (r.name == table->name &&
-          (table->schema.empty() ? r.schema == "public" : r.schema == table->schema))
-        rel = &r;
+      if (r.name == table->name && (table->schema.empty() || r.schema == table->schema) &&
+          (rel == nullptr || r.schema == "public"))
+        rel = &r;  // unqualified: public first (the usual search_path)
   }
+  auto add = [&](const std::string& col) {
+    masking::ColumnPlan c;
+    c.type_oid = 25;  // COPY text: every field is text
+    if (const masking::MaskSpec* s = profile_->ForColumn(rel->schema, rel->name, col)) c.rule = *s;
+    plan_.columns.push_back(std::move(c));
+    column_names_.push_back(rel->schema + "." + rel->name + "." + col);
+  };
   if (rel != nullptr) {
-    for (const std::string& col : rel->columns) {
-      if (col.empty()) continue;  // dropped attribute
-      masking::ColumnPlan c;
-      c.type_oid = 25;
-      if (const masking::MaskSpec* s = profile_->ForColumn(rel->schema, rel->name, col))
-        c.rule = *s;
-      plan_.columns.push_back(std::move(c));
-      column_names_.push_back(rel->schema + "." + rel->name + "." + col);
+    if (copy->copy_columns.empty()) {
+      for (const std::string& col : rel->columns)
+        if (!col.empty()) add(col);  // dropped attributes are not copied
+    } else {
+      for (const std::string& col : copy->copy_columns) add(col);
     }
-  } else if (profile_->has_column_rules() && table != nullptr) {
-    catalog_miss_ = true;
+  } else if (profile_->has_column_rules()) {
+    // Column rules exist but the fields cannot be tied to columns: withhold every field.
+    copy_withhold_ = true;
+    catalog_miss_ = table != nullptr;
   }
   plan_.detectors = profile_->detectors();
   plan_.hmac = hmac_;
@@ -218,6 +235,16 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   }
   scratch_.clear();
   std::string_view line(reinterpret_cast<const char*>(frame.body.data()), frame.body.size());
+  if (copy_withhold_ || !have_plan_) {
+    // Every field becomes \N (NULL), the line keeps its shape.
+    size_t fields = 1;
+    for (char ch : line) fields += ch == '\t' ? 1 : 0;
+    for (size_t i = 0; i < fields; ++i) scratch_ += i == 0 ? "\\N" : "\t\\N";
+    if (!line.empty() && line.back() == '\n') scratch_ += '\n';
+    withheld_ += fields;
+    AppendMessage(pg::be::kCopyData, scratch_, out);
+    return true;
+  }
   Status st = masking::MaskCopyTextRow(plan_, line, &scratch_, &stats_);
   if (!st.ok()) {
     *reason = "COPY data cannot be masked: " + st.message();
@@ -227,30 +254,58 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   return true;
 }
 
+void ResultMasking::MaskText(std::string* text) {
+  const masking::DetectorSet* detectors = profile_->detectors();
+  if (detectors == nullptr) {  // the detectors failed to compile: fail closed
+    *text = std::string(masking::kRedactMarker);
+    ++withheld_;
+    return;
+  }
+  masking::MaskStats stats;
+  stats.Resize(0, detectors->rules().size());
+  if (!masking::MaskFreeText(*detectors, hmac_, text, &stats)) ++withheld_;
+  for (size_t i = 0; i < stats.detector_hits.size(); ++i)
+    Add(&detectors_, detectors->rules()[i].name, stats.detector_hits[i]);
+}
+
+bool ResultMasking::OnNotification(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
+  pg::NotificationMessage m;
+  if (!pg::ParseNotification(frame.body, &m, reason)) return false;
+  const masking::DetectorSet* detectors = profile_->detectors();
+  if (detectors == nullptr && !profile_->detectors_failed()) {
+    AppendFrame(frame, out);
+    return true;
+  }
+  // NOTIFY payloads are often row data (row_to_json(NEW) in a trigger).
+  std::string payload(m.payload);
+  MaskText(&payload);
+  std::string body;
+  for (int shift = 24; shift >= 0; shift -= 8) body.push_back(static_cast<char>(m.pid >> shift));
+  body.append(m.channel);
+  body.push_back('\0');
+  body += payload;
+  body.push_back('\0');
+  AppendMessage(frame.type, body, out);
+  return true;
+}
+
 bool ResultMasking::OnErrorOrNotice(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
   pg::ErrorMessage m;
   if (!pg::ParseErrorOrNotice(frame.body, &m, reason)) return false;
   const masking::DetectorSet* detectors = profile_->detectors();
-  if (detectors == nullptr) {
+  if (detectors == nullptr && !profile_->detectors_failed()) {
     AppendFrame(frame, out);
     return true;
   }
-  masking::MaskStats stats;
-  stats.Resize(0, detectors->rules().size());
   std::string body;
-  std::vector<std::string> texts;
   for (const pg::ErrorField& f : m.fields) {
     std::string value(f.value);
-    if (f.code == 'M' || f.code == 'D' || f.code == 'H' || f.code == 'W') {
-      if (!masking::MaskFreeText(*detectors, hmac_, &value, &stats)) ++withheld_;
-    }
+    if (f.code == 'M' || f.code == 'D' || f.code == 'H' || f.code == 'W') MaskText(&value);
     body.push_back(static_cast<char>(f.code));
     body += value;
     body.push_back('\0');
   }
   body.push_back('\0');
-  for (size_t i = 0; i < stats.detector_hits.size(); ++i)
-    Add(&detectors_, detectors->rules()[i].name, stats.detector_hits[i]);
   AppendMessage(frame.type, body, out);
   return true;
 }

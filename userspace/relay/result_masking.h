@@ -41,9 +41,12 @@ class ResultMasking {
   bool OnDataRow(const pg::Frame& frame, const pg::ResultSource& source, pg::Bytes* out,
                  std::string* reason);
   // COPY TO STDOUT: the table the statement copies (from its facts), to map fields to columns.
-  bool OnCopyOutResponse(const pg::Frame& frame, const sql::TableRef* table, pg::Bytes* out,
+  // `copy`: the COPY statement's facts (table, column list), null when unknown.
+  bool OnCopyOutResponse(const pg::Frame& frame, const sql::StatementFacts* copy, pg::Bytes* out,
                          std::string* reason);
   bool OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // NotificationResponse: the payload passes through the detectors.
+  bool OnNotification(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   // ErrorResponse/NoticeResponse: message, detail and hint pass through the detectors.
   bool OnErrorOrNotice(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
 
@@ -63,6 +66,9 @@ class ResultMasking {
 
   void Accumulate();  // stats_ into the statement's counts, then zeroed
   void ResetStats();
+  // Free text (error fields, NOTIFY payloads) through the detectors, counted; withheld when
+  // they are not available.
+  void MaskText(std::string* text);
   // plan_ for `fields`; with `bind_formats`, the formats are a Bind's result format codes
   // (`formats`, null = all text) instead of the description's.
   void BuildPlan(const Description& fields, bool bind_formats, const std::vector<int16_t>* formats);
@@ -79,6 +85,8 @@ class ResultMasking {
   // RowDescriptions of prepared statements (Describe 'S') and portals (Describe 'P'), by serial.
   std::unordered_map<uint64_t, Description> statement_desc_, portal_desc_;
   bool copy_binary_ = false;
+  bool copy_withhold_ = false;  // COPY fields that cannot be tied to columns: all withheld
+  std::shared_ptr<const policy::MaskingProfile> plan_profile_;  // keeps plan_.detectors alive
   bool catalog_miss_ = false;
   masking::MaskStats stats_;
   std::string scratch_;

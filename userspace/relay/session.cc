@@ -459,7 +459,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     if (resume_note_) {
       note = std::move(resume_note_);  // judged and committed before the pause
     } else {
-      UpdateMasking(*deps_.policy->Get());
+      UpdateMasking(deps_.policy->Get());
       if (AwaitCatalog()) return pg::MessageAction::kPause;  // OnCatalog resumes here
       note = Decide(frame, reason);
       if (!note) return pg::MessageAction::kReject;
@@ -752,6 +752,10 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
     case pg::be::kAuthentication:
       return OnAuthentication(frame, out, reason);
     case pg::be::kReadyForQuery:
+      if (ddl_in_tx_ && state_.transaction_status() == 'I') {
+        ddl_in_tx_ = false;
+        worker_->catalog.Invalidate(target_->options.name, state_.database());
+      }
       if (!started_event_) {
         start_pending_ = true;
         if (peer_resolved_) EmitSessionStart();
@@ -829,13 +833,14 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
   r.rows = x.rows;
   r.bytes = x.bytes_out;
   e.result = std::move(r);
-  if (masking_.active()) {
-    e.masking = masking_.TakeSummary();
-    if (e.masking && e.masking->withheld > 0)
-      deps_.metrics->masking_withheld->Add(e.masking->withheld);
-  }
-  if (e.statement->facts && (e.statement->facts->AllRisks() & sql::kRiskSchemaChange))
+  e.masking = masking_.TakeSummary();  // also when the profile went away meanwhile
+  if (e.masking && e.masking->withheld > 0)
+    deps_.metrics->masking_withheld->Add(e.masking->withheld);
+  if (e.statement->facts && (e.statement->facts->AllRisks() & sql::kRiskSchemaChange)) {
     worker_->catalog.Invalidate(target_->options.name, state_.database());  // DDL: re-read
+    // Inside a transaction the re-read cannot see it yet: re-read again when it ends.
+    if (state_.transaction_status() != 'I') ddl_in_tx_ = true;
+  }
   deps_.sink->Submit(std::move(e));
 }
 

@@ -95,7 +95,7 @@ class Session : public std::enable_shared_from_this<Session>,
 
   // Masking (session_masking.cc). The profile follows the principal's classification; with
   // column rules the client pump pauses at a statement until the catalog is loaded.
-  void UpdateMasking(const policy::CompiledPolicy& policy);
+  void UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>& policy);
   bool AwaitCatalog();  // true: paused until OnCatalog
   void OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status);
   // Masks a backend message into *out when masking applies to it; *handled says whether it did.
@@ -131,8 +131,11 @@ class Session : public std::enable_shared_from_this<Session>,
   std::shared_ptr<DecisionNote> resume_note_;       // the paused statement's decision
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
   ResultMasking masking_;
-  const policy::CompiledPolicy* masked_for_ = nullptr;  // policy the masking profile came from
-  std::string masked_app_;                              // application_name it was computed with
+  // The policy the masking profile came from (held: a later policy at the same address must not
+  // pass for it).
+  std::shared_ptr<const policy::CompiledPolicy> masked_policy_;
+  bool ddl_in_tx_ = false;  // DDL ran in the open transaction: re-read the catalog at its end
+  std::string masked_app_;  // application_name it was computed with
   bool in_catalog_get_ = false;
   bool catalog_ready_now_ = false;
   bool catalog_checked_ = false;  // the paused statement's catalog load finished

@@ -11,13 +11,16 @@ namespace {
 constexpr size_t kMaskedRowLimit = 64u << 20;
 }  // namespace
 
-void Session::UpdateMasking(const policy::CompiledPolicy& policy) {
-  if (masked_for_ == &policy && masked_app_ == state_.application_name()) return;
-  const policy::Principal& p = PolicyPrincipal(policy);
-  auto profile = policy.Masking({target_->options.name, target_->options.env}, p);
+void Session::UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+  if (masked_policy_ == policy && masked_app_ == state_.application_name()) return;
+  const policy::Principal& p = PolicyPrincipal(*policy);
+  auto profile = policy->Masking({target_->options.name, target_->options.env}, p);
   bool was_active = masking_.active();
+  // Under one policy a session never unmasks itself by renaming (application_name): only a
+  // policy change can lift masking from a session that had it.
+  if (!profile && was_active && masked_policy_ == policy) return;
   masking_.SetProfile(std::move(profile), deps_.mask_hmac);
-  masked_for_ = &policy;
+  masked_policy_ = policy;
   masked_app_ = state_.application_name();
   if (masking_.active() != was_active)
     upstream_decoder_.set_stream_threshold(masking_.active() ? kMaskedRowLimit
@@ -77,13 +80,15 @@ bool Session::MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* r
       break;
     case pg::be::kCopyOutResponse: {
       const auto* note = dynamic_cast<const DecisionNote*>(state_.HeadNote());
-      const sql::TableRef* table = nullptr;
-      if (note != nullptr && note->facts && note->facts->statements.size() == 1 &&
-          note->facts->statements.front().tables_read.size() == 1)
-        table = &note->facts->statements.front().tables_read.front();
-      ok = masking_.OnCopyOutResponse(frame, table, out, reason);
+      const sql::StatementFacts* copy = nullptr;
+      if (note != nullptr && note->facts && note->facts->statements.size() == 1)
+        copy = &note->facts->statements.front();
+      ok = masking_.OnCopyOutResponse(frame, copy, out, reason);
       break;
     }
+    case pg::be::kNotificationResponse:
+      ok = masking_.OnNotification(frame, out, reason);
+      break;
     case pg::be::kCopyData:
       ok = masking_.OnCopyData(frame, out, reason);
       break;

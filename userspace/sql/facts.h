@@ -109,6 +109,10 @@ struct StatementFacts {
   std::string prepare_name;
   std::shared_ptr<const StatementFacts> prepared;
   std::string error;  // kUnparseable: the parser's message
+  // COPY table (col, ...): the column list as written (masking maps COPY fields by it);
+  // `copy_query` when it copies a query's output instead of a table.
+  std::vector<std::string> copy_columns;
+  bool copy_query = false;
 
   bool Has(Risk r) const { return (risks & r) != 0; }
 };

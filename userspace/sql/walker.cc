@@ -112,6 +112,10 @@ void Walker::Copy(object body) {
     if (has_rel) Written(rel);
   } else {
     Top(Command::kCopy, "TO");
+    array cols;
+    if (tree::GetArray(body, "attlist", &cols))
+      for (element c : cols) f_->copy_columns.emplace_back(tree::StringNode(c));
+    f_->copy_query = tree::Has(body, "query");
     // COPY table TO exports every row: judged like SELECT * FROM table.
     if (has_rel) {
       Read(rel);

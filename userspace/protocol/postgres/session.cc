@@ -136,7 +136,9 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       std::string portal(m.portal);
       Prepared& p = portals_[portal];
       p = it != statements_.end() ? it->second : Prepared{UnknownStatement(), nullptr};
-      p.statement_serial = p.serial;
+      // A statement this state never saw parsed (SQL PREPARE) gets a serial of its own, so
+      // two of them never share what was learned about either.
+      p.statement_serial = it != statements_.end() ? p.serial : ++serial_;
       p.serial = ++serial_;
       bool all_text = true;
       for (int16_t f : m.result_formats) all_text = all_text && f == 0;
