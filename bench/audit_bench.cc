@@ -51,19 +51,28 @@ std::string Dir(const char* name) {
   return (fs::temp_directory_path() / (std::string("dbw-bench-") + name)).string();
 }
 
-void BM_AppendAsync(benchmark::State& state) {
-  std::string dir = Dir("async");
-  fs::remove_all(dir);
+// A fresh store in the temp dir with every index on; null (and the benchmark skipped) when it
+// cannot be opened.
+std::unique_ptr<AuditStore> OpenStore(benchmark::State& state, const std::string& dir,
+                                      Durability durability, bool fresh = true) {
+  if (fresh) fs::remove_all(dir);
   StoreOptions o;
   o.dir = dir;
-  o.durability = Durability::kAsync;
+  o.durability = durability;
   o.retention = std::chrono::seconds(0);
   o.queue_capacity = 1 << 20;
   auto store = AuditStore::Open(o);
   if (!store.ok()) {
     state.SkipWithError(store.status().ToString().c_str());
-    return;
+    return nullptr;
   }
+  return std::move(*store);
+}
+
+void BM_AppendAsync(benchmark::State& state) {
+  std::string dir = Dir("async");
+  auto store = OpenStore(state, dir, Durability::kAsync);
+  if (!store) return;
   std::mt19937_64 rng(1);
   std::vector<Event> events;
   for (int i = 0; i < 100000; ++i) events.push_back(MakeEvent(rng, kBase + i));
@@ -73,14 +82,14 @@ void BM_AppendAsync(benchmark::State& state) {
     for (const Event& e : events) {
       Event copy = e;
       copy.ts_us = 0;
-      (*store)->Submit(std::move(copy));
+      store->Submit(std::move(copy));
     }
-    (*store)->Flush();
+    store->Flush();
   }
   state.counters["events/s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * events.size()), benchmark::Counter::kIsRate);
-  state.counters["dropped"] = static_cast<double>((*store)->Stats().dropped);
-  store->reset();
+  state.counters["dropped"] = static_cast<double>(store->Stats().dropped);
+  store.reset();
   fs::remove_all(dir);
 }
 BENCHMARK(BM_AppendAsync)->Iterations(5)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -91,17 +100,8 @@ void BM_AppendSync(benchmark::State& state) {
   const int producers = static_cast<int>(state.range(0));
   const int window = static_cast<int>(state.range(1));
   std::string dir = Dir("sync");
-  fs::remove_all(dir);
-  StoreOptions o;
-  o.dir = dir;
-  o.durability = Durability::kSync;
-  o.retention = std::chrono::seconds(0);
-  o.queue_capacity = 1 << 20;
-  auto store = AuditStore::Open(o);
-  if (!store.ok()) {
-    state.SkipWithError(store.status().ToString().c_str());
-    return;
-  }
+  auto store = OpenStore(state, dir, Durability::kSync);
+  if (!store) return;
   constexpr int kPerProducer = 20000;
   std::mt19937_64 rng(2);
   std::vector<Event> events;
@@ -121,7 +121,7 @@ void BM_AppendSync(benchmark::State& state) {
           in_flight.fetch_add(1);
           Event e = events[(p * 7 + i) % events.size()];
           e.ts_us = 0;
-          (*store)->SubmitAndWait(std::move(e), [&](const Status& s, uint64_t) {
+          store->SubmitAndWait(std::move(e), [&](const Status& s, uint64_t) {
             if (!s.ok()) failures.fetch_add(1);
             in_flight.fetch_sub(1);
             in_flight.notify_one();
@@ -140,7 +140,7 @@ void BM_AppendSync(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.iterations() * producers * kPerProducer),
                          benchmark::Counter::kIsRate);
   state.counters["failures"] = static_cast<double>(failures.load());
-  store->reset();
+  store.reset();
   fs::remove_all(dir);
 }
 BENCHMARK(BM_AppendSync)
@@ -159,35 +159,23 @@ void BM_QueryOneHourOneFilter(benchmark::State& state) {
   const int kEvents = env_events != nullptr ? std::atoi(env_events) : 1'000'000;
   constexpr int64_t kSpan = 10LL * 86400 * 1000000;
   static bool filled = false;
-  StoreOptions o;
-  o.dir = dir;
-  o.durability = Durability::kAsync;
-  o.retention = std::chrono::seconds(0);
-  o.queue_capacity = 1 << 20;
   if (!filled) {
-    fs::remove_all(dir);
-    auto store = AuditStore::Open(o);
-    if (!store.ok()) {
-      state.SkipWithError(store.status().ToString().c_str());
-      return;
-    }
+    auto store = OpenStore(state, dir, Durability::kAsync);
+    if (!store) return;
     std::mt19937_64 rng(3);
     for (int i = 0; i < kEvents; ++i) {
-      (*store)->Submit(MakeEvent(rng, kBase + static_cast<int64_t>(i) * (kSpan / kEvents)));
-      if (i % 100000 == 99999) (*store)->Flush();  // stay below the queue's capacity
+      store->Submit(MakeEvent(rng, kBase + static_cast<int64_t>(i) * (kSpan / kEvents)));
+      if (i % 100000 == 99999) store->Flush();  // stay below the queue's capacity
     }
-    (*store)->Flush();
-    if ((*store)->Stats().dropped != 0) {
+    store->Flush();
+    if (store->Stats().dropped != 0) {
       state.SkipWithError("events dropped while filling");
       return;
     }
     filled = true;
   }
-  auto store = AuditStore::Open(o);
-  if (!store.ok()) {
-    state.SkipWithError(store.status().ToString().c_str());
-    return;
-  }
+  auto store = OpenStore(state, dir, Durability::kAsync, /*fresh=*/false);
+  if (!store) return;
   std::mt19937_64 rng(4);
   std::vector<double> us;
   size_t returned = 0;
@@ -198,7 +186,7 @@ void BM_QueryOneHourOneFilter(benchmark::State& state) {
         kBase + static_cast<int64_t>(rng() % static_cast<uint64_t>(kSpan - 3600'000'000LL));
     f.until_us = *f.since_us + 3600'000'000LL;
     auto start = std::chrono::steady_clock::now();
-    auto r = (*store)->Query(f, 50, "");
+    auto r = store->Query(f, 50, "");
     us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
                      .count());
     if (!r.ok()) {
