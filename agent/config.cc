@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "userspace/common/logging.h"
+#include "userspace/common/url.h"
 
 namespace dbw::agent {
 namespace {
@@ -198,7 +199,7 @@ void ParseApi(const YAML::Node& a, AgentConfig* c) {
     for (size_t i = 0; i < tokens.size(); ++i) {
       const YAML::Node& t = tokens[i];
       std::string where = "api.tokens[" + std::to_string(i) + "]";
-      CheckKeys(t, where.c_str(), {"name", "role", "sha256"});
+      CheckKeys(t, where.c_str(), {"name", "role", "sha256", "groups"});
       api::TokenConfig tc;
       tc.name = RequiredScalar(t, "name", where);
       if (!names.insert(tc.name).second)
@@ -218,7 +219,54 @@ void ParseApi(const YAML::Node& a, AgentConfig* c) {
       for (char ch : tc.sha256) hex = hex && std::isxdigit(static_cast<unsigned char>(ch));
       if (!hex)
         Throw(t["sha256"], where + ": sha256 must be 64 hex digits (sha256sum of the token)");
+      if (YAML::Node groups = t["groups"]) {
+        if (!groups.IsSequence()) Throw(groups, where + ": groups must be a list of names");
+        for (const auto& g : groups) tc.groups.push_back(Scalar(g, where + ".groups entry"));
+      }
       c->api.tokens.push_back(std::move(tc));
+    }
+  }
+}
+
+void ParseApprovals(const YAML::Node& a, AgentConfig* c) {
+  CheckKeys(a, "approvals",
+            {"retention", "webhooks", "webhook_attempts", "webhook_backoff", "webhook_timeout"});
+  ApprovalsConfig& o = c->approvals;
+  if (a["retention"])
+    o.retention = std::chrono::duration_cast<std::chrono::seconds>(
+        Duration(a["retention"], "approvals.retention"));
+  if (a["webhook_attempts"]) {
+    std::string v = Scalar(a["webhook_attempts"], "approvals.webhook_attempts");
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), o.webhook_attempts);
+    if (ec != std::errc() || ptr != v.data() + v.size() || o.webhook_attempts < 1 ||
+        o.webhook_attempts > 100)
+      Throw(a["webhook_attempts"], "approvals.webhook_attempts must be a number from 1 to 100");
+  }
+  if (a["webhook_backoff"])
+    o.webhook_backoff = Duration(a["webhook_backoff"], "approvals.webhook_backoff");
+  if (a["webhook_timeout"]) {
+    o.webhook_timeout = Duration(a["webhook_timeout"], "approvals.webhook_timeout");
+    if (o.webhook_timeout.count() == 0)
+      Throw(a["webhook_timeout"], "approvals.webhook_timeout must be more than 0");
+  }
+  if (YAML::Node hooks = a["webhooks"]) {
+    if (!hooks.IsSequence()) Throw(hooks, "approvals.webhooks must be a list");
+    for (size_t i = 0; i < hooks.size(); ++i) {
+      const YAML::Node& h = hooks[i];
+      std::string where = "approvals.webhooks[" + std::to_string(i) + "]";
+      CheckKeys(h, where.c_str(), {"url", "headers"});
+      ApprovalsConfig::Webhook hook;
+      hook.url = RequiredScalar(h, "url", where);
+      std::string error;
+      HttpUrl parsed;
+      if (!ParseHttpUrl(hook.url, &parsed, &error)) Throw(h["url"], where + ": " + error);
+      if (YAML::Node headers = h["headers"]) {
+        if (!headers.IsMap()) Throw(headers, where + ".headers must be a mapping");
+        for (const auto& kv : headers)
+          hook.headers.emplace_back(kv.first.as<std::string>(),
+                                    Scalar(kv.second, where + ".headers value"));
+      }
+      o.webhooks.push_back(std::move(hook));
     }
   }
 }
@@ -228,7 +276,8 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   c.path = path;
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
   CheckKeys(root, "the configuration",
-            {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api", "masking"});
+            {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api", "masking",
+             "approvals"});
   if (YAML::Node m = root["masking"]) {
     CheckKeys(m, "masking", {"hash_key_file"});
     if (m["hash_key_file"])
@@ -236,6 +285,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   }
   if (YAML::Node a = root["audit"]) ParseAudit(a, &c);
   if (YAML::Node a = root["api"]) ParseApi(a, &c);
+  if (YAML::Node a = root["approvals"]) ParseApprovals(a, &c);
   if (YAML::Node p = root["policy"]) {
     CheckKeys(p, "policy", {"files", "mode"});
     if (YAML::Node files = p["files"]) {

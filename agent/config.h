@@ -1,7 +1,10 @@
 // The agent's configuration file: loading, validation and the resulting settings.
 #pragma once
 
+#include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "policy/policy.h"
 #include "userspace/api/options.h"
@@ -9,6 +12,20 @@
 #include "userspace/relay/options.h"
 
 namespace dbw::agent {
+
+// approvals: requests for `approve` decisions (RocksDB under <state_dir>/approvals) and the
+// webhooks told of each new request.
+struct ApprovalsConfig {
+  std::chrono::seconds retention{30 * 24 * 3600};  // finished requests kept this long
+  struct Webhook {
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  std::vector<Webhook> webhooks;
+  int webhook_attempts = 5;
+  std::chrono::milliseconds webhook_backoff{1000};
+  std::chrono::milliseconds webhook_timeout{5000};
+};
 
 struct AgentConfig {
   std::string path;
@@ -25,6 +42,7 @@ struct AgentConfig {
   // generated on first start.
   std::string masking_hash_key;
   std::string audit_signing_key;  // Ed25519 PEM; empty: <state_dir>/audit/signing-key.pem
+  ApprovalsConfig approvals;
   // api: the HTTP API.
   bool api_enabled = true;
   api::ServerOptions api;

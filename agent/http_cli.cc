@@ -1,7 +1,5 @@
 // The SRE CLI over the HTTP API: a synchronous Beast client (plain or TLS), argument parsing,
 // and table/JSON-lines output of events, sessions and the chain check.
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs it with g++ 12
-
 #include "agent/http_cli.h"
 
 #include <simdjson.h>
@@ -13,6 +11,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs it with g++ 12
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,8 +19,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "userspace/api/query.h"
+#include "userspace/common/url.h"
 
 namespace dbw::agent {
 namespace {
@@ -36,12 +38,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitFail = 1;
 constexpr int kExitUsage = 2;
 
-struct Endpoint {
-  bool tls = false;
-  std::string host;
-  std::string port;
-  std::string prefix;  // path prefix of the base URL, without a trailing slash
-};
+using Endpoint = HttpUrl;
 
 struct Client {
   std::string api;
@@ -49,54 +46,24 @@ struct Client {
   std::string cacert;
 };
 
-bool ParseUrl(const std::string& url, Endpoint* ep, std::string* error) {
-  std::string rest;
-  if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.rfind("https://", 0) == 0) {
-    ep->tls = true;
-    rest = url.substr(8);
-  } else {
-    *error = "API URL must start with http:// or https://: " + url;
-    return false;
-  }
-  size_t slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  ep->prefix = slash == std::string::npos ? "" : rest.substr(slash);
-  while (!ep->prefix.empty() && ep->prefix.back() == '/') ep->prefix.pop_back();
-  ep->port = ep->tls ? "443" : "80";
-  if (!hostport.empty() && hostport[0] == '[') {
-    size_t close = hostport.find(']');
-    if (close == std::string::npos) {
-      *error = "bad IPv6 address in " + url;
-      return false;
-    }
-    ep->host = hostport.substr(1, close - 1);
-    if (close + 1 < hostport.size() && hostport[close + 1] == ':') ep->port = hostport.substr(close + 2);
-  } else {
-    size_t colon = hostport.rfind(':');
-    ep->host = hostport.substr(0, colon);
-    if (colon != std::string::npos) ep->port = hostport.substr(colon + 1);
-  }
-  if (ep->host.empty() || ep->port.empty()) {
-    *error = "bad API URL " + url;
-    return false;
-  }
-  return true;
-}
-
 struct HttpReply {
   unsigned status = 0;
   std::string body;
 };
 
 template <class Stream>
-bool Exchange(Stream& s, const Endpoint& ep, const Client& c, const std::string& target,
-              HttpReply* reply, beast::error_code& ec) {
-  http::request<http::empty_body> req(http::verb::get, ep.prefix + target, 11);
+bool Exchange(Stream& s, const Endpoint& ep, const Client& c, http::verb method,
+              const std::string& target, const std::string& body, HttpReply* reply,
+              beast::error_code& ec) {
+  http::request<http::string_body> req(method, ep.path + target, 11);
   req.set(http::field::host, ep.host);
   req.set(http::field::user_agent, "dbwarden-cli");
   if (!c.token.empty()) req.set(http::field::authorization, "Bearer " + c.token);
+  if (method == http::verb::post) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+  }
   http::write(s, req, ec);
   if (ec) return false;
   beast::flat_buffer buf;
@@ -109,12 +76,14 @@ bool Exchange(Stream& s, const Endpoint& ep, const Client& c, const std::string&
   return true;
 }
 
-// GET `target`; on failure writes a clear message to `err` and returns false.
-bool Get(const Client& c, const std::string& target, HttpReply* reply, std::ostream& err) {
+// `method` `target` (with `body` for POST); on failure writes a clear message to `err` and
+// returns false.
+bool Call(const Client& c, http::verb method, const std::string& target, const std::string& body,
+          HttpReply* reply, std::ostream& err) {
   Endpoint ep;
   std::string error;
-  if (!ParseUrl(c.api, &ep, &error)) {
-    err << "dbwarden: " << error << "\n";
+  if (!ParseHttpUrl(c.api, &ep, &error)) {
+    err << "dbwarden: API " << error << "\n";
     return false;
   }
   net::io_context ioc;
@@ -151,13 +120,13 @@ bool Get(const Client& c, const std::string& target, HttpReply* reply, std::ostr
     if (ec) return fail("cannot connect to");
     s.handshake(ssl::stream_base::client, ec);
     if (ec) return fail("TLS handshake failed with");
-    ok = Exchange(s, ep, c, target, reply, ec);
+    ok = Exchange(s, ep, c, method, target, body, reply, ec);
   } else {
     beast::tcp_stream s(ioc);
     s.expires_after(std::chrono::seconds(90));
     s.connect(results, ec);
     if (ec) return fail("cannot connect to");
-    ok = Exchange(s, ep, c, target, reply, ec);
+    ok = Exchange(s, ep, c, method, target, body, reply, ec);
   }
   if (!ok) return fail("request failed:");
   if (reply->status == 200) return true;
@@ -175,6 +144,10 @@ bool Get(const Client& c, const std::string& target, HttpReply* reply, std::ostr
     err << "dbwarden: API answered " << reply->status << ": " << message << "\n";
   }
   return false;
+}
+
+bool Get(const Client& c, const std::string& target, HttpReply* reply, std::ostream& err) {
+  return Call(c, http::verb::get, target, "", reply, err);
 }
 
 size_t TerminalWidth() {
@@ -244,7 +217,8 @@ struct Flags {
 
 bool ParseFlags(const std::vector<std::string>& args, const std::vector<std::string>& valued,
                 Flags* f, std::ostream& err) {
-  f->client.api = std::getenv("DBWARDEN_API") ? std::getenv("DBWARDEN_API") : "http://127.0.0.1:9720";
+  f->client.api =
+      std::getenv("DBWARDEN_API") ? std::getenv("DBWARDEN_API") : "http://127.0.0.1:9720";
   if (const char* t = std::getenv("DBWARDEN_TOKEN")) f->client.token = t;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -272,10 +246,14 @@ bool ParseFlags(const std::vector<std::string>& args, const std::vector<std::str
       return false;
     }
     const std::string& v = args[++i];
-    if (name == "api") f->client.api = v;
-    else if (name == "token") f->client.token = v;
-    else if (name == "cacert") f->client.cacert = v;
-    else f->values[name] = v;
+    if (name == "api")
+      f->client.api = v;
+    else if (name == "token")
+      f->client.token = v;
+    else if (name == "cacert")
+      f->client.cacert = v;
+    else
+      f->values[name] = v;
   }
   return true;
 }
@@ -294,10 +272,18 @@ std::string QueryFrom(const Flags& f, const std::vector<std::pair<std::string, s
 
 int EventsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   static const std::vector<std::pair<std::string, std::string>> kMap = {
-      {"since", "since"},     {"until", "until"},   {"principal", "principal"},
-      {"db-user", "db_user"}, {"database", "database"}, {"table", "table"},
-      {"action", "action"},   {"kind", "kind"},     {"session", "session"},
-      {"exe", "exe"},         {"fingerprint", "fingerprint"}, {"source", "source"}};
+      {"since", "since"},
+      {"until", "until"},
+      {"principal", "principal"},
+      {"db-user", "db_user"},
+      {"database", "database"},
+      {"table", "table"},
+      {"action", "action"},
+      {"kind", "kind"},
+      {"session", "session"},
+      {"exe", "exe"},
+      {"fingerprint", "fingerprint"},
+      {"source", "source"}};
   std::vector<std::string> valued = {"limit"};
   for (const auto& [flag, param] : kMap) valued.push_back(flag);
   Flags f;
@@ -337,7 +323,8 @@ int EventsMain(const std::vector<std::string>& args, std::ostream& out, std::ost
     if (doc["events"].get_array().get(arr) != simdjson::SUCCESS) break;
     for (auto e : arr) events.push_back(simdjson::minify(e));
     std::string_view next;
-    cursor = doc["next_cursor"].get_string().get(next) == simdjson::SUCCESS ? std::string(next) : "";
+    cursor =
+        doc["next_cursor"].get_string().get(next) == simdjson::SUCCESS ? std::string(next) : "";
     if (arr.size() == 0) break;
   } while (!cursor.empty() && events.size() < want);
   // Oldest first, like a log.
@@ -357,7 +344,7 @@ int EventsMain(const std::vector<std::string>& args, std::ostream& out, std::ost
 
 int SessionsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   static const std::vector<std::pair<std::string, std::string>> kMap = {
-      {"since", "since"}, {"until", "until"}, {"principal", "principal"},
+      {"since", "since"},     {"until", "until"},       {"principal", "principal"},
       {"db-user", "db_user"}, {"database", "database"}, {"limit", "limit"}};
   std::vector<std::string> valued;
   for (const auto& [flag, param] : kMap) valued.push_back(flag);
@@ -392,8 +379,7 @@ int SessionsMain(const std::vector<std::string>& args, std::ostream& out, std::o
     out << "session " << Field(s, "session_id") << "  target " << Field(s, "target") << "  user "
         << Field(s, "principal", "db_user") << "  from " << Field(s, "principal", "client_addr")
         << "  started " << Field(s, "started") << "  "
-        << (active ? std::string("active") : "ended " + std::string(Field(s, "ended")))
-        << "\n";
+        << (active ? std::string("active") : "ended " + std::string(Field(s, "ended"))) << "\n";
     std::vector<std::string> events;
     for (auto e : evs) events.push_back(simdjson::minify(e));
     std::reverse(events.begin(), events.end());
@@ -406,7 +392,8 @@ int SessionsMain(const std::vector<std::string>& args, std::ostream& out, std::o
     return kExitOk;
   }
   std::string target = "/v1/sessions" + QueryFrom(f, kMap);
-  if (f.active) target += std::string(target.find('?') == std::string::npos ? "?" : "&") + "active=true";
+  if (f.active)
+    target += std::string(target.find('?') == std::string::npos ? "?" : "&") + "active=true";
   if (!Get(f.client, target, &reply, err)) return kExitFail;
   simdjson::dom::element doc;
   if (parser.parse(reply.body).get(doc) != simdjson::SUCCESS) return kExitFail;
@@ -471,7 +458,8 @@ int AuditVerifyRemoteMain(const std::vector<std::string>& args, std::ostream& ou
   if (doc["first_seq"].get_uint64().get(first) != simdjson::SUCCESS) first = {};
   if (doc["last_seq"].get_uint64().get(last) != simdjson::SUCCESS) last = {};
   if (doc["checked"].get_uint64().get(checked) != simdjson::SUCCESS) checked = {};
-  if (doc["checkpoints_verified"].get_uint64().get(checkpoints) != simdjson::SUCCESS) checkpoints = {};
+  if (doc["checkpoints_verified"].get_uint64().get(checkpoints) != simdjson::SUCCESS)
+    checkpoints = {};
   if (ok) {
     out << "ok: " << checked << " events (seq " << first << ".." << last << "), " << checkpoints
         << " signed checkpoints verified\n";
@@ -483,7 +471,153 @@ int AuditVerifyRemoteMain(const std::vector<std::string>& args, std::ostream& ou
   return kExitFail;
 }
 
-int EventsMain(const std::vector<std::string>& args) { return EventsMain(args, std::cout, std::cerr); }
+namespace {
+
+int64_t IntField(simdjson::dom::element e, std::string_view key) {
+  int64_t v = 0;
+  if (e[key].get_int64().get(v) != simdjson::SUCCESS) v = 0;
+  return v;
+}
+
+std::string Flat(std::string_view text) {
+  std::string flat(text);
+  std::replace(flat.begin(), flat.end(), '\n', ' ');
+  return flat;
+}
+
+void PrintApproval(simdjson::dom::element r, std::ostream& out) {
+  std::string_view sql = Field(r, "statement", "sql");
+  if (sql.empty()) sql = Field(r, "statement", "normalized");
+  bool waiting = false;
+  if (r["waiting"].get_bool().get(waiting) != simdjson::SUCCESS) waiting = false;
+  out << "request   " << Field(r, "id") << "  (" << Field(r, "state") << ", " << Field(r, "mode")
+      << (waiting ? ", a session is waiting" : "") << ")\n"
+      << "target    " << Field(r, "target") << " (" << Field(r, "env") << "), database "
+      << Field(r, "principal", "database") << "\n"
+      << "principal " << Field(r, "principal", "subject") << " (db user "
+      << Field(r, "principal", "db_user") << ", " << Field(r, "principal", "kind") << ", app \""
+      << Field(r, "principal", "application_name") << "\", from "
+      << Field(r, "principal", "client_addr") << ")\n";
+  simdjson::dom::element proc;
+  if (r["process"].get(proc) == simdjson::SUCCESS && IntField(proc, "pid") != 0)
+    out << "process   pid " << IntField(proc, "pid") << " " << Field(proc, "exe") << "\n";
+  out << "statement " << sql << "\n"
+      << "reason    " << Field(r, "reason") << "\n"
+      << "approvals " << IntField(r, "approvals") << " of " << IntField(r, "required") << "\n"
+      << "created   " << Field(r, "created") << "\n"
+      << "expires   " << Field(r, "expires") << "\n";
+  simdjson::dom::array votes;
+  if (r["votes"].get_array().get(votes) == simdjson::SUCCESS) {
+    for (auto v : votes) {
+      out << "vote      " << Field(v, "decision") << " by " << Field(v, "who") << " at "
+          << Field(v, "at");
+      if (!Field(v, "comment").empty()) out << ": " << Field(v, "comment");
+      out << "\n";
+    }
+  }
+  if (!Field(r, "end_detail").empty()) out << "ended     " << Field(r, "end_detail") << "\n";
+}
+
+}  // namespace
+
+int ApprovalsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Flags f;
+  auto usage = [&err] {
+    err << "usage: dbwarden approvals [list] [--state pending|approved|denied|expired|executed|"
+           "withdrawn|all] [--limit N] [--json]\n"
+           "       dbwarden approvals show ID [--json]\n"
+           "       dbwarden approvals approve|deny ID [--comment TEXT] [--json]\n"
+           "       (all take --api URL --token T --cacert FILE; DBWARDEN_API, DBWARDEN_TOKEN)\n";
+    return kExitUsage;
+  };
+  if (!ParseFlags(args, {"state", "limit", "comment"}, &f, err)) return usage();
+  std::string verb = f.positional.empty() ? "list" : f.positional[0];
+  HttpReply reply;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (verb == "list") {
+    if (f.positional.size() > 1 || f.values.count("comment")) return usage();
+    if (!Get(f.client, "/v1/approvals" + QueryFrom(f, {{"state", "state"}, {"limit", "limit"}}),
+             &reply, err))
+      return kExitFail;
+    simdjson::dom::array items;
+    if (parser.parse(reply.body).get(doc) != simdjson::SUCCESS ||
+        doc["approvals"].get_array().get(items) != simdjson::SUCCESS) {
+      err << "dbwarden: the API answered with an unexpected body\n";
+      return kExitFail;
+    }
+    if (f.json) {
+      for (auto r : items) out << simdjson::minify(r) << "\n";
+      return kExitOk;
+    }
+    out << Cell("ID", 12) << " " << Cell("STATE", 9) << " " << Cell("CREATED (UTC)", 19) << " "
+        << Cell("MODE", 6) << " " << Cell("PRINCIPAL", 12) << " " << Cell("TARGET", 10) << " "
+        << Cell("OK", 3) << " STATEMENT\n";
+    for (auto r : items) {
+      std::string_view sql = Field(r, "statement", "sql");
+      if (sql.empty()) sql = Field(r, "statement", "normalized");
+      std::string line =
+          Cell(Field(r, "id"), 12) + " " + Cell(Field(r, "state"), 9) + " " +
+          Cell(Field(r, "created").substr(0, 19), 19) + " " + Cell(Field(r, "mode"), 6) + " " +
+          Cell(Field(r, "principal", "subject"), 12) + " " + Cell(Field(r, "target"), 10) + " " +
+          Cell(std::to_string(IntField(r, "approvals")) + "/" +
+                   std::to_string(IntField(r, "required")),
+               3) +
+          " ";
+      size_t width = TerminalWidth();
+      line += Cell(Flat(sql), std::max<size_t>(24, width > line.size() ? width - line.size() : 0));
+      while (!line.empty() && line.back() == ' ') line.pop_back();
+      out << line << "\n";
+    }
+    return kExitOk;
+  }
+  if (f.positional.size() != 2 || f.values.count("state") || f.values.count("limit"))
+    return usage();
+  const std::string id = f.positional[1];
+  const std::string path = "/v1/approvals/" + api::PercentEncode(id);
+  if (verb == "show") {
+    if (f.values.count("comment")) return usage();
+    if (!Get(f.client, path, &reply, err)) return kExitFail;
+  } else if (verb == "approve" || verb == "deny") {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartObject();
+    w.Key("comment");
+    const std::string& comment = f.values["comment"];
+    w.String(comment.data(), static_cast<rapidjson::SizeType>(comment.size()));
+    w.EndObject();
+    if (!Call(f.client, http::verb::post, path + "/" + verb, buf.GetString(), &reply, err))
+      return kExitFail;
+  } else {
+    return usage();
+  }
+  if (parser.parse(reply.body).get(doc) != simdjson::SUCCESS) {
+    err << "dbwarden: the API answered with invalid JSON\n";
+    return kExitFail;
+  }
+  if (f.json) {
+    out << simdjson::minify(doc) << "\n";
+    return kExitOk;
+  }
+  if (verb == "approve") {
+    out << (Field(doc, "state") == "pending" ? "approval recorded" : "approved") << ": request "
+        << id << " has " << IntField(doc, "approvals") << " of " << IntField(doc, "required")
+        << " approval(s), now " << Field(doc, "state") << "\n";
+  } else if (verb == "deny") {
+    out << "denied: request " << id << "\n";
+  } else {
+    PrintApproval(doc, out);
+  }
+  return kExitOk;
+}
+
+int ApprovalsMain(const std::vector<std::string>& args) {
+  return ApprovalsMain(args, std::cout, std::cerr);
+}
+
+int EventsMain(const std::vector<std::string>& args) {
+  return EventsMain(args, std::cout, std::cerr);
+}
 int SessionsMain(const std::vector<std::string>& args) {
   return SessionsMain(args, std::cout, std::cerr);
 }

@@ -20,6 +20,12 @@ int EventsMain(const std::vector<std::string>& args, std::ostream& out, std::ost
 int SessionsMain(const std::vector<std::string>& args);
 int SessionsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
+// `approvals [list] [--state S] [--limit N]`, `approvals show ID`, `approvals approve|deny ID
+// [--comment TEXT]`: the approval requests over /v1/approvals (approve/deny need an approver
+// token). Exit codes as for events.
+int ApprovalsMain(const std::vector<std::string>& args);
+int ApprovalsMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
 // `audit verify --api URL [--from SEQ] [--to SEQ]` (GET /v1/audit/verify): exit 0 when the
 // chain verifies, 1 when it is broken or the API failed, 2 on bad arguments.
 int AuditVerifyRemoteMain(const std::vector<std::string>& args);

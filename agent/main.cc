@@ -20,6 +20,7 @@
 #include "agent/policy_reloader.h"
 #include "userspace/api/event_source.h"
 #include "userspace/api/server.h"
+#include "userspace/approvals/service.h"
 #include "userspace/audit/store.h"
 #include "userspace/common/logging.h"
 #include "userspace/identity/peer_process.h"
@@ -47,6 +48,7 @@ void Usage(std::ostream& out) {
          "                       < statements (one per line, or JSON lines)\n"
          "  dbwarden events [--since 1h] [--principal P] [--action deny] ... [--json]\n"
          "  dbwarden sessions [ID]\n"
+         "  dbwarden approvals [list [--state S]] | show ID | approve ID | deny ID [--comment C]\n"
          "  dbwarden audit verify [--state-dir DIR | --api URL] [--from SEQ] [--to SEQ]\n"
          "  dbwarden audit export --state-dir DIR [--after SEQ] [--limit N]\n"
          "  dbwarden --version\n";
@@ -138,9 +140,26 @@ int Run(const std::vector<std::string>& args) {
     DBW_LOG(kError) << "masking key: " << mask_hmac.status().message();
     return kExitFailure;
   }
+  approvals::ServiceOptions approval_options;
+  approval_options.dir = config->state_dir + "/approvals";
+  approval_options.retention = config->approvals.retention;
+  for (const auto& h : config->approvals.webhooks)
+    approval_options.webhooks.push_back({h.url, h.headers});
+  approval_options.webhook_attempts = config->approvals.webhook_attempts;
+  approval_options.webhook_backoff = config->approvals.webhook_backoff;
+  approval_options.webhook_timeout = config->approvals.webhook_timeout;
+  if (config->api_enabled)
+    approval_options.api_url =
+        (config->api.tls.cert.empty() ? "http://" : "https://") + config->api.listen;
+  auto approvals = approvals::ApprovalService::Open(std::move(approval_options), sink->get());
+  if (!approvals.ok()) {
+    DBW_LOG(kError) << "approvals: " << approvals.status().message();
+    return kExitFailure;
+  }
+  (*approvals)->Start();
   identity::PeerResolver resolver;
   relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store,
-                            std::move(*mask_hmac));
+                            std::move(*mask_hmac), approvals->get());
   if (Status st = server.Start(); !st.ok()) {
     DBW_LOG(kError) << st.message();
     return kExitFailure;
@@ -153,7 +172,7 @@ int Run(const std::vector<std::string>& args) {
   api::StoreEventSource source(sink->get());
   std::unique_ptr<api::Server> api_server;
   if (config->api_enabled) {
-    api::ApiDeps deps{&source, &policy_store,
+    api::ApiDeps deps{&source, &policy_store, approvals->get(),
                       [&](std::string* why) {
                         audit::StoreStats st = (*sink)->Stats();
                         if (st.commit_failures > 0) {
@@ -206,6 +225,7 @@ int Run(const std::vector<std::string>& args) {
   sd_notify(0, "STOPPING=1");
   server.Shutdown();
   if (api_server) api_server->Stop();
+  (*approvals)->Stop();  // held statements' requests stay pending in the store
   audit::Event stop;
   stop.kind = audit::EventKind::kAgentStop;
   stop.source = "agent";
@@ -238,6 +258,7 @@ int main(int argc, char** argv) {
     return dbw::agent::ConfigCheck({args.begin() + 2, args.end()});
   if (args[0] == "events") return dbw::agent::EventsMain({args.begin() + 1, args.end()});
   if (args[0] == "sessions") return dbw::agent::SessionsMain({args.begin() + 1, args.end()});
+  if (args[0] == "approvals") return dbw::agent::ApprovalsMain({args.begin() + 1, args.end()});
   if (args[0] == "audit" && args.size() >= 2 && args[1] == "export")
     return dbw::agent::AuditExportMain({args.begin() + 2, args.end()});
   if (args[0] == "audit" && args.size() >= 2 && args[1] == "verify") {

@@ -190,7 +190,10 @@ class Policy final : public CompiledPolicy {
     const Rule* first = winners->front();
     if (d->action == Action::kDeny)
       d->sqlstate = first->sqlstate.empty() ? "42501" : first->sqlstate;
-    if (d->action == Action::kApprove) d->approval = first->approval.value_or(ApprovalSpec{});
+    if (d->action == Action::kApprove) {
+      d->approval = first->approval.value_or(ApprovalSpec{});
+      d->sqlstate = first->sqlstate;  // a ticket's refusal; empty: 42501
+    }
   }
 
   std::shared_ptr<const MaskingProfile> BuildProfile(const std::vector<bool>& applies) const {

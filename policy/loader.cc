@@ -354,8 +354,9 @@ class Loader : public LoaderBase {
     if (approval_line != 0 && rule.action != Action::kApprove)
       Fail(approval_line,
            "rule \"" + rule.id + "\": approval is only allowed with action: approve");
-    if (sqlstate_line != 0 && rule.action != Action::kDeny)
-      Fail(sqlstate_line, "rule \"" + rule.id + "\": sqlstate is only allowed with action: deny");
+    if (sqlstate_line != 0 && rule.action != Action::kDeny && rule.action != Action::kApprove)
+      Fail(sqlstate_line,
+           "rule \"" + rule.id + "\": sqlstate is only allowed with action: deny or approve");
     if (rule.action == Action::kApprove && !rule.approval) rule.approval = ApprovalSpec{};
     if (rule.action == Action::kDeny && rule.sqlstate.empty()) rule.sqlstate = "42501";
     out_->rules.push_back(std::move(rule));

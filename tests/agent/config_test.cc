@@ -9,6 +9,12 @@
 namespace dbw::agent {
 namespace {
 
+struct BadCase {
+  std::string text;
+  int line;
+  const char* reason;
+};
+
 class ConfigTest : public ::testing::Test {
  protected:
   std::string Write(const std::string& text) {
@@ -16,6 +22,15 @@ class ConfigTest : public ::testing::Test {
                                                       "-" + std::to_string(counter_++) + ".yaml");
     std::ofstream(path_) << text;
     return path_.string();
+  }
+  // The file is rejected with "FILE:LINE: ... reason".
+  void ExpectRejected(const BadCase& bad) {
+    std::string file = Write(bad.text);
+    auto c = LoadConfig(file);
+    ASSERT_FALSE(c.ok()) << bad.text;
+    const std::string msg = c.status().message();
+    EXPECT_TRUE(msg.starts_with(file + ":" + std::to_string(bad.line) + ":")) << msg;
+    EXPECT_NE(msg.find(bad.reason), std::string::npos) << msg;
   }
   void TearDown() override { std::filesystem::remove(path_); }
   std::filesystem::path path_;
@@ -52,12 +67,6 @@ targets:
   EXPECT_EQ(c->relay.targets[1].env, "staging");
 }
 
-struct BadCase {
-  const char* text;
-  int line;
-  const char* reason;
-};
-
 TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
   const BadCase cases[] = {
       {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    colour: "
@@ -80,14 +89,7 @@ TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
        "/nonexistent.pem, key: /nonexistent.key}\n",
        5, "cannot read"},
   };
-  for (const auto& bad : cases) {
-    std::string file = Write(bad.text);
-    auto c = LoadConfig(file);
-    ASSERT_FALSE(c.ok()) << bad.text;
-    const std::string msg = c.status().message();
-    EXPECT_TRUE(msg.starts_with(file + ":" + std::to_string(bad.line) + ":")) << msg;
-    EXPECT_NE(msg.find(bad.reason), std::string::npos) << msg;
-  }
+  for (const auto& b : cases) ExpectRejected(b);
 }
 
 TEST_F(ConfigTest, AuditAndApiSections) {
@@ -115,21 +117,53 @@ targets:
   EXPECT_FALSE(c->relay.targets[0].audit_before_forward);  // staging default
 
   const BadCase bad[] = {
-      {"audit: {durability: maybe}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
+      {"audit: {durability: maybe}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: "
+       "127.0.0.1:2}]\n",
        1, "audit.durability must be"},
-      {"api:\n  tokens:\n    - {name: x, role: god, sha256: ab}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
+      {"api:\n  tokens:\n    - {name: x, role: god, sha256: ab}\ntargets: [{name: a, listen: "
+       "127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
        3, "role must be viewer, approver or admin"},
-      {"api:\n  tokens:\n    - {name: x, role: viewer, sha256: abc}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
+      {"api:\n  tokens:\n    - {name: x, role: viewer, sha256: abc}\ntargets: [{name: a, listen: "
+       "127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
        3, "64 hex digits"},
   };
-  for (const auto& b : bad) {
-    std::string file = Write(b.text);
-    auto r = LoadConfig(file);
-    ASSERT_FALSE(r.ok()) << b.text;
-    const std::string msg = r.status().message();
-    EXPECT_TRUE(msg.starts_with(file + ":" + std::to_string(b.line) + ":")) << msg;
-    EXPECT_NE(msg.find(b.reason), std::string::npos) << msg;
-  }
+  for (const auto& b : bad) ExpectRejected(b);
+}
+
+TEST_F(ConfigTest, ApprovalsSectionAndApproverGroups) {
+  auto c = LoadConfig(Write(R"(api:
+  tokens:
+    - {name: alice, role: approver, groups: [dba, oncall], sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824}
+approvals:
+  retention: 7d
+  webhook_attempts: 3
+  webhook_backoff: 500ms
+  webhook_timeout: 2s
+  webhooks:
+    - url: https://hooks.example.com/services/T0/B0/x
+      headers: {X-Token: secret}
+    - url: http://[::1]:9000/hook
+targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]
+)"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->api.tokens[0].groups, (std::vector<std::string>{"dba", "oncall"}));
+  EXPECT_EQ(c->approvals.retention, std::chrono::hours(24 * 7));
+  EXPECT_EQ(c->approvals.webhook_attempts, 3);
+  EXPECT_EQ(c->approvals.webhook_backoff, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->approvals.webhook_timeout, std::chrono::seconds(2));
+  ASSERT_EQ(c->approvals.webhooks.size(), 2u);
+  EXPECT_EQ(c->approvals.webhooks[0].headers,
+            (std::vector<std::pair<std::string, std::string>>{{"X-Token", "secret"}}));
+
+  const std::string target = "targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n";
+  const BadCase bad[] = {
+      {"approvals:\n  webhooks:\n    - url: ftp://x/\n" + target, 3, "must start with http://"},
+      {"approvals:\n  webhook_attempts: 0\n" + target, 2, "from 1 to 100"},
+      {"approvals:\n  webhooks:\n    - {url: http://x/, method: PUT}\n" + target, 3,
+       "unknown key \"method\""},
+      {"approvals: {ttl: 1h}\n" + target, 1, "unknown key \"ttl\" in approvals"},
+  };
+  for (const auto& b : bad) ExpectRejected(b);
 }
 
 TEST_F(ConfigTest, MissingFile) {

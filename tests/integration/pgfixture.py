@@ -26,6 +26,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 PG_BIN = Path('/usr/lib/postgresql/15/bin')
@@ -420,6 +422,19 @@ def parse_hostport(text):
     return (m.group(1) or m.group(3)), int(m.group(2) or m.group(4))
 
 
+def api_request(port, path, token=None, method='GET', body=None):
+    """One HTTP request to a relay's API on loopback: (status, headers, body bytes). `token` is
+    sent as a bearer token; HTTP errors are returned, not raised."""
+    req = urllib.request.Request(f'http://{LOOPBACK}:{port}{path}', method=method, data=body)
+    if token:
+        req.add_header('Authorization', f'Bearer {token}')
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
 class Relay:
     """One `dbwarden run` process with its own temp state dir, config and stderr log.
 
@@ -471,6 +486,8 @@ class Relay:
         return self.listen(name)[1]
 
     def start(self, timeout=20):
+        if self._log:  # a restart: the previous run's handle
+            self._log.close()
         self._log = open(self.log_path, 'ab')
         self.proc = subprocess.Popen([self.bin, 'run', '--config', self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._log,

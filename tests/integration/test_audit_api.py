@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,27 +50,31 @@ def make_relay():
 
 
 def http(relay, path, token=VIEWER, method='GET', body=None):
-    req = urllib.request.Request(f'http://{fx.LOOPBACK}:{relay.api_port}{path}', method=method,
-                                 data=body)
-    if token:
-        req.add_header('Authorization', f'Bearer {token}')
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    return fx.api_request(relay.api_port, path, token, method, body)
 
 
 class AuditApiTest(unittest.TestCase):
     def test_end_to_end(self):
         import psycopg2
         with make_relay() as relay:
-            proc = subprocess.run([str(fx.PG_BIN / 'psql'), '-X', '-h', fx.LOOPBACK, '-p',
-                                   str(relay.port()), '-U', 'app', '-d', 'appdb', '-c',
-                                   "SELECT owner FROM accounts WHERE id = 3", '-c', 'DROP TABLE accounts'],
-                                  capture_output=True, text=True, env=dict(fx.CLIENT_ENV, PGAPPNAME='api-psql'),
-                                  timeout=60)
-            self.assertIn('approval required', proc.stderr)
+            # The default pack holds a person's DROP on prod; the admin denies it over the API.
+            proc = subprocess.Popen([str(fx.PG_BIN / 'psql'), '-X', '-h', fx.LOOPBACK, '-p',
+                                     str(relay.port()), '-U', 'app', '-d', 'appdb', '-c',
+                                     "SELECT owner FROM accounts WHERE id = 3", '-c',
+                                     'DROP TABLE accounts'],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=dict(fx.CLIENT_ENV, PGAPPNAME='api-psql'))
+            try:
+                held = relay.wait_for(lambda e: e['approval']['step'] == 'requested',
+                                      kind='approval')[0]
+                status, _, body = http(relay, f'/v1/approvals/{held["approval"]["id"]}/deny',
+                                       token=ADMIN, method='POST', body=b'{}')
+                self.assertEqual(status, 200, body)
+                _, stderr = proc.communicate(timeout=60)
+            finally:
+                proc.kill()
+            self.assertIn('statement held for approval', stderr)
+            self.assertIn(f'approval request {held["approval"]["id"]} was denied by boss', stderr)
             relay.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'api-psql',
                            kind='statement', count=2)
 

@@ -71,6 +71,10 @@ def setUpModule():
     workdir = Path(fx.tempfile.mkdtemp(prefix='dbwarden-drivers-'))
     unittest.addModuleCleanup(lambda: shutil.rmtree(workdir, ignore_errors=True))
     (workdir / 'agents.yaml').write_text(AGENTS_POLICY)
+    # The default pack in ticket mode: the drivers' scripts expect a refusal at once, not a
+    # statement held for a person (holds with real clients are test_approvals' business).
+    (workdir / 'guardrails-ticket.yaml').write_text(
+        PACK.read_text().replace('mode: hold', 'mode: ticket'))
     cluster = fx.PgCluster()
     unittest.addModuleCleanup(cluster.close)
     cluster.start()
@@ -83,7 +87,8 @@ def setUpModule():
     """, dbname='appdb', user='app')
     relay = fx.Relay([{'name': 'orders', 'env': 'prod',
                        'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
-                     extra={'policy': {'files': [str(PACK), str(workdir / 'agents.yaml')]}})
+                     extra={'policy': {'files': [str(workdir / 'guardrails-ticket.yaml'),
+                                                 str(workdir / 'agents.yaml')]}})
     unittest.addModuleCleanup(relay.close)
     relay.start()
 

@@ -7,13 +7,15 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
          tests/integration/test_relay_policy.py -v
 """
 
+import hashlib
+import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -33,6 +35,9 @@ principals:
     - application_name: ["ai-*"]
 rules: []
 """
+
+# The on-call approver who answers the default pack's holds in these tests.
+ONCALL_TOKEN = 'oncall-token'
 
 cluster = None
 relay = None
@@ -59,9 +64,14 @@ def setUpModule():
         CREATE TABLE ledger (id int);
     """, dbname='appdb', user='app')
     upstream = f'{fx.LOOPBACK}:{cluster.port}'
+    api_port = fx.free_port()
+    token = {'name': 'oncall', 'role': 'approver',
+             'sha256': hashlib.sha256(ONCALL_TOKEN.encode()).hexdigest()}
     relay = fx.Relay([{'name': 'orders', 'env': 'prod', 'upstream': upstream},
                       {'name': 'orders-staging', 'env': 'staging', 'upstream': upstream}],
-                     extra={'policy': {'files': [str(PACK), str(workdir / 'agents.yaml')]}})
+                     extra={'policy': {'files': [str(PACK), str(workdir / 'agents.yaml')]},
+                            'api': {'listen': f'{fx.LOOPBACK}:{api_port}', 'tokens': [token]}})
+    relay.api_port = api_port
     unittest.addModuleCleanup(relay.close)
     relay.start()
 
@@ -82,6 +92,36 @@ def run(conn, sql):
 
 def count(table):
     return int(cluster.query_value(f'SELECT count(*) FROM {table}', dbname='appdb'))
+
+
+def deny_held(conn, sql, app):
+    """Runs `sql`, which the policy holds for approval, and denies the request over the API once
+    the relay has made it. Returns (the client's error, the `requested` approval event)."""
+    import psycopg2
+    outcome = {}
+
+    def work():
+        try:
+            outcome['result'] = run(conn, sql)
+        except psycopg2.Error as exc:
+            outcome['error'] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    requested = relay.wait_for(
+        lambda e: e.get('principal', {}).get('application_name') == app
+        and e['approval']['step'] == 'requested', kind='approval')[0]
+    # Held, not refused: the client is still waiting.
+    time.sleep(0.2)
+    assert worker.is_alive(), f'{sql!r} was not held: {outcome}'
+    status, _, body = fx.api_request(
+        relay.api_port, f'/v1/approvals/{requested["approval"]["id"]}/deny', ONCALL_TOKEN, 'POST',
+        json.dumps({'comment': 'not in this test'}).encode())
+    assert status == 200, (status, body)
+    worker.join(30)
+    assert not worker.is_alive(), f'{sql!r} still held after the denial'
+    assert 'error' in outcome, f'{sql!r} ran although denied: {outcome}'
+    return outcome['error'], requested
 
 
 class DefaultPackTest(unittest.TestCase):
@@ -125,14 +165,19 @@ class DefaultPackTest(unittest.TestCase):
         self.assertEqual(run(conn, 'SELECT count(*) FROM customers'), [(50,)])
         conn.close()
 
-    def test_human_drop_needs_approval(self):
-        import psycopg2
+    def test_human_drop_is_held_for_approval(self):
         conn = connect(app='psql')
-        with self.assertRaises(psycopg2.Error) as ctx:
-            run(conn, 'DROP TABLE ledger')
-        self.assertEqual(ctx.exception.pgcode, '42501')
-        self.assertIn('approval required', str(ctx.exception))
-        self.assertIn('prod-destructive-human', str(ctx.exception))
+        notices_before = len(conn.notices)
+        error, requested = deny_held(conn, 'DROP TABLE ledger', 'psql')
+        self.assertEqual(requested['approval']['rules'], ['prod-destructive-human'])
+        self.assertEqual(requested['approval']['mode'], 'hold')
+        request_id = requested['approval']['id']
+        # The client was told at once why it waits, then refused with the approver's answer.
+        notice = ''.join(conn.notices[notices_before:])
+        self.assertIn(f'statement held for approval (request {request_id})', notice)
+        self.assertIn('prod-destructive-human', notice)
+        self.assertEqual(error.pgcode, '42501')
+        self.assertIn(f'approval request {request_id} was denied by oncall', str(error))
         # A person's unbounded SELECT is fine.
         self.assertEqual(len(run(conn, 'SELECT * FROM customers')), 50)
         conn.close()
@@ -350,13 +395,19 @@ class EveryDefaultRuleTest(unittest.TestCase):
         try:
             if action == 'allow':
                 run(conn, sql)
+            elif action == 'approve':
+                # The default pack holds these; the on-call approver denies them here.
+                error, requested = deny_held(conn, sql, app)
+                self.assertIn(rule, requested['approval']['rules'])
+                self.assertEqual(error.pgcode, '42501', str(error))
+                self.assertIn('was denied by oncall', str(error))
             else:
                 with self.assertRaises(psycopg2.Error) as ctx:
                     run(conn, sql)
                 self.assertEqual(ctx.exception.pgcode, '42501', str(ctx.exception))
                 text = str(ctx.exception)
                 self.assertIn(rule, text)
-                self.assertIn('approval required' if action == 'approve' else 'denied', text)
+                self.assertIn('denied', text)
             # The session is still usable.
             self.assertEqual(run(conn, 'SELECT 1'), [(1,)])
         finally:

@@ -167,8 +167,8 @@ TEST(LoaderTest, ApprovalOnNonApproveAction) {
 }
 
 TEST(LoaderTest, SqlstateChecks) {
-  ExpectError(std::string(kRuleHead) + "    action: approve\n    sqlstate: \"42501\"\n", 5,
-              "sqlstate is only allowed with action: deny");
+  ExpectError(std::string(kRuleHead) + "    action: log\n    sqlstate: \"42501\"\n", 5,
+              "sqlstate is only allowed with action: deny or approve");
   ExpectError(std::string(kRuleHead) + "    action: deny\n    sqlstate: 4250\n", 5,
               "sqlstate must be five");
 }

@@ -115,5 +115,21 @@ TEST(ScrubTest, ReplacesEveryLiteral) {
   EXPECT_EQ(MaxParamNumber("SELECT $1, $12, '$99'"), 12);
 }
 
+TEST(CanonicalTextTest, KeepsLiteralsDropsFormatting) {
+  EXPECT_EQ(CanonicalText("  DELETE   FROM t -- all\n WHERE id = 1 /* x */ ;"),
+            "DELETE FROM t WHERE id = 1 ;");
+  EXPECT_EQ(CanonicalText("SELECT 'a  b', $$c$$"), "SELECT 'a  b', $$c$$");
+  // Formatting differs: same text. A literal differs: different text.
+  EXPECT_EQ(CanonicalText("DELETE FROM t WHERE id=1"), CanonicalText("DELETE FROM t WHERE id=1\n"));
+  EXPECT_NE(CanonicalText("DELETE FROM t WHERE id = 1"),
+            CanonicalText("DELETE FROM t WHERE id = 2"));
+  EXPECT_NE(CanonicalText("SELECT 'a'"), CanonicalText("SELECT 'b'"));
+  // Tokens that only touch without space stay apart from the spaced form where that matters.
+  EXPECT_NE(CanonicalText("SELECT a b"), CanonicalText("SELECT ab"));
+  // Text that ends inside a comment or literal never equals the complete statement.
+  EXPECT_NE(CanonicalText("DROP TABLE t /* open"), CanonicalText("DROP TABLE t"));
+  EXPECT_NE(CanonicalText("SELECT 'open"), CanonicalText("SELECT 'open'"));
+}
+
 }  // namespace
 }  // namespace dbw::sql

@@ -99,6 +99,8 @@ Dispatch Api::Route(const Request& req) const {
   std::optional<RouteInfo> route;
   std::string session_id;
   constexpr std::string_view kSessionPrefix = "/v1/sessions/";
+  constexpr std::string_view kApprovalPrefix = "/v1/approvals/";
+  std::string approval_id, approval_verb;
   if (path == "/v1/events" || path == "/v1/events/stream" || path == "/v1/sessions" ||
       path == "/v1/stats" || path == "/v1/audit/verify" || path == "/v1/audit/public-key" ||
       path == "/metrics") {
@@ -109,6 +111,20 @@ Dispatch Api::Route(const Request& req) const {
     session_id = path.substr(kSessionPrefix.size());
   } else if (path == "/v1/policy/evaluate") {
     route = RouteInfo{"POST", Role::kViewer};  // a dry run: nothing changes
+  } else if (path == "/v1/approvals") {
+    route = RouteInfo{"GET", Role::kViewer};
+  } else if (path.starts_with(kApprovalPrefix) && path.size() > kApprovalPrefix.size()) {
+    // /v1/approvals/{id}, /v1/approvals/{id}/approve, /v1/approvals/{id}/deny
+    std::string rest = path.substr(kApprovalPrefix.size());
+    size_t slash = rest.find('/');
+    approval_id = rest.substr(0, slash);
+    if (slash == std::string::npos) {
+      route = RouteInfo{"GET", Role::kViewer};
+    } else if (rest.substr(slash) == "/approve" || rest.substr(slash) == "/deny") {
+      approval_verb = rest.substr(slash + 1);
+      route = RouteInfo{"POST", Role::kApprover};
+    }
+    if (approval_id.empty()) route.reset();
   }
   if (!route) {
     d.now = JsonError(404, "no such route: " + path);
@@ -116,11 +132,12 @@ Dispatch Api::Route(const Request& req) const {
   }
   Identity who;
   switch (auth_.Authenticate(req.authorization, &who)) {
-    case Authenticator::Result::kOk: break;
+    case Authenticator::Result::kOk:
+      break;
     case Authenticator::Result::kMissing:
     case Authenticator::Result::kInvalid: {
-      Response r = JsonError(401, req.authorization.empty() ? "bearer token required"
-                                                            : "invalid bearer token");
+      Response r = JsonError(
+          401, req.authorization.empty() ? "bearer token required" : "invalid bearer token");
       r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"dbwarden\"");
       d.now = std::move(r);
       return d;
@@ -154,6 +171,20 @@ Dispatch Api::Route(const Request& req) const {
   if (path == "/v1/policy/evaluate") {
     std::string body(req.body);
     d.work = [this, body = std::move(body)] { return Evaluate(body); };
+    return d;
+  }
+  if (path == "/v1/approvals" || !approval_id.empty()) {
+    if (!approval_verb.empty()) {
+      std::string body(req.body);
+      d.work = [this, approval_id, who, body = std::move(body),
+                approve = approval_verb == "approve"] {
+        return ApprovalVote(approval_id, who, approve, body);
+      };
+    } else if (!approval_id.empty()) {
+      d.work = [this, approval_id, who] { return Approval(approval_id, who); };
+    } else {
+      d.work = [this, p = std::move(*params), who] { return Approvals(p, who); };
+    }
     return d;
   }
   QueryParams p = std::move(*params);

@@ -13,6 +13,7 @@
 #include "userspace/api/auth.h"
 #include "userspace/api/event_source.h"
 #include "userspace/api/query.h"
+#include "userspace/approvals/service.h"
 
 namespace dbw::api {
 
@@ -28,6 +29,7 @@ Response JsonError(unsigned status, std::string_view message);
 struct ApiDeps {
   const EventSource* events = nullptr;          // required
   const policy::PolicyStore* policy = nullptr;  // POST /v1/policy/evaluate answers 503 without it
+  approvals::ApprovalService* approvals = nullptr;  // /v1/approvals answers 503 without it
   // GET /readyz: each returns false (and says why) when not ready; null counts as ready.
   std::function<bool(std::string* why)> store_ready;
   std::function<bool(std::string* why)> policy_ready;
@@ -66,6 +68,11 @@ class Api {
   Response Evaluate(std::string_view body) const;
   Response Metrics() const;
   Response Ready() const;
+  // approvals.cc: the statement's literal text is shown to approvers (and admins) only.
+  Response Approvals(const QueryParams& params, const Identity& who) const;
+  Response Approval(const std::string& id, const Identity& who) const;
+  Response ApprovalVote(const std::string& id, const Identity& who, bool approve,
+                        std::string_view body) const;
 
  private:
   ApiDeps deps_;

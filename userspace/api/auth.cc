@@ -35,18 +35,25 @@ bool ParseHexDigest(std::string_view hex, std::array<unsigned char, 32>* out) {
 }  // namespace
 
 bool ParseRole(std::string_view name, Role* out) {
-  if (name == "viewer") *out = Role::kViewer;
-  else if (name == "approver") *out = Role::kApprover;
-  else if (name == "admin") *out = Role::kAdmin;
-  else return false;
+  if (name == "viewer")
+    *out = Role::kViewer;
+  else if (name == "approver")
+    *out = Role::kApprover;
+  else if (name == "admin")
+    *out = Role::kAdmin;
+  else
+    return false;
   return true;
 }
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kViewer: return "viewer";
-    case Role::kApprover: return "approver";
-    case Role::kAdmin: return "admin";
+    case Role::kViewer:
+      return "viewer";
+    case Role::kApprover:
+      return "approver";
+    case Role::kAdmin:
+      return "admin";
   }
   return "viewer";
 }
@@ -66,7 +73,7 @@ StatusOr<Authenticator> Authenticator::Create(const std::vector<TokenConfig>& to
   Authenticator a;
   a.allow_anonymous_ = allow_anonymous && tokens.empty();
   for (const TokenConfig& t : tokens) {
-    Entry e{t.name, t.role, {}};
+    Entry e{t.name, t.role, {}, t.groups};
     if (!ParseHexDigest(t.sha256, &e.digest)) {
       return InvalidArgument("api token \"" + t.name + "\": sha256 must be 64 hex digits");
     }
@@ -105,7 +112,7 @@ Authenticator::Result Authenticator::Authenticate(std::string_view authorization
     if (CRYPTO_memcmp(e.digest.data(), digest.data(), digest.size()) == 0) match = &e;
   }
   if (match == nullptr) return Result::kInvalid;
-  *who = Identity{match->name, match->role};
+  *who = Identity{match->name, match->role, match->groups};
   return Result::kOk;
 }
 

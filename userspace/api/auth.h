@@ -15,7 +15,9 @@ namespace dbw::api {
 
 bool ParseRole(std::string_view name, Role* out);
 const char* RoleName(Role role);
-inline bool RoleAllows(Role have, Role need) { return static_cast<int>(have) >= static_cast<int>(need); }
+inline bool RoleAllows(Role have, Role need) {
+  return static_cast<int>(have) >= static_cast<int>(need);
+}
 
 // Hex SHA-256 of `token` (lowercase); what goes in the configuration.
 std::string TokenSha256Hex(std::string_view token);
@@ -23,6 +25,7 @@ std::string TokenSha256Hex(std::string_view token);
 struct Identity {
   std::string name;
   Role role = Role::kViewer;
+  std::vector<std::string> groups;
 };
 
 class Authenticator {
@@ -41,6 +44,7 @@ class Authenticator {
     std::string name;
     Role role;
     std::array<unsigned char, 32> digest;
+    std::vector<std::string> groups;
   };
   std::vector<Entry> entries_;
   bool allow_anonymous_ = false;  // no tokens configured and listening on loopback only

@@ -8,12 +8,17 @@
 
 namespace dbw::api {
 
-enum class Role : uint8_t { kViewer = 0, kApprover = 1, kAdmin = 2 };  // each includes the ones before
+enum class Role : uint8_t {
+  kViewer = 0,
+  kApprover = 1,
+  kAdmin = 2
+};  // each includes the ones before
 
 struct TokenConfig {
-  std::string name;    // who holds it; shown in logs, never the token
+  std::string name;  // who holds it; shown in logs, never the token
   Role role = Role::kViewer;
-  std::string sha256;  // lowercase or uppercase hex SHA-256 of the token (64 digits)
+  std::string sha256;               // lowercase or uppercase hex SHA-256 of the token (64 digits)
+  std::vector<std::string> groups;  // approver groups (a rule's approval.groups names them)
 };
 
 struct TlsOptions {

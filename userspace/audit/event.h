@@ -1,4 +1,5 @@
-// The audit event: one record per session start/end, statement, violation and agent lifecycle.
+// The audit event: one record per session start/end, statement, violation, approval step and
+// agent lifecycle.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,7 @@ enum class EventKind : uint8_t {
   kAuditLoss,
   kDecision,    // a statement judged, committed before it is forwarded (audit_before_forward)
   kPolicyLoad,  // a policy was loaded, or a reload was rejected (detail says which)
+  kApproval,    // a step of an approval request (approval.step says which)
 };
 const char* EventKindName(EventKind kind);
 
@@ -55,7 +57,25 @@ struct StatementInfo {
 
 struct DecisionInfo {
   std::shared_ptr<const policy::Decision> decision;
-  bool enforced = false;  // the relay stopped the statement (deny/approve in enforce mode)
+  bool enforced = false;    // the relay stopped the statement (deny/approve in enforce mode)
+  std::string approval_id;  // the approval request that let an `approve` statement run
+};
+
+// One step of an approval request. The statement appears as its normalized text: literal values
+// stay in the approvals store, out of the audit log.
+struct ApprovalInfo {
+  std::string id;
+  std::string step;   // requested | vote | approved | denied | expired | executed | withdrawn |
+                      // webhook_failed
+  std::string mode;   // hold | ticket
+  std::string actor;  // who took the step: an approver's token name, the principal, or "agent"
+  std::string comment;
+  int approvals = 0;  // distinct approvals so far
+  int required = 0;   // approvals the rule requires
+  std::vector<std::string> rules;
+  std::string reason;
+  std::string sql;  // normalized text
+  std::string fingerprint;
 };
 
 // What masking did to one statement's result: counts only, never values.
@@ -84,6 +104,7 @@ struct Event {
   std::optional<ResultInfo> result;
   std::optional<DecisionInfo> decision;
   std::optional<MaskingInfo> masking;
+  std::optional<ApprovalInfo> approval;
   std::string error_sqlstate;  // protocol violations and upstream errors
   std::string error_message;
   std::string detail;  // free text for agent/loss events

@@ -34,6 +34,8 @@ const char* EventKindName(EventKind kind) {
       return "policy_load";
     case EventKind::kDecision:
       return "decision";
+    case EventKind::kApproval:
+      return "approval";
   }
   return "unknown";
 }
@@ -243,6 +245,7 @@ void AppendEventJson(const Event& e, std::string* out) {
     w.String(d.monitor ? "monitor" : "enforce");
     w.Key("enforced");
     w.Bool(e.decision->enforced);
+    StrIfSet(w, "approval_id", e.decision->approval_id);
     w.EndObject();
   }
   if (e.result) {
@@ -266,6 +269,28 @@ void AppendEventJson(const Event& e, std::string* out) {
     WriteCounts(w, "detectors", e.masking->detectors);
     w.Key("withheld");
     w.Uint64(e.masking->withheld);
+    w.EndObject();
+  }
+  if (e.approval) {
+    const ApprovalInfo& a = *e.approval;
+    w.Key("approval");
+    w.StartObject();
+    Str(w, "id", a.id);
+    Str(w, "step", a.step);
+    StrIfSet(w, "mode", a.mode);
+    StrIfSet(w, "actor", a.actor);
+    StrIfSet(w, "comment", a.comment);
+    w.Key("approvals");
+    w.Int(a.approvals);
+    w.Key("required");
+    w.Int(a.required);
+    w.Key("rules");
+    w.StartArray();
+    for (const auto& r : a.rules) Str(w, nullptr, r);
+    w.EndArray();
+    StrIfSet(w, "reason", a.reason);
+    StrIfSet(w, "sql", a.sql);
+    StrIfSet(w, "fingerprint", a.fingerprint);
     w.EndObject();
   }
   if (!e.error_sqlstate.empty() || !e.error_message.empty()) {

@@ -21,6 +21,13 @@ void CancelRegistry::Unregister(const pg::BackendKeyData& client_key) {
   entries_.erase({client_key.pid, client_key.key});
 }
 
+void CancelRegistry::SetCancelHook(const pg::BackendKeyData& client_key,
+                                   std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find({client_key.pid, client_key.key});
+  if (it != entries_.end()) it->second.on_cancel = std::move(hook);
+}
+
 std::optional<CancelRegistry::Upstream> CancelRegistry::Find(const pg::CancelRequest& r) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find({r.pid, r.key});

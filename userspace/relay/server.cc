@@ -13,7 +13,7 @@ namespace dbw::relay {
 
 RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                          identity::PeerResolver* resolver, const policy::PolicyStore* policy,
-                         masking::KeyedHash mask_hmac)
+                         masking::KeyedHash mask_hmac, approvals::ApprovalService* approvals)
     : options_(std::move(options)) {
   auto& m = MetricsRegistry::Global();
   metrics_ = RelayMetrics{
@@ -41,6 +41,8 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                    "Values withheld because masking could not be applied (fail closed)"),
       m.GetCounter("dbwarden_masking_catalog_failures_total",
                    "Catalog loads for masking that failed (table columns then withheld)"),
+      m.GetGauge("dbwarden_relay_statements_held",
+                 "Statements held by the relay while they wait for approval"),
   };
   for (auto a : {policy::Action::kAllow, policy::Action::kLog, policy::Action::kApprove,
                  policy::Action::kDeny}) {
@@ -49,7 +51,8 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                      "action=\"" + std::string(policy::ActionName(a)) + "\"");
   }
   deps_ = SessionDeps{sink,      resolver,  &cancels_, &options_,
-                      &metrics_, &targets_, policy,    std::move(mask_hmac)};
+                      &metrics_, &targets_, policy,    std::move(mask_hmac),
+                      approvals};
 }
 
 RelayServer::~RelayServer() {

@@ -12,6 +12,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "policy/policy.h"
+#include "userspace/approvals/service.h"
 #include "userspace/audit/sink.h"
 #include "userspace/common/metrics.h"
 #include "userspace/common/status.h"
@@ -54,6 +55,7 @@ struct RelayMetrics {
   Counter* masked_messages;           // rows, copy lines and errors that went through masking
   Counter* masking_withheld;          // values withheld because masking could not be applied
   Counter* masking_catalog_failures;  // catalog loads that failed (columns then withheld)
+  Gauge* held;                        // statements waiting for approval right now
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the
@@ -80,13 +82,17 @@ struct SessionDeps {
   const std::vector<std::unique_ptr<TargetRuntime>>* targets;
   const policy::PolicyStore* policy;
   masking::KeyedHash mask_hmac;  // HMAC-SHA256 under the masking key (masking `hash`)
+  // Approval requests for `approve` decisions; null: such statements are refused outright.
+  approvals::ApprovalService* approvals = nullptr;
 };
 
 class RelayServer {
  public:
   // `mask_hmac`: HMAC-SHA256 under the masking key, for the masking function `hash`.
+  // `approvals`: where `approve` decisions become requests (null: they are refused).
   RelayServer(RelayOptions options, audit::EventSink* sink, identity::PeerResolver* resolver,
-              const policy::PolicyStore* policy, masking::KeyedHash mask_hmac = {});
+              const policy::PolicyStore* policy, masking::KeyedHash mask_hmac = {},
+              approvals::ApprovalService* approvals = nullptr);
   ~RelayServer();
 
   // Binds every listener and starts the workers. Fails without side effects when a listener

@@ -5,9 +5,8 @@
 #include <chrono>
 #include <cstring>
 
-#include <openssl/rand.h>
-
 #include "userspace/common/logging.h"
+#include "userspace/common/random_id.h"
 #include "userspace/identity/process_info.h"
 #include "userspace/protocol/postgres/encoder.h"
 #include "userspace/protocol/postgres/parse.h"
@@ -25,21 +24,6 @@ uint64_t MonotonicNs() {
                                    .count());
 }
 
-std::string NewSessionId() {
-  unsigned char raw[8];
-  if (RAND_bytes(raw, sizeof(raw)) != 1) {
-    uint64_t t = MonotonicNs();
-    std::memcpy(raw, &t, sizeof(raw));
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (unsigned char c : raw) {
-    id += kHex[c >> 4];
-    id += kHex[c & 0xf];
-  }
-  return id;
-}
-
 std::string EndpointText(const tcp::endpoint& ep) {
   auto addr = ep.address();
   std::string host = addr.to_string();
@@ -54,12 +38,13 @@ Session::Session(Worker* worker, const TargetRuntime* target, tcp::socket client
     : worker_(worker),
       target_(target),
       deps_(deps),
-      id_(NewSessionId()),
+      id_(RandomHexId(8)),
       client_(std::move(client)),
       timer_(worker->context),
       state_(this),
       client_decoder_(pg::Direction::kFrontend, this, deps.options->stream_threshold),
-      upstream_decoder_(pg::Direction::kBackend, this, deps.options->stream_threshold) {
+      upstream_decoder_(pg::Direction::kBackend, this, deps.options->stream_threshold),
+      hold_timer_(worker->context) {
   worker_->sessions.insert(this);
   deps_.metrics->sessions_active->Add(1);
   deps_.metrics->sessions_total->Add();
@@ -220,6 +205,12 @@ void Session::HandleCancel(const pg::CancelRequest& request) {
     // As PostgreSQL does: no answer either way, so a guesser learns nothing.
     DBW_LOG(kInfo) << "session " << id_ << ": cancel request with unknown key ignored";
     Close("cancel request (unknown key)");
+    return;
+  }
+  if (upstream->on_cancel) {
+    // The statement is held by the relay for approval; nothing runs on the server.
+    upstream->on_cancel();
+    Close("cancel request (held statement withdrawn)");
     return;
   }
   const TargetRuntime* target = nullptr;
@@ -399,6 +390,11 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
   (side == Side::kClient ? deps_.metrics->bytes_client_to_upstream
                          : deps_.metrics->bytes_upstream_to_client)
       ->Add(n);
+  if (side == Side::kUpstream && client_.writing) {
+    // A relay-made notice is being written to the client: these bytes follow it.
+    upstream_deferred_ = true;
+    return;
+  }
   dst.out.clear();
   pg::StreamDecoder& decoder = side == Side::kClient ? client_decoder_ : upstream_decoder_;
   pg::DecodeResult r = decoder.Decode({src.in.data(), src.in_len}, &dst.out);
@@ -442,8 +438,15 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
     return;
   }
   if (side == Side::kClient && pause_ != Pause::kNone) {
-    // Waiting for an audit commit: resume once it is there (maybe it already is).
-    if (pause_ == Pause::kCommitted || pause_ == Pause::kCatalogReady) ResumeClient();
+    // Waiting for an audit commit, the catalog or an approval: resume once it is there (maybe
+    // it already is).
+    if (pause_ == Pause::kCommitted || pause_ == Pause::kCatalogReady ||
+        pause_ == Pause::kApprovalReady)
+      ResumeClient();
+    return;
+  }
+  if (side == Side::kUpstream && !client_extra_.empty()) {
+    FlushClientExtra(true);
     return;
   }
   Read(side);
@@ -463,6 +466,10 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
       if (AwaitCatalog()) return pg::MessageAction::kPause;  // OnCatalog resumes here
       note = Decide(frame, reason);
       if (!note) return pg::MessageAction::kReject;
+      if (NeedsApproval(*note)) {
+        AwaitApproval(std::move(note), frame);
+        return pg::MessageAction::kPause;  // OnApprovalOutcome resumes here
+      }
       if (target_->options.audit_before_forward && !note->enforced) {
         AwaitCommit(note);
         return pg::MessageAction::kPause;
@@ -494,7 +501,7 @@ void Session::AwaitCommit(std::shared_ptr<DecisionNote> note) {
   audit::Event e = NewEvent(audit::EventKind::kDecision);
   e.statement = audit::StatementInfo{note->facts, "simple", ""};
   e.decision = audit::DecisionInfo{std::shared_ptr<const policy::Decision>(note, &note->decision),
-                                   note->enforced};
+                                   note->enforced, note->approval_id};
   resume_note_ = std::move(note);
   pause_ = Pause::kWaitingCommit;
   std::weak_ptr<Session> weak = weak_from_this();
@@ -594,39 +601,45 @@ bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string
   if (note == nullptr || !note->enforced) return false;
   const policy::Decision& d = note->decision;
   if (!note->audit_failure.empty()) {
-    pg::Bytes replaced;
-    pg::AppendErrorResponse(&replaced, {.severity = "ERROR",
-                                        .sqlstate = "58000",
-                                        .message = "dbwarden: the audit log cannot record this "
-                                                   "statement, so it was not run",
-                                        .detail = note->audit_failure});
-    std::span<const std::byte> in(replaced);
-    pg::Frame rewritten;
-    if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) !=
-            pg::ParseState::kOk ||
-        !state_.OnBackend(rewritten, MonotonicNs(), reason))
-      return false;
-    out->insert(out->end(), replaced.begin(), replaced.end());
-    return true;
+    return ReplaceWithError({.severity = "ERROR",
+                             .sqlstate = "58000",
+                             .message = "dbwarden: the audit log cannot record this "
+                                        "statement, so it was not run",
+                             .detail = note->audit_failure},
+                            out, reason);
+  }
+  if (note->refusal) {
+    // An approval's answer: ticket, denied, timed out, withdrawn; it names the request.
+    const approvals::Outcome& o = *note->refusal;
+    return ReplaceWithError({.severity = "ERROR",
+                             .sqlstate = o.sqlstate,
+                             .message = o.message,
+                             .detail = o.detail,
+                             .hint = o.hint},
+                            out, reason);
   }
   std::string rules;
   for (const auto& r : d.rules) rules += (rules.empty() ? "" : ", ") + r;
   std::string message = "dbwarden: " + d.reason;  // names the rule and says deny or approval
-  pg::Bytes replaced;
-  pg::AppendErrorResponse(&replaced,
-                          {.severity = "ERROR",
+  return ReplaceWithError({.severity = "ERROR",
                            .sqlstate = d.sqlstate.empty() ? std::string_view("42501") : d.sqlstate,
                            .message = message,
                            .detail = rules.empty() ? "" : "policy rule(s): " + rules,
                            .hint = d.action == policy::Action::kApprove
                                        ? "an approver must approve this statement before it can run"
-                                       : ""});
+                                       : ""},
+                          out, reason);
+}
+
+bool Session::ReplaceWithError(const pg::ErrorFields& fields, pg::Bytes* out, std::string* reason) {
+  pg::Bytes replaced;
+  pg::AppendErrorResponse(&replaced, fields);
   std::span<const std::byte> in(replaced);
   pg::Frame rewritten;
   if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) !=
-      pg::ParseState::kOk)
+          pg::ParseState::kOk ||
+      !state_.OnBackend(rewritten, MonotonicNs(), reason))
     return false;
-  if (!state_.OnBackend(rewritten, MonotonicNs(), reason)) return false;
   out->insert(out->end(), replaced.begin(), replaced.end());
   return true;
 }
@@ -820,8 +833,9 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
     // The note outlives this call only through the event's aliasing pointers.
     auto owner = std::static_pointer_cast<const DecisionNote>(x.note);
     facts = note->facts;
-    e.decision = audit::DecisionInfo{
-        std::shared_ptr<const policy::Decision>(owner, &owner->decision), note->enforced};
+    e.decision =
+        audit::DecisionInfo{std::shared_ptr<const policy::Decision>(owner, &owner->decision),
+                            note->enforced, note->approval_id};
   }
   e.statement =
       audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple", x.statement_name};
@@ -896,6 +910,10 @@ void Session::Close(const std::string& reason) {
   closed_ = true;
   closing_ = true;
   timer_.cancel();
+  if (!held_id_.empty()) {
+    deps_.approvals->Detach(held_id_);  // stays pending: once approved it may be re-run
+    EndHold();
+  }
   state_.OnClose(MonotonicNs(), reason);
   if (started_event_ || !state_.user().empty()) {
     audit::Event e = NewEvent(audit::EventKind::kSessionEnd);

@@ -26,6 +26,8 @@ struct DecisionNote : pg::StatementNote {
   policy::Decision decision;
   bool enforced = false;      // replaced by a statement the server rejects (deny/approve, enforce)
   std::string audit_failure;  // set when audit-before-forward could not commit the decision
+  std::string approval_id;    // approve: the request that let it run, or that refused it
+  std::optional<approvals::Outcome> refusal;  // approve: the error the client gets instead
 };
 
 class Session : public std::enable_shared_from_this<Session>,
@@ -85,6 +87,8 @@ class Session : public std::enable_shared_from_this<Session>,
   void ResumeClient();
   // The server's error for a replaced statement, rewritten to say why it was refused.
   bool RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // Appends `fields` as an ErrorResponse to *out, and lets the state machine see it.
+  bool ReplaceWithError(const pg::ErrorFields& fields, pg::Bytes* out, std::string* reason);
   const policy::Principal& PolicyPrincipal(const policy::CompiledPolicy& policy);
   pg::MessageAction OnAuthentication(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   pg::MessageAction OnProxiedAuthentication(const pg::Frame& frame, std::string* reason);
@@ -100,6 +104,19 @@ class Session : public std::enable_shared_from_this<Session>,
   void OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status);
   // Masks a backend message into *out when masking applies to it; *handled says whether it did.
   bool MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason, bool* handled);
+
+  // Approvals (session_approval.cc). An `approve` decision pauses the client pump at the
+  // statement until the approval service answers: run it, refuse it, or hold it (a notice now,
+  // the answer later). While held, a cancel withdraws the request and a client that hangs up
+  // detaches it (it stays pending; once approved it may be re-run).
+  bool NeedsApproval(const DecisionNote& note) const;
+  void AwaitApproval(std::shared_ptr<DecisionNote> note, const pg::Frame& frame);
+  void OnApprovalOutcome(const approvals::Outcome& outcome);
+  void EndHold();
+  void WatchClientDuringHold();
+  // Relay-made bytes for the client (a notice) written between the upstream pump's writes.
+  void SendToClient(const pg::Bytes& bytes);
+  void FlushClientExtra(bool then_read_upstream);
 
   // Ending: send a FATAL to the client (after any write in flight), then close both sides.
   void Fail(audit::EventKind kind, std::string_view sqlstate, std::string message);
@@ -126,7 +143,15 @@ class Session : public std::enable_shared_from_this<Session>,
   policy::Principal policy_principal_;
   const policy::CompiledPolicy* classified_for_ = nullptr;  // policy that set its kind
   std::string classified_app_;  // application_name it was classified with
-  enum class Pause { kNone, kWaitingCommit, kCommitted, kWaitingCatalog, kCatalogReady };
+  enum class Pause {
+    kNone,
+    kWaitingCommit,
+    kCommitted,
+    kWaitingCatalog,
+    kCatalogReady,
+    kWaitingApproval,
+    kApprovalReady
+  };
   Pause pause_ = Pause::kNone;
   std::shared_ptr<DecisionNote> resume_note_;       // the paused statement's decision
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
@@ -153,7 +178,13 @@ class Session : public std::enable_shared_from_this<Session>,
   AuthProxy auth_proxy_ = AuthProxy::kOff;
   std::unique_ptr<ScramClient> scram_;
   pg::Bytes oob_out_;
-  pg::Bytes fatal_;  // FATAL ErrorResponse waiting to be written
+  std::string held_id_;  // the approval request a held statement waits on
+  uint64_t hold_generation_ = 0;
+  asio::steady_timer hold_timer_;   // checks that a held statement's client is still there
+  pg::Bytes client_extra_;          // relay-made bytes waiting for the client leg
+  pg::Bytes client_extra_out_;      // ... and those being written
+  bool upstream_deferred_ = false;  // upstream bytes arrived while client_extra_ was written
+  pg::Bytes fatal_;                 // FATAL ErrorResponse waiting to be written
   bool closing_ = false;
   bool closed_ = false;
   std::string end_reason_;

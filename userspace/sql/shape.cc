@@ -108,6 +108,21 @@ struct ScrubSink {
   }
 };
 
+struct TextSink {
+  std::string out;
+  bool space = false;  // a separator is owed before the next token
+  void Token(std::string_view bytes) {
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    out.append(bytes);
+  }
+  void Raw(std::string_view bytes) { Token(bytes); }
+  void Space() { space = true; }
+  void Literal(lex::LiteralKind, std::string_view text) { Token(text); }
+  // Text ending inside a comment or literal must not equal the complete statement.
+  void Unterminated() { out.append("\x01unterminated"); }
+};
+
 struct ParamSink {
   int max = 0;
   void Raw(std::string_view bytes) {
@@ -138,6 +153,13 @@ uint64_t CanonicalShape(std::string_view sql, std::string* out) {
 
 std::string ScrubLiterals(std::string_view sql, ScrubStyle style, int first_param) {
   ScrubSink sink{{}, style, first_param};
+  sink.out.reserve(sql.size());
+  lex::Scan(sql, sink);
+  return std::move(sink.out);
+}
+
+std::string CanonicalText(std::string_view sql) {
+  TextSink sink;
   sink.out.reserve(sql.size());
   lex::Scan(sql, sink);
   return std::move(sink.out);

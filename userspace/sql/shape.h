@@ -19,6 +19,11 @@ uint64_t CanonicalShape(std::string_view sql, std::string* out);
 enum class ScrubStyle { kParams, kQuestionMarks };
 std::string ScrubLiterals(std::string_view sql, ScrubStyle style, int first_param = 1);
 
+// `sql` with comments removed, whitespace runs collapsed to one space (none at either end) and
+// literals kept exactly as written: two texts are equal when they are the same statement with the
+// same literal values, however formatted. Approvals bind to it.
+std::string CanonicalText(std::string_view sql);
+
 // The highest $n parameter number written in `sql` outside literals and comments (0 if none).
 int MaxParamNumber(std::string_view sql);
 
