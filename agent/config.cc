@@ -100,7 +100,7 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   std::string where = "targets[" + std::to_string(index) + "]";
   CheckKeys(t, where.c_str(),
             {"name", "env", "listen", "upstream", "tls", "upstream_tls", "audit_before_forward",
-             "catalog"});
+             "catalog", "relay_only"});
   relay::TargetOptions o;
   o.name = RequiredScalar(t, "name", where);
   where = "target \"" + o.name + "\"";
@@ -110,6 +110,11 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
     std::string v = Scalar(abf, "audit_before_forward");
     if (v != "true" && v != "false") Throw(abf, "audit_before_forward must be true or false");
     o.audit_before_forward = v == "true";
+  }
+  if (YAML::Node ro = t["relay_only"]) {
+    std::string v = Scalar(ro, "relay_only");
+    if (v != "true" && v != "false") Throw(ro, "relay_only must be true or false");
+    o.relay_only = v == "true";
   }
   if (!t["listen"]) Throw(t, where + ": missing required key \"listen\"");
   HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
@@ -228,6 +233,38 @@ void ParseApi(const YAML::Node& a, AgentConfig* c) {
   }
 }
 
+// A whole number within [lo, hi].
+uint64_t Number(const YAML::Node& node, const std::string& what, uint64_t lo, uint64_t hi) {
+  std::string v = Scalar(node, what);
+  uint64_t n = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || ptr != v.data() + v.size() || n < lo || n > hi)
+    Throw(node,
+          what + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return n;
+}
+
+void ParseTap(const YAML::Node& a, AgentConfig* c) {
+  CheckKeys(a, "tap", {"enabled", "ports", "capture_bytes", "ring_buffer_mb"});
+  if (YAML::Node e = a["enabled"]) {
+    std::string v = Scalar(e, "tap.enabled");
+    if (v != "true" && v != "false" && v != "auto")
+      Throw(e, "tap.enabled must be true, false or auto");
+    c->tap_mode = v;
+  }
+  if (YAML::Node ports = a["ports"]) {
+    if (!ports.IsSequence()) Throw(ports, "tap.ports must be a list of port numbers");
+    c->tap.ports.clear();
+    for (const auto& p : ports)
+      c->tap.ports.push_back(static_cast<uint16_t>(Number(p, "tap.ports entry", 1, 65535)));
+  }
+  if (a["capture_bytes"])
+    c->tap.capture_bytes =
+        static_cast<uint32_t>(Number(a["capture_bytes"], "tap.capture_bytes", 64, 65536));
+  if (a["ring_buffer_mb"])
+    c->tap.ring_buffer_bytes = Number(a["ring_buffer_mb"], "tap.ring_buffer_mb", 1, 4096) << 20;
+}
+
 void ParseApprovals(const YAML::Node& a, AgentConfig* c) {
   CheckKeys(a, "approvals",
             {"retention", "webhooks", "webhook_attempts", "webhook_backoff", "webhook_timeout"});
@@ -277,7 +314,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
   CheckKeys(root, "the configuration",
             {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api", "masking",
-             "approvals"});
+             "approvals", "tap"});
   if (YAML::Node m = root["masking"]) {
     CheckKeys(m, "masking", {"hash_key_file"});
     if (m["hash_key_file"])
@@ -286,6 +323,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   if (YAML::Node a = root["audit"]) ParseAudit(a, &c);
   if (YAML::Node a = root["api"]) ParseApi(a, &c);
   if (YAML::Node a = root["approvals"]) ParseApprovals(a, &c);
+  if (YAML::Node a = root["tap"]) ParseTap(a, &c);
   if (YAML::Node p = root["policy"]) {
     CheckKeys(p, "policy", {"files", "mode"});
     if (YAML::Node files = p["files"]) {

@@ -10,6 +10,7 @@
 #include "userspace/api/options.h"
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"
+#include "userspace/tap/options.h"
 
 namespace dbw::agent {
 
@@ -43,6 +44,10 @@ struct AgentConfig {
   std::string masking_hash_key;
   std::string audit_signing_key;  // Ed25519 PEM; empty: <state_dir>/audit/signing-key.pem
   ApprovalsConfig approvals;
+  // tap: the eBPF tap. "auto" (default): on when the kernel and privileges allow it, with a
+  // log line when they do not; "true": the agent does not start without it; "false": off.
+  std::string tap_mode = "auto";
+  tap::TapOptions tap;  // targets are filled from `targets` when the tap starts
   // api: the HTTP API.
   bool api_enabled = true;
   api::ServerOptions api;

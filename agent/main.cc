@@ -25,6 +25,7 @@
 #include "userspace/common/logging.h"
 #include "userspace/identity/peer_process.h"
 #include "userspace/relay/server.h"
+#include "userspace/tap/tap.h"
 
 #ifndef DBWARDEN_VERSION
 #define DBWARDEN_VERSION "0.0.0"
@@ -66,6 +67,32 @@ int ConfigCheck(const std::vector<std::string>& args) {
   }
   std::cout << args[0] << ": ok (" << config->relay.targets.size() << " target(s))\n";
   return kExitOk;
+}
+
+// The tap, per `tap.enabled`: null when it is off or could not start (logged, and fatal only
+// for "true").
+std::unique_ptr<tap::Tap> StartTap(const AgentConfig& config, audit::EventSink* sink,
+                                   const policy::PolicyStore* policy) {
+  if (config.tap_mode == "false") return nullptr;
+  tap::TapOptions options = config.tap;
+  for (const auto& t : config.relay.targets)
+    options.targets.push_back({t.name, t.env, t.upstream_host, t.upstream_port, t.relay_only});
+  auto started = tap::Tap::Start(options, {sink, policy, &MetricsRegistry::Global()});
+  if (!started.ok()) {
+    if (config.tap_mode == "true") {
+      DBW_LOG(kError) << "tap: " << started.status().message();
+    } else {
+      DBW_LOG(kWarning) << "tap: not running (" << started.status().message()
+                        << "); sessions that skip the relay are not seen. It needs root (or "
+                           "CAP_BPF and CAP_PERFMON) and a kernel with BTF; set tap.enabled: "
+                           "false to silence this";
+    }
+    return nullptr;
+  }
+  DBW_LOG(kInfo) << "tap: running (" << options.targets.size() << " target(s), client ports "
+                 << options.ports.size() << ", ring buffer " << (options.ring_buffer_bytes >> 20)
+                 << " MiB)";
+  return std::move(*started);
 }
 
 int Run(const std::vector<std::string>& args) {
@@ -199,6 +226,13 @@ int Run(const std::vector<std::string>& args) {
   (*sink)->Submit(std::move(loaded));
   DBW_LOG(kInfo) << "policy: " << policy_summary;
   reloader.Start(std::chrono::seconds(2));
+  std::unique_ptr<tap::Tap> tap = StartTap(*config, sink->get(), &policy_store);
+  if (!tap && config->tap_mode == "true") {
+    server.Shutdown();
+    if (api_server) api_server->Stop();
+    (*approvals)->Stop();
+    return kExitFailure;
+  }
   sd_notify(0, "READY=1");
   DBW_LOG(kInfo) << "dbwarden " << DBWARDEN_VERSION << " running";
 
@@ -223,6 +257,7 @@ int Run(const std::vector<std::string>& args) {
     break;
   }
   sd_notify(0, "STOPPING=1");
+  tap.reset();  // its open sessions end in the log
   server.Shutdown();
   if (api_server) api_server->Stop();
   (*approvals)->Stop();  // held statements' requests stay pending in the store

@@ -29,8 +29,11 @@ Event MakeEvent(std::mt19937_64& rng, int64_t ts) {
   info->principal.db_user = kUsers[rng() % 6];
   info->principal.database = "orders";
   info->principal.client_addr = "127.0.0.1:5000";
-  info->process =
-      identity::ProcessInfo{42, 1000, "psql", "/usr/bin/psql", "/system.slice/app.service"};
+  info->process = identity::ProcessInfo{.pid = 42,
+                                        .uid = 1000,
+                                        .comm = "psql",
+                                        .exe = "/usr/bin/psql",
+                                        .cgroup = "/system.slice/app.service"};
   e.session = info;
   auto facts = std::make_shared<sql::QueryFacts>();
   sql::StatementFacts st;

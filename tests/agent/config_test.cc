@@ -166,6 +166,45 @@ targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]
   for (const auto& b : bad) ExpectRejected(b);
 }
 
+TEST_F(ConfigTest, TapSectionAndRelayOnly) {
+  auto c = LoadConfig(Write(R"(tap:
+  enabled: "true"
+  ports: [5432, 6543]
+  capture_bytes: 4096
+  ring_buffer_mb: 16
+targets:
+  - {name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2, relay_only: true}
+  - {name: b, listen: 127.0.0.1:3, upstream: 127.0.0.1:2}
+)"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->tap_mode, "true");
+  EXPECT_EQ(c->tap.ports, (std::vector<uint16_t>{5432, 6543}));
+  EXPECT_EQ(c->tap.capture_bytes, 4096u);
+  EXPECT_EQ(c->tap.ring_buffer_bytes, 16ull << 20);
+  EXPECT_TRUE(c->relay.targets[0].relay_only);
+  EXPECT_FALSE(c->relay.targets[1].relay_only);
+
+  auto d = LoadConfig(Write("targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n"));
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d->tap_mode, "auto");
+  EXPECT_EQ(d->tap.ports, (std::vector<uint16_t>{5432}));
+  EXPECT_EQ(d->tap.capture_bytes, 16384u);
+  EXPECT_EQ(d->tap.ring_buffer_bytes, 64ull << 20);
+
+  const std::string t = "targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n";
+  const BadCase cases[] = {
+      {"tap:\n  enabled: sometimes\n" + t, 2, "tap.enabled must be true, false or auto"},
+      {"tap:\n  ports: [5432, 70000]\n" + t, 2, "tap.ports entry must be a number from 1"},
+      {"tap:\n  capture_bytes: 10\n" + t, 2, "tap.capture_bytes must be a number from 64"},
+      {"tap:\n  ring_buffer_mb: 0\n" + t, 2, "tap.ring_buffer_mb must be a number from 1"},
+      {"tap:\n  port: [1]\n" + t, 2, "unknown key \"port\" in tap"},
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    "
+       "relay_only: maybe\n",
+       5, "relay_only must be true or false"},
+  };
+  for (const auto& b : cases) ExpectRejected(b);
+}
+
 TEST_F(ConfigTest, MissingFile) {
   auto c = LoadConfig("/nonexistent/dbwarden.yaml");
   ASSERT_FALSE(c.ok());

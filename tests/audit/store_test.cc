@@ -250,8 +250,11 @@ std::vector<Event> EveryKind() {
   info->target = "pg";
   info->env = "prod";
   info->principal = Principal{"human", "alice", "orders", "psql", "127.0.0.1:5555", "CN=alice"};
-  info->process =
-      identity::ProcessInfo{7, 1000, "psql", "/usr/bin/psql", "/system.slice/x.service"};
+  info->process = identity::ProcessInfo{.pid = 7,
+                                        .uid = 1000,
+                                        .comm = "psql",
+                                        .exe = "/usr/bin/psql",
+                                        .cgroup = "/system.slice/x.service"};
   auto facts = std::make_shared<sql::QueryFacts>();
   sql::StatementFacts st;
   st.command = sql::Command::kDelete;
@@ -591,8 +594,11 @@ TEST(AuditStoreTest, EventTermsEqualTermsOfTheStoredJson) {
     info->principal.client_addr = i % 3 == 0 ? "" : "127.0.0.1:1";
     info->principal.tls_subject = pick(i + 3);
     if (i % 4 != 0)
-      info->process = identity::ProcessInfo{1, 0, "c", pick(i + 4),
-                                            "/system.slice/" + pick(i + 5) + ".service"};
+      info->process = identity::ProcessInfo{.pid = 1,
+                                            .uid = 0,
+                                            .comm = "c",
+                                            .exe = pick(i + 4),
+                                            .cgroup = "/system.slice/" + pick(i + 5) + ".service"};
     Event e;
     e.session = info;
     if (i % 5 != 0) {

@@ -43,6 +43,31 @@ TEST(PeerProcessTest, FindsThisProcessBehindALoopbackConnection) {
   ::close(listener);
 }
 
+TEST(ProcessInfoTest, CmdlineKeepsItsShapeNotItsValues) {
+  using namespace std::string_view_literals;
+  EXPECT_EQ(CmdlineShape("psql\0-X\0-h\0db.internal\0-U\0app\0-c\0DELETE FROM t WHERE "
+                         "email = 'a@b.c'\0"sv),
+            "psql -X -h ? -U ? -c ?");
+  EXPECT_EQ(CmdlineShape("/usr/bin/python3\0job.py\0--dsn=postgresql://u:secret@h/db\0"
+                         "--verbose\0-p5432\0"sv),
+            "/usr/bin/python3 ? --dsn=? --verbose -p?");
+  EXPECT_EQ(CmdlineShape(""), "");
+  std::string many;
+  for (int i = 0; i < 1000; ++i) many += std::string("-x") + '\0';
+  EXPECT_LE(CmdlineShape("prog\0" + many).size(), kMaxCmdline);
+
+  // This process, read from /proc: its own arguments are there only as their shape.
+  ProcessInfo self;
+  ASSERT_TRUE(ReadProcessTree(::getpid(), &self));
+  EXPECT_EQ(self.ppid, ::getppid());
+  EXPECT_EQ(self.gid, ::getgid());
+  EXPECT_NE(self.cmdline.find("identity_test"), std::string::npos) << self.cmdline;
+  if (self.ppid > 1) {
+    ASSERT_FALSE(self.parents.empty());
+    EXPECT_EQ(self.parents[0].pid, self.ppid);
+  }
+}
+
 TEST(PeerProcessTest, UnknownEndpointsFindNothing) {
   EXPECT_FALSE(FindPeerProcess({"127.0.0.1", 1}, {"127.0.0.1", 2}).has_value());
   EXPECT_FALSE(FindPeerProcess({"not-an-ip", 1}, {"127.0.0.1", 2}).has_value());

@@ -470,6 +470,9 @@ class Relay:
         # Every relay gets its own API port, so several can run side by side.
         self.api_port = free_port()
         config['api'] = {'listen': f'{LOOPBACK}:{self.api_port}'}
+        # The eBPF tap is off unless a test asks for it: its events would mingle with the
+        # relay's in every other suite, and loading it costs seconds.
+        config['tap'] = {'enabled': 'false'}
         config.update(extra or {})
         self.config_text = to_yaml(config) + '\n'
         Path(self.config_path).write_text(self.config_text)

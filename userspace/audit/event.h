@@ -26,6 +26,8 @@ enum class EventKind : uint8_t {
   kDecision,    // a statement judged, committed before it is forwarded (audit_before_forward)
   kPolicyLoad,  // a policy was loaded, or a reload was rejected (detail says which)
   kApproval,    // a step of an approval request (approval.step says which)
+  kBypass,      // the tap saw a session on a relay_only target that did not come through the relay
+  kTapLoss,     // the tap lost or truncated captured bytes (count and detail say how many, why)
 };
 const char* EventKindName(EventKind kind);
 
@@ -108,7 +110,7 @@ struct Event {
   std::string error_sqlstate;  // protocol violations and upstream errors
   std::string error_message;
   std::string detail;  // free text for agent/loss events
-  uint64_t count = 0;  // audit_loss: events lost
+  uint64_t count = 0;  // audit_loss: events lost; tap_loss: records or bytes lost
 };
 
 int64_t NowMicros();

@@ -36,6 +36,10 @@ const char* EventKindName(EventKind kind) {
       return "decision";
     case EventKind::kApproval:
       return "approval";
+    case EventKind::kBypass:
+      return "bypass";
+    case EventKind::kTapLoss:
+      return "tap_loss";
   }
   return "unknown";
 }
@@ -217,9 +221,33 @@ void AppendEventJson(const Event& e, std::string* out) {
       w.Int(pr.pid);
       w.Key("uid");
       w.Uint(pr.uid);
+      if (pr.ppid != 0) {
+        w.Key("ppid");
+        w.Int(pr.ppid);
+      }
+      if (pr.gid != identity::kUnknownId) {
+        w.Key("gid");
+        w.Uint(pr.gid);
+      }
       Str(w, "comm", pr.comm);
       Str(w, "exe", pr.exe);
+      StrIfSet(w, "cmdline", pr.cmdline);
       Str(w, "cgroup", pr.cgroup);
+      StrIfSet(w, "unit", identity::UnitFromCgroup(pr.cgroup));
+      StrIfSet(w, "container_id", identity::ContainerFromCgroup(pr.cgroup));
+      if (!pr.parents.empty()) {
+        w.Key("parents");
+        w.StartArray();
+        for (const auto& parent : pr.parents) {
+          w.StartObject();
+          w.Key("pid");
+          w.Int(parent.pid);
+          Str(w, "comm", parent.comm);
+          Str(w, "exe", parent.exe);
+          w.EndObject();
+        }
+        w.EndArray();
+      }
       w.EndObject();
     }
   }
@@ -301,7 +329,7 @@ void AppendEventJson(const Event& e, std::string* out) {
     w.EndObject();
   }
   StrIfSet(w, "detail", e.detail);
-  if (e.kind == EventKind::kAuditLoss) {
+  if (e.kind == EventKind::kAuditLoss || e.kind == EventKind::kTapLoss) {
     w.Key("count");
     w.Uint64(e.count);
   }

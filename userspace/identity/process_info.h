@@ -4,19 +4,43 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dbw::identity {
 
-struct ProcessInfo {
+inline constexpr uint32_t kUnknownId = 0xffffffffu;
+
+// One ancestor of a process, nearest first.
+struct ParentInfo {
   int32_t pid = 0;
-  uint32_t uid = 0;
   std::string comm;
   std::string exe;
-  std::string cgroup;  // cgroup v2 path, e.g. /system.slice/cron.service
 };
 
-// Reads /proc/<pid>/{comm,exe,status,cgroup}. False when the process is gone.
+struct ProcessInfo {
+  int32_t pid = 0;
+  int32_t ppid = 0;
+  uint32_t uid = 0;
+  uint32_t gid = kUnknownId;
+  std::string comm;
+  std::string exe;
+  std::string cmdline;              // arguments joined by spaces, at most kMaxCmdline bytes
+  std::string cgroup;               // cgroup v2 path, e.g. /system.slice/cron.service
+  std::vector<ParentInfo> parents;  // up to kMaxParents ancestors below pid 1 (ReadProcessTree)
+};
+
+inline constexpr size_t kMaxCmdline = 512;
+inline constexpr size_t kMaxParents = 4;
+
+// The shape of a command line (NUL-separated, as in /proc/<pid>/cmdline): the program, then
+// option names with every value replaced by "?" ("psql -h ? -U ? -c ?"). Command lines carry
+// passwords, connection strings and SQL literals, which must not reach the audit log. At most
+// kMaxCmdline bytes.
+std::string CmdlineShape(std::string_view raw);
+// Reads /proc/<pid>/{status,exe,cmdline,cgroup}. False when the process is gone.
 bool ReadProcessInfo(int32_t pid, ProcessInfo* out);
+// ReadProcessInfo plus the parent chain (comm and exe of up to kMaxParents ancestors).
+bool ReadProcessTree(int32_t pid, ProcessInfo* out);
 
 }  // namespace dbw::identity
 

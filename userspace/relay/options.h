@@ -41,6 +41,8 @@ struct TargetOptions {
   // statement whose event cannot be committed is refused. Default: on for env prod.
   bool audit_before_forward = false;
   CatalogLogin catalog_login;
+  // Read by the tap: sessions on this target's server that skip the relay are bypasses.
+  bool relay_only = false;
 };
 
 struct RelayOptions {

@@ -1,0 +1,335 @@
+"""The eBPF tap against a real PostgreSQL 15 with real clients: the agent loads its BPF programs
+into this kernel, follows the test cluster's server processes, and turns what psql (TCP and unix
+socket), pgbench and psycopg2 send straight to the server into audit events with source "tap".
+
+  sessions:  every statement once, with user, database, client pid and exe
+  bypass:    a direct session on a relay_only target is reported, one through the relay is not
+  results:   a result of tens of MB is decoded without losing step
+  pickup:    a session opened before the agent is followed from its next statement
+  loss:      with the agent frozen (SIGSTOP) the ring buffer overflows; losses are counted and
+             logged, gaps recorded, and later statements still decode
+  identity:  a client in its own cgroup v2 directory is reported with that cgroup path
+
+Needs root (BPF) and a kernel with BTF: ctest label `privileged`.
+
+Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
+         tests/integration/test_tap.py -v
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pgfixture as fx  # noqa: E402
+
+PSQL = str(fx.PG_BIN / 'psql')
+PGBENCH = str(fx.PG_BIN / 'pgbench')
+CGROUP_ROOT = Path('/sys/fs/cgroup/unified')
+
+cluster = None
+agent = None
+
+
+def require_tap():
+    if os.geteuid() != 0:
+        raise unittest.SkipTest('the tap needs root (BPF)')
+    if not os.path.exists('/sys/kernel/btf/vmlinux'):
+        raise unittest.SkipTest('the tap needs a kernel with BTF')
+
+
+def start_agent(**tap):
+    options = {'enabled': 'true', 'ports': [cluster.port], 'capture_bytes': 16384,
+               'ring_buffer_mb': 8}
+    options.update(tap)
+    r = fx.Relay([{'name': 'orders', 'env': 'prod', 'relay_only': True,
+                   'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
+                 extra={'tap': options, 'policy': {'mode': 'enforce'}})
+    r.start()
+    fx.wait_until(lambda: 'tap: running' in r.stderr_text(), 120, 'the tap to load')
+    return r
+
+
+def setUpModule():
+    global cluster, agent
+    require_tap()
+    fx.require_postgres()
+    fx.require_psycopg2()
+    fx.dbwarden_bin()
+    cluster = fx.PgCluster()
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    cluster.create_user('app')
+    cluster.create_db('appdb', owner='app')
+    cluster.psql('CREATE TABLE items (id int PRIMARY KEY, name text);'
+                 "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;",
+                 dbname='appdb', user='app')
+    agent = start_agent()
+    unittest.addModuleCleanup(agent.close)
+
+
+def by_app(app, kind='statement'):
+    return agent.events(kind, lambda e: e.get('source') == 'tap' and e.get(
+        'principal', {}).get('application_name') == app)
+
+
+def wait_statements(app, count, timeout=20, relay=None):
+    relay = relay or agent
+    return relay.wait_for(lambda e: e.get('source') == 'tap' and e.get('principal', {}).get(
+        'application_name') == app, timeout=timeout, count=count, kind='statement')
+
+
+def psql(*args, app, host=None, user='app', env=None):
+    """Runs psql straight at the server; returns (pid, stdout)."""
+    cmd = [PSQL, '-X', '-v', 'ON_ERROR_STOP=1', '-h', host or fx.LOOPBACK, '-p', str(cluster.port),
+           '-U', user, '-d', 'appdb', *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(fx.CLIENT_ENV, PGAPPNAME=app, **(env or {})))
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f'psql failed: {err}')
+    return proc.pid, out
+
+
+class SessionsTest(unittest.TestCase):
+    def check_psql(self, app, host, transport):
+        pid, out = psql('-c', 'SELECT count(*) FROM items WHERE id < 11', '-c',
+                        "UPDATE items SET name = 'renamed' WHERE id = 3", app=app, host=host)
+        self.assertIn('10', out)
+        evs = wait_statements(app, 2)
+        time.sleep(0.5)  # nothing more arrives for the session
+        evs = by_app(app)
+        self.assertEqual([e['statement']['sql'] for e in evs],
+                         ['SELECT count(*) FROM items WHERE id < $1',
+                          'UPDATE items SET name = $1 WHERE id = $2'])
+        for e in evs:
+            self.assertEqual(e['target'], 'orders')
+            self.assertEqual(e['principal']['db_user'], 'app')
+            self.assertEqual(e['principal']['database'], 'appdb')
+            self.assertEqual(e['process']['pid'], pid)
+            self.assertTrue(e['process']['exe'].endswith('/psql'), e['process'])
+        self.assertEqual(evs[0]['result']['command_tag'], 'SELECT 1')
+        self.assertEqual(evs[0]['result']['rows'], 1)
+        self.assertEqual(evs[1]['result']['command_tag'], 'UPDATE 1')
+        start = agent.wait_for(lambda e: e.get('source') == 'tap' and e.get('principal', {}).get(
+            'application_name') == app, kind='session_start')[0]
+        self.assertTrue(start['detail'].startswith(transport), start)
+        agent.wait_for(lambda e: e.get('source') == 'tap' and e.get('principal', {}).get(
+            'application_name') == app, kind='session_end')
+        return evs
+
+    def test_psql_over_tcp(self):
+        evs = self.check_psql('tap-psql-tcp', fx.LOOPBACK, 'tcp')
+        self.assertTrue(evs[0]['principal']['client_addr'].startswith('127.0.0.1:'))
+
+    def test_psql_over_the_unix_socket(self):
+        evs = self.check_psql('tap-psql-unix', cluster.socket_dir, 'unix')
+        self.assertEqual(evs[0]['principal']['client_addr'],
+                         f'unix:{cluster.socket_dir}/.s.PGSQL.{cluster.port}')
+
+    def test_psycopg2_extended_protocol(self):
+        code = ('import psycopg2, os\n'
+                f'c = psycopg2.connect(host="{fx.LOOPBACK}", port={cluster.port}, user="app", '
+                'dbname="appdb", application_name="tap-psycopg2")\n'
+                'cur = c.cursor()\n'
+                'cur.execute("SELECT name FROM items WHERE id = %s", (7,))\n'
+                'print(os.getpid(), cur.fetchone()[0])\n'
+                'c.rollback(); c.close()\n')
+        out = subprocess.run(['/usr/bin/python3', '-c', code], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.split()
+        pid = int(out[0])
+        evs = wait_statements('tap-psycopg2', 3)
+        self.assertEqual([e['statement']['sql'] for e in evs],
+                         ['BEGIN', 'SELECT name FROM items WHERE id = $1', 'ROLLBACK'])
+        self.assertTrue(all(e['process']['pid'] == pid for e in evs))
+        self.assertTrue(evs[1]['process']['exe'].startswith('/usr/bin/python3'))
+
+    def test_node_postgres(self):
+        # node-postgres writes through libuv (write/writev): the vectored capture path.
+        import test_drivers as td
+        td.require_driver_tools()
+        script = (
+            "const {Client} = require('pg');"
+            "(async () => {"
+            f"  const c = new Client({{host: '{fx.LOOPBACK}', port: {cluster.port}, user: 'app',"
+            "    database: 'appdb', application_name: 'tap-node'});"
+            "  await c.connect();"
+            "  const r = await c.query('SELECT name FROM items WHERE id = $1', [9]);"
+            "  await c.query('SELECT count(*) FROM items');"
+            "  console.log(process.pid, r.rows[0].name);"
+            "  await c.end();"
+            "})().catch(e => { console.log(e.message); process.exit(1); });")
+        env = {'PATH': td.TOOL_PATH, 'LC_ALL': 'C.UTF-8', 'HOME': os.environ.get('HOME', '/tmp')}
+        out = subprocess.run([td.NODE, '-e', script], cwd=td.NODE_DIR, env=env,
+                             capture_output=True, text=True, timeout=60, check=True).stdout.split()
+        evs = wait_statements('tap-node', 2)
+        self.assertEqual([e['statement']['sql'] for e in evs],
+                         ['SELECT name FROM items WHERE id = $1', 'SELECT count(*) FROM items'])
+        self.assertEqual([e['statement']['protocol'] for e in evs], ['extended', 'simple'])
+        self.assertEqual(evs[0]['process']['pid'], int(out[0]))
+        self.assertEqual(out[1:], ['item', '9'])
+
+    def test_pgbench_every_statement_once(self):
+        env = dict(fx.CLIENT_ENV, PGAPPNAME='tap-pgbench')
+        cluster.psql('CREATE DATABASE benchdb OWNER app')
+        subprocess.run([PGBENCH, '-h', fx.LOOPBACK, '-p', str(cluster.port), '-U', 'app', '-i',
+                        '-s', '1', '-q', 'benchdb'], env=env, check=True, capture_output=True,
+                       timeout=120)
+        subprocess.run([PGBENCH, '-h', fx.LOOPBACK, '-p', str(cluster.port), '-U', 'app', '-S',
+                        '-c', '4', '-j', '2', '-t', '50', '-n', 'benchdb'], env=env, check=True,
+                       capture_output=True, timeout=120)
+        want = 'SELECT abalance FROM pgbench_accounts WHERE aid = $1;'  # pgbench's own text
+        evs = agent.wait_for(lambda e: e.get('source') == 'tap' and e.get('statement', {}).get(
+            'sql') == want, kind='statement', count=200, timeout=30)
+        time.sleep(1)
+        evs = agent.events('statement', lambda e: e.get('source') == 'tap' and e.get(
+            'statement', {}).get('sql') == want)
+        self.assertEqual(len(evs), 200)
+        self.assertTrue(all(e['result']['rows'] == 1 for e in evs))
+        self.assertTrue(all(e['process']['exe'].endswith('/pgbench') for e in evs))
+
+    def test_large_result_decodes_without_desync(self):
+        pid, out = psql('-c', "SELECT g, repeat('x', 1000) FROM generate_series(1, 40000) g",
+                        '-c', 'SELECT 4242 AS after_the_flood', app='tap-large')
+        self.assertIn('4242', out)
+        evs = wait_statements('tap-large', 2, timeout=60)
+        self.assertEqual(evs[0]['result']['command_tag'], 'SELECT 40000')
+        self.assertEqual(evs[0]['result']['rows'], 40000)
+        self.assertGreater(evs[0]['result']['bytes'], 40_000_000)
+        self.assertEqual(evs[1]['statement']['sql'], 'SELECT $1 AS after_the_flood')
+        self.assertEqual(evs[1]['result']['command_tag'], 'SELECT 1')
+
+
+class BypassTest(unittest.TestCase):
+    def test_direct_session_is_a_bypass_and_the_relay_is_not(self):
+        pid, _ = psql('-c', 'SELECT 1', app='tap-direct')
+        ev = agent.wait_for(lambda e: e.get('principal', {}).get('application_name') ==
+                            'tap-direct', kind='bypass')[0]
+        self.assertEqual(ev['source'], 'tap')
+        self.assertEqual(ev['target'], 'orders')
+        self.assertEqual(ev['process']['pid'], pid)
+        self.assertTrue(ev['process']['exe'].endswith('/psql'))
+        self.assertIn('did not come through the relay', ev['detail'])
+
+        # The same statements through the relay: the relay's events, no tap session, no bypass.
+        out = subprocess.run([PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(agent.port()), '-U', 'app',
+                              '-d', 'appdb', '-c', 'SELECT 1'], capture_output=True, text=True,
+                             env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-via-relay'), timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        agent.wait_for(lambda e: e.get('principal', {}).get('application_name') ==
+                       'tap-via-relay' and e['source'] == 'relay', kind='statement')
+        # A later direct session is the marker that the tap has read past the relay's traffic.
+        psql('-c', 'SELECT 2', app='tap-marker')
+        agent.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'tap-marker',
+                       kind='bypass')
+        via_relay = agent.events(predicate=lambda e: e.get('source') == 'tap' and e.get(
+            'principal', {}).get('application_name') == 'tap-via-relay')
+        self.assertEqual(via_relay, [])
+        metrics = fx.api_request(agent.api_port, '/metrics')[2].decode()
+        self.assertIn('dbwarden_tap_relay_connections_total', metrics)
+        self.assertNotIn('dbwarden_tap_relay_connections_total 0\n', metrics)
+
+    def test_shadow_policy_judges_tapped_statements(self):
+        # Through the relay a person's DROP on prod waits for approval; straight to the server
+        # it runs, and the tap records what the relay would have done.
+        cluster.psql('CREATE TABLE doomed (id int)', dbname='appdb', user='app')
+        psql('-c', 'DROP TABLE doomed', app='tap-human-drop')
+        ev = wait_statements('tap-human-drop', 1)[0]
+        self.assertEqual(ev['decision']['action'], 'approve')
+        self.assertEqual(ev['decision']['mode'], 'monitor')
+        self.assertFalse(ev['decision']['enforced'])
+        self.assertEqual(ev['decision']['rules'], ['prod-destructive-human'])
+        self.assertEqual(ev['result']['command_tag'], 'DROP TABLE')
+
+
+class PickupTest(unittest.TestCase):
+    def test_session_opened_before_the_agent(self):
+        import psycopg2
+        conn = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='app', dbname='appdb',
+                                application_name='tap-early')
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT 1')
+            with fx.Relay([{'name': 'orders', 'env': 'prod',
+                            'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
+                          extra={'tap': {'enabled': 'true', 'ports': [cluster.port]}}) as late:
+                fx.wait_until(lambda: 'tap: running' in late.stderr_text(), 120, 'the tap')
+                with conn.cursor() as cur:
+                    cur.execute('SELECT id FROM items WHERE id = 5')
+                    cur.execute('SELECT count(*) FROM items')
+                evs = late.wait_for(lambda e: e.get('source') == 'tap' and e.get(
+                    'principal', {}).get('db_user') == 'app', kind='statement', count=2)
+                self.assertEqual([e['statement']['sql'] for e in evs],
+                                 ['SELECT id FROM items WHERE id = $1', 'SELECT count(*) FROM items'])
+                self.assertEqual(evs[0]['principal']['database'], 'appdb')
+                self.assertEqual(evs[1]['result']['command_tag'], 'SELECT 1')
+        finally:
+            conn.close()
+
+
+class LossTest(unittest.TestCase):
+    def test_overflow_is_counted_and_decoding_recovers(self):
+        with fx.Relay([{'name': 'orders', 'env': 'prod',
+                        'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
+                      extra={'tap': {'enabled': 'true', 'ports': [cluster.port],
+                                     'ring_buffer_mb': 1}}) as small:
+            fx.wait_until(lambda: 'tap: running' in small.stderr_text(), 120, 'the tap')
+            env = dict(fx.CLIENT_ENV, PGAPPNAME='tap-loss')
+            # Frozen, the agent reads nothing: the 1 MiB ring overflows under this load.
+            small.proc.send_signal(signal.SIGSTOP)
+            try:
+                subprocess.run([PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(cluster.port), '-U',
+                                'app', '-d', 'appdb', '-c',
+                                "SELECT g, repeat('y', 500) FROM generate_series(1, 20000) g"],
+                               env=env, check=True, capture_output=True, timeout=120)
+            finally:
+                small.proc.send_signal(signal.SIGCONT)
+            loss = small.wait_for(lambda e: e.get('source') == 'tap', kind='tap_loss',
+                                  timeout=20)[0]
+            self.assertGreater(loss['count'], 0)
+            self.assertIn('ringbuf_full_chunks=', loss['detail'])
+            # Later statements decode as if nothing happened.
+            psql('-c', 'SELECT 777 AS after_the_loss', app='tap-after-loss')
+            ev = small.wait_for(lambda e: e.get('source') == 'tap' and e.get(
+                'principal', {}).get('application_name') == 'tap-after-loss',
+                kind='statement')[0]
+            self.assertEqual(ev['statement']['sql'], 'SELECT $1 AS after_the_loss')
+            self.assertEqual(ev['result']['command_tag'], 'SELECT 1')
+            metrics = fx.api_request(small.api_port, '/metrics')[2].decode()
+            lost = [line for line in metrics.splitlines()
+                    if line.startswith('dbwarden_tap_losses_total{cause="ringbuf_full_chunks"}')]
+            self.assertTrue(lost and int(lost[0].split()[-1]) > 0, lost)
+
+
+class IdentityTest(unittest.TestCase):
+    def test_client_in_its_own_cgroup(self):
+        if not (CGROUP_ROOT / 'cgroup.procs').exists():
+            self.skipTest('no cgroup v2 hierarchy at /sys/fs/cgroup/unified')
+        group = CGROUP_ROOT / f'dbwarden-test-{os.getpid()}.scope'
+        group.mkdir()
+        try:
+            script = (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
+                      f'-p {cluster.port} -U app -d appdb -c "SELECT 31337"')
+            subprocess.run(['/bin/sh', '-c', script], check=True, capture_output=True, timeout=60,
+                           env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-cgroup'))
+            ev = wait_statements('tap-cgroup', 1)[0]
+            self.assertEqual(ev['process']['cgroup'], f'/{group.name}')
+            self.assertEqual(ev['process']['unit'], group.name)
+        finally:
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,25 @@
+// Finds a target's database server on this host from /proc: the process listening on its
+// upstream address, that process's descendants, and the unix sockets it listens on.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dbw::tap {
+
+struct ServerProcesses {
+  int32_t postmaster = 0;
+  std::vector<int32_t> descendants;     // every process below the postmaster now
+  std::vector<std::string> unix_paths;  // listening unix sockets it holds
+};
+
+// The process holding a TCP socket listening on host:port (or on the wildcard address, with
+// the same port), and what belongs to it. Empty when no local process listens there.
+std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port);
+
+// True when `address` (numeric) is one of this host's own addresses (or loopback).
+bool IsLocalAddress(const std::string& address);
+
+}  // namespace dbw::tap

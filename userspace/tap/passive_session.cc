@@ -1,0 +1,318 @@
+// PassiveSession: startup, statements and end of one tapped connection, as audit events.
+#include "userspace/tap/passive_session.h"
+
+#include <chrono>
+#include <fstream>
+
+#include "userspace/identity/peer_process.h"
+#include "userspace/protocol/postgres/parse.h"
+#include "userspace/tap/metrics.h"
+
+namespace dbw::tap {
+namespace {
+
+// DataRow and CopyData bodies are never needed: the tap counts rows, it does not read them.
+constexpr std::string_view kBackendSkip = "Dd";
+constexpr std::string_view kFrontendSkip = "d";
+
+bool LooksLikeStartup(std::span<const std::byte> data) {
+  if (data.size() < 8) return false;
+  auto u32 = [&](size_t at) {
+    return (static_cast<uint32_t>(data[at]) << 24) | (static_cast<uint32_t>(data[at + 1]) << 16) |
+           (static_cast<uint32_t>(data[at + 2]) << 8) | static_cast<uint32_t>(data[at + 3]);
+  };
+  uint32_t len = u32(0);
+  uint32_t code = u32(4);
+  return len >= 8 && len <= 10000 &&
+         (code == pg::kProtocolV3 || code == pg::kSslRequestCode ||
+          code == pg::kGssEncRequestCode || code == pg::kCancelRequestCode);
+}
+
+}  // namespace
+
+class PassiveSession::FrontendSink : public MessageSink {
+ public:
+  explicit FrontendSink(PassiveSession* s) : s_(s) {}
+  void OnStartupPacket(std::span<const std::byte> packet) override { s_->OnStartupPacket(packet); }
+  void OnEncryptionResponse(uint8_t) override {}
+  void OnMessage(const pg::Frame& frame) override { s_->OnFrontendMessage(frame); }
+  void OnSkippedMessage(uint8_t type, uint32_t length, bool) override {
+    s_->state_.OnFrontendStreamed(type, length, s_->now_ns_);
+  }
+  void OnGap(uint64_t bytes) override { s_->ctx_.metrics->Gap(bytes); }
+  void OnResync(uint64_t skipped) override { s_->ctx_.metrics->resyncs->Add(); }
+
+ private:
+  PassiveSession* s_;
+};
+
+class PassiveSession::BackendSink : public MessageSink {
+ public:
+  explicit BackendSink(PassiveSession* s) : s_(s) {}
+  void OnStartupPacket(std::span<const std::byte>) override {}
+  void OnEncryptionResponse(uint8_t answer) override {
+    if (answer == 'S' || answer == 'G') {
+      // TLS or GSS encryption from here on: ciphertext, nothing more to decode.
+      s_->decoding_ = false;
+      s_->end_note_ = answer == 'S' ? "encrypted (TLS): statements not visible to the tap"
+                                    : "encrypted (GSSAPI): statements not visible to the tap";
+      s_->ctx_.metrics->encrypted_sessions->Add();
+      s_->Started();
+    }
+  }
+  void OnMessage(const pg::Frame& frame) override { s_->OnBackendMessage(frame); }
+  void OnSkippedMessage(uint8_t type, uint32_t length, bool) override {
+    // A message whose body was lost is still counted where the state machine allows it.
+    if (type == pg::be::kDataRow || type == pg::be::kCopyData)
+      s_->state_.OnBackendStreamed(type, length, s_->now_ns_);
+  }
+  void OnGap(uint64_t bytes) override { s_->ctx_.metrics->Gap(bytes); }
+  void OnResync(uint64_t skipped) override { s_->ctx_.metrics->resyncs->Add(); }
+
+ private:
+  PassiveSession* s_;
+};
+
+PassiveSession::PassiveSession(SessionContext ctx, SessionIdentity identity, uint32_t max_body)
+    : ctx_(ctx), identity_(std::move(identity)), state_(this) {
+  fe_sink_ = std::make_unique<FrontendSink>(this);
+  be_sink_ = std::make_unique<BackendSink>(this);
+  fe_ = std::make_unique<MessageStream>(
+      StreamOptions{pg::Direction::kFrontend, max_body, kFrontendSkip}, fe_sink_.get());
+  be_ = std::make_unique<MessageStream>(
+      StreamOptions{pg::Direction::kBackend, max_body, kBackendSkip}, be_sink_.get());
+  principal_.client_addr = identity_.client_addr;
+  ctx_.metrics->sessions_total->Add();
+  ctx_.metrics->sessions_active->Add(1);
+}
+
+PassiveSession::~PassiveSession() {
+  if (!closed_) ctx_.metrics->sessions_active->Add(-1);
+}
+
+void PassiveSession::Add(bool frontend, uint64_t pos, std::span<const std::byte> data,
+                         uint64_t now_ns) {
+  now_ns_ = now_ns;
+  if (!decoding_ || closed_) return;
+  if (frontend && !seen_frontend_) {
+    // A startup packet's length and code (8 bytes) tell a new connection from one picked up
+    // mid-way; a first chunk shorter than that (never seen from real clients) waits for more.
+    if (pos == head_.size() && head_.size() + data.size() < 8) {
+      head_.insert(head_.end(), data.begin(), data.end());
+      return;
+    }
+    seen_frontend_ = true;
+    if (!head_.empty()) {
+      std::vector<std::byte> joined = std::move(head_);
+      head_.clear();
+      if (pos == joined.size()) {
+        joined.insert(joined.end(), data.begin(), data.end());
+        pos = 0;
+      }
+      Begin(pos == 0 && LooksLikeStartup(joined));
+      if (pos != 0) fe_->Add(0, joined);
+      fe_->Add(pos, pos == 0 ? std::span<const std::byte>(joined) : data);
+      return;
+    }
+    Begin(pos == 0 && LooksLikeStartup(data));
+  }
+  if (!frontend && !seen_frontend_ && !seen_backend_) {
+    // Server bytes before any client bytes: an old connection.
+    seen_frontend_ = true;
+    Begin(false);
+  }
+  if (!frontend) seen_backend_ = true;
+  (frontend ? fe_ : be_)->Add(pos, data);
+}
+
+// Fresh: seen from the client's first byte. Otherwise picked up mid-way: the startup happened
+// before the capture began, and both streams start lost and resynchronise on a whole message.
+void PassiveSession::Begin(bool fresh) {
+  if (fresh) {
+    fe_->ExpectStartup();
+    be_->ExpectStartup();
+    return;
+  }
+  picked_up_ = true;
+  state_.AssumeReady();
+  FillFromBackendTitle();
+}
+
+void PassiveSession::OnStartupPacket(std::span<const std::byte> packet) {
+  pg::StartupPacket p;
+  std::string error;
+  if (packet.size() < 4 || !pg::ParseStartupPacket(packet.subspan(4), &p, &error)) {
+    ctx_.metrics->decode_errors->Add();
+    return;
+  }
+  switch (p.kind) {
+    case pg::StartupKind::kSslRequest:
+    case pg::StartupKind::kGssEncRequest:
+      be_->ExpectEncryptionResponse();
+      return;
+    case pg::StartupKind::kCancel:
+      decoding_ = false;  // a cancel connection carries no session
+      end_note_ = "cancel request";
+      return;
+    case pg::StartupKind::kStartup:
+      state_.OnStartup(p.startup);
+      principal_.db_user = state_.user();
+      principal_.database = state_.database();
+      principal_.application_name = state_.application_name();
+      fe_->EnterTypedPhase();
+      return;
+  }
+}
+
+void PassiveSession::OnFrontendMessage(const pg::Frame& frame) {
+  std::string error;
+  if (!state_.OnFrontend(frame, now_ns_, &error)) ctx_.metrics->decode_errors->Add();
+}
+
+void PassiveSession::OnBackendMessage(const pg::Frame& frame) {
+  std::string error;
+  if (!state_.OnBackend(frame, now_ns_, &error)) ctx_.metrics->decode_errors->Add();
+  if (frame.type == pg::be::kReadyForQuery && !started_) Started();
+}
+
+// A backend's process title reads "postgres: USER DATABASE HOST(PORT) STATE": for a session
+// whose startup the tap did not see, that is where its user and database come from.
+void PassiveSession::FillFromBackendTitle() {
+  if (identity_.server_pid <= 0 || !principal_.db_user.empty()) return;
+  std::ifstream in("/proc/" + std::to_string(identity_.server_pid) + "/cmdline");
+  std::string title;
+  std::getline(in, title, '\0');
+  constexpr std::string_view kPrefix = "postgres: ";
+  if (title.rfind(kPrefix, 0) != 0) return;
+  std::string rest = title.substr(kPrefix.size());
+  size_t a = rest.find(' ');
+  if (a == std::string::npos) return;
+  size_t b = rest.find(' ', a + 1);
+  principal_.db_user = rest.substr(0, a);
+  principal_.database = rest.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+}
+
+void PassiveSession::PublishInfo() {
+  auto info = std::make_shared<audit::SessionInfo>();
+  info->session_id = identity_.session_id;
+  info->target = identity_.target;
+  info->env = identity_.env;
+  info->principal = principal_;
+  info->process = identity_.client;
+  info_ = std::move(info);
+}
+
+audit::Event PassiveSession::NewEvent(audit::EventKind kind) {
+  if (!info_) PublishInfo();
+  audit::Event e;
+  e.kind = kind;
+  e.source = "tap";
+  e.ts_us = audit::NowMicros();
+  e.session = info_;
+  return e;
+}
+
+void PassiveSession::Started() {
+  if (started_) return;
+  started_ = true;
+  if (principal_.application_name.empty()) principal_.application_name = state_.application_name();
+  if (auto policy = ctx_.policy->Get()) PolicyPrincipal(*policy);
+  PublishInfo();
+  audit::Event start = NewEvent(audit::EventKind::kSessionStart);
+  std::string how = identity_.transport + (picked_up_ ? ", picked up mid-session" : "");
+  if (identity_.server_pid > 0) how += ", backend pid " + std::to_string(identity_.server_pid);
+  if (!end_note_.empty()) how += ", " + end_note_;
+  start.detail = how;
+  ctx_.sink->Submit(std::move(start));
+  if (identity_.relay_only) {
+    bypass_ = true;
+    ctx_.metrics->bypasses->Add();
+    audit::Event b = NewEvent(audit::EventKind::kBypass);
+    std::string who = identity_.client ? identity_.client->exe + " (pid " +
+                                             std::to_string(identity_.client->pid) + ")"
+                                       : "a client at " + identity_.client_addr;
+    b.detail = "session on relay_only target " + identity_.target + " did not come through " +
+               "the relay: " + who + " over " + identity_.transport + " as " + principal_.db_user;
+    ctx_.sink->Submit(std::move(b));
+  }
+}
+
+const policy::Principal& PassiveSession::PolicyPrincipal(const policy::CompiledPolicy& policy) {
+  if (classified_for_ == &policy && classified_app_ == state_.application_name())
+    return policy_principal_;
+  bool was_agent =
+      classified_for_ == &policy && policy_principal_.kind == policy::PrincipalKind::kAgent;
+  policy::Principal p;
+  p.db_user = principal_.db_user;
+  p.database = principal_.database;
+  p.application_name =
+      state_.application_name().empty() ? principal_.application_name : state_.application_name();
+  p.client_addr = principal_.client_addr;
+  p.subject = p.db_user;
+  if (identity_.client) {
+    p.exe = identity_.client->exe;
+    p.unit = identity::UnitFromCgroup(identity_.client->cgroup);
+    p.container = identity::ContainerFromCgroup(identity_.client->cgroup);
+  }
+  policy.Classify(&p);
+  if (was_agent) p.kind = policy::PrincipalKind::kAgent;
+  policy_principal_ = std::move(p);
+  classified_for_ = &policy;
+  classified_app_ = state_.application_name();
+  std::string kind = policy_principal_.kind == policy::PrincipalKind::kAgent ? "agent" : "human";
+  if (principal_.kind != kind ||
+      principal_.application_name != policy_principal_.application_name) {
+    principal_.kind = kind;
+    principal_.application_name = policy_principal_.application_name;
+    info_.reset();
+  }
+  return policy_principal_;
+}
+
+void PassiveSession::OnExecutionComplete(const pg::Execution& x) {
+  if (!started_) Started();
+  ctx_.metrics->statements->Add();
+  auto facts = ctx_.analyzer->Analyze(*x.sql);
+  std::shared_ptr<const policy::Decision> decision;
+  if (auto policy = ctx_.policy->Get()) {
+    // Shadow mode: what the policy would have done; the tap never stops anything.
+    auto d = std::make_shared<policy::Decision>(policy->Evaluate({identity_.target, identity_.env},
+                                                                 PolicyPrincipal(*policy), *facts,
+                                                                 std::chrono::system_clock::now()));
+    d->monitor = true;
+    if (d->action == policy::Action::kDeny || d->action == policy::Action::kApprove)
+      ctx_.metrics->would_refuse->Add();
+    decision = std::move(d);
+  }
+  audit::Event e = NewEvent(audit::EventKind::kStatement);
+  e.statement =
+      audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple", x.statement_name};
+  if (decision) e.decision = audit::DecisionInfo{std::move(decision), false, ""};
+  audit::ResultInfo r;
+  if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();
+  r.sqlstate = x.sqlstate;
+  r.message = x.error_message;
+  r.duration_us = x.end_ns > x.start_ns ? (x.end_ns - x.start_ns) / 1000 : 0;
+  r.rows = x.rows;
+  r.bytes = x.bytes_out;
+  e.result = std::move(r);
+  ctx_.sink->Submit(std::move(e));
+}
+
+void PassiveSession::Close(uint64_t now_ns, const std::string& reason) {
+  if (closed_) return;
+  if (decoding_) state_.OnClose(now_ns, reason);
+  closed_ = true;
+  ctx_.metrics->sessions_active->Add(-1);
+  if (!started_) {
+    // Nothing but a startup attempt (or a cancel request): not worth a session in the log
+    // unless it reached a relay_only target, which is a bypass attempt all the same.
+    if (!identity_.relay_only || !end_note_.empty()) return;
+    Started();
+  }
+  audit::Event e = NewEvent(audit::EventKind::kSessionEnd);
+  e.detail = reason;
+  ctx_.sink->Submit(std::move(e));
+}
+
+}  // namespace dbw::tap

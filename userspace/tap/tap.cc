@@ -1,0 +1,438 @@
+// Tap and TapEngine: the reader thread, the connection table and who is on each end.
+#include "userspace/tap/tap.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+
+#include "userspace/common/logging.h"
+#include "userspace/common/random_id.h"
+#include "userspace/identity/peer_process.h"
+#include "userspace/tap/bpf_program.h"
+#include "userspace/tap/discovery.h"
+#include "userspace/tap/metrics.h"
+#include "userspace/tap/passive_session.h"
+
+namespace dbw::tap {
+namespace {
+
+constexpr uint32_t kMaxBody = 1 << 20;                 // bodies past this are skipped
+constexpr uint64_t kConnectMemoryNs = 60'000'000'000;  // connect records older than this go
+constexpr auto kRediscoverEvery = std::chrono::seconds(5);
+
+uint64_t MonotonicNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// Numeric address of a record's address bytes; IPv4-mapped IPv6 is shown as IPv4, so both
+// ends of a dual-stack connection name it alike.
+std::string AddressText(uint16_t family, const uint8_t* bytes) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family == AF_INET) {
+    inet_ntop(AF_INET, bytes, buf, sizeof(buf));
+    return buf;
+  }
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(bytes, kMapped, sizeof(kMapped)) == 0) {
+    inet_ntop(AF_INET, bytes + 12, buf, sizeof(buf));
+    return buf;
+  }
+  inet_ntop(AF_INET6, bytes, buf, sizeof(buf));
+  return buf;
+}
+
+std::string Endpoint(const std::string& addr, uint16_t port) {
+  return (addr.find(':') != std::string::npos ? "[" + addr + "]" : addr) + ":" +
+         std::to_string(port);
+}
+
+template <typename T>
+bool ReadRecord(std::span<const std::byte> r, T* out) {
+  if (r.size() < sizeof(T)) return false;
+  std::memcpy(out, r.data(), sizeof(T));
+  return true;
+}
+
+std::string CommText(const char* comm) {
+  return std::string(comm, strnlen(comm, 16));
+}
+
+}  // namespace
+
+class TapEngine {
+ public:
+  TapEngine(const TapOptions& options, TapDeps deps)
+      : options_(options), deps_(deps), metrics_(deps.metrics) {}
+
+  Status Start();
+  void Poll(int timeout_ms) { (void)program_->Poll(timeout_ms); }
+  void Tick();
+  void CloseAll(const std::string& reason);
+
+ private:
+  struct TargetState {
+    TapTarget options;
+    int32_t postmaster = 0;
+    std::chrono::steady_clock::time_point next_discovery{};
+  };
+  struct Connect {
+    uint32_t tgid = 0;
+    uint64_t ts_ns = 0;
+  };
+  struct Conn {
+    std::unique_ptr<PassiveSession> session;  // null: ignored (the relay's own, a duplicate)
+    uint8_t role = 0;
+    uint32_t owner_tgid = 0;
+  };
+
+  void OnRecord(std::span<const std::byte> r);
+  void OnConnect(const dbw_tap_conn& c);
+  void OnOpen(const dbw_tap_conn& c);
+  void OnData(const dbw_tap_data& d, std::span<const std::byte> payload);
+  void OnClose(const dbw_tap_close& c);
+  void OnExit(const dbw_tap_exit& e);
+  void Discover(TargetState* t);
+  std::optional<identity::ProcessInfo> Process(uint32_t tgid, const dbw_tap_task* task);
+  std::optional<uint32_t> ClientOf(const dbw_tap_conn& c, const std::string& raddr);
+  void ForgetOldConnects(uint64_t now_ns);
+  void ReportLosses();
+
+  TapOptions options_;
+  TapDeps deps_;
+  TapMetrics metrics_;
+  sql::Analyzer analyzer_;
+  std::unique_ptr<BpfProgram> program_;
+  std::vector<TargetState> targets_;
+  std::unordered_map<uint64_t, Conn> conns_;                       // by struct sock address
+  std::unordered_map<std::string, Connect> tcp_connects_;          // by the client's local end
+  std::unordered_map<uint64_t, Connect> unix_connects_;            // by the client socket's inode
+  std::unordered_map<uint32_t, identity::ProcessInfo> processes_;  // by tgid, until it exits
+  std::array<uint64_t, DBW_LOSS_MAX> losses_seen_{};
+  uint32_t self_ = static_cast<uint32_t>(::getpid());
+};
+
+Status TapEngine::Start() {
+  ProgramOptions po;
+  po.self_tgid = self_;
+  po.capture_bytes = options_.capture_bytes;
+  po.ring_buffer_bytes = options_.ring_buffer_bytes;
+  auto program = BpfProgram::Load(po, [this](std::span<const std::byte> r) { OnRecord(r); });
+  if (!program.ok()) return program.status();
+  program_ = std::move(*program);
+  for (uint16_t port : options_.ports) DBW_RETURN_IF_ERROR(program_->AddClientPort(port));
+  for (size_t i = 0; i < options_.targets.size(); ++i) {
+    const TapTarget& o = options_.targets[i];
+    DBW_RETURN_IF_ERROR(program_->AddServerPort(o.upstream_port));
+    // Several targets in front of one server (say prod and staging relays): the tap sees the
+    // server once, as the first of them, relay_only if any of them is.
+    bool alias = false;
+    for (auto& t : targets_) {
+      if (t.options.upstream_host == o.upstream_host &&
+          t.options.upstream_port == o.upstream_port) {
+        t.options.relay_only = t.options.relay_only || o.relay_only;
+        alias = true;
+      }
+    }
+    if (!alias) targets_.push_back({o});
+  }
+  for (auto& t : targets_) Discover(&t);
+  return Status::Ok();
+}
+
+void TapEngine::Discover(TargetState* t) {
+  t->next_discovery = std::chrono::steady_clock::now() + kRediscoverEvery;
+  if (t->postmaster > 0 && ::kill(t->postmaster, 0) == 0) return;
+  std::optional<ServerProcesses> s = FindServer(t->options.upstream_host, t->options.upstream_port);
+  if (!s) {
+    if (t->postmaster != -1) {
+      DBW_LOG(kInfo) << "tap: target " << t->options.name << ": no local server listens on "
+                     << Endpoint(t->options.upstream_host, t->options.upstream_port)
+                     << " (client-side capture only)";
+    }
+    t->postmaster = -1;
+    return;
+  }
+  uint32_t index = static_cast<uint32_t>(t - targets_.data());
+  Status st = program_->Watch(static_cast<uint32_t>(s->postmaster), index);
+  for (int32_t pid : s->descendants)
+    if (st.ok()) st = program_->Watch(static_cast<uint32_t>(pid), index);
+  for (const std::string& path : s->unix_paths)
+    if (st.ok()) st = program_->AddUnixPath(path);
+  if (!st.ok()) {
+    DBW_LOG(kWarning) << "tap: target " << t->options.name << ": " << st.message();
+    return;
+  }
+  t->postmaster = s->postmaster;
+  std::string paths;
+  for (const auto& p : s->unix_paths) paths += " " + p;
+  DBW_LOG(kInfo) << "tap: target " << t->options.name << ": server pid " << s->postmaster << " ("
+                 << s->descendants.size()
+                 << " child processes), unix sockets:" << (paths.empty() ? " none" : paths);
+}
+
+void TapEngine::OnRecord(std::span<const std::byte> r) {
+  metrics_.records->Add();
+  if (r.empty()) return;
+  switch (static_cast<uint8_t>(r[0])) {
+    case DBW_REC_DATA: {
+      dbw_tap_data d;
+      if (!ReadRecord(r, &d) || r.size() < sizeof(d) + d.cap_len) return;
+      OnData(d, r.subspan(sizeof(d), d.cap_len));
+      return;
+    }
+    case DBW_REC_OPEN:
+    case DBW_REC_CONNECT: {
+      dbw_tap_conn c;
+      if (!ReadRecord(r, &c)) return;
+      c.path[sizeof(c.path) - 1] = '\0';
+      if (c.record == DBW_REC_OPEN)
+        OnOpen(c);
+      else
+        OnConnect(c);
+      return;
+    }
+    case DBW_REC_CLOSE: {
+      dbw_tap_close c;
+      if (ReadRecord(r, &c)) OnClose(c);
+      return;
+    }
+    case DBW_REC_EXIT: {
+      dbw_tap_exit e;
+      if (ReadRecord(r, &e)) OnExit(e);
+      return;
+    }
+  }
+}
+
+std::optional<identity::ProcessInfo> TapEngine::Process(uint32_t tgid, const dbw_tap_task* task) {
+  auto it = processes_.find(tgid);
+  if (it != processes_.end()) return it->second;
+  identity::ProcessInfo info;
+  if (!identity::ReadProcessTree(static_cast<int32_t>(tgid), &info)) {
+    if (!task) return std::nullopt;
+    // Gone already: what the kernel told us at the time.
+    info.pid = static_cast<int32_t>(task->tgid);
+    info.uid = task->uid;
+    info.gid = task->gid;
+    info.comm = CommText(task->comm);
+  }
+  if (program_->NotifyExit(tgid).ok()) processes_.emplace(tgid, info);
+  return info;
+}
+
+void TapEngine::OnConnect(const dbw_tap_conn& c) {
+  ForgetOldConnects(c.task.ts_ns);
+  Connect k{c.task.tgid, c.task.ts_ns};
+  if (c.family == AF_UNIX) {
+    unix_connects_[c.ino] = k;
+  } else {
+    tcp_connects_[Endpoint(AddressText(c.family, c.laddr), c.lport)] = k;
+  }
+  if (c.task.tgid != self_) Process(c.task.tgid, &c.task);  // while it still exists
+}
+
+void TapEngine::ForgetOldConnects(uint64_t now_ns) {
+  if (tcp_connects_.size() + unix_connects_.size() < 4096) return;
+  std::erase_if(tcp_connects_,
+                [&](const auto& kv) { return kv.second.ts_ns + kConnectMemoryNs < now_ns; });
+  std::erase_if(unix_connects_,
+                [&](const auto& kv) { return kv.second.ts_ns + kConnectMemoryNs < now_ns; });
+}
+
+// The local client process of a server-side connection: from the connect() the kernel told us
+// of, else (a connection older than the agent) from /proc.
+std::optional<uint32_t> TapEngine::ClientOf(const dbw_tap_conn& c, const std::string& raddr) {
+  if (c.family == AF_UNIX) {
+    auto it = unix_connects_.find(c.peer_ino);
+    if (it != unix_connects_.end()) {
+      uint32_t tgid = it->second.tgid;
+      unix_connects_.erase(it);
+      return tgid;
+    }
+    if (c.peer_ino == 0) return std::nullopt;
+    if (auto pid = identity::FindPidBySocketInode(c.peer_ino)) return static_cast<uint32_t>(*pid);
+    return std::nullopt;
+  }
+  auto it = tcp_connects_.find(Endpoint(raddr, c.rport));
+  if (it != tcp_connects_.end()) {
+    uint32_t tgid = it->second.tgid;
+    tcp_connects_.erase(it);
+    return tgid;
+  }
+  if (!IsLocalAddress(raddr)) return std::nullopt;
+  auto inode =
+      identity::FindTcpSocketInode({raddr, c.rport}, {AddressText(c.family, c.laddr), c.lport});
+  if (!inode) return std::nullopt;
+  if (auto pid = identity::FindPidBySocketInode(*inode)) return static_cast<uint32_t>(*pid);
+  return std::nullopt;
+}
+
+void TapEngine::OnOpen(const dbw_tap_conn& c) {
+  if (auto old = conns_.find(c.sk); old != conns_.end()) {
+    // The struct sock was freed (its process exited without close()) and now carries another
+    // connection.
+    if (old->second.session) old->second.session->Close(c.task.ts_ns, "connection closed");
+    conns_.erase(old);
+  }
+  Conn conn;
+  conn.role = c.role;
+  conn.owner_tgid = c.task.tgid;
+  SessionIdentity id;
+  id.session_id = RandomHexId(8);
+  std::string raddr = c.family == AF_UNIX ? "" : AddressText(c.family, c.raddr);
+  if (c.role == DBW_ROLE_SERVER) {
+    const TargetState* t = c.target < targets_.size() ? &targets_[c.target] : nullptr;
+    std::optional<uint32_t> client = ClientOf(c, raddr);
+    if (client && *client == self_) {
+      // The relay's own upstream connection: the relay reports its sessions.
+      metrics_.relay_connections->Add();
+      (void)program_->Mute(c.sk, c.ino);
+      conns_[c.sk] = std::move(conn);
+      return;
+    }
+    if (t) {
+      id.target = t->options.name;
+      id.env = t->options.env;
+      id.relay_only = t->options.relay_only;
+    }
+    id.server_pid = static_cast<int32_t>(c.task.tgid);
+    if (c.family == AF_UNIX) {
+      id.transport = "unix";
+      id.client_addr = std::string("unix:") + c.path;
+    } else {
+      id.transport = "tcp";
+      id.client_addr = Endpoint(raddr, c.rport);
+    }
+    if (client) id.client = Process(*client, nullptr);
+  } else {
+    // Client side. A connection to a server this tap watches is seen there, once.
+    for (const auto& t : targets_) {
+      if (t.postmaster > 0 && c.rport == t.options.upstream_port && IsLocalAddress(raddr)) {
+        (void)program_->Mute(c.sk, c.ino);
+        conns_[c.sk] = std::move(conn);
+        return;
+      }
+    }
+    for (const auto& t : targets_) {
+      if (t.options.upstream_host == raddr && t.options.upstream_port == c.rport) {
+        id.target = t.options.name;
+        id.env = t.options.env;
+      }
+    }
+    id.transport = "tcp";
+    id.client_addr = Endpoint(AddressText(c.family, c.laddr), c.lport);
+    id.client = Process(c.task.tgid, &c.task);
+  }
+  SessionContext ctx{deps_.sink, deps_.policy, &analyzer_, &metrics_};
+  conn.session = std::make_unique<PassiveSession>(ctx, std::move(id), kMaxBody);
+  conns_[c.sk] = std::move(conn);
+}
+
+void TapEngine::OnData(const dbw_tap_data& d, std::span<const std::byte> payload) {
+  metrics_.chunks->Add();
+  metrics_.bytes->Add(payload.size());
+  auto it = conns_.find(d.sk);
+  if (it == conns_.end()) {
+    metrics_.orphan_records->Add();
+    return;
+  }
+  PassiveSession* s = it->second.session.get();
+  if (!s) return;
+  bool frontend =
+      it->second.role == DBW_ROLE_SERVER ? d.dir == DBW_DIR_INGRESS : d.dir == DBW_DIR_EGRESS;
+  s->Add(frontend, d.pos + d.offset, payload, d.task.ts_ns);
+}
+
+void TapEngine::OnClose(const dbw_tap_close& c) {
+  auto it = conns_.find(c.sk);
+  if (it == conns_.end()) return;
+  if (it->second.session) it->second.session->Close(c.task.ts_ns, "connection closed");
+  conns_.erase(it);
+}
+
+void TapEngine::OnExit(const dbw_tap_exit& e) {
+  processes_.erase(e.tgid);
+  // A process that exits closes its sockets without close(): its sessions end here.
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if (it->second.owner_tgid == e.tgid) {
+      if (it->second.session) it->second.session->Close(e.ts_ns, "process exited");
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void TapEngine::ReportLosses() {
+  std::array<uint64_t, DBW_LOSS_MAX> now = program_->Losses();
+  std::string detail;
+  uint64_t lost_records = 0;
+  for (int i = 0; i < DBW_LOSS_MAX; ++i) {
+    if (now[i] <= losses_seen_[i]) continue;
+    uint64_t delta = now[i] - losses_seen_[i];
+    metrics_.losses[i]->Add(delta);
+    detail += std::string(detail.empty() ? "" : ", ") + LossCause(i) + "=" + std::to_string(delta);
+    if (i == DBW_LOSS_RINGBUF_DATA || i == DBW_LOSS_RINGBUF_CONTROL ||
+        i == DBW_LOSS_INFLIGHT_FULL || i == DBW_LOSS_TRUNCATED_WRITES)
+      lost_records += delta;
+  }
+  losses_seen_ = now;
+  if (detail.empty()) return;
+  audit::Event e;
+  e.kind = audit::EventKind::kTapLoss;
+  e.source = "tap";
+  e.ts_us = audit::NowMicros();
+  e.count = lost_records;
+  e.detail = detail;
+  deps_.sink->Submit(std::move(e));
+}
+
+void TapEngine::Tick() {
+  ReportLosses();
+  auto now = std::chrono::steady_clock::now();
+  for (auto& t : targets_)
+    if (now >= t.next_discovery) Discover(&t);
+}
+
+void TapEngine::CloseAll(const std::string& reason) {
+  uint64_t now = MonotonicNs();
+  for (auto& [sk, conn] : conns_)
+    if (conn.session) conn.session->Close(now, reason);
+  conns_.clear();
+  if (program_) ReportLosses();
+}
+
+StatusOr<std::unique_ptr<Tap>> Tap::Start(const TapOptions& options, TapDeps deps) {
+  std::unique_ptr<Tap> tap(new Tap());
+  tap->engine_ = std::make_unique<TapEngine>(options, deps);
+  DBW_RETURN_IF_ERROR(tap->engine_->Start());
+  tap->thread_ = std::thread([t = tap.get()] { t->Run(); });
+  return tap;
+}
+
+void Tap::Run() {
+  auto next_tick = std::chrono::steady_clock::now();
+  while (!stop_.load(std::memory_order_relaxed)) {
+    engine_->Poll(100);
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next_tick) {
+      engine_->Tick();
+      next_tick = now + std::chrono::seconds(1);
+    }
+  }
+  engine_->Poll(0);  // what is already in the ring
+  engine_->CloseAll("agent stopping");
+}
+
+Tap::~Tap() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace dbw::tap
