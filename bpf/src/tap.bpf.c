@@ -20,6 +20,8 @@
 #define SOCK_SEQPACKET 5
 #define IPPROTO_TCP 6
 #define EINPROGRESS 115
+#define MSG_PEEK 2
+#define TCP_CLOSE 7
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -106,7 +108,8 @@ struct fd_key {
 struct fd_class {
   __u64 file; /* the struct file * the decision holds for (dup2 replaces it) */
   __u64 sk;
-  __u64 ino;
+  __u64 ino; /* with `file`: a recycled struct file is another socket */
+  __u32 gen; /* the settings generation it was decided under */
   __u32 target;
   __u8 role; /* 0: not of interest */
 };
@@ -116,6 +119,21 @@ struct {
   __type(key, struct fd_key);
   __type(value, struct fd_class);
 } fd_cache SEC(".maps");
+
+/* Bumped by userspace after every change of the settings maps (ports, watched processes, unix
+ * paths): a decision made under an older generation is made again. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} generation SEC(".maps");
+
+static __always_inline __u32 current_generation(void) {
+  __u32 zero = 0;
+  __u32* g = bpf_map_lookup_elem(&generation, &zero);
+  return g ? *g : 0;
+}
 
 /* Arguments stashed at syscall entry, consumed at exit. */
 enum { K_FLAT = 0, K_IOV = 1, K_MSG = 2 };
@@ -256,19 +274,27 @@ static __always_inline void classify(__u32 tgid, int fd, struct file* f, struct 
   out->ino = ino;
 }
 
-static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, __u8 dir) {
+static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, __u8 dir,
+                                    __u64 flags) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32;
   if (tgid == self_tgid) return 0;
+  if (flags & MSG_PEEK) return 0; /* the bytes are read again by the next recv */
   struct file* f = fd_file((int)fd);
   if (!f) return 0;
+  struct inode* inode = BPF_CORE_READ(f, f_inode);
+  if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK) return 0; /* files, pipes: never */
+  __u64 ino = BPF_CORE_READ(inode, i_ino);
+  __u32 gen = current_generation();
   struct fd_key key = {.tgid = tgid, .fd = (int)fd};
   struct fd_class* cached = bpf_map_lookup_elem(&fd_cache, &key);
   struct fd_class c = {};
-  if (cached && cached->file == (__u64)f) {
+  if (cached && cached->file == (__u64)f && cached->ino == ino && cached->gen == gen) {
     c = *cached;
   } else {
     classify(tgid, (int)fd, f, &c);
+    c.ino = ino;
+    c.gen = gen;
     bpf_map_update_elem(&fd_cache, &key, &c, BPF_ANY);
   }
   if (!c.role) return 0;
@@ -316,9 +342,16 @@ static __always_inline void fill_addrs(struct dbw_tap_conn* c, struct sock* sk) 
 static __always_inline struct conn_state* conn_for(struct inflight* p) {
   struct conn_state* st = bpf_map_lookup_elem(&conns, &p->sk);
   if (st && st->ino == p->ino) return st;
+  /* Claim the connection first: of two threads meeting it at once, one announces it. */
+  struct conn_state fresh = {.ino = p->ino, .target = p->target, .role = p->role};
+  if (bpf_map_update_elem(&conns, &p->sk, &fresh, st ? BPF_EXIST : BPF_NOEXIST) != 0) {
+    st = bpf_map_lookup_elem(&conns, &p->sk);
+    return st && st->ino == p->ino ? st : NULL;
+  }
   struct dbw_tap_conn* c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
   if (!c) {
     count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
+    bpf_map_delete_elem(&conns, &p->sk); /* announced by a later syscall */
     return NULL;
   }
   __builtin_memset(c, 0, sizeof(*c));
@@ -331,8 +364,6 @@ static __always_inline struct conn_state* conn_for(struct inflight* p) {
   fill_addrs(c, (struct sock*)p->sk);
   fill_task(&c->task);
   bpf_ringbuf_submit(c, 0);
-  struct conn_state fresh = {.ino = p->ino, .target = p->target, .role = p->role};
-  bpf_map_update_elem(&conns, &p->sk, &fresh, BPF_ANY);
   return bpf_map_lookup_elem(&conns, &p->sk);
 }
 
@@ -370,8 +401,10 @@ static __always_inline void capture_flat(struct scratch* s, __u64 buf, __u64 len
   }
   if (len <= head) return;
   __u64 tail_start = len > head + DBW_TAP_TAIL ? len - DBW_TAP_TAIL : head;
-  count_loss(DBW_LOSS_TRUNCATED_WRITES, 1);
-  count_loss(DBW_LOSS_TRUNCATED_BYTES, tail_start - head);
+  if (tail_start > head) {
+    count_loss(DBW_LOSS_TRUNCATED_WRITES, 1);
+    count_loss(DBW_LOSS_TRUNCATED_BYTES, tail_start - head);
+  }
   send_chunk(s, (const void*)(buf + tail_start), len - tail_start, (__u32)tail_start);
 }
 
@@ -384,6 +417,7 @@ struct iov_walk {
   __u64 len;
   __u64 done;
   __u64 budget;
+  __u64 skipped; /* bytes of the iovecs walked that were not captured */
 };
 
 static long iov_step(__u32 i, void* data) {
@@ -400,7 +434,9 @@ static long iov_step(__u32 i, void* data) {
   __u64 n = iov.iov_len;
   if (n > w->len - w->done) n = w->len - w->done;
   __u64 take = n < w->budget ? n : w->budget;
+  if (take > DBW_TAP_CHUNK) take = DBW_TAP_CHUNK;
   send_chunk(s, iov.iov_base, take, (__u32)w->done);
+  w->skipped += n - take;
   w->budget -= take;
   w->done += n;
   return 0;
@@ -409,9 +445,11 @@ static long iov_step(__u32 i, void* data) {
 static __always_inline void capture_iov(const struct iovec* vec, __u64 vlen, __u64 len) {
   struct iov_walk w = {.vec = vec, .vlen = vlen, .len = len, .budget = head_limit()};
   bpf_loop(DBW_TAP_MAX_IOV, iov_step, &w, 0);
-  if (len > w.done || len > head_limit()) {
-    /* What the walk did not send is a gap userspace sees by position; count it here. */
+  /* What the walk did not send is a gap userspace sees by position; count it here. */
+  __u64 missing = w.skipped + (len > w.done ? len - w.done : 0);
+  if (missing) {
     count_loss(DBW_LOSS_TRUNCATED_WRITES, 1);
+    count_loss(DBW_LOSS_TRUNCATED_BYTES, missing);
   }
 }
 
@@ -458,26 +496,27 @@ static __always_inline int on_exit(long ret, const __u8 kind) {
   return 0;
 }
 
-#define DATA_SYSCALL(name, dirv, kindv, vlenexpr)                       \
-  SEC("tracepoint/syscalls/sys_enter_" #name)                           \
-  int enter_##name(struct trace_event_raw_sys_enter* ctx) {             \
-    return on_enter(ctx->args[0], ctx->args[1], vlenexpr, kindv, dirv); \
-  }                                                                     \
-  SEC("tracepoint/syscalls/sys_exit_" #name)                            \
-  int exit_##name(struct trace_event_raw_sys_exit* ctx) {               \
-    return on_exit(ctx->ret, kindv);                                    \
+#define DATA_SYSCALL(name, dirv, kindv, vlenexpr, flagsexpr)                       \
+  SEC("tracepoint/syscalls/sys_enter_" #name)                                      \
+  int enter_##name(struct trace_event_raw_sys_enter* ctx) {                        \
+    return on_enter(ctx->args[0], ctx->args[1], vlenexpr, kindv, dirv, flagsexpr); \
+  }                                                                                \
+  SEC("tracepoint/syscalls/sys_exit_" #name)                                       \
+  int exit_##name(struct trace_event_raw_sys_exit* ctx) {                          \
+    return on_exit(ctx->ret, kindv);                                               \
   }
 
-DATA_SYSCALL(write, DBW_DIR_EGRESS, K_FLAT, 0)
-DATA_SYSCALL(read, DBW_DIR_INGRESS, K_FLAT, 0)
-DATA_SYSCALL(sendto, DBW_DIR_EGRESS, K_FLAT, 0)
-DATA_SYSCALL(recvfrom, DBW_DIR_INGRESS, K_FLAT, 0)
-DATA_SYSCALL(writev, DBW_DIR_EGRESS, K_IOV, ctx->args[2])
-DATA_SYSCALL(readv, DBW_DIR_INGRESS, K_IOV, ctx->args[2])
-DATA_SYSCALL(sendmsg, DBW_DIR_EGRESS, K_MSG, 0)
-DATA_SYSCALL(recvmsg, DBW_DIR_INGRESS, K_MSG, 0)
+DATA_SYSCALL(write, DBW_DIR_EGRESS, K_FLAT, 0, 0)
+DATA_SYSCALL(read, DBW_DIR_INGRESS, K_FLAT, 0, 0)
+DATA_SYSCALL(sendto, DBW_DIR_EGRESS, K_FLAT, 0, 0)
+DATA_SYSCALL(recvfrom, DBW_DIR_INGRESS, K_FLAT, 0, ctx->args[3])
+DATA_SYSCALL(writev, DBW_DIR_EGRESS, K_IOV, ctx->args[2], 0)
+DATA_SYSCALL(readv, DBW_DIR_INGRESS, K_IOV, ctx->args[2], 0)
+DATA_SYSCALL(sendmsg, DBW_DIR_EGRESS, K_MSG, 0, 0)
+DATA_SYSCALL(recvmsg, DBW_DIR_INGRESS, K_MSG, 0, ctx->args[2])
 
-/* close(): the classification is void, and a connection of interest ends. */
+/* close(): the classification is void. A unix connection of interest ends here (or at exit);
+ * TCP connections end at their TCP_CLOSE state change, which also covers exit and dup'd fds. */
 SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter* ctx) {
   struct fd_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (int)ctx->args[0]};
@@ -488,8 +527,8 @@ int enter_close(struct trace_event_raw_sys_enter* ctx) {
   __s32 fd = key.fd;
   bpf_map_delete_elem(&fd_cache, &key);
   if (!role || !bpf_map_lookup_elem(&conns, &sk)) return 0;
+  if (BPF_CORE_READ((struct sock*)sk, __sk_common.skc_family) != AF_UNIX) return 0;
   bpf_map_delete_elem(&conns, &sk);
-  bpf_map_delete_elem(&muted, &sk);
   struct dbw_tap_close* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
@@ -568,7 +607,12 @@ SEC("tracepoint/sched/sched_process_exit")
 int on_process_exit(struct trace_event_raw_sched_process_template* ctx) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32;
-  if ((__u32)id != tgid) return 0; /* a thread, not the process */
+  if ((__u32)id != tgid) {
+    /* A thread: fork added it to `watched` if its process was watched. */
+    __u32 tid = (__u32)id;
+    bpf_map_delete_elem(&watched, &tid);
+    return 0;
+  }
   int was_watched = bpf_map_delete_elem(&watched, &tgid) == 0;
   int notify = bpf_map_delete_elem(&exit_notify, &tgid) == 0;
   if (!was_watched && !notify) return 0;
@@ -581,6 +625,28 @@ int on_process_exit(struct trace_event_raw_sched_process_template* ctx) {
   e->record = DBW_REC_EXIT;
   e->tgid = tgid;
   e->ts_ns = bpf_ktime_get_ns();
+  bpf_ringbuf_submit(e, 0);
+  return 0;
+}
+
+/* A TCP connection of interest is gone, however it went (close, exit, close_range, reset):
+ * PostgreSQL backends never close() their client socket, they exit. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int on_tcp_state(struct trace_event_raw_inet_sock_set_state* ctx) {
+  if (ctx->newstate != TCP_CLOSE || ctx->protocol != IPPROTO_TCP) return 0;
+  __u64 sk = (__u64)ctx->skaddr;
+  if (!bpf_map_lookup_elem(&conns, &sk)) return 0;
+  bpf_map_delete_elem(&conns, &sk);
+  struct dbw_tap_close* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
+    return 0;
+  }
+  __builtin_memset(e, 0, sizeof(*e));
+  e->record = DBW_REC_CLOSE;
+  e->fd = -1;
+  e->sk = sk;
+  fill_task(&e->task);
   bpf_ringbuf_submit(e, 0);
   return 0;
 }

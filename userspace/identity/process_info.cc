@@ -19,7 +19,8 @@ std::string CmdlineShape(std::string_view raw) {
     start = end + 1;
     if (!out.empty()) out += ' ';
     if (first) {
-      out += arg;  // the program as invoked
+      // The program as invoked; programs that rewrite their title put arguments here too.
+      out += arg.substr(0, arg.find(' '));
       first = false;
     } else if (arg.starts_with("--")) {
       size_t eq = arg.find('=');

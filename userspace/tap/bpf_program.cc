@@ -85,12 +85,28 @@ StatusOr<std::unique_ptr<BpfProgram>> BpfProgram::Load(const ProgramOptions& opt
     return Errno("tap: sizing the ring buffer", err);
   if (int err = tap_bpf__load(p->skel_); err != 0)
     return Errno("tap: loading the BPF programs (verifier log above)", err);
-  if (int err = tap_bpf__attach(p->skel_); err != 0)
-    return Errno("tap: attaching the BPF programs", err);
   p->ring_ =
       ring_buffer__new(bpf_map__fd(p->skel_->maps.events), &BpfProgram::OnRecord, p.get(), nullptr);
   if (!p->ring_) return Errno("tap: opening the ring buffer", errno);
   return p;
+}
+
+Status BpfProgram::Attach() {
+  if (int err = tap_bpf__attach(skel_); err != 0)
+    return Errno("tap: attaching the BPF programs", err);
+  return Status::Ok();
+}
+
+Status BpfProgram::BumpGeneration() {
+  uint32_t zero = 0;
+  uint32_t gen = 0;
+  (void)bpf_map__lookup_elem(skel_->maps.generation, &zero, sizeof(zero), &gen, sizeof(gen), 0);
+  ++gen;
+  return Put(skel_->maps.generation, &zero, &gen);
+}
+
+void BpfProgram::ForgetExit(uint32_t tgid) {
+  (void)bpf_map__delete_elem(skel_->maps.exit_notify, &tgid, sizeof(tgid), 0);
 }
 
 BpfProgram::~BpfProgram() {

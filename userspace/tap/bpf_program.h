@@ -29,9 +29,13 @@ class BpfProgram {
   using RecordHandler = std::function<void(std::span<const std::byte>)>;
 
   // Mounts tracefs and bpffs when missing, opens the skeleton, sets rodata and the ring buffer
-  // size, loads (the verifier runs here) and attaches every program.
+  // size and loads (the verifier runs here). Nothing runs until Attach: fill the settings maps
+  // first, so that no decision is made without them.
   static StatusOr<std::unique_ptr<BpfProgram>> Load(const ProgramOptions& options,
                                                     RecordHandler handler);
+  Status Attach();
+  // After changing the settings maps: every cached per-fd decision is made again.
+  Status BumpGeneration();
   ~BpfProgram();
   BpfProgram(const BpfProgram&) = delete;
   BpfProgram& operator=(const BpfProgram&) = delete;
@@ -41,6 +45,7 @@ class BpfProgram {
   Status AddUnixPath(const std::string& path);
   Status Watch(uint32_t tgid, uint32_t target);
   Status NotifyExit(uint32_t tgid);
+  void ForgetExit(uint32_t tgid);
   // Stops capturing a connection (by its struct sock address and socket inode).
   Status Mute(uint64_t sk, uint64_t ino);
 

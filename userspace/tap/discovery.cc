@@ -84,7 +84,7 @@ std::set<uint64_t> SocketInodesOf(int32_t pid) {
   return out;
 }
 
-std::vector<int32_t> Descendants(int32_t root) {
+std::vector<int32_t> DescendantsOf(int32_t root) {
   std::multimap<int32_t, int32_t> children;
   DIR* d = opendir("/proc");
   if (!d) return {};
@@ -142,11 +142,15 @@ std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port
     if (!pid) continue;
     ServerProcesses s;
     s.postmaster = *pid;
-    s.descendants = Descendants(*pid);
+    s.descendants = DescendantsOf(*pid);
     s.unix_paths = ListeningUnixPaths(SocketInodesOf(*pid));
     return s;
   }
   return std::nullopt;
+}
+
+std::vector<int32_t> Descendants(int32_t root) {
+  return DescendantsOf(root);
 }
 
 bool IsLocalAddress(const std::string& address) {

@@ -19,6 +19,9 @@ struct ServerProcesses {
 // the same port), and what belongs to it. Empty when no local process listens there.
 std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port);
 
+// Every process below `root` now (children, grandchildren, ...), from /proc/*/stat.
+std::vector<int32_t> Descendants(int32_t root);
+
 // True when `address` (numeric) is one of this host's own addresses (or loopback).
 bool IsLocalAddress(const std::string& address);
 

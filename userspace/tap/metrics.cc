@@ -48,7 +48,10 @@ TapMetrics::TapMetrics(MetricsRegistry* r)
                                        "Tapped sessions that switched to TLS or GSS encryption")),
       relay_connections(r->GetCounter("dbwarden_tap_relay_connections_total",
                                       "The relay's own upstream connections, recognised and "
-                                      "ignored by the tap")) {
+                                      "ignored by the tap")),
+      control_failures(r->GetCounter("dbwarden_tap_control_failures_total",
+                                     "Tap settings-map updates that failed (watch, mute, exit "
+                                     "notice): sessions may be missed")) {
   for (int i = 0; i < DBW_LOSS_MAX; ++i)
     losses[i] = r->GetCounter("dbwarden_tap_losses_total",
                               "Captured data the tap lost, by cause (kernel counters)",

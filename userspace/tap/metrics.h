@@ -31,6 +31,7 @@ struct TapMetrics {
   Counter* bypasses;        // sessions on relay_only targets that skipped the relay
   Counter* encrypted_sessions;
   Counter* relay_connections;  // the relay's own upstream connections (ignored)
+  Counter* control_failures;   // settings-map updates that failed (watch, mute, exit notice)
   // Kernel-side losses by cause (enum dbw_tap_loss), mirrored from the per-CPU counters.
   std::array<Counter*, DBW_LOSS_MAX> losses{};
 };

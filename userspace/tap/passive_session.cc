@@ -74,16 +74,27 @@ class PassiveSession::BackendSink : public MessageSink {
 };
 
 PassiveSession::PassiveSession(SessionContext ctx, SessionIdentity identity, uint32_t max_body)
-    : ctx_(ctx), identity_(std::move(identity)), state_(this) {
+    : ctx_(ctx), identity_(std::move(identity)), state_(this), max_body_(max_body) {
   fe_sink_ = std::make_unique<FrontendSink>(this);
   be_sink_ = std::make_unique<BackendSink>(this);
-  fe_ = std::make_unique<MessageStream>(
-      StreamOptions{pg::Direction::kFrontend, max_body, kFrontendSkip}, fe_sink_.get());
-  be_ = std::make_unique<MessageStream>(
-      StreamOptions{pg::Direction::kBackend, max_body, kBackendSkip}, be_sink_.get());
+  NewStreams();
   principal_.client_addr = identity_.client_addr;
   ctx_.metrics->sessions_total->Add();
   ctx_.metrics->sessions_active->Add(1);
+}
+
+void PassiveSession::NewStreams() {
+  fe_ = std::make_unique<MessageStream>(
+      StreamOptions{pg::Direction::kFrontend, max_body_, kFrontendSkip}, fe_sink_.get());
+  be_ = std::make_unique<MessageStream>(
+      StreamOptions{pg::Direction::kBackend, max_body_, kBackendSkip}, be_sink_.get());
+}
+
+void PassiveSession::Rebase() {
+  if (closed_ || !decoding_) return;
+  NewStreams();
+  seen_frontend_ = seen_backend_ = true;
+  ctx_.metrics->resyncs->Add();
 }
 
 PassiveSession::~PassiveSession() {
@@ -102,6 +113,14 @@ void PassiveSession::Add(bool frontend, uint64_t pos, std::span<const std::byte>
       return;
     }
     seen_frontend_ = true;
+    if (pos == 0 && head_.empty() && !data.empty() && data[0] == std::byte{0x16}) {
+      // A TLS ClientHello first (PostgreSQL 17's sslnegotiation=direct): ciphertext.
+      decoding_ = false;
+      end_note_ = "encrypted (direct TLS): statements not visible to the tap";
+      ctx_.metrics->encrypted_sessions->Add();
+      Started();
+      return;
+    }
     if (!head_.empty()) {
       std::vector<std::byte> joined = std::move(head_);
       head_.clear();
@@ -184,12 +203,19 @@ void PassiveSession::FillFromBackendTitle() {
   std::getline(in, title, '\0');
   constexpr std::string_view kPrefix = "postgres: ";
   if (title.rfind(kPrefix, 0) != 0) return;
-  std::string rest = title.substr(kPrefix.size());
-  size_t a = rest.find(' ');
-  if (a == std::string::npos) return;
-  size_t b = rest.find(' ', a + 1);
-  principal_.db_user = rest.substr(0, a);
-  principal_.database = rest.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+  std::vector<std::string> words;
+  size_t at = kPrefix.size();
+  while (at < title.size() && words.size() < 4) {
+    size_t end = title.find(' ', at);
+    if (end == std::string::npos) end = title.size();
+    if (end > at) words.push_back(title.substr(at, end - at));
+    at = end + 1;
+  }
+  // With cluster_name set (Debian: "15/main") the title reads "postgres: 15/main: USER DB ...".
+  if (!words.empty() && words.front().back() == ':') words.erase(words.begin());
+  if (words.size() < 3) return;  // not a client backend's title: do not guess
+  principal_.db_user = words[0];
+  principal_.database = words[1];
 }
 
 void PassiveSession::PublishInfo() {

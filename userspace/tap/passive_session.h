@@ -48,6 +48,9 @@ class PassiveSession : public pg::SessionObserver {
 
   // Bytes of one direction at their stream position. `frontend`: client -> server bytes.
   void Add(bool frontend, uint64_t pos, std::span<const std::byte> data, uint64_t now_ns);
+  // The kernel announced the connection again with its positions starting over: both streams
+  // resynchronise on the next whole message, the session goes on.
+  void Rebase();
   // The connection ended (close, or its process exited).
   void Close(uint64_t now_ns, const std::string& reason);
   // Stops decoding (encrypted, or not wanted); Close still ends it in the log.
@@ -63,6 +66,7 @@ class PassiveSession : public pg::SessionObserver {
   friend class BackendSink;
 
   void Begin(bool fresh);
+  void NewStreams();
   void OnStartupPacket(std::span<const std::byte> packet);
   void OnFrontendMessage(const pg::Frame& frame);
   void OnBackendMessage(const pg::Frame& frame);
@@ -79,6 +83,7 @@ class PassiveSession : public pg::SessionObserver {
   std::unique_ptr<MessageStream> fe_;
   std::unique_ptr<MessageStream> be_;
   pg::SessionState state_;
+  uint32_t max_body_;
   audit::Principal principal_;
   std::shared_ptr<const audit::SessionInfo> info_;
   policy::Principal policy_principal_;

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <unordered_map>
 
 #include "userspace/common/logging.h"
@@ -79,6 +80,7 @@ class TapEngine {
   struct TargetState {
     TapTarget options;
     int32_t postmaster = 0;
+    std::set<int32_t> watched;  // pids this agent put into the kernel's watched set
     std::chrono::steady_clock::time_point next_discovery{};
   };
   struct Connect {
@@ -89,6 +91,7 @@ class TapEngine {
     std::unique_ptr<PassiveSession> session;  // null: ignored (the relay's own, a duplicate)
     uint8_t role = 0;
     uint32_t owner_tgid = 0;
+    uint64_t ino = 0;  // the socket's inode: with the struct sock address, the connection
   };
 
   void OnRecord(std::span<const std::byte> r);
@@ -98,6 +101,9 @@ class TapEngine {
   void OnClose(const dbw_tap_close& c);
   void OnExit(const dbw_tap_exit& e);
   void Discover(TargetState* t);
+  void WatchAll(TargetState* t, uint32_t index, const std::vector<int32_t>& pids);
+  void CountFailure(const Status& st);
+  void SweepProcesses();
   std::optional<identity::ProcessInfo> Process(uint32_t tgid, const dbw_tap_task* task);
   std::optional<uint32_t> ClientOf(const dbw_tap_conn& c, const std::string& raddr);
   void ForgetOldConnects(uint64_t now_ns);
@@ -114,6 +120,7 @@ class TapEngine {
   std::unordered_map<uint64_t, Connect> unix_connects_;            // by the client socket's inode
   std::unordered_map<uint32_t, identity::ProcessInfo> processes_;  // by tgid, until it exits
   std::array<uint64_t, DBW_LOSS_MAX> losses_seen_{};
+  std::chrono::steady_clock::time_point next_sweep_{};
   uint32_t self_ = static_cast<uint32_t>(::getpid());
 };
 
@@ -142,12 +149,19 @@ Status TapEngine::Start() {
     if (!alias) targets_.push_back({o});
   }
   for (auto& t : targets_) Discover(&t);
-  return Status::Ok();
+  // Only now does anything run: every decision is made with the settings in place.
+  return program_->Attach();
 }
 
 void TapEngine::Discover(TargetState* t) {
   t->next_discovery = std::chrono::steady_clock::now() + kRediscoverEvery;
-  if (t->postmaster > 0 && ::kill(t->postmaster, 0) == 0) return;
+  uint32_t index = static_cast<uint32_t>(t - targets_.data());
+  if (t->postmaster > 0 && ::kill(t->postmaster, 0) == 0) {
+    // The kernel follows forks from watched processes; a sweep now and then catches any it
+    // could not record (a full map) and keeps the watch honest.
+    WatchAll(t, index, Descendants(t->postmaster));
+    return;
+  }
   std::optional<ServerProcesses> s = FindServer(t->options.upstream_host, t->options.upstream_port);
   if (!s) {
     if (t->postmaster != -1) {
@@ -158,22 +172,39 @@ void TapEngine::Discover(TargetState* t) {
     t->postmaster = -1;
     return;
   }
-  uint32_t index = static_cast<uint32_t>(t - targets_.data());
-  Status st = program_->Watch(static_cast<uint32_t>(s->postmaster), index);
-  for (int32_t pid : s->descendants)
-    if (st.ok()) st = program_->Watch(static_cast<uint32_t>(pid), index);
-  for (const std::string& path : s->unix_paths)
-    if (st.ok()) st = program_->AddUnixPath(path);
-  if (!st.ok()) {
-    DBW_LOG(kWarning) << "tap: target " << t->options.name << ": " << st.message();
-    return;
-  }
   t->postmaster = s->postmaster;
+  t->watched.clear();
+  // The server first, so that what it forks from now on is followed by the kernel; then what
+  // it had forked already, listed again after the watch so that nothing falls in between.
+  WatchAll(t, index, {s->postmaster});
+  WatchAll(t, index, Descendants(s->postmaster));
+  for (const std::string& path : s->unix_paths) CountFailure(program_->AddUnixPath(path));
+  CountFailure(program_->BumpGeneration());
   std::string paths;
   for (const auto& p : s->unix_paths) paths += " " + p;
   DBW_LOG(kInfo) << "tap: target " << t->options.name << ": server pid " << s->postmaster << " ("
-                 << s->descendants.size()
+                 << t->watched.size() - 1
                  << " child processes), unix sockets:" << (paths.empty() ? " none" : paths);
+}
+
+void TapEngine::WatchAll(TargetState* t, uint32_t index, const std::vector<int32_t>& pids) {
+  bool added = false;
+  for (int32_t pid : pids) {
+    if (!t->watched.insert(pid).second) continue;
+    CountFailure(program_->Watch(static_cast<uint32_t>(pid), index));
+    added = true;
+  }
+  if (added) CountFailure(program_->BumpGeneration());
+  if (t->watched.size() > 4 * pids.size() + 1024) {
+    // Forget pids that are gone (the kernel dropped them at exit).
+    std::erase_if(t->watched, [](int32_t pid) { return ::kill(pid, 0) != 0; });
+  }
+}
+
+void TapEngine::CountFailure(const Status& st) {
+  if (st.ok()) return;
+  metrics_.control_failures->Add();
+  DBW_LOG(kWarning) << "tap: " << st.message();
 }
 
 void TapEngine::OnRecord(std::span<const std::byte> r) {
@@ -213,17 +244,33 @@ void TapEngine::OnRecord(std::span<const std::byte> r) {
 std::optional<identity::ProcessInfo> TapEngine::Process(uint32_t tgid, const dbw_tap_task* task) {
   auto it = processes_.find(tgid);
   if (it != processes_.end()) return it->second;
+  // Asked to be told of the exit first, then read: a process that exits in between is not
+  // cached (its exit may have passed already), so the cache never outlives a process.
+  Status notify = program_->NotifyExit(tgid);
+  CountFailure(notify);
   identity::ProcessInfo info;
-  if (!identity::ReadProcessTree(static_cast<int32_t>(tgid), &info)) {
+  if (!identity::ReadProcessTree(static_cast<int32_t>(tgid), &info) || ::kill(tgid, 0) != 0) {
+    program_->ForgetExit(tgid);
     if (!task) return std::nullopt;
     // Gone already: what the kernel told us at the time.
+    info = identity::ProcessInfo{};
     info.pid = static_cast<int32_t>(task->tgid);
     info.uid = task->uid;
     info.gid = task->gid;
     info.comm = CommText(task->comm);
+    return info;
   }
-  if (program_->NotifyExit(tgid).ok()) processes_.emplace(tgid, info);
+  if (notify.ok()) processes_.emplace(tgid, info);
   return info;
+}
+
+// A backstop for exits the kernel could not report (ring buffer full): drop what is gone.
+void TapEngine::SweepProcesses() {
+  std::erase_if(processes_, [this](const auto& kv) {
+    if (::kill(static_cast<pid_t>(kv.first), 0) == 0) return false;
+    program_->ForgetExit(kv.first);
+    return true;
+  });
 }
 
 void TapEngine::OnConnect(const dbw_tap_conn& c) {
@@ -275,12 +322,18 @@ std::optional<uint32_t> TapEngine::ClientOf(const dbw_tap_conn& c, const std::st
 
 void TapEngine::OnOpen(const dbw_tap_conn& c) {
   if (auto old = conns_.find(c.sk); old != conns_.end()) {
-    // The struct sock was freed (its process exited without close()) and now carries another
-    // connection.
+    if (old->second.ino == c.ino) {
+      // The same connection announced again (the kernel's table evicted it): its positions
+      // start over, so the streams resynchronise; the session goes on.
+      if (old->second.session) old->second.session->Rebase();
+      return;
+    }
+    // The struct sock was freed and now carries another connection.
     if (old->second.session) old->second.session->Close(c.task.ts_ns, "connection closed");
     conns_.erase(old);
   }
   Conn conn;
+  conn.ino = c.ino;
   conn.role = c.role;
   conn.owner_tgid = c.task.tgid;
   SessionIdentity id;
@@ -292,7 +345,7 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
     if (client && *client == self_) {
       // The relay's own upstream connection: the relay reports its sessions.
       metrics_.relay_connections->Add();
-      (void)program_->Mute(c.sk, c.ino);
+      CountFailure(program_->Mute(c.sk, c.ino));
       conns_[c.sk] = std::move(conn);
       return;
     }
@@ -314,7 +367,7 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
     // Client side. A connection to a server this tap watches is seen there, once.
     for (const auto& t : targets_) {
       if (t.postmaster > 0 && c.rport == t.options.upstream_port && IsLocalAddress(raddr)) {
-        (void)program_->Mute(c.sk, c.ino);
+        CountFailure(program_->Mute(c.sk, c.ino));
         conns_[c.sk] = std::move(conn);
         return;
       }
@@ -378,8 +431,9 @@ void TapEngine::ReportLosses() {
     uint64_t delta = now[i] - losses_seen_[i];
     metrics_.losses[i]->Add(delta);
     detail += std::string(detail.empty() ? "" : ", ") + LossCause(i) + "=" + std::to_string(delta);
+    // Truncation is by design (capture_bytes): in the detail, not in the count of losses.
     if (i == DBW_LOSS_RINGBUF_DATA || i == DBW_LOSS_RINGBUF_CONTROL ||
-        i == DBW_LOSS_INFLIGHT_FULL || i == DBW_LOSS_TRUNCATED_WRITES)
+        i == DBW_LOSS_INFLIGHT_FULL || i == DBW_LOSS_READ_FAULTS)
       lost_records += delta;
   }
   losses_seen_ = now;
@@ -398,6 +452,10 @@ void TapEngine::Tick() {
   auto now = std::chrono::steady_clock::now();
   for (auto& t : targets_)
     if (now >= t.next_discovery) Discover(&t);
+  if (now >= next_sweep_) {
+    SweepProcesses();
+    next_sweep_ = now + std::chrono::seconds(10);
+  }
 }
 
 void TapEngine::CloseAll(const std::string& reason) {
