@@ -217,7 +217,6 @@ int Run(const std::vector<std::string>& args) {
       return kExitFailure;
     }
     api_server = std::move(*created);
-    DBW_LOG(kInfo) << "api: listening on " << config->api.listen;
   }
   audit::Event loaded;
   loaded.kind = audit::EventKind::kPolicyLoad;

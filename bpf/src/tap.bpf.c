@@ -27,6 +27,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 self_tgid = 0;         /* the agent: its own data is never captured */
 const volatile __u32 capture_bytes = 16384; /* head bytes per syscall, <= CHUNK * MAX_HEAD */
+/* Data records wake the reader only when this much waits in the ring: a wakeup per record would
+ * cost a context switch per syscall; the reader also polls on a short timer. Connection records
+ * (open, connect, close, exit) wake it at once: a client's /proc entry is read while it lives. */
+const volatile __u64 wakeup_bytes = 1 << 18;
 
 /* Client-side capture: TCP sockets with either port in this set. */
 struct {
@@ -188,6 +192,11 @@ struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 1 << 24);
 } events SEC(".maps");
+
+static __always_inline __u64 wakeup_flag(void) {
+  return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                       : BPF_RB_NO_WAKEUP;
+}
 
 static __always_inline void count_loss(__u32 which, __u64 n) {
   __u64* c = bpf_map_lookup_elem(&losses, &which);
@@ -363,7 +372,7 @@ static __always_inline struct conn_state* conn_for(struct inflight* p) {
   c->ino = p->ino;
   fill_addrs(c, (struct sock*)p->sk);
   fill_task(&c->task);
-  bpf_ringbuf_submit(c, 0);
+  bpf_ringbuf_submit(c, 0); /* wake now: the process is read while it lives */
   return bpf_map_lookup_elem(&conns, &p->sk);
 }
 
@@ -378,7 +387,7 @@ static __always_inline void send_chunk(struct scratch* s, const void* src, __u64
   }
   s->h.offset = offset;
   s->h.cap_len = (__u32)n;
-  if (bpf_ringbuf_output(&events, s, sizeof(s->h) + n, 0)) {
+  if (bpf_ringbuf_output(&events, s, sizeof(s->h) + n, wakeup_flag())) {
     count_loss(DBW_LOSS_RINGBUF_DATA, 1);
     count_loss(DBW_LOSS_RINGBUF_DATA_BYTES, n);
   }
@@ -587,7 +596,7 @@ int exit_connect(struct trace_event_raw_sys_exit* ctx) {
   c->ino = ino;
   fill_addrs(c, sk);
   fill_task(&c->task);
-  bpf_ringbuf_submit(c, 0);
+  bpf_ringbuf_submit(c, 0); /* wake now: the process is read while it lives */
   return 0;
 }
 

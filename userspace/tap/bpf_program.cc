@@ -83,6 +83,8 @@ StatusOr<std::unique_ptr<BpfProgram>> BpfProgram::Load(const ProgramOptions& opt
   p->ring_bytes_ = RoundUpPow2(options.ring_buffer_bytes);
   if (int err = bpf_map__set_max_entries(p->skel_->maps.events, p->ring_bytes_); err != 0)
     return Errno("tap: sizing the ring buffer", err);
+  // An eighth of the ring wakes the reader at once; less waits for its next poll (kPollMs).
+  p->skel_->rodata->wakeup_bytes = p->ring_bytes_ / 8;
   if (int err = tap_bpf__load(p->skel_); err != 0)
     return Errno("tap: loading the BPF programs (verifier log above)", err);
   p->ring_ =
@@ -121,7 +123,12 @@ int BpfProgram::OnRecord(void* ctx, void* data, size_t size) {
 }
 
 int BpfProgram::Poll(int timeout_ms) {
-  return ring_buffer__poll(ring_, timeout_ms);
+  // Records submitted without a wakeup do not make epoll fire: consume whatever is there after
+  // the wait, woken or not.
+  int woken = ring_buffer__poll(ring_, timeout_ms);
+  if (woken < 0 && woken != -EINTR) return woken;
+  int more = ring_buffer__consume(ring_);
+  return more < 0 ? more : (woken > 0 ? woken : 0) + more;
 }
 
 Status BpfProgram::AddClientPort(uint16_t port) {
