@@ -524,6 +524,22 @@ DATA_SYSCALL(readv, DBW_DIR_INGRESS, K_IOV, ctx->args[2], 0)
 DATA_SYSCALL(sendmsg, DBW_DIR_EGRESS, K_MSG, 0, 0)
 DATA_SYSCALL(recvmsg, DBW_DIR_INGRESS, K_MSG, 0, ctx->args[2])
 
+/* Forgets a connection of interest and tells userspace it ended. */
+static __always_inline void end_connection(__u64 sk, __s32 fd) {
+  bpf_map_delete_elem(&conns, &sk);
+  struct dbw_tap_close* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
+    return;
+  }
+  __builtin_memset(e, 0, sizeof(*e));
+  e->record = DBW_REC_CLOSE;
+  e->fd = fd;
+  e->sk = sk;
+  fill_task(&e->task);
+  bpf_ringbuf_submit(e, 0);
+}
+
 /* close(): the classification is void. A unix connection of interest ends here (or at exit);
  * TCP connections end at their TCP_CLOSE state change, which also covers exit and dup'd fds. */
 SEC("tracepoint/syscalls/sys_enter_close")
@@ -537,18 +553,7 @@ int enter_close(struct trace_event_raw_sys_enter* ctx) {
   bpf_map_delete_elem(&fd_cache, &key);
   if (!role || !bpf_map_lookup_elem(&conns, &sk)) return 0;
   if (BPF_CORE_READ((struct sock*)sk, __sk_common.skc_family) != AF_UNIX) return 0;
-  bpf_map_delete_elem(&conns, &sk);
-  struct dbw_tap_close* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-  if (!e) {
-    count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
-    return 0;
-  }
-  __builtin_memset(e, 0, sizeof(*e));
-  e->record = DBW_REC_CLOSE;
-  e->fd = fd;
-  e->sk = sk;
-  fill_task(&e->task);
-  bpf_ringbuf_submit(e, 0);
+  end_connection(sk, fd);
   return 0;
 }
 
@@ -645,17 +650,6 @@ int on_tcp_state(struct trace_event_raw_inet_sock_set_state* ctx) {
   if (ctx->newstate != TCP_CLOSE || ctx->protocol != IPPROTO_TCP) return 0;
   __u64 sk = (__u64)ctx->skaddr;
   if (!bpf_map_lookup_elem(&conns, &sk)) return 0;
-  bpf_map_delete_elem(&conns, &sk);
-  struct dbw_tap_close* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-  if (!e) {
-    count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
-    return 0;
-  }
-  __builtin_memset(e, 0, sizeof(*e));
-  e->record = DBW_REC_CLOSE;
-  e->fd = -1;
-  e->sk = sk;
-  fill_task(&e->task);
-  bpf_ringbuf_submit(e, 0);
+  end_connection(sk, -1);
   return 0;
 }
