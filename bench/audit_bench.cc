@@ -9,7 +9,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include "userspace/audit/event_json.h"
 #include "userspace/audit/store.h"
+#include "userspace/audit/store_codec.h"
 
 namespace dbw::audit {
 namespace {
@@ -71,6 +73,32 @@ std::unique_ptr<AuditStore> OpenStore(benchmark::State& state, const std::string
   }
   return std::move(*store);
 }
+
+// The writer's per-event work outside RocksDB: the canonical JSON, and the index terms.
+void BM_RenderEvent(benchmark::State& state) {
+  std::mt19937_64 rng(3);
+  Event e = MakeEvent(rng, kBase);
+  e.seq = 123456789;
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    AppendEventJson(e, &out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * out.size()));
+}
+BENCHMARK(BM_RenderEvent);
+
+void BM_EventTerms(benchmark::State& state) {
+  std::mt19937_64 rng(4);
+  Event e = MakeEvent(rng, kBase);
+  std::vector<std::pair<store::Index, std::string>> terms;
+  for (auto _ : state) {
+    store::EventTerms(e, &terms);
+    benchmark::DoNotOptimize(terms.data());
+  }
+}
+BENCHMARK(BM_EventTerms);
 
 void BM_AppendAsync(benchmark::State& state) {
   std::string dir = Dir("async");

@@ -151,11 +151,14 @@ struct inflight {
   __u8 kind;
   __u8 dir;
   __u8 role;
+  __u8 valid; /* set at entry, cleared at exit */
 };
+/* Task-local: a thread has at most one syscall in flight, and the storage hangs off its
+ * task_struct, so entry and exit cost a pointer lookup instead of a hash insert and delete. */
 struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u64); /* pid_tgid */
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct inflight);
 } inflight SEC(".maps");
 
@@ -292,15 +295,15 @@ static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, _
   struct file* f = fd_file((int)fd);
   if (!f) return 0;
   struct inode* inode = BPF_CORE_READ(f, f_inode);
-  if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK) return 0; /* files, pipes: never */
   __u64 ino = BPF_CORE_READ(inode, i_ino);
   __u32 gen = current_generation();
   struct fd_key key = {.tgid = tgid, .fd = (int)fd};
   struct fd_class* cached = bpf_map_lookup_elem(&fd_cache, &key);
   struct fd_class c = {};
   if (cached && cached->file == (__u64)f && cached->ino == ino && cached->gen == gen) {
-    c = *cached;
+    c = *cached; /* the same file and inode as when decided: its mode did not change */
   } else {
+    if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK) return 0; /* files, pipes */
     classify(tgid, (int)fd, f, &c);
     c.ino = ino;
     c.gen = gen;
@@ -308,18 +311,22 @@ static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, _
   }
   if (!c.role) return 0;
   if (is_muted(c.sk, c.ino)) return 0;
-  struct inflight p = {
-      .buf = buf,
-      .sk = c.sk,
-      .ino = c.ino,
-      .vlen = (__u32)vlen,
-      .target = c.target,
-      .fd = (int)fd,
-      .kind = kind,
-      .dir = dir,
-      .role = c.role,
-  };
-  if (bpf_map_update_elem(&inflight, &id, &p, BPF_ANY)) count_loss(DBW_LOSS_INFLIGHT_FULL, 1);
+  struct inflight* p = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+                                            BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (!p) {
+    count_loss(DBW_LOSS_INFLIGHT_FULL, 1);
+    return 0;
+  }
+  p->buf = buf;
+  p->sk = c.sk;
+  p->ino = c.ino;
+  p->vlen = (__u32)vlen;
+  p->target = c.target;
+  p->fd = (int)fd;
+  p->kind = kind;
+  p->dir = dir;
+  p->role = c.role;
+  p->valid = 1;
   return 0;
 }
 
@@ -465,11 +472,10 @@ static __always_inline void capture_iov(const struct iovec* vec, __u64 vlen, __u
 /* `kind` is a constant at each call site, so each program holds only the capture it needs (the
  * verifier then explores a fraction of the paths). */
 static __always_inline int on_exit(long ret, const __u8 kind) {
-  __u64 id = bpf_get_current_pid_tgid();
-  struct inflight* pp = bpf_map_lookup_elem(&inflight, &id);
-  if (!pp) return 0;
+  struct inflight* pp = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+  if (!pp || !pp->valid) return 0;
   struct inflight p = *pp;
-  bpf_map_delete_elem(&inflight, &id);
+  pp->valid = 0;
   if (ret <= 0) return 0;
   struct conn_state* st = conn_for(&p);
   if (!st) return 0;

@@ -17,6 +17,7 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,6 +194,36 @@ class SessionsTest(unittest.TestCase):
         self.assertEqual(len(evs), 200)
         self.assertTrue(all(e['result']['rows'] == 1 for e in evs))
         self.assertTrue(all(e['process']['exe'].endswith('/pgbench') for e in evs))
+
+    def test_bpf_run_time_is_exported(self):
+        def bpf_counters():
+            text = fx.api_request(agent.api_port, '/metrics')[2].decode()
+            out = {}
+            for line in text.splitlines():
+                m = re.match(r'dbwarden_tap_bpf_(run_time_ns|runs)_total\{program="([a-z_]+)"\} (\d+)$',
+                             line)
+                if m:
+                    out[(m.group(2), m.group(1))] = int(m.group(3))
+            return out
+
+        with open('/proc/sys/kernel/bpf_stats_enabled') as f:
+            was = f.read().strip()
+        with open('/proc/sys/kernel/bpf_stats_enabled', 'w') as f:
+            f.write('1')
+        try:
+            time.sleep(1.5)  # the agent mirrors the kernel's counters once a second
+            before = bpf_counters()
+            psql('-c', 'SELECT 1', app='tap-bpf-stats')
+            wait_statements('tap-bpf-stats', 1)
+            time.sleep(1.5)
+            after = bpf_counters()
+        finally:
+            with open('/proc/sys/kernel/bpf_stats_enabled', 'w') as f:
+                f.write(was)
+        for prog in ('enter_sendto', 'exit_sendto', 'enter_recvfrom', 'exit_recvfrom'):
+            self.assertGreater(after[(prog, 'runs')], before.get((prog, 'runs'), 0), prog)
+            self.assertGreater(after[(prog, 'run_time_ns')], before.get((prog, 'run_time_ns'), 0),
+                               prog)
 
     def test_large_result_decodes_without_desync(self):
         pid, out = psql('-c', "SELECT g, repeat('x', 1000) FROM generate_series(1, 40000) g",

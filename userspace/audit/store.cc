@@ -25,6 +25,9 @@ using store::Index;
 
 constexpr size_t kWakeThreshold = 256;
 constexpr std::chrono::milliseconds kMaxDelay{20};
+// Events per RocksDB write: large enough for group commit (a sync write covers them all), small
+// enough that the write's buffers stay in cache and are reused.
+constexpr size_t kMaxWriteEvents = 8192;
 // Index values whose posting lists the writer keeps allocated between batches, per index.
 constexpr size_t kMaxRetainedValues = 4096;
 
@@ -71,6 +74,16 @@ bool IsReadCommand(sql::Command c) {
     default:
       return false;
   }
+}
+
+QueuedEvent LossEvent(uint64_t lost) {
+  QueuedEvent q;
+  q.event.kind = EventKind::kAuditLoss;
+  q.event.source = "agent";
+  q.event.count = lost;
+  q.event.detail = "audit queue full; events dropped";
+  q.event.ts_us = NowMicros();
+  return q;
 }
 
 }  // namespace
@@ -307,9 +320,20 @@ std::string AuditStore::PublicKeyPem() const {
   return impl_->public_pem;
 }
 
+void AuditStore::Impl::CommitQueued(Batch* batch, uint64_t lost_now) {
+  if (lost_now > 0) batch->push_front(LossEvent(lost_now));
+  // Committed in slices of kMaxWriteEvents: a bounded WriteBatch, reused, stays in cache
+  // (one write of a whole backlog grew a buffer of tens of MB through fresh pages).
+  for (size_t begin = 0; begin < batch->size(); begin += kMaxWriteEvents) {
+    size_t end = std::min(batch->size(), begin + kMaxWriteEvents);
+    CommitBatch(batch->begin() + static_cast<ptrdiff_t>(begin),
+                batch->begin() + static_cast<ptrdiff_t>(end));
+  }
+}
+
 void AuditStore::Impl::Run() {
   SetThreadName("dbw-audit");
-  std::deque<QueuedEvent> batch;
+  Batch batch;
   while (true) {
     uint64_t lost_now = 0;
     bool stopping = false;
@@ -324,8 +348,8 @@ void AuditStore::Impl::Run() {
       lost = 0;
       m_queue_depth->Set(0);
     }
-    size_t taken = batch.size();  // the audit_loss event CommitBatch adds is not a submission
-    if (!batch.empty() || lost_now > 0) CommitBatch(&batch, lost_now);
+    size_t taken = batch.size();  // the audit_loss event CommitQueued adds is not a submission
+    CommitQueued(&batch, lost_now);
     MaybeTimedCheckpoint(stopping);
     if (std::chrono::steady_clock::now() >= next_retention) {
       RunRetention();
@@ -374,25 +398,15 @@ void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
   last_checkpoint_time = std::chrono::steady_clock::now();
 }
 
-void AuditStore::Impl::CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost_now) {
+void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) {
   auto start = std::chrono::steady_clock::now();
-  if (lost_now > 0) {
-    Event loss;
-    loss.kind = EventKind::kAuditLoss;
-    loss.source = "agent";
-    loss.count = lost_now;
-    loss.detail = "audit queue full; events dropped";
-    QueuedEvent q;
-    q.event = std::move(loss);
-    q.event.ts_us = NowMicros();
-    batch->push_front(std::move(q));
-  }
-  rocksdb::WriteBatch wb;
+  rocksdb::WriteBatch& wb = write_batch;
+  wb.Clear();  // keeps its buffer
   uint64_t seq = next_seq;
   Hash prev = head_hash;
   bool sync = false;
-  std::string record;
-  std::vector<std::pair<Index, std::string>> terms;
+  std::string& record = record_buffer;
+  std::vector<std::pair<Index, std::string>>& terms = term_buffer;
   Status st;
   // One posting block per index value per batch instead of one key per event and value: a
   // batch of N events writes N records plus one key per distinct value.
@@ -402,7 +416,8 @@ void AuditStore::Impl::CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost
     if (values.size() > kMaxRetainedValues) values.clear();
     for (auto& [value, postings] : values) postings.clear();
   }
-  for (QueuedEvent& q : *batch) {
+  for (auto it = first; it != last; ++it) {
+    QueuedEvent& q = *it;
     // Rendered here, on the writer thread, so the relay's workers do not pay for it.
     // The record is built in place: header with a zero hash, the JSON, then the hash over it.
     q.event.seq = seq;
@@ -449,9 +464,9 @@ void AuditStore::Impl::CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost
     DBW_LOG(kError) << "audit commit failed: " << s.ToString();
     Status err = Unavailable("audit commit failed: " + s.ToString());
     uint64_t unreported = 0;
-    for (QueuedEvent& q : *batch) {
-      if (q.done)
-        q.done(err, 0);
+    for (auto it = first; it != last; ++it) {
+      if (it->done)
+        it->done(err, 0);
       else
         ++unreported;
     }
@@ -462,24 +477,25 @@ void AuditStore::Impl::CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost
     m_dropped->Add(unreported);
     return;
   }
-  uint64_t first = next_seq;
+  uint64_t first_seq = next_seq;
   next_seq = seq;
   head_hash = prev;
   if (checkpoint) {
     last_checkpoint_seq = head;
     last_checkpoint_time = std::chrono::steady_clock::now();
   }
-  written.fetch_add(batch->size());
-  m_written->Add(batch->size());
+  auto count = static_cast<uint64_t>(last - first);
+  written.fetch_add(count);
+  m_written->Add(count);
   m_head_seq->Set(static_cast<int64_t>(head));
   {
     std::lock_guard<std::mutex> lock(head_mu);
     head_seq.store(head);
   }
   head_cv.notify_all();
-  uint64_t i = first;
-  for (QueuedEvent& q : *batch) {
-    if (q.done) q.done(Status::Ok(), i);
+  uint64_t i = first_seq;
+  for (auto it = first; it != last; ++it) {
+    if (it->done) it->done(Status::Ok(), i);
     ++i;
   }
 }

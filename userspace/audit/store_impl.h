@@ -36,7 +36,12 @@ struct AuditStore::Impl {
 
   // Writer thread.
   void Run();
-  void CommitBatch(std::deque<QueuedEvent>* batch, uint64_t lost);
+  // Commits a batch taken from the queue (with an audit_loss event first when lost_now > 0).
+  void CommitQueued(std::deque<QueuedEvent>* batch, uint64_t lost_now);
+  using Batch = std::deque<QueuedEvent>;
+  // Writes [first, last) as one RocksDB write; on failure fails their callbacks and counts the
+  // others as lost (the next batch reports them).
+  void CommitBatch(Batch::iterator first, Batch::iterator last);
   Status AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const store::Hash& hash);
   void MaybeTimedCheckpoint(bool force);
   void RunRetention();
@@ -72,6 +77,9 @@ struct AuditStore::Impl {
   std::chrono::steady_clock::time_point last_checkpoint_time;
   std::chrono::steady_clock::time_point next_retention;
   store::Sha256 sha;
+  rocksdb::WriteBatch write_batch;  // reused by every commit
+  std::string record_buffer;
+  std::vector<std::pair<store::Index, std::string>> term_buffer;
   // One batch's postings: of every event (kTime), and of each index value.
   std::vector<store::Posting> time_postings;
   std::array<std::unordered_map<std::string, std::vector<store::Posting>>, store::kIndexCount>

@@ -178,4 +178,18 @@ std::array<uint64_t, DBW_LOSS_MAX> BpfProgram::Losses() const {
   return out;
 }
 
+std::vector<BpfProgram::ProgramStats> BpfProgram::Stats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;  // not loaded (autoload off)
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
+  }
+  return out;
+}
+
 }  // namespace dbw::tap

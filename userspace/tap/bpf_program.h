@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "events.h"
 #include "userspace/common/status.h"
@@ -54,6 +55,14 @@ class BpfProgram {
   int Poll(int timeout_ms);
   // Loss counters summed over the CPUs, indexed by enum dbw_tap_loss.
   std::array<uint64_t, DBW_LOSS_MAX> Losses() const;
+  // Run time and runs of each loaded program, counted by the kernel while
+  // kernel.bpf_stats_enabled is 1 (zero otherwise).
+  struct ProgramStats {
+    std::string name;
+    uint64_t run_time_ns = 0;
+    uint64_t runs = 0;
+  };
+  std::vector<ProgramStats> Stats() const;
   uint64_t ring_buffer_bytes() const { return ring_bytes_; }
 
  private:

@@ -109,6 +109,7 @@ class TapEngine {
   std::optional<uint32_t> ClientOf(const dbw_tap_conn& c, const std::string& raddr);
   void ForgetOldConnects(uint64_t now_ns);
   void ReportLosses();
+  void ReportProgramStats();
 
   TapOptions options_;
   TapDeps deps_;
@@ -121,6 +122,14 @@ class TapEngine {
   std::unordered_map<uint64_t, Connect> unix_connects_;            // by the client socket's inode
   std::unordered_map<uint32_t, identity::ProcessInfo> processes_;  // by tgid, until it exits
   std::array<uint64_t, DBW_LOSS_MAX> losses_seen_{};
+  // Per BPF program: the kernel's run time and run count last mirrored into the metrics.
+  struct ProgramSeen {
+    Counter* run_time_ns;
+    Counter* runs;
+    uint64_t seen_ns = 0;
+    uint64_t seen_runs = 0;
+  };
+  std::unordered_map<std::string, ProgramSeen> programs_seen_;
   std::chrono::steady_clock::time_point next_sweep_{};
   uint32_t self_ = static_cast<uint32_t>(::getpid());
 };
@@ -448,8 +457,34 @@ void TapEngine::ReportLosses() {
   deps_.sink->Submit(std::move(e));
 }
 
+void TapEngine::ReportProgramStats() {
+  for (const auto& p : program_->Stats()) {
+    auto it = programs_seen_.find(p.name);
+    if (it == programs_seen_.end()) {
+      std::string label = "program=\"" + p.name + "\"";
+      MetricsRegistry& reg = *deps_.metrics;
+      ProgramSeen seen{
+          reg.GetCounter("dbwarden_tap_bpf_run_time_ns_total",
+                         "Time the tap's BPF programs ran, in ns (counted while "
+                         "kernel.bpf_stats_enabled is 1)",
+                         label),
+          reg.GetCounter("dbwarden_tap_bpf_runs_total",
+                         "Runs of the tap's BPF programs (counted while kernel.bpf_stats_enabled "
+                         "is 1)",
+                         label)};
+      it = programs_seen_.emplace(p.name, seen).first;
+    }
+    ProgramSeen& s = it->second;
+    if (p.run_time_ns > s.seen_ns) s.run_time_ns->Add(p.run_time_ns - s.seen_ns);
+    if (p.runs > s.seen_runs) s.runs->Add(p.runs - s.seen_runs);
+    s.seen_ns = p.run_time_ns;
+    s.seen_runs = p.runs;
+  }
+}
+
 void TapEngine::Tick() {
   ReportLosses();
+  ReportProgramStats();
   auto now = std::chrono::steady_clock::now();
   for (auto& t : targets_)
     if (now >= t.next_discovery) Discover(&t);
