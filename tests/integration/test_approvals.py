@@ -399,9 +399,9 @@ class ApprovalsTest(unittest.TestCase):
             self.assertNotEqual(refused(other, 'DELETE FROM ledger WHERE id = 1'), first)
             self.assertNotEqual(refused(conn, 'DELETE FROM ledger WHERE id = 2'), first)
             self.assertEqual(count('ledger'), 4)
-            # The same statement, formatted differently: runs once.
+            # The same statement, formatted and capitalised differently: runs once.
             with conn.cursor() as cur:
-                cur.execute('DELETE  FROM ledger /* approved */ WHERE id = 1')
+                cur.execute('delete  FROM Ledger /* approved */ where ID = 1')
                 self.assertEqual(cur.rowcount, 1)
             self.assertEqual(count('ledger'), 3)
             second = refused(conn, 'DELETE FROM ledger WHERE id = 1')

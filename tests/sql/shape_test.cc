@@ -117,8 +117,18 @@ TEST(ScrubTest, ReplacesEveryLiteral) {
 
 TEST(CanonicalTextTest, KeepsLiteralsDropsFormatting) {
   EXPECT_EQ(CanonicalText("  DELETE   FROM t -- all\n WHERE id = 1 /* x */ ;"),
-            "DELETE FROM t WHERE id = 1 ;");
-  EXPECT_EQ(CanonicalText("SELECT 'a  b', $$c$$"), "SELECT 'a  b', $$c$$");
+            "delete from t where id = 1 ;");
+  EXPECT_EQ(CanonicalText("SELECT 'a  b', $$c$$"), "select 'a  b', $$c$$");
+  // Unquoted words fold to lower case as PostgreSQL folds them; literals, quoted names, dollar
+  // quotes, E'' contents and the UESCAPE character keep their case.
+  EXPECT_EQ(CanonicalText("delete from T where ID = 1"), CanonicalText("DELETE FROM t WHERE id = 1"));
+  EXPECT_EQ(CanonicalText("SELECT \"MiXed\", 'AbC', E'\\X', $Q$DoLLar$Q$ FROM \"T\""),
+            "select \"MiXed\", 'AbC', e'\\X', $Q$DoLLar$Q$ from \"T\"");
+  EXPECT_NE(CanonicalText("DELETE FROM \"T\""), CanonicalText("DELETE FROM \"t\""));
+  EXPECT_NE(CanonicalText("SELECT 'A'"), CanonicalText("SELECT 'a'"));
+  EXPECT_EQ(CanonicalText("SELECT U&'d!0061t!+000061' UESCAPE '!'"),
+            "select u&'d!0061t!+000061' uescape '!'");
+  EXPECT_NE(CanonicalText("SELECT U&'x' UESCAPE 'Z'"), CanonicalText("SELECT U&'x' UESCAPE 'z'"));
   // Formatting differs: same text. A literal differs: different text.
   EXPECT_EQ(CanonicalText("DELETE FROM t WHERE id=1"), CanonicalText("DELETE FROM t WHERE id=1\n"));
   EXPECT_NE(CanonicalText("DELETE FROM t WHERE id = 1"),

@@ -116,7 +116,18 @@ struct TextSink {
     space = false;
     out.append(bytes);
   }
-  void Raw(std::string_view bytes) { Token(bytes); }
+  // Unquoted words are folded to lower case, as PostgreSQL folds unquoted identifiers and
+  // ignores the case of keywords (ASCII only, as it does in UTF-8 databases); quoted names and
+  // the literal after UESCAPE keep theirs.
+  void Raw(std::string_view bytes) {
+    if (!bytes.empty() && (bytes[0] == '"' || bytes[0] == '\'')) {
+      Token(bytes);
+      return;
+    }
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    for (char c : bytes) out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
   void Space() { space = true; }
   void Literal(lex::LiteralKind, std::string_view text) { Token(text); }
   // Text ending inside a comment or literal must not equal the complete statement.

@@ -19,9 +19,10 @@ uint64_t CanonicalShape(std::string_view sql, std::string* out);
 enum class ScrubStyle { kParams, kQuestionMarks };
 std::string ScrubLiterals(std::string_view sql, ScrubStyle style, int first_param = 1);
 
-// `sql` with comments removed, whitespace runs collapsed to one space (none at either end) and
-// literals kept exactly as written: two texts are equal when they are the same statement with the
-// same literal values, however formatted. Approvals bind to it.
+// `sql` with comments removed, whitespace runs collapsed to one space (none at either end),
+// unquoted words (keywords, identifiers) folded to lower case as PostgreSQL folds them, and
+// literals and quoted names kept exactly as written: two texts are equal when they are the same
+// statement with the same literal values, however formatted and capitalised. Approvals bind to it.
 std::string CanonicalText(std::string_view sql);
 
 // The highest $n parameter number written in `sql` outside literals and comments (0 if none).
