@@ -217,6 +217,33 @@ TEST_F(ServiceTest, TicketGrantsOneRunOfTheSameStatement) {
   EXPECT_NE(again.id, first.id);
 }
 
+// An approved hold whose statement could not run (its client hung up as the approval arrived)
+// goes back to approved with a `not_executed` step: the same statement may still run once, and
+// the state survives a restart.
+TEST_F(ServiceTest, UnexecutedApprovalBecomesAGrant) {
+  Outcomes o1, o2, o3;
+  Outcome held = Submit(Draft(policy::ApprovalMode::kHold), &o1);
+  ASSERT_EQ(held.kind, Outcome::Kind::kHeld);
+  ASSERT_TRUE(service_->Vote(held.id, kAlice, true, "").ok());
+  ASSERT_EQ(o1.Wait(2).kind, Outcome::Kind::kRun);
+  service_->Unexecute(held.id, "the client disconnected before the approved statement ran");
+  EXPECT_EQ(service_->Get(held.id)->state, State::kApproved);
+  EXPECT_EQ(service_->Get(held.id)->executed_us, 0);
+  service_->Unexecute(held.id, "twice");  // not executed: nothing to undo
+  EXPECT_EQ(sink_.Steps(held.id),
+            (std::vector<std::pair<std::string, std::string>>{{"requested", "app"},
+                                                              {"approved", "alice"},
+                                                              {"executed", "app"},
+                                                              {"not_executed", "agent"}}));
+  Open();  // the store says approved, not executed
+  EXPECT_EQ(service_->Get(held.id)->state, State::kApproved);
+  Outcome rerun = Submit(Draft(policy::ApprovalMode::kHold), &o2);
+  EXPECT_EQ(rerun.kind, Outcome::Kind::kRun);
+  EXPECT_EQ(rerun.id, held.id);
+  EXPECT_EQ(service_->Get(held.id)->state, State::kExecuted);
+  EXPECT_EQ(Submit(Draft(policy::ApprovalMode::kHold), &o3).kind, Outcome::Kind::kHeld);
+}
+
 TEST_F(ServiceTest, PendingRequestSurvivesRestartAndBecomesAGrant) {
   Outcomes out;
   Outcome held = Submit(Draft(policy::ApprovalMode::kHold), &out);

@@ -121,7 +121,8 @@ TEST(CanonicalTextTest, KeepsLiteralsDropsFormatting) {
   EXPECT_EQ(CanonicalText("SELECT 'a  b', $$c$$"), "select 'a  b', $$c$$");
   // Unquoted words fold to lower case as PostgreSQL folds them; literals, quoted names, dollar
   // quotes, E'' contents and the UESCAPE character keep their case.
-  EXPECT_EQ(CanonicalText("delete from T where ID = 1"), CanonicalText("DELETE FROM t WHERE id = 1"));
+  EXPECT_EQ(CanonicalText("delete from T where ID = 1"),
+            CanonicalText("DELETE FROM t WHERE id = 1"));
   EXPECT_EQ(CanonicalText("SELECT \"MiXed\", 'AbC', E'\\X', $Q$DoLLar$Q$ FROM \"T\""),
             "select \"MiXed\", 'AbC', e'\\X', $Q$DoLLar$Q$ from \"T\"");
   EXPECT_NE(CanonicalText("DELETE FROM \"T\""), CanonicalText("DELETE FROM \"t\""));

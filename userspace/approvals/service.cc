@@ -354,6 +354,21 @@ void ApprovalService::Detach(const std::string& id) {
   waiters_.erase(id);
 }
 
+void ApprovalService::Unexecute(const std::string& id, const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = requests_.find(id);
+  if (it == requests_.end() || it->second.state != State::kExecuted) return;
+  Request next = it->second;
+  next.state = State::kApproved;
+  next.executed_us = 0;
+  // The audit says what happened either way; a grant that cannot be stored is simply gone.
+  if (Status st = Persist(next); !st.ok())
+    DBW_LOG(kError) << "approval " << id << ": cannot store the unused grant: " << st.message();
+  else
+    it->second = std::move(next);
+  Emit(it->second, "not_executed", "agent", why);
+}
+
 StatusOr<Request> ApprovalService::Vote(const std::string& id, const Approver& who, bool approve,
                                         const std::string& comment) {
   OutcomeCallback waiter;

@@ -98,6 +98,11 @@ class ApprovalService {
   // The held statement's session ended: the request stays pending; once approved, the same
   // statement may be re-run once within the grant TTL.
   void Detach(const std::string& id);
+  // A held statement that was approved (its request marked executed) did not run after all:
+  // its client hung up before the approval reached it, or its decision could not be audited.
+  // The request goes back to approved, a grant the same statement may use within the TTL, and
+  // a `not_executed` step records why.
+  void Unexecute(const std::string& id, const std::string& why);
 
   // A vote. Errors: kNotFound, kFailedPrecondition (not pending, or a second vote by the same
   // approver), kPermissionDenied (own request, or not in the rule's approver groups).

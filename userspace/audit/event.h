@@ -68,7 +68,7 @@ struct DecisionInfo {
 struct ApprovalInfo {
   std::string id;
   std::string step;   // requested | vote | approved | denied | expired | executed | withdrawn |
-                      // webhook_failed
+                      // webhook_failed | not_executed
   std::string mode;   // hold | ticket
   std::string actor;  // who took the step: an approver's token name, the principal, or "agent"
   std::string comment;

@@ -520,6 +520,9 @@ void Session::OnCommitted(const Status& status) {
     deps_.metrics->audit_refusals->Add();
     DBW_LOG(kError) << "session " << id_ << ": audit log cannot commit (" << status.message()
                     << "); refusing the statement";
+    if (!resume_note_->approval_id.empty() && !resume_note_->enforced && deps_.approvals)
+      deps_.approvals->Unexecute(resume_note_->approval_id,
+                                 "its decision could not be written to the audit log");
     resume_note_->enforced = true;
     resume_note_->audit_failure = status.message();
   }
@@ -914,6 +917,12 @@ void Session::Close(const std::string& reason) {
     deps_.approvals->Detach(held_id_);  // stays pending: once approved it may be re-run
     EndHold();
   }
+  // A statement an approval let through, closed before it was forwarded: it did not run, and
+  // its grant stays usable.
+  if ((pause_ == Pause::kWaitingCommit || pause_ == Pause::kCommitted) && resume_note_ &&
+      !resume_note_->approval_id.empty() && !resume_note_->enforced && deps_.approvals)
+    deps_.approvals->Unexecute(resume_note_->approval_id,
+                               "the client disconnected before the approved statement ran");
   state_.OnClose(MonotonicNs(), reason);
   if (started_event_ || !state_.user().empty()) {
     audit::Event e = NewEvent(audit::EventKind::kSessionEnd);

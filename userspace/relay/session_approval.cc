@@ -12,6 +12,9 @@
 
 namespace dbw::relay {
 
+// Why an approved statement did not run after all (the `not_executed` approval step).
+constexpr char kNotRun[] = "the client disconnected before the approved statement ran";
+
 bool Session::NeedsApproval(const DecisionNote& note) const {
   return deps_.approvals != nullptr && note.enforced &&
          note.decision.action == policy::Action::kApprove && note.audit_failure.empty();
@@ -69,18 +72,26 @@ void Session::AwaitApproval(std::shared_ptr<DecisionNote> note, const pg::Frame&
   if (!info_) PublishInfo();
   std::weak_ptr<Session> weak = weak_from_this();
   auto executor = worker_->context.get_executor();
-  deps_.approvals->Submit(std::move(draft), info_,
-                          [weak, executor](const approvals::Outcome& outcome) {
-                            asio::post(executor, [weak, outcome] {
-                              if (auto self = weak.lock()) self->OnApprovalOutcome(outcome);
-                            });
-                          });
+  approvals::ApprovalService* service = deps_.approvals;
+  service->Submit(std::move(draft), info_,
+                  [weak, executor, service](const approvals::Outcome& outcome) {
+                    asio::post(executor, [weak, outcome, service] {
+                      if (auto self = weak.lock()) {
+                        self->OnApprovalOutcome(outcome);
+                      } else if (outcome.kind == approvals::Outcome::Kind::kRun) {
+                        service->Unexecute(outcome.id, kNotRun);  // the session is gone
+                      }
+                    });
+                  });
 }
 
 void Session::OnApprovalOutcome(const approvals::Outcome& outcome) {
   if (closed_ || pause_ != Pause::kWaitingApproval || !resume_note_) {
-    // The session ended first: a held request stays pending for a re-run.
+    // The session ended first: a held request stays pending for a re-run, and an approval that
+    // arrived as the client hung up becomes a grant for one.
     if (outcome.kind == approvals::Outcome::Kind::kHeld) deps_.approvals->Detach(outcome.id);
+    if (outcome.kind == approvals::Outcome::Kind::kRun)
+      deps_.approvals->Unexecute(outcome.id, kNotRun);
     return;
   }
   if (outcome.kind == approvals::Outcome::Kind::kHeld) {
