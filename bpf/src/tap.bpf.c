@@ -112,8 +112,9 @@ struct fd_key {
 struct fd_class {
   __u64 file; /* the struct file * the decision holds for (dup2 replaces it) */
   __u64 sk;
-  __u64 ino; /* with `file`: a recycled struct file is another socket */
-  __u32 gen; /* the settings generation it was decided under */
+  __u64 ino;   /* with `file`: a recycled struct file is another socket */
+  __u64 inode; /* with `ino`: inode numbers are unique per filesystem only */
+  __u32 gen;   /* the settings generation it was decided under */
   __u32 target;
   __u8 role; /* 0: not of interest */
 };
@@ -291,6 +292,11 @@ static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, _
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32;
   if (tgid == self_tgid) return 0;
+  /* A slot left valid (its exit was not traced, or the storage lookup failed there) must not
+   * be taken for this syscall's: every entry starts by voiding the thread's slot. */
+  struct task_struct* task = bpf_get_current_task_btf();
+  struct inflight* p = bpf_task_storage_get(&inflight, task, 0, 0);
+  if (p) p->valid = 0;
   if (flags & MSG_PEEK) return 0; /* the bytes are read again by the next recv */
   struct file* f = fd_file((int)fd);
   if (!f) return 0;
@@ -300,19 +306,20 @@ static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, _
   struct fd_key key = {.tgid = tgid, .fd = (int)fd};
   struct fd_class* cached = bpf_map_lookup_elem(&fd_cache, &key);
   struct fd_class c = {};
-  if (cached && cached->file == (__u64)f && cached->ino == ino && cached->gen == gen) {
+  if (cached && cached->file == (__u64)f && cached->inode == (__u64)inode && cached->ino == ino &&
+      cached->gen == gen) {
     c = *cached; /* the same file and inode as when decided: its mode did not change */
   } else {
     if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK) return 0; /* files, pipes */
     classify(tgid, (int)fd, f, &c);
     c.ino = ino;
+    c.inode = (__u64)inode;
     c.gen = gen;
     bpf_map_update_elem(&fd_cache, &key, &c, BPF_ANY);
   }
   if (!c.role) return 0;
   if (is_muted(c.sk, c.ino)) return 0;
-  struct inflight* p = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
-                                            BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (!p) p = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
   if (!p) {
     count_loss(DBW_LOSS_INFLIGHT_FULL, 1);
     return 0;
@@ -476,7 +483,7 @@ static __always_inline int on_exit(long ret, const __u8 kind) {
   if (!pp || !pp->valid) return 0;
   struct inflight p = *pp;
   pp->valid = 0;
-  if (ret <= 0) return 0;
+  if (ret <= 0 || p.kind != kind) return 0;
   struct conn_state* st = conn_for(&p);
   if (!st) return 0;
   __u64 pos = __sync_fetch_and_add(&st->pos[p.dir & 1], (__u64)ret);

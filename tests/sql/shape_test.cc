@@ -130,6 +130,8 @@ TEST(CanonicalTextTest, KeepsLiteralsDropsFormatting) {
   EXPECT_EQ(CanonicalText("SELECT U&'d!0061t!+000061' UESCAPE '!'"),
             "select u&'d!0061t!+000061' uescape '!'");
   EXPECT_NE(CanonicalText("SELECT U&'x' UESCAPE 'Z'"), CanonicalText("SELECT U&'x' UESCAPE 'z'"));
+  EXPECT_NE(CanonicalText("DROP TABLE U&\"Z0061\" UESCAPE $$Z$$"),
+            CanonicalText("DROP TABLE U&\"Z0061\" UESCAPE $$z$$"));
   // Formatting differs: same text. A literal differs: different text.
   EXPECT_EQ(CanonicalText("DELETE FROM t WHERE id=1"), CanonicalText("DELETE FROM t WHERE id=1\n"));
   EXPECT_NE(CanonicalText("DELETE FROM t WHERE id = 1"),

@@ -467,6 +467,8 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
     for (auto it = first; it != last; ++it) {
       if (it->done)
         it->done(err, 0);
+      else if (it->event.kind == EventKind::kAuditLoss)
+        unreported += it->event.count;  // the report of earlier drops: they stay unreported
       else
         ++unreported;
     }

@@ -919,8 +919,10 @@ void Session::Close(const std::string& reason) {
   }
   // A statement an approval let through, closed before it was forwarded: it did not run, and
   // its grant stays usable.
-  if ((pause_ == Pause::kWaitingCommit || pause_ == Pause::kCommitted) && resume_note_ &&
-      !resume_note_->approval_id.empty() && !resume_note_->enforced && deps_.approvals)
+  if ((pause_ == Pause::kWaitingCommit || pause_ == Pause::kCommitted ||
+       pause_ == Pause::kApprovalReady) &&
+      resume_note_ && !resume_note_->approval_id.empty() && !resume_note_->enforced &&
+      deps_.approvals)
     deps_.approvals->Unexecute(resume_note_->approval_id,
                                "the client disconnected before the approved statement ran");
   state_.OnClose(MonotonicNs(), reason);

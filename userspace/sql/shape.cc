@@ -118,9 +118,9 @@ struct TextSink {
   }
   // Unquoted words are folded to lower case, as PostgreSQL folds unquoted identifiers and
   // ignores the case of keywords (ASCII only, as it does in UTF-8 databases); quoted names and
-  // the literal after UESCAPE keep theirs.
+  // the literal after UESCAPE (quoted or dollar-quoted) keep theirs.
   void Raw(std::string_view bytes) {
-    if (!bytes.empty() && (bytes[0] == '"' || bytes[0] == '\'')) {
+    if (!bytes.empty() && (bytes[0] == '"' || bytes[0] == '\'' || bytes[0] == '$')) {
       Token(bytes);
       return;
     }
