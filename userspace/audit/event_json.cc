@@ -113,15 +113,9 @@ char* PutTimestamp(int64_t ts_us, char* out) {
 
 }  // namespace
 
-void AppendTimestamp(int64_t ts_us, std::string* out) {
-  char buf[kMaxTimestamp];
-  out->append(buf, PutTimestamp(ts_us, buf));
-}
-
 std::string FormatTimestamp(int64_t ts_us) {
-  std::string out;
-  AppendTimestamp(ts_us, &out);
-  return out;
+  char buf[kMaxTimestamp];
+  return std::string(buf, PutTimestamp(ts_us, buf));
 }
 
 namespace {

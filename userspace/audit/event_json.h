@@ -9,7 +9,6 @@ namespace dbw::audit {
 
 void AppendEventJson(const Event& event, std::string* out);
 std::string FormatTimestamp(int64_t ts_us);  // RFC 3339, UTC, microseconds
-void AppendTimestamp(int64_t ts_us, std::string* out);
 // A string as AppendEventJson writes it (after JSON unescaping): NUL and invalid UTF-8 bytes
 // become U+FFFD. The store indexes these values, so they match what is stored byte for byte.
 std::string JsonText(const std::string& value);
