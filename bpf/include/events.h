@@ -17,11 +17,15 @@
 #define DBW_TAP_MAX_IOV 8
 /* Bytes of a unix socket path used as a filter key. */
 #define DBW_TAP_UNIX_PATH 108
+/* Bytes of an executable's path read in the kernel at connect(), and the directories walked. */
+#define DBW_TAP_EXE 1024
+#define DBW_TAP_EXE_NAME 256
+#define DBW_TAP_EXE_DEPTH 32
 
 enum dbw_tap_record {
   DBW_REC_DATA = 1,    /* struct dbw_tap_data + payload */
   DBW_REC_OPEN = 2,    /* struct dbw_tap_conn: first sight of a connection of interest */
-  DBW_REC_CONNECT = 3, /* struct dbw_tap_conn: a process connected to a database socket */
+  DBW_REC_CONNECT = 3, /* struct dbw_tap_connect: a process connected to a database socket */
   DBW_REC_CLOSE = 4,   /* struct dbw_tap_close */
   DBW_REC_EXIT = 5,    /* struct dbw_tap_exit: a watched or notify-listed process exited */
 };
@@ -94,6 +98,18 @@ struct dbw_tap_conn {
   __u8 raddr[16];
   char path[DBW_TAP_UNIX_PATH]; /* unix: the bound path of the listening side */
   struct dbw_tap_task task;
+};
+
+/* A process connected to a database socket. What userspace would read from /proc comes along:
+ * a short-lived client (psql -c) can exit before userspace reads the record. */
+struct dbw_tap_connect {
+  struct dbw_tap_conn conn; /* record = DBW_REC_CONNECT */
+  __u32 ppid;
+  __u16 exe_len;     /* bytes of exe used */
+  __u8 exe_complete; /* 1: exe holds the whole path up to the root of the mount namespace */
+  __u8 pad;
+  /* The executable's path components, leaf first, each NUL-terminated ("psql\0bin\0usr\0"). */
+  char exe[DBW_TAP_EXE + DBW_TAP_EXE_NAME];
 };
 
 struct dbw_tap_close {

@@ -570,6 +570,49 @@ int enter_close(struct trace_event_raw_sys_enter* ctx) {
   return 0;
 }
 
+/* The current process's parent and executable path. The path is walked up from the executable's
+ * dentry, crossing mount points, to the root of the process's mount namespace; components are
+ * written leaf first (userspace reverses them). */
+static __always_inline void fill_exe(struct dbw_tap_connect* r) {
+  struct task_struct* task = (struct task_struct*)bpf_get_current_task();
+  r->ppid = BPF_CORE_READ(task, real_parent, tgid);
+  r->exe_len = 0;
+  r->exe_complete = 0;
+  r->pad = 0;
+  struct file* f = BPF_CORE_READ(task, mm, exe_file);
+  if (!f) return;
+  __u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+  struct dentry* d = BPF_CORE_READ(f, f_path.dentry);
+  struct vfsmount* vm = BPF_CORE_READ(f, f_path.mnt);
+  struct mount* m = (struct mount*)((char*)vm - mnt_off);
+  __u32 off = 0;
+  for (int i = 0; i < DBW_TAP_EXE_DEPTH; i++) {
+    if (d == BPF_CORE_READ(vm, mnt_root)) {
+      struct mount* parent = BPF_CORE_READ(m, mnt_parent);
+      if (parent == m) {
+        r->exe_complete = 1;
+        break;
+      }
+      d = BPF_CORE_READ(m, mnt_mountpoint);
+      m = parent;
+      vm = (struct vfsmount*)((char*)m + mnt_off);
+      continue;
+    }
+    struct dentry* up = BPF_CORE_READ(d, d_parent);
+    if (up == d) {
+      r->exe_complete = 1;
+      break;
+    }
+    if (off >= DBW_TAP_EXE) break;
+    const unsigned char* name = BPF_CORE_READ(d, d_name.name);
+    long n = bpf_probe_read_kernel_str(&r->exe[off], DBW_TAP_EXE_NAME, name);
+    if (n <= 0) break;
+    off += n;
+    d = up;
+  }
+  r->exe_len = off;
+}
+
 /* connect(): which process opened a connection to a database port or socket. The agent's own
  * connections are reported too: that is how the relay's upstream sessions are recognised. */
 SEC("tracepoint/syscalls/sys_enter_connect")
@@ -602,11 +645,12 @@ int exit_connect(struct trace_event_raw_sys_exit* ctx) {
   } else {
     return 0;
   }
-  struct dbw_tap_conn* c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
-  if (!c) {
+  struct dbw_tap_connect* r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+  if (!r) {
     count_loss(DBW_LOSS_RINGBUF_CONTROL, 1);
     return 0;
   }
+  struct dbw_tap_conn* c = &r->conn;
   __builtin_memset(c, 0, sizeof(*c));
   c->record = DBW_REC_CONNECT;
   c->fd = fd;
@@ -614,7 +658,8 @@ int exit_connect(struct trace_event_raw_sys_exit* ctx) {
   c->ino = ino;
   fill_addrs(c, sk);
   fill_task(&c->task);
-  bpf_ringbuf_submit(c, 0); /* wake now: the process is read while it lives */
+  fill_exe(r);
+  bpf_ringbuf_submit(r, 0); /* wake now: the process is read while it lives */
   return 0;
 }
 

@@ -4,9 +4,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+#include "userspace/identity/process_info.h"
 
 namespace dbw::identity {
 namespace {
@@ -93,6 +99,27 @@ TEST(CgroupTest, UnitAndContainer) {
   EXPECT_EQ(ContainerFromCgroup("/kubepods/besteffort/pod1234/" + id), id);
   EXPECT_EQ(ContainerFromCgroup("/system.slice/cron.service"), "");
   EXPECT_EQ(ContainerFromCgroup("/system.slice/docker-notanid.scope"), "");
+}
+
+// A cgroup id (the directory's inode, what BPF reports) resolves to its path while the cgroup
+// exists, and to nothing after it is removed.
+TEST(CgroupTest, PathById) {
+  const std::filesystem::path root = "/sys/fs/cgroup/unified";
+  if (::geteuid() != 0 || !std::filesystem::exists(root / "cgroup.procs"))
+    GTEST_SKIP() << "needs root and cgroup v2 at " << root;
+  const std::string name = "dbwarden-id-test-" + std::to_string(::getpid());
+  const std::filesystem::path dir = root / name / "inner";
+  std::filesystem::create_directories(dir);
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(CgroupPathById(st.st_ino), "/" + name + "/inner");
+  struct stat top {};
+  ASSERT_EQ(::stat(root.c_str(), &top), 0);
+  EXPECT_EQ(CgroupPathById(top.st_ino), "/");
+  std::filesystem::remove(dir);
+  std::filesystem::remove(root / name);
+  EXPECT_EQ(CgroupPathById(st.st_ino), "");
+  EXPECT_EQ(CgroupPathById(0), "");
 }
 
 }  // namespace

@@ -8,7 +8,9 @@ socket), pgbench and psycopg2 send straight to the server into audit events with
   pickup:    a session opened before the agent is followed from its next statement
   loss:      with the agent frozen (SIGSTOP) the ring buffer overflows; losses are counted and
              logged, gaps recorded, and later statements still decode
-  identity:  a client in its own cgroup v2 directory is reported with that cgroup path
+  identity:  a client in its own cgroup v2 directory is reported with that cgroup path; a client
+             that exits before the (frozen) agent reads /proc keeps its exe, parent and cgroup
+             from what the kernel recorded at connect()
 
 Needs root (BPF) and a kernel with BTF: ctest label `privileged`.
 
@@ -353,6 +355,48 @@ class IdentityTest(unittest.TestCase):
             ev = wait_statements('tap-cgroup', 1)[0]
             self.assertEqual(ev['process']['cgroup'], f'/{group.name}')
             self.assertEqual(ev['process']['unit'], group.name)
+        finally:
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+    def test_client_gone_before_the_agent_reads_it(self):
+        # psql -c is done in milliseconds; with the agent frozen it is gone for certain before
+        # the agent reads the connect record. The kernel's record still names it.
+        if not (CGROUP_ROOT / 'cgroup.procs').exists():
+            self.skipTest('no cgroup v2 hierarchy at /sys/fs/cgroup/unified')
+        group = CGROUP_ROOT / f'dbwarden-gone-{os.getpid()}.scope'
+        group.mkdir()
+        try:
+            script = (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
+                      f'-p {cluster.port} -U app -d appdb -c "SELECT 4711"')
+            agent.proc.send_signal(signal.SIGSTOP)
+            try:
+                proc = subprocess.Popen(['/bin/sh', '-c', script], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE,
+                                        env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-gone'))
+                out, err = proc.communicate(timeout=60)
+                self.assertEqual(proc.returncode, 0, err)
+                self.assertIn(b'4711', out)
+            finally:
+                agent.proc.send_signal(signal.SIGCONT)
+            self.assertFalse(Path(f'/proc/{proc.pid}').exists())
+            ev = wait_statements('tap-gone', 1)[0]
+            p = ev['process']
+            self.assertEqual(p['pid'], proc.pid)
+            self.assertEqual(p['exe'], os.path.realpath(PSQL))
+            self.assertEqual(p['ppid'], os.getpid())
+            self.assertEqual(p['parents'][0]['pid'], os.getpid())
+            self.assertEqual(p['parents'][0]['exe'], os.path.realpath('/proc/self/exe'))
+            self.assertEqual(p['cgroup'], f'/{group.name}')
+            self.assertEqual(p['unit'], group.name)
+            self.assertNotIn('cmdline', p)
+            metrics = fx.api_request(agent.api_port, '/metrics')[2].decode()
+            gone = re.search(r'^dbwarden_tap_processes_gone_total (\d+)$', metrics, re.M)
+            self.assertTrue(gone and int(gone.group(1)) > 0, metrics[-2000:])
         finally:
             for _ in range(50):
                 try:

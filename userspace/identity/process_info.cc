@@ -1,8 +1,10 @@
 // Reads process facts from /proc.
 #include "userspace/identity/process_info.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -82,6 +84,61 @@ bool ReadProcessTree(int32_t pid, ProcessInfo* out) {
     next = parent.ppid;
   }
   return true;
+}
+
+namespace {
+
+// Where the cgroup2 file system is mounted ("/sys/fs/cgroup" or, on hybrid hosts,
+// "/sys/fs/cgroup/unified"), from /proc/self/mountinfo; "" when it is not mounted.
+std::string Cgroup2Mount() {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    // "36 25 0:31 / /sys/fs/cgroup/unified rw,... shared:9 - cgroup2 cgroup2 rw,..."
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
+    std::istringstream fields(line.substr(0, dash));
+    std::string id, parent, dev, root, mount_point;
+    if (fields >> id >> parent >> dev >> root >> mount_point) return mount_point;
+  }
+  return "";
+}
+
+// A file descriptor closed when it goes out of scope.
+struct Fd {
+  int fd;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+std::string CgroupPathById(uint64_t id) {
+  if (id == 0) return "";
+  const std::string mount_point = Cgroup2Mount();  // read each time: rare, and mounts change
+  if (mount_point.empty()) return "";
+  Fd mount_fd(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (mount_fd.fd < 0) return "";
+  // A cgroup2 directory's file handle is its kernfs id (FILEID_KERNFS), the id BPF reports.
+  alignas(file_handle) char buf[sizeof(file_handle) + sizeof(uint64_t)] = {};
+  auto* handle = reinterpret_cast<file_handle*>(buf);
+  handle->handle_bytes = sizeof(uint64_t);
+  handle->handle_type = 0xfe;  // FILEID_KERNFS
+  std::memcpy(handle->f_handle, &id, sizeof(id));
+  Fd dir(::open_by_handle_at(mount_fd.fd, handle, O_RDONLY | O_CLOEXEC));
+  if (dir.fd < 0) return "";
+  char path[4096];
+  ssize_t n =
+      ::readlink(("/proc/self/fd/" + std::to_string(dir.fd)).c_str(), path, sizeof(path) - 1);
+  if (n <= 0) return "";
+  std::string_view full(path, static_cast<size_t>(n));
+  if (!full.starts_with(mount_point)) return "";
+  full.remove_prefix(mount_point.size());
+  return full.empty() ? "/" : std::string(full);
 }
 
 }  // namespace dbw::identity

@@ -41,6 +41,10 @@ std::string CmdlineShape(std::string_view raw);
 bool ReadProcessInfo(int32_t pid, ProcessInfo* out);
 // ReadProcessInfo plus the parent chain (comm and exe of up to kMaxParents ancestors).
 bool ReadProcessTree(int32_t pid, ProcessInfo* out);
+// The cgroup v2 path ("/system.slice/cron.service") of a cgroup id as the kernel reports it
+// (bpf_get_current_cgroup_id), resolved through the cgroup2 mount; "" when the cgroup is gone,
+// no cgroup2 file system is mounted or the caller may not open file handles.
+std::string CgroupPathById(uint64_t id);
 
 }  // namespace dbw::identity
 

@@ -51,7 +51,11 @@ TapMetrics::TapMetrics(MetricsRegistry* r)
                                       "ignored by the tap")),
       control_failures(r->GetCounter("dbwarden_tap_control_failures_total",
                                      "Tap settings-map updates that failed (watch, mute, exit "
-                                     "notice): sessions may be missed")) {
+                                     "notice): sessions may be missed")),
+      processes_gone(r->GetCounter("dbwarden_tap_processes_gone_total",
+                                   "Connecting processes that had exited before the tap read "
+                                   "/proc: described from what the kernel recorded at connect() "
+                                   "(no command line)")) {
   for (int i = 0; i < DBW_LOSS_MAX; ++i)
     losses[i] = r->GetCounter("dbwarden_tap_losses_total",
                               "Captured data the tap lost, by cause (kernel counters)",

@@ -32,6 +32,7 @@ struct TapMetrics {
   Counter* encrypted_sessions;
   Counter* relay_connections;  // the relay's own upstream connections (ignored)
   Counter* control_failures;   // settings-map updates that failed (watch, mute, exit notice)
+  Counter* processes_gone;     // connecting processes that exited before /proc was read
   // Kernel-side losses by cause (enum dbw_tap_loss), mirrored from the per-CPU counters.
   std::array<Counter*, DBW_LOSS_MAX> losses{};
 };

@@ -65,6 +65,51 @@ std::string CommText(const char* comm) {
   return std::string(comm, strnlen(comm, 16));
 }
 
+// What a record's task says of a process: pid, ids and command name.
+identity::ProcessInfo TaskView(const dbw_tap_task& t) {
+  identity::ProcessInfo info;
+  info.pid = static_cast<int32_t>(t.tgid);
+  info.uid = t.uid;
+  info.gid = t.gid;
+  info.comm = CommText(t.comm);
+  return info;
+}
+
+// The executable path of a connect record: its components come leaf first. "" when the walk did
+// not reach the root (a path deeper or longer than the record holds).
+std::string ExePath(const dbw_tap_connect& r) {
+  if (!r.exe_complete) return "";
+  std::string_view parts(r.exe, std::min<size_t>(r.exe_len, sizeof(r.exe)));
+  std::string path;
+  while (!parts.empty()) {
+    if (parts.back() == '\0') parts.remove_suffix(1);
+    size_t start = parts.rfind('\0');
+    start = start == std::string_view::npos ? 0 : start + 1;
+    path += '/';
+    path += parts.substr(start);
+    parts.remove_suffix(parts.size() - start);
+  }
+  return path.empty() ? "/" : path;
+}
+
+// A process that was gone before /proc could be read, as the kernel saw it at connect(): no
+// command line; the ancestors from its parent, if that still lives.
+identity::ProcessInfo KernelView(const dbw_tap_connect& r) {
+  identity::ProcessInfo info = TaskView(r.conn.task);
+  info.ppid = static_cast<int32_t>(r.ppid);
+  info.exe = ExePath(r);
+  info.cgroup = identity::CgroupPathById(r.conn.task.cgroup_id);
+  identity::ProcessInfo parent;
+  if (info.ppid > 1 && identity::ReadProcessTree(info.ppid, &parent)) {
+    info.parents.push_back({parent.pid, parent.comm, parent.exe});
+    for (auto& p : parent.parents) {
+      if (info.parents.size() == identity::kMaxParents) break;
+      info.parents.push_back(std::move(p));
+    }
+  }
+  return info;
+}
+
 }  // namespace
 
 class TapEngine {
@@ -87,6 +132,9 @@ class TapEngine {
   struct Connect {
     uint32_t tgid = 0;
     uint64_t ts_ns = 0;
+    // Set when the process had exited before its connect record was read: what the kernel
+    // saw then. Otherwise the process is looked up (and cached) by tgid.
+    std::optional<identity::ProcessInfo> gone;
   };
   struct Conn {
     std::unique_ptr<PassiveSession> session;  // null: ignored (the relay's own, a duplicate)
@@ -96,7 +144,7 @@ class TapEngine {
   };
 
   void OnRecord(std::span<const std::byte> r);
-  void OnConnect(const dbw_tap_conn& c);
+  void OnConnect(const dbw_tap_connect& r);
   void OnOpen(const dbw_tap_conn& c);
   void OnData(const dbw_tap_data& d, std::span<const std::byte> payload);
   void OnClose(const dbw_tap_close& c);
@@ -106,7 +154,8 @@ class TapEngine {
   void CountFailure(const Status& st);
   void SweepProcesses();
   std::optional<identity::ProcessInfo> Process(uint32_t tgid, const dbw_tap_task* task);
-  std::optional<uint32_t> ClientOf(const dbw_tap_conn& c, const std::string& raddr);
+  std::optional<Connect> ClientOf(const dbw_tap_conn& c, const std::string& raddr);
+  std::optional<identity::ProcessInfo> ProcessOf(const Connect& k);
   void ForgetOldConnects(uint64_t now_ns);
   void ReportLosses();
   void ReportProgramStats();
@@ -227,15 +276,18 @@ void TapEngine::OnRecord(std::span<const std::byte> r) {
       OnData(d, r.subspan(sizeof(d), d.cap_len));
       return;
     }
-    case DBW_REC_OPEN:
-    case DBW_REC_CONNECT: {
+    case DBW_REC_OPEN: {
       dbw_tap_conn c;
       if (!ReadRecord(r, &c)) return;
       c.path[sizeof(c.path) - 1] = '\0';
-      if (c.record == DBW_REC_OPEN)
-        OnOpen(c);
-      else
-        OnConnect(c);
+      OnOpen(c);
+      return;
+    }
+    case DBW_REC_CONNECT: {
+      dbw_tap_connect c;
+      if (!ReadRecord(r, &c)) return;
+      c.conn.path[sizeof(c.conn.path) - 1] = '\0';
+      OnConnect(c);
       return;
     }
     case DBW_REC_CLOSE: {
@@ -262,16 +314,15 @@ std::optional<identity::ProcessInfo> TapEngine::Process(uint32_t tgid, const dbw
   if (!identity::ReadProcessTree(static_cast<int32_t>(tgid), &info) || ::kill(tgid, 0) != 0) {
     program_->ForgetExit(tgid);
     if (!task) return std::nullopt;
-    // Gone already: what the kernel told us at the time.
-    info = identity::ProcessInfo{};
-    info.pid = static_cast<int32_t>(task->tgid);
-    info.uid = task->uid;
-    info.gid = task->gid;
-    info.comm = CommText(task->comm);
-    return info;
+    return TaskView(*task);  // gone already: what the kernel told us at the time
   }
   if (notify.ok()) processes_.emplace(tgid, info);
   return info;
+}
+
+std::optional<identity::ProcessInfo> TapEngine::ProcessOf(const Connect& k) {
+  if (k.gone) return k.gone;
+  return Process(k.tgid, nullptr);
 }
 
 // A backstop for exits the kernel could not report (ring buffer full): drop what is gone.
@@ -283,15 +334,21 @@ void TapEngine::SweepProcesses() {
   });
 }
 
-void TapEngine::OnConnect(const dbw_tap_conn& c) {
+void TapEngine::OnConnect(const dbw_tap_connect& r) {
+  const dbw_tap_conn& c = r.conn;
   ForgetOldConnects(c.task.ts_ns);
-  Connect k{c.task.tgid, c.task.ts_ns};
-  if (c.family == AF_UNIX) {
-    unix_connects_[c.ino] = k;
-  } else {
-    tcp_connects_[Endpoint(AddressText(c.family, c.laddr), c.lport)] = k;
+  Connect k{c.task.tgid, c.task.ts_ns, std::nullopt};
+  // Read while it still exists; a client that has exited already (psql -c returns in
+  // milliseconds) is described by what the kernel recorded at connect().
+  if (c.task.tgid != self_ && !Process(c.task.tgid, nullptr)) {
+    metrics_.processes_gone->Add();
+    k.gone = KernelView(r);
   }
-  if (c.task.tgid != self_) Process(c.task.tgid, &c.task);  // while it still exists
+  if (c.family == AF_UNIX) {
+    unix_connects_[c.ino] = std::move(k);
+  } else {
+    tcp_connects_[Endpoint(AddressText(c.family, c.laddr), c.lport)] = std::move(k);
+  }
 }
 
 void TapEngine::ForgetOldConnects(uint64_t now_ns) {
@@ -304,29 +361,31 @@ void TapEngine::ForgetOldConnects(uint64_t now_ns) {
 
 // The local client process of a server-side connection: from the connect() the kernel told us
 // of, else (a connection older than the agent) from /proc.
-std::optional<uint32_t> TapEngine::ClientOf(const dbw_tap_conn& c, const std::string& raddr) {
+std::optional<TapEngine::Connect> TapEngine::ClientOf(const dbw_tap_conn& c,
+                                                      const std::string& raddr) {
+  auto pid_only = [](int32_t pid) { return Connect{static_cast<uint32_t>(pid), 0, std::nullopt}; };
   if (c.family == AF_UNIX) {
     auto it = unix_connects_.find(c.peer_ino);
     if (it != unix_connects_.end()) {
-      uint32_t tgid = it->second.tgid;
+      Connect k = std::move(it->second);
       unix_connects_.erase(it);
-      return tgid;
+      return k;
     }
     if (c.peer_ino == 0) return std::nullopt;
-    if (auto pid = identity::FindPidBySocketInode(c.peer_ino)) return static_cast<uint32_t>(*pid);
+    if (auto pid = identity::FindPidBySocketInode(c.peer_ino)) return pid_only(*pid);
     return std::nullopt;
   }
   auto it = tcp_connects_.find(Endpoint(raddr, c.rport));
   if (it != tcp_connects_.end()) {
-    uint32_t tgid = it->second.tgid;
+    Connect k = std::move(it->second);
     tcp_connects_.erase(it);
-    return tgid;
+    return k;
   }
   if (!IsLocalAddress(raddr)) return std::nullopt;
   auto inode =
       identity::FindTcpSocketInode({raddr, c.rport}, {AddressText(c.family, c.laddr), c.lport});
   if (!inode) return std::nullopt;
-  if (auto pid = identity::FindPidBySocketInode(*inode)) return static_cast<uint32_t>(*pid);
+  if (auto pid = identity::FindPidBySocketInode(*inode)) return pid_only(*pid);
   return std::nullopt;
 }
 
@@ -351,8 +410,8 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
   std::string raddr = c.family == AF_UNIX ? "" : AddressText(c.family, c.raddr);
   if (c.role == DBW_ROLE_SERVER) {
     const TargetState* t = c.target < targets_.size() ? &targets_[c.target] : nullptr;
-    std::optional<uint32_t> client = ClientOf(c, raddr);
-    if (client && *client == self_) {
+    std::optional<Connect> client = ClientOf(c, raddr);
+    if (client && client->tgid == self_) {
       // The relay's own upstream connection: the relay reports its sessions.
       metrics_.relay_connections->Add();
       CountFailure(program_->Mute(c.sk, c.ino));
@@ -372,7 +431,7 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
       id.transport = "tcp";
       id.client_addr = Endpoint(raddr, c.rport);
     }
-    if (client) id.client = Process(*client, nullptr);
+    if (client) id.client = ProcessOf(*client);
   } else {
     // Client side. A connection to a server this tap watches is seen there, once.
     for (const auto& t : targets_) {
@@ -390,7 +449,13 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
     }
     id.transport = "tcp";
     id.client_addr = Endpoint(AddressText(c.family, c.laddr), c.lport);
-    id.client = Process(c.task.tgid, &c.task);
+    auto k = tcp_connects_.find(id.client_addr);
+    if (k != tcp_connects_.end() && k->second.tgid == c.task.tgid && k->second.gone) {
+      id.client = std::move(k->second.gone);
+      tcp_connects_.erase(k);
+    } else {
+      id.client = Process(c.task.tgid, &c.task);
+    }
   }
   SessionContext ctx{deps_.sink, deps_.policy, &analyzer_, &metrics_};
   conn.session = std::make_unique<PassiveSession>(ctx, std::move(id), kMaxBody);
