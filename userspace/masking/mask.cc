@@ -3,6 +3,8 @@
 #include "userspace/masking/mask.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 #include "userspace/masking/mask_internal.h"
 
@@ -11,9 +13,23 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 
+// True when no byte of `s` has its high bit set (ASCII), eight bytes at a time.
+bool IsAscii(std::string_view s) {
+  uint64_t high = 0;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, sizeof(w));
+    high |= w;
+  }
+  for (; i < s.size(); ++i) high |= static_cast<uint8_t>(s[i]);
+  return (high & 0x8080808080808080ull) == 0;
+}
+
 // Start of the last `n` UTF-8 characters of `s` (continuation bytes are 10xxxxxx), so a kept
 // tail never splits a character and the output stays valid text.
 size_t TailStart(std::string_view s, size_t n) {
+  if (n <= s.size() && IsAscii(s.substr(s.size() - n))) return s.size() - n;
   size_t i = s.size();
   while (n > 0 && i > 0) {
     --i;
@@ -23,6 +39,7 @@ size_t TailStart(std::string_view s, size_t n) {
 }
 
 size_t CharCount(std::string_view s) {
+  if (IsAscii(s)) return s.size();
   size_t n = 0;
   for (char c : s) n += (static_cast<uint8_t>(c) & 0xC0) != 0x80;
   return n;

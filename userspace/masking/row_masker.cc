@@ -2,6 +2,8 @@
 // copy untouched bytes in runs and re-encode only the values that change.
 #include "userspace/masking/row_masker.h"
 
+#include <cstring>
+
 #include "userspace/masking/mask_internal.h"
 #include "userspace/masking/rewrite.h"
 #include "userspace/masking/validators.h"
@@ -56,9 +58,30 @@ void WriteValue(std::string* out, bool jsonb_binary, Fill&& fill) {
   PatchI32(out, at, static_cast<uint32_t>(out->size() - at - 4));
 }
 
-// A column rule's replacement of one DataRow value, length included.
-void WriteRuleValue(const ColumnPlan& cp, std::string_view v, const KeyedHash& hmac, RowScratch& rs,
-                    std::string* out) {
+// Redact and partial of a text value, the common cases, length included.
+void WriteRedacted(std::string* out) {
+  // The marker's length and the marker in one append.
+  static constexpr char kRedacted[] = "\0\0\0\x0a[redacted]";
+  static_assert(sizeof(kRedacted) - 1 == 4 + kRedactMarker.size());
+  out->append(kRedacted, sizeof(kRedacted) - 1);
+}
+
+void WritePartial(const MaskSpec& spec, std::string_view v, std::string* out) {
+  std::string_view kept = internal::PartialKept(v, spec.keep_last, internal::EmailDomainAt(v));
+  // The length and the fill in one append, then what is kept.
+  const auto n = static_cast<uint32_t>(kPartialFill.size() + kept.size());
+  char head[4 + kPartialFill.size()] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                                        static_cast<char>(n >> 8), static_cast<char>(n)};
+  std::memcpy(head + 4, kPartialFill.data(), kPartialFill.size());
+  out->append(head, sizeof(head));
+  out->append(kept);
+}
+
+// A column rule's replacement of one DataRow value, length included: binary formats, JSON,
+// hash and null (kept out of line so the common cases below stay small).
+[[gnu::noinline]] void WriteRuleValueGeneral(const ColumnPlan& cp, std::string_view v,
+                                             const KeyedHash& hmac, RowScratch& rs,
+                                             std::string* out) {
   const bool binary = cp.format != 0;
   if (binary && !IsTextLike(cp.type_oid)) {
     PutI32(out, -1);  // its binary form cannot carry a marker
@@ -73,22 +96,19 @@ void WriteRuleValue(const ColumnPlan& cp, std::string_view v, const KeyedHash& h
     v.remove_prefix(1);
   }
   const bool json = IsJson(cp.type_oid);
-  if (!json && cp.rule->function == Function::kRedact) {
-    // The common case in one append: the marker's length and the marker.
-    static constexpr char kRedacted[] = "\0\0\0\x0a[redacted]";
-    static_assert(sizeof(kRedacted) - 1 == 4 + kRedactMarker.size());
-    out->append(kRedacted, sizeof(kRedacted) - 1);
-    return;
-  }
-  if (!json && cp.rule->function == Function::kPartial) {
-    std::string_view kept =
-        internal::PartialKept(v, cp.rule->keep_last, internal::EmailDomainAt(v));
-    PutI32(out, static_cast<int32_t>(kPartialFill.size() + kept.size()));
-    out->append(kPartialFill);
-    out->append(kept);
-    return;
-  }
+  if (!json && cp.rule->function == Function::kRedact) return WriteRedacted(out);
+  if (!json && cp.rule->function == Function::kPartial) return WritePartial(*cp.rule, v, out);
   WriteValue(out, jsonb_binary, [&] { return AppendRule(*cp.rule, v, json, hmac, rs, out); });
+}
+
+// A column rule's replacement of one DataRow value, length included.
+inline void WriteRuleValue(const ColumnPlan& cp, std::string_view v, const KeyedHash& hmac,
+                           RowScratch& rs, std::string* out) {
+  if (cp.format == 0 && !IsJson(cp.type_oid)) {
+    if (cp.rule->function == Function::kRedact) return WriteRedacted(out);
+    if (cp.rule->function == Function::kPartial) return WritePartial(*cp.rule, v, out);
+  }
+  WriteRuleValueGeneral(cp, v, hmac, rs, out);
 }
 
 Status CountMismatch(size_t count, size_t expected) {

@@ -618,11 +618,10 @@ size_t EmailDomainAt(std::string_view value) {
   size_t last_dot = 0;
   for (size_t i = at + 1; i < value.size(); ++i) {
     char c = value[i];
+    if (!Has(c, kDomain)) return kNo;  // letters, digits, '-' and '.'
     if (c == '.') {
       if (i == at + 1 || value[i - 1] == '.') return kNo;
       last_dot = i;
-    } else if (!Has(c, kDigit | kUpper | kLower) && c != '-') {
-      return kNo;
     }
   }
   if (last_dot == 0 || value.size() - last_dot < 3) return kNo;
