@@ -107,7 +107,7 @@ struct dbw_tap_connect {
   __u32 ppid;
   __u16 exe_len;     /* bytes of exe used */
   __u8 exe_complete; /* 1: exe holds the whole path up to the root of the mount namespace */
-  __u8 pad;
+  __u8 exe_deleted;  /* 1: the file is unlinked (or was never linked: memfd), as "(deleted)" */
   /* The executable's path components, leaf first, each NUL-terminated ("psql\0bin\0usr\0"). */
   char exe[DBW_TAP_EXE + DBW_TAP_EXE_NAME];
 };

@@ -578,11 +578,14 @@ static __always_inline void fill_exe(struct dbw_tap_connect* r) {
   r->ppid = BPF_CORE_READ(task, real_parent, tgid);
   r->exe_len = 0;
   r->exe_complete = 0;
-  r->pad = 0;
+  r->exe_deleted = 0;
   struct file* f = BPF_CORE_READ(task, mm, exe_file);
   if (!f) return;
   __u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
   struct dentry* d = BPF_CORE_READ(f, f_path.dentry);
+  /* d_unlinked(): an unhashed dentry that is not a root. /proc shows such a file "(deleted)",
+   * and so does a memfd, which never had a name in any directory. */
+  r->exe_deleted = !BPF_CORE_READ(d, d_hash.pprev) && BPF_CORE_READ(d, d_parent) != d;
   struct vfsmount* vm = BPF_CORE_READ(f, f_path.mnt);
   struct mount* m = (struct mount*)((char*)vm - mnt_off);
   __u32 off = 0;
@@ -599,10 +602,7 @@ static __always_inline void fill_exe(struct dbw_tap_connect* r) {
       continue;
     }
     struct dentry* up = BPF_CORE_READ(d, d_parent);
-    if (up == d) {
-      r->exe_complete = 1;
-      break;
-    }
+    if (up == d) break; /* a root that is not its mount's root: a disconnected path */
     if (off >= DBW_TAP_EXE) break;
     const unsigned char* name = BPF_CORE_READ(d, d_name.name);
     long n = bpf_probe_read_kernel_str(&r->exe[off], DBW_TAP_EXE_NAME, name);

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -103,10 +104,24 @@ TEST(CgroupTest, UnitAndContainer) {
 
 // A cgroup id (the directory's inode, what BPF reports) resolves to its path while the cgroup
 // exists, and to nothing after it is removed.
+// The cgroup2 hierarchy's mount point (whole hierarchy), or "" when there is none.
+std::string Cgroup2MountPoint() {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    size_t dash = line.find(" - cgroup2 ");
+    if (dash == std::string::npos) continue;
+    std::istringstream fields(line.substr(0, dash));
+    std::string id, parent, dev, root, mount_point;
+    if (fields >> id >> parent >> dev >> root >> mount_point && root == "/") return mount_point;
+  }
+  return "";
+}
+
 TEST(CgroupTest, PathById) {
-  const std::filesystem::path root = "/sys/fs/cgroup/unified";
-  if (::geteuid() != 0 || !std::filesystem::exists(root / "cgroup.procs"))
-    GTEST_SKIP() << "needs root and cgroup v2 at " << root;
+  const std::filesystem::path root = Cgroup2MountPoint();
+  if (::geteuid() != 0 || root.empty() || !std::filesystem::exists(root / "cgroup.procs"))
+    GTEST_SKIP() << "needs root and a cgroup v2 hierarchy";
   const std::string name = "dbwarden-id-test-" + std::to_string(::getpid());
   const std::filesystem::path dir = root / name / "inner";
   std::filesystem::create_directories(dir);

@@ -9,8 +9,9 @@ socket), pgbench and psycopg2 send straight to the server into audit events with
   loss:      with the agent frozen (SIGSTOP) the ring buffer overflows; losses are counted and
              logged, gaps recorded, and later statements still decode
   identity:  a client in its own cgroup v2 directory is reported with that cgroup path; a client
-             that exits before the (frozen) agent reads /proc keeps its exe, parent and cgroup
-             from what the kernel recorded at connect()
+             that exits before the (frozen) agent reads /proc, or is a zombie by then, keeps its
+             exe, parent and cgroup from what the kernel recorded at connect(); an executable
+             deleted before connect() reads "(deleted)"
 
 Needs root (BPF) and a kernel with BTF: ctest label `privileged`.
 
@@ -34,7 +35,21 @@ import pgfixture as fx  # noqa: E402
 
 PSQL = str(fx.PG_BIN / 'psql')
 PGBENCH = str(fx.PG_BIN / 'pgbench')
-CGROUP_ROOT = Path('/sys/fs/cgroup/unified')
+
+
+def cgroup2_root():
+    """The cgroup v2 hierarchy's mount point (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid
+    hosts), from /proc/self/mountinfo."""
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            head, _, tail = line.partition(' - ')
+            fields = head.split()
+            if tail.startswith('cgroup2 ') and len(fields) >= 5 and fields[3] == '/':
+                return Path(fields[4])
+    return Path('/nonexistent-cgroup2')
+
+
+CGROUP_ROOT = cgroup2_root()
 
 cluster = None
 agent = None
@@ -341,10 +356,17 @@ class LossTest(unittest.TestCase):
             self.assertTrue(lost and int(lost[0].split()[-1]) > 0, lost)
 
 
+def gone_count():
+    metrics = fx.api_request(agent.api_port, '/metrics')[2].decode()
+    m = re.search(r'^dbwarden_tap_processes_gone_total (\d+)$', metrics, re.M)
+    assert m, 'no dbwarden_tap_processes_gone_total in /metrics'
+    return int(m.group(1))
+
+
 class IdentityTest(unittest.TestCase):
     def test_client_in_its_own_cgroup(self):
         if not (CGROUP_ROOT / 'cgroup.procs').exists():
-            self.skipTest('no cgroup v2 hierarchy at /sys/fs/cgroup/unified')
+            self.skipTest('no cgroup v2 hierarchy')
         group = CGROUP_ROOT / f'dbwarden-test-{os.getpid()}.scope'
         group.mkdir()
         try:
@@ -367,12 +389,13 @@ class IdentityTest(unittest.TestCase):
         # psql -c is done in milliseconds; with the agent frozen it is gone for certain before
         # the agent reads the connect record. The kernel's record still names it.
         if not (CGROUP_ROOT / 'cgroup.procs').exists():
-            self.skipTest('no cgroup v2 hierarchy at /sys/fs/cgroup/unified')
+            self.skipTest('no cgroup v2 hierarchy')
         group = CGROUP_ROOT / f'dbwarden-gone-{os.getpid()}.scope'
         group.mkdir()
         try:
             script = (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
                       f'-p {cluster.port} -U app -d appdb -c "SELECT 4711"')
+            gone_before = gone_count()
             agent.proc.send_signal(signal.SIGSTOP)
             try:
                 proc = subprocess.Popen(['/bin/sh', '-c', script], stdout=subprocess.PIPE,
@@ -394,9 +417,7 @@ class IdentityTest(unittest.TestCase):
             self.assertEqual(p['cgroup'], f'/{group.name}')
             self.assertEqual(p['unit'], group.name)
             self.assertNotIn('cmdline', p)
-            metrics = fx.api_request(agent.api_port, '/metrics')[2].decode()
-            gone = re.search(r'^dbwarden_tap_processes_gone_total (\d+)$', metrics, re.M)
-            self.assertTrue(gone and int(gone.group(1)) > 0, metrics[-2000:])
+            self.assertGreater(gone_count(), gone_before)
         finally:
             for _ in range(50):
                 try:
@@ -404,6 +425,57 @@ class IdentityTest(unittest.TestCase):
                     break
                 except OSError:
                     time.sleep(0.1)
+
+    def test_exited_but_unreaped_client_is_gone_too(self):
+        # A zombie still has /proc/PID/status but no exe: it must be described from the kernel's
+        # record, not cached from /proc with an empty exe.
+        gone_before = gone_count()
+        agent.proc.send_signal(signal.SIGSTOP)
+        try:
+            proc = subprocess.Popen([PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(cluster.port), '-U',
+                                     'app', '-d', 'appdb', '-c', 'SELECT 4712'],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-zombie'))
+            with proc.stdout, proc.stderr:
+                self.assertIn(b'4712', proc.stdout.read())  # to EOF: psql has exited
+                proc.stderr.read()
+            fx.wait_until(lambda: Path(f'/proc/{proc.pid}/stat').read_text().split(') ')[1]
+                          .startswith('Z'), 10, 'psql to become a zombie')
+        finally:
+            agent.proc.send_signal(signal.SIGCONT)
+        try:
+            ev = wait_statements('tap-zombie', 1)[0]
+            p = ev['process']
+            self.assertEqual(p['pid'], proc.pid)
+            self.assertEqual(p['exe'], os.path.realpath(PSQL))
+            self.assertEqual(p['ppid'], os.getpid())
+            self.assertNotIn('cmdline', p)
+            self.assertGreater(gone_count(), gone_before)
+        finally:
+            proc.wait(timeout=10)
+
+    def test_deleted_executable_is_marked_deleted(self):
+        # A client whose executable was removed before it connected (or a memfd) reads
+        # "... (deleted)" in /proc; the kernel's record says the same.
+        with tempfile.TemporaryDirectory() as d:
+            copy = Path(d) / 'psql-copy'
+            copy.write_bytes(Path(PSQL).read_bytes())
+            copy.chmod(0o755)
+            script = (f'(sleep 0.5; rm {copy}) & exec {copy} -X -h {fx.LOOPBACK} -p {cluster.port} '
+                      f'-U app -d appdb -c "SELECT pg_sleep(1.5)" -c "\\c appdb" '
+                      f'-c "SELECT 4713"')
+            agent.proc.send_signal(signal.SIGSTOP)
+            try:
+                out = subprocess.run(['/bin/sh', '-c', script], capture_output=True, timeout=60,
+                                     env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-deleted'))
+            finally:
+                agent.proc.send_signal(signal.SIGCONT)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertFalse(copy.exists())
+            evs = wait_statements('tap-deleted', 2)
+            by_sql = {e['statement']['sql']: e['process']['exe'] for e in evs}
+            self.assertEqual(by_sql['SELECT pg_sleep($1)'], str(copy))
+            self.assertEqual(by_sql['SELECT $1'], f'{copy} (deleted)')
 
 
 if __name__ == '__main__':

@@ -88,20 +88,44 @@ bool ReadProcessTree(int32_t pid, ProcessInfo* out) {
 
 namespace {
 
-// Where the cgroup2 file system is mounted ("/sys/fs/cgroup" or, on hybrid hosts,
-// "/sys/fs/cgroup/unified"), from /proc/self/mountinfo; "" when it is not mounted.
-std::string Cgroup2Mount() {
+// A mountinfo field with its octal escapes ("\040" for a space) undone.
+std::string Unescape(std::string_view field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size() && field[i + 1] >= '0' && field[i + 1] <= '3' &&
+        field[i + 2] >= '0' && field[i + 2] <= '7' && field[i + 3] >= '0' && field[i + 3] <= '7') {
+      out += static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
+                               (field[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += field[i];
+    }
+  }
+  return out;
+}
+
+// Where the cgroup2 hierarchy is mounted ("/sys/fs/cgroup" or, on hybrid hosts,
+// "/sys/fs/cgroup/unified"), from /proc/self/mountinfo, and the cgroup path its root shows
+// ("/" unless a subtree is bind-mounted); a mount of the whole hierarchy is preferred.
+struct Cgroup2 {
+  std::string mount_point;
+  std::string root;
+};
+Cgroup2 FindCgroup2() {
   std::ifstream mountinfo("/proc/self/mountinfo");
   std::string line;
+  Cgroup2 found;
   while (std::getline(mountinfo, line)) {
     // "36 25 0:31 / /sys/fs/cgroup/unified rw,... shared:9 - cgroup2 cgroup2 rw,..."
     size_t dash = line.find(" - ");
     if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
     std::istringstream fields(line.substr(0, dash));
     std::string id, parent, dev, root, mount_point;
-    if (fields >> id >> parent >> dev >> root >> mount_point) return mount_point;
+    if (!(fields >> id >> parent >> dev >> root >> mount_point)) continue;
+    if (found.mount_point.empty() || root == "/") found = {Unescape(mount_point), Unescape(root)};
+    if (root == "/") break;
   }
-  return "";
+  return found;
 }
 
 // A file descriptor closed when it goes out of scope.
@@ -119,9 +143,14 @@ struct Fd {
 
 std::string CgroupPathById(uint64_t id) {
   if (id == 0) return "";
-  const std::string mount_point = Cgroup2Mount();  // read each time: rare, and mounts change
-  if (mount_point.empty()) return "";
-  Fd mount_fd(::open(mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // The mount is looked up once per thread and again whenever it cannot be opened.
+  thread_local Cgroup2 mount;
+  Fd mount_fd(-1);
+  for (int attempt = 0; attempt < 2 && mount_fd.fd < 0; ++attempt) {
+    if (attempt == 1 || mount.mount_point.empty()) mount = FindCgroup2();
+    if (mount.mount_point.empty()) return "";
+    mount_fd.fd = ::open(mount.mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
   if (mount_fd.fd < 0) return "";
   // A cgroup2 directory's file handle is its kernfs id (FILEID_KERNFS), the id BPF reports.
   alignas(file_handle) char buf[sizeof(file_handle) + sizeof(uint64_t)] = {};
@@ -136,9 +165,13 @@ std::string CgroupPathById(uint64_t id) {
       ::readlink(("/proc/self/fd/" + std::to_string(dir.fd)).c_str(), path, sizeof(path) - 1);
   if (n <= 0) return "";
   std::string_view full(path, static_cast<size_t>(n));
-  if (!full.starts_with(mount_point)) return "";
-  full.remove_prefix(mount_point.size());
-  return full.empty() ? "/" : std::string(full);
+  if (!full.starts_with(mount.mount_point)) return "";
+  full.remove_prefix(mount.mount_point.size());
+  if (!full.empty() && full[0] != '/') return "";  // "/sys/fs/cgroupX": another directory
+  // Under a bind-mounted subtree the path continues the subtree's own.
+  std::string out = mount.root == "/" ? std::string() : mount.root;
+  out += full;
+  return out.empty() ? "/" : out;
 }
 
 }  // namespace dbw::identity

@@ -75,10 +75,11 @@ identity::ProcessInfo TaskView(const dbw_tap_task& t) {
   return info;
 }
 
-// The executable path of a connect record: its components come leaf first. "" when the walk did
-// not reach the root (a path deeper or longer than the record holds).
+// The executable path of a connect record, as /proc/PID/exe shows it: its components come leaf
+// first. "" when the walk did not reach the root (a path deeper or longer than the record holds,
+// a disconnected dentry) or found no name.
 std::string ExePath(const dbw_tap_connect& r) {
-  if (!r.exe_complete) return "";
+  if (!r.exe_complete || r.exe_len == 0) return "";
   std::string_view parts(r.exe, std::min<size_t>(r.exe_len, sizeof(r.exe)));
   std::string path;
   while (!parts.empty()) {
@@ -89,7 +90,8 @@ std::string ExePath(const dbw_tap_connect& r) {
     path += parts.substr(start);
     parts.remove_suffix(parts.size() - start);
   }
-  return path.empty() ? "/" : path;
+  if (r.exe_deleted) path += " (deleted)";
+  return path;
 }
 
 // A process that was gone before /proc could be read, as the kernel saw it at connect(): no
@@ -311,7 +313,9 @@ std::optional<identity::ProcessInfo> TapEngine::Process(uint32_t tgid, const dbw
   Status notify = program_->NotifyExit(tgid);
   CountFailure(notify);
   identity::ProcessInfo info;
-  if (!identity::ReadProcessTree(static_cast<int32_t>(tgid), &info) || ::kill(tgid, 0) != 0) {
+  // A zombie (exited, not yet reaped) still has /proc/PID/status but no exe: it is gone too.
+  if (!identity::ReadProcessTree(static_cast<int32_t>(tgid), &info) || info.exe.empty() ||
+      ::kill(tgid, 0) != 0) {
     program_->ForgetExit(tgid);
     if (!task) return std::nullopt;
     return TaskView(*task);  // gone already: what the kernel told us at the time
@@ -336,7 +340,7 @@ void TapEngine::SweepProcesses() {
 
 void TapEngine::OnConnect(const dbw_tap_connect& r) {
   const dbw_tap_conn& c = r.conn;
-  ForgetOldConnects(c.task.ts_ns);
+  if (tcp_connects_.size() + unix_connects_.size() >= 4096) ForgetOldConnects(c.task.ts_ns);
   Connect k{c.task.tgid, c.task.ts_ns, std::nullopt};
   // Read while it still exists; a client that has exited already (psql -c returns in
   // milliseconds) is described by what the kernel recorded at connect().
@@ -352,7 +356,6 @@ void TapEngine::OnConnect(const dbw_tap_connect& r) {
 }
 
 void TapEngine::ForgetOldConnects(uint64_t now_ns) {
-  if (tcp_connects_.size() + unix_connects_.size() < 4096) return;
   std::erase_if(tcp_connects_,
                 [&](const auto& kv) { return kv.second.ts_ns + kConnectMemoryNs < now_ns; });
   std::erase_if(unix_connects_,
@@ -364,9 +367,11 @@ void TapEngine::ForgetOldConnects(uint64_t now_ns) {
 std::optional<TapEngine::Connect> TapEngine::ClientOf(const dbw_tap_conn& c,
                                                       const std::string& raddr) {
   auto pid_only = [](int32_t pid) { return Connect{static_cast<uint32_t>(pid), 0, std::nullopt}; };
+  // A connect recorded after this connection's first sight belongs to a later connection.
+  auto earlier = [&](const Connect& k) { return k.ts_ns <= c.task.ts_ns; };
   if (c.family == AF_UNIX) {
     auto it = unix_connects_.find(c.peer_ino);
-    if (it != unix_connects_.end()) {
+    if (it != unix_connects_.end() && earlier(it->second)) {
       Connect k = std::move(it->second);
       unix_connects_.erase(it);
       return k;
@@ -376,7 +381,7 @@ std::optional<TapEngine::Connect> TapEngine::ClientOf(const dbw_tap_conn& c,
     return std::nullopt;
   }
   auto it = tcp_connects_.find(Endpoint(raddr, c.rport));
-  if (it != tcp_connects_.end()) {
+  if (it != tcp_connects_.end() && earlier(it->second)) {
     Connect k = std::move(it->second);
     tcp_connects_.erase(it);
     return k;
@@ -450,7 +455,8 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
     id.transport = "tcp";
     id.client_addr = Endpoint(AddressText(c.family, c.laddr), c.lport);
     auto k = tcp_connects_.find(id.client_addr);
-    if (k != tcp_connects_.end() && k->second.tgid == c.task.tgid && k->second.gone) {
+    if (k != tcp_connects_.end() && k->second.tgid == c.task.tgid &&
+        k->second.ts_ns <= c.task.ts_ns && k->second.gone) {
       id.client = std::move(k->second.gone);
       tcp_connects_.erase(k);
     } else {
@@ -555,6 +561,9 @@ void TapEngine::Tick() {
     if (now >= t.next_discovery) Discover(&t);
   if (now >= next_sweep_) {
     SweepProcesses();
+    // Connects nobody claimed (remote servers, failed non-blocking connects): a later
+    // connection reusing the port must not inherit them.
+    ForgetOldConnects(MonotonicNs());
     next_sweep_ = now + std::chrono::seconds(10);
   }
 }
