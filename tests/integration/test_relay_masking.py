@@ -180,6 +180,24 @@ class MaskingTest(unittest.TestCase):
         out, err = psql('COPY (SELECT password_hash, id FROM customers ORDER BY id) TO STDOUT')
         self.assertEqual(out.splitlines(), ['\\N\t\\N', '\\N\t\\N'], err)
 
+    def test_copy_csv_and_other_delimiters_are_withheld_not_misread(self):
+        # The field masker splits text-format lines on tabs; a CSV line (or one split by '|')
+        # read that way would put every value in the first field, which may have no rule.
+        out, err = psql('COPY customers (id, password_hash, email) TO STDOUT (FORMAT csv)')
+        self.assertEqual(out.splitlines(), [',,', ',,'], err)
+        out, err = psql('COPY customers (id, email) TO STDOUT (FORMAT csv, HEADER)')
+        self.assertEqual(out.splitlines(), ['id,email', ',', ','], err)
+        out, err = psql("COPY customers (id, email, notes) TO STDOUT (DELIMITER '|')")
+        self.assertEqual(out.splitlines(), ['\\N|\\N|\\N'] * 2, err)
+        out, err = psql("COPY customers TO STDOUT WITH CSV DELIMITER ';' QUOTE '\"'")
+        self.assertNotIn(EMAIL, out, err)
+        self.assertNotIn(AWS, out)
+        self.assertTrue(out.splitlines() and all(set(line) <= {';'} for line in out.splitlines()),
+                        out)
+        # The plain text format is still masked field by field.
+        out, err = psql('COPY customers (id, email) TO STDOUT')
+        self.assertIn('1\t****@example.com', out.splitlines(), err)
+
     def test_notify_payload_and_system_columns(self):
         conn = connect()
         try:

@@ -137,6 +137,41 @@ TEST(AnalyzerTest, DeepNestingFailsClosed) {
   ASSERT_EQ(f->statements.size(), 1u);  // either analysed or unparseable; never a crash
 }
 
+// COPY's output options: masking splits COPY rows by them, so they must be read, and never
+// taken from a cached statement that differed only in the delimiter literal.
+TEST(AnalyzerTest, CopyOutputOptions) {
+  auto facts = [](std::string_view sql) { return AnalyzeUncached(sql)->statements.at(0); };
+  StatementFacts plain = facts("COPY t TO STDOUT");
+  EXPECT_FALSE(plain.copy_csv);
+  EXPECT_EQ(plain.copy_delimiter, '\t');
+  EXPECT_FALSE(plain.copy_header);
+
+  StatementFacts csv = facts("COPY t (a, b) TO STDOUT (FORMAT csv, HEADER)");
+  EXPECT_TRUE(csv.copy_csv);
+  EXPECT_EQ(csv.copy_delimiter, ',');
+  EXPECT_EQ(csv.copy_quote, '"');
+  EXPECT_EQ(csv.copy_escape, '"');
+  EXPECT_TRUE(csv.copy_header);
+
+  StatementFacts old = facts(R"(COPY t TO STDOUT WITH CSV DELIMITER ';' QUOTE '''' ESCAPE '\')");
+  EXPECT_TRUE(old.copy_csv);
+  EXPECT_EQ(old.copy_delimiter, ';');
+  EXPECT_EQ(old.copy_quote, '\'');
+  EXPECT_EQ(old.copy_escape, '\\');
+
+  EXPECT_EQ(facts("COPY t TO STDOUT (DELIMITER '|')").copy_delimiter, '|');
+  EXPECT_FALSE(facts("COPY t TO STDOUT (FORMAT csv, HEADER false)").copy_header);
+  EXPECT_FALSE(facts("COPY t TO STDOUT (FORMAT csv, HEADER 0)").copy_header);
+  EXPECT_TRUE(facts("COPY t TO STDOUT (FORMAT csv, HEADER 1)").copy_header);
+  EXPECT_TRUE(facts("COPY t TO STDOUT (FORMAT text, HEADER match)").copy_header);
+
+  Analyzer cache(16);
+  EXPECT_EQ(cache.Analyze("COPY t TO STDOUT (DELIMITER '|')")->statements.at(0).copy_delimiter,
+            '|');
+  EXPECT_EQ(cache.Analyze("COPY t TO STDOUT (DELIMITER ',')")->statements.at(0).copy_delimiter,
+            ',');
+}
+
 TEST(NamesTest, RoundTrip) {
   Command c;
   ASSERT_TRUE(ParseCommandName("delete", &c));

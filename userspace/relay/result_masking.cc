@@ -7,6 +7,46 @@
 namespace dbw::relay {
 namespace {
 
+// Fields of one COPY text-format line: delimiters not escaped by a backslash, plus one.
+size_t TextFieldCount(std::string_view line, char delimiter) {
+  size_t fields = 1;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '\\') {
+      ++i;  // the escaped character, a delimiter included
+    } else if (line[i] == delimiter) {
+      ++fields;
+    }
+  }
+  return fields;
+}
+
+// Fields of one COPY CSV line: delimiters outside quoted fields, plus one. Inside quotes the
+// quote character is doubled, or preceded by the escape character when that differs.
+size_t CsvFieldCount(std::string_view line, char delimiter, char quote, char escape) {
+  size_t fields = 1;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (escape != quote && c == escape && i + 1 < line.size() &&
+          (line[i + 1] == quote || line[i + 1] == escape)) {
+        ++i;
+      } else if (c == quote) {
+        if (i + 1 < line.size() && line[i + 1] == quote) {
+          ++i;  // a doubled quote
+        } else {
+          quoted = false;
+        }
+      }
+    } else if (c == quote) {
+      quoted = true;
+    } else if (c == delimiter) {
+      ++fields;
+    }
+  }
+  return fields;
+}
+
 // Re-frames a rewritten body as a message of `type`.
 void AppendMessage(uint8_t type, std::string_view body, pg::Bytes* out) {
   uint32_t len = static_cast<uint32_t>(body.size() + 4);
@@ -185,6 +225,11 @@ bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::Stateme
   if (!pg::ParseCopyResponse(frame.body, &m, reason)) return false;
   copy_binary_ = m.format != 0;
   copy_withhold_ = false;
+  copy_csv_ = copy != nullptr && copy->copy_csv;
+  copy_delimiter_ = copy != nullptr ? copy->copy_delimiter : '\t';
+  copy_quote_ = copy != nullptr ? copy->copy_quote : '"';
+  copy_escape_ = copy != nullptr ? copy->copy_escape : '"';
+  copy_header_pending_ = copy != nullptr && copy->copy_header;
   plan_key_ = 0;  // a suspended portal resumed later must not reuse this plan
   plan_profile_ = profile_;
   plan_.columns.clear();
@@ -220,6 +265,9 @@ bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::Stateme
     copy_withhold_ = true;
     catalog_miss_ = table != nullptr;
   }
+  // The field masker reads text format split on tabs. CSV, or text with another delimiter,
+  // cannot be split by it: every field is withheld (fail closed) rather than misread.
+  if (copy_csv_ || copy_delimiter_ != '\t') copy_withhold_ = true;
   plan_.detectors = profile_->detectors();
   plan_.hmac = hmac_;
   ResetStats();
@@ -235,12 +283,26 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   }
   scratch_.clear();
   std::string_view line(reinterpret_cast<const char*>(frame.body.data()), frame.body.size());
+  if (copy_header_pending_) {
+    // HEADER: the first line holds column names, not data.
+    copy_header_pending_ = false;
+    AppendFrame(frame, out);
+    return true;
+  }
   if (copy_withhold_ || !have_plan_) {
-    // Every field becomes \N (NULL), the line keeps its shape.
-    size_t fields = 1;
-    for (char ch : line) fields += ch == '\t' ? 1 : 0;
-    for (size_t i = 0; i < fields; ++i) scratch_ += i == 0 ? "\\N" : "\t\\N";
-    if (!line.empty() && line.back() == '\n') scratch_ += '\n';
+    // Every field becomes NULL (\N in text, an empty unquoted field in CSV); the line keeps
+    // its shape.
+    std::string_view content = line;
+    const bool newline = !content.empty() && content.back() == '\n';
+    if (newline) content.remove_suffix(1);
+    if (copy_csv_ && !content.empty() && content.back() == '\r') content.remove_suffix(1);
+    size_t fields = copy_csv_ ? CsvFieldCount(content, copy_delimiter_, copy_quote_, copy_escape_)
+                              : TextFieldCount(content, copy_delimiter_);
+    for (size_t i = 0; i < fields; ++i) {
+      if (i > 0) scratch_ += copy_delimiter_;
+      if (!copy_csv_) scratch_ += "\\N";
+    }
+    if (newline) scratch_ += '\n';
     withheld_ += fields;
     AppendMessage(pg::be::kCopyData, scratch_, out);
     return true;

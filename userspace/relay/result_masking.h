@@ -86,6 +86,12 @@ class ResultMasking {
   std::unordered_map<uint64_t, Description> statement_desc_, portal_desc_;
   bool copy_binary_ = false;
   bool copy_withhold_ = false;  // COPY fields that cannot be tied to columns: all withheld
+  // The COPY's output shape: CSV (quote, escape) or text, its delimiter, a header line to come.
+  bool copy_csv_ = false;
+  char copy_delimiter_ = '\t';
+  char copy_quote_ = '"';
+  char copy_escape_ = '"';
+  bool copy_header_pending_ = false;
   std::shared_ptr<const policy::MaskingProfile> plan_profile_;  // keeps plan_.detectors alive
   bool catalog_miss_ = false;
   masking::MaskStats stats_;

@@ -113,6 +113,13 @@ struct StatementFacts {
   // `copy_query` when it copies a query's output instead of a table.
   std::vector<std::string> copy_columns;
   bool copy_query = false;
+  // COPY ... TO options that shape the output: CSV instead of text, a delimiter other than the
+  // default (tab for text, comma for CSV), CSV quote and escape characters, a header line.
+  bool copy_csv = false;
+  char copy_delimiter = '\t';
+  char copy_quote = '"';
+  char copy_escape = '"';
+  bool copy_header = false;
 
   bool Has(Risk r) const { return (risks & r) != 0; }
 };

@@ -116,6 +116,7 @@ void Walker::Copy(object body) {
     if (tree::GetArray(body, "attlist", &cols))
       for (element c : cols) f_->copy_columns.emplace_back(tree::StringNode(c));
     f_->copy_query = tree::Has(body, "query");
+    CopyOptions(body);
     // COPY table TO exports every row: judged like SELECT * FROM table.
     if (has_rel) {
       Read(rel);
@@ -131,6 +132,45 @@ void Walker::Copy(object body) {
     Risk(kRiskServerFileAccess);
   }
   WalkFields(body, {"relation"});
+}
+
+// COPY's output options (WITH (FORMAT csv, DELIMITER '|', HEADER) and the old CSV/DELIMITER
+// spellings, which the parser turns into the same list).
+void Walker::CopyOptions(object body) {
+  array options;
+  if (!tree::GetArray(body, "options", &options)) return;
+  // Delimiter, quote and escape are string literals the shape cache does not see.
+  *sensitive_ = true;
+  bool delimiter_set = false, escape_set = false;
+  for (element e : options) {
+    std::string_view type;
+    object def;
+    if (!tree::AsNode(e, &type, &def) || type != "DefElem") continue;
+    std::string_view name = tree::GetString(def, "defname");
+    element arg;
+    bool has_arg = tree::Get(def, "arg", &arg);
+    std::string_view value = has_arg ? tree::StringNode(arg) : std::string_view();
+    if (name == "format") {
+      f_->copy_csv = value == "csv";
+    } else if (name == "delimiter" && !value.empty()) {
+      f_->copy_delimiter = value[0];
+      delimiter_set = true;
+    } else if (name == "quote" && !value.empty()) {
+      f_->copy_quote = value[0];
+    } else if (name == "escape" && !value.empty()) {
+      f_->copy_escape = value[0];
+      escape_set = true;
+    } else if (name == "header") {
+      // HEADER alone, a boolean spelled as a word, a number (0 has no ival), or MATCH.
+      std::string_view arg_type;
+      object arg_body;
+      bool zero = has_arg && tree::AsNode(arg, &arg_type, &arg_body) && arg_type == "Integer" &&
+                  !tree::Has(arg_body, "ival");
+      f_->copy_header = !zero && value != "false" && value != "off";
+    }
+  }
+  if (f_->copy_csv && !delimiter_set) f_->copy_delimiter = ',';
+  if (!escape_set) f_->copy_escape = f_->copy_quote;
 }
 
 // The statement a PREPARE or EXPLAIN wraps, described on its own.

@@ -35,6 +35,7 @@ class Walker {
  private:
   void TopSelect(tree::object body);
   void Copy(tree::object body);
+  void CopyOptions(tree::object body);
   void Prepare(tree::object body);
   void Explain(tree::object body);
   bool ExplainOptionOn(tree::object def);
