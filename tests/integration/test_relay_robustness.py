@@ -1,11 +1,13 @@
 """The dbwarden relay under stress and failure: 300 concurrent sessions, clients killed mid-query,
-upstream restarts, malformed client bytes, an unreachable upstream, and SIGTERM with open sessions.
+upstream restarts, malformed client bytes, an unreachable upstream, SIGTERM with open sessions, and
+an audit log that cannot commit (its file system full): statements are refused, not run.
 
 Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
          tests/integration/test_relay_robustness.py -v
 """
 
 import os
+import re
 import signal
 import socket
 import struct
@@ -339,6 +341,64 @@ class ShutdownTest(unittest.TestCase):
         own.start()
         elapsed = own.stop(timeout=40)
         self.assertLess(elapsed, 5.0, 'no sessions: SIGTERM should not wait out the grace')
+
+
+class AuditFailureTest(unittest.TestCase):
+    def test_full_audit_file_system_refuses_statements_then_recovers(self):
+        # audit_before_forward (the prod default): a statement whose decision cannot be written
+        # to the audit log is not forwarded. The state directory is a tmpfs, filled until less
+        # than the store's reserve (256 MiB) is free, then emptied again.
+        if os.geteuid() != 0:
+            self.skipTest('mounting a tmpfs needs root')
+        own = fx.Relay([{'name': 'prod', 'env': 'prod',
+                         'upstream': f'{fx.LOOPBACK}:{cluster.port}'}])
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=400m', 'tmpfs', own.state_dir],
+                       check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', own.state_dir], check=False)
+        self.addCleanup(own.close)
+        own.start()
+        cluster.psql('CREATE TABLE IF NOT EXISTS audit_full (v int)', dbname='appdb', user='app')
+
+        def through_relay(sql):
+            return subprocess.run([PSQL, '-X', '-v', 'VERBOSITY=verbose', '-h', fx.LOOPBACK,
+                                   '-p', str(own.port()), '-U', 'app', '-d', 'appdb', '-c', sql],
+                                  capture_output=True, text=True, env=fx.CLIENT_ENV, timeout=60)
+
+        def metric(name):
+            text = fx.api_request(own.api_port, '/metrics')[2].decode()
+            m = re.search(rf'^{name} (\d+)$', text, re.M)
+            self.assertTrue(m, f'{name} missing')
+            return int(m.group(1))
+
+        ok = through_relay('INSERT INTO audit_full VALUES (1)')
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertEqual(metric('dbwarden_audit_store_write_stopped'), 0)
+        filler = os.path.join(own.state_dir, 'filler')
+        with open(filler, 'wb') as f:
+            while os.statvfs(own.state_dir).f_bavail * os.statvfs(own.state_dir).f_frsize > (
+                    128 << 20):
+                f.write(bytes(1 << 20))
+                f.flush()
+        refused = through_relay('INSERT INTO audit_full VALUES (42)')
+        self.assertNotEqual(refused.returncode, 0, refused.stdout + own.diag())
+        self.assertIn('58000', refused.stderr)
+        self.assertIn('audit log cannot record this statement', refused.stderr)
+        self.assertEqual(cluster.psql('SELECT count(*) FROM audit_full WHERE v = 42',
+                                      dbname='appdb', user='app'), '0',
+                         'the refused INSERT reached the server')
+        self.assertGreater(metric('dbwarden_audit_refusals_total'), 0)
+        self.assertEqual(metric('dbwarden_audit_store_write_stopped'), 1)
+        self.assertIn('MiB free under', own.stderr_text())
+
+        os.unlink(filler)
+        again = through_relay('INSERT INTO audit_full VALUES (43)')
+        self.assertEqual(again.returncode, 0, again.stderr + own.diag())
+        self.assertEqual(metric('dbwarden_audit_store_write_stopped'), 0)
+        self.assertEqual(cluster.psql('SELECT count(*) FROM audit_full WHERE v = 43',
+                                      dbname='appdb', user='app'), '1')
+        # The refusal itself could not be recorded; everything around it was, chain intact.
+        self.assertTrue(own.events('statement', lambda e: e.get('statement', {}).get('sql') ==
+                                   'INSERT INTO audit_full VALUES ($1)'))
 
 
 if __name__ == '__main__':

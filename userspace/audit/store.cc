@@ -2,6 +2,7 @@
 #include "userspace/audit/store.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -196,6 +197,11 @@ StatusOr<std::unique_ptr<AuditStore>> AuditStore::Open(const StoreOptions& optio
       m.GetGauge("dbwarden_audit_queue_depth", "Audit events waiting to be written");
   impl->m_head_seq =
       m.GetGauge("dbwarden_audit_chain_head_seq", "Sequence number of the chain head");
+  impl->m_write_stopped =
+      m.GetGauge("dbwarden_audit_store_write_stopped",
+                 "1 after a write to the audit store failed: nothing more is written until "
+                 "dbwarden restarts, and statements that must be audited first are refused");
+  impl->m_write_stopped->Set(0);
   impl->m_commit = m.GetHistogram("dbwarden_audit_commit_duration_seconds",
                                   "Time to commit one audit batch to RocksDB");
   impl->m_head_seq->Set(static_cast<int64_t>(impl->head_seq.load()));
@@ -381,6 +387,7 @@ Status AuditStore::Impl::AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, co
 }
 
 void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
+  if (!write_error.empty() || low_space) return;
   uint64_t head = next_seq - 1;
   if (head == last_checkpoint_seq) return;
   if (!force && std::chrono::steady_clock::now() - last_checkpoint_time < options.checkpoint_every)
@@ -392,13 +399,67 @@ void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
   rocksdb::Status s = st.ok() ? db->Write(wo, &wb) : rocksdb::Status::Aborted(st.message());
   if (!s.ok()) {
     DBW_LOG(kError) << "audit checkpoint failed: " << s.ToString();
+    if (st.ok()) {
+      write_error = s.ToString();
+      m_write_stopped->Set(1);
+    }
     return;
   }
   last_checkpoint_seq = head;
   last_checkpoint_time = std::chrono::steady_clock::now();
 }
 
+void AuditStore::Impl::FailBatch(Batch::iterator first, Batch::iterator last,
+                                 const std::string& message) {
+  commit_failures.fetch_add(1);
+  m_failures->Add();
+  Status err = Unavailable("audit commit failed: " + message);
+  uint64_t unreported = 0;
+  for (auto it = first; it != last; ++it) {
+    if (it->done)
+      it->done(err, 0);
+    else if (it->event.kind == EventKind::kAuditLoss)
+      unreported += it->event.count;  // the report of earlier drops: they stay unreported
+    else
+      ++unreported;
+  }
+  // Events nobody waits for are reported as lost by the next batch's audit_loss event.
+  std::lock_guard<std::mutex> lock(mu);
+  lost += unreported;
+  dropped.fetch_add(unreported);
+  m_dropped->Add(unreported);
+}
+
+bool AuditStore::Impl::SpaceLeft() {
+  struct statvfs fs {};
+  bool left = ::statvfs(options.dir.c_str(), &fs) != 0 ||  // unknown: let RocksDB try
+              static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize >= kReserveBytes;
+  if (left == low_space) {
+    low_space = !left;
+    m_write_stopped->Set(low_space || !write_error.empty() ? 1 : 0);
+    if (low_space)
+      DBW_LOG(kError) << "audit store: less than " << (kReserveBytes >> 20) << " MiB free under "
+                      << options.dir << "; nothing is written (statements that must be audited "
+                      << "first are refused) until space is freed";
+    else
+      DBW_LOG(kWarning) << "audit store: space freed under " << options.dir << "; writing again";
+  }
+  return left;
+}
+
 void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) {
+  if (!write_error.empty()) {
+    FailBatch(first, last,
+              "the store stopped writing after an earlier failure (" + write_error +
+                  "); restart dbwarden once the cause is fixed");
+    return;
+  }
+  if (!SpaceLeft()) {
+    FailBatch(
+        first, last,
+        "less than " + std::to_string(kReserveBytes >> 20) + " MiB free under " + options.dir);
+    return;
+  }
   auto start = std::chrono::steady_clock::now();
   rocksdb::WriteBatch& wb = write_batch;
   wb.Clear();  // keeps its buffer
@@ -459,24 +520,17 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
                                 std::chrono::steady_clock::now() - start)
                                 .count()));
   if (!s.ok()) {
-    commit_failures.fetch_add(1);
-    m_failures->Add();
-    DBW_LOG(kError) << "audit commit failed: " << s.ToString();
-    Status err = Unavailable("audit commit failed: " + s.ToString());
-    uint64_t unreported = 0;
-    for (auto it = first; it != last; ++it) {
-      if (it->done)
-        it->done(err, 0);
-      else if (it->event.kind == EventKind::kAuditLoss)
-        unreported += it->event.count;  // the report of earlier drops: they stay unreported
-      else
-        ++unreported;
+    if (st.ok()) {
+      // RocksDB itself failed (a full disk, an I/O error): stop writing (see write_error).
+      write_error = s.ToString();
+      m_write_stopped->Set(1);
+      DBW_LOG(kError) << "audit commit failed: " << write_error
+                      << "; the audit store writes nothing more until dbwarden restarts: "
+                         "statements that must be audited first are refused";
+    } else {
+      DBW_LOG(kError) << "audit commit failed: " << s.ToString();
     }
-    // Events nobody waits for are reported as lost by the next batch's audit_loss event.
-    std::lock_guard<std::mutex> lock(mu);
-    lost += unreported;
-    dropped.fetch_add(unreported);
-    m_dropped->Add(unreported);
+    FailBatch(first, last, s.ToString());
     return;
   }
   uint64_t first_seq = next_seq;

@@ -42,6 +42,9 @@ struct AuditStore::Impl {
   // Writes [first, last) as one RocksDB write; on failure fails their callbacks and counts the
   // others as lost (the next batch reports them).
   void CommitBatch(Batch::iterator first, Batch::iterator last);
+  // Tells every waiter of [first, last) that the batch failed; events nobody waits for are
+  // counted as lost (the next batch's audit_loss event reports them).
+  void FailBatch(Batch::iterator first, Batch::iterator last, const std::string& message);
   Status AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const store::Hash& hash);
   void MaybeTimedCheckpoint(bool force);
   void RunRetention();
@@ -101,6 +104,16 @@ struct AuditStore::Impl {
   std::atomic<uint64_t> written{0};
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint64_t> commit_failures{0};
+  // Set by the first failed write (writer thread only). RocksDB 7.8 cannot reuse a log file
+  // after a write error (Debian's build asserts on it), so the store writes nothing more until
+  // the agent restarts: every later batch fails at once and statements that wait are refused.
+  std::string write_error;
+  // RocksDB 7.8 as Debian builds it aborts the process when a log write hits a full disk, so
+  // the store stops writing while the file system has less than kReserveBytes free: batches
+  // fail at once (statements that wait are refused) and writing resumes when space returns.
+  static constexpr uint64_t kReserveBytes = 256ull << 20;
+  bool low_space = false;
+  bool SpaceLeft();
   mutable std::mutex head_mu;  // pairs with head_cv for WaitForNewer
   mutable std::condition_variable head_cv;
 
@@ -109,6 +122,7 @@ struct AuditStore::Impl {
   Counter* m_failures = nullptr;
   Gauge* m_queue_depth = nullptr;
   Gauge* m_head_seq = nullptr;
+  Gauge* m_write_stopped = nullptr;
   Histogram* m_commit = nullptr;
 };
 
