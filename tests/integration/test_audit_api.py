@@ -128,6 +128,57 @@ class AuditApiTest(unittest.TestCase):
                                  text=True, env=env, timeout=60)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
 
+    def test_every_filter_over_http(self):
+        # Each /v1/events filter, over real HTTP, selects exactly the events whose field has
+        # the value (checked against the unfiltered list), and a value nobody has finds none.
+        with make_relay() as relay:
+            for app in ('filter-a', 'filter-b'):
+                out = subprocess.run([str(fx.PG_BIN / 'psql'), '-X', '-h', fx.LOOPBACK, '-p',
+                                      str(relay.port()), '-U', 'app', '-d', 'appdb', '-c',
+                                      f"SELECT owner FROM accounts WHERE id = {len(app)}"],
+                                     capture_output=True, text=True, timeout=60,
+                                     env=dict(fx.CLIENT_ENV, PGAPPNAME=app))
+                self.assertEqual(out.returncode, 0, out.stderr)
+            relay.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'filter-b',
+                           kind='statement')
+            status, _, body = http(relay, '/v1/events?limit=1000')
+            self.assertEqual(status, 200, body)
+            everything = json.loads(body)['events']
+            stmt = next(e for e in everything if e['kind'] == 'statement' and
+                        e['principal'].get('application_name') == 'filter-b')
+
+            def ids(query):
+                status, _, body = http(relay, f'/v1/events?limit=1000&{query}')
+                self.assertEqual(status, 200, f'{query}: {body}')
+                return [e['seq'] for e in json.loads(body)['events']]
+
+            def seqs(pred):
+                return [e['seq'] for e in everything if pred(e)]
+
+            cases = {
+                'db_user=app': lambda e: e.get('principal', {}).get('db_user') == 'app',
+                'database=appdb': lambda e: e.get('principal', {}).get('database') == 'appdb',
+                f'session={stmt["session_id"]}': lambda e: e.get('session_id') ==
+                stmt['session_id'],
+                f'fingerprint={stmt["statement"]["fingerprint"]}':
+                    lambda e: e.get('statement', {}).get('fingerprint') ==
+                    stmt['statement']['fingerprint'],
+                f'exe={stmt["process"]["exe"]}': lambda e: e.get('process', {}).get('exe') ==
+                stmt['process']['exe'],
+                'source=relay': lambda e: e.get('source') == 'relay',
+            }
+            for query, pred in cases.items():
+                with self.subTest(query=query):
+                    want = seqs(pred)
+                    self.assertTrue(want, f'no event matches {query}: the case proves nothing')
+                    self.assertEqual(ids(query), want)
+            with self.subTest(query='until'):
+                self.assertEqual(ids(f'until={stmt["ts"]}'), seqs(lambda e: e['ts'] < stmt['ts']))
+            for query in ('db_user=nobody', 'database=nodb', 'session=0000', 'source=tap',
+                          'exe=/no/such/exe', 'fingerprint=0000000000000000'):
+                with self.subTest(query=query):
+                    self.assertEqual(ids(query), [])
+
     def test_restart_continues_chain(self):
         relay = make_relay()
         self.addCleanup(relay.close)

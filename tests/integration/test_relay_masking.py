@@ -216,6 +216,12 @@ class MaskingTest(unittest.TestCase):
         finally:
             conn.close()
 
+    def test_notice_message_is_masked(self):
+        # RAISE NOTICE with row data: NoticeResponse fields pass through the detectors too.
+        out, err = psql(f"DO $$BEGIN RAISE NOTICE 'contact %', '{EMAIL}'; END$$")
+        self.assertIn('NOTICE:  contact ****@example.com', err, out)
+        self.assertNotIn(EMAIL, err)
+
     def test_unique_violation_detail_is_masked(self):
         out, err = psql(f"INSERT INTO customers (id, email) VALUES (3, '{EMAIL}')")
         self.assertIn('duplicate key value', err)

@@ -189,5 +189,42 @@ class RelayTlsTest(unittest.TestCase):
                                                               f'expected: {fields}')
 
 
+class ClientCertificateTest(unittest.TestCase):
+    def test_client_certificate_subject_is_the_principals(self):
+        # tls.client_ca: a client certificate is requested and verified; its subject is
+        # recorded as principal.tls_subject. A client without one still connects (password).
+        upstream = f'{fx.LOOPBACK}:{cluster.port}'
+        own = fx.Relay([{'name': 'mtls', 'env': 'test', 'upstream': upstream,
+                         'tls': {'cert': str(pki.relay_cert), 'key': str(pki.relay_key),
+                                 'client_ca': str(pki.ca_cert)},
+                         'upstream_tls': {'ca': str(pki.ca_cert), 'server_name': 'localhost'}}])
+        self.addCleanup(own.close)
+        own.start()
+        with_cert = psql(conninfo(own.port(), sslmode='verify-ca', sslrootcert=pki.ca_cert,
+                                  sslcert=pki.client_cert, sslkey=pki.client_key,
+                                  application_name='tls-client-cert'), 'SELECT 101')
+        self.assertEqual(with_cert.returncode, 0, with_cert.stderr + own.diag())
+        without = psql(conninfo(own.port(), sslmode='verify-ca', sslrootcert=pki.ca_cert,
+                                application_name='tls-no-client-cert'), 'SELECT 102')
+        self.assertEqual(without.returncode, 0, without.stderr)
+
+        def principal(app):
+            ev = own.wait_for(lambda e: e.get('principal', {}).get('application_name') == app,
+                              kind='statement')[0]
+            return ev['principal']
+
+        self.assertIn('CN=app', principal('tls-client-cert').get('tls_subject', ''))
+        self.assertNotIn('tls_subject', principal('tls-no-client-cert'))
+
+        # A certificate from another CA is rejected in the handshake.
+        cert, key = pki.make_cert('stranger', 'stranger', ca='other_ca', client=True)
+        other = psql(conninfo(own.port(), sslmode='verify-ca', sslrootcert=pki.ca_cert,
+                              sslcert=cert, sslkey=key, application_name='tls-stranger'),
+                     'SELECT 103')
+        self.assertNotEqual(other.returncode, 0, other.stdout)
+        self.assertFalse(own.events('statement', lambda e: e.get('principal', {}).get(
+            'application_name') == 'tls-stranger'))
+
+
 if __name__ == '__main__':
     unittest.main()
