@@ -482,5 +482,39 @@ class MonitorAndReloadTest(unittest.TestCase):
             conn.close()
 
 
+class ProcessIdentityTest(unittest.TestCase):
+    def test_agent_by_executable_and_rule_sqlstate(self):
+        # Who is an agent can be the client process's executable (verified by the relay from
+        # /proc, not claimed by the client); a deny rule's own SQLSTATE reaches the client.
+        policy_file = workdir / 'by-exe.yaml'
+        policy_file.write_text(
+            'version: 1\nprincipals:\n  agents:\n    - exe: ["*/psql"]\nrules:\n'
+            '  - id: agents-no-ledger\n    match:\n      principal: {kind: agent}\n'
+            '      statement: {tables: ["public.ledger"]}\n    action: deny\n'
+            '    sqlstate: "42P17"\n    message: agents keep away from the ledger\n')
+        with fx.Relay([{'name': 'orders', 'env': 'prod',
+                        'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
+                      extra={'policy': {'files': [str(policy_file)]}}) as r:
+            out = subprocess.run([PSQL, '-X', '-v', 'VERBOSITY=verbose', '-h', fx.LOOPBACK, '-p',
+                                  str(r.port()), '-U', 'app', '-d', 'appdb', '-c',
+                                  'SELECT count(*) FROM ledger'], capture_output=True, text=True,
+                                 env=dict(fx.CLIENT_ENV, PGAPPNAME='plain-psql'), timeout=60)
+            self.assertNotEqual(out.returncode, 0, out.stdout)
+            self.assertIn('42P17', out.stderr)
+            self.assertIn('agents keep away from the ledger', out.stderr)
+            # The same statement from another program (psycopg2 in this Python) is a person's.
+            import psycopg2
+            conn = psycopg2.connect(host=fx.LOOPBACK, port=r.port(), user='app', dbname='appdb')
+            try:
+                self.assertEqual(run(conn, 'SELECT count(*) FROM ledger'), [(0,)])
+            finally:
+                conn.close()
+            ev = r.wait_for(lambda e: e.get('decision', {}).get('action') == 'deny',
+                            kind='statement')[0]
+            self.assertEqual(ev['principal']['kind'], 'agent')
+            self.assertTrue(ev['process']['exe'].endswith('/psql'))
+            self.assertEqual(ev['decision']['rules'], ['agents-no-ledger'])
+
+
 if __name__ == '__main__':
     unittest.main()
