@@ -1,5 +1,5 @@
 """The dbwarden relay under stress and failure: 300 concurrent sessions, clients killed mid-query,
-upstream restarts, malformed client bytes, an unreachable upstream, SIGTERM with open sessions, and
+upstream restarts, malformed bytes from the client and from the server, an unreachable upstream, SIGTERM with open sessions, and
 an audit log that cannot commit (its file system full): statements are refused, not run.
 
 Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
@@ -341,6 +341,67 @@ class ShutdownTest(unittest.TestCase):
         own.start()
         elapsed = own.stop(timeout=40)
         self.assertLess(elapsed, 5.0, 'no sessions: SIGTERM should not wait out the grace')
+
+
+class UpstreamGarbageTest(unittest.TestCase):
+    """Malformed bytes from the server side end that session with FATAL 08P01 to the client and
+    a protocol_violation event, as they do from the client side."""
+
+    def test_invalid_message_from_upstream(self):
+        listener = socket.create_server((fx.LOOPBACK, 0))
+        self.addCleanup(listener.close)
+        listener.settimeout(20)
+
+        def recv_exact(conn, n):
+            data = b''
+            while len(data) < n:
+                chunk = conn.recv(n - len(data))
+                if not chunk:
+                    raise EOFError
+                data += chunk
+            return data
+
+        def msg(kind, body):
+            return kind + struct.pack('!I', len(body) + 4) + body
+
+        def fake_server():
+            # A server that completes startup (trust), then answers the first query with a
+            # RowDescription whose length field is 2 (shorter than the length field itself).
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                n = struct.unpack('!I', recv_exact(conn, 4))[0]
+                recv_exact(conn, n - 4)
+                conn.sendall(msg(b'R', struct.pack('!I', 0)) +
+                             msg(b'S', b'server_version\x0015.0\x00') +
+                             msg(b'K', struct.pack('!II', 4242, 1)) + msg(b'Z', b'I'))
+                recv_exact(conn, 1)
+                n = struct.unpack('!I', recv_exact(conn, 4))[0]
+                recv_exact(conn, n - 4)
+                conn.sendall(b'T' + struct.pack('!I', 2))
+                time.sleep(5)
+
+        server = threading.Thread(target=fake_server, daemon=True)
+        server.start()
+        own = fx.Relay([{'name': 'fake', 'env': 'test',
+                         'upstream': f'{fx.LOOPBACK}:{listener.getsockname()[1]}'}])
+        self.addCleanup(own.close)
+        own.start()
+        with fx.RawPg(fx.LOOPBACK, own.port(), timeout=10) as raw:
+            status, fields = raw.startup('app', 'appdb', application_name='upstream-garbage')
+            self.assertEqual(status, 'ready', f'{fields}\n{own.diag()}')
+            raw.send(msg(b'Q', b'SELECT 1\x00'))
+            messages, how = raw.read_until_eof()
+        errors = [fx.error_fields(p) for t, p in messages if t == b'E']
+        self.assertTrue(errors, f'no ErrorResponse before close ({how}); got {messages}')
+        self.assertEqual(errors[-1].get('S'), 'FATAL', errors[-1])
+        self.assertEqual(errors[-1].get('C'), '08P01', errors[-1])
+        self.assertIn('invalid message from upstream server', errors[-1].get('M', ''))
+        self.assertFalse([m for m in messages if m[0] == b'T'], 'the malformed frame was relayed')
+        own.wait_for(lambda e: (e.get('error') or {}).get('sqlstate') == '08P01',
+                     kind='protocol_violation', what='protocol_violation from upstream')
 
 
 class AuditFailureTest(unittest.TestCase):
