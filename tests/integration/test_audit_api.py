@@ -195,6 +195,33 @@ class AuditApiTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn('verified', out.stdout)
 
+    def test_stream_cursor_survives_a_restart(self):
+        # A SIEM puller's cursor taken before a restart resumes after it: no gap, no duplicate.
+        relay = make_relay()
+        self.addCleanup(relay.close)
+        relay.start()
+        status, headers, body = http(relay, '/v1/events/stream?limit=1000')
+        self.assertEqual(status, 200, body)
+        before = [json.loads(l) for l in body.splitlines() if l.strip()]
+        cursor = headers['X-Dbwarden-Cursor']
+        relay.stop()
+        relay.start()
+        out = subprocess.run([str(fx.PG_BIN / 'psql'), '-X', '-h', fx.LOOPBACK, '-p',
+                              str(relay.port()), '-U', 'app', '-d', 'appdb', '-c', 'SELECT 7'],
+                             capture_output=True, text=True, env=fx.CLIENT_ENV, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        relay.wait_for(lambda e: e.get('statement', {}).get('sql') == 'SELECT $1',
+                       kind='statement')
+        status, _, body = http(relay, f'/v1/events/stream?cursor={cursor}&limit=1000')
+        self.assertEqual(status, 200, body)
+        after = [json.loads(l) for l in body.splitlines() if l.strip()]
+        seqs = [e['seq'] for e in before + after]
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))))
+        kinds = [e['kind'] for e in after]
+        self.assertIn('agent_stop', kinds)
+        self.assertIn('agent_start', kinds)
+        self.assertIn('statement', kinds)
+
 
 if __name__ == '__main__':
     unittest.main()
