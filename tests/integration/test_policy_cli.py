@@ -152,6 +152,23 @@ class PolicyCliTest(unittest.TestCase):
         self.assertEqual(out[1]['principal_kind'], 'human')
         self.assertEqual(out[1]['action'], 'approve')
 
+    def test_eval_target_selects_rules_by_target_name(self):
+        site = self.write('by-target.yaml',
+                          'version: 1\nrules:\n  - id: billing-read-only\n    match:\n'
+                          '      target: ["billing"]\n'
+                          '      statement: {commands: ["UPDATE"]}\n    action: deny\n')
+        args = ['--policy', site, '--env', 'staging']
+        r, out = self.eval_lines(args + ['--target', 'billing'],
+                                 ['UPDATE t SET a = 1 WHERE id = 2',
+                                  '{"sql": "UPDATE t SET a = 1 WHERE id = 2", "target": "orders"}'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(out[0]['action'], 'deny')
+        self.assertEqual(out[0]['rules'], ['billing-read-only'])
+        self.assertNotEqual(out[1]['action'], 'deny', out[1])
+        r, out = self.eval_lines(args + ['--target', 'orders'], ['UPDATE t SET a = 1 WHERE id = 2'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotEqual(out[0]['action'], 'deny', out[0])
+
     def test_eval_bad_arguments(self):
         self.assertEqual(self.run_cli(['eval', '--principal-kind', 'robot']).returncode, 2)
         self.assertEqual(self.run_cli(['eval', '--mode', 'strict']).returncode, 2)
