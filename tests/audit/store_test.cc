@@ -270,12 +270,29 @@ std::vector<Event> EveryKind() {
   decision->rules = {"no-delete"};
   decision->reason = "because";
   std::vector<Event> out;
-  for (int k = 0; k <= static_cast<int>(EventKind::kPolicyLoad); ++k) {
+  for (int k = 0; k <= static_cast<int>(EventKind::kTapLoss); ++k) {
     Event e;
     e.kind = static_cast<EventKind>(k);
     e.ts_us = 1'700'000'000'000'000 + k;
-    e.source = k <= 1 || k == static_cast<int>(EventKind::kPolicyLoad) ? "agent" : "relay";
-    if (std::string(e.source) == "relay") e.session = info;
+    e.source = k <= 1 || k == static_cast<int>(EventKind::kPolicyLoad) ? "agent"
+               : k >= static_cast<int>(EventKind::kBypass)               ? "tap"
+                                                                         : "relay";
+    if (e.kind == EventKind::kApproval) {
+      e.approval = ApprovalInfo{.id = "ap-1",
+                                .step = "approved",
+                                .mode = "hold",
+                                .actor = "oncall",
+                                .comment = "ok \"quoted\"",
+                                .approvals = 2,
+                                .required = 2,
+                                .rules = {"prod-destructive-human"},
+                                .reason = "destructive",
+                                .sql = "DROP TABLE t",
+                                .fingerprint = "abcd"};
+    }
+    if (e.kind == EventKind::kStatement)
+      e.masking = MaskingInfo{{{"public.t.email", 3}}, {{"email", 4}, {"payment_card", 1}}, 2};
+    if (std::string(e.source) != "agent") e.session = info;
     e.statement = StatementInfo{facts, "extended", "stmt1"};
     e.decision = DecisionInfo{decision, true};
     e.result = ResultInfo{"DELETE 3", "", "", 55, 3, 99};
