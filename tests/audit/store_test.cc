@@ -275,8 +275,8 @@ std::vector<Event> EveryKind() {
     e.kind = static_cast<EventKind>(k);
     e.ts_us = 1'700'000'000'000'000 + k;
     e.source = k <= 1 || k == static_cast<int>(EventKind::kPolicyLoad) ? "agent"
-               : k >= static_cast<int>(EventKind::kBypass)               ? "tap"
-                                                                         : "relay";
+               : k >= static_cast<int>(EventKind::kBypass)             ? "tap"
+                                                                       : "relay";
     if (e.kind == EventKind::kApproval) {
       e.approval = ApprovalInfo{.id = "ap-1",
                                 .step = "approved",
@@ -500,6 +500,48 @@ TEST_F(TamperTest, DetectsTruncatedTail) {
     for (uint64_t s = 481; s <= 500; ++s) raw.Delete(s);
   }
   ExpectBrokenAt(481);
+}
+
+// The writer's own clock, without a reopen: a checkpoint once `checkpoint_every` has passed
+// (few events, far from checkpoint_every_events), and the retention pass every
+// `retention_check_every` cutting events that aged past `retention` while the store ran.
+TEST(AuditStoreTest, TimedCheckpointAndBackgroundRetention) {
+  std::string dir = TempDir("timed");
+  StoreOptions o = Options(dir);
+  o.checkpoint_every_events = 1'000'000;
+  o.checkpoint_every = std::chrono::seconds(1);
+  o.retention = std::chrono::seconds(2);
+  o.retention_check_every = std::chrono::seconds(1);
+  auto store = AuditStore::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto submit = [&](int64_t ts_us) {
+    Event e;
+    e.kind = EventKind::kAgentStart;
+    e.source = "agent";
+    e.ts_us = ts_us;
+    (*store)->Submit(std::move(e));
+  };
+  // Three events that are already 10 s old (past retention), then three current ones.
+  for (int i = 0; i < 3; ++i) submit(NowMicros() - 10'000'000);
+  for (int i = 0; i < 3; ++i) submit(NowMicros());
+  (*store)->Flush();
+
+  // Within a few seconds: the old events are gone, the current ones stay, a checkpoint signs
+  // the head, and the chain verifies across the cut.
+  std::vector<StoredEvent> left;
+  VerifyReport report;
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto events = (*store)->ReadAfter(0, 100);
+    ASSERT_TRUE(events.ok());
+    left = *events;
+    report = (*store)->Verify(std::nullopt, std::nullopt);
+    if (left.size() == 3 && report.checkpoints_verified > 0) break;
+  }
+  ASSERT_EQ(left.size(), 3u);
+  EXPECT_EQ(left.front().seq, 4u);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_GT(report.checkpoints_verified, 0u);
 }
 
 TEST(AuditStoreTest, RetentionKeepsTheChainVerifiable) {
