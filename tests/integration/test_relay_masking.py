@@ -347,5 +347,45 @@ class DriverMaskingTest(unittest.TestCase):
                          'drivers_node', 'app', 'node-masking'], 'check.js')
 
 
+class HashAndResultColumnsTest(unittest.TestCase):
+    def test_hash_is_keyed_stable_and_result_columns_cover_expressions(self):
+        # `hash` under the generated key file: the same value hashes alike across sessions and
+        # restarts (joins on masked output work); `result_columns` masks an expression by name.
+        policy = workdir / 'hashing.yaml'
+        policy.write_text('version: 1\nmasking:\n  - id: hashed\n    columns: ["*.email"]\n'
+                          '    result_columns: ["secret_*"]\n    function: hash\n')
+        own = fx.Relay([{'name': 'shop', 'env': 'prod',
+                         'upstream': f'{fx.LOOPBACK}:{cluster.port}'}],
+                       extra={'policy': {'files': [str(policy)]}})
+        self.addCleanup(own.close)
+        own.start()
+
+        def one(sql):
+            import psycopg2
+            conn = psycopg2.connect(host=fx.LOOPBACK, port=own.port(), user='app', dbname='shop',
+                                    connect_timeout=10)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+                    return cur.fetchone()[0]
+            finally:
+                conn.close()
+
+        first = one('SELECT email FROM customers WHERE id = 1')
+        self.assertRegex(first, r'^h:[0-9a-f]{24}$')
+        self.assertEqual(one('SELECT email AS e FROM customers WHERE id = 1'), first)
+        self.assertNotEqual(one('SELECT email FROM customers WHERE id = 2'), first)
+        expr = one(f"SELECT '{EMAIL}'::text AS secret_contact")
+        self.assertEqual(expr, first, 'the same value hashes alike from a column or an expression')
+        self.assertEqual(one("SELECT 'plain'::text AS other"), 'plain')
+        key = Path(own.state_dir) / 'masking-hash.key'
+        self.assertEqual(key.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(key.stat().st_size, 32)
+        own.stop()
+        own.start()
+        self.assertEqual(one('SELECT email FROM customers WHERE id = 1'), first,
+                         'the hash changed across a restart')
+
+
 if __name__ == '__main__':
     unittest.main()
