@@ -344,6 +344,83 @@ TEST(ParseBodyTest, RejectsTruncatedAndTrailingFields) {
   EXPECT_FALSE(ParseReadyForQuery(Raw({'X'}), &z, &error));
 }
 
+// The messages no golden capture contains: each parses to its fields, and a truncated or
+// overlong body is rejected.
+TEST(ParseBodyTest, LessCommonMessages) {
+  std::string error;
+  FunctionCallMessage fc;
+  // oid 1598, one format code (text), two args ("ab", NULL), result format binary.
+  const Bytes b1 =
+      Raw({0, 0, 0x06, 0x3e, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 'a', 'b', 0xff, 0xff, 0xff, 0xff, 0, 1});
+  ASSERT_TRUE(ParseFunctionCall(b1, &fc, &error)) << error;
+  EXPECT_EQ(fc.function_oid, 1598u);
+  ASSERT_EQ(fc.arg_formats.size(), 1u);
+  ASSERT_EQ(fc.args.size(), 2u);
+  ASSERT_TRUE(fc.args[0].has_value());
+  EXPECT_EQ(fc.args[0]->size(), 2u);
+  EXPECT_FALSE(fc.args[1].has_value());
+  EXPECT_EQ(fc.result_format, 1);
+  EXPECT_FALSE(ParseFunctionCall(Raw({0, 0, 0x06, 0x3e, 0, 0, 0, 1, 0, 0, 0, 9}), &fc, &error));
+
+  FunctionCallResponseMessage fr;
+  const Bytes b2 = Raw({0, 0, 0, 1, 'x'});
+  ASSERT_TRUE(ParseFunctionCallResponse(b2, &fr, &error)) << error;
+  ASSERT_TRUE(fr.value.has_value());
+  EXPECT_EQ(fr.value->size(), 1u);
+  const Bytes b3 = Raw({0xff, 0xff, 0xff, 0xff});
+  ASSERT_TRUE(ParseFunctionCallResponse(b3, &fr, &error));
+  EXPECT_FALSE(fr.value.has_value());
+  EXPECT_FALSE(ParseFunctionCallResponse(Raw({0, 0, 0, 2, 'x'}), &fr, &error));
+
+  CloseMessage close;
+  const Bytes b4 = Raw({'P', 'c', '1', 0});
+  ASSERT_TRUE(ParseClose(b4, &close, &error)) << error;
+  EXPECT_EQ(close.name, "c1");
+  EXPECT_FALSE(ParseClose(Raw({'X', 'c', 0}), &close, &error));  // neither S nor P
+  EXPECT_FALSE(ParseClose(Raw({'S', 'c'}), &close, &error));     // no NUL
+
+  CopyFailMessage cf;
+  const Bytes b5 = Raw({'n', 'o', 0});
+  ASSERT_TRUE(ParseCopyFail(b5, &cf, &error)) << error;
+  EXPECT_EQ(cf.message, "no");
+
+  CopyResponseMessage both;
+  const Bytes b6 = Raw({0, 0, 2, 0, 0, 0, 0});
+  ASSERT_TRUE(ParseCopyResponse(b6, &both, &error)) << error;
+  EXPECT_EQ(both.format, 0);
+  EXPECT_EQ(both.column_formats.size(), 2u);
+  EXPECT_FALSE(ParseCopyResponse(Raw({0, 0, 2, 0, 0}), &both, &error));  // one format missing
+
+  NegotiateProtocolVersionMessage nv;
+  const Bytes b7 = Raw({0, 0, 0, 0, 0, 0, 0, 1, '_', 'p', 'q', '_', '.', 'x', 0});
+  ASSERT_TRUE(ParseNegotiateProtocolVersion(b7, &nv, &error)) << error;
+  EXPECT_EQ(nv.newest_minor, 0u);
+  ASSERT_EQ(nv.unrecognized.size(), 1u);
+  EXPECT_EQ(nv.unrecognized[0], "_pq_.x");
+  EXPECT_FALSE(ParseNegotiateProtocolVersion(Raw({0, 0, 0, 0, 0, 0, 0, 2, 'a', 0}), &nv, &error));
+
+  StartupPacket sp;
+  const Bytes b8 = Raw({0x04, 0xd2, 0x16, 0x30});
+  ASSERT_TRUE(ParseStartupPacket(b8, &sp, &error)) << error;
+  EXPECT_EQ(sp.kind, StartupKind::kGssEncRequest);
+  EXPECT_FALSE(ParseStartupPacket(Raw({0x04, 0xd2, 0x16, 0x30, 0}), &sp, &error));
+
+  // Flush, PortalSuspended and CloseComplete are frames with empty bodies in both directions.
+  for (auto [dir, type] : {std::pair{Direction::kFrontend, fe::kFlush},
+                           std::pair{Direction::kBackend, be::kPortalSuspended},
+                           std::pair{Direction::kBackend, be::kCloseComplete},
+                           std::pair{Direction::kBackend, be::kCopyBothResponse}}) {
+    Bytes b = Raw({type, 0, 0, 0, 4});
+    if (type == be::kCopyBothResponse) b = Raw({type, 0, 0, 0, 7, 0, 0, 0});
+    std::span<const std::byte> in(b);
+    Frame f;
+    EXPECT_EQ(ParseFrame(dir, false, &in, &f, &error), ParseState::kOk)
+        << static_cast<char>(type) << ": " << error;
+    EXPECT_EQ(f.type, type);
+    EXPECT_TRUE(in.empty());
+  }
+}
+
 TEST(ParseBodyTest, RowsFromCommandTag) {
   EXPECT_EQ(RowsFromCommandTag("SELECT 42"), 42u);
   EXPECT_EQ(RowsFromCommandTag("INSERT 0 7"), 7u);
