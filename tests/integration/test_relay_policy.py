@@ -431,6 +431,47 @@ class EveryDefaultRuleTest(unittest.TestCase):
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'ledger'", dbname='appdb')), 0)
 
 
+class EveryDenyRuleOtherClientsTest(unittest.TestCase):
+    """The default pack's agent denials through psql (simple protocol, the session goes on) and
+    pgbench -M prepared (extended protocol: the Parse is refused), not only psycopg2."""
+
+    def test_psql(self):
+        for i, (sql, rule, action, _, _) in enumerate(RULE_CASES):
+            if action != 'deny':
+                continue
+            with self.subTest(sql=sql):
+                out = subprocess.run([PSQL, '-X', '-v', 'VERBOSITY=verbose', '-h', fx.LOOPBACK,
+                                      '-p', str(relay.port('orders')), '-U', 'app', '-d', 'appdb',
+                                      '-c', sql, '-c', 'SELECT 4040'],
+                                     capture_output=True, text=True, timeout=60,
+                                     env=dict(fx.CLIENT_ENV, PGAPPNAME=f'ai-psql-rule-{i}'))
+                self.assertIn('42501', out.stderr)
+                self.assertIn(rule, out.stderr)
+                self.assertIn('4040', out.stdout, 'the session did not go on')
+
+    def test_pgbench_prepared(self):
+        for i, (sql, rule, action, _, _) in enumerate(RULE_CASES):
+            if action != 'deny':
+                continue
+            with self.subTest(sql=sql):
+                script = workdir / f'rule-{i}.sql'
+                script.write_text(sql.replace(':', '\\:') + ';\n')
+                app = f'ai-bench-rule-{i}'
+                out = subprocess.run([PGBENCH, '-n', '-M', 'prepared', '-t', '1', '-f',
+                                      str(script), '-h', fx.LOOPBACK, '-p',
+                                      str(relay.port('orders')), '-U', 'app', 'appdb'],
+                                     capture_output=True, text=True, timeout=60,
+                                     env=dict(fx.CLIENT_ENV, PGAPPNAME=app))
+                self.assertNotEqual(out.returncode, 0, out.stdout)
+                self.assertIn(rule, out.stderr)
+                ev = relay.wait_for(lambda e, app=app: e.get('principal', {}).get(
+                    'application_name') == app and e.get('decision', {}).get('action') == 'deny',
+                    kind='statement')[0]
+                self.assertIn(rule, ev['decision']['rules'])
+        self.assertEqual(int(cluster.query_value(
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'", dbname='appdb')), 0)
+
+
 class MonitorAndReloadTest(unittest.TestCase):
     def test_monitor_mode_records_but_lets_it_run(self):
         with fx.Relay([{'name': 'orders', 'env': 'prod',
