@@ -1,5 +1,6 @@
 """The dbwarden relay under stress and failure: 300 concurrent sessions, clients killed mid-query,
-upstream restarts, malformed bytes from the client and from the server, an unreachable upstream, SIGTERM with open sessions, and
+upstream restarts, malformed bytes from the client and from the server, a client that stops
+reading a 1 GB result (relay memory stays flat), an unreachable upstream, SIGTERM with open sessions, and
 an audit log that cannot commit (its file system full): statements are refused, not run.
 
 Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
@@ -341,6 +342,33 @@ class ShutdownTest(unittest.TestCase):
         own.start()
         elapsed = own.stop(timeout=40)
         self.assertLess(elapsed, 5.0, 'no sessions: SIGTERM should not wait out the grace')
+
+
+class BackpressureTest(unittest.TestCase):
+    def test_client_that_stops_reading_does_not_grow_the_relay(self):
+        # A result of ~1 GB for a client that reads nothing: the relay stops reading the server
+        # once the client's socket is full, so its memory stays flat (no buffering of the result).
+        def rss_kib():
+            with open(f'/proc/{relay.proc.pid}/status') as f:
+                return int(next(l for l in f if l.startswith('VmRSS:')).split()[1])
+
+        before = rss_kib()
+        with fx.RawPg(fx.LOOPBACK, relay.port('main'), timeout=10) as raw:
+            status, fields = raw.startup('app', 'appdb', application_name='slow-reader')
+            self.assertEqual(status, 'ready', fields)
+            sql = b"SELECT g, repeat('x', 1000) FROM generate_series(1, 1000000) g\x00"
+            raw.send(b'Q' + struct.pack('!I', len(sql) + 4) + sql)
+            peak = before
+            for _ in range(30):
+                time.sleep(0.1)
+                peak = max(peak, rss_kib())
+            # The server is still producing: the session is blocked, not finished.
+            busy = cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'slow-reader' AND state = 'active'")
+            self.assertEqual(busy, '1')
+        self.assertLess(peak - before, 64 * 1024,
+                        f'relay RSS grew by {(peak - before) // 1024} MiB for a client that '
+                        'reads nothing')
 
 
 class UpstreamGarbageTest(unittest.TestCase):
