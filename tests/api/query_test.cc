@@ -105,7 +105,7 @@ TEST(StreamCursor, RoundTripAndRejects) {
 TEST(Auth, RolesAndTokens) {
   std::vector<TokenConfig> tokens = {{"v", Role::kViewer, TokenSha256Hex("tv")},
                                      {"a", Role::kAdmin, TokenSha256Hex("ta")}};
-  auto auth = Authenticator::Create(tokens, true);
+  auto auth = Authenticator::Create(tokens);
   ASSERT_TRUE(auth.ok());
   Identity who;
   EXPECT_EQ(auth->Authenticate("", &who), Authenticator::Result::kMissing);
@@ -117,11 +117,13 @@ TEST(Auth, RolesAndTokens) {
   EXPECT_FALSE(RoleAllows(Role::kViewer, Role::kApprover));
   EXPECT_EQ(TokenSha256Hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_FALSE(Authenticator::Create({{"x", Role::kViewer, "abc"}}, false).ok());
-  EXPECT_FALSE(Authenticator::Create({tokens[0], tokens[0]}, false).ok());
-  auto anon = Authenticator::Create({}, true);
-  EXPECT_EQ(anon->Authenticate("", &who), Authenticator::Result::kOk);
-  EXPECT_EQ(who.role, Role::kViewer);
+  EXPECT_FALSE(Authenticator::Create({{"x", Role::kViewer, "abc"}}).ok());
+  EXPECT_FALSE(Authenticator::Create({tokens[0], tokens[0]}).ok());
+  // No tokens configured: nothing is anonymous.
+  auto none = Authenticator::Create({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->Authenticate("", &who), Authenticator::Result::kMissing);
+  EXPECT_EQ(none->Authenticate("Bearer tv", &who), Authenticator::Result::kInvalid);
 }
 
 }  // namespace

@@ -422,9 +422,15 @@ def parse_hostport(text):
     return (m.group(1) or m.group(3)), int(m.group(2) or m.group(4))
 
 
-def api_request(port, path, token=None, method='GET', body=None):
+# The viewer token every fixture Relay's API accepts unless the test configures its own tokens
+# (the API answers 401 to every route but health without a valid token).
+FIXTURE_API_TOKEN = 'fixture-viewer-token'
+
+
+def api_request(port, path, token=FIXTURE_API_TOKEN, method='GET', body=None):
     """One HTTP request to a relay's API on loopback: (status, headers, body bytes). `token` is
-    sent as a bearer token; HTTP errors are returned, not raised."""
+    sent as a bearer token (None: no Authorization header); HTTP errors are returned, not
+    raised."""
     req = urllib.request.Request(f'http://{LOOPBACK}:{port}{path}', method=method, data=body)
     if token:
         req.add_header('Authorization', f'Bearer {token}')
@@ -469,7 +475,10 @@ class Relay:
         config['targets'] = self.targets
         # Every relay gets its own API port, so several can run side by side.
         self.api_port = free_port()
-        config['api'] = {'listen': f'{LOOPBACK}:{self.api_port}'}
+        config['api'] = {'listen': f'{LOOPBACK}:{self.api_port}',
+                         'tokens': [{'name': 'fixture', 'role': 'viewer',
+                                     'sha256': hashlib.sha256(
+                                         FIXTURE_API_TOKEN.encode()).hexdigest()}]}
         # The eBPF tap is off unless a test asks for it: its events would mingle with the
         # relay's in every other suite, and loading it costs seconds.
         config['tap'] = {'enabled': 'false'}

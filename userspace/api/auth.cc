@@ -68,10 +68,8 @@ std::string TokenSha256Hex(std::string_view token) {
   return out;
 }
 
-StatusOr<Authenticator> Authenticator::Create(const std::vector<TokenConfig>& tokens,
-                                              bool allow_anonymous) {
+StatusOr<Authenticator> Authenticator::Create(const std::vector<TokenConfig>& tokens) {
   Authenticator a;
-  a.allow_anonymous_ = allow_anonymous && tokens.empty();
   for (const TokenConfig& t : tokens) {
     Entry e{t.name, t.role, {}, t.groups};
     if (!ParseHexDigest(t.sha256, &e.digest)) {
@@ -87,13 +85,7 @@ StatusOr<Authenticator> Authenticator::Create(const std::vector<TokenConfig>& to
 
 Authenticator::Result Authenticator::Authenticate(std::string_view authorization,
                                                   Identity* who) const {
-  if (authorization.empty()) {
-    if (allow_anonymous_) {
-      *who = Identity{"anonymous", Role::kViewer};
-      return Result::kOk;
-    }
-    return Result::kMissing;
-  }
+  if (authorization.empty()) return Result::kMissing;
   constexpr std::string_view kScheme = "bearer ";
   if (authorization.size() <= kScheme.size()) return Result::kInvalid;
   for (size_t i = 0; i < kScheme.size(); ++i) {

@@ -31,13 +31,12 @@ struct Identity {
 class Authenticator {
  public:
   // Fails on a digest that is not 64 hex digits or a duplicate name.
-  static StatusOr<Authenticator> Create(const std::vector<TokenConfig>& tokens,
-                                        bool allow_anonymous);
+  // With no tokens every request is refused (kMissing / kInvalid).
+  static StatusOr<Authenticator> Create(const std::vector<TokenConfig>& tokens);
 
   enum class Result { kOk, kMissing, kInvalid };
   // `authorization` is the header value ("Bearer <token>"), empty when absent.
   Result Authenticate(std::string_view authorization, Identity* who) const;
-  bool anonymous() const { return allow_anonymous_; }
 
  private:
   struct Entry {
@@ -47,7 +46,6 @@ class Authenticator {
     std::vector<std::string> groups;
   };
   std::vector<Entry> entries_;
-  bool allow_anonymous_ = false;  // no tokens configured and listening on loopback only
 };
 
 }  // namespace dbw::api

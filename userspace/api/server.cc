@@ -1,12 +1,11 @@
 // Beast plumbing of the HTTP API: listener, plain and TLS sessions, limits, timeouts, worker
 // hand-off and stream long-polls. Routing and bodies are in api.cc.
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs it with g++ 12
-
 #include "userspace/api/server.h"
 
 #include <atomic>
 #include <optional>
 #include <thread>
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs it with g++ 12
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -137,7 +136,8 @@ class HttpSession {
     r.method = sv(req.method_string());
     r.target = sv(req.target());
     r.body = req.body();
-    if (auto it = req.find(http::field::authorization); it != req.end()) r.authorization = sv(it->value());
+    if (auto it = req.find(http::field::authorization); it != req.end())
+      r.authorization = sv(it->value());
     Dispatch d = shared_->api.Route(r);
     who_ = std::move(d.who);
     target_ = std::string(req.target());
@@ -181,9 +181,12 @@ class HttpSession {
   }
 
   void Send(Response r, bool keep_alive, unsigned version, bool head) {
-    if (r.status < 400) shared_->requests_2xx->Add();
-    else if (r.status < 500) shared_->requests_4xx->Add();
-    else shared_->requests_5xx->Add();
+    if (r.status < 400)
+      shared_->requests_2xx->Add();
+    else if (r.status < 500)
+      shared_->requests_4xx->Add();
+    else
+      shared_->requests_5xx->Add();
     DBW_LOG(kDebug) << "api: " << (who_.empty() ? "-" : who_) << " " << target_ << " -> "
                     << r.status;
     res_ = {};
@@ -249,14 +252,13 @@ class TlsSession : public HttpSession<TlsSession>, public std::enable_shared_fro
   void Run() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
       beast::get_lowest_layer(self->stream_).expires_after(self->shared()->options.read_timeout);
-      self->stream_.async_handshake(ssl::stream_base::server,
-                                    [self](error_code ec) {
-                                      if (ec) {
-                                        DBW_LOG(kDebug) << "api: TLS handshake: " << ec.message();
-                                        return;
-                                      }
-                                      self->DoRead();
-                                    });
+      self->stream_.async_handshake(ssl::stream_base::server, [self](error_code ec) {
+        if (ec) {
+          DBW_LOG(kDebug) << "api: TLS handshake: " << ec.message();
+          return;
+        }
+        self->DoRead();
+      });
     });
   }
   beast::ssl_stream<beast::tcp_stream>& stream() { return stream_; }
@@ -282,7 +284,9 @@ struct Server::Impl {
   bool stopped = false;
 
   Impl(size_t workers_n, std::shared_ptr<Shared> s, tcp::endpoint ep)
-      : ioc(static_cast<int>(s->options.io_threads)), workers(workers_n), shared(std::move(s)),
+      : ioc(static_cast<int>(s->options.io_threads)),
+        workers(workers_n),
+        shared(std::move(s)),
         endpoint(ep) {
     shared->workers = &workers;
   }
@@ -307,7 +311,9 @@ struct Server::Impl {
 };
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Server::~Server() { Stop(); }
+Server::~Server() {
+  Stop();
+}
 
 StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, ApiDeps deps) {
   if (deps.events == nullptr) return InvalidArgument("api: no event source");
@@ -319,11 +325,11 @@ StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, A
                               " is not a loopback address and api.tokens is empty: configure "
                               "tokens or listen on 127.0.0.1/[::1]");
   }
-  auto auth = Authenticator::Create(options.tokens, loopback);
+  auto auth = Authenticator::Create(options.tokens);
   if (!auth.ok()) return auth.status();
   if (options.tokens.empty()) {
-    DBW_LOG(kWarning) << "api: no tokens configured; serving " << options.listen
-                      << " without authentication (viewer role, loopback only)";
+    DBW_LOG(kWarning) << "api: no tokens configured (api.tokens): every route on " << options.listen
+                      << " but /healthz and /readyz answers 401";
   }
   auto shared = std::make_shared<Shared>(options, Api(std::move(deps), std::move(*auth)));
   if (shared->options.io_threads == 0) shared->options.io_threads = 1;
@@ -390,7 +396,11 @@ void Server::Stop() {
   s.workers.join();  // workers finish their request; the responses they post are discarded
 }
 
-uint16_t Server::port() const { return impl_->endpoint.port(); }
-bool Server::tls() const { return impl_->shared->tls.has_value(); }
+uint16_t Server::port() const {
+  return impl_->endpoint.port();
+}
+bool Server::tls() const {
+  return impl_->shared->tls.has_value();
+}
 
 }  // namespace dbw::api
