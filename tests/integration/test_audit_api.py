@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -178,6 +179,28 @@ class AuditApiTest(unittest.TestCase):
                           'exe=/no/such/exe', 'fingerprint=0000000000000000'):
                 with self.subTest(query=query):
                     self.assertEqual(ids(query), [])
+
+    def test_slow_request_is_cut_off(self):
+        # A request must arrive within 10 s: a client that sends half a header and stalls is
+        # disconnected (it cannot hold a connection open), while a complete request is answered.
+        import socket
+        with make_relay() as relay:
+            slow = socket.create_connection((fx.LOOPBACK, relay.api_port), timeout=30)
+            self.addCleanup(slow.close)
+            slow.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n')  # no blank line: unfinished
+            start = time.monotonic()
+            data = slow.recv(4096)
+            while data and b'\r\n\r\n' not in data:
+                more = slow.recv(4096)
+                if not more:
+                    break
+                data += more
+            rest = slow.recv(4096) if data else b''
+            elapsed = time.monotonic() - start
+            self.assertEqual(rest, b'', 'the connection stayed open')
+            self.assertGreater(elapsed, 8, 'cut off before the 10 s limit')
+            self.assertLess(elapsed, 20, 'not cut off near the 10 s limit')
+            self.assertEqual(http(relay, '/healthz', token=None)[0], 200)
 
     def test_restart_continues_chain(self):
         relay = make_relay()
