@@ -468,6 +468,7 @@ class AuditFailureTest(unittest.TestCase):
                     128 << 20):
                 f.write(bytes(1 << 20))
                 f.flush()
+        time.sleep(0.3)  # past the store's free-space check interval (100 ms)
         refused = through_relay('INSERT INTO audit_full VALUES (42)')
         self.assertNotEqual(refused.returncode, 0, refused.stdout + own.diag())
         self.assertIn('58000', refused.stderr)

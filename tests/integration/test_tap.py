@@ -19,6 +19,7 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
          tests/integration/test_tap.py -v
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -363,75 +364,78 @@ def gone_count():
     return int(m.group(1))
 
 
+@contextlib.contextmanager
+def agent_frozen():
+    """The shared agent stopped (SIGSTOP): it reads nothing until the block ends."""
+    agent.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+
+
 class IdentityTest(unittest.TestCase):
-    def test_client_in_its_own_cgroup(self):
+    def cgroup(self, name):
+        """A cgroup v2 directory for one client, removed after the test (once it is empty)."""
         if not (CGROUP_ROOT / 'cgroup.procs').exists():
             self.skipTest('no cgroup v2 hierarchy')
-        group = CGROUP_ROOT / f'dbwarden-test-{os.getpid()}.scope'
+        group = CGROUP_ROOT / f'dbwarden-{name}-{os.getpid()}.scope'
         group.mkdir()
-        try:
-            script = (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
-                      f'-p {cluster.port} -U app -d appdb -c "SELECT 31337"')
-            subprocess.run(['/bin/sh', '-c', script], check=True, capture_output=True, timeout=60,
-                           env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-cgroup'))
-            ev = wait_statements('tap-cgroup', 1)[0]
-            self.assertEqual(ev['process']['cgroup'], f'/{group.name}')
-            self.assertEqual(ev['process']['unit'], group.name)
-        finally:
+
+        def remove():
             for _ in range(50):
                 try:
                     group.rmdir()
-                    break
+                    return
                 except OSError:
                     time.sleep(0.1)
+        self.addCleanup(remove)
+        return group
+
+    def psql_in_cgroup(self, group, sql):
+        """A shell that moves itself into `group`, then becomes psql running `sql`."""
+        return (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
+                f'-p {cluster.port} -U app -d appdb -c "{sql}"')
+
+    def test_client_in_its_own_cgroup(self):
+        group = self.cgroup('test')
+        subprocess.run(['/bin/sh', '-c', self.psql_in_cgroup(group, 'SELECT 31337')], check=True,
+                       capture_output=True, timeout=60,
+                       env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-cgroup'))
+        ev = wait_statements('tap-cgroup', 1)[0]
+        self.assertEqual(ev['process']['cgroup'], f'/{group.name}')
+        self.assertEqual(ev['process']['unit'], group.name)
 
     def test_client_gone_before_the_agent_reads_it(self):
         # psql -c is done in milliseconds; with the agent frozen it is gone for certain before
         # the agent reads the connect record. The kernel's record still names it.
-        if not (CGROUP_ROOT / 'cgroup.procs').exists():
-            self.skipTest('no cgroup v2 hierarchy')
-        group = CGROUP_ROOT / f'dbwarden-gone-{os.getpid()}.scope'
-        group.mkdir()
-        try:
-            script = (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
-                      f'-p {cluster.port} -U app -d appdb -c "SELECT 4711"')
-            gone_before = gone_count()
-            agent.proc.send_signal(signal.SIGSTOP)
-            try:
-                proc = subprocess.Popen(['/bin/sh', '-c', script], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE,
-                                        env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-gone'))
-                out, err = proc.communicate(timeout=60)
-                self.assertEqual(proc.returncode, 0, err)
-                self.assertIn(b'4711', out)
-            finally:
-                agent.proc.send_signal(signal.SIGCONT)
-            self.assertFalse(Path(f'/proc/{proc.pid}').exists())
-            ev = wait_statements('tap-gone', 1)[0]
-            p = ev['process']
-            self.assertEqual(p['pid'], proc.pid)
-            self.assertEqual(p['exe'], os.path.realpath(PSQL))
-            self.assertEqual(p['ppid'], os.getpid())
-            self.assertEqual(p['parents'][0]['pid'], os.getpid())
-            self.assertEqual(p['parents'][0]['exe'], os.path.realpath('/proc/self/exe'))
-            self.assertEqual(p['cgroup'], f'/{group.name}')
-            self.assertEqual(p['unit'], group.name)
-            self.assertNotIn('cmdline', p)
-            self.assertGreater(gone_count(), gone_before)
-        finally:
-            for _ in range(50):
-                try:
-                    group.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        group = self.cgroup('gone')
+        gone_before = gone_count()
+        with agent_frozen():
+            proc = subprocess.Popen(['/bin/sh', '-c', self.psql_in_cgroup(group, 'SELECT 4711')],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-gone'))
+            out, err = proc.communicate(timeout=60)
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertIn(b'4711', out)
+        self.assertFalse(Path(f'/proc/{proc.pid}').exists())
+        ev = wait_statements('tap-gone', 1)[0]
+        p = ev['process']
+        self.assertEqual(p['pid'], proc.pid)
+        self.assertEqual(p['exe'], os.path.realpath(PSQL))
+        self.assertEqual(p['ppid'], os.getpid())
+        self.assertEqual(p['parents'][0]['pid'], os.getpid())
+        self.assertEqual(p['parents'][0]['exe'], os.path.realpath('/proc/self/exe'))
+        self.assertEqual(p['cgroup'], f'/{group.name}')
+        self.assertEqual(p['unit'], group.name)
+        self.assertNotIn('cmdline', p)
+        self.assertGreater(gone_count(), gone_before)
 
     def test_exited_but_unreaped_client_is_gone_too(self):
         # A zombie still has /proc/PID/status but no exe: it must be described from the kernel's
         # record, not cached from /proc with an empty exe.
         gone_before = gone_count()
-        agent.proc.send_signal(signal.SIGSTOP)
-        try:
+        with agent_frozen():
             proc = subprocess.Popen([PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(cluster.port), '-U',
                                      'app', '-d', 'appdb', '-c', 'SELECT 4712'],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -441,8 +445,6 @@ class IdentityTest(unittest.TestCase):
                 proc.stderr.read()
             fx.wait_until(lambda: Path(f'/proc/{proc.pid}/stat').read_text().split(') ')[1]
                           .startswith('Z'), 10, 'psql to become a zombie')
-        finally:
-            agent.proc.send_signal(signal.SIGCONT)
         try:
             ev = wait_statements('tap-zombie', 1)[0]
             p = ev['process']
@@ -464,12 +466,9 @@ class IdentityTest(unittest.TestCase):
             script = (f'(sleep 0.5; rm {copy}) & exec {copy} -X -h {fx.LOOPBACK} -p {cluster.port} '
                       f'-U app -d appdb -c "SELECT pg_sleep(1.5)" -c "\\c appdb" '
                       f'-c "SELECT 4713"')
-            agent.proc.send_signal(signal.SIGSTOP)
-            try:
+            with agent_frozen():
                 out = subprocess.run(['/bin/sh', '-c', script], capture_output=True, timeout=60,
                                      env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-deleted'))
-            finally:
-                agent.proc.send_signal(signal.SIGCONT)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertFalse(copy.exists())
             evs = wait_statements('tap-deleted', 2)

@@ -199,8 +199,8 @@ StatusOr<std::unique_ptr<AuditStore>> AuditStore::Open(const StoreOptions& optio
       m.GetGauge("dbwarden_audit_chain_head_seq", "Sequence number of the chain head");
   impl->m_write_stopped =
       m.GetGauge("dbwarden_audit_store_write_stopped",
-                 "1 after a write to the audit store failed: nothing more is written until "
-                 "dbwarden restarts, and statements that must be audited first are refused");
+                 "1 while the audit store writes nothing (less than 256 MiB free, or a failed "
+                 "write until restart): statements that must be audited first are refused");
   impl->m_write_stopped->Set(0);
   impl->m_commit = m.GetHistogram("dbwarden_audit_commit_duration_seconds",
                                   "Time to commit one audit batch to RocksDB");
@@ -387,7 +387,7 @@ Status AuditStore::Impl::AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, co
 }
 
 void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
-  if (!write_error.empty() || low_space) return;
+  if (!WriteBlocked().empty()) return;
   uint64_t head = next_seq - 1;
   if (head == last_checkpoint_seq) return;
   if (!force && std::chrono::steady_clock::now() - last_checkpoint_time < options.checkpoint_every)
@@ -398,11 +398,10 @@ void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
   wo.sync = true;
   rocksdb::Status s = st.ok() ? db->Write(wo, &wb) : rocksdb::Status::Aborted(st.message());
   if (!s.ok()) {
-    DBW_LOG(kError) << "audit checkpoint failed: " << s.ToString();
-    if (st.ok()) {
-      write_error = s.ToString();
-      m_write_stopped->Set(1);
-    }
+    if (st.ok())
+      StopWriting(s, "audit checkpoint");
+    else
+      DBW_LOG(kError) << "audit checkpoint failed: " << s.ToString();
     return;
   }
   last_checkpoint_seq = head;
@@ -430,34 +429,41 @@ void AuditStore::Impl::FailBatch(Batch::iterator first, Batch::iterator last,
   m_dropped->Add(unreported);
 }
 
-bool AuditStore::Impl::SpaceLeft() {
+std::string AuditStore::Impl::WriteBlocked() {
+  if (!write_error.empty())
+    return "the store stopped writing after a failed write (" + write_error +
+           "); restart dbwarden once the cause is fixed";
+  auto now = std::chrono::steady_clock::now();
+  if (!low_space && now < next_space_check) return "";
+  next_space_check = now + kSpaceCheckEvery;
   struct statvfs fs {};
-  bool left = ::statvfs(options.dir.c_str(), &fs) != 0 ||  // unknown: let RocksDB try
-              static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize >= kReserveBytes;
-  if (left == low_space) {
-    low_space = !left;
-    m_write_stopped->Set(low_space || !write_error.empty() ? 1 : 0);
-    if (low_space)
+  bool low = ::statvfs(options.dir.c_str(), &fs) == 0 &&  // unknown: let RocksDB try
+             static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < kReserveBytes;
+  if (low != low_space) {
+    low_space = low;
+    m_write_stopped->Set(low ? 1 : 0);
+    if (low)
       DBW_LOG(kError) << "audit store: less than " << (kReserveBytes >> 20) << " MiB free under "
                       << options.dir << "; nothing is written (statements that must be audited "
                       << "first are refused) until space is freed";
     else
       DBW_LOG(kWarning) << "audit store: space freed under " << options.dir << "; writing again";
   }
-  return left;
+  return low ? "less than " + std::to_string(kReserveBytes >> 20) + " MiB free under " + options.dir
+             : "";
+}
+
+void AuditStore::Impl::StopWriting(const rocksdb::Status& s, std::string_view what) {
+  write_error = s.ToString();
+  m_write_stopped->Set(1);
+  DBW_LOG(kError) << what << " failed: " << write_error
+                  << "; the audit store writes nothing more until dbwarden restarts: "
+                     "statements that must be audited first are refused";
 }
 
 void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) {
-  if (!write_error.empty()) {
-    FailBatch(first, last,
-              "the store stopped writing after an earlier failure (" + write_error +
-                  "); restart dbwarden once the cause is fixed");
-    return;
-  }
-  if (!SpaceLeft()) {
-    FailBatch(
-        first, last,
-        "less than " + std::to_string(kReserveBytes >> 20) + " MiB free under " + options.dir);
+  if (std::string why = WriteBlocked(); !why.empty()) {
+    FailBatch(first, last, why);
     return;
   }
   auto start = std::chrono::steady_clock::now();
@@ -520,16 +526,10 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
                                 std::chrono::steady_clock::now() - start)
                                 .count()));
   if (!s.ok()) {
-    if (st.ok()) {
-      // RocksDB itself failed (a full disk, an I/O error): stop writing (see write_error).
-      write_error = s.ToString();
-      m_write_stopped->Set(1);
-      DBW_LOG(kError) << "audit commit failed: " << write_error
-                      << "; the audit store writes nothing more until dbwarden restarts: "
-                         "statements that must be audited first are refused";
-    } else {
+    if (st.ok())
+      StopWriting(s, "audit commit");  // RocksDB itself failed (an I/O error)
+    else
       DBW_LOG(kError) << "audit commit failed: " << s.ToString();
-    }
     FailBatch(first, last, s.ToString());
     return;
   }

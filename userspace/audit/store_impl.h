@@ -3,11 +3,14 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -104,16 +107,22 @@ struct AuditStore::Impl {
   std::atomic<uint64_t> written{0};
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint64_t> commit_failures{0};
-  // Set by the first failed write (writer thread only). RocksDB 7.8 cannot reuse a log file
-  // after a write error (Debian's build asserts on it), so the store writes nothing more until
-  // the agent restarts: every later batch fails at once and statements that wait are refused.
-  std::string write_error;
-  // RocksDB 7.8 as Debian builds it aborts the process when a log write hits a full disk, so
-  // the store stops writing while the file system has less than kReserveBytes free: batches
-  // fail at once (statements that wait are refused) and writing resumes when space returns.
+  // When the store may not write (writer thread only). RocksDB 7.8 as Debian builds it aborts
+  // the process when a log write hits a full disk, and cannot reuse a log after any write error.
+  // So the store writes nothing while the file system has less than kReserveBytes free, and
+  // resumes by itself when space returns (free space is checked at most every
+  // kSpaceCheckEvery while there is enough, to keep a statvfs off each commit); after a failed
+  // write it writes nothing until the agent restarts. Blocked batches fail at once: statements
+  // that wait for their event are refused.
   static constexpr uint64_t kReserveBytes = 256ull << 20;
+  static constexpr std::chrono::milliseconds kSpaceCheckEvery{100};
+  std::string write_error;  // the failed write
   bool low_space = false;
-  bool SpaceLeft();
+  std::chrono::steady_clock::time_point next_space_check{};
+  // Why nothing may be written now; "" when writing is fine.
+  std::string WriteBlocked();
+  // After a failed RocksDB write: logs it and blocks writing (see above).
+  void StopWriting(const rocksdb::Status& s, std::string_view what);
   mutable std::mutex head_mu;  // pairs with head_cv for WaitForNewer
   mutable std::condition_variable head_cv;
 

@@ -216,7 +216,7 @@ Status AuditStore::Impl::PruneBlocks(rocksdb::WriteBatch* wb,
 }
 
 void AuditStore::Impl::RunRetention() {
-  if (options.retention.count() <= 0 || read_only || !write_error.empty() || low_space) return;
+  if (options.retention.count() <= 0 || read_only || !WriteBlocked().empty()) return;
   const int64_t cutoff = NowMicros() - static_cast<int64_t>(options.retention.count()) * 1000000;
   constexpr size_t kPerBatch = 10000;
   store::Terms terms;
@@ -267,9 +267,7 @@ void AuditStore::Impl::RunRetention() {
     wo.sync = true;
     rocksdb::Status s = db->Write(wo, &wb);
     if (!s.ok()) {
-      DBW_LOG(kError) << "audit retention pass failed: " << s.ToString();
-      write_error = s.ToString();  // RocksDB's log cannot be written again (store_impl.h)
-      m_write_stopped->Set(1);
+      StopWriting(s, "audit retention pass");
       return;
     }
     DBW_LOG(kInfo) << "audit retention: removed " << n << " events up to seq " << last_seq;

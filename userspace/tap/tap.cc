@@ -157,6 +157,11 @@ class TapEngine {
   void SweepProcesses();
   std::optional<identity::ProcessInfo> Process(uint32_t tgid, const dbw_tap_task* task);
   std::optional<Connect> ClientOf(const dbw_tap_conn& c, const std::string& raddr);
+  // Removes and returns the connect recorded under `key`, if it was recorded no later than
+  // `seen_ns` (a later one belongs to a later connection on a reused port or inode).
+  template <typename Map>
+  static std::optional<Connect> TakeConnect(Map* connects, const typename Map::key_type& key,
+                                            uint64_t seen_ns);
   std::optional<identity::ProcessInfo> ProcessOf(const Connect& k);
   void ForgetOldConnects(uint64_t now_ns);
   void ReportLosses();
@@ -362,30 +367,29 @@ void TapEngine::ForgetOldConnects(uint64_t now_ns) {
                 [&](const auto& kv) { return kv.second.ts_ns + kConnectMemoryNs < now_ns; });
 }
 
+template <typename Map>
+std::optional<TapEngine::Connect> TapEngine::TakeConnect(Map* connects,
+                                                         const typename Map::key_type& key,
+                                                         uint64_t seen_ns) {
+  auto it = connects->find(key);
+  if (it == connects->end() || it->second.ts_ns > seen_ns) return std::nullopt;
+  Connect k = std::move(it->second);
+  connects->erase(it);
+  return k;
+}
+
 // The local client process of a server-side connection: from the connect() the kernel told us
 // of, else (a connection older than the agent) from /proc.
 std::optional<TapEngine::Connect> TapEngine::ClientOf(const dbw_tap_conn& c,
                                                       const std::string& raddr) {
   auto pid_only = [](int32_t pid) { return Connect{static_cast<uint32_t>(pid), 0, std::nullopt}; };
-  // A connect recorded after this connection's first sight belongs to a later connection.
-  auto earlier = [&](const Connect& k) { return k.ts_ns <= c.task.ts_ns; };
   if (c.family == AF_UNIX) {
-    auto it = unix_connects_.find(c.peer_ino);
-    if (it != unix_connects_.end() && earlier(it->second)) {
-      Connect k = std::move(it->second);
-      unix_connects_.erase(it);
-      return k;
-    }
+    if (auto k = TakeConnect(&unix_connects_, c.peer_ino, c.task.ts_ns)) return k;
     if (c.peer_ino == 0) return std::nullopt;
     if (auto pid = identity::FindPidBySocketInode(c.peer_ino)) return pid_only(*pid);
     return std::nullopt;
   }
-  auto it = tcp_connects_.find(Endpoint(raddr, c.rport));
-  if (it != tcp_connects_.end() && earlier(it->second)) {
-    Connect k = std::move(it->second);
-    tcp_connects_.erase(it);
-    return k;
-  }
+  if (auto k = TakeConnect(&tcp_connects_, Endpoint(raddr, c.rport), c.task.ts_ns)) return k;
   if (!IsLocalAddress(raddr)) return std::nullopt;
   auto inode =
       identity::FindTcpSocketInode({raddr, c.rport}, {AddressText(c.family, c.laddr), c.lport});
@@ -454,14 +458,13 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
     }
     id.transport = "tcp";
     id.client_addr = Endpoint(AddressText(c.family, c.laddr), c.lport);
-    auto k = tcp_connects_.find(id.client_addr);
-    if (k != tcp_connects_.end() && k->second.tgid == c.task.tgid &&
-        k->second.ts_ns <= c.task.ts_ns && k->second.gone) {
-      id.client = std::move(k->second.gone);
-      tcp_connects_.erase(k);
-    } else {
+    // Nobody else claims a client-side connect: taken here, and its kernel view used if the
+    // process was gone already.
+    auto k = TakeConnect(&tcp_connects_, id.client_addr, c.task.ts_ns);
+    if (k && k->tgid == c.task.tgid && k->gone)
+      id.client = std::move(k->gone);
+    else
       id.client = Process(c.task.tgid, &c.task);
-    }
   }
   SessionContext ctx{deps_.sink, deps_.policy, &analyzer_, &metrics_};
   conn.session = std::make_unique<PassiveSession>(ctx, std::move(id), kMaxBody);
