@@ -44,9 +44,13 @@ uint32_t EffectiveRisks(const sql::StatementFacts& s) {
 }
 
 const sql::StatementFacts& Judged(const sql::StatementFacts& s) {
-  // PREPARE x AS <stmt> is judged as <stmt>.
+  // PREPARE x AS <stmt> is judged as <stmt>; so are EXECUTE x and FETCH from a cursor once the
+  // gate has resolved the name to what it runs.
   const sql::StatementFacts* p = &s;
-  while (p->command == sql::Command::kPrepare && p->prepared) p = p->prepared.get();
+  while ((p->command == sql::Command::kPrepare || p->command == sql::Command::kExecute ||
+          p->command == sql::Command::kFetch) &&
+         p->prepared)
+    p = p->prepared.get();
   return *p;
 }
 

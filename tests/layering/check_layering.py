@@ -19,20 +19,22 @@ ALLOWED = {
     'userspace/masking': ['userspace/common'],
     'policy': ['userspace/common', 'userspace/sql', 'userspace/masking'],
     'userspace/identity': ['userspace/common'],
+    'userspace/gate': ['userspace/common', 'userspace/protocol/postgres', 'userspace/sql', 'policy',
+                       'userspace/masking'],
     'userspace/audit': ['userspace/common', 'userspace/identity', 'userspace/sql', 'policy'],
     'userspace/approvals': ['userspace/common', 'userspace/audit', 'policy', 'userspace/sql'],
     'userspace/api': ['userspace/common', 'userspace/sql', 'policy', 'userspace/audit',
                       'userspace/approvals'],
     'userspace/relay': ['userspace/common', 'userspace/protocol/postgres', 'userspace/sql',
-                        'userspace/masking', 'policy', 'userspace/identity', 'userspace/audit',
-                        'userspace/approvals'],
+                        'userspace/masking', 'policy', 'userspace/gate', 'userspace/identity',
+                        'userspace/audit', 'userspace/approvals'],
     'userspace/tap': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit',
                       'policy', 'userspace/sql', 'userspace/identity', 'bpf'],
 }
 # Third-party headers the lower layers must not see.
 FORBIDDEN = ('boost/', 'openssl/', 'rocksdb/')
 NO_THIRD_PARTY = {'userspace/common', 'userspace/protocol/postgres', 'userspace/sql',
-                  'userspace/masking', 'policy', 'userspace/identity'}
+                  'userspace/masking', 'policy', 'userspace/identity', 'userspace/gate'}
 MODULES = sorted(ALLOWED, key=len, reverse=True) + ['agent']
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')

@@ -28,7 +28,9 @@ constexpr std::string_view kCatalogQuery =
     "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.oid >= 16384 "
-    "AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S')";
+    "AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S'); "
+    "SELECT p.oid, n.nspname, p.proname FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
 
 std::string Md5Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -228,6 +230,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   }
 
   Status AddRow(const pg::DataRowMessage& row) {
+    if (row.values.size() == 3) return AddFunction(row);
     if (row.values.size() != 5) return DataLoss("unexpected catalog row");
     for (const auto& v : row.values)
       if (!v) return DataLoss("NULL in catalog row");
@@ -247,6 +250,18 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     }
     if (rel.columns.size() < static_cast<size_t>(attnum)) rel.columns.resize(attnum);
     rel.columns[attnum - 1] = Text(*row.values[4]);
+    return Status::Ok();
+  }
+
+  Status AddFunction(const pg::DataRowMessage& row) {
+    for (const auto& v : row.values)
+      if (!v) return DataLoss("NULL in catalog row");
+    uint32_t oid = 0;
+    std::string_view oid_text = Text(*row.values[0]);
+    if (std::from_chars(oid_text.data(), oid_text.data() + oid_text.size(), oid).ec != std::errc())
+      return DataLoss("unexpected catalog row");
+    snapshot_->functions[oid] =
+        std::string(Text(*row.values[1])) + "." + std::string(Text(*row.values[2]));
     return Status::Ok();
   }
 

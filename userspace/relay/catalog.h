@@ -33,6 +33,9 @@ inline constexpr uint32_t kFirstNormalObjectId = 16384;
 
 struct CatalogSnapshot {
   std::unordered_map<uint32_t, CatalogRelation> relations;
+  // Every function (pg_proc OID → "schema.name"): a FunctionCall message names its function by
+  // OID only.
+  std::unordered_map<uint32_t, std::string> functions;
   std::chrono::steady_clock::time_point loaded_at;
   // Resolves (table OID, attribute number) to names; nullopt when unknown.
   std::optional<std::pair<const CatalogRelation*, const std::string*>> Find(uint32_t oid,

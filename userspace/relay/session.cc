@@ -7,6 +7,7 @@
 
 #include "userspace/common/logging.h"
 #include "userspace/common/random_id.h"
+#include "userspace/gate/coverage.h"
 #include "userspace/identity/process_info.h"
 #include "userspace/protocol/postgres/encoder.h"
 #include "userspace/protocol/postgres/parse.h"
@@ -44,6 +45,7 @@ Session::Session(Worker* worker, const TargetRuntime* target, tcp::socket client
       state_(this),
       client_decoder_(pg::Direction::kFrontend, this, deps.options->stream_threshold),
       upstream_decoder_(pg::Direction::kBackend, this, deps.options->stream_threshold),
+      gate_(&worker->analyzer),
       hold_timer_(worker->context) {
   worker_->sessions.insert(this);
   deps_.metrics->sessions_active->Add(1);
@@ -90,6 +92,11 @@ void Session::ResolvePeer() {
       self->peer_resolved_ = true;
       self->info_.reset();  // republished with the process on the next event
       if (self->start_pending_) self->EmitSessionStart();
+      if (self->startup_waiting_peer_) {
+        self->startup_waiting_peer_ = false;
+        self->SendStartupUpstream();
+        return;
+      }
       self->MaybeStartClientPump();
     });
   });
@@ -318,7 +325,72 @@ void Session::NegotiateUpstreamTls() {
       });
 }
 
+bool Session::JudgeStartup() {
+  std::span<const std::byte> in(startup_bytes_);
+  pg::Frame frame;
+  pg::StartupPacket packet;
+  std::string error;
+  if (pg::ParseFrame(pg::Direction::kFrontend, true, &in, &frame, &error) != pg::ParseState::kOk ||
+      !pg::ParseStartupPacket(frame.body, &packet, &error)) {
+    Fail(audit::EventKind::kProtocolViolation, "08P01", "invalid startup packet: " + error);
+    return false;
+  }
+  StatusOr<gate::StartupRequest> request = gate::ReadStartup(packet.startup);
+  if (!request.ok()) {
+    deps_.metrics->protocol_violations->Add();
+    Fail(audit::EventKind::kProtocolViolation, "08P01", "dbwarden: " + request.status().message());
+    return false;
+  }
+  std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
+  UpdateMasking(policy);
+  for (const gate::StartupSetting& setting : request->settings) {
+    std::string what = setting.from_options ? "startup option -c " + setting.name
+                                            : "startup parameter \"" + setting.name + "\"";
+    if (!JudgeStartupStatement(gate_.Facts(gate::SetStatementFor(setting)), what, *policy))
+      return false;
+  }
+  if (request->replication_requested) {
+    auto facts = std::make_shared<sql::QueryFacts>();
+    sql::StatementFacts& s = facts->statements.emplace_back();
+    s.command = sql::Command::kReplication;
+    s.object_kind = request->replication == "database" ? "DATABASE" : "PHYSICAL";
+    s.normalized = "REPLICATION " + s.object_kind;
+    if (!JudgeStartupStatement(std::move(facts), "replication connection", *policy)) return false;
+  }
+  return true;
+}
+
+bool Session::JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts,
+                                    const std::string& what, const policy::CompiledPolicy& policy) {
+  auto note = std::make_shared<DecisionNote>();
+  note->facts = std::move(facts);
+  note->decision =
+      gate_.Decide(policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
+                   *note->facts, masking_.active(), std::chrono::system_clock::now());
+  const policy::Decision& d = note->decision;
+  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
+  note->enforced = stop && !d.monitor;
+  deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
+  if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
+  if (d.action == policy::Action::kAllow && d.rules.empty()) return true;
+  audit::Event e = NewEvent(audit::EventKind::kDecision);
+  e.statement = audit::StatementInfo{note->facts, "startup", ""};
+  e.decision = audit::DecisionInfo{std::shared_ptr<const policy::Decision>(note, &note->decision),
+                                   note->enforced, ""};
+  deps_.sink->Submit(std::move(e));
+  if (!note->enforced) return true;
+  // A connection cannot wait for an approval: `approve` refuses it too.
+  EndWithFatal(d.sqlstate.empty() ? std::string_view("42501") : std::string_view(d.sqlstate),
+               "dbwarden: " + what + " refused: " + d.reason);
+  return false;
+}
+
 void Session::SendStartupUpstream() {
+  if (!peer_resolved_) {  // the startup is judged with the client's process known
+    startup_waiting_peer_ = true;
+    return;
+  }
+  if (closing_ || !JudgeStartup()) return;
   auto self = shared_from_this();
   upstream_->out = std::move(startup_bytes_);
   upstream_->writing = true;
@@ -455,15 +527,21 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
 pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, pg::Bytes* out,
                                      std::string* reason) {
   if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
-  bool judged = (frame.type == pg::fe::kQuery || frame.type == pg::fe::kParse) &&
-                auth_proxy_ == AuthProxy::kOff;
+  // The coverage matrix: every message type has a verdict in this phase; the rest is refused.
+  gate::DoorVerdict door = gate::FrontendDoor(state_.phase(), frame.type);
+  if (door.door == gate::Door::kRefuse) {
+    *reason = std::string(door.why);
+    return pg::MessageAction::kReject;
+  }
+  bool judged = door.door == gate::Door::kJudge && auth_proxy_ == AuthProxy::kOff;
   std::shared_ptr<DecisionNote> note;
   if (judged) {
     if (resume_note_) {
       note = std::move(resume_note_);  // judged and committed before the pause
     } else {
       UpdateMasking(deps_.policy->Get());
-      if (AwaitCatalog()) return pg::MessageAction::kPause;  // OnCatalog resumes here
+      if (AwaitCatalog(frame.type == pg::fe::kFunctionCall))
+        return pg::MessageAction::kPause;  // OnCatalog resumes here
       note = Decide(frame, reason);
       if (!note) return pg::MessageAction::kReject;
       if (NeedsApproval(*note)) {
@@ -478,6 +556,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   }
   if (!state_.OnFrontend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
+  TrackForwarded(frame, note);
   if (!note || !state_.last_request_annotatable()) return pg::MessageAction::kForward;
   bool enforced = note->enforced;
   state_.AnnotateLastRequest(std::move(note));
@@ -489,6 +568,9 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   static constexpr std::string_view kRefused = "dbwarden refused this statement";
   if (frame.type == pg::fe::kQuery) {
     pg::AppendQuery(out, kRefused);
+  } else if (frame.type == pg::fe::kFunctionCall) {
+    // A call of function OID 0, which the server answers with an error and ReadyForQuery.
+    pg::AppendFunctionCall(out, 0);
   } else {
     pg::ParseMessage m;
     if (!pg::ParseParse(frame.body, &m, reason)) return pg::MessageAction::kReject;
@@ -537,22 +619,24 @@ void Session::ResumeClient() {
 
 std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::string* reason) {
   uint64_t start = MonotonicNs();
-  std::string_view sql_text;
+  auto note = std::make_shared<DecisionNote>();
   if (frame.type == pg::fe::kQuery) {
     pg::QueryMessage m;
     if (!pg::ParseQuery(frame.body, &m, reason)) return nullptr;
-    sql_text = m.sql;
-  } else {
+    note->facts = gate_.Facts(m.sql);
+  } else if (frame.type == pg::fe::kParse) {
     pg::ParseMessage m;
     if (!pg::ParseParse(frame.body, &m, reason)) return nullptr;
-    sql_text = m.sql;
+    note->facts = gate_.Facts(m.sql);
+  } else {
+    pg::FunctionCallMessage m;
+    if (!pg::ParseFunctionCall(frame.body, &m, reason)) return nullptr;
+    note->facts = gate_.FunctionCallFacts(m.function_oid, FunctionName(m.function_oid));
   }
   std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
-  auto note = std::make_shared<DecisionNote>();
-  note->facts = worker_->analyzer.Analyze(sql_text);
   note->decision =
-      policy->Evaluate({target_->options.name, target_->options.env}, PolicyPrincipal(*policy),
-                       *note->facts, std::chrono::system_clock::now());
+      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(*policy),
+                   *note->facts, masking_.active(), std::chrono::system_clock::now());
   const policy::Decision& d = note->decision;
   bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
   note->enforced = stop && !d.monitor;
@@ -738,6 +822,66 @@ void Session::WriteUpstreamOutOfBand(pg::Bytes bytes) {
                                   });
 }
 
+void Session::TrackForwarded(const pg::Frame& frame, const std::shared_ptr<DecisionNote>& note) {
+  switch (frame.type) {
+    case pg::fe::kSync:
+      gate_.OnSyncPoint();
+      return;
+    case pg::fe::kQuery:
+    case pg::fe::kParse:
+    case pg::fe::kFunctionCall: {
+      if (frame.type != pg::fe::kParse) gate_.OnSyncPoint();
+      if (note == nullptr || note->enforced || !note->facts) return;  // replaced: runs nothing
+      std::string_view parse_name;
+      if (frame.type == pg::fe::kParse) parse_name = state_.last_parse_name();
+      gate_.OnForwarded(note->facts, frame.type != pg::fe::kParse, parse_name);
+      // SQL-level names share the server's table with protocol-level ones: what was learned
+      // about a redefined name (its result description) must not be used again.
+      for (const sql::StatementFacts& s : note->facts->statements) {
+        if (s.command == sql::Command::kPrepare && !s.object_name.empty()) {
+          state_.RedefineStatement(s.object_name, note);
+        } else if (s.command == sql::Command::kDeallocate) {
+          if (s.name_all) {
+            state_.DropAllStatements();
+          } else {
+            state_.DropStatement(s.object_name);
+          }
+        } else if (s.command == sql::Command::kDiscard && s.object_kind == "ALL") {
+          state_.DropAllStatements();
+        }
+      }
+      return;
+    }
+    case pg::fe::kBind: {
+      std::string_view portal, statement;
+      if (!pg::ReadBindNames(frame.body, &portal, &statement)) return;
+      const auto* stmt =
+          dynamic_cast<const DecisionNote*>(state_.StatementNoteOf(std::string(statement)));
+      gate_.OnBind(portal, stmt != nullptr ? stmt->facts : nullptr);
+      return;
+    }
+    case pg::fe::kExecute: {
+      const auto* run = dynamic_cast<const DecisionNote*>(state_.LastNote());
+      if (run != nullptr && run->facts) gate_.OnExecuteForwarded(*run->facts);
+      return;
+    }
+    case pg::fe::kClose: {
+      pg::CloseMessage m;
+      std::string ignored;
+      if (pg::ParseClose(frame.body, &m, &ignored)) gate_.OnClose(m.kind, m.name);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+std::string Session::FunctionName(uint32_t oid) const {
+  if (!catalog_) return {};
+  auto it = catalog_->functions.find(oid);
+  return it == catalog_->functions.end() ? std::string() : it->second;
+}
+
 pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
   if (frame.type == pg::be::kErrorResponse && RewriteRefusal(frame, out, reason))
@@ -755,9 +899,22 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
       return pg::MessageAction::kReject;
     return pg::MessageAction::kHandled;
   }
+  if (frame.type == pg::be::kParseComplete) {
+    // A named Parse took effect: the gate's name now means that statement only.
+    const pg::Execution* x = state_.HeadExecution();
+    const auto* parsed = dynamic_cast<const DecisionNote*>(state_.HeadNote());
+    if (x != nullptr && x->parse_only && parsed != nullptr && !parsed->enforced)
+      gate_.OnParseAnswered(x->statement_name, parsed->facts, true);
+  }
   if (!state_.OnBackend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (masked) return pg::MessageAction::kHandled;
   switch (frame.type) {
+    case pg::be::kParameterStatus: {
+      pg::ParameterStatusMessage m;
+      if (pg::ParseParameterStatus(frame.body, &m, reason))
+        gate_.OnParameterStatus(m.name, m.value);
+      return pg::MessageAction::kForward;
+    }
     case pg::be::kBackendKeyData: {
       // Clients get a key of the relay's; a cancel with it is checked and routed here.
       if (client_key_) deps_.cancels->Unregister(*client_key_);
@@ -768,6 +925,7 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
     case pg::be::kAuthentication:
       return OnAuthentication(frame, out, reason);
     case pg::be::kReadyForQuery:
+      gate_.OnReadyForQuery(state_.transaction_status());
       if (ddl_in_tx_ && state_.transaction_status() == 'I') {
         ddl_in_tx_ = false;
         worker_->catalog.Invalidate(target_->options.name, state_.database());
@@ -832,6 +990,14 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
   audit::Event e = NewEvent(audit::EventKind::kStatement);
   const auto* note = static_cast<const DecisionNote*>(x.note.get());
   std::shared_ptr<const sql::QueryFacts> facts;
+  if (note != nullptr && note->facts && !note->enforced) {
+    // Name operations take effect for the statements that completed.
+    if (x.parse_only) {
+      gate_.OnParseAnswered(x.statement_name, note->facts, false);  // reported: it failed
+    } else {
+      gate_.OnCompleted(*note->facts, x.command_tags.size());
+    }
+  }
   if (note != nullptr) {
     // The note outlives this call only through the event's aliasing pointers.
     auto owner = std::static_pointer_cast<const DecisionNote>(x.note);
@@ -840,8 +1006,11 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
         audit::DecisionInfo{std::shared_ptr<const policy::Decision>(owner, &owner->decision),
                             note->enforced, note->approval_id};
   }
-  e.statement =
-      audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple", x.statement_name};
+  e.statement = audit::StatementInfo{std::move(facts),
+                                     x.fastpath   ? "fastpath"
+                                     : x.extended ? "extended"
+                                                  : "simple",
+                                     x.statement_name};
   audit::ResultInfo r;
   if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();
   r.sqlstate = x.sqlstate;
@@ -871,6 +1040,11 @@ void Session::Fail(audit::EventKind kind, std::string_view sqlstate, std::string
   e.error_sqlstate = std::string(sqlstate);
   e.error_message = message;
   deps_.sink->Submit(std::move(e));
+  EndWithFatal(sqlstate, std::move(message));
+}
+
+void Session::EndWithFatal(std::string_view sqlstate, std::string message) {
+  if (closing_) return;
   fatal_.clear();
   pg::AppendErrorResponse(&fatal_, {.severity = "FATAL", .sqlstate = sqlstate, .message = message});
   end_reason_ = std::move(message);

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "userspace/audit/event.h"
+#include "userspace/gate/statement_gate.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"
 #include "userspace/relay/result_masking.h"
@@ -62,6 +63,11 @@ class Session : public std::enable_shared_from_this<Session>,
   void OnUpstreamConnected();
   void NegotiateUpstreamTls();
   void SendStartupUpstream();
+  // Judges the startup packet's settings (`options`, other parameters) as the SETs they are,
+  // and a replication request; false when the session was refused.
+  bool JudgeStartup();
+  bool JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts, const std::string& what,
+                             const policy::CompiledPolicy& policy);
   void ResolvePeer();
   void MaybeStartClientPump();
 
@@ -80,6 +86,11 @@ class Session : public std::enable_shared_from_this<Session>,
   // later replaced by one the server rejects, so responses stay in order and a transaction
   // fails as it would have.
   std::shared_ptr<DecisionNote> Decide(const pg::Frame& frame, std::string* reason);
+  // Tells the gate what a forwarded message does to server-side names and settings, and keeps
+  // the state machine's statement names in step with SQL-level PREPARE/DEALLOCATE/DISCARD.
+  void TrackForwarded(const pg::Frame& frame, const std::shared_ptr<DecisionNote>& note);
+  // The qualified name of a function by OID, from the catalog snapshot; empty when unknown.
+  std::string FunctionName(uint32_t oid) const;
   // audit_before_forward: the client pump pauses at the statement until its decision event
   // is committed (OnCommitted, posted from the sink's thread), then resumes decoding there.
   void AwaitCommit(std::shared_ptr<DecisionNote> note);
@@ -100,7 +111,9 @@ class Session : public std::enable_shared_from_this<Session>,
   // Masking (session_masking.cc). The profile follows the principal's classification; with
   // column rules the client pump pauses at a statement until the catalog is loaded.
   void UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>& policy);
-  bool AwaitCatalog();  // true: paused until OnCatalog
+  // true: paused until OnCatalog. `need_functions`: a FunctionCall needs the catalog whether or
+  // not masking does.
+  bool AwaitCatalog(bool need_functions = false);
   void OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status);
   // Masks a backend message into *out when masking applies to it; *handled says whether it did.
   bool MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason, bool* handled);
@@ -120,6 +133,8 @@ class Session : public std::enable_shared_from_this<Session>,
 
   // Ending: send a FATAL to the client (after any write in flight), then close both sides.
   void Fail(audit::EventKind kind, std::string_view sqlstate, std::string message);
+  // The same without an event of its own (the caller wrote one).
+  void EndWithFatal(std::string_view sqlstate, std::string message);
   void FlushFatalThenClose();
   void Close(const std::string& reason);
 
@@ -138,6 +153,9 @@ class Session : public std::enable_shared_from_this<Session>,
   pg::SessionState state_;
   pg::StreamDecoder client_decoder_;
   pg::StreamDecoder upstream_decoder_;
+  gate::StatementGate gate_;
+  std::shared_ptr<const CatalogSnapshot> catalog_;  // the last snapshot loaded (functions)
+  bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
 
   audit::Principal principal_;
   policy::Principal policy_principal_;

@@ -27,12 +27,12 @@ void Session::UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>&
                                                              : deps_.options->stream_threshold);
 }
 
-bool Session::AwaitCatalog() {
+bool Session::AwaitCatalog(bool need_functions) {
   if (catalog_checked_) {  // the statement resumed after its load, successful or not
     catalog_checked_ = false;
     return false;
   }
-  if (!masking_.needs_catalog()) return false;
+  if (!masking_.needs_catalog() && !need_functions) return false;
   if (masking_.catalog_miss()) {
     // A result named a relation the catalog did not know (created since): read it again.
     worker_->catalog.Invalidate(target_->options.name, state_.database());
@@ -55,6 +55,7 @@ void Session::OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const S
   // Without a catalog every column from a table is withheld (fail closed); the next statement
   // tries again.
   if (!status.ok()) deps_.metrics->masking_catalog_failures->Add();
+  catalog_ = snapshot;
   masking_.SetCatalog(std::move(snapshot));
   if (in_catalog_get_) {
     catalog_ready_now_ = true;

@@ -12,8 +12,27 @@
 #include "userspace/sql/shape.h"
 #include "userspace/sql/walker.h"
 
+// libpg_query's scanner settings: per-thread globals of the library (PostgreSQL's GUCs).
+extern "C" {
+extern __thread bool standard_conforming_strings;
+}
+
 namespace dbw::sql {
 namespace {
+
+// Sets the scanner's settings for one analysis on this thread, and restores the defaults.
+class ScopedLex {
+ public:
+  explicit ScopedLex(LexSettings lex) : saved_(standard_conforming_strings) {
+    standard_conforming_strings = lex.standard_conforming_strings;
+  }
+  ~ScopedLex() { standard_conforming_strings = saved_; }
+  ScopedLex(const ScopedLex&) = delete;
+  ScopedLex& operator=(const ScopedLex&) = delete;
+
+ private:
+  bool saved_;
+};
 
 void Unparseable(QueryFacts* q, std::string_view sql, std::string error) {
   q->statements.clear();
@@ -37,8 +56,16 @@ std::string_view Trim(std::string_view s) {
 // Literals become $n (numbered after any $n the text already has) and comments go, by the same
 // scanner that computes the shape key. libpg_query's own normalizer costs another parse
 // (about 6 us here) and still leaves literals in utility statements and comments.
-void Normalize(const std::string& text, StatementFacts* s) {
-  s->normalized = ScrubLiterals(text, ScrubStyle::kParams, MaxParamNumber(text) + 1);
+void Normalize(const std::string& text, StatementFacts* s, const LexSettings& lex) {
+  if (lex.standard_conforming_strings) {
+    s->normalized = ScrubLiterals(text, ScrubStyle::kParams, MaxParamNumber(text) + 1);
+  } else {
+    // The project's scanner reads strings as standard_conforming_strings = on; libpg_query's
+    // normalizer reads them as the session does.
+    PgQueryNormalizeResult n = pg_query_normalize(text.c_str());
+    s->normalized = n.error ? "?" : n.normalized_query;
+    pg_query_free_normalize_result(n);
+  }
 
   PgQueryFingerprintResult f = pg_query_fingerprint(text.c_str());
   if (!f.error) {
@@ -58,7 +85,8 @@ int64_t IntField(simdjson::dom::object o, std::string_view key) {
 
 }  // namespace
 
-std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql) {
+std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSettings lex) {
+  ScopedLex scoped(lex);
   auto q = std::make_shared<QueryFacts>();
   // The server reads a Query message up to its NUL; text past one is not what it would run.
   if (sql.find('\0') != std::string_view::npos) {
@@ -107,9 +135,9 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql) {
     if (loc > text.size()) loc = text.size();
     if (len == 0 || loc + len > text.size()) len = text.size() - loc;
     if (count == 1) {
-      Normalize(text, &s);
+      Normalize(text, &s, lex);
     } else {
-      Normalize(std::string(Trim(std::string_view(text).substr(loc, len))), &s);
+      Normalize(std::string(Trim(std::string_view(text).substr(loc, len))), &s, lex);
     }
     if (s.prepared) {
       // PREPARE's inner statement has no text of its own: it shares the PREPARE's.
@@ -128,7 +156,11 @@ Analyzer::Analyzer(size_t capacity) : capacity_(capacity) {
   index_.reserve(capacity);
 }
 
-std::shared_ptr<const QueryFacts> Analyzer::Analyze(std::string_view sql) {
+std::shared_ptr<const QueryFacts> Analyzer::Analyze(std::string_view sql, LexSettings lex) {
+  if (lex != LexSettings{}) {
+    ++misses_;
+    return AnalyzeUncached(sql, lex);
+  }
   const uint64_t key = CanonicalShape(sql, &scratch_);
   auto it = index_.find(key);
   if (it != index_.end() && it->second->canonical == scratch_) {

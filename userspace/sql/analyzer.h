@@ -14,9 +14,16 @@
 
 namespace dbw::sql {
 
+// How the server will split the text into tokens (its session settings). The analysis reads the
+// text with the same rules: libpg_query's scanner keeps these settings per thread.
+struct LexSettings {
+  bool standard_conforming_strings = true;
+  bool operator==(const LexSettings&) const = default;
+};
+
 // Analyses one query string (possibly several statements) without any cache. Never throws;
 // text the parser rejects yields unparseable facts.
-std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql);
+std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSettings lex = {});
 
 // A single-pass scan that hashes the query's tokens with every numeric and string literal
 // replaced by a placeholder. Identifiers, keywords, operators and comments-stripped
@@ -27,7 +34,9 @@ uint64_t ShapeKey(std::string_view sql);
 class Analyzer {
  public:
   explicit Analyzer(size_t capacity = 4096);
-  std::shared_ptr<const QueryFacts> Analyze(std::string_view sql);
+  // Text read with other lexing rules than the defaults is analysed uncached: the shape key's
+  // scanner reads strings as standard_conforming_strings = on does.
+  std::shared_ptr<const QueryFacts> Analyze(std::string_view sql, LexSettings lex = {});
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
   size_t size() const { return index_.size(); }  // entries cached now

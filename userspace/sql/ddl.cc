@@ -250,9 +250,17 @@ bool Role(std::string_view type, object body, Walker* w) {
   return true;
 }
 
+// Settings that decide how the server splits text into tokens.
+bool IsLexerSetting(std::string_view name) {
+  return name == "standard_conforming_strings" || name == "client_encoding" ||
+         name == "backslash_quote";
+}
+
 void VariableSet(object body, Walker* w) {
-  std::string_view name = tree::GetString(body, "name");
+  // Setting names are case-insensitive in PostgreSQL: SET "ROLE" sets the role.
+  std::string name = tree::Lower(tree::GetString(body, "name"));
   std::string_view kind = tree::GetString(body, "kind");
+  if (kind == "VAR_RESET_ALL" || IsLexerSetting(name)) w->Risk(kRiskLexerChange);
   if (name == "role" || name == "session_authorization") {
     // RESET ROLE and SET SESSION AUTHORIZATION DEFAULT return to the login role.
     w->Top(Command::kRole, kind == "VAR_SET_VALUE" ? "SET" : "RESET");
@@ -260,6 +268,12 @@ void VariableSet(object body, Walker* w) {
     return;
   }
   w->Top(kind == "VAR_RESET" || kind == "VAR_RESET_ALL" ? Command::kReset : Command::kSet);
+}
+
+// The server-side name a statement acts on; a missing name means ALL (DEALLOCATE ALL, CLOSE ALL).
+void NameOf(object body, std::string_view field, Walker* w, StatementFacts* f) {
+  f->object_name = std::string(tree::GetString(body, field));
+  f->name_all = f->object_name.empty();
 }
 
 }  // namespace
@@ -271,7 +285,13 @@ void DescribeUtility(std::string_view type, object body, Walker* w) {
   }
   if (type == "VariableSetStmt") return VariableSet(body, w);
   if (type == "VariableShowStmt") return w->Top(Command::kShow);
-  if (type == "DiscardStmt") return w->Top(Command::kDiscard);
+  if (type == "DiscardStmt") {
+    std::string_view target = tree::GetString(body, "target");  // DISCARD_ALL, DISCARD_PLANS, ...
+    if (target.starts_with("DISCARD_")) target.remove_prefix(8);
+    w->Top(Command::kDiscard, std::string(target));
+    if (target == "ALL") w->Risk(kRiskLexerChange);  // DISCARD ALL runs RESET ALL
+    return;
+  }
   if (type == "ConstraintsSetStmt") return w->Top(Command::kSet);
   if (type == "TruncateStmt") {
     w->Top(Command::kTruncate);
@@ -301,11 +321,22 @@ void DescribeUtility(std::string_view type, object body, Walker* w) {
   }
   if (type == "ExecuteStmt") {
     w->Top(Command::kExecute);
+    NameOf(body, "name", w, w->facts());
     return w->WalkFields(body);
   }
-  if (type == "DeallocateStmt") return w->Top(Command::kDeallocate);
-  if (type == "FetchStmt") return w->Top(Command::kFetch);
-  if (type == "ClosePortalStmt") return w->Top(Command::kClosePortal);
+  if (type == "DeallocateStmt") {
+    w->Top(Command::kDeallocate);
+    return NameOf(body, "name", w, w->facts());
+  }
+  if (type == "FetchStmt") {
+    w->Top(Command::kFetch, tree::GetBool(body, "ismove") ? "MOVE" : "");
+    w->facts()->fetch_move = tree::GetBool(body, "ismove");
+    return NameOf(body, "portalname", w, w->facts());
+  }
+  if (type == "ClosePortalStmt") {
+    w->Top(Command::kClosePortal);
+    return NameOf(body, "portalname", w, w->facts());
+  }
   if (type == "ListenStmt") return w->Top(Command::kListen);
   if (type == "NotifyStmt") return w->Top(Command::kNotify);
   if (type == "UnlistenStmt") return w->Top(Command::kUnlisten);

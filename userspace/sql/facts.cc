@@ -7,7 +7,7 @@
 namespace dbw::sql {
 namespace {
 
-constexpr std::array<std::pair<Command, std::string_view>, 42> kCommandNames{{
+constexpr std::array<std::pair<Command, std::string_view>, 44> kCommandNames{{
     {Command::kUnknown, "UNKNOWN"},   {Command::kUnparseable, "UNPARSEABLE"},
     {Command::kSelect, "SELECT"},     {Command::kInsert, "INSERT"},
     {Command::kUpdate, "UPDATE"},     {Command::kDelete, "DELETE"},
@@ -29,9 +29,10 @@ constexpr std::array<std::pair<Command, std::string_view>, 42> kCommandNames{{
     {Command::kRefresh, "REFRESH"},   {Command::kReindex, "REINDEX"},
     {Command::kCluster, "CLUSTER"},   {Command::kCheckpoint, "CHECKPOINT"},
     {Command::kLoad, "LOAD"},         {Command::kOther, "OTHER"},
+    {Command::kFastpath, "FASTPATH"}, {Command::kReplication, "REPLICATION"},
 }};
 
-constexpr std::array<std::pair<Risk, std::string_view>, 12> kRiskNames{{
+constexpr std::array<std::pair<Risk, std::string_view>, 14> kRiskNames{{
     {kRiskNoWhere, "no_where"},
     {kRiskUnboundedSelect, "unbounded_select"},
     {kRiskDynamicSql, "dynamic_sql"},
@@ -44,6 +45,8 @@ constexpr std::array<std::pair<Risk, std::string_view>, 12> kRiskNames{{
     {kRiskExternalAccess, "external_access"},
     {kRiskUnparseable, "unparseable"},
     {kRiskWrite, "write"},
+    {kRiskUnverifiable, "unverifiable"},
+    {kRiskLexerChange, "lexer_change"},
 }};
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

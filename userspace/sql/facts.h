@@ -53,6 +53,9 @@ enum class Command : uint8_t {
   kCheckpoint,
   kLoad,  // LOAD 'library'
   kOther,
+  // Not SQL text: what the relay's gate judges for protocol routes to execution.
+  kFastpath,     // a FunctionCall message (libpq's PQfn), judged as a call of its function
+  kReplication,  // a replication connection (startup parameter `replication`)
 };
 // Upper-case name as used in policy files: "SELECT", "DROP", "ROLE", "UNPARSEABLE", ...
 std::string_view CommandName(Command command);
@@ -76,6 +79,13 @@ enum Risk : uint32_t {
   kRiskExternalAccess = 1u << 9,    // dblink*, postgres_fdw objects, COPY with external effects
   kRiskUnparseable = 1u << 10,
   kRiskWrite = 1u << 11,  // changes data (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE)
+  // The gate cannot read the statement as the server will: EXECUTE/FETCH of a name it does not
+  // know, text whose reading depends on a setting change still in flight, bytes that are not
+  // valid in the client encoding. Refused on enforcing policies.
+  kRiskUnverifiable = 1u << 12,
+  // May change a setting that decides how the server reads text (standard_conforming_strings,
+  // client_encoding, backslash_quote): SET/RESET of them, RESET ALL, DISCARD ALL, set_config.
+  kRiskLexerChange = 1u << 13,
 };
 std::string_view RiskName(Risk risk);  // "no_where", "unbounded_select", ...
 bool ParseRiskName(std::string_view name, Risk* out);
@@ -106,9 +116,18 @@ struct StatementFacts {
       0;  // libpg_query fingerprint (same for statements differing only in literals)
   std::string fingerprint_hex;
   // PREPARE name AS <stmt>: the prepared statement's own facts, judged in its place.
+  // DECLARE name CURSOR FOR <query>: the query's facts are in `prepared` too.
   std::string prepare_name;
   std::shared_ptr<const StatementFacts> prepared;
-  std::string error;  // kUnparseable: the parser's message
+  // The server-side name this statement defines, runs or drops: PREPARE, EXECUTE, DEALLOCATE
+  // (prepared statements); DECLARE, FETCH, MOVE, CLOSE (cursors). `name_all` for DEALLOCATE ALL
+  // and CLOSE ALL. DISCARD keeps its target in object_kind ("ALL", "PLANS", ...).
+  std::string object_name;
+  bool name_all = false;
+  bool cursor_hold = false;    // DECLARE ... WITH HOLD: survives the transaction
+  bool cursor_binary = false;  // DECLARE ... BINARY: rows come in binary format
+  bool fetch_move = false;     // MOVE: positions the cursor, returns no rows
+  std::string error;           // kUnparseable: the parser's message
   // COPY table (col, ...): the column list as written (masking maps COPY fields by it);
   // `copy_query` when it copies a query's output instead of a table.
   std::vector<std::string> copy_columns;
@@ -131,6 +150,8 @@ struct QueryFacts {
   // True when some fact depended on a literal value (e.g. WHERE 'a' = 'a'), so the facts
   // must not be reused for another statement of the same shape.
   bool literal_sensitive = false;
+  // Why the gate cannot verify this text (statements carry kRiskUnverifiable); empty otherwise.
+  std::string unverifiable;
   uint32_t AllRisks() const {
     uint32_t r = 0;
     for (const auto& s : statements) r |= s.risks;

@@ -44,6 +44,22 @@ inline bool GetBool(object o, std::string_view key) {
 }
 
 // {"Type": {...}} → type and body. False for anything else.
+inline int64_t GetInt(object o, std::string_view key) {
+  int64_t v = 0;
+  element e;
+  if (o.at_key(key).get(e) != simdjson::SUCCESS || e.get_int64().get(v) != simdjson::SUCCESS)
+    return 0;
+  return v;
+}
+
+// ASCII lower case, as PostgreSQL folds setting names.
+inline std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 inline bool AsNode(element e, std::string_view* type, object* body) {
   object o;
   if (e.get_object().get(o) != simdjson::SUCCESS || o.size() != 1) return false;

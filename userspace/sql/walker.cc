@@ -70,6 +70,11 @@ void Walker::Statement(element stmt) {
   if (type == "ExplainStmt") return Explain(body);
   if (type == "DeclareCursorStmt") {
     Top(Command::kDeclareCursor);
+    f_->object_name = std::string(tree::GetString(body, "portalname"));
+    int64_t options = tree::GetInt(body, "options");
+    f_->cursor_binary = (options & 0x0001) != 0;  // CURSOR_OPT_BINARY
+    f_->cursor_hold = (options & 0x0020) != 0;    // CURSOR_OPT_HOLD
+    f_->prepared = Inner(body);                   // what FETCH from it returns
     Bounded(body, "query");
     return WalkFields(body);
   }
@@ -192,6 +197,7 @@ void Walker::Absorb(const StatementFacts& inner, bool with_risks) {
 void Walker::Prepare(object body) {
   Top(Command::kPrepare);
   f_->prepare_name = std::string(tree::GetString(body, "name"));
+  f_->object_name = f_->prepare_name;
   auto inner = Inner(body);
   Absorb(*inner, true);  // judged by what it prepares
   f_->prepared = std::move(inner);
@@ -377,12 +383,14 @@ void Walker::SetConfig(object call) {
     object c, s;
     if (tree::AsNode(first, &type, &c) && type == "A_Const" && tree::GetObject(c, "sval", &s)) {
       *sensitive_ = true;
-      std::string name(tree::GetString(s, "sval"));
-      for (char& ch : name)
-        if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+      std::string name = tree::Lower(tree::GetString(s, "sval"));
       if (name == "role" || name == "session_authorization") Risk(kRiskPrivilegeChange);
+      if (name == "standard_conforming_strings" || name == "client_encoding" ||
+          name == "backslash_quote")
+        Risk(kRiskLexerChange);
     } else {
-      Risk(kRiskPrivilegeChange);  // a setting chosen at run time may be the role
+      // A setting chosen at run time may be the role, or one that changes how text is read.
+      Risk(kRiskPrivilegeChange | kRiskLexerChange);
     }
     return;
   }

@@ -31,6 +31,7 @@ class Walker {
   void WalkFields(tree::object o, std::initializer_list<std::string_view> skip = {});
   // A FuncCall's body: records the function and the risks its name carries.
   void Function(tree::object call);
+  StatementFacts* facts() { return f_; }
 
  private:
   void TopSelect(tree::object body);

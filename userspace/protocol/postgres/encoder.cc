@@ -184,6 +184,14 @@ void AppendParse(Bytes* out, std::string_view name, std::string_view sql) {
   w.U16(0);
 }
 
+void AppendFunctionCall(Bytes* out, uint32_t function_oid) {
+  MessageWriter w(out, fe::kFunctionCall);
+  w.U32(function_oid);
+  w.U16(0);  // argument format codes
+  w.U16(0);  // arguments
+  w.U16(0);  // result format: text
+}
+
 void AppendTerminate(Bytes* out) {
   MessageWriter w(out, fe::kTerminate);
 }

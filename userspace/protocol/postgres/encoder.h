@@ -40,6 +40,8 @@ void AppendSslRequest(Bytes* out);
 void AppendCancelRequest(Bytes* out, const CancelRequest& cancel);
 void AppendQuery(Bytes* out, std::string_view sql);
 void AppendParse(Bytes* out, std::string_view name, std::string_view sql);
+// A FunctionCall without arguments (the relay's stand-in for a refused one uses OID 0).
+void AppendFunctionCall(Bytes* out, uint32_t function_oid);
 void AppendTerminate(Bytes* out);
 void AppendSync(Bytes* out);
 void AppendSaslInitialResponse(Bytes* out, std::string_view mechanism, std::string_view data);

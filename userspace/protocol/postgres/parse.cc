@@ -346,6 +346,12 @@ bool ParseDescribe(std::span<const std::byte> body, DescribeMessage* out, std::s
   return Done(r, error);
 }
 
+bool ReadBindNames(std::span<const std::byte> body, std::string_view* portal,
+                   std::string_view* statement) {
+  ByteReader r(body);
+  return r.ReadCString(portal) && r.ReadCString(statement);
+}
+
 bool ParseClose(std::span<const std::byte> body, CloseMessage* out, std::string* error) {
   return ParseDescribe(body, out, error);
 }

@@ -52,7 +52,7 @@ std::unique_ptr<Execution> SessionState::NewExecution() {
 void SessionState::AnnotateLastRequest(std::shared_ptr<const StatementNote> note) {
   if (!annotatable_ || pending_.empty()) return;
   Pending& last = pending_.back();
-  if (last.kind == Request::kQuery) {
+  if (last.kind == Request::kQuery || last.kind == Request::kFunctionCall) {
     last.execution->note = note;
   } else if (last.kind == Request::kParse) {
     auto it = statements_.find(last_parse_name_);
@@ -70,6 +70,35 @@ const StatementNote* SessionState::HeadNote() const {
   if (head.note) return head.note.get();
   if (head.execution) return head.execution->note.get();
   return nullptr;
+}
+
+const Execution* SessionState::HeadExecution() const {
+  return pending_.empty() ? nullptr : pending_.front().execution.get();
+}
+
+const StatementNote* SessionState::LastNote() const {
+  if (pending_.empty()) return nullptr;
+  const Pending& last = pending_.back();
+  if (last.note) return last.note.get();
+  return last.execution ? last.execution->note.get() : nullptr;
+}
+
+const StatementNote* SessionState::StatementNoteOf(const std::string& name) const {
+  auto it = statements_.find(name);
+  return it == statements_.end() ? nullptr : it->second.note.get();
+}
+
+void SessionState::RedefineStatement(const std::string& name,
+                                     std::shared_ptr<const StatementNote> note) {
+  statements_[name] = Prepared{UnknownStatement(), std::move(note), ++serial_};
+}
+
+void SessionState::DropStatement(const std::string& name) {
+  statements_.erase(name);
+}
+
+void SessionState::DropAllStatements() {
+  statements_.clear();
 }
 
 ResultSource SessionState::HeadResultSource() const {
@@ -124,6 +153,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       e->sql = std::move(sql);
       e->extended = true;
       e->statement_name = last_parse_name_;
+      e->parse_only = true;
       e->start_ns = now_ns;
       Push(Request::kParse, std::move(e));
       annotatable_ = true;
@@ -198,7 +228,13 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
     case fe::kFunctionCall: {
       FunctionCallMessage m;
       if (!ParseFunctionCall(frame.body, &m, error)) return false;
-      Push(Request::kFunctionCall);
+      // Executed like a statement: its result and error are reported as an Execution.
+      auto e = NewExecution();
+      e->sql = UnknownStatement();
+      e->fastpath = true;
+      e->start_ns = now_ns;
+      Push(Request::kFunctionCall, std::move(e));
+      annotatable_ = true;
       return true;
     }
     case fe::kCopyDone:
@@ -254,6 +290,8 @@ void SessionState::Recycle(Pending* p) {
   e.sqlstate.clear();
   e.error_message.clear();
   e.suspended = false;
+  e.parse_only = false;
+  e.fastpath = false;
   e.note.reset();
   if (spare_.size() < 4) spare_.push_back(std::move(p->execution));
   p->execution.reset();

@@ -45,7 +45,9 @@ struct Execution {
   std::vector<std::string> command_tags;  // one per statement of a simple Query
   std::string sqlstate;                   // set when the execution failed
   std::string error_message;
-  bool suspended = false;  // PortalSuspended: row limit reached, portal still open
+  bool suspended = false;   // PortalSuspended: row limit reached, portal still open
+  bool parse_only = false;  // a Parse (reported only when the server rejects it)
+  bool fastpath = false;    // a FunctionCall message
   std::shared_ptr<const StatementNote> note;
 };
 
@@ -95,6 +97,8 @@ class SessionState {
   // to order the responses it synthesises.
   size_t pending_requests() const { return pending_.size(); }
   size_t prepared_statements() const { return statements_.size(); }
+  // The statement name of the last Parse passed to OnFrontend.
+  const std::string& last_parse_name() const { return last_parse_name_; }
   // True when the message just passed to OnFrontend was a Query or Parse that the server will
   // act on (not one it skips after an extended-protocol error).
   bool last_request_annotatable() const { return annotatable_; }
@@ -102,6 +106,17 @@ class SessionState {
   void AnnotateLastRequest(std::shared_ptr<const StatementNote> note);
   // The note of the request the next backend message answers, or null.
   const StatementNote* HeadNote() const;
+  // The execution the next backend message answers (a Query, Parse, Execute or FunctionCall).
+  const Execution* HeadExecution() const;
+  // The note of the request just passed to OnFrontend (an Execute's: its portal's statement).
+  const StatementNote* LastNote() const;
+  // The note a named (or unnamed) prepared statement carries; null when unknown.
+  const StatementNote* StatementNoteOf(const std::string& name) const;
+  // SQL-level PREPARE / DEALLOCATE / DISCARD changed what a statement name means on the server:
+  // later Binds of it must not reuse what was learned about the old one (a new serial).
+  void RedefineStatement(const std::string& name, std::shared_ptr<const StatementNote> note);
+  void DropStatement(const std::string& name);
+  void DropAllStatements();
   // What the request the next backend message answers returns rows of.
   ResultSource HeadResultSource() const;
 

@@ -1,0 +1,382 @@
+// StatementGate: reading text as the server will, resolving server-side names, and the gate's own
+// refusals on top of the policy's decision.
+#include "userspace/gate/statement_gate.h"
+
+#include <algorithm>
+
+#include "userspace/sql/encoding.h"
+
+namespace dbw::gate {
+namespace {
+
+using sql::Command;
+using sql::QueryFacts;
+using sql::StatementFacts;
+
+bool SameStatement(const StatementFacts& a, const StatementFacts& b) {
+  return a.command == b.command && a.object_kind == b.object_kind && a.risks == b.risks &&
+         a.tables_read == b.tables_read && a.tables_written == b.tables_written &&
+         a.functions == b.functions && a.fingerprint == b.fingerprint &&
+         a.object_name == b.object_name;
+}
+
+// Two readings of one text agree when they split into the same statements doing the same things.
+bool SameReading(const QueryFacts& a, const QueryFacts& b) {
+  if (a.unparseable != b.unparseable || a.statements.size() != b.statements.size()) return false;
+  for (size_t i = 0; i < a.statements.size(); ++i)
+    if (!SameStatement(a.statements[i], b.statements[i])) return false;
+  return true;
+}
+
+std::shared_ptr<const QueryFacts> Unverifiable(const std::shared_ptr<const QueryFacts>& facts,
+                                               std::string reason) {
+  auto out = facts ? std::make_shared<QueryFacts>(*facts) : std::make_shared<QueryFacts>();
+  if (out->statements.empty()) out->statements.emplace_back();  // kUnknown
+  for (auto& s : out->statements) s.risks |= sql::kRiskUnverifiable;
+  out->unverifiable = std::move(reason);
+  out->literal_sensitive = true;
+  return out;
+}
+
+bool HasByte(std::string_view text, char c) {
+  return text.find(c) != std::string_view::npos;
+}
+
+std::string Quoted(std::string_view ident) {
+  std::string out = "\"";
+  for (char c : ident) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+policy::Decision Refusal(std::string reason, bool monitor) {
+  policy::Decision d;
+  d.action = policy::Action::kDeny;
+  d.rules = {std::string(kGateRule)};
+  d.reason = "denied by " + std::string(kGateRule) + ": " + reason;
+  d.sqlstate = "42501";
+  d.monitor = monitor;
+  return d;
+}
+
+void AddCandidate(std::vector<std::shared_ptr<const StatementFacts>>* list,
+                  std::shared_ptr<const StatementFacts> f) {
+  if (!f) return;
+  if (std::find(list->begin(), list->end(), f) == list->end()) list->push_back(std::move(f));
+}
+
+}  // namespace
+
+void StatementGate::OnParameterStatus(std::string_view name, std::string_view value) {
+  if (name == "standard_conforming_strings") {
+    lex_.standard_conforming_strings = value == "on";
+  } else if (name == "client_encoding") {
+    encoding_ = std::string(value);
+  }
+}
+
+void StatementGate::OnReadyForQuery(uint8_t tx_status) {
+  ++ready_seen_;
+  if (tx_status != 'I') return;
+  // Cursors without WITH HOLD close with their transaction.
+  std::erase_if(cursors_, [](const auto& entry) { return !entry.second.hold; });
+}
+
+std::shared_ptr<const QueryFacts> StatementGate::Read(std::string_view text, std::string* problem) {
+  std::string converted;
+  std::string_view server_text = text;
+  if (!sql::ReadsAsIs(text, encoding_)) {
+    StatusOr<std::string> conv = sql::ToServerText(text, encoding_);
+    if (!conv.ok()) {
+      *problem = conv.status().message() + " (client_encoding " + encoding_ + ")";
+      return nullptr;
+    }
+    converted = std::move(*conv);
+    server_text = converted;
+  }
+  std::shared_ptr<const QueryFacts> facts = analyzer_->Analyze(server_text, lex_);
+  if (!lexing_uncertain()) return facts;
+
+  // A statement that may change a setting that decides how text is read has not been answered:
+  // this text must read the same whichever way that went.
+  // A reading the parser rejects is harmless: the server would run nothing of that text.
+  auto differs = [&facts](const QueryFacts& other) {
+    return !other.unparseable && !SameReading(*facts, other);
+  };
+  if (HasByte(server_text, '\\')) {
+    sql::LexSettings other = lex_;
+    other.standard_conforming_strings = !other.standard_conforming_strings;
+    if (differs(*sql::AnalyzeUncached(server_text, other))) {
+      *problem =
+          "it reads differently with standard_conforming_strings on and off, and a statement "
+          "that may change that setting has not been answered yet";
+      return facts;
+    }
+  }
+  if (sql::MayReadDifferentlyInClientOnlyEncoding(text)) {
+    std::vector<std::string_view> encodings = sql::ClientOnlyEncodings();
+    encodings.push_back("UTF8");
+    for (std::string_view enc : encodings) {
+      if (enc == encoding_) continue;
+      StatusOr<std::string> conv = sql::ToServerText(text, enc);
+      if (!conv.ok()) continue;  // the server would refuse these bytes in that encoding
+      if (differs(*sql::AnalyzeUncached(*conv, lex_))) {
+        *problem = "it reads differently in client_encoding " + std::string(enc) +
+                   ", and a statement that may change client_encoding has not been answered yet";
+        return facts;
+      }
+    }
+  }
+  return facts;
+}
+
+std::shared_ptr<const QueryFacts> StatementGate::Facts(std::string_view text) {
+  std::string problem;
+  std::shared_ptr<const QueryFacts> facts = Read(text, &problem);
+  if (!problem.empty())
+    return Unverifiable(facts,
+                        "dbwarden cannot read this statement as the "
+                        "server will: " +
+                            problem);
+  return Resolve(std::move(facts));
+}
+
+std::shared_ptr<const QueryFacts> StatementGate::Resolve(std::shared_ptr<const QueryFacts> facts) {
+  bool names = false;
+  for (const auto& s : facts->statements)
+    names |= s.command == Command::kExecute || (s.command == Command::kFetch && !s.fetch_move);
+  if (!names) return facts;
+
+  auto out = std::make_shared<QueryFacts>(*facts);
+  out->literal_sensitive = true;
+  // Names defined earlier in the same text: their definitions are candidates too.
+  Names local_statements, local_cursors;
+  std::vector<StatementFacts> extra;
+  for (StatementFacts& s : out->statements) {
+    if (s.command == Command::kPrepare && !s.object_name.empty()) {
+      AddCandidate(&local_statements[s.object_name].candidates, s.prepared);
+      continue;
+    }
+    if (s.command == Command::kDeclareCursor && !s.object_name.empty()) {
+      AddCandidate(&local_cursors[s.object_name].candidates, s.prepared);
+      continue;
+    }
+    bool execute = s.command == Command::kExecute;
+    if (!execute && !(s.command == Command::kFetch && !s.fetch_move)) continue;
+    std::vector<FactsPtr> candidates;
+    const Names* tables[2] = {execute ? &statements_ : &cursors_,
+                              execute ? &local_statements : &local_cursors};
+    for (const Names* table : tables) {
+      auto it = table->find(s.object_name);
+      if (it != table->end())
+        for (const auto& c : it->second.candidates) AddCandidate(&candidates, c);
+    }
+    if (candidates.empty()) {
+      s.risks |= sql::kRiskUnverifiable;
+      out->unverifiable =
+          std::string(execute ? "EXECUTE of prepared statement \"" : "FETCH from cursor \"") +
+          s.object_name + "\", which dbwarden did not see " + (execute ? "prepared" : "declared") +
+          " in this session";
+      continue;
+    }
+    // Judged as what it runs; with several possible definitions, as each (strictest wins).
+    s.prepared = candidates.front();
+    for (size_t i = 1; i < candidates.size(); ++i) {
+      StatementFacts copy = s;
+      copy.prepared = candidates[i];
+      extra.push_back(std::move(copy));
+    }
+  }
+  for (auto& e : extra) out->statements.push_back(std::move(e));
+  return out;
+}
+
+std::shared_ptr<const QueryFacts> StatementGate::FunctionCallFacts(
+    uint32_t oid, std::string_view qualified_name) {
+  const std::string label = "FASTPATH function OID " + std::to_string(oid);
+  if (qualified_name.empty()) {
+    StatementFacts s;
+    s.command = Command::kFastpath;
+    s.functions = {"oid:" + std::to_string(oid)};
+    s.normalized = label;
+    auto q = std::make_shared<QueryFacts>();
+    q->statements.push_back(std::move(s));
+    return Unverifiable(q, "FunctionCall of function OID " + std::to_string(oid) +
+                               ", which is not in the database's catalog");
+  }
+  // Judged as a call of the function by name: the analyzer knows what that name does.
+  size_t dot = qualified_name.find('.');
+  std::string call = "SELECT " +
+                     (dot == std::string_view::npos ? Quoted(qualified_name)
+                                                    : Quoted(qualified_name.substr(0, dot)) + "." +
+                                                          Quoted(qualified_name.substr(dot + 1))) +
+                     "()";
+  auto q = std::make_shared<QueryFacts>(*analyzer_->Analyze(call));
+  if (q->statements.size() != 1) return Unverifiable(q, "FunctionCall could not be described");
+  StatementFacts& s = q->statements.front();
+  s.command = Command::kFastpath;
+  s.object_kind = "FUNCTION";
+  s.functions = {std::string(qualified_name)};
+  s.normalized = label + " (" + std::string(qualified_name) + ")";
+  q->literal_sensitive = true;
+  return q;
+}
+
+policy::Decision StatementGate::Decide(const policy::CompiledPolicy& policy,
+                                       const policy::Target& target,
+                                       const policy::Principal& principal, const QueryFacts& facts,
+                                       bool masked,
+                                       std::chrono::system_clock::time_point now) const {
+  policy::Decision d = policy.Evaluate(target, principal, facts, now);
+  const bool monitor = policy.mode() == policy::Mode::kMonitor;
+  if (facts.AllRisks() & sql::kRiskUnverifiable)
+    return Refusal(
+        facts.unverifiable.empty() ? "the statement cannot be verified" : facts.unverifiable,
+        monitor);
+  for (const auto& s : facts.statements) {
+    if (s.command == Command::kFastpath && masked)
+      return Refusal(
+          "a FunctionCall (fastpath) message cannot run while masking applies to this session: "
+          "its result cannot be masked by column",
+          monitor);
+    if (s.command == Command::kReplication &&
+        !(d.action <= policy::Action::kLog && !d.rules.empty()))
+      return Refusal(
+          "replication connections are refused unless a policy rule allows them "
+          "(statement: {commands: [REPLICATION]}, action: allow)",
+          monitor);
+  }
+  return d;
+}
+
+bool StatementGate::MayChangeReading(const QueryFacts& facts) {
+  constexpr uint32_t kRisks = sql::kRiskLexerChange | sql::kRiskDynamicSql | sql::kRiskWrite;
+  for (const auto& top : facts.statements) {
+    for (const StatementFacts* s = &top; s != nullptr; s = s->prepared.get()) {
+      // Functions and triggers can call set_config; DO, CALL and fastpath calls run any code.
+      if ((s->risks & kRisks) || !s->functions.empty() || s->command == Command::kCall ||
+          s->command == Command::kDo || s->command == Command::kFastpath ||
+          s->command == Command::kExecute)
+        return true;
+    }
+  }
+  return false;
+}
+
+void StatementGate::OpenWindow(const QueryFacts& facts, bool answered_by_next_sync) {
+  if (!MayChangeReading(facts)) return;
+  uncertain_until_ = std::max(uncertain_until_, sync_points_ + (answered_by_next_sync ? 1 : 0));
+}
+
+void StatementGate::OnForwarded(const std::shared_ptr<const QueryFacts>& facts, bool simple,
+                                std::string_view parse_name) {
+  // Definitions become candidates now (the server acts on messages in order); whether they took
+  // effect is known when the statement is answered (OnCompleted).
+  for (const StatementFacts& s : facts->statements) {
+    if (s.object_name.empty()) continue;
+    if (s.command == Command::kPrepare) {
+      AddCandidate(&statements_[s.object_name].candidates, s.prepared);
+    } else if (s.command == Command::kDeclareCursor) {
+      Name& n = cursors_[s.object_name];
+      AddCandidate(&n.candidates, s.prepared);
+      n.hold |= s.cursor_hold;
+    }
+  }
+  if (!parse_name.empty() && facts->statements.size() == 1)
+    AddCandidate(&statements_[std::string(parse_name)].candidates,
+                 FactsPtr(facts, &facts->statements.front()));
+  OpenWindow(*facts, !simple);
+}
+
+void StatementGate::OnExecuteForwarded(const QueryFacts& facts) {
+  OpenWindow(facts, true);
+}
+
+void StatementGate::OnCompleted(const QueryFacts& facts, size_t succeeded) {
+  auto settle = [](Names* names, const std::string& name, const FactsPtr& def, bool ok) {
+    auto it = names->find(name);
+    if (ok) {
+      Name& n = (*names)[name];
+      n.candidates = {def};
+      return;
+    }
+    if (it == names->end()) return;
+    std::erase(it->second.candidates, def);
+    if (it->second.candidates.empty()) names->erase(it);
+  };
+  for (size_t i = 0; i < facts.statements.size(); ++i) {
+    const StatementFacts& s = facts.statements[i];
+    const bool ok = i < succeeded;
+    switch (s.command) {
+      case Command::kPrepare:
+        if (!s.object_name.empty() && s.prepared)
+          settle(&statements_, s.object_name, s.prepared, ok);
+        break;
+      case Command::kDeclareCursor:
+        if (!s.object_name.empty() && s.prepared) settle(&cursors_, s.object_name, s.prepared, ok);
+        if (ok && !s.object_name.empty()) cursors_[s.object_name].hold = s.cursor_hold;
+        break;
+      case Command::kDeallocate:
+        if (!ok) break;
+        if (s.name_all) {
+          statements_.clear();
+        } else {
+          statements_.erase(s.object_name);
+        }
+        break;
+      case Command::kClosePortal:
+        if (!ok) break;
+        if (s.name_all) {
+          cursors_.clear();
+        } else {
+          cursors_.erase(s.object_name);
+        }
+        break;
+      case Command::kDiscard:
+        if (ok && s.object_kind == "ALL") {
+          statements_.clear();
+          cursors_.clear();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void StatementGate::OnParseAnswered(std::string_view name,
+                                    const std::shared_ptr<const QueryFacts>& facts, bool ok) {
+  if (name.empty() || !facts || facts->statements.size() != 1) return;
+  const std::string key(name);
+  FactsPtr def(facts, &facts->statements.front());
+  auto it = statements_.find(key);
+  if (ok) {
+    statements_[key].candidates = {def};
+  } else if (it != statements_.end()) {
+    std::erase(it->second.candidates, def);
+    if (it->second.candidates.empty()) statements_.erase(it);
+  }
+}
+
+void StatementGate::OnBind(std::string_view portal,
+                           const std::shared_ptr<const QueryFacts>& statement_facts) {
+  if (portal.empty()) return;  // the unnamed portal cannot be named in SQL
+  Name& n = cursors_[std::string(portal)];
+  if (statement_facts && statement_facts->statements.size() == 1) {
+    AddCandidate(&n.candidates, FactsPtr(statement_facts, &statement_facts->statements.front()));
+  } else {
+    n.candidates.clear();  // unknown statement: FETCH from it is unverifiable
+  }
+}
+
+void StatementGate::OnClose(uint8_t kind, std::string_view name) {
+  if (kind == 'S') {
+    statements_.erase(std::string(name));
+  } else {
+    cursors_.erase(std::string(name));
+  }
+}
+
+}  // namespace dbw::gate

@@ -1,0 +1,113 @@
+// StatementGate: what a statement is, as the server will read and run it, and the verdict on it.
+// Pure (no sockets, no threads): the relay session feeds it the messages it forwards and the
+// server's answers; the gate keeps the session settings that change how text is read and the
+// server-side names (prepared statements, cursors) that change what a name runs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "policy/policy.h"
+#include "userspace/sql/analyzer.h"
+#include "userspace/sql/facts.h"
+
+namespace dbw::gate {
+
+// The rule id the gate's own refusals carry (audit, error detail).
+inline constexpr std::string_view kGateRule = "dbwarden-gate";
+
+class StatementGate {
+ public:
+  explicit StatementGate(sql::Analyzer* analyzer) : analyzer_(analyzer) {}
+
+  // ---- What the server reports ----
+  // ParameterStatus: standard_conforming_strings and client_encoding decide how text is read.
+  void OnParameterStatus(std::string_view name, std::string_view value);
+  // Every ReadyForQuery (the first one ends the startup). 'I': the transaction ended, and cursors
+  // without WITH HOLD are gone.
+  void OnReadyForQuery(uint8_t tx_status);
+
+  // ---- What the client sends ----
+  // A Query, Sync or FunctionCall was forwarded: the server will answer it with a ReadyForQuery.
+  void OnSyncPoint() { ++sync_points_; }
+
+  // The facts of a Query's or Parse's text as the server will read it: converted from the client
+  // encoding, split with the session's standard_conforming_strings, and with EXECUTE and FETCH
+  // standing for what they run. Marked `unverifiable` when that cannot be known.
+  std::shared_ptr<const sql::QueryFacts> Facts(std::string_view text);
+  // The facts of a FunctionCall of the function `qualified_name` ("schema.name"; empty when the
+  // OID is not in the catalog).
+  std::shared_ptr<const sql::QueryFacts> FunctionCallFacts(uint32_t oid,
+                                                           std::string_view qualified_name);
+
+  // The decision: the policy's, then the gate's own refusals, which no rule can lift (enforce
+  // mode; recorded as would-be refusals in monitor mode):
+  //  - a statement that cannot be verified (see Facts);
+  //  - a FunctionCall while masking applies (its result cannot be masked by column);
+  //  - a replication connection that no rule explicitly allows.
+  policy::Decision Decide(const policy::CompiledPolicy& policy, const policy::Target& target,
+                          const policy::Principal& principal, const sql::QueryFacts& facts,
+                          bool masked, std::chrono::system_clock::time_point now) const;
+
+  // A judged statement is forwarded. `simple`: as a Query (answered by its own ReadyForQuery);
+  // otherwise a Parse, whose effects come with a later Execute. `parse_name`: the Parse's
+  // statement name, which now may name these facts.
+  void OnForwarded(const std::shared_ptr<const sql::QueryFacts>& facts, bool simple,
+                   std::string_view parse_name);
+  // An Execute ran a statement parsed earlier with these facts (their effects happen now).
+  void OnExecuteForwarded(const sql::QueryFacts& facts);
+  // The server answered a statement whose name operations were recorded: the first `succeeded`
+  // statements took effect, the rest did not.
+  void OnCompleted(const sql::QueryFacts& facts, size_t succeeded);
+  // A protocol-level Parse of `name` succeeded (ParseComplete) or failed.
+  void OnParseAnswered(std::string_view name, const std::shared_ptr<const sql::QueryFacts>& facts,
+                       bool ok);
+
+  // A Bind made `portal` run the statement with these facts (null: a statement the gate does not
+  // know); SQL FETCH can name a portal like a cursor.
+  void OnBind(std::string_view portal,
+              const std::shared_ptr<const sql::QueryFacts>& statement_facts);
+  // A Close of a statement ('S') or portal ('P'): the server drops the name in order.
+  void OnClose(uint8_t kind, std::string_view name);
+
+  // ---- Read back (tests, audit) ----
+  bool standard_conforming_strings() const { return lex_.standard_conforming_strings; }
+  const std::string& client_encoding() const { return encoding_; }
+  // True while a statement that may change how text is read has not been answered.
+  bool lexing_uncertain() const { return ready_seen_ < uncertain_until_; }
+  size_t known_statements() const { return statements_.size(); }
+  size_t known_cursors() const { return cursors_.size(); }
+
+ private:
+  using FactsPtr = std::shared_ptr<const sql::StatementFacts>;
+  // Every definition a name may have on the server now: more than one while a redefinition has
+  // not been answered. A statement run through the name is judged as each (the strictest wins).
+  struct Name {
+    std::vector<FactsPtr> candidates;
+    bool hold = false;  // cursors: WITH HOLD
+  };
+  using Names = std::unordered_map<std::string, Name>;
+
+  std::shared_ptr<const sql::QueryFacts> Read(std::string_view text, std::string* problem);
+  std::shared_ptr<const sql::QueryFacts> Resolve(std::shared_ptr<const sql::QueryFacts> facts);
+  void OpenWindow(const sql::QueryFacts& facts, bool answered_by_next_sync);
+  static bool MayChangeReading(const sql::QueryFacts& facts);
+
+  sql::Analyzer* analyzer_;
+  sql::LexSettings lex_;
+  std::string encoding_ = "UTF8";
+  // ReadyForQuery messages counted against sync points (the first answers the startup), so the
+  // gate knows when every statement that could change a setting has been answered.
+  uint64_t sync_points_ = 1;
+  uint64_t ready_seen_ = 0;
+  uint64_t uncertain_until_ = 1;  // the startup's settings arrive before its ReadyForQuery
+  Names statements_;
+  Names cursors_;
+};
+
+}  // namespace dbw::gate
