@@ -29,7 +29,7 @@ ALLOWED = {
                         'userspace/masking', 'policy', 'userspace/gate', 'userspace/identity',
                         'userspace/audit', 'userspace/approvals'],
     'userspace/tap': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit',
-                      'policy', 'userspace/sql', 'userspace/identity', 'bpf'],
+                      'policy', 'userspace/gate', 'userspace/sql', 'userspace/identity', 'bpf'],
 }
 # Third-party headers the lower layers must not see.
 FORBIDDEN = ('boost/', 'openssl/', 'rocksdb/')

@@ -414,6 +414,13 @@ void WriteStatement(JsonOut& w, const StatementInfo& st) {
   WriteNames(w, "risks", sql::RiskNames(f.AllRisks()));
   WriteTables(w, "tables_read", f, false);
   WriteTables(w, "tables_written", f, true);
+  // Called functions (a FunctionCall message's function among them), each once.
+  std::vector<std::string_view> functions;
+  for (const auto& s : f.statements)
+    for (const auto& fn : s.functions)
+      if (std::find(functions.begin(), functions.end(), fn) == functions.end())
+        functions.push_back(fn);
+  if (!functions.empty()) WriteNames(w, "functions", functions);
 }
 
 }  // namespace

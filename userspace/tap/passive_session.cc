@@ -74,7 +74,11 @@ class PassiveSession::BackendSink : public MessageSink {
 };
 
 PassiveSession::PassiveSession(SessionContext ctx, SessionIdentity identity, uint32_t max_body)
-    : ctx_(ctx), identity_(std::move(identity)), state_(this), max_body_(max_body) {
+    : ctx_(ctx),
+      identity_(std::move(identity)),
+      state_(this),
+      gate_(ctx.analyzer),
+      max_body_(max_body) {
   fe_sink_ = std::make_unique<FrontendSink>(this);
   be_sink_ = std::make_unique<BackendSink>(this);
   NewStreams();
@@ -154,6 +158,8 @@ void PassiveSession::Begin(bool fresh) {
   }
   picked_up_ = true;
   state_.AssumeReady();
+  // Its startup settings went by unseen: read its text with the defaults from here on.
+  gate_.OnReadyForQuery('I');
   FillFromBackendTitle();
 }
 
@@ -191,6 +197,12 @@ void PassiveSession::OnFrontendMessage(const pg::Frame& frame) {
 void PassiveSession::OnBackendMessage(const pg::Frame& frame) {
   std::string error;
   if (!state_.OnBackend(frame, now_ns_, &error)) ctx_.metrics->decode_errors->Add();
+  if (frame.type == pg::be::kParameterStatus) {
+    pg::ParameterStatusMessage m;
+    if (pg::ParseParameterStatus(frame.body, &m, &error)) gate_.OnParameterStatus(m.name, m.value);
+  } else if (frame.type == pg::be::kReadyForQuery) {
+    gate_.OnReadyForQuery(state_.transaction_status());
+  }
   if (frame.type == pg::be::kReadyForQuery && !started_) Started();
 }
 
@@ -298,7 +310,11 @@ const policy::Principal& PassiveSession::PolicyPrincipal(const policy::CompiledP
 void PassiveSession::OnExecutionComplete(const pg::Execution& x) {
   if (!started_) Started();
   ctx_.metrics->statements->Add();
-  auto facts = ctx_.analyzer->Analyze(*x.sql);
+  // Read after the server ran it, in the server's order: names defined by earlier statements are
+  // known, and the settings are those the server reported.
+  std::shared_ptr<const sql::QueryFacts> facts =
+      x.fastpath ? gate_.FunctionCallFacts(x.function_oid, "") : gate_.Facts(*x.sql);
+  if (!x.fastpath && !x.parse_only) gate_.OnCompleted(*facts, x.command_tags.size());
   std::shared_ptr<const policy::Decision> decision;
   if (auto policy = ctx_.policy->Get()) {
     // Shadow mode: what the policy would have done; the tap never stops anything.
@@ -311,8 +327,11 @@ void PassiveSession::OnExecutionComplete(const pg::Execution& x) {
     decision = std::move(d);
   }
   audit::Event e = NewEvent(audit::EventKind::kStatement);
-  e.statement =
-      audit::StatementInfo{std::move(facts), x.extended ? "extended" : "simple", x.statement_name};
+  e.statement = audit::StatementInfo{std::move(facts),
+                                     x.fastpath   ? "fastpath"
+                                     : x.extended ? "extended"
+                                                  : "simple",
+                                     x.statement_name};
   if (decision) e.decision = audit::DecisionInfo{std::move(decision), false, ""};
   audit::ResultInfo r;
   if (!x.command_tags.empty()) r.command_tag = x.command_tags.back();

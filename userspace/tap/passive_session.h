@@ -13,6 +13,7 @@
 #include "policy/policy.h"
 #include "userspace/audit/event.h"
 #include "userspace/audit/sink.h"
+#include "userspace/gate/statement_gate.h"
 #include "userspace/identity/process_info.h"
 #include "userspace/protocol/postgres/session.h"
 #include "userspace/sql/analyzer.h"
@@ -83,6 +84,8 @@ class PassiveSession : public pg::SessionObserver {
   std::unique_ptr<MessageStream> fe_;
   std::unique_ptr<MessageStream> be_;
   pg::SessionState state_;
+  // Reads statements with the session's settings and names, as the relay's gate does.
+  gate::StatementGate gate_;
   uint32_t max_body_;
   audit::Principal principal_;
   std::shared_ptr<const audit::SessionInfo> info_;

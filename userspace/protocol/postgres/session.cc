@@ -232,6 +232,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       auto e = NewExecution();
       e->sql = UnknownStatement();
       e->fastpath = true;
+      e->function_oid = m.function_oid;
       e->start_ns = now_ns;
       Push(Request::kFunctionCall, std::move(e));
       annotatable_ = true;
@@ -292,6 +293,7 @@ void SessionState::Recycle(Pending* p) {
   e.suspended = false;
   e.parse_only = false;
   e.fastpath = false;
+  e.function_oid = 0;
   e.note.reset();
   if (spare_.size() < 4) spare_.push_back(std::move(p->execution));
   p->execution.reset();

@@ -45,9 +45,10 @@ struct Execution {
   std::vector<std::string> command_tags;  // one per statement of a simple Query
   std::string sqlstate;                   // set when the execution failed
   std::string error_message;
-  bool suspended = false;   // PortalSuspended: row limit reached, portal still open
-  bool parse_only = false;  // a Parse (reported only when the server rejects it)
-  bool fastpath = false;    // a FunctionCall message
+  bool suspended = false;     // PortalSuspended: row limit reached, portal still open
+  bool parse_only = false;    // a Parse (reported only when the server rejects it)
+  bool fastpath = false;      // a FunctionCall message
+  uint32_t function_oid = 0;  // fastpath: the function it called
   std::shared_ptr<const StatementNote> note;
 };
 
