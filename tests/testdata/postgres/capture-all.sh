@@ -259,6 +259,30 @@ else
     echo "capture-all.sh: java or $JDBC_JAR missing, skipping jdbc_session" >&2
 fi
 
+# 6b. node-postgres (tests/drivers/node's pinned package): unnamed and named extended-protocol
+#     statements with parameters, a simple query, a transaction.
+NODE_DIR="$HERE/../../drivers/node"
+if command -v node >/dev/null && [ -d "$NODE_DIR/node_modules/pg" ]; then
+    cat >"$WORK/node_session.js" <<'EOF'
+const { Client } = require(process.argv[2])
+;(async () => {
+  const c = new Client({ application_name: 'dbw-node' })
+  await c.connect()
+  await c.query('SELECT id, name FROM t WHERE id > $1 ORDER BY id LIMIT 3', [1])
+  await c.query({ name: 'by-id', text: 'SELECT name, amount FROM t WHERE id = $1', values: [2] })
+  await c.query({ name: 'by-id', text: 'SELECT name, amount FROM t WHERE id = $1', values: [3] })
+  await c.query('SELECT count(*) FROM t')
+  await c.query('BEGIN')
+  await c.query('UPDATE t SET note = $1 WHERE id = $2', ['from node', 4])
+  await c.query('ROLLBACK')
+  await c.end()
+})().catch((e) => { console.error(e); process.exit(1) })
+EOF
+    capture node_session -- node "$WORK/node_session.js" "$NODE_DIR/node_modules/pg"
+else
+    echo "capture-all.sh: node or node-postgres missing, skipping node_session" >&2
+fi
+
 # 7. password authentication: SCRAM-SHA-256 and MD5
 set_hba auth
 su_psql -d postgres -c 'SELECT pg_reload_conf()' >/dev/null
