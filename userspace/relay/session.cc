@@ -346,7 +346,7 @@ bool Session::JudgeStartup() {
   for (const gate::StartupSetting& setting : request->settings) {
     std::string what = setting.from_options ? "startup option -c " + setting.name
                                             : "startup parameter \"" + setting.name + "\"";
-    if (!JudgeStartupStatement(gate_.Facts(gate::SetStatementFor(setting)), what, *policy))
+    if (!JudgeStartupStatement(gate_.Facts(gate::SetStatementFor(setting)), what, policy))
       return false;
   }
   if (request->replication_requested) {
@@ -355,17 +355,18 @@ bool Session::JudgeStartup() {
     s.command = sql::Command::kReplication;
     s.object_kind = request->replication == "database" ? "DATABASE" : "PHYSICAL";
     s.normalized = "REPLICATION " + s.object_kind;
-    if (!JudgeStartupStatement(std::move(facts), "replication connection", *policy)) return false;
+    if (!JudgeStartupStatement(std::move(facts), "replication connection", policy)) return false;
   }
   return true;
 }
 
 bool Session::JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts,
-                                    const std::string& what, const policy::CompiledPolicy& policy) {
+                                    const std::string& what,
+                                    const std::shared_ptr<const policy::CompiledPolicy>& policy) {
   auto note = std::make_shared<DecisionNote>();
   note->facts = std::move(facts);
   note->decision =
-      gate_.Decide(policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
+      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
                    *note->facts, masking_.active(), std::chrono::system_clock::now());
   const policy::Decision& d = note->decision;
   bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
@@ -635,7 +636,7 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::strin
   }
   std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
   note->decision =
-      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(*policy),
+      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
                    *note->facts, masking_.active(), std::chrono::system_clock::now());
   const policy::Decision& d = note->decision;
   bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
@@ -646,41 +647,30 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::strin
   return note;
 }
 
-const policy::Principal& Session::PolicyPrincipal(const policy::CompiledPolicy& policy) {
-  if (classified_for_ == &policy && classified_app_ == state_.application_name())
-    return policy_principal_;
-  // Drivers such as pgjdbc set application_name with a SET after connecting, so the session
-  // is classified again when it changes. Under the same policy a session never goes from
-  // agent back to human: renaming itself must not take an agent out of the agent rules.
-  bool was_agent =
-      classified_for_ == &policy && policy_principal_.kind == policy::PrincipalKind::kAgent;
-  policy::Principal p;
-  p.db_user = principal_.db_user;
-  p.database = principal_.database;
-  p.application_name = state_.application_name();
-  p.client_addr = principal_.client_addr;
-  p.cert_subject = principal_.tls_subject;
-  p.subject = p.cert_subject.empty() ? p.db_user : p.cert_subject;
-  if (process_) {
-    p.exe = process_->exe;
-    p.unit = identity::UnitFromCgroup(process_->cgroup);
-    p.container = identity::ContainerFromCgroup(process_->cgroup);
-  }
-  policy.Classify(&p);
-  if (was_agent) p.kind = policy::PrincipalKind::kAgent;
-  policy_principal_ = std::move(p);
-  classified_for_ = &policy;
-  classified_app_ = state_.application_name();
-  if (principal_.application_name != classified_app_) {
-    principal_.application_name = classified_app_;
+const policy::Principal& Session::PolicyPrincipal(
+    const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+  const policy::Principal& p =
+      principal_classifier_.Classified(policy, state_.application_name(), [this] {
+        policy::Principal id;
+        id.db_user = principal_.db_user;
+        id.database = principal_.database;
+        id.client_addr = principal_.client_addr;
+        id.cert_subject = principal_.tls_subject;
+        id.subject = id.cert_subject.empty() ? id.db_user : id.cert_subject;
+        if (process_) {
+          id.exe = process_->exe;
+          id.unit = identity::UnitFromCgroup(process_->cgroup);
+          id.container = identity::ContainerFromCgroup(process_->cgroup);
+        }
+        return id;
+      });
+  if (principal_.application_name != p.application_name ||
+      principal_.kind != policy::KindName(p.kind)) {
+    principal_.application_name = p.application_name;
+    principal_.kind = policy::KindName(p.kind);
     info_.reset();
   }
-  std::string kind = policy_principal_.kind == policy::PrincipalKind::kAgent ? "agent" : "human";
-  if (principal_.kind != kind) {
-    principal_.kind = kind;
-    info_.reset();
-  }
-  return policy_principal_;
+  return p;
 }
 
 bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "userspace/audit/event.h"
+#include "policy/session_principal.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"
@@ -67,7 +68,7 @@ class Session : public std::enable_shared_from_this<Session>,
   // and a replication request; false when the session was refused.
   bool JudgeStartup();
   bool JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts, const std::string& what,
-                             const policy::CompiledPolicy& policy);
+                             const std::shared_ptr<const policy::CompiledPolicy>& policy);
   void ResolvePeer();
   void MaybeStartClientPump();
 
@@ -100,7 +101,10 @@ class Session : public std::enable_shared_from_this<Session>,
   bool RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   // Appends `fields` as an ErrorResponse to *out, and lets the state machine see it.
   bool ReplaceWithError(const pg::ErrorFields& fields, pg::Bytes* out, std::string* reason);
-  const policy::Principal& PolicyPrincipal(const policy::CompiledPolicy& policy);
+  // The principal as `policy` classifies it (policy/session_principal.h); keeps the audit
+  // principal's kind and application_name in step.
+  const policy::Principal& PolicyPrincipal(
+      const std::shared_ptr<const policy::CompiledPolicy>& policy);
   pg::MessageAction OnAuthentication(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   pg::MessageAction OnProxiedAuthentication(const pg::Frame& frame, std::string* reason);
   pg::MessageAction OnClientPassword(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
@@ -158,9 +162,7 @@ class Session : public std::enable_shared_from_this<Session>,
   bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
 
   audit::Principal principal_;
-  policy::Principal policy_principal_;
-  const policy::CompiledPolicy* classified_for_ = nullptr;  // policy that set its kind
-  std::string classified_app_;  // application_name it was classified with
+  policy::SessionPrincipal principal_classifier_;
   enum class Pause {
     kNone,
     kWaitingCommit,

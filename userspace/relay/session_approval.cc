@@ -30,7 +30,7 @@ void Session::AwaitApproval(std::shared_ptr<DecisionNote> note, const pg::Frame&
     pg::ParseMessage m;
     if (pg::ParseParse(frame.body, &m, &error)) sql_text = m.sql;
   }
-  const policy::Principal& p = policy_principal_;  // classified by Decide
+  const policy::Principal& p = principal_classifier_.last();  // classified by Decide
   const policy::ApprovalSpec spec = note->decision.approval.value_or(policy::ApprovalSpec{});
   approvals::Request draft;
   draft.mode = spec.mode;

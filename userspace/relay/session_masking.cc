@@ -13,7 +13,7 @@ constexpr size_t kMaskedRowLimit = 64u << 20;
 
 void Session::UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>& policy) {
   if (masked_policy_ == policy && masked_app_ == state_.application_name()) return;
-  const policy::Principal& p = PolicyPrincipal(*policy);
+  const policy::Principal& p = PolicyPrincipal(policy);
   auto profile = policy->Masking({target_->options.name, target_->options.env}, p);
   bool was_active = masking_.active();
   // Under one policy a session never unmasks itself by renaming (application_name): only a

@@ -254,7 +254,7 @@ void PassiveSession::Started() {
   if (started_) return;
   started_ = true;
   if (principal_.application_name.empty()) principal_.application_name = state_.application_name();
-  if (auto policy = ctx_.policy->Get()) PolicyPrincipal(*policy);
+  if (auto policy = ctx_.policy->Get()) PolicyPrincipal(policy);
   PublishInfo();
   audit::Event start = NewEvent(audit::EventKind::kSessionStart);
   std::string how = identity_.transport + (picked_up_ ? ", picked up mid-session" : "");
@@ -275,36 +275,29 @@ void PassiveSession::Started() {
   }
 }
 
-const policy::Principal& PassiveSession::PolicyPrincipal(const policy::CompiledPolicy& policy) {
-  if (classified_for_ == &policy && classified_app_ == state_.application_name())
-    return policy_principal_;
-  bool was_agent =
-      classified_for_ == &policy && policy_principal_.kind == policy::PrincipalKind::kAgent;
-  policy::Principal p;
-  p.db_user = principal_.db_user;
-  p.database = principal_.database;
-  p.application_name =
+const policy::Principal& PassiveSession::PolicyPrincipal(
+    const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+  std::string_view app =
       state_.application_name().empty() ? principal_.application_name : state_.application_name();
-  p.client_addr = principal_.client_addr;
-  p.subject = p.db_user;
-  if (identity_.client) {
-    p.exe = identity_.client->exe;
-    p.unit = identity::UnitFromCgroup(identity_.client->cgroup);
-    p.container = identity::ContainerFromCgroup(identity_.client->cgroup);
-  }
-  policy.Classify(&p);
-  if (was_agent) p.kind = policy::PrincipalKind::kAgent;
-  policy_principal_ = std::move(p);
-  classified_for_ = &policy;
-  classified_app_ = state_.application_name();
-  std::string kind = policy_principal_.kind == policy::PrincipalKind::kAgent ? "agent" : "human";
-  if (principal_.kind != kind ||
-      principal_.application_name != policy_principal_.application_name) {
-    principal_.kind = kind;
-    principal_.application_name = policy_principal_.application_name;
+  const policy::Principal& p = principal_classifier_.Classified(policy, app, [this] {
+    policy::Principal id;
+    id.db_user = id.subject = principal_.db_user;
+    id.database = principal_.database;
+    id.client_addr = principal_.client_addr;
+    if (identity_.client) {
+      id.exe = identity_.client->exe;
+      id.unit = identity::UnitFromCgroup(identity_.client->cgroup);
+      id.container = identity::ContainerFromCgroup(identity_.client->cgroup);
+    }
+    return id;
+  });
+  if (principal_.kind != policy::KindName(p.kind) ||
+      principal_.application_name != p.application_name) {
+    principal_.kind = policy::KindName(p.kind);
+    principal_.application_name = p.application_name;
     info_.reset();
   }
-  return policy_principal_;
+  return p;
 }
 
 void PassiveSession::OnExecutionComplete(const pg::Execution& x) {
@@ -319,7 +312,7 @@ void PassiveSession::OnExecutionComplete(const pg::Execution& x) {
   if (auto policy = ctx_.policy->Get()) {
     // Shadow mode: what the policy would have done; the tap never stops anything.
     auto d = std::make_shared<policy::Decision>(policy->Evaluate({identity_.target, identity_.env},
-                                                                 PolicyPrincipal(*policy), *facts,
+                                                                 PolicyPrincipal(policy), *facts,
                                                                  std::chrono::system_clock::now()));
     d->monitor = true;
     if (d->action == policy::Action::kDeny || d->action == policy::Action::kApprove)

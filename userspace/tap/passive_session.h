@@ -13,6 +13,7 @@
 #include "policy/policy.h"
 #include "userspace/audit/event.h"
 #include "userspace/audit/sink.h"
+#include "policy/session_principal.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/identity/process_info.h"
 #include "userspace/protocol/postgres/session.h"
@@ -74,7 +75,8 @@ class PassiveSession : public pg::SessionObserver {
   void Started();
   void PublishInfo();
   audit::Event NewEvent(audit::EventKind kind);
-  const policy::Principal& PolicyPrincipal(const policy::CompiledPolicy& policy);
+  const policy::Principal& PolicyPrincipal(
+      const std::shared_ptr<const policy::CompiledPolicy>& policy);
   void FillFromBackendTitle();
 
   SessionContext ctx_;
@@ -89,9 +91,7 @@ class PassiveSession : public pg::SessionObserver {
   uint32_t max_body_;
   audit::Principal principal_;
   std::shared_ptr<const audit::SessionInfo> info_;
-  policy::Principal policy_principal_;
-  const policy::CompiledPolicy* classified_for_ = nullptr;
-  std::string classified_app_;
+  policy::SessionPrincipal principal_classifier_;  // classified as the relay classifies
   uint64_t now_ns_ = 0;
   std::vector<std::byte> head_;  // the first frontend bytes, while fewer than 8
   bool seen_frontend_ = false;
