@@ -17,10 +17,10 @@
 
 namespace {
 
-constexpr const char* kEncodings[] = {"UTF8", "SJIS", "BIG5", "GBK", "UHC",
-                                      "GB18030", "JOHAB", "LATIN1", "SQL_ASCII", "EUC_JP",
-                                      "MULE_INTERNAL", "SHIFT_JIS_2004", "WIN1252", "KOI8R",
-                                      "UTF8", "UTF8"};
+constexpr const char* kEncodings[] = {"UTF8",      "SJIS",    "BIG5",          "GBK",
+                                      "UHC",       "GB18030", "JOHAB",         "LATIN1",
+                                      "SQL_ASCII", "EUC_JP",  "MULE_INTERNAL", "SHIFT_JIS_2004",
+                                      "WIN1252",   "KOI8R",   "UTF8",          "UTF8"};
 
 void Check(const dbw::policy::Decision& d) {
   if (d.action != dbw::policy::Action::kAllow && d.rules.empty()) std::abort();
@@ -64,8 +64,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto request = gate::ReadStartup(p.startup);
       if (!request.ok()) continue;
       for (const auto& s : request->settings)
-        Check(gate.Decide(*policy, target, who, *gate.Facts(gate::SetStatementFor(s)), masked,
-                          now));
+        Check(
+            gate.Decide(*policy, target, who, *gate.Facts(gate::SetStatementFor(s)), masked, now));
       continue;
     }
     gate::DoorVerdict door = gate::FrontendDoor(pg::Phase::kReady, f.type);
@@ -84,7 +84,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (f.type == pg::fe::kFunctionCall) {
       pg::FunctionCallMessage m;
       if (pg::ParseFunctionCall(f.body, &m, &error))
-        facts = gate.FunctionCallFacts(m.function_oid, (m.function_oid & 1) ? "pg_catalog.upper" : "");
+        facts =
+            gate.FunctionCallFacts(m.function_oid, (m.function_oid & 1) ? "pg_catalog.upper" : "");
     } else if (f.type == pg::fe::kBind) {
       std::string_view portal, statement;
       if (pg::ReadBindNames(f.body, &portal, &statement)) gate.OnBind(portal, nullptr);

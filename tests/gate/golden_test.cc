@@ -101,9 +101,9 @@ rules:
   StatementGate gate(&analyzer);
   for (const StartupSetting& s : request->settings) {
     auto facts = gate.Facts(SetStatementFor(s));
-    EXPECT_EQ(gate.Decide(*pack, prod, agent, *facts, false, std::chrono::system_clock::now())
-                  .action,
-              policy::Action::kAllow)
+    EXPECT_EQ(
+        gate.Decide(*pack, prod, agent, *facts, false, std::chrono::system_clock::now()).action,
+        policy::Action::kAllow)
         << s.name;
   }
 
@@ -193,10 +193,10 @@ rules:
 
 INSTANTIATE_TEST_SUITE_P(Vectors, GoldenGateTest,
                          ::testing::Values("psql_simple", "psql_scram", "psql_md5",
-                                           "pgbench_simple", "pgbench_extended",
-                                           "pgbench_prepared", "pgbench_prepared_tpcb",
-                                           "psycopg2_session", "libpq_binary", "jdbc_session",
-                                           "node_session", "cancel_session"));
+                                           "pgbench_simple", "pgbench_extended", "pgbench_prepared",
+                                           "pgbench_prepared_tpcb", "psycopg2_session",
+                                           "libpq_binary", "jdbc_session", "node_session",
+                                           "cancel_session"));
 
 }  // namespace
 }  // namespace dbw::gate

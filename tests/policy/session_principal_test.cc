@@ -1,12 +1,13 @@
 // SessionPrincipal: one classification for the relay and the tap — once per policy and
 // application_name, never from agent back to human under one policy, again under a new policy.
+#include "policy/session_principal.h"
+
 #include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
 #include "policy/loader.h"
-#include "policy/session_principal.h"
 
 namespace dbw::policy {
 namespace {

@@ -9,8 +9,8 @@
 #include <boost/asio.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "userspace/audit/event.h"
 #include "policy/session_principal.h"
+#include "userspace/audit/event.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "policy/policy.h"
+#include "policy/session_principal.h"
 #include "userspace/audit/event.h"
 #include "userspace/audit/sink.h"
-#include "policy/session_principal.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/identity/process_info.h"
 #include "userspace/protocol/postgres/session.h"

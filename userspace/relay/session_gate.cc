@@ -1,0 +1,175 @@
+// Session: the glue to the statement gate — facts and decision for a Query, Parse or
+// FunctionCall, the principal it is judged for, what a forwarded message does to server-side
+// names, and the refusal that replaces the server's error for a statement that was not run.
+#include "userspace/identity/process_info.h"
+#include "userspace/protocol/postgres/encoder.h"
+#include "userspace/protocol/postgres/parse.h"
+#include "userspace/relay/session.h"
+#include "userspace/relay/session_internal.h"
+
+namespace dbw::relay {
+
+std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::string* reason) {
+  uint64_t start = MonotonicNs();
+  auto note = std::make_shared<DecisionNote>();
+  if (frame.type == pg::fe::kQuery) {
+    pg::QueryMessage m;
+    if (!pg::ParseQuery(frame.body, &m, reason)) return nullptr;
+    note->facts = gate_.Facts(m.sql);
+  } else if (frame.type == pg::fe::kParse) {
+    pg::ParseMessage m;
+    if (!pg::ParseParse(frame.body, &m, reason)) return nullptr;
+    note->facts = gate_.Facts(m.sql);
+  } else {
+    pg::FunctionCallMessage m;
+    if (!pg::ParseFunctionCall(frame.body, &m, reason)) return nullptr;
+    note->facts = gate_.FunctionCallFacts(m.function_oid, FunctionName(m.function_oid));
+  }
+  std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
+  note->decision =
+      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
+                   *note->facts, masking_.active(), std::chrono::system_clock::now());
+  const policy::Decision& d = note->decision;
+  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
+  note->enforced = stop && !d.monitor;
+  deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
+  if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
+  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
+  return note;
+}
+
+const policy::Principal& Session::PolicyPrincipal(
+    const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+  const policy::Principal& p =
+      principal_classifier_.Classified(policy, state_.application_name(), [this] {
+        policy::Principal id;
+        id.db_user = principal_.db_user;
+        id.database = principal_.database;
+        id.client_addr = principal_.client_addr;
+        id.cert_subject = principal_.tls_subject;
+        id.subject = id.cert_subject.empty() ? id.db_user : id.cert_subject;
+        if (process_) {
+          id.exe = process_->exe;
+          id.unit = identity::UnitFromCgroup(process_->cgroup);
+          id.container = identity::ContainerFromCgroup(process_->cgroup);
+        }
+        return id;
+      });
+  if (principal_.application_name != p.application_name ||
+      principal_.kind != policy::KindName(p.kind)) {
+    principal_.application_name = p.application_name;
+    principal_.kind = policy::KindName(p.kind);
+    info_.reset();
+  }
+  return p;
+}
+
+bool Session::RewriteRefusal(const pg::Frame& frame, pg::Bytes* out, std::string* reason) {
+  const auto* note = dynamic_cast<const DecisionNote*>(state_.HeadNote());
+  if (note == nullptr || !note->enforced) return false;
+  const policy::Decision& d = note->decision;
+  if (!note->audit_failure.empty()) {
+    return ReplaceWithError({.severity = "ERROR",
+                             .sqlstate = "58000",
+                             .message = "dbwarden: the audit log cannot record this "
+                                        "statement, so it was not run",
+                             .detail = note->audit_failure},
+                            out, reason);
+  }
+  if (note->refusal) {
+    // An approval's answer: ticket, denied, timed out, withdrawn; it names the request.
+    const approvals::Outcome& o = *note->refusal;
+    return ReplaceWithError({.severity = "ERROR",
+                             .sqlstate = o.sqlstate,
+                             .message = o.message,
+                             .detail = o.detail,
+                             .hint = o.hint},
+                            out, reason);
+  }
+  std::string rules;
+  for (const auto& r : d.rules) rules += (rules.empty() ? "" : ", ") + r;
+  std::string message = "dbwarden: " + d.reason;  // names the rule and says deny or approval
+  return ReplaceWithError({.severity = "ERROR",
+                           .sqlstate = d.sqlstate.empty() ? std::string_view("42501") : d.sqlstate,
+                           .message = message,
+                           .detail = rules.empty() ? "" : "policy rule(s): " + rules,
+                           .hint = d.action == policy::Action::kApprove
+                                       ? "an approver must approve this statement before it can run"
+                                       : ""},
+                          out, reason);
+}
+
+bool Session::ReplaceWithError(const pg::ErrorFields& fields, pg::Bytes* out, std::string* reason) {
+  pg::Bytes replaced;
+  pg::AppendErrorResponse(&replaced, fields);
+  std::span<const std::byte> in(replaced);
+  pg::Frame rewritten;
+  if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &rewritten, reason) !=
+          pg::ParseState::kOk ||
+      !state_.OnBackend(rewritten, MonotonicNs(), reason))
+    return false;
+  out->insert(out->end(), replaced.begin(), replaced.end());
+  return true;
+}
+
+void Session::TrackForwarded(const pg::Frame& frame, const std::shared_ptr<DecisionNote>& note) {
+  switch (frame.type) {
+    case pg::fe::kSync:
+      gate_.OnSyncPoint();
+      return;
+    case pg::fe::kQuery:
+    case pg::fe::kParse:
+    case pg::fe::kFunctionCall: {
+      if (frame.type != pg::fe::kParse) gate_.OnSyncPoint();
+      if (note == nullptr || note->enforced || !note->facts) return;  // replaced: runs nothing
+      std::string_view parse_name;
+      if (frame.type == pg::fe::kParse) parse_name = state_.last_parse_name();
+      gate_.OnForwarded(note->facts, frame.type != pg::fe::kParse, parse_name);
+      // SQL-level names share the server's table with protocol-level ones: what was learned
+      // about a redefined name (its result description) must not be used again.
+      for (const sql::StatementFacts& s : note->facts->statements) {
+        if (s.command == sql::Command::kPrepare && !s.object_name.empty()) {
+          state_.RedefineStatement(s.object_name, note);
+        } else if (s.command == sql::Command::kDeallocate) {
+          if (s.name_all) {
+            state_.DropAllStatements();
+          } else {
+            state_.DropStatement(s.object_name);
+          }
+        } else if (s.command == sql::Command::kDiscard && s.object_kind == "ALL") {
+          state_.DropAllStatements();
+        }
+      }
+      return;
+    }
+    case pg::fe::kBind: {
+      std::string_view portal, statement;
+      if (!pg::ReadBindNames(frame.body, &portal, &statement)) return;
+      const auto* stmt =
+          dynamic_cast<const DecisionNote*>(state_.StatementNoteOf(std::string(statement)));
+      gate_.OnBind(portal, stmt != nullptr ? stmt->facts : nullptr);
+      return;
+    }
+    case pg::fe::kExecute: {
+      const auto* run = dynamic_cast<const DecisionNote*>(state_.LastNote());
+      if (run != nullptr && run->facts) gate_.OnExecuteForwarded(*run->facts);
+      return;
+    }
+    case pg::fe::kClose: {
+      pg::CloseMessage m;
+      std::string ignored;
+      if (pg::ParseClose(frame.body, &m, &ignored)) gate_.OnClose(m.kind, m.name);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+std::string Session::FunctionName(uint32_t oid) const {
+  if (!catalog_) return {};
+  auto it = catalog_->functions.find(oid);
+  return it == catalog_->functions.end() ? std::string() : it->second;
+}
+
+}  // namespace dbw::relay
