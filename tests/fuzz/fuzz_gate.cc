@@ -87,8 +87,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         facts =
             gate.FunctionCallFacts(m.function_oid, (m.function_oid & 1) ? "pg_catalog.upper" : "");
     } else if (f.type == pg::fe::kBind) {
-      std::string_view portal, statement;
-      if (pg::ReadBindNames(f.body, &portal, &statement)) gate.OnBind(portal, nullptr);
+      pg::FrontendMessage m;
+      if (pg::ParseFrontend(f, &m, &error)) gate.OnBind(m.bind.portal, nullptr);
     } else if (f.type == pg::fe::kClose) {
       pg::CloseMessage m;
       if (pg::ParseClose(f.body, &m, &error)) gate.OnClose(m.kind, m.name);

@@ -176,9 +176,9 @@ rules:
         batch.push_back(facts);
       }
     } else if (f.type == pg::fe::kBind) {
-      std::string_view portal, statement;
-      ASSERT_TRUE(pg::ReadBindNames(f.body, &portal, &statement));
-      gate.OnBind(portal, nullptr);
+      pg::FrontendMessage m;
+      ASSERT_TRUE(pg::ParseFrontend(f, &m, &error)) << error;
+      gate.OnBind(m.bind.portal, nullptr);
     } else if (f.type == pg::fe::kSync) {
       gate.OnSyncPoint();
       for (const auto& facts : batch) gate.OnCompleted(*facts, facts->statements.size());

@@ -62,7 +62,7 @@ inline const std::vector<std::string>& AllVectors() {
   static const std::vector<std::string> names = {
       "psql_simple",           "pgbench_simple",   "pgbench_extended", "pgbench_prepared",
       "pgbench_prepared_tpcb", "psycopg2_session", "libpq_binary",     "cancel_session",
-      "jdbc_session",          "psql_scram",       "psql_md5"};
+      "jdbc_session",          "psql_scram",       "psql_md5",         "node_session"};
   return names;
 }
 

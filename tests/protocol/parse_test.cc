@@ -548,5 +548,48 @@ TEST(DecoderTest, AskForTheWholeMessageWhenItMustBeBuffered) {
   EXPECT_TRUE(out.empty());
 }
 
+// Decoded once: every typed frontend message of every vector into one reused value, which
+// agrees with the per-type parsers; unknown types and malformed bodies are refused.
+TEST(ParseFrontendTest, EveryVectorMessageDecodesIntoItsMember) {
+  FrontendMessage m;
+  std::string error;
+  size_t typed = 0;
+  for (const auto& name : AllVectors()) {
+    testing::Capture c = testing::LoadCapture(name);
+    if (!c.has_startup) continue;  // a CancelRequest alone
+    std::span<const std::byte> in(c.fe);
+    in = in.subspan(c.fe_typed_offset);
+    Frame f;
+    ASSERT_EQ(ParseFrame(Direction::kFrontend, true, &in, &f, &error), ParseState::kOk);
+    while (ParseFrame(Direction::kFrontend, false, &in, &f, &error) == ParseState::kOk) {
+      ASSERT_TRUE(ParseFrontend(f, &m, &error)) << name << ": " << error;
+      ++typed;
+      EXPECT_EQ(m.type, f.type);
+      if (f.type == fe::kQuery) {
+        QueryMessage q;
+        ASSERT_TRUE(ParseQuery(f.body, &q, &error));
+        EXPECT_EQ(m.query.sql, q.sql);
+      } else if (f.type == fe::kBind) {
+        BindMessage b;
+        ASSERT_TRUE(ParseBind(f.body, &b, &error));
+        EXPECT_EQ(m.bind.statement, b.statement);
+        EXPECT_EQ(m.bind.params.size(), b.params.size());
+      } else if (f.type == fe::kParse) {
+        ParseMessage p;
+        ASSERT_TRUE(ParseParse(f.body, &p, &error));
+        EXPECT_EQ(m.parse.name, p.name);
+        EXPECT_EQ(m.parse.sql, p.sql);
+      }
+    }
+  }
+  EXPECT_GT(typed, 100u);
+  Frame f{'z', 4, {}};
+  EXPECT_FALSE(ParseFrontend(f, &m, &error));
+  Bytes bad = Raw({'E', 0, 0, 0, 5, 'x'});  // Execute without its row limit
+  std::span<const std::byte> in(bad);
+  ASSERT_EQ(ParseFrame(Direction::kFrontend, false, &in, &f, &error), ParseState::kOk);
+  EXPECT_FALSE(ParseFrontend(f, &m, &error));
+}
+
 }  // namespace
 }  // namespace dbw::pg

@@ -203,6 +203,9 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     *reason = std::string(door.why);
     return pg::MessageAction::kReject;
   }
+  // Decoded once; every later step reads this value (its views point into the frame).
+  if (!pg::ParseFrontend(frame, &decoded_, reason)) return pg::MessageAction::kReject;
+  const pg::FrontendMessage& message = decoded_;
   bool judged = door.door == gate::Door::kJudge && auth_proxy_ == AuthProxy::kOff;
   std::shared_ptr<DecisionNote> note;
   if (judged) {
@@ -212,7 +215,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
       UpdateMasking(deps_.policy->Get());
       if (AwaitCatalog(frame.type == pg::fe::kFunctionCall))
         return pg::MessageAction::kPause;  // OnCatalog resumes here
-      note = Decide(frame, reason);
+      note = Decide(message);
       if (!note) return pg::MessageAction::kReject;
       if (NeedsApproval(*note)) {
         AwaitApproval(std::move(note), frame);
@@ -224,9 +227,9 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
       }
     }
   }
-  if (!state_.OnFrontend(frame, MonotonicNs(), reason)) return pg::MessageAction::kReject;
+  if (!state_.OnFrontendMessage(message, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
-  TrackForwarded(frame, note);
+  TrackForwarded(message, note);
   if (!note || !state_.last_request_annotatable()) return pg::MessageAction::kForward;
   bool enforced = note->enforced;
   state_.AnnotateLastRequest(std::move(note));
@@ -242,9 +245,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     // A call of function OID 0, which the server answers with an error and ReadyForQuery.
     pg::AppendFunctionCall(out, 0);
   } else {
-    pg::ParseMessage m;
-    if (!pg::ParseParse(frame.body, &m, reason)) return pg::MessageAction::kReject;
-    pg::AppendParse(out, m.name, kRefused);
+    pg::AppendParse(out, message.parse.name, kRefused);
   }
   return pg::MessageAction::kHandled;
 }

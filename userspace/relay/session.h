@@ -86,10 +86,11 @@ class Session : public std::enable_shared_from_this<Session>,
   // Analyses and judges a Query or Parse (no state change). A statement that must not run is
   // later replaced by one the server rejects, so responses stay in order and a transaction
   // fails as it would have.
-  std::shared_ptr<DecisionNote> Decide(const pg::Frame& frame, std::string* reason);
+  std::shared_ptr<DecisionNote> Decide(const pg::FrontendMessage& message);
   // Tells the gate what a forwarded message does to server-side names and settings, and keeps
   // the state machine's statement names in step with SQL-level PREPARE/DEALLOCATE/DISCARD.
-  void TrackForwarded(const pg::Frame& frame, const std::shared_ptr<DecisionNote>& note);
+  void TrackForwarded(const pg::FrontendMessage& message,
+                      const std::shared_ptr<DecisionNote>& note);
   // The qualified name of a function by OID, from the catalog snapshot; empty when unknown.
   std::string FunctionName(uint32_t oid) const;
   // audit_before_forward: the client pump pauses at the statement until its decision event
@@ -158,6 +159,7 @@ class Session : public std::enable_shared_from_this<Session>,
   pg::StreamDecoder client_decoder_;
   pg::StreamDecoder upstream_decoder_;
   gate::StatementGate gate_;
+  pg::FrontendMessage decoded_;  // the client message being handled (capacity reused)
   std::shared_ptr<const CatalogSnapshot> catalog_;  // the last snapshot loaded (functions)
   bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
 

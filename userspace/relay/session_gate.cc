@@ -9,21 +9,16 @@
 
 namespace dbw::relay {
 
-std::shared_ptr<DecisionNote> Session::Decide(const pg::Frame& frame, std::string* reason) {
+std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message) {
   uint64_t start = MonotonicNs();
   auto note = std::make_shared<DecisionNote>();
-  if (frame.type == pg::fe::kQuery) {
-    pg::QueryMessage m;
-    if (!pg::ParseQuery(frame.body, &m, reason)) return nullptr;
-    note->facts = gate_.Facts(m.sql);
-  } else if (frame.type == pg::fe::kParse) {
-    pg::ParseMessage m;
-    if (!pg::ParseParse(frame.body, &m, reason)) return nullptr;
-    note->facts = gate_.Facts(m.sql);
+  if (message.type == pg::fe::kQuery) {
+    note->facts = gate_.Facts(message.query.sql);
+  } else if (message.type == pg::fe::kParse) {
+    note->facts = gate_.Facts(message.parse.sql);
   } else {
-    pg::FunctionCallMessage m;
-    if (!pg::ParseFunctionCall(frame.body, &m, reason)) return nullptr;
-    note->facts = gate_.FunctionCallFacts(m.function_oid, FunctionName(m.function_oid));
+    uint32_t oid = message.function_call.function_oid;
+    note->facts = gate_.FunctionCallFacts(oid, FunctionName(oid));
   }
   std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
   note->decision =
@@ -112,19 +107,19 @@ bool Session::ReplaceWithError(const pg::ErrorFields& fields, pg::Bytes* out, st
   return true;
 }
 
-void Session::TrackForwarded(const pg::Frame& frame, const std::shared_ptr<DecisionNote>& note) {
-  switch (frame.type) {
+void Session::TrackForwarded(const pg::FrontendMessage& message,
+                             const std::shared_ptr<DecisionNote>& note) {
+  switch (message.type) {
     case pg::fe::kSync:
       gate_.OnSyncPoint();
       return;
     case pg::fe::kQuery:
     case pg::fe::kParse:
     case pg::fe::kFunctionCall: {
-      if (frame.type != pg::fe::kParse) gate_.OnSyncPoint();
+      const bool parse = message.type == pg::fe::kParse;
+      if (!parse) gate_.OnSyncPoint();
       if (note == nullptr || note->enforced || !note->facts) return;  // replaced: runs nothing
-      std::string_view parse_name;
-      if (frame.type == pg::fe::kParse) parse_name = state_.last_parse_name();
-      gate_.OnForwarded(note->facts, frame.type != pg::fe::kParse, parse_name);
+      gate_.OnForwarded(note->facts, !parse, parse ? message.parse.name : std::string_view());
       // SQL-level names share the server's table with protocol-level ones: what was learned
       // about a redefined name (its result description) must not be used again.
       for (const sql::StatementFacts& s : note->facts->statements) {
@@ -143,11 +138,9 @@ void Session::TrackForwarded(const pg::Frame& frame, const std::shared_ptr<Decis
       return;
     }
     case pg::fe::kBind: {
-      std::string_view portal, statement;
-      if (!pg::ReadBindNames(frame.body, &portal, &statement)) return;
-      const auto* stmt =
-          dynamic_cast<const DecisionNote*>(state_.StatementNoteOf(std::string(statement)));
-      gate_.OnBind(portal, stmt != nullptr ? stmt->facts : nullptr);
+      const auto* stmt = dynamic_cast<const DecisionNote*>(
+          state_.StatementNoteOf(std::string(message.bind.statement)));
+      gate_.OnBind(message.bind.portal, stmt != nullptr ? stmt->facts : nullptr);
       return;
     }
     case pg::fe::kExecute: {
@@ -155,12 +148,9 @@ void Session::TrackForwarded(const pg::Frame& frame, const std::shared_ptr<Decis
       if (run != nullptr && run->facts) gate_.OnExecuteForwarded(*run->facts);
       return;
     }
-    case pg::fe::kClose: {
-      pg::CloseMessage m;
-      std::string ignored;
-      if (pg::ParseClose(frame.body, &m, &ignored)) gate_.OnClose(m.kind, m.name);
+    case pg::fe::kClose:
+      gate_.OnClose(message.describe.kind, message.describe.name);
       return;
-    }
     default:
       return;
   }

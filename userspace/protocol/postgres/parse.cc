@@ -346,12 +346,6 @@ bool ParseDescribe(std::span<const std::byte> body, DescribeMessage* out, std::s
   return Done(r, error);
 }
 
-bool ReadBindNames(std::span<const std::byte> body, std::string_view* portal,
-                   std::string_view* statement) {
-  ByteReader r(body);
-  return r.ReadCString(portal) && r.ReadCString(statement);
-}
-
 bool ParseClose(std::span<const std::byte> body, CloseMessage* out, std::string* error) {
   return ParseDescribe(body, out, error);
 }
@@ -555,6 +549,38 @@ bool ParseFunctionCallResponse(std::span<const std::byte> body, FunctionCallResp
   ByteReader r(body);
   if (!ReadValue(&r, &out->value)) return Fail(error, "truncated FunctionCallResponse");
   return Done(r, error);
+}
+
+bool ParseFrontend(const Frame& frame, FrontendMessage* out, std::string* error) {
+  out->type = frame.type;
+  const auto body = frame.body;
+  switch (frame.type) {
+    case fe::kQuery:
+      return ParseQuery(body, &out->query, error);
+    case fe::kParse:
+      return ParseParse(body, &out->parse, error);
+    case fe::kBind:
+      return ParseBind(body, &out->bind, error);
+    case fe::kDescribe:
+      return ParseDescribe(body, &out->describe, error);
+    case fe::kClose:
+      return ParseClose(body, &out->describe, error);
+    case fe::kExecute:
+      return ParseExecute(body, &out->execute, error);
+    case fe::kCopyFail:
+      return ParseCopyFail(body, &out->copy_fail, error);
+    case fe::kFunctionCall:
+      return ParseFunctionCall(body, &out->function_call, error);
+    case fe::kSync:
+    case fe::kFlush:
+    case fe::kTerminate:
+    case fe::kCopyDone:
+    case fe::kCopyData:
+    case fe::kPassword:
+      return true;
+    default:
+      return Fail(error, "unknown frontend message type");
+  }
 }
 
 bool ValidateMessage(Direction dir, const Frame& frame, std::string* error) {

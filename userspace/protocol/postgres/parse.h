@@ -33,9 +33,9 @@ bool ParseQuery(std::span<const std::byte> body, QueryMessage* out, std::string*
 bool ParseParse(std::span<const std::byte> body, ParseMessage* out, std::string* error);
 bool ParseBind(std::span<const std::byte> body, BindMessage* out, std::string* error);
 bool ParseDescribe(std::span<const std::byte> body, DescribeMessage* out, std::string* error);
-// Only a Bind's portal and statement names (a Bind already validated whole).
-bool ReadBindNames(std::span<const std::byte> body, std::string_view* portal,
-                   std::string_view* statement);
+// Any typed frontend message, whole, into its typed value (Sync, Flush, Terminate, CopyData,
+// CopyDone and the password family carry nothing to decode here).
+bool ParseFrontend(const Frame& frame, FrontendMessage* out, std::string* error);
 bool ParseClose(std::span<const std::byte> body, CloseMessage* out, std::string* error);
 bool ParseExecute(std::span<const std::byte> body, ExecuteMessage* out, std::string* error);
 bool ParseCopyFail(std::span<const std::byte> body, CopyFailMessage* out, std::string* error);

@@ -120,20 +120,28 @@ void SessionState::Push(Request kind, std::unique_ptr<Execution> execution) {
 }
 
 bool SessionState::OnFrontend(const Frame& frame, uint64_t now_ns, std::string* error) {
-  annotatable_ = false;
-  if (discard_until_sync_ && frame.type != fe::kSync && frame.type != fe::kTerminate) {
-    // Still validated: the relay fails closed on malformed input even when the server
-    // would skip it.
-    return ValidateMessage(Direction::kFrontend, frame, error);
+  // Validated even while the server skips to the next Sync: the relay fails closed on malformed
+  // input.
+  if (!ParseFrontend(frame, &scratch_, error)) {
+    annotatable_ = false;
+    return false;
   }
-  return HandleFrontendBody(frame, now_ns, error);
+  return OnFrontendMessage(scratch_, now_ns, error);
 }
 
-bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::string* error) {
-  switch (frame.type) {
+bool SessionState::OnFrontendMessage(const FrontendMessage& message, uint64_t now_ns,
+                                     std::string* error) {
+  annotatable_ = false;
+  if (discard_until_sync_ && message.type != fe::kSync && message.type != fe::kTerminate)
+    return true;
+  return HandleFrontendBody(message, now_ns, error);
+}
+
+bool SessionState::HandleFrontendBody(const FrontendMessage& message, uint64_t now_ns,
+                                      std::string* error) {
+  switch (message.type) {
     case fe::kQuery: {
-      QueryMessage m;
-      if (!ParseQuery(frame.body, &m, error)) return false;
+      const QueryMessage& m = message.query;
       auto e = NewExecution();
       e->sql = std::make_shared<const std::string>(m.sql);
       e->start_ns = now_ns;
@@ -142,8 +150,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       return true;
     }
     case fe::kParse: {
-      ParseMessage m;
-      if (!ParseParse(frame.body, &m, error)) return false;
+      const ParseMessage& m = message.parse;
       last_parse_name_ = std::string(m.name);
       auto sql = std::make_shared<const std::string>(m.sql);
       statements_[last_parse_name_] = Prepared{sql, nullptr, ++serial_};
@@ -160,8 +167,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       return true;
     }
     case fe::kBind: {
-      BindMessage m;
-      if (!ParseBind(frame.body, &m, error)) return false;
+      const BindMessage& m = message.bind;
       auto it = statements_.find(std::string(m.statement));
       std::string portal(m.portal);
       Prepared& p = portals_[portal];
@@ -179,8 +185,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       return true;
     }
     case fe::kDescribe: {
-      DescribeMessage m;
-      if (!ParseDescribe(frame.body, &m, error)) return false;
+      const DescribeMessage& m = message.describe;
       Push(Request::kDescribe);
       if (m.kind == 'P') {
         pending_.back().source = PortalSource(std::string(m.name));
@@ -190,8 +195,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       return true;
     }
     case fe::kClose: {
-      CloseMessage m;
-      if (!ParseClose(frame.body, &m, error)) return false;
+      const CloseMessage& m = message.describe;
       if (m.kind == 'S') {
         statements_.erase(std::string(m.name));
       } else {
@@ -202,8 +206,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       return true;
     }
     case fe::kExecute: {
-      ExecuteMessage m;
-      if (!ParseExecute(frame.body, &m, error)) return false;
+      const ExecuteMessage& m = message.execute;
       auto e = NewExecution();
       e->extended = true;
       e->portal = std::string(m.portal);
@@ -226,8 +229,7 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
       Push(Request::kSync);
       return true;
     case fe::kFunctionCall: {
-      FunctionCallMessage m;
-      if (!ParseFunctionCall(frame.body, &m, error)) return false;
+      const FunctionCallMessage& m = message.function_call;
       // Executed like a statement: its result and error are reported as an Execution.
       auto e = NewExecution();
       e->sql = UnknownStatement();
@@ -240,10 +242,6 @@ bool SessionState::HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::
     }
     case fe::kCopyDone:
     case fe::kCopyFail:
-      if (frame.type == fe::kCopyFail) {
-        CopyFailMessage m;
-        if (!ParseCopyFail(frame.body, &m, error)) return false;
-      }
       if (phase_ == Phase::kCopyIn || phase_ == Phase::kCopyBoth) phase_ = Phase::kReady;
       return true;
     case fe::kTerminate:

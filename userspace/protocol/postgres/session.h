@@ -80,6 +80,8 @@ class SessionState {
   void OnStartup(const StartupMessage& message);
   // Whole messages. Return false with *error when the body is malformed.
   bool OnFrontend(const Frame& frame, uint64_t now_ns, std::string* error);
+  // The same for a message its caller already decoded (ParseFrontend) and validated.
+  bool OnFrontendMessage(const FrontendMessage& message, uint64_t now_ns, std::string* error);
   bool OnBackend(const Frame& frame, uint64_t now_ns, std::string* error);
   // Messages passed through without buffering their bodies (DataRow, CopyData).
   void OnBackendStreamed(uint8_t type, uint32_t length, uint64_t now_ns);
@@ -98,8 +100,6 @@ class SessionState {
   // to order the responses it synthesises.
   size_t pending_requests() const { return pending_.size(); }
   size_t prepared_statements() const { return statements_.size(); }
-  // The statement name of the last Parse passed to OnFrontend.
-  const std::string& last_parse_name() const { return last_parse_name_; }
   // True when the message just passed to OnFrontend was a Query or Parse that the server will
   // act on (not one it skips after an extended-protocol error).
   bool last_request_annotatable() const { return annotatable_; }
@@ -147,7 +147,7 @@ class SessionState {
   };
   ResultSource PortalSource(const std::string& portal) const;
 
-  bool HandleFrontendBody(const Frame& frame, uint64_t now_ns, std::string* error);
+  bool HandleFrontendBody(const FrontendMessage& message, uint64_t now_ns, std::string* error);
   bool HandleBackendBody(const Frame& frame, uint64_t now_ns, std::string* error);
   void OnError(std::string_view sqlstate, std::string_view message, uint64_t now_ns);
   void Complete(Pending* p, uint64_t now_ns);
@@ -177,6 +177,7 @@ class SessionState {
   std::string last_parse_name_;
   uint64_t serial_ = 0;  // last serial handed to a Parse or Bind
   std::unordered_map<std::string, std::string> portal_statement_;
+  FrontendMessage scratch_;  // OnFrontend's decoded message (capacity reused)
 };
 
 }  // namespace dbw::pg

@@ -149,6 +149,20 @@ struct FunctionCallMessage {
   std::vector<std::optional<std::span<const std::byte>>> args;
   int16_t result_format = 0;
 };
+// A typed (non-startup) frontend message decoded once, for every later step to read. Only the
+// member of `type` is set; the others keep their capacity, so one value reused per session makes
+// decoding allocation-free in the steady state.
+struct FrontendMessage {
+  uint8_t type = 0;
+  QueryMessage query;                 // 'Q'
+  ParseMessage parse;                 // 'P'
+  BindMessage bind;                   // 'B'
+  DescribeMessage describe;           // 'D', and 'C' (Close has the same fields)
+  ExecuteMessage execute;             // 'E'
+  FunctionCallMessage function_call;  // 'F'
+  CopyFailMessage copy_fail;          // 'f'
+};
+
 struct SaslInitialResponse {
   std::string_view mechanism;
   std::optional<std::span<const std::byte>> data;
