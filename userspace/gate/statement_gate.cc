@@ -319,21 +319,16 @@ void StatementGate::OnCompleted(const QueryFacts& facts, size_t succeeded) {
         if (ok && !s.object_name.empty()) cursors_[s.object_name].hold = s.cursor_hold;
         break;
       case Command::kDeallocate:
+      case Command::kClosePortal: {
+        Names& names = s.command == Command::kDeallocate ? statements_ : cursors_;
         if (!ok) break;
         if (s.name_all) {
-          statements_.clear();
+          names.clear();
         } else {
-          statements_.erase(s.object_name);
+          names.erase(s.object_name);
         }
         break;
-      case Command::kClosePortal:
-        if (!ok) break;
-        if (s.name_all) {
-          cursors_.clear();
-        } else {
-          cursors_.erase(s.object_name);
-        }
-        break;
+      }
       case Command::kDiscard:
         if (ok && s.object_kind == "ALL") {
           statements_.clear();

@@ -87,6 +87,9 @@ class Session : public std::enable_shared_from_this<Session>,
   // later replaced by one the server rejects, so responses stay in order and a transaction
   // fails as it would have.
   std::shared_ptr<DecisionNote> Decide(const pg::FrontendMessage& message);
+  // The gate's decision on note->facts for this session's principal; sets note->enforced and
+  // counts it.
+  void Judge(DecisionNote* note, const std::shared_ptr<const policy::CompiledPolicy>& policy);
   // Tells the gate what a forwarded message does to server-side names and settings, and keeps
   // the state machine's statement names in step with SQL-level PREPARE/DEALLOCATE/DISCARD.
   void TrackForwarded(const pg::FrontendMessage& message,

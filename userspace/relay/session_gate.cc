@@ -20,7 +20,13 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
     uint32_t oid = message.function_call.function_oid;
     note->facts = gate_.FunctionCallFacts(oid, FunctionName(oid));
   }
-  std::shared_ptr<const policy::CompiledPolicy> policy = deps_.policy->Get();
+  Judge(note.get(), deps_.policy->Get());
+  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
+  return note;
+}
+
+void Session::Judge(DecisionNote* note,
+                    const std::shared_ptr<const policy::CompiledPolicy>& policy) {
   note->decision =
       gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
                    *note->facts, masking_.active(), std::chrono::system_clock::now());
@@ -29,8 +35,6 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
   note->enforced = stop && !d.monitor;
   deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
   if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
-  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
-  return note;
 }
 
 const policy::Principal& Session::PolicyPrincipal(

@@ -274,14 +274,8 @@ bool Session::JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts
                                     const std::shared_ptr<const policy::CompiledPolicy>& policy) {
   auto note = std::make_shared<DecisionNote>();
   note->facts = std::move(facts);
-  note->decision =
-      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
-                   *note->facts, masking_.active(), std::chrono::system_clock::now());
+  Judge(note.get(), policy);
   const policy::Decision& d = note->decision;
-  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
-  note->enforced = stop && !d.monitor;
-  deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
-  if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
   if (d.action == policy::Action::kAllow && d.rules.empty()) return true;
   audit::Event e = NewEvent(audit::EventKind::kDecision);
   e.statement = audit::StatementInfo{note->facts, "startup", ""};

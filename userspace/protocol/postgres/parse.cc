@@ -586,53 +586,12 @@ bool ParseFrontend(const Frame& frame, FrontendMessage* out, std::string* error)
 bool ValidateMessage(Direction dir, const Frame& frame, std::string* error) {
   const auto body = frame.body;
   if (dir == Direction::kFrontend) {
-    switch (frame.type) {
-      case 0: {
-        StartupPacket m;
-        return ParseStartupPacket(body, &m, error);
-      }
-      case fe::kQuery: {
-        QueryMessage m;
-        return ParseQuery(body, &m, error);
-      }
-      case fe::kParse: {
-        ParseMessage m;
-        return ParseParse(body, &m, error);
-      }
-      case fe::kBind: {
-        BindMessage m;
-        return ParseBind(body, &m, error);
-      }
-      case fe::kDescribe: {
-        DescribeMessage m;
-        return ParseDescribe(body, &m, error);
-      }
-      case fe::kClose: {
-        CloseMessage m;
-        return ParseClose(body, &m, error);
-      }
-      case fe::kExecute: {
-        ExecuteMessage m;
-        return ParseExecute(body, &m, error);
-      }
-      case fe::kCopyFail: {
-        CopyFailMessage m;
-        return ParseCopyFail(body, &m, error);
-      }
-      case fe::kFunctionCall: {
-        FunctionCallMessage m;
-        return ParseFunctionCall(body, &m, error);
-      }
-      case fe::kSync:
-      case fe::kFlush:
-      case fe::kTerminate:
-      case fe::kCopyDone:
-      case fe::kCopyData:
-      case fe::kPassword:
-        return true;
-      default:
-        return Fail(error, "unknown frontend message type");
+    if (frame.type == 0) {
+      StartupPacket m;
+      return ParseStartupPacket(body, &m, error);
     }
+    FrontendMessage m;
+    return ParseFrontend(frame, &m, error);
   }
   switch (frame.type) {
     case be::kAuthentication: {
