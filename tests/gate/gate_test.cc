@@ -451,6 +451,11 @@ TEST_F(GateTest, FunctionCallIsJudgedAsItsFunction) {
   auto unknown = gate_.FunctionCallFacts(3999999999u, "");
   EXPECT_TRUE(Unverifiable(*unknown));
   EXPECT_EQ(Decide(*unknown, Human(), false, kDev).rules.front(), kGateRule);
+  // Arguments are unknown values: set_config through a FunctionCall may set the role.
+  auto set = gate_.FunctionCallFacts(2078, "pg_catalog.set_config", 3);
+  EXPECT_TRUE(set->AllRisks() & sql::kRiskPrivilegeChange);
+  EXPECT_TRUE(set->AllRisks() & sql::kRiskLexerChange);
+  EXPECT_EQ(Decide(*set, Agent()).rules.front(), "prod-privilege-agent");
   // A hostile function name cannot turn into other SQL.
   auto odd = gate_.FunctionCallFacts(1, "s\"; DROP TABLE t; --.f");
   EXPECT_EQ(Commands(*odd), std::vector<Command>{Command::kFastpath});

@@ -193,8 +193,9 @@ std::shared_ptr<const QueryFacts> StatementGate::Resolve(std::shared_ptr<const Q
   return out;
 }
 
-std::shared_ptr<const QueryFacts> StatementGate::FunctionCallFacts(
-    uint32_t oid, std::string_view qualified_name) {
+std::shared_ptr<const QueryFacts> StatementGate::FunctionCallFacts(uint32_t oid,
+                                                                   std::string_view qualified_name,
+                                                                   size_t args) {
   const std::string label = "FASTPATH function OID " + std::to_string(oid);
   if (qualified_name.empty()) {
     StatementFacts s;
@@ -212,7 +213,11 @@ std::shared_ptr<const QueryFacts> StatementGate::FunctionCallFacts(
                      (dot == std::string_view::npos ? Quoted(qualified_name)
                                                     : Quoted(qualified_name.substr(0, dot)) + "." +
                                                           Quoted(qualified_name.substr(dot + 1))) +
-                     "()";
+                     "(";
+  // At most FUNC_MAX_ARGS (100) arguments reach a function; more is the server's error anyway.
+  for (size_t i = 0; i < std::min<size_t>(args, 100); ++i)
+    call += (i == 0 ? "$" : ", $") + std::to_string(i + 1);
+  call += ")";
   auto q = std::make_shared<QueryFacts>(*analyzer_->Analyze(call));
   if (q->statements.size() != 1) return Unverifiable(q, "FunctionCall could not be described");
   StatementFacts& s = q->statements.front();

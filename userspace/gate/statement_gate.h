@@ -41,9 +41,11 @@ class StatementGate {
   // standing for what they run. Marked `unverifiable` when that cannot be known.
   std::shared_ptr<const sql::QueryFacts> Facts(std::string_view text);
   // The facts of a FunctionCall of the function `qualified_name` ("schema.name"; empty when the
-  // OID is not in the catalog).
+  // OID is not in the catalog) with `args` arguments. The arguments are read as parameters whose
+  // values are unknown, so a function judged by its arguments (set_config) is judged at its worst.
   std::shared_ptr<const sql::QueryFacts> FunctionCallFacts(uint32_t oid,
-                                                           std::string_view qualified_name);
+                                                           std::string_view qualified_name,
+                                                           size_t args = 0);
 
   // The decision: the policy's, then the gate's own refusals, which no rule can lift (enforce
   // mode; recorded as would-be refusals in monitor mode):

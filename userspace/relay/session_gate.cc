@@ -18,7 +18,8 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
     note->facts = gate_.Facts(message.parse.sql);
   } else {
     uint32_t oid = message.function_call.function_oid;
-    note->facts = gate_.FunctionCallFacts(oid, FunctionName(oid));
+    note->facts =
+        gate_.FunctionCallFacts(oid, FunctionName(oid), message.function_call.args.size());
   }
   Judge(note.get(), deps_.policy->Get());
   deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
@@ -142,13 +143,16 @@ void Session::TrackForwarded(const pg::FrontendMessage& message,
       return;
     }
     case pg::fe::kBind: {
-      const auto* stmt = dynamic_cast<const DecisionNote*>(
+      // Only a named portal can be named in SQL (FETCH); the unnamed one needs no lookup.
+      if (message.bind.portal.empty()) return;
+      // The relay attaches DecisionNotes only.
+      const auto* stmt = static_cast<const DecisionNote*>(
           state_.StatementNoteOf(std::string(message.bind.statement)));
       gate_.OnBind(message.bind.portal, stmt != nullptr ? stmt->facts : nullptr);
       return;
     }
     case pg::fe::kExecute: {
-      const auto* run = dynamic_cast<const DecisionNote*>(state_.LastNote());
+      const auto* run = static_cast<const DecisionNote*>(state_.LastNote());
       if (run != nullptr && run->facts) gate_.OnExecuteForwarded(*run->facts);
       return;
     }
