@@ -78,6 +78,8 @@ std::vector<Case> Cases() {
        kDeny, kDeny, "prod-external-access", "prod-external-access"},
       {"do block", Stmt(Command::kDo, sql::kRiskDynamicSql), kDeny, kAllow,
        "prod-dynamic-sql-agent", ""},
+      {"fastpath call", WithFunctions(Stmt(Command::kFastpath), {"pg_catalog.upper"}), kDeny,
+       kAllow, "prod-fastpath-agent", ""},
       {"unbounded select", Stmt(Command::kSelect, sql::kRiskUnboundedSelect, {{"", "orders"}}),
        kDeny, kAllow, "prod-unbounded-select-agent", ""},
       {"bounded select", Stmt(Command::kSelect, 0, {{"", "orders"}}), kAllow, kAllow, "", ""},
@@ -90,7 +92,7 @@ std::vector<Case> Cases() {
 
 TEST(DefaultPackTest, Loads) {
   auto p = Pack();
-  EXPECT_EQ(p->rule_count(), 13u);
+  EXPECT_EQ(p->rule_count(), 14u);
   EXPECT_EQ(p->source(), "default pack (guardrails.yaml)");
   EXPECT_EQ(p->mode(), Mode::kEnforce);
   // principals.agents is empty: everyone is human until a deployment says otherwise.
@@ -108,7 +110,7 @@ TEST(DefaultPackTest, ShippedFileIsTheCompiledPack) {
   auto p =
       LoadPolicy({std::string(DBW_SOURCE_DIR) + "/policy/packs/guardrails.yaml"}, Mode::kEnforce);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  EXPECT_EQ((*p)->rule_count(), 13u);
+  EXPECT_EQ((*p)->rule_count(), 14u);
 }
 
 TEST(DefaultPackTest, DecisionsOnProd) {
