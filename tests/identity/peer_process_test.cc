@@ -75,6 +75,41 @@ TEST(ProcessInfoTest, CmdlineKeepsItsShapeNotItsValues) {
   }
 }
 
+TEST(PeerProcessTest, ABatchResolvesEveryConnectionWithOneScan) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 64), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  Endpoint s{"127.0.0.1", ntohs(addr.sin_port)};
+  std::vector<int> clients;
+  std::vector<std::pair<Endpoint, Endpoint>> peers;
+  for (int i = 0; i < 20; ++i) {
+    int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    sockaddr_in local{};
+    len = sizeof(local);
+    ::getsockname(client, reinterpret_cast<sockaddr*>(&local), &len);
+    clients.push_back(client);
+    peers.push_back({{"127.0.0.1", ntohs(local.sin_port)}, s});
+  }
+  peers.push_back({{"127.0.0.1", 1}, s});  // nobody
+  peers.push_back({s, peers.front().first});  // the un-accepted server side: no process
+  auto found = FindPeerProcesses(peers);
+  ASSERT_EQ(found.size(), peers.size());
+  for (size_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(found[i].has_value()) << i;
+    EXPECT_EQ(found[i]->pid, ::getpid());
+  }
+  EXPECT_FALSE(found[20].has_value());
+  EXPECT_FALSE(found[21].has_value());
+  for (int c : clients) ::close(c);
+  ::close(listener);
+}
+
 TEST(PeerProcessTest, UnknownEndpointsFindNothing) {
   EXPECT_FALSE(FindPeerProcess({"127.0.0.1", 1}, {"127.0.0.1", 2}).has_value());
   EXPECT_FALSE(FindPeerProcess({"not-an-ip", 1}, {"127.0.0.1", 2}).has_value());

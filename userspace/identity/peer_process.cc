@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "userspace/common/thread_name.h"
 
@@ -51,7 +54,83 @@ std::optional<uint64_t> ScanProcNet(const char* path, const std::string& local,
   return std::nullopt;
 }
 
+// Every socket in /proc/net/tcp{,6}, keyed "local remote" as the file prints them.
+std::unordered_map<std::string, uint64_t> ReadProcNet() {
+  std::unordered_map<std::string, uint64_t> out;
+  for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);  // header
+    char l[64], r[64];
+    unsigned long long inode;
+    while (std::getline(in, line)) {
+      if (std::sscanf(line.c_str(), " %*s %63s %63s %*s %*s %*s %*s %*s %*s %llu", l, r,
+                      &inode) != 3)
+        continue;
+      out.emplace(std::string(l) + " " + r, inode);
+    }
+  }
+  return out;
+}
+
+// One walk of /proc/*/fd for many socket inodes: inode -> the first pid holding it.
+std::unordered_map<uint64_t, int32_t> FindPidsBySocketInodes(
+    const std::unordered_map<uint64_t, int32_t>& wanted) {
+  std::unordered_map<uint64_t, int32_t> found;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return found;
+  while (dirent* pe = ::readdir(proc)) {
+    if (pe->d_name[0] < '0' || pe->d_name[0] > '9') continue;
+    std::string fd_dir = std::string("/proc/") + pe->d_name + "/fd";
+    DIR* fds = ::opendir(fd_dir.c_str());
+    if (fds == nullptr) continue;
+    while (dirent* fe = ::readdir(fds)) {
+      if (fe->d_name[0] == '.') continue;
+      char target[64];
+      std::string link = fd_dir + "/" + fe->d_name;
+      ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+      if (n <= 8 || std::strncmp(target, "socket:[", 8) != 0) continue;
+      target[n] = '\0';
+      uint64_t inode = std::strtoull(target + 8, nullptr, 10);
+      if (wanted.count(inode) != 0) found.emplace(inode, std::atoi(pe->d_name));
+    }
+    ::closedir(fds);
+    if (found.size() == wanted.size()) break;
+  }
+  ::closedir(proc);
+  return found;
+}
+
 }  // namespace
+
+std::vector<std::optional<ProcessInfo>> FindPeerProcesses(
+    const std::vector<std::pair<Endpoint, Endpoint>>& peers) {
+  std::vector<std::optional<ProcessInfo>> out(peers.size());
+  std::unordered_map<std::string, uint64_t> sockets = ReadProcNet();
+  std::vector<std::optional<uint64_t>> inodes(peers.size());
+  std::unordered_map<uint64_t, int32_t> wanted;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    bool v6l = false, v6r = false;
+    // The client's own socket has the client endpoint as its local address.
+    auto l = ProcNetAddress(peers[i].first, &v6l);
+    auto r = ProcNetAddress(peers[i].second, &v6r);
+    if (!l || !r || v6l != v6r) continue;
+    auto it = sockets.find(*l + " " + *r);
+    if (it == sockets.end()) continue;
+    inodes[i] = it->second;
+    wanted.emplace(it->second, 0);
+  }
+  if (wanted.empty()) return out;
+  std::unordered_map<uint64_t, int32_t> pids = FindPidsBySocketInodes(wanted);
+  for (size_t i = 0; i < peers.size(); ++i) {
+    if (!inodes[i]) continue;
+    auto it = pids.find(*inodes[i]);
+    if (it == pids.end()) continue;
+    ProcessInfo info;
+    if (ReadProcessInfo(it->second, &info)) out[i] = std::move(info);
+  }
+  return out;
+}
 
 std::optional<uint64_t> FindTcpSocketInode(const Endpoint& local, const Endpoint& remote) {
   bool v6l = false, v6r = false;
@@ -122,15 +201,20 @@ void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done) {
 void PeerResolver::Run() {
   SetThreadName("dbw-resolver");
   while (true) {
-    Request req;
+    std::deque<Request> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stop_ with nothing left
-      req = std::move(queue_.front());
-      queue_.pop_front();
+      batch.swap(queue_);
     }
-    req.done(FindPeerProcess(req.client, req.server));
+    // Everything that queued meanwhile in one walk of /proc: a connection storm costs one
+    // scan per batch, not one per connection.
+    std::vector<std::pair<Endpoint, Endpoint>> peers;
+    peers.reserve(batch.size());
+    for (const Request& r : batch) peers.emplace_back(r.client, r.server);
+    std::vector<std::optional<ProcessInfo>> found = FindPeerProcesses(peers);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(found[i]));
   }
 }
 

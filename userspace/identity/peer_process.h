@@ -7,6 +7,8 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <utility>
+#include <vector>
 #include <string>
 #include <thread>
 
@@ -27,6 +29,9 @@ std::optional<uint64_t> FindTcpSocketInode(const Endpoint& local, const Endpoint
 std::optional<int32_t> FindPidBySocketInode(uint64_t inode);
 // Both of the above, then ReadProcessInfo.
 std::optional<ProcessInfo> FindPeerProcess(const Endpoint& client, const Endpoint& server);
+// The same for many (client, server) pairs with one read of /proc/net and one walk of /proc/*/fd.
+std::vector<std::optional<ProcessInfo>> FindPeerProcesses(
+    const std::vector<std::pair<Endpoint, Endpoint>>& peers);
 
 // Runs lookups on its own thread: scanning /proc takes milliseconds, which a relay worker
 // must not spend. Callbacks run on the resolver thread.
