@@ -349,7 +349,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
       Throw(root["log_level"], "log_level must be debug, info, warning or error");
   }
   if (YAML::Node r = root["relay"]) {
-    CheckKeys(r, "relay", {"workers", "shutdown_grace", "connect_timeout"});
+    CheckKeys(r, "relay", {"workers", "shutdown_grace", "connect_timeout", "authentication_timeout"});
     if (r["workers"]) {
       std::string w = Scalar(r["workers"], "relay.workers");
       int n = 0;
@@ -362,6 +362,9 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
       c.relay.shutdown_grace = Duration(r["shutdown_grace"], "relay.shutdown_grace");
     if (r["connect_timeout"])
       c.relay.connect_timeout = Duration(r["connect_timeout"], "relay.connect_timeout");
+    if (r["authentication_timeout"])
+      c.relay.authentication_timeout =
+          Duration(r["authentication_timeout"], "relay.authentication_timeout");
   }
   YAML::Node targets = root["targets"];
   if (!targets) Throw(root, "missing required key \"targets\"");

@@ -49,6 +49,10 @@ struct RelayOptions {
   int workers = 0;  // 0: one per core
   std::chrono::milliseconds shutdown_grace{30000};
   std::chrono::milliseconds connect_timeout{10000};
+  // From accept until the session is ready (startup, TLS, authentication, the server's first
+  // ReadyForQuery): a client that stalls, or a server that never answers, is cut off then.
+  // PostgreSQL's authentication_timeout has the same default.
+  std::chrono::milliseconds authentication_timeout{60000};
   // DataRow/CopyData messages larger than this stream through instead of being buffered.
   size_t stream_threshold = 1 << 20;
   std::vector<TargetOptions> targets;

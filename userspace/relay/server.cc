@@ -1,6 +1,8 @@
 // RelayServer: listeners, workers, and the drain on shutdown.
 #include "userspace/relay/server.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <future>
 
@@ -43,6 +45,11 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                    "Catalog loads for masking that failed (table columns then withheld)"),
       m.GetGauge("dbwarden_relay_statements_held",
                  "Statements held by the relay while they wait for approval"),
+      m.GetCounter("dbwarden_relay_startup_timeouts_total",
+                   "Connections ended because startup and authentication did not finish within "
+                   "relay.authentication_timeout"),
+      m.GetCounter("dbwarden_relay_accept_errors_total",
+                   "Failed accepts on the relay's listeners (out of file descriptors: backed off)"),
   };
   for (auto a : {policy::Action::kAllow, policy::Action::kLog, policy::Action::kApprove,
                  policy::Action::kDeny}) {
@@ -128,15 +135,42 @@ void RelayServer::Accept(size_t target_index) {
       [this, target_index, worker](const boost::system::error_code& ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted) return;  // shutting down
         if (!ec) {
+          accept_backoff_ = kFirstAcceptBackoff;
           const TargetRuntime* target = targets_[target_index].get();
           asio::post(worker->context, [this, worker, target, s = std::move(socket)]() mutable {
             std::make_shared<Session>(worker, target, std::move(s), deps_)->Start();
           });
-        } else {
-          DBW_LOG(kWarning) << "accept failed: " << ec.message();
+          Accept(target_index);
+          return;
         }
+        metrics_.accept_errors->Add();
+        if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+            ec.value() == ENOMEM) {
+          // Out of descriptors or memory: retrying at once spins a core and floods the log.
+          // Wait (100 ms, doubling to 1 s while it lasts), and log once a second at most.
+          BackOff(target_index, ec);
+          return;
+        }
+        DBW_LOG(kWarning) << "accept failed: " << ec.message();
         Accept(target_index);
       });
+}
+
+void RelayServer::BackOff(size_t target_index, const boost::system::error_code& ec) {
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_accept_log_ >= std::chrono::seconds(1)) {
+    DBW_LOG(kWarning) << "accept failed on target \"" << targets_[target_index]->options.name
+                      << "\": " << ec.message() << " (" << metrics_.accept_errors->value()
+                      << " failed accepts so far); retrying in " << accept_backoff_.count()
+                      << " ms";
+    last_accept_log_ = now;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(accept_context_, accept_backoff_);
+  accept_backoff_ = std::min(accept_backoff_ * 2, std::chrono::milliseconds(1000));
+  timer->async_wait([this, timer, target_index](const boost::system::error_code& wait_ec) {
+    if (wait_ec == asio::error::operation_aborted || !acceptors_[target_index]->is_open()) return;
+    Accept(target_index);
+  });
 }
 
 size_t RelayServer::active_sessions() const {

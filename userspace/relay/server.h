@@ -56,6 +56,8 @@ struct RelayMetrics {
   Counter* masking_withheld;          // values withheld because masking could not be applied
   Counter* masking_catalog_failures;  // catalog loads that failed (columns then withheld)
   Gauge* held;                        // statements waiting for approval right now
+  Counter* startup_timeouts;          // connections that did not finish startup in time
+  Counter* accept_errors;             // failed accepts (EMFILE/ENFILE back off, see Accept)
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the
@@ -105,6 +107,9 @@ class RelayServer {
 
  private:
   void Accept(size_t target_index);
+  // An accept failed for lack of descriptors or memory: accept again after a pause.
+  void BackOff(size_t target_index, const boost::system::error_code& ec);
+  static constexpr std::chrono::milliseconds kFirstAcceptBackoff{100};
 
   RelayOptions options_;
   SessionDeps deps_;
@@ -116,6 +121,9 @@ class RelayServer {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::thread accept_thread_;
   std::atomic<size_t> next_worker_{0};
+  // Accept back-off; touched only on the accept thread.
+  std::chrono::milliseconds accept_backoff_ = kFirstAcceptBackoff;
+  std::chrono::steady_clock::time_point last_accept_log_{};
   bool started_ = false;
 };
 

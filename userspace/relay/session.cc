@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <sstream>
 
 #include "userspace/common/logging.h"
 #include "userspace/common/random_id.h"
@@ -40,6 +41,7 @@ Session::Session(Worker* worker, const TargetRuntime* target, tcp::socket client
       client_decoder_(pg::Direction::kFrontend, this, deps.options->stream_threshold),
       upstream_decoder_(pg::Direction::kBackend, this, deps.options->stream_threshold),
       gate_(&worker->analyzer),
+      startup_timer_(worker->context),
       hold_timer_(worker->context) {
   worker_->sessions.insert(this);
   deps_.metrics->sessions_active->Add(1);
@@ -62,8 +64,36 @@ void Session::Start() {
   principal_.client_addr = EndpointText(remote);
   client_.transport.socket().set_option(tcp::no_delay(true), ec);
   client_.in.resize(kInitialBuffer);
+  // Nothing before authentication needs more than a SASL message; lifted when the session is
+  // ready.
+  client_decoder_.set_max_message(kMaxMessageBeforeLogin);
+  StartStartupTimer();
   ResolvePeer();
   ReadStartup();
+}
+
+void Session::StartStartupTimer() {
+  auto self = shared_from_this();
+  startup_timer_.expires_after(deps_.options->authentication_timeout);
+  startup_timer_.async_wait([this, self](const boost::system::error_code& ec) {
+    if (ec || closed_ || closing_ || session_ready_) return;
+    deps_.metrics->startup_timeouts->Add();
+    const auto seconds = std::chrono::duration_cast<std::chrono::duration<double>>(
+                             deps_.options->authentication_timeout)
+                             .count();
+    std::ostringstream limit;
+    limit << seconds << "s (relay.authentication_timeout)";
+    // Whose turn it was names the cause: a server that never answers is the upstream's fault.
+    if (server_owes_ || state_.phase() == pg::Phase::kInitializing) {
+      Fail(audit::EventKind::kUpstreamError, "08006",
+           "dbwarden: the upstream server of target \"" + target_->options.name +
+               "\" did not complete the connection's startup within " + limit.str());
+    } else {
+      Fail(
+          audit::EventKind::kProtocolViolation, "08P01",
+          "dbwarden: the client did not complete startup and authentication within " + limit.str());
+    }
+  });
 }
 
 void Session::ResolvePeer() {
@@ -151,7 +181,10 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
     std::memmove(src.in.data(), src.in.data() + r.consumed, src.in_len - r.consumed);
     src.in_len -= r.consumed;
   }
-  if (r.need > src.in.size()) src.in.resize(r.need);
+  // A message larger than the buffer is not allocated ahead from its declared length: Read()
+  // doubles the buffer as bytes arrive, so memory follows what was received.
+  // During startup, whose turn it is: the side that was just sent a whole message owes one.
+  if (!session_ready_ && !dst.out.empty()) server_owes_ = side == Side::kClient;
   if (closing_) {  // a handler decided to end the session
     FlushFatalThenClose();
     return;
@@ -336,6 +369,11 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
         ddl_in_tx_ = false;
         worker_->catalog.Invalidate(target_->options.name, state_.database());
       }
+      if (!session_ready_) {
+        session_ready_ = true;
+        startup_timer_.cancel();
+        client_decoder_.set_max_message(0);  // the types' own limits from here on
+      }
       if (!started_event_) {
         start_pending_ = true;
         if (peer_resolved_) EmitSessionStart();
@@ -493,6 +531,7 @@ void Session::Close(const std::string& reason) {
   closed_ = true;
   closing_ = true;
   timer_.cancel();
+  startup_timer_.cancel();
   if (!held_id_.empty()) {
     deps_.approvals->Detach(held_id_);  // stays pending: once approved it may be re-run
     EndHold();

@@ -57,6 +57,8 @@ class Session : public std::enable_shared_from_this<Session>,
 
   // Startup: SSL negotiation, StartupMessage or CancelRequest, then the upstream connection.
   void ReadStartup();
+  // relay.authentication_timeout: from accept until the server's first ReadyForQuery.
+  void StartStartupTimer();
   void OnStartupData();
   void StartClientTls();
   void HandleCancel(const pg::CancelRequest& request);
@@ -165,6 +167,9 @@ class Session : public std::enable_shared_from_this<Session>,
   pg::FrontendMessage decoded_;  // the client message being handled (capacity reused)
   std::shared_ptr<const CatalogSnapshot> catalog_;  // the last snapshot loaded (functions)
   bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
+  asio::steady_timer startup_timer_;   // relay.authentication_timeout
+  bool session_ready_ = false;         // the server's first ReadyForQuery went by
+  bool server_owes_ = false;           // during startup: the last bytes came from the client
 
   audit::Principal principal_;
   policy::SessionPrincipal principal_classifier_;

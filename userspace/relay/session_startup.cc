@@ -312,6 +312,7 @@ void Session::SendStartupUpstream() {
                                       return;
                                     }
                                     upstream_ready_ = true;
+                                    server_owes_ = true;  // the answer to the startup
                                     upstream_decoder_.set_startup(false);
                                     Read(Side::kUpstream);
                                     MaybeStartClientPump();
@@ -408,6 +409,7 @@ pg::MessageAction Session::OnProxiedAuthentication(const pg::Frame& frame, std::
 void Session::WriteUpstreamOutOfBand(pg::Bytes bytes) {
   if (upstream_->writing || closing_) return;  // the exchange is strictly request/response
   oob_out_ = std::move(bytes);
+  server_owes_ = true;
   upstream_->writing = true;
   auto self = shared_from_this();
   upstream_->transport.AsyncWrite(asio::buffer(oob_out_),

@@ -36,6 +36,13 @@ DecodeResult StreamDecoder::Decode(std::span<const std::byte> in, Bytes* out) {
       break;
     }
     if (st == ParseState::kNeedMoreData) break;
+    if (max_message_ != 0 && frame.length > max_message_) {
+      result.error = true;
+      result.reason = std::string(MessageName(dir_, frame.type)) + ": declares " +
+                      std::to_string(frame.length) + " bytes, more than the " +
+                      std::to_string(max_message_) + " accepted at this stage of the session";
+      break;
+    }
     size_t wire = frame.WireSize();
     if (rest.size() < wire) {
       if (!startup_ && wire > stream_threshold_ && Streamable(frame.type)) {

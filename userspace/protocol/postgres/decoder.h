@@ -50,6 +50,10 @@ class StreamDecoder {
   bool streaming() const { return stream_remaining_ > 0; }
   // Takes effect from the next message (masking raises it: masked rows must be whole).
   void set_stream_threshold(size_t threshold) { stream_threshold_ = threshold; }
+  // A limit on any message's declared length below its type's own (0: none). Before a client
+  // has authenticated, nothing it may send needs more than a SASL message (64 KiB), so a header
+  // announcing 1 GiB is refused from its first five bytes instead of being waited for.
+  void set_max_message(uint32_t max) { max_message_ = max; }
 
   // Processes as many whole messages (and streamed bytes) of `in` as possible, appending the
   // bytes to forward to *out. Unconsumed input must be presented again with more appended.
@@ -63,6 +67,7 @@ class StreamDecoder {
   size_t stream_threshold_;
   bool startup_ = false;
   size_t stream_remaining_ = 0;
+  uint32_t max_message_ = 0;
 };
 
 }  // namespace dbw::pg

@@ -1,0 +1,245 @@
+"""The relay under hostile load before login (issue 22): a PasswordMessage announcing 1 GiB is
+refused from its header without memory growing; a client that sends nothing, half a startup
+packet or half a message, and a server that accepts and never answers, are cut off at
+relay.authentication_timeout with the cause named; a relay out of file descriptors backs off
+instead of spinning, logs once a second at most, and accepts again once descriptors are free.
+
+Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
+         tests/integration/test_relay_limits.py -v
+"""
+
+import os
+import re
+import resource
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pgfixture as fx  # noqa: E402
+
+PSQL = str(fx.PG_BIN / 'psql')
+TIMEOUT_S = 1.5  # relay.authentication_timeout in this module
+
+cluster = None
+relay = None
+silent = None  # a server that accepts and never answers
+
+
+class SilentServer:
+    """Accepts TCP connections on a loopback port and never writes a byte."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((fx.LOOPBACK, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except (socket.timeout, OSError):
+                continue
+
+    def close(self):
+        self.stop = True
+        self.thread.join(timeout=5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def setUpModule():
+    global cluster, relay, silent
+    fx.require_postgres()
+    fx.dbwarden_bin()
+    cluster = fx.PgCluster(hba_lines=['host all pw 127.0.0.1/32 scram-sha-256',
+                                      'host all all 127.0.0.1/32 trust'])
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    cluster.create_user('pw', password='secret-pw')
+    silent = SilentServer()
+    unittest.addModuleCleanup(silent.close)
+    relay = fx.Relay([
+        {'name': 'main', 'env': 'test', 'upstream': f'{fx.LOOPBACK}:{cluster.port}'},
+        {'name': 'silent', 'env': 'test', 'upstream': f'{fx.LOOPBACK}:{silent.port}'},
+    ], workers=1, relay_opts={'authentication_timeout': f'{int(TIMEOUT_S * 1000)}ms'})
+    unittest.addModuleCleanup(relay.close)
+    relay.start()
+
+
+def startup_packet(**params):
+    body = struct.pack('!I', 196608)
+    for k, v in params.items():
+        body += k.encode() + b'\0' + v.encode() + b'\0'
+    body += b'\0'
+    return struct.pack('!I', len(body) + 4) + body
+
+
+def rss_kib(pid):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def error_fields(payload):
+    out = {}
+    for part in payload.split(b'\0'):
+        if part:
+            out[part[:1].decode()] = part[1:].decode(errors='replace')
+    return out
+
+
+def fatal_of(raw):
+    """The FATAL ErrorResponse the relay ends a connection with (None if it closed silently)."""
+    msgs, _ = raw.read_until_eof()
+    errors = [error_fields(p) for t, p in msgs if t == b'E']
+    return errors[-1] if errors else None
+
+
+def metric(name):
+    text = fx.api_request(relay.api_port, '/metrics')[2].decode()
+    m = re.search(r'^' + re.escape(name) + r'(?:\{[^}]*\})? (\d+)', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+class HugeMessageBeforeLoginTest(unittest.TestCase):
+    def test_a_1_gib_password_message_is_refused_from_its_header(self):
+        pid = relay.proc.pid
+        before = rss_kib(pid)
+        for _ in range(4):
+            with fx.RawPg(*relay.listen('main')) as raw:
+                raw.send(startup_packet(user='pw', database='postgres'))
+                kind, payload = raw.read_message()
+                self.assertEqual(kind, b'R')  # the server asks for SASL
+                raw.send(b'p' + struct.pack('!I', 0x3FFFFFF0) + b'x' * 1000)
+                started = time.monotonic()
+                err = fatal_of(raw)
+                self.assertLess(time.monotonic() - started, 5)
+                self.assertIsNotNone(err)
+                self.assertEqual(err['S'], 'FATAL')
+                self.assertEqual(err['C'], '08P01')
+                self.assertIn('declares', err['M'])
+        grown = rss_kib(pid) - before
+        self.assertLess(grown, 32 * 1024, f'relay RSS grew by {grown} KiB')
+        relay.wait_for(lambda e: 'declares' in (e.get('error', {}).get('message') or ''),
+                       kind='protocol_violation', count=4)
+
+    def test_passwords_and_queries_after_login_keep_their_limits(self):
+        # A password login still works through the cap, and a 100 kB query after it.
+        env = dict(os.environ, PGPASSWORD='secret-pw')
+        host, port = relay.listen('main')
+        big = 'SELECT length(' + "'" + 'x' * 100000 + "'" + ')'
+        out = subprocess.run([PSQL, '-X', '-At', '-h', host, '-p', str(port), '-U', 'pw',
+                              '-d', 'postgres', '-c', big], capture_output=True, text=True,
+                             env=env, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), '100000')
+
+
+class StartupTimeoutTest(unittest.TestCase):
+    def assert_cut_off(self, raw, sqlstate, text):
+        started = time.monotonic()
+        err = fatal_of(raw)
+        elapsed = time.monotonic() - started
+        self.assertIsNotNone(err, 'the relay closed without a FATAL')
+        self.assertEqual(err['C'], sqlstate)
+        self.assertIn(text, err['M'])
+        self.assertIn('authentication_timeout', err['M'])
+        self.assertLess(elapsed, TIMEOUT_S + 10)
+
+    def test_a_client_that_sends_nothing(self):
+        before = metric('dbwarden_relay_startup_timeouts_total')
+        with fx.RawPg(*relay.listen('main'), timeout=TIMEOUT_S + 10) as raw:
+            self.assert_cut_off(raw, '08P01', 'client did not complete startup')
+        self.assertGreater(metric('dbwarden_relay_startup_timeouts_total'), before)
+        relay.wait_for(lambda e: 'did not complete startup' in
+                       (e.get('error', {}).get('message') or ''), kind='protocol_violation')
+
+    def test_half_a_startup_packet(self):
+        with fx.RawPg(*relay.listen('main'), timeout=TIMEOUT_S + 10) as raw:
+            raw.send(startup_packet(user='pw', database='postgres')[:9])
+            self.assert_cut_off(raw, '08P01', 'client did not complete startup')
+
+    def test_half_a_password_message(self):
+        with fx.RawPg(*relay.listen('main'), timeout=TIMEOUT_S + 10) as raw:
+            raw.send(startup_packet(user='pw', database='postgres'))
+            self.assertEqual(raw.read_message()[0], b'R')
+            raw.send(b'p' + struct.pack('!I', 100) + b'SCRAM')
+            self.assert_cut_off(raw, '08P01', 'client did not complete startup')
+
+    def test_a_server_that_never_answers(self):
+        with fx.RawPg(*relay.listen('silent'), timeout=TIMEOUT_S + 10) as raw:
+            raw.send(startup_packet(user='pw', database='postgres'))
+            self.assert_cut_off(raw, '08006', 'did not complete the connection')
+        relay.wait_for(lambda e: 'did not complete the connection' in
+                       (e.get('error', {}).get('message') or ''), kind='upstream_error')
+
+    def test_a_session_that_became_ready_is_not_cut_off(self):
+        host, port = relay.listen('main')
+        out = subprocess.run([PSQL, '-X', '-At', '-h', host, '-p', str(port), '-U', 'postgres',
+                              '-d', 'postgres', '-c', f'SELECT pg_sleep({TIMEOUT_S * 2}), 7'],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(out.stdout.strip().endswith('7'))
+
+
+class AcceptBackoffTest(unittest.TestCase):
+    def test_out_of_descriptors_backs_off_and_recovers(self):
+        pid = relay.proc.pid
+        open_fds = len(os.listdir(f'/proc/{pid}/fd'))
+        limit = open_fds + 8
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        held = []
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+            host, port = relay.listen('main')
+            # More connections than descriptors: the kernel completes them (backlog), the relay
+            # cannot accept them all.
+            for _ in range(40):
+                s = socket.create_connection((host, port), timeout=5)
+                held.append(s)
+            fx.wait_until(lambda: metric('dbwarden_relay_accept_errors_total') > 0, 10,
+                          'a failed accept')
+            log_before = relay.stderr_text().count('accept failed')
+            cpu_before = cpu_seconds(pid)
+            time.sleep(3)  # measuring a rate over a window, not waiting for an event
+            cpu = cpu_seconds(pid) - cpu_before
+            logged = relay.stderr_text().count('accept failed') - log_before
+            self.assertLess(cpu, 1.0, f'the relay used {cpu:.2f} s of CPU in 3 s: spinning')
+            self.assertLessEqual(logged, 5, f'{logged} accept-failure log lines in 3 s')
+        finally:
+            for s in held:
+                s.close()
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        # Descriptors are back: new sessions are accepted again.
+        def works():
+            out = subprocess.run([PSQL, '-X', '-At', '-h', host, '-p', str(port), '-U',
+                                  'postgres', '-d', 'postgres', '-c', 'SELECT 42'],
+                                 capture_output=True, text=True, timeout=30)
+            return out.returncode == 0 and out.stdout.strip() == '42'
+        fx.wait_until(works, 20, 'a session accepted after descriptors were freed')
+
+
+if __name__ == '__main__':
+    unittest.main()
