@@ -38,22 +38,6 @@ std::optional<std::string> ProcNetAddress(const Endpoint& ep, bool* v6) {
   return std::nullopt;
 }
 
-std::optional<uint64_t> ScanProcNet(const char* path, const std::string& local,
-                                    const std::string& remote) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);  // header
-  char l[64], r[64];
-  unsigned long long inode;
-  while (std::getline(in, line)) {
-    // sl local rem st tx:rx tr:when retr uid timeout inode
-    if (std::sscanf(line.c_str(), " %*s %63s %63s %*s %*s %*s %*s %*s %*s %llu", l, r, &inode) != 3)
-      continue;
-    if (local == l && remote == r) return inode;
-  }
-  return std::nullopt;
-}
-
 // Every socket in /proc/net/tcp{,6}, keyed "local remote" as the file prints them.
 std::unordered_map<std::string, uint64_t> ReadProcNet() {
   std::unordered_map<std::string, uint64_t> out;
@@ -64,8 +48,8 @@ std::unordered_map<std::string, uint64_t> ReadProcNet() {
     char l[64], r[64];
     unsigned long long inode;
     while (std::getline(in, line)) {
-      if (std::sscanf(line.c_str(), " %*s %63s %63s %*s %*s %*s %*s %*s %*s %llu", l, r,
-                      &inode) != 3)
+      if (std::sscanf(line.c_str(), " %*s %63s %63s %*s %*s %*s %*s %*s %*s %llu", l, r, &inode) !=
+          3)
         continue;
       out.emplace(std::string(l) + " " + r, inode);
     }
@@ -137,46 +121,20 @@ std::optional<uint64_t> FindTcpSocketInode(const Endpoint& local, const Endpoint
   auto l = ProcNetAddress(local, &v6l);
   auto r = ProcNetAddress(remote, &v6r);
   if (!l || !r || v6l != v6r) return std::nullopt;
-  return ScanProcNet(v6l ? "/proc/net/tcp6" : "/proc/net/tcp", *l, *r);
+  auto sockets = ReadProcNet();
+  auto it = sockets.find(*l + " " + *r);
+  if (it == sockets.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<int32_t> FindPidBySocketInode(uint64_t inode) {
-  const std::string want = "socket:[" + std::to_string(inode) + "]";
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return std::nullopt;
-  std::optional<int32_t> found;
-  while (dirent* pe = ::readdir(proc)) {
-    if (pe->d_name[0] < '0' || pe->d_name[0] > '9') continue;
-    std::string fd_dir = std::string("/proc/") + pe->d_name + "/fd";
-    DIR* fds = ::opendir(fd_dir.c_str());
-    if (fds == nullptr) continue;
-    while (dirent* fe = ::readdir(fds)) {
-      if (fe->d_name[0] == '.') continue;
-      char target[64];
-      std::string link = fd_dir + "/" + fe->d_name;
-      ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
-      if (n <= 0) continue;
-      if (want.compare(0, std::string::npos, target, static_cast<size_t>(n)) == 0) {
-        found = std::atoi(pe->d_name);
-        break;
-      }
-    }
-    ::closedir(fds);
-    if (found) break;
-  }
-  ::closedir(proc);
-  return found;
+  auto found = FindPidsBySocketInodes({{inode, 0}});
+  if (found.empty()) return std::nullopt;
+  return found.begin()->second;
 }
 
 std::optional<ProcessInfo> FindPeerProcess(const Endpoint& client, const Endpoint& server) {
-  // The client's own socket has the client endpoint as its local address.
-  auto inode = FindTcpSocketInode(client, server);
-  if (!inode) return std::nullopt;
-  auto pid = FindPidBySocketInode(*inode);
-  if (!pid) return std::nullopt;
-  ProcessInfo info;
-  if (!ReadProcessInfo(*pid, &info)) return std::nullopt;
-  return info;
+  return std::move(FindPeerProcesses({{client, server}}).front());
 }
 
 PeerResolver::PeerResolver() : thread_([this] { Run(); }) {}
