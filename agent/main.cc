@@ -201,12 +201,10 @@ int Run(const std::vector<std::string>& args) {
   if (config->api_enabled) {
     api::ApiDeps deps{&source, &policy_store, approvals->get(),
                       [&](std::string* why) {
-                        audit::StoreStats st = (*sink)->Stats();
-                        if (st.commit_failures > 0) {
-                          *why = "the audit log has failed to commit";
-                          return false;
-                        }
-                        return true;
+                        // Writable now, not "never failed": ready again once space returns.
+                        Status st = (*sink)->Writable();
+                        if (!st.ok()) *why = st.message();
+                        return st.ok();
                       },
                       [&](std::string*) { return policy_store.Get() != nullptr; }};
     auto created = api::Server::Create(config->api, std::move(deps));

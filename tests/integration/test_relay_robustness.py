@@ -479,8 +479,14 @@ class AuditFailureTest(unittest.TestCase):
         self.assertGreater(metric('dbwarden_audit_refusals_total'), 0)
         self.assertEqual(metric('dbwarden_audit_store_write_stopped'), 1)
         self.assertIn('MiB free under', own.stderr_text())
+        status, _, body = fx.api_request(own.api_port, '/readyz', token=None)
+        self.assertEqual(status, 503, body)
+        self.assertIn(b'MiB free under', body)
 
         os.unlink(filler)
+        # Ready again as soon as space is back, before anything is written.
+        status, _, body = fx.api_request(own.api_port, '/readyz', token=None)
+        self.assertEqual(status, 200, body)
         again = through_relay('INSERT INTO audit_full VALUES (43)')
         self.assertEqual(again.returncode, 0, again.stderr + own.diag())
         self.assertEqual(metric('dbwarden_audit_store_write_stopped'), 0)
@@ -489,6 +495,24 @@ class AuditFailureTest(unittest.TestCase):
         # The refusal itself could not be recorded; everything around it was, chain intact.
         self.assertTrue(own.events('statement', lambda e: e.get('statement', {}).get('sql') ==
                                    'INSERT INTO audit_full VALUES ($1)'))
+        # What could not be written while the disk was full is reported with its real cause.
+        losses = own.wait_for(lambda e: 'could not write' in (e.get('detail') or ''),
+                              kind='audit_loss', what='audit_loss naming the full disk')
+        self.assertIn('MiB free under', losses[0]['detail'])
+        self.assertFalse(own.events('audit_loss', lambda e: 'queue full' in (e.get('detail') or '')))
+
+        # SIGTERM while the disk is full again: the agent exits (it does not wait forever for
+        # writes that cannot happen) and says in its log what it could not write.
+        with open(filler, 'wb') as f:
+            while os.statvfs(own.state_dir).f_bavail * os.statvfs(own.state_dir).f_frsize > (
+                    128 << 20):
+                f.write(bytes(1 << 20))
+                f.flush()
+        time.sleep(0.3)  # past the store's free-space check interval (100 ms)
+        through_relay('SELECT 1')  # session events that cannot be written
+        took = own.stop(timeout=20)
+        self.assertLess(took, 20)
+        self.assertIn('could not be written', own.stderr_text())
 
 
 if __name__ == '__main__':

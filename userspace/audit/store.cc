@@ -77,12 +77,22 @@ bool IsReadCommand(sql::Command c) {
   }
 }
 
-QueuedEvent LossEvent(uint64_t lost) {
+QueuedEvent LossEvent(uint64_t lost, uint64_t unwritten, const std::string& reason) {
   QueuedEvent q;
   q.event.kind = EventKind::kAuditLoss;
   q.event.source = "agent";
   q.event.count = lost;
-  q.event.detail = "audit queue full; events dropped";
+  if (unwritten == 0) {
+    q.event.detail = "audit queue full; events dropped";
+  } else if (unwritten == lost) {
+    q.event.detail = "the audit store could not write them: " + reason;
+  } else {
+    q.event.detail = std::to_string(lost - unwritten) +
+                     " dropped because the audit queue was "
+                     "full, " +
+                     std::to_string(unwritten) + " because the store could not " +
+                     "write them: " + reason;
+  }
   q.event.ts_us = NowMicros();
   return q;
 }
@@ -303,7 +313,10 @@ void AuditStore::Flush() {
   uint64_t target = im.submitted;
   im.flush_requested = true;
   im.cv.notify_one();
-  im.flushed_cv.wait(lock, [&] { return im.done >= target && im.lost == 0; });
+  // Not for what the store cannot write now: those are counted in `lost` and reported by the
+  // first audit_loss event written after writing resumes.
+  im.flushed_cv.wait(lock,
+                     [&] { return im.done >= target && (im.lost == 0 || im.blocked.load()); });
 }
 
 bool AuditStore::WaitForNewer(uint64_t after_seq, std::chrono::milliseconds timeout) const {
@@ -326,8 +339,9 @@ std::string AuditStore::PublicKeyPem() const {
   return impl_->public_pem;
 }
 
-void AuditStore::Impl::CommitQueued(Batch* batch, uint64_t lost_now) {
-  if (lost_now > 0) batch->push_front(LossEvent(lost_now));
+void AuditStore::Impl::CommitQueued(Batch* batch, uint64_t lost_now, uint64_t unwritten_now,
+                                    const std::string& reason) {
+  if (lost_now > 0) batch->push_front(LossEvent(lost_now, unwritten_now, reason));
   // Committed in slices of kMaxWriteEvents: a bounded WriteBatch, reused, stays in cache
   // (one write of a whole backlog grew a buffer of tens of MB through fresh pages).
   for (size_t begin = 0; begin < batch->size(); begin += kMaxWriteEvents) {
@@ -341,7 +355,8 @@ void AuditStore::Impl::Run() {
   SetThreadName("dbw-audit");
   Batch batch;
   while (true) {
-    uint64_t lost_now = 0;
+    uint64_t lost_now = 0, unwritten_now = 0;
+    std::string lost_reason_now;
     bool stopping = false;
     {
       std::unique_lock<std::mutex> lock(mu);
@@ -351,11 +366,13 @@ void AuditStore::Impl::Run() {
       stopping = stop;
       batch.swap(queue);
       lost_now = lost;
-      lost = 0;
+      unwritten_now = lost_unwritten;
+      lost_reason_now.swap(lost_reason);
+      lost = lost_unwritten = 0;
       m_queue_depth->Set(0);
     }
     size_t taken = batch.size();  // the audit_loss event CommitQueued adds is not a submission
-    CommitQueued(&batch, lost_now);
+    CommitQueued(&batch, lost_now, unwritten_now, lost_reason_now);
     MaybeTimedCheckpoint(stopping);
     if (std::chrono::steady_clock::now() >= next_retention) {
       RunRetention();
@@ -370,6 +387,13 @@ void AuditStore::Impl::Run() {
     if (stopping) {
       std::lock_guard<std::mutex> lock(mu);
       if (queue.empty() && lost == 0) return;
+      if (blocked.load()) {
+        // Shutting down while the store cannot write: waiting would never end. What could not
+        // be written is said where it can still be read: the log (the journal).
+        DBW_LOG(kError) << "audit store: stopping with " << lost + queue.size()
+                        << " events that could not be written (" << lost_reason << ")";
+        return;
+      }
     }
   }
 }
@@ -425,6 +449,8 @@ void AuditStore::Impl::FailBatch(Batch::iterator first, Batch::iterator last,
   // Events nobody waits for are reported as lost by the next batch's audit_loss event.
   std::lock_guard<std::mutex> lock(mu);
   lost += unreported;
+  lost_unwritten += unreported;
+  lost_reason = message;
   dropped.fetch_add(unreported);
   m_dropped->Add(unreported);
 }
@@ -453,8 +479,25 @@ std::string AuditStore::Impl::WriteBlocked() {
              : "";
 }
 
+Status AuditStore::Writable() const {
+  const Impl& im = *impl_;
+  if (im.read_only) return FailedPrecondition("the audit store is open read-only");
+  if (im.write_failed.load())
+    return Unavailable(
+        "the audit store stopped writing after a failed write; restart dbwarden "
+        "once the cause is fixed");
+  // Now, not as of the last batch: an idle store that got its space back is writable.
+  struct statvfs fs {};
+  if (::statvfs(im.options.dir.c_str(), &fs) == 0 &&
+      static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < Impl::kReserveBytes)
+    return Unavailable("less than " + std::to_string(Impl::kReserveBytes >> 20) +
+                       " MiB free under " + im.options.dir + ": the audit log writes nothing");
+  return Status::Ok();
+}
+
 void AuditStore::Impl::StopWriting(const rocksdb::Status& s, std::string_view what) {
   write_error = s.ToString();
+  write_failed.store(true);
   m_write_stopped->Set(1);
   DBW_LOG(kError) << what << " failed: " << write_error
                   << "; the audit store writes nothing more until dbwarden restarts: "
@@ -463,9 +506,11 @@ void AuditStore::Impl::StopWriting(const rocksdb::Status& s, std::string_view wh
 
 void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) {
   if (std::string why = WriteBlocked(); !why.empty()) {
+    blocked.store(true);
     FailBatch(first, last, why);
     return;
   }
+  blocked.store(false);
   auto start = std::chrono::steady_clock::now();
   rocksdb::WriteBatch& wb = write_batch;
   wb.Clear();  // keeps its buffer

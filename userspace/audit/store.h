@@ -99,8 +99,12 @@ class AuditStore : public EventSink {
   // the statement: audit-before-forward fails closed). A full queue calls `done` at once with
   // kResourceExhausted.
   void SubmitAndWait(Event event, CommitCallback done) override;  // CommitCallback: sink.h
-  // Blocks until everything submitted before the call is committed.
+  // Blocks until everything submitted before the call is committed, or could not be: while the
+  // store cannot write (disk nearly full, a failed write) it returns at once, and what it could
+  // not write is reported by an audit_loss event once writing resumes (or logged at shutdown).
   void Flush();
+  // Whether the store can write now (checked afresh: free space, a failed write). /readyz.
+  [[nodiscard]] Status Writable() const;
 
   StatusOr<QueryResult> Query(const EventFilter& filter, size_t limit,
                               const std::string& cursor) const;

@@ -40,7 +40,9 @@ struct AuditStore::Impl {
   // Writer thread.
   void Run();
   // Commits a batch taken from the queue (with an audit_loss event first when lost_now > 0).
-  void CommitQueued(std::deque<QueuedEvent>* batch, uint64_t lost_now);
+  // `unwritten_now` of them could not be written, for `reason`.
+  void CommitQueued(std::deque<QueuedEvent>* batch, uint64_t lost_now, uint64_t unwritten_now,
+                    const std::string& reason);
   using Batch = std::deque<QueuedEvent>;
   // Writes [first, last) as one RocksDB write; on failure fails their callbacks and counts the
   // others as lost (the next batch reports them).
@@ -91,11 +93,15 @@ struct AuditStore::Impl {
   std::array<std::unordered_map<std::string, std::vector<store::Posting>>, store::kIndexCount>
       term_postings;
 
-  std::mutex mu;  // guards queue, lost, submitted, done, stop, flush_requested, wake
+  std::mutex mu;  // guards queue, lost, lost_unwritten, lost_reason, submitted, done, stop, ...
   std::condition_variable cv;
   std::condition_variable flushed_cv;
   std::deque<QueuedEvent> queue;
   uint64_t lost = 0;
+  // Of `lost`, those the store could not write (its reason), as opposed to a full queue: the
+  // audit_loss event names the real cause.
+  uint64_t lost_unwritten = 0;
+  std::string lost_reason;
   uint64_t submitted = 0;
   uint64_t done = 0;
   bool stop = false;
@@ -118,6 +124,10 @@ struct AuditStore::Impl {
   static constexpr std::chrono::milliseconds kSpaceCheckEvery{100};
   std::string write_error;  // the failed write
   bool low_space = false;
+  // Any thread: the store cannot write now (set and cleared by the writer with each batch;
+  // Flush and shutdown stop waiting for what it cannot write).
+  std::atomic<bool> blocked{false};
+  std::atomic<bool> write_failed{false};  // StopWriting happened: only a restart helps
   std::chrono::steady_clock::time_point next_space_check{};
   // Why nothing may be written now; "" when writing is fine.
   std::string WriteBlocked();
