@@ -463,12 +463,16 @@ class AuditFailureTest(unittest.TestCase):
         self.assertEqual(ok.returncode, 0, ok.stderr)
         self.assertEqual(metric('dbwarden_audit_store_write_stopped'), 0)
         filler = os.path.join(own.state_dir, 'filler')
-        with open(filler, 'wb') as f:
-            while os.statvfs(own.state_dir).f_bavail * os.statvfs(own.state_dir).f_frsize > (
-                    128 << 20):
-                f.write(bytes(1 << 20))
-                f.flush()
-        time.sleep(0.3)  # past the store's free-space check interval (100 ms)
+
+        def fill():
+            with open(filler, 'wb') as f:
+                while os.statvfs(own.state_dir).f_bavail * os.statvfs(own.state_dir).f_frsize > (
+                        128 << 20):
+                    f.write(bytes(1 << 20))
+                    f.flush()
+            time.sleep(0.3)  # past the store's free-space check interval (100 ms)
+
+        fill()
         refused = through_relay('INSERT INTO audit_full VALUES (42)')
         self.assertNotEqual(refused.returncode, 0, refused.stdout + own.diag())
         self.assertIn('58000', refused.stderr)
@@ -503,12 +507,7 @@ class AuditFailureTest(unittest.TestCase):
 
         # SIGTERM while the disk is full again: the agent exits (it does not wait forever for
         # writes that cannot happen) and says in its log what it could not write.
-        with open(filler, 'wb') as f:
-            while os.statvfs(own.state_dir).f_bavail * os.statvfs(own.state_dir).f_frsize > (
-                    128 << 20):
-                f.write(bytes(1 << 20))
-                f.flush()
-        time.sleep(0.3)  # past the store's free-space check interval (100 ms)
+        fill()
         through_relay('SELECT 1')  # session events that cannot be written
         took = own.stop(timeout=20)
         self.assertLess(took, 20)
