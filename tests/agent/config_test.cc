@@ -44,6 +44,7 @@ relay:
   workers: 3
   shutdown_grace: 5s
   connect_timeout: 250ms
+  authentication_timeout: 2m
 targets:
   - name: orders
     env: prod
@@ -59,6 +60,7 @@ targets:
   EXPECT_EQ(c->relay.workers, 3);
   EXPECT_EQ(c->relay.shutdown_grace, std::chrono::seconds(5));
   EXPECT_EQ(c->relay.connect_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(c->relay.authentication_timeout, std::chrono::minutes(2));
   ASSERT_EQ(c->relay.targets.size(), 2u);
   EXPECT_EQ(c->relay.targets[0].listen_port, 6432);
   EXPECT_TRUE(c->relay.targets[0].upstream_host == "127.0.0.1" ||
@@ -82,6 +84,9 @@ TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
       {"relay:\n  shutdown_grace: 5 parsecs\ntargets:\n  - name: a\n    listen: 127.0.0.1:1\n    "
        "upstream: 127.0.0.1:2\n",
        2, "unknown duration unit"},
+      {"relay:\n  authentication_timeout: soon\ntargets:\n  - name: a\n    listen: "
+       "127.0.0.1:1\n    upstream: 127.0.0.1:2\n",
+       2, "relay.authentication_timeout"},
       {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n  - name: a\n   "
        " listen: 127.0.0.1:3\n    upstream: 127.0.0.1:2\n",
        5, "duplicate target name"},
