@@ -196,6 +196,12 @@ class ClientKilledTest(unittest.TestCase):
         assert_new_session_works(self)
 
 
+def upstream_errors():
+    text = fx.api_request(relay.api_port, '/metrics')[2].decode()
+    m = re.search(r'^dbwarden_relay_upstream_errors_total (\d+)$', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
 class UpstreamRestartTest(unittest.TestCase):
 
     def test_open_session_fails_cleanly_and_new_sessions_work(self):
@@ -205,6 +211,7 @@ class UpstreamRestartTest(unittest.TestCase):
         cur = conn.cursor()
         cur.execute('SELECT 1')
         self.assertEqual(cur.fetchone(), (1,))
+        errors_before = upstream_errors()
         cluster.restart('fast')
         status, value = call_with_timeout(lambda: cur.execute('SELECT 1'), 20)
         self.assertNotEqual(status, 'hung', 'the next query after an upstream restart hung for '
@@ -212,6 +219,9 @@ class UpstreamRestartTest(unittest.TestCase):
         self.assertEqual(status, 'raised', 'the query succeeded on a connection whose upstream '
                                            'backend was terminated')
         self.assertIsInstance(value, psycopg2.OperationalError, repr(value))
+        # The dropped upstream session is counted as an upstream error.
+        fx.wait_until(lambda: upstream_errors() > errors_before, 10,
+                      'dbwarden_relay_upstream_errors_total to count the dropped session')
         assert_new_session_works(self)
 
 

@@ -151,6 +151,9 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
     } else if (state_.phase() == pg::Phase::kTerminated) {
       Close("client sent Terminate");
     } else {
+      // The server dropped a session its client still uses (a restart, a crash, a terminated
+      // backend): a kept-upstream failure like any other.
+      deps_.metrics->upstream_errors->Add();
       Close(ec == asio::error::eof ? "upstream closed the connection"
                                    : "upstream connection error: " + ec.message());
     }
