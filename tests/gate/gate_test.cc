@@ -5,13 +5,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "policy/loader.h"
+#include "tests/policy/test_util.h"
 #include "userspace/gate/coverage.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/sql/encoding.h"
@@ -24,16 +23,6 @@ using sql::Command;
 
 std::shared_ptr<const policy::CompiledPolicy> Pack(policy::Mode mode = policy::Mode::kEnforce) {
   auto p = policy::LoadPolicy({}, mode);
-  EXPECT_TRUE(p.ok()) << p.status().message();
-  return *p;
-}
-
-std::shared_ptr<const policy::CompiledPolicy> PolicyFromText(const std::string& yaml) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("gate_test_policy_" + std::to_string(::getpid()) + ".yaml");
-  std::ofstream(path) << yaml;
-  auto p = policy::LoadPolicy({path.string()}, policy::Mode::kEnforce);
-  std::filesystem::remove(path);
   EXPECT_TRUE(p.ok()) << p.status().message();
   return *p;
 }
@@ -471,7 +460,7 @@ TEST_F(GateTest, ReplicationNeedsARuleThatAllowsIt) {
   policy::Decision d = Decide(ReplicationFacts(), Human(), false, kDev);
   EXPECT_EQ(d.action, Action::kDeny);
   EXPECT_EQ(d.rules.front(), kGateRule);
-  auto allowing = PolicyFromText(R"(version: 1
+  auto allowing = policy::testing::MustLoad(R"(version: 1
 rules:
   - id: allow-replication
     match: {statement: {commands: [REPLICATION]}}

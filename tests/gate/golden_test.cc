@@ -5,7 +5,6 @@
 // reads it (nothing unverifiable: the names these clients use are tracked), and the decisions
 // under an allowing, a denying and a masking policy are the policy's own.
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -14,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "policy/loader.h"
+#include "tests/policy/test_util.h"
 #include "userspace/gate/coverage.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/protocol/postgres/parse.h"
@@ -56,17 +56,6 @@ Frames Split(const std::vector<std::byte>& bytes, pg::Direction dir) {
   return out;
 }
 
-std::shared_ptr<const policy::CompiledPolicy> Load(const std::string& yaml) {
-  if (yaml.empty()) return *policy::LoadPolicy({}, policy::Mode::kEnforce);
-  auto path = std::filesystem::temp_directory_path() /
-              ("golden_gate_" + std::to_string(::getpid()) + ".yaml");
-  std::ofstream(path) << yaml;
-  auto p = policy::LoadPolicy({path.string()}, policy::Mode::kEnforce);
-  std::filesystem::remove(path);
-  EXPECT_TRUE(p.ok()) << p.status().message();
-  return *p;
-}
-
 class GoldenGateTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(GoldenGateTest, RealClientsPassTheGateUnchanged) {
@@ -90,8 +79,8 @@ TEST_P(GoldenGateTest, RealClientsPassTheGateUnchanged) {
   policy::Principal agent;
   agent.kind = policy::PrincipalKind::kAgent;
   agent.db_user = agent.subject = "dbw";
-  auto pack = Load("");
-  auto deny_all = Load(R"(version: 1
+  auto pack = *policy::LoadPolicy({}, policy::Mode::kEnforce);
+  auto deny_all = policy::testing::MustLoad(R"(version: 1
 rules:
   - id: deny-everything
     match: {}

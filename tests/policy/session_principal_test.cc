@@ -2,25 +2,17 @@
 // application_name, never from agent back to human under one policy, again under a new policy.
 #include "policy/session_principal.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
 
 #include "policy/loader.h"
+#include "tests/policy/test_util.h"
 
 namespace dbw::policy {
 namespace {
 
 std::shared_ptr<const CompiledPolicy> AgentsByApp(const std::string& app) {
-  auto path = std::filesystem::temp_directory_path() /
-              ("session_principal_" + std::to_string(::getpid()) + ".yaml");
-  std::ofstream(path) << "version: 1\nprincipals:\n  agents:\n    - {application_name: [\"" << app
-                      << "\"]}\nrules: []\n";
-  auto p = LoadPolicy({path.string()}, Mode::kEnforce);
-  std::filesystem::remove(path);
-  EXPECT_TRUE(p.ok()) << p.status().message();
-  return *p;
+  return testing::MustLoad("version: 1\nprincipals:\n  agents:\n    - {application_name: [\"" +
+                           app + "\"]}\nrules: []\n");
 }
 
 TEST(SessionPrincipalTest, ClassifiesOncePerPolicyAndName) {
