@@ -96,6 +96,16 @@ void CheckReadable(const YAML::Node& node, const std::string& what, const std::s
   if (!f) Throw(node, what + ": cannot read \"" + file + "\"");
 }
 
+// A whole number from 0 to `max` (connection limits: 0 is unlimited).
+size_t Count(const YAML::Node& node, const std::string& what, size_t max) {
+  std::string v = Scalar(node, what);
+  size_t n = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || ptr != v.data() + v.size() || n > max)
+    Throw(node, what + " must be a number from 0 to " + std::to_string(max) + " (0: unlimited)");
+  return n;
+}
+
 relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   std::string where = "targets[" + std::to_string(index) + "]";
   CheckKeys(t, where.c_str(),
@@ -175,7 +185,14 @@ void ParseAudit(const YAML::Node& a, AgentConfig* c) {
 }
 
 void ParseApi(const YAML::Node& a, AgentConfig* c) {
-  CheckKeys(a, "api", {"enabled", "listen", "tls", "tokens"});
+  CheckKeys(
+      a, "api",
+      {"enabled", "listen", "tls", "tokens", "max_connections", "max_connections_per_source"});
+  if (a["max_connections"])
+    c->api.max_connections = Count(a["max_connections"], "api.max_connections", 1000000);
+  if (a["max_connections_per_source"])
+    c->api.max_connections_per_source =
+        Count(a["max_connections_per_source"], "api.max_connections_per_source", 1000000);
   if (a["enabled"]) {
     std::string v = Scalar(a["enabled"], "api.enabled");
     if (v != "true" && v != "false") Throw(a["enabled"], "api.enabled must be true or false");
@@ -349,7 +366,14 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
       Throw(root["log_level"], "log_level must be debug, info, warning or error");
   }
   if (YAML::Node r = root["relay"]) {
-    CheckKeys(r, "relay", {"workers", "shutdown_grace", "connect_timeout", "authentication_timeout"});
+    CheckKeys(r, "relay",
+              {"workers", "shutdown_grace", "connect_timeout", "authentication_timeout",
+               "max_connections", "max_connections_per_source"});
+    if (r["max_connections"])
+      c.relay.max_connections = Count(r["max_connections"], "relay.max_connections", 1000000);
+    if (r["max_connections_per_source"])
+      c.relay.max_connections_per_source =
+          Count(r["max_connections_per_source"], "relay.max_connections_per_source", 1000000);
     if (r["workers"]) {
       std::string w = Scalar(r["workers"], "relay.workers");
       int n = 0;

@@ -45,6 +45,8 @@ relay:
   shutdown_grace: 5s
   connect_timeout: 250ms
   authentication_timeout: 2m
+  max_connections: 100
+  max_connections_per_source: 0
 targets:
   - name: orders
     env: prod
@@ -61,6 +63,8 @@ targets:
   EXPECT_EQ(c->relay.shutdown_grace, std::chrono::seconds(5));
   EXPECT_EQ(c->relay.connect_timeout, std::chrono::milliseconds(250));
   EXPECT_EQ(c->relay.authentication_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(c->relay.max_connections, 100u);
+  EXPECT_EQ(c->relay.max_connections_per_source, 0u);  // unlimited
   ASSERT_EQ(c->relay.targets.size(), 2u);
   EXPECT_EQ(c->relay.targets[0].listen_port, 6432);
   EXPECT_TRUE(c->relay.targets[0].upstream_host == "127.0.0.1" ||
@@ -87,6 +91,12 @@ TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
       {"relay:\n  authentication_timeout: soon\ntargets:\n  - name: a\n    listen: "
        "127.0.0.1:1\n    upstream: 127.0.0.1:2\n",
        2, "relay.authentication_timeout"},
+      {"relay:\n  max_connections_per_source: -1\ntargets:\n  - name: a\n    listen: "
+       "127.0.0.1:1\n    upstream: 127.0.0.1:2\n",
+       2, "relay.max_connections_per_source must be a number from 0"},
+      {"api:\n  max_connections: lots\ntargets:\n  - name: a\n    listen: "
+       "127.0.0.1:1\n    upstream: 127.0.0.1:2\n",
+       2, "api.max_connections must be a number"},
       {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n  - name: a\n   "
        " listen: 127.0.0.1:3\n    upstream: 127.0.0.1:2\n",
        5, "duplicate target name"},
@@ -104,6 +114,8 @@ TEST_F(ConfigTest, AuditAndApiSections) {
   signing_key: /etc/dbwarden/k.pem
 api:
   listen: 127.0.0.1:9721
+  max_connections: 50
+  max_connections_per_source: 10
   tokens:
     - {name: oncall, role: viewer, sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824}
     - {name: boss, role: admin, sha256: 2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824}
@@ -117,6 +129,8 @@ targets:
   EXPECT_EQ(c->audit_durability, "sync");
   EXPECT_EQ(c->audit_retention, std::chrono::hours(24 * 30));
   EXPECT_EQ(c->api.listen, "127.0.0.1:9721");
+  EXPECT_EQ(c->api.max_connections, 50u);
+  EXPECT_EQ(c->api.max_connections_per_source, 10u);
   ASSERT_EQ(c->api.tokens.size(), 2u);
   EXPECT_EQ(c->api.tokens[1].role, api::Role::kAdmin);
   EXPECT_FALSE(c->relay.targets[0].audit_before_forward);  // staging default

@@ -448,7 +448,8 @@ class Relay:
     port, `env` to "test". relay_opts: extra keys for the `relay:` section.
     """
 
-    def __init__(self, targets, *, workers=2, shutdown_grace='5s', relay_opts=None, extra=None):
+    def __init__(self, targets, *, workers=2, shutdown_grace='5s', relay_opts=None, extra=None,
+                 api_opts=None):
         self.bin = dbwarden_bin()
         self.root = tempfile.mkdtemp(prefix='dbwarden-relay-')
         _register(self)
@@ -479,6 +480,7 @@ class Relay:
                          'tokens': [{'name': 'fixture', 'role': 'viewer',
                                      'sha256': hashlib.sha256(
                                          FIXTURE_API_TOKEN.encode()).hexdigest()}]}
+        config['api'].update(api_opts or {})
         # The eBPF tap is off unless a test asks for it: its events would mingle with the
         # relay's in every other suite, and loading it costs seconds.
         config['tap'] = {'enabled': 'false'}
@@ -717,8 +719,11 @@ def error_fields(payload):
 class RawPg:
     """A minimal frontend over a plain or TLS socket with explicit message-level control."""
 
-    def __init__(self, host, port, timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, timeout=10, source=None):
+        """`source`: a local address to connect from (e.g. 127.0.0.2, another loopback
+        address, to appear as another client host)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.settimeout(timeout)
         self.buf = b''
         self.messages = []  # every (type, payload) received, in order

@@ -3,6 +3,9 @@ refused from its header without memory growing; a client that sends nothing, hal
 packet or half a message, and a server that accepts and never answers, are cut off at
 relay.authentication_timeout with the cause named; a relay out of file descriptors backs off
 instead of spinning, logs once a second at most, and accepts again once descriptors are free.
+Connection limits: per source address and in all, for the relay (a connection still in startup
+makes room, else FATAL 53300) and the API (an idle connection makes room: 300 idle connections
+do not keep /healthz out).
 
 Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
          tests/integration/test_relay_limits.py -v
@@ -239,6 +242,153 @@ class AcceptBackoffTest(unittest.TestCase):
                                  capture_output=True, text=True, timeout=30)
             return out.returncode == 0 and out.stdout.strip() == '42'
         fx.wait_until(works, 20, 'a session accepted after descriptors were freed')
+
+
+def read_fatal(raw):
+    try:
+        return fatal_of(raw)
+    except (socket.timeout, OSError):
+        return None
+
+
+class RelayConnectionLimitTest(unittest.TestCase):
+    """relay.max_connections 6, relay.max_connections_per_source 3. Sources are other loopback
+    addresses (127.0.0.2, ...), so each test client appears as its own host."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.relay = fx.Relay([{'name': 'main', 'env': 'test',
+                               'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
+                             relay_opts={'max_connections': 6, 'max_connections_per_source': 3})
+        cls.relay.start()
+        cls.held = []
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.relay.close()
+
+    def tearDown(self):
+        for raw in self.held:
+            raw.close()
+        self.held.clear()
+        fx.wait_until(lambda: self.metric('dbwarden_relay_sessions_active') == 0, 10,
+                      'sessions of the test to end')
+
+    def metric(self, name, labels=''):
+        text = fx.api_request(self.relay.api_port, '/metrics')[2].decode()
+        m = re.search(r'^' + re.escape(name) + (re.escape(labels) if labels else
+                      r'(?:\{[^}]*\})?') + r' (\d+)', text, re.M)
+        return int(m.group(1)) if m else 0
+
+    def ready_session(self, source):
+        raw = fx.RawPg(*self.relay.listen(), source=source)
+        self.held.append(raw)
+        self.assertEqual(raw.startup('postgres', 'postgres'), ('ready', None))
+        return raw
+
+    def idle_connection(self, source):
+        raw = fx.RawPg(*self.relay.listen(), source=source)
+        self.held.append(raw)
+        return raw
+
+    def test_the_limits_are_exported(self):
+        self.assertEqual(self.metric('dbwarden_relay_connection_limit', '{scope="total"}'), 6)
+        self.assertEqual(
+            self.metric('dbwarden_relay_connection_limit', '{scope="per_source"}'), 3)
+
+    def test_a_source_at_its_limit_is_refused_when_its_sessions_are_in_use(self):
+        for _ in range(3):
+            self.ready_session('127.0.0.2')
+        before = self.metric('dbwarden_relay_connections_refused_total', '{limit="per_source"}')
+        extra = self.idle_connection('127.0.0.2')
+        extra.send(startup_packet(user='postgres', database='postgres'))
+        err = read_fatal(extra)
+        self.assertIsNotNone(err, 'refused without a FATAL')
+        self.assertEqual(err['C'], '53300')
+        self.assertIn('relay.max_connections_per_source (3)', err['M'])
+        self.assertEqual(
+            self.metric('dbwarden_relay_connections_refused_total', '{limit="per_source"}'),
+            before + 1)
+        # Another host is not affected, and the three sessions still work.
+        self.assertEqual(self.ready_session('127.0.0.3').simple_query('SELECT 1')[-1][0], b'Z')
+        for raw in self.held[:3]:
+            rows = [p for t, p in raw.simple_query('SELECT 7') if t == b'D']
+            self.assertEqual(len(rows), 1)
+
+    def test_connections_stuck_in_startup_make_room_oldest_first(self):
+        stuck = [self.idle_connection('127.0.0.4') for _ in range(3)]
+        fx.wait_until(lambda: self.metric('dbwarden_relay_sessions_active') == 3, 10,
+                      'three connections accepted')
+        before = self.metric('dbwarden_relay_connections_evicted_total')
+        fresh = self.ready_session('127.0.0.4')  # evicts stuck[0]
+        err = read_fatal(stuck[0])
+        self.assertIsNotNone(err)
+        self.assertEqual(err['C'], '53300')
+        self.assertIn('to admit a new one', err['M'])
+        self.assertEqual(self.metric('dbwarden_relay_connections_evicted_total'), before + 1)
+        self.assertEqual(fresh.simple_query('SELECT 1')[-1][0], b'Z')
+        # The younger stuck connections are still open: the relay still answers them.
+        stuck[1].send(startup_packet(user='postgres', database='postgres'))
+        self.assertEqual(stuck[1].read_message()[0], b'R')
+        self.relay.wait_for(lambda e: 'to admit a new one' in
+                            (e.get('error', {}).get('message') or ''), kind='protocol_violation')
+
+    def test_the_total_limit_holds_across_sources(self):
+        for source in ('127.0.0.5', '127.0.0.6'):
+            for _ in range(3):
+                self.ready_session(source)
+        before = self.metric('dbwarden_relay_connections_refused_total', '{limit="total"}')
+        out = subprocess.run([PSQL, '-X', '-At', '-h', self.relay.listen()[0], '-p',
+                              str(self.relay.port()), '-U', 'postgres', '-d', 'postgres', '-c',
+                              'SELECT 1'], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn('too many clients already', out.stderr)
+        self.assertIn('relay.max_connections (6)', out.stderr)
+        self.assertEqual(
+            self.metric('dbwarden_relay_connections_refused_total', '{limit="total"}'),
+            before + 1)
+        self.held.pop().close()  # one session ends: a slot is free again
+        fx.wait_until(lambda: self.metric('dbwarden_relay_sessions_active') == 5, 10,
+                      'the session to end')
+        out = subprocess.run([PSQL, '-X', '-At', '-h', self.relay.listen()[0], '-p',
+                              str(self.relay.port()), '-U', 'postgres', '-d', 'postgres', '-c',
+                              'SELECT 1'], capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+
+class ApiConnectionLimitTest(unittest.TestCase):
+    """The API's defaults (256 in all, 64 per source): idle connections, however many, make
+    room for a working one."""
+
+    def test_300_idle_connections_do_not_keep_healthz_out(self):
+        idle = []
+        try:
+            # 300 idle connections from five hosts (60 each, under the per-source limit): the
+            # total limit evicts; then 300 more from this host: the per-source limit evicts.
+            for i in range(300):
+                s = socket.create_connection((fx.LOOPBACK, relay.api_port), timeout=5,
+                                             source_address=(f'127.0.0.{2 + i % 5}', 0))
+                idle.append(s)
+            for _ in range(300):
+                idle.append(socket.create_connection((fx.LOOPBACK, relay.api_port), timeout=5))
+            fx.wait_until(lambda: metric('dbwarden_api_connections_evicted_total') >= 300, 20,
+                          'idle API connections to be evicted')
+            failures = []
+            for i in range(50):
+                try:
+                    status, _, body = fx.api_request(relay.api_port, '/healthz', token=None)
+                    if status != 200:
+                        failures.append(f'{i}: {status} {body[:80]!r}')
+                except OSError as exc:
+                    failures.append(f'{i}: {exc}')
+            self.assertEqual(failures, [])
+            open_now = metric('dbwarden_api_connections')
+            self.assertLessEqual(open_now, 256)
+        finally:
+            for s in idle:
+                s.close()
+        self.assertEqual(
+            metric('dbwarden_api_connection_limit{scope="per_source"}'), 64)
 
 
 if __name__ == '__main__':

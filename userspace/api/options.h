@@ -37,7 +37,11 @@ struct ServerOptions {
   size_t body_limit = 64 * 1024;
   std::chrono::milliseconds read_timeout{10'000};   // a whole request, and idle keep-alive
   std::chrono::milliseconds write_timeout{30'000};  // a whole response
+  // Open connections, in all and from one source address. At a limit the oldest idle
+  // connection (waiting for a request) is closed to admit the new one; with none idle the new
+  // one is refused. 0: unlimited.
   size_t max_connections = 256;
+  size_t max_connections_per_source = 64;
   std::chrono::milliseconds stream_poll{50};  // how often a long-poll checks for new events
 };
 

@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "userspace/common/conn_limiter.h"
 #include "userspace/common/logging.h"
 #include "userspace/common/metrics.h"
 
@@ -65,19 +66,40 @@ struct Shared {
   Api api;
   std::optional<ssl::context> tls;
   net::thread_pool* workers = nullptr;
-  std::atomic<size_t> connections{0};
+  std::shared_ptr<ConnectionLimiter> limiter;
   Counter* requests_2xx;
   Counter* requests_4xx;
   Counter* requests_5xx;
   Gauge* open_connections;
+  Counter* evicted;
+  Counter* refused_total;
+  Counter* refused_per_source;
 
-  Shared(ServerOptions o, Api a) : options(std::move(o)), api(std::move(a)) {
+  Shared(ServerOptions o, Api a)
+      : options(std::move(o)),
+        api(std::move(a)),
+        limiter(ConnectionLimiter::Create(
+            {options.max_connections, options.max_connections_per_source})) {
     auto& m = MetricsRegistry::Global();
     const char* help = "HTTP API requests answered, by status class";
     requests_2xx = m.GetCounter("dbwarden_api_requests_total", help, "code=\"2xx\"");
     requests_4xx = m.GetCounter("dbwarden_api_requests_total", help, "code=\"4xx\"");
     requests_5xx = m.GetCounter("dbwarden_api_requests_total", help, "code=\"5xx\"");
     open_connections = m.GetGauge("dbwarden_api_connections", "HTTP API connections open");
+    evicted = m.GetCounter("dbwarden_api_connections_evicted_total",
+                           "Idle HTTP API connections closed to make room for a new one "
+                           "(api.max_connections or api.max_connections_per_source reached)");
+    const char* refused_help =
+        "HTTP API connections refused because a limit was reached and no connection was idle";
+    refused_total =
+        m.GetCounter("dbwarden_api_connections_refused_total", refused_help, "limit=\"total\"");
+    refused_per_source = m.GetCounter("dbwarden_api_connections_refused_total", refused_help,
+                                      "limit=\"per_source\"");
+    const char* limit_help = "Configured connection limits of the HTTP API (0: unlimited)";
+    m.GetGauge("dbwarden_api_connection_limit", limit_help, "scope=\"total\"")
+        ->Set(static_cast<int64_t>(options.max_connections));
+    m.GetGauge("dbwarden_api_connection_limit", limit_help, "scope=\"per_source\"")
+        ->Set(static_cast<int64_t>(options.max_connections_per_source));
   }
 };
 
@@ -93,13 +115,26 @@ class HttpSession {
       : shared_(std::move(shared)), poll_timer_(ex) {
     shared_->open_connections->Add(1);
   }
-  ~HttpSession() {
-    shared_->connections.fetch_sub(1);
-    shared_->open_connections->Add(-1);
+  ~HttpSession() { shared_->open_connections->Add(-1); }
+
+  // A new connection is idle (evictable) until its first request has arrived, TLS handshake
+  // included.
+  void SetLease(std::unique_ptr<ConnectionLimiter::Lease> lease) {
+    lease_ = std::move(lease);
+    lease_->SetIdle(true);
+  }
+  // Closes an idle connection evicted by the limiter (any thread).
+  void Evict() {
+    net::post(stream_executor(), [self = derived().shared_from_this()] {
+      self->shared_->evicted->Add();
+      beast::get_lowest_layer(self->derived().stream()).close();
+    });
   }
 
  protected:
   void DoRead() {
+    // Waiting for a request (the first, or the next on a keep-alive connection): evictable.
+    lease_->SetIdle(true);
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(shared_->options.header_limit));
     parser_->body_limit(shared_->options.body_limit);
@@ -112,6 +147,7 @@ class HttpSession {
   Derived& derived() { return static_cast<Derived&>(*this); }
 
   void OnRead(error_code ec, size_t) {
+    lease_->SetIdle(false);
     if (ec == http::error::end_of_stream) return derived().DoEof();
     if (ec == http::error::body_limit) {
       return Send(JsonError(413, "request body larger than " +
@@ -209,6 +245,7 @@ class HttpSession {
   }
 
   std::shared_ptr<Shared> shared_;
+  std::unique_ptr<ConnectionLimiter::Lease> lease_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
@@ -291,18 +328,41 @@ struct Server::Impl {
     shared->workers = &workers;
   }
 
+  // Admits the connection under api.max_connections / max_connections_per_source: the oldest
+  // idle connection (no request in progress) makes room when a limit is reached; with none
+  // idle the new one is closed at once.
+  template <class SessionT>
+  void Admit(tcp::socket socket) {
+    error_code ec;
+    std::string source = socket.remote_endpoint(ec).address().to_string();
+    if (ec) return;  // already gone
+    auto session = std::make_shared<SessionT>(std::move(socket), shared);
+    std::weak_ptr<SessionT> weak = session;
+    ConnectionLimiter::Verdict verdict;
+    auto lease = shared->limiter->Admit(
+        source,
+        [weak] {
+          if (auto s = weak.lock()) s->Evict();
+        },
+        &verdict);
+    if (!lease) {
+      (verdict == ConnectionLimiter::Verdict::kRefusedPerSource ? shared->refused_per_source
+                                                                : shared->refused_total)
+          ->Add();
+      return;  // the session (and its socket) goes away here
+    }
+    session->SetLease(std::move(lease));
+    session->Run();
+  }
+
   void Accept() {
     acceptor->async_accept(net::make_strand(ioc), [this](error_code ec, tcp::socket socket) {
       if (ec == net::error::operation_aborted) return;
       if (!ec) {
-        if (shared->connections.fetch_add(1) >= shared->options.max_connections) {
-          shared->connections.fetch_sub(1);
-          error_code ignored;
-          socket.close(ignored);  // over the limit: refuse rather than queue
-        } else if (shared->tls) {
-          std::make_shared<TlsSession>(std::move(socket), shared)->Run();
+        if (shared->tls) {
+          Admit<TlsSession>(std::move(socket));
         } else {
-          std::make_shared<PlainSession>(std::move(socket), shared)->Run();
+          Admit<PlainSession>(std::move(socket));
         }
       }
       Accept();

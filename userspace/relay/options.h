@@ -53,6 +53,11 @@ struct RelayOptions {
   // ReadyForQuery): a client that stalls, or a server that never answers, is cut off then.
   // PostgreSQL's authentication_timeout has the same default.
   std::chrono::milliseconds authentication_timeout{60000};
+  // Client connections open on all listeners, and from one source address (0: unlimited). At
+  // a limit the oldest connection that has not finished startup is closed (FATAL 53300) to
+  // admit the new one; when every connection is past startup the new one gets FATAL 53300.
+  size_t max_connections = 4096;
+  size_t max_connections_per_source = 512;
   // DataRow/CopyData messages larger than this stream through instead of being buffered.
   size_t stream_threshold = 1 << 20;
   std::vector<TargetOptions> targets;

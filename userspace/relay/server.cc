@@ -2,12 +2,14 @@
 #include "userspace/relay/server.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <future>
 
 #include "userspace/common/logging.h"
 #include "userspace/common/thread_name.h"
+#include "userspace/protocol/postgres/encoder.h"
 #include "userspace/relay/session.h"
 #include "userspace/relay/tls.h"
 
@@ -16,7 +18,9 @@ namespace dbw::relay {
 RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                          identity::PeerResolver* resolver, const policy::PolicyStore* policy,
                          masking::KeyedHash mask_hmac, approvals::ApprovalService* approvals)
-    : options_(std::move(options)) {
+    : options_(std::move(options)),
+      limiter_(ConnectionLimiter::Create(
+          {options_.max_connections, options_.max_connections_per_source})) {
   auto& m = MetricsRegistry::Global();
   metrics_ = RelayMetrics{
       m.GetGauge("dbwarden_relay_sessions_active", "Client sessions open on the relay"),
@@ -50,7 +54,21 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                    "relay.authentication_timeout"),
       m.GetCounter("dbwarden_relay_accept_errors_total",
                    "Failed accepts on the relay's listeners (out of file descriptors: backed off)"),
+      m.GetCounter("dbwarden_relay_connections_evicted_total",
+                   "Connections still in startup closed to admit a new one (relay.max_connections "
+                   "or relay.max_connections_per_source reached)"),
+      m.GetCounter("dbwarden_relay_connections_refused_total",
+                   "Connections refused at a limit when none was still in startup",
+                   "limit=\"total\""),
+      m.GetCounter("dbwarden_relay_connections_refused_total",
+                   "Connections refused at a limit when none was still in startup",
+                   "limit=\"per_source\""),
   };
+  const char* limit_help = "Configured connection limits of the relay (0: unlimited)";
+  m.GetGauge("dbwarden_relay_connection_limit", limit_help, "scope=\"total\"")
+      ->Set(static_cast<int64_t>(options_.max_connections));
+  m.GetGauge("dbwarden_relay_connection_limit", limit_help, "scope=\"per_source\"")
+      ->Set(static_cast<int64_t>(options_.max_connections_per_source));
   for (auto a : {policy::Action::kAllow, policy::Action::kLog, policy::Action::kApprove,
                  policy::Action::kDeny}) {
     metrics_.decisions[static_cast<int>(a)] =
@@ -136,10 +154,7 @@ void RelayServer::Accept(size_t target_index) {
         if (ec == asio::error::operation_aborted) return;  // shutting down
         if (!ec) {
           accept_backoff_ = kFirstAcceptBackoff;
-          const TargetRuntime* target = targets_[target_index].get();
-          asio::post(worker->context, [this, worker, target, s = std::move(socket)]() mutable {
-            std::make_shared<Session>(worker, target, std::move(s), deps_)->Start();
-          });
+          Admit(worker, targets_[target_index].get(), std::move(socket));
           Accept(target_index);
           return;
         }
@@ -154,6 +169,143 @@ void RelayServer::Accept(size_t target_index) {
         DBW_LOG(kWarning) << "accept failed: " << ec.message();
         Accept(target_index);
       });
+}
+
+void RelayServer::Admit(Worker* worker, const TargetRuntime* target, tcp::socket socket) {
+  boost::system::error_code ec;
+  const std::string source = socket.remote_endpoint(ec).address().to_string();
+  if (ec) return;  // gone already
+  // The session is created on its worker, after this; eviction is posted there too, so it
+  // finds the session (or nothing, once it ended) in order.
+  auto slot = std::make_shared<std::weak_ptr<Session>>();
+  ConnectionLimiter::Verdict verdict;
+  auto lease = limiter_->Admit(
+      source,
+      [worker, slot] {
+        asio::post(worker->context, [slot] {
+          if (auto session = slot->lock()) session->Evict();
+        });
+      },
+      &verdict);
+  if (!lease) {
+    const bool per_source = verdict == ConnectionLimiter::Verdict::kRefusedPerSource;
+    (per_source ? metrics_.refused_per_source : metrics_.refused_total)->Add();
+    RefuseConnection(std::move(socket), per_source);
+    return;
+  }
+  if (verdict == ConnectionLimiter::Verdict::kEvicted) metrics_.connections_evicted->Add();
+  asio::post(worker->context, [this, worker, target, slot, lease = std::move(lease),
+                               s = std::move(socket)]() mutable {
+    auto session = std::make_shared<Session>(worker, target, std::move(s), deps_);
+    *slot = session;
+    session->Start(std::move(lease));
+  });
+}
+
+namespace {
+
+// A refused connection answered the way PostgreSQL answers at max_connections: SSLRequest and
+// GSSENCRequest get 'N', the startup packet gets the FATAL, and the connection closes once the
+// client has read it (within a second: a client that sends nothing gets the FATAL then). The
+// client's bytes are read, never kept: closing with unread input would reset the connection
+// before the client read the error.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  Refusal(tcp::socket socket, pg::Bytes fatal)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), fatal_(std::move(fatal)) {}
+
+  void Start() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->SendFatal();
+    });
+    Read();
+  }
+
+ private:
+  void Read() {
+    socket_.async_read_some(
+        asio::buffer(buffer_),
+        [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+          if (ec) return self->Close();
+          self->OnData(n);
+        });
+  }
+
+  void OnData(size_t n) {
+    if (fatal_sent_) return Read();  // draining until the client closes
+    // The packet header: length (4) and code (4), the first 8 bytes of what is pending.
+    for (size_t i = 0; i < n && header_len_ < header_.size(); ++i)
+      header_[header_len_++] = buffer_[i];
+    if (header_len_ < header_.size()) return Read();
+    const uint32_t code = (uint32_t{header_[4]} << 24) | (uint32_t{header_[5]} << 16) |
+                          (uint32_t{header_[6]} << 8) | uint32_t{header_[7]};
+    if ((code == pg::kSslRequestCode || code == pg::kGssEncRequestCode) && ++negotiations_ <= 2) {
+      header_len_ = 0;  // the next packet follows the answer
+      static const char kNo = 'N';
+      asio::async_write(socket_, asio::buffer(&kNo, 1),
+                        [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                          if (ec) return self->Close();
+                          self->Read();
+                        });
+      return;
+    }
+    SendFatal();
+    Read();
+  }
+
+  void SendFatal() {
+    if (fatal_sent_) return;
+    fatal_sent_ = true;
+    asio::async_write(
+        socket_, asio::buffer(fatal_),
+        [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+          boost::system::error_code ignored;
+          if (!ec) self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+          self->timer_.expires_after(std::chrono::seconds(1));
+          self->timer_.async_wait([self](const boost::system::error_code&) { self->Close(); });
+        });
+  }
+
+  void Close() {
+    boost::system::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  pg::Bytes fatal_;
+  std::array<uint8_t, 512> buffer_{};
+  std::array<uint8_t, 8> header_{};
+  size_t header_len_ = 0;
+  int negotiations_ = 0;
+  bool fatal_sent_ = false;
+};
+
+}  // namespace
+
+void RelayServer::RefuseConnection(tcp::socket socket, bool per_source) {
+  std::string message = per_source
+                            ? "sorry, too many connections from this address: "
+                              "relay.max_connections_per_source (" +
+                                  std::to_string(options_.max_connections_per_source) + ") reached"
+                            : "sorry, too many clients already: relay.max_connections (" +
+                                  std::to_string(options_.max_connections) + ") reached";
+  pg::Bytes fatal;
+  pg::AppendErrorResponse(&fatal, {.severity = "FATAL", .sqlstate = "53300", .message = message});
+  // On the socket's executor (its worker), like any session.
+  auto executor = socket.get_executor();
+  asio::post(executor, [s = std::move(socket), fatal = std::move(fatal)]() mutable {
+    std::make_shared<Refusal>(std::move(s), std::move(fatal))->Start();
+  });
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ >= std::chrono::seconds(1)) {
+    DBW_LOG(kWarning) << "relay: refused a connection: " << message << " ("
+                      << metrics_.refused_total->value() + metrics_.refused_per_source->value()
+                      << " refused so far)";
+    last_refusal_log_ = now;
+  }
 }
 
 void RelayServer::BackOff(size_t target_index, const boost::system::error_code& ec) {

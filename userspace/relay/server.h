@@ -14,6 +14,7 @@
 #include "policy/policy.h"
 #include "userspace/approvals/service.h"
 #include "userspace/audit/sink.h"
+#include "userspace/common/conn_limiter.h"
 #include "userspace/common/metrics.h"
 #include "userspace/common/status.h"
 #include "userspace/identity/peer_process.h"
@@ -58,6 +59,9 @@ struct RelayMetrics {
   Gauge* held;                        // statements waiting for approval right now
   Counter* startup_timeouts;          // connections that did not finish startup in time
   Counter* accept_errors;             // failed accepts (EMFILE/ENFILE back off, see Accept)
+  Counter* connections_evicted;       // connections in startup closed to admit another
+  Counter* refused_total;             // refused: relay.max_connections, none evictable
+  Counter* refused_per_source;        // refused: relay.max_connections_per_source
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the
@@ -109,9 +113,14 @@ class RelayServer {
   void Accept(size_t target_index);
   // An accept failed for lack of descriptors or memory: accept again after a pause.
   void BackOff(size_t target_index, const boost::system::error_code& ec);
+  // Admits an accepted connection under the connection limits (evicting one still in startup
+  // when a limit is reached) and starts its session on `worker`, or refuses it.
+  void Admit(Worker* worker, const TargetRuntime* target, tcp::socket socket);
+  void RefuseConnection(tcp::socket socket, bool per_source);
   static constexpr std::chrono::milliseconds kFirstAcceptBackoff{100};
 
   RelayOptions options_;
+  std::shared_ptr<ConnectionLimiter> limiter_;
   SessionDeps deps_;
   RelayMetrics metrics_;
   CancelRegistry cancels_;
@@ -124,6 +133,7 @@ class RelayServer {
   // Accept back-off; touched only on the accept thread.
   std::chrono::milliseconds accept_backoff_ = kFirstAcceptBackoff;
   std::chrono::steady_clock::time_point last_accept_log_{};
+  std::chrono::steady_clock::time_point last_refusal_log_{};
   bool started_ = false;
 };
 

@@ -54,7 +54,9 @@ Session::~Session() {
   if (client_key_) deps_.cancels->Unregister(*client_key_);
 }
 
-void Session::Start() {
+void Session::Start(std::unique_ptr<ConnectionLimiter::Lease> lease) {
+  lease_ = std::move(lease);
+  if (lease_) lease_->SetIdle(true);  // evictable until the server's first ReadyForQuery
   boost::system::error_code ec;
   auto remote = client_.transport.socket().remote_endpoint(ec);
   if (ec) {
@@ -70,6 +72,14 @@ void Session::Start() {
   StartStartupTimer();
   ResolvePeer();
   ReadStartup();
+}
+
+void Session::Evict() {
+  if (closed_ || closing_ || session_ready_) return;
+  Fail(audit::EventKind::kProtocolViolation, "53300",
+       "dbwarden: connection closed before it finished startup, to admit a new one: "
+       "the relay's connection limit (relay.max_connections or "
+       "relay.max_connections_per_source) was reached");
 }
 
 void Session::StartStartupTimer() {
@@ -375,6 +385,7 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
       if (!session_ready_) {
         session_ready_ = true;
         startup_timer_.cancel();
+        if (lease_) lease_->SetIdle(false);
         client_decoder_.set_max_message(0);  // the types' own limits from here on
       }
       if (!started_event_) {

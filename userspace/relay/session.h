@@ -11,6 +11,7 @@
 
 #include "policy/session_principal.h"
 #include "userspace/audit/event.h"
+#include "userspace/common/conn_limiter.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"
@@ -39,7 +40,11 @@ class Session : public std::enable_shared_from_this<Session>,
   Session(Worker* worker, const TargetRuntime* target, tcp::socket client, const SessionDeps& deps);
   ~Session() override;
 
-  void Start();
+  // `lease`: its slot under the relay's connection limits; evictable until the session is ready.
+  void Start(std::unique_ptr<ConnectionLimiter::Lease> lease = nullptr);
+  // The connection limiter chose this connection, still in startup, to make room for a new
+  // one: it ends with FATAL 53300. A session that became ready meanwhile stays.
+  void Evict();
   // Ends the session with a FATAL ErrorResponse (shutdown past its grace period).
   void Terminate(std::string_view sqlstate, std::string_view message);
 
@@ -168,8 +173,9 @@ class Session : public std::enable_shared_from_this<Session>,
   std::shared_ptr<const CatalogSnapshot> catalog_;  // the last snapshot loaded (functions)
   bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
   asio::steady_timer startup_timer_;   // relay.authentication_timeout
-  bool session_ready_ = false;         // the server's first ReadyForQuery went by
-  bool server_owes_ = false;           // during startup: the last bytes came from the client
+  std::unique_ptr<ConnectionLimiter::Lease> lease_;  // connection limits; idle until ready
+  bool session_ready_ = false;                       // the server's first ReadyForQuery went by
+  bool server_owes_ = false;  // during startup: the last bytes came from the client
 
   audit::Principal principal_;
   policy::SessionPrincipal principal_classifier_;
