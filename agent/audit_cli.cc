@@ -1,10 +1,15 @@
 // Offline audit commands over AuditStore::OpenReadOnly.
 #include "agent/audit_cli.h"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
+#include "agent/http_cli.h"
 #include "userspace/audit/store.h"
 
 namespace dbw::agent {
@@ -17,6 +22,8 @@ bool ParseU64(const std::string& text, uint64_t* out) {
 
 struct Args {
   std::string state_dir;
+  std::string anchors;  // FILE or http(s) URL
+  std::string cacert;
   std::optional<uint64_t> from, to, after;
   uint64_t limit = 0;
 };
@@ -29,6 +36,10 @@ bool ParseArgs(const std::vector<std::string>& args, Args* a, bool verify) {
     uint64_t n = 0;
     if (k == "--state-dir") {
       a->state_dir = v;
+    } else if (verify && k == "--anchors") {
+      a->anchors = v;
+    } else if (verify && k == "--cacert") {
+      a->cacert = v;
     } else if (verify && k == "--from" && ParseU64(v, &n)) {
       a->from = n;
     } else if (verify && k == "--to" && ParseU64(v, &n)) {
@@ -59,15 +70,49 @@ std::unique_ptr<audit::AuditStore> OpenStore(const std::string& state_dir) {
 int AuditVerifyOfflineMain(const std::vector<std::string>& args) {
   Args a;
   if (!ParseArgs(args, &a, true)) {
-    std::cerr << "usage: dbwarden audit verify --state-dir DIR [--from SEQ] [--to SEQ]\n";
+    std::cerr << "usage: dbwarden audit verify --state-dir DIR [--anchors FILE|URL] "
+                 "[--cacert FILE] [--from SEQ] [--to SEQ]\n";
     return 2;
+  }
+  std::optional<std::vector<audit::Anchor>> anchors;
+  if (!a.anchors.empty()) {
+    std::string text;
+    if (a.anchors.rfind("http://", 0) == 0 || a.anchors.rfind("https://", 0) == 0) {
+      if (!FetchUrl(a.anchors, a.cacert, &text, std::cerr)) return 2;
+    } else {
+      std::ifstream in(a.anchors, std::ios::binary);
+      if (!in) {
+        std::cerr << "cannot read the anchors " << a.anchors << ": " << std::strerror(errno)
+                  << "\n";
+        return 2;
+      }
+      std::stringstream s;
+      s << in.rdbuf();
+      text = s.str();
+    }
+    auto parsed = audit::ParseAnchors(text, a.anchors);
+    if (!parsed.ok()) {
+      std::cerr << parsed.status().message() << "\n";
+      return 2;
+    }
+    if (parsed->empty()) {
+      std::cerr << a.anchors << ": no anchors in it\n";
+      return 2;
+    }
+    anchors = std::move(*parsed);
   }
   auto store = OpenStore(a.state_dir);
   if (!store) return 2;
-  audit::VerifyReport r = store->Verify(a.from, a.to);
+  audit::VerifyReport r = store->Verify(a.from, a.to, anchors ? &*anchors : nullptr);
   if (r.ok) {
     std::cout << "audit log verified: seq " << r.first_seq << ".." << r.last_seq << ", "
-              << r.checked << " events, " << r.checkpoints_verified << " signed checkpoints\n";
+              << r.checked << " events, " << r.checkpoints_verified << " signed checkpoints";
+    if (anchors) {
+      std::cout << ", " << r.anchors_checked << " published anchors match";
+      if (r.anchors_before_retention > 0)
+        std::cout << " (" << r.anchors_before_retention << " older than retention)";
+    }
+    std::cout << "\n";
     return 0;
   }
   std::cout << "audit log BROKEN at seq " << (r.first_bad_seq ? *r.first_bad_seq : 0) << ": "

@@ -170,7 +170,8 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
 }
 
 void ParseAudit(const YAML::Node& a, AgentConfig* c) {
-  CheckKeys(a, "audit", {"durability", "retention", "signing_key"});
+  CheckKeys(a, "audit", {"durability", "retention", "signing_key", "anchor_file"});
+  if (a["anchor_file"]) c->audit_anchor_file = Scalar(a["anchor_file"], "audit.anchor_file");
   if (a["durability"]) {
     c->audit_durability = Scalar(a["durability"], "audit.durability");
     if (c->audit_durability != "auto" && c->audit_durability != "sync" &&

@@ -43,6 +43,9 @@ struct AgentConfig {
   // generated on first start.
   std::string masking_hash_key;
   std::string audit_signing_key;  // Ed25519 PEM; empty: <state_dir>/audit/signing-key.pem
+  // Each signed checkpoint is appended here (docs/audit-store.md#anchors); empty:
+  // <state_dir>/audit-anchors.jsonl. "off": not published.
+  std::string audit_anchor_file;
   ApprovalsConfig approvals;
   // tap: the eBPF tap. "auto" (default): on when the kernel and privileges allow it, with a
   // log line when they do not; "true": the agent does not start without it; "false": off.

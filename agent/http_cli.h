@@ -32,4 +32,9 @@ int AuditVerifyRemoteMain(const std::vector<std::string>& args);
 int AuditVerifyRemoteMain(const std::vector<std::string>& args, std::ostream& out,
                           std::ostream& err);
 
+// GET of any http(s) URL (published anchors, for `audit verify --anchors URL`); `cacert` as for
+// the API. On failure writes a clear message to `err` and returns false.
+bool FetchUrl(const std::string& url, const std::string& cacert, std::string* body,
+              std::ostream& err);
+
 }  // namespace dbw::agent

@@ -50,7 +50,8 @@ void Usage(std::ostream& out) {
          "  dbwarden events [--since 1h] [--principal P] [--action deny] ... [--json]\n"
          "  dbwarden sessions [ID]\n"
          "  dbwarden approvals [list [--state S]] | show ID | approve ID | deny ID [--comment C]\n"
-         "  dbwarden audit verify [--state-dir DIR | --api URL] [--from SEQ] [--to SEQ]\n"
+         "  dbwarden audit verify [--state-dir DIR [--anchors FILE|URL] | --api URL] [--from SEQ] "
+         "[--to SEQ]\n"
          "  dbwarden audit export --state-dir DIR [--after SEQ] [--limit N]\n"
          "  dbwarden --version\n";
 }
@@ -135,6 +136,10 @@ int Run(const std::vector<std::string>& args) {
                                                                    : audit::Durability::kAuto;
   store_options.retention = config->audit_retention;
   store_options.signing_key_path = config->audit_signing_key;
+  store_options.anchor_file = config->audit_anchor_file.empty()
+                                  ? config->state_dir + "/audit-anchors.jsonl"
+                              : config->audit_anchor_file == "off" ? std::string()
+                                                                   : config->audit_anchor_file;
   auto sink = audit::AuditStore::Open(store_options);
   if (!sink.ok()) {
     DBW_LOG(kError) << "audit log: " << sink.status().message();
@@ -202,7 +207,9 @@ int Run(const std::vector<std::string>& args) {
     api::ApiDeps deps{&source, &policy_store, approvals->get(),
                       [&](std::string* why) {
                         // Writable now, not "never failed": ready again once space returns.
-                        Status st = (*sink)->Writable();
+                        // A store that failed its start-up check (rolled back) stays not ready.
+                        Status st = (*sink)->Integrity();
+                        if (st.ok()) st = (*sink)->Writable();
                         if (!st.ok()) *why = st.message();
                         return st.ok();
                       },

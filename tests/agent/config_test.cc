@@ -112,6 +112,7 @@ TEST_F(ConfigTest, AuditAndApiSections) {
   durability: sync
   retention: 30d
   signing_key: /etc/dbwarden/k.pem
+  anchor_file: /var/log/dbwarden/anchors.jsonl
 api:
   listen: 127.0.0.1:9721
   max_connections: 50
@@ -128,6 +129,7 @@ targets:
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->audit_durability, "sync");
   EXPECT_EQ(c->audit_retention, std::chrono::hours(24 * 30));
+  EXPECT_EQ(c->audit_anchor_file, "/var/log/dbwarden/anchors.jsonl");
   EXPECT_EQ(c->api.listen, "127.0.0.1:9721");
   EXPECT_EQ(c->api.max_connections, 50u);
   EXPECT_EQ(c->api.max_connections_per_source, 10u);

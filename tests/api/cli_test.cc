@@ -1,12 +1,14 @@
 // `dbwarden events|sessions|audit verify` against a live API server with a fake event source.
-#include <utility>  // before Asio (Boost 1.74 with g++ 12)
+#include <unistd.h>
 
-#include "agent/http_cli.h"
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>  // before Asio (Boost 1.74 with g++ 12)
 
 #include <gtest/gtest.h>
 
-#include <sstream>
-
+#include "agent/http_cli.h"
 #include "tests/api/fake_event_source.h"
 #include "userspace/api/auth.h"
 #include "userspace/api/server.h"
@@ -64,7 +66,7 @@ TEST_F(CliTest, EventsTableJsonAndPaging) {
   ASSERT_EQ(Run(agent::EventsMain, {"--since", "1h", "--limit", "1200", "--json"}), 0);
   std::string lines = out_.str();
   EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 1200);  // two pages
-  EXPECT_EQ(lines.rfind("{\"seq\":301,", 0), 0u);  // oldest first
+  EXPECT_EQ(lines.rfind("{\"seq\":301,", 0), 0u);                 // oldest first
   EXPECT_EQ(Run(agent::EventsMain, {"--action", "nope"}), 1);
   EXPECT_NE(err_.str().find("\"action\" must be"), std::string::npos);
   EXPECT_EQ(Run(agent::EventsMain, {"--bogus", "1"}), 2);
@@ -96,6 +98,40 @@ TEST_F(CliTest, SessionsAndVerify) {
   EXPECT_EQ(Run(agent::AuditVerifyRemoteMain, {"--from", "1"}), 1);
   EXPECT_NE(out_.str().find("BROKEN at seq 2"), std::string::npos);
   EXPECT_EQ(Run(agent::AuditVerifyRemoteMain, {"--from", "x"}), 2);
+  // --anchors FILE: the newest anchors go to POST /v1/audit/verify.
+  events_.broken = false;
+  const std::string file =
+      (std::filesystem::temp_directory_path() / ("cli-anchors-" + std::to_string(::getpid())))
+          .string();
+  {
+    std::ofstream f(file);
+    for (uint64_t seq : {1, 2}) {
+      audit::Anchor a;
+      a.seq = seq;
+      a.hash.assign(32, '\x01');
+      a.public_key.assign(32, '\x02');
+      a.signature.assign(64, '\x03');
+      f << audit::FormatAnchor(a) << "\n";
+    }
+  }
+  ASSERT_EQ(Run(agent::AuditVerifyRemoteMain, {"--anchors", file}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("2 published anchors match"), std::string::npos) << out_.str();
+  ASSERT_EQ(events_.last_anchors.size(), 2u);
+  EXPECT_EQ(events_.last_anchors[0].seq, 2u);  // newest first
+  {
+    std::ofstream f(file, std::ios::app);
+    audit::Anchor a;
+    a.seq = 50;  // the store has 2 events: rolled back
+    a.hash.assign(32, '\x01');
+    a.public_key.assign(32, '\x02');
+    a.signature.assign(64, '\x03');
+    f << audit::FormatAnchor(a) << "\n";
+  }
+  EXPECT_EQ(Run(agent::AuditVerifyRemoteMain, {"--anchors", file}), 1);
+  EXPECT_NE(out_.str().find("BROKEN at seq 50"), std::string::npos) << out_.str();
+  EXPECT_EQ(Run(agent::AuditVerifyRemoteMain, {"--anchors", file + ".missing"}), 2);
+  EXPECT_NE(err_.str().find("cannot read the anchors"), std::string::npos) << err_.str();
+  std::filesystem::remove(file);
 }
 
 }  // namespace

@@ -80,15 +80,29 @@ class FakeEventSource : public EventSource {
     return out;
   }
 
+  mutable std::vector<audit::Anchor> last_anchors;  // given to the last Verify
+
   bool WaitForNewer(uint64_t after, std::chrono::milliseconds timeout) const override {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return rows_.size() > after; });
   }
 
-  audit::VerifyReport Verify(std::optional<uint64_t> from,
-                             std::optional<uint64_t> to) const override {
+  audit::VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
+                             const std::vector<audit::Anchor>* anchors) const override {
     std::lock_guard lock(mu_);
     audit::VerifyReport r;
+    last_anchors = anchors ? *anchors : std::vector<audit::Anchor>{};
+    if (anchors) {
+      for (const auto& a : *anchors) {
+        if (a.seq > rows_.size()) {
+          r.ok = false;
+          r.first_bad_seq = a.seq;
+          r.problem = "the store ends before an anchor: rolled back";
+          return r;
+        }
+        ++r.anchors_checked;
+      }
+    }
     r.first_seq = from.value_or(1);
     r.last_seq = to.value_or(rows_.size());
     r.checked = r.last_seq - r.first_seq + 1;

@@ -335,6 +335,32 @@ TEST_F(ApiServerTest, VerifyMetricsAndPublicKey) {
   EXPECT_EQ(uint64_t(d["first_bad_seq"]), 2u);
   EXPECT_EQ(Get("/v1/audit/verify?from=x").status, 400u);
   EXPECT_EQ(Get("/v1/audit/verify?from=5&to=1").status, 400u);
+  // POST: the same check against published anchors (one JSON line each).
+  events_.broken = false;
+  audit::Anchor a;
+  a.seq = 3;
+  a.hash.assign(32, '\x01');
+  a.public_key.assign(32, '\x02');
+  a.signature.assign(64, '\x03');
+  auto post = [this](const std::string& body) {
+    return Fetch(server_->port(), "/v1/audit/verify", "viewer-token", http::verb::post, body);
+  };
+  Reply anchored = post(audit::FormatAnchor(a) + "\n");
+  ASSERT_EQ(anchored.status, 200u) << anchored.body;
+  d = Parse(parser_, anchored.body);
+  EXPECT_TRUE(bool(d["ok"]));
+  EXPECT_EQ(uint64_t(d["anchors_checked"]), 1u);
+  ASSERT_EQ(events_.last_anchors.size(), 1u);
+  EXPECT_EQ(events_.last_anchors[0].seq, 3u);
+  EXPECT_EQ(events_.last_anchors[0].hash, a.hash);
+  a.seq = 9;  // past the store's end
+  d = Parse(parser_, post(audit::FormatAnchor(a) + "\n").body);
+  EXPECT_FALSE(bool(d["ok"]));
+  EXPECT_EQ(uint64_t(d["first_bad_seq"]), 9u);
+  Reply bad = post("{\"type\":\"nope\"}\n");
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_NE(bad.body.find("request body:1:"), std::string::npos) << bad.body;
+  EXPECT_EQ(post("").status, 400u);
   Reply m = Get("/metrics");
   EXPECT_EQ(m.headers[http::field::content_type], "text/plain; version=0.0.4");
   EXPECT_NE(m.body.find("dbwarden_audit_chain_head_seq 4\n"), std::string::npos) << m.body;

@@ -3,12 +3,15 @@
 #include "userspace/audit/store.h"
 
 #include <simdjson.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -270,7 +273,7 @@ std::vector<Event> EveryKind() {
   decision->rules = {"no-delete"};
   decision->reason = "because";
   std::vector<Event> out;
-  for (int k = 0; k <= static_cast<int>(EventKind::kTapLoss); ++k) {
+  for (int k = 0; k <= static_cast<int>(EventKind::kAuditTamper); ++k) {
     Event e;
     e.kind = static_cast<EventKind>(k);
     e.ts_us = 1'700'000'000'000'000 + k;
@@ -500,6 +503,154 @@ TEST_F(TamperTest, DetectsTruncatedTail) {
     for (uint64_t s = 481; s <= 500; ++s) raw.Delete(s);
   }
   ExpectBrokenAt(481);
+}
+
+// Rollbacks that leave a self-consistent store: only published anchors (an outside copy of the
+// anchor file) reveal them, and the store's own check at Open against its anchor file.
+class AnchorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("anchors");
+    anchor_file_ = dir_ + "-anchors.jsonl";
+    fs::remove(anchor_file_);
+    options_ = Options(dir_);
+    options_.checkpoint_every_events = 50;
+    options_.anchor_file = anchor_file_;
+    Fill(dir_, 500, options_);
+    anchors_ = ReadAnchors();
+    ASSERT_FALSE(anchors_.empty());
+    EXPECT_EQ(anchors_.back().seq, 500u);  // the head, published at close
+  }
+  void TearDown() override {
+    fs::remove_all(dir_);
+    fs::remove(anchor_file_);
+  }
+  std::vector<Anchor> ReadAnchors() {
+    std::ifstream in(anchor_file_);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = ParseAnchors(text.str(), anchor_file_);
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+    return parsed.ok() ? *parsed : std::vector<Anchor>{};
+  }
+  VerifyReport VerifyWithAnchors() {
+    auto store = AuditStore::OpenReadOnly(dir_);
+    EXPECT_TRUE(store.ok());
+    return (*store)->Verify(std::nullopt, std::nullopt, &anchors_);
+  }
+  // What an attacker with write access to the store (not to the anchors' outside copy) does to
+  // hide a rollback: the head and the checkpoints made to agree with the shortened or rewritten
+  // chain.
+  void RewriteHeadAndCheckpoints(RawDb* raw, uint64_t head, uint64_t drop_checkpoints_from) {
+    store::Record rec;
+    std::string v = raw->Get(head);
+    ASSERT_TRUE(store::DecodeRecord(head, v, &rec).ok());
+    std::string value = store::SeqKey(head);
+    value.append(reinterpret_cast<const char*>(rec.hash.data()), rec.hash.size());
+    ASSERT_TRUE(raw->db->Put({}, raw->by_name["default"], "head", value).ok());
+    ASSERT_TRUE(raw->db
+                    ->DeleteRange({}, raw->by_name["checkpoints"],
+                                  store::SeqKey(drop_checkpoints_from), store::SeqKey(~0ull))
+                    .ok());
+  }
+  std::string dir_, anchor_file_;
+  StoreOptions options_;
+  std::vector<Anchor> anchors_;
+};
+
+TEST_F(AnchorTest, AnUntouchedStoreMatchesEveryAnchorAndOpensReady) {
+  VerifyReport r = VerifyWithAnchors();
+  EXPECT_TRUE(r.ok) << r.problem;
+  EXPECT_EQ(r.anchors_checked, anchors_.size());
+  auto store = AuditStore::Open(options_);
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE((*store)->Integrity().ok()) << (*store)->Integrity().message();
+}
+
+TEST_F(AnchorTest, DetectsATailRolledBackWithItsHeadRewritten) {
+  {
+    RawDb raw(dir_);
+    for (uint64_t s = 451; s <= 500; ++s) raw.Delete(s);
+    RewriteHeadAndCheckpoints(&raw, 450, 451);
+  }
+  EXPECT_TRUE(VerifyDir(dir_).ok);  // without an outside witness the store looks whole
+  VerifyReport r = VerifyWithAnchors();
+  EXPECT_FALSE(r.ok);
+  EXPECT_GT(r.first_bad_seq.value_or(0), 450u);  // the first anchor past the new end
+  EXPECT_NE(r.problem.find("rolled back"), std::string::npos) << r.problem;
+  // The agent's own check at start: not ready, and an audit_tamper event recorded.
+  auto store = AuditStore::Open(options_);
+  ASSERT_TRUE(store.ok());
+  Status integrity = (*store)->Integrity();
+  EXPECT_FALSE(integrity.ok());
+  EXPECT_NE(integrity.message().find("rolled back"), std::string::npos) << integrity.message();
+  (*store)->Flush();
+  auto found = (*store)->Query(EventFilter{.kind = "audit_tamper"}, 10, "");
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found->events.size(), 1u);
+  EXPECT_NE(found->events[0].json.find("rolled back"), std::string::npos);
+}
+
+TEST_F(AnchorTest, DetectsAnEditWithTheChainRecomputedAndCheckpointsDeleted) {
+  {
+    RawDb raw(dir_);
+    store::Hash prev{};
+    std::memcpy(prev.data(), raw.Get(299).data() + 41, 32);
+    for (uint64_t s = 300; s <= 500; ++s) {
+      store::Record rec;
+      ASSERT_TRUE(store::DecodeRecord(s, raw.Get(s), &rec).ok());
+      std::string body(rec.canonical);
+      if (s == 300) body.replace(body.find("\"kind\""), 6, "\"kind\" ");
+      store::Sha256 sha;
+      store::Hash h;
+      ASSERT_TRUE(sha.Chain(prev, body, &h).ok());
+      std::string out;
+      store::EncodeRecord(rec.ts_us, prev, h, body, &out);
+      raw.Put(s, out);
+      prev = h;
+    }
+    RewriteHeadAndCheckpoints(&raw, 500, 300);
+  }
+  EXPECT_TRUE(VerifyDir(dir_).ok);
+  VerifyReport r = VerifyWithAnchors();
+  EXPECT_FALSE(r.ok);
+  EXPECT_GE(r.first_bad_seq.value_or(0), 300u);  // the first anchor after the edit
+  EXPECT_NE(r.problem.find("rewritten"), std::string::npos) << r.problem;
+  auto store = AuditStore::Open(options_);
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE((*store)->Integrity().ok());
+}
+
+TEST_F(AnchorTest, AForgedAnchorLineFailsItsSignature) {
+  Anchor forged = anchors_.back();
+  forged.seq = 9999;  // vouching for events that never existed: the signature says otherwise
+  anchors_.push_back(forged);
+  VerifyReport r = VerifyWithAnchors();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("signature does not verify"), std::string::npos) << r.problem;
+}
+
+TEST(AnchorFormatTest, RoundTripsAndNamesTheBadLine) {
+  Anchor a;
+  a.seq = 42;
+  a.hash.assign(32, '\x11');
+  a.ts_us = 1'700'000'000'123'456;
+  a.public_key.assign(32, '\x22');
+  a.signature.assign(64, '\x33');
+  std::string text = FormatAnchor(a) + "\n" + FormatAnchor(a) + "\n{\"type\":";  // torn tail
+  auto parsed = ParseAnchors(text, "anchors.jsonl");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ASSERT_EQ(parsed->size(), 2u);
+  EXPECT_EQ((*parsed)[1].seq, 42u);
+  EXPECT_EQ((*parsed)[1].line, 2u);
+  EXPECT_EQ((*parsed)[1].hash, a.hash);
+  EXPECT_EQ((*parsed)[1].signature, a.signature);
+  EXPECT_EQ((*parsed)[1].ts_us, a.ts_us);
+  auto bad = ParseAnchors(FormatAnchor(a) + "\n{\"type\":\"dbwarden-audit-anchor\",\"seq\":0}\n",
+                          "anchors.jsonl");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("anchors.jsonl:2:"), std::string::npos)
+      << bad.status().message();
 }
 
 // The writer's own clock, without a reopen: a checkpoint once `checkpoint_every` has passed

@@ -150,7 +150,9 @@ Dispatch Api::Route(const Request& req) const {
     return d;
   }
   const bool is_get = std::string_view(route->method) == "GET";
-  if ((is_get && !get) || (!is_get && req.method != route->method)) {
+  // POST /v1/audit/verify: the same check, against the published anchors in the body.
+  const bool verify_post = path == "/v1/audit/verify" && req.method == "POST";
+  if (!verify_post && ((is_get && !get) || (!is_get && req.method != route->method))) {
     d.now = wrong_method(is_get ? "GET, HEAD" : route->method);
     return d;
   }
@@ -197,7 +199,10 @@ Dispatch Api::Route(const Request& req) const {
   } else if (path == "/v1/stats") {
     d.work = [this, p] { return Stats(p); };
   } else if (path == "/v1/audit/verify") {
-    d.work = [this, p] { return Verify(p); };
+    std::string body = verify_post ? std::string(req.body) : std::string();
+    d.work = [this, p, verify_post, body = std::move(body)] {
+      return Verify(p, verify_post ? &body : nullptr);
+    };
   } else if (path == "/v1/audit/public-key") {
     d.work = [this] {
       Response r;
@@ -241,7 +246,7 @@ Response Api::StreamBatch(const StreamQuery& q) const {
   return r;
 }
 
-Response Api::Verify(const QueryParams& params) const {
+Response Api::Verify(const QueryParams& params, const std::string* anchor_lines) const {
   if (Status s = params.OnlyKeys({"from", "to"}); !s.ok()) return JsonError(400, s.message());
   std::optional<uint64_t> range[2];
   const char* keys[2] = {"from", "to"};
@@ -256,7 +261,18 @@ Response Api::Verify(const QueryParams& params) const {
   if (range[0] && range[1] && *range[0] > *range[1]) {
     return JsonError(400, "\"from\" must not be after \"to\"");
   }
-  const audit::VerifyReport rep = deps_.events->Verify(range[0], range[1]);
+  std::optional<std::vector<audit::Anchor>> anchors;
+  if (anchor_lines != nullptr) {
+    auto parsed = audit::ParseAnchors(*anchor_lines, "request body");
+    if (!parsed.ok()) return JsonError(400, parsed.status().message());
+    if (parsed->empty())
+      return JsonError(400,
+                       "the request body holds no anchors (one JSON line each, "
+                       "as published to audit.anchor_file)");
+    anchors = std::move(*parsed);
+  }
+  const audit::VerifyReport rep =
+      deps_.events->Verify(range[0], range[1], anchors ? &*anchors : nullptr);
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
   w.StartObject();
@@ -270,6 +286,12 @@ Response Api::Verify(const QueryParams& params) const {
   w.Uint64(rep.checked);
   w.Key("checkpoints_verified");
   w.Uint64(rep.checkpoints_verified);
+  if (anchors) {
+    w.Key("anchors_checked");
+    w.Uint64(rep.anchors_checked);
+    w.Key("anchors_before_retention");
+    w.Uint64(rep.anchors_before_retention);
+  }
   w.Key("first_bad_seq");
   if (rep.first_bad_seq) {
     w.Uint64(*rep.first_bad_seq);

@@ -64,7 +64,8 @@ class Api {
   Response Sessions(const QueryParams& params) const;
   Response Session(const std::string& id, const QueryParams& params) const;
   Response Stats(const QueryParams& params) const;
-  Response Verify(const QueryParams& params) const;
+  // `anchor_lines`: the body of POST /v1/audit/verify (published anchors), else null.
+  Response Verify(const QueryParams& params, const std::string* anchor_lines) const;
   Response Evaluate(std::string_view body) const;
   Response Metrics() const;
   Response Ready() const;

@@ -22,8 +22,9 @@ class EventSource {
   virtual StatusOr<std::vector<audit::StoredEvent>> ReadAfter(uint64_t after_seq,
                                                               size_t limit) const = 0;
   virtual bool WaitForNewer(uint64_t after_seq, std::chrono::milliseconds timeout) const = 0;
-  virtual audit::VerifyReport Verify(std::optional<uint64_t> from,
-                                     std::optional<uint64_t> to) const = 0;
+  // `anchors`: published checkpoints to compare the store with (null: none).
+  virtual audit::VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
+                                     const std::vector<audit::Anchor>* anchors) const = 0;
   virtual audit::StoreStats Stats() const = 0;
   virtual std::string PublicKeyPem() const = 0;
 };
@@ -37,8 +38,8 @@ class StoreEventSource final : public EventSource {
   StatusOr<std::vector<audit::StoredEvent>> ReadAfter(uint64_t after_seq,
                                                       size_t limit) const override;
   bool WaitForNewer(uint64_t after_seq, std::chrono::milliseconds timeout) const override;
-  audit::VerifyReport Verify(std::optional<uint64_t> from,
-                             std::optional<uint64_t> to) const override;
+  audit::VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
+                             const std::vector<audit::Anchor>* anchors) const override;
   audit::StoreStats Stats() const override;
   std::string PublicKeyPem() const override;
 

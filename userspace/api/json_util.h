@@ -27,11 +27,15 @@ inline void JsonRaw(JsonWriter* w, std::string_view json, rapidjson::Type type) 
 inline unsigned StatusHttp(const Status& s) {
   switch (s.code()) {
     case StatusCode::kInvalidArgument:
-    case StatusCode::kOutOfRange: return 400;
-    case StatusCode::kNotFound: return 404;
+    case StatusCode::kOutOfRange:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
     case StatusCode::kUnavailable:
-    case StatusCode::kResourceExhausted: return 503;
-    default: return 500;
+    case StatusCode::kResourceExhausted:
+      return 503;
+    default:
+      return 500;
   }
 }
 

@@ -33,7 +33,9 @@ int64_t DaysFromCivil(int64_t y, int64_t m, int64_t d) {
   return era * 146097 + doe - 719468;
 }
 
-bool IsLeap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+bool IsLeap(int64_t y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 StatusOr<int64_t> ParseRfc3339(std::string_view s) {
   const Status bad = InvalidArgument("bad time \"" + std::string(s) +
@@ -73,8 +75,8 @@ StatusOr<int64_t> ParseRfc3339(std::string_view s) {
     offset_s = 0;
   } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
     int64_t oh, om;
-    if (!ParseDigits(zone.substr(1, 2), &oh) || !ParseDigits(zone.substr(4, 2), &om) ||
-        oh > 23 || om > 59) {
+    if (!ParseDigits(zone.substr(1, 2), &oh) || !ParseDigits(zone.substr(4, 2), &om) || oh > 23 ||
+        om > 59) {
       return bad;
     }
     offset_s = (oh * 3600 + om * 60) * (zone[0] == '-' ? -1 : 1);
@@ -92,7 +94,8 @@ StatusOr<std::optional<std::string>> QueryParams::Single(std::string_view key) c
   std::optional<std::string> found;
   for (const auto& [k, v] : items_) {
     if (k != key) continue;
-    if (found) return InvalidArgument("parameter \"" + std::string(key) + "\" given more than once");
+    if (found)
+      return InvalidArgument("parameter \"" + std::string(key) + "\" given more than once");
     found = v;
   }
   return found;
@@ -183,7 +186,8 @@ StatusOr<QueryParams> ParseQueryString(std::string_view query) {
 }
 
 StatusOr<Target> SplitTarget(std::string_view target) {
-  if (target.empty() || target[0] != '/') return InvalidArgument("request target must start with /");
+  if (target.empty() || target[0] != '/')
+    return InvalidArgument("request target must start with /");
   size_t q = target.find('?');
   Target t;
   auto path = PercentDecode(target.substr(0, q));
@@ -203,13 +207,20 @@ StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   if (!ParseDigits(text.substr(0, i), &n)) return bad;
   std::string_view unit = text.substr(i);
   int64_t ms_per = 0;
-  if (unit == "ms") ms_per = 1;
-  else if (unit == "s") ms_per = 1000;
-  else if (unit == "m") ms_per = 60'000;
-  else if (unit == "h") ms_per = 3'600'000;
-  else if (unit == "d") ms_per = 86'400'000;
-  else if (unit == "w") ms_per = 7 * 86'400'000LL;
-  else return bad;
+  if (unit == "ms")
+    ms_per = 1;
+  else if (unit == "s")
+    ms_per = 1000;
+  else if (unit == "m")
+    ms_per = 60'000;
+  else if (unit == "h")
+    ms_per = 3'600'000;
+  else if (unit == "d")
+    ms_per = 86'400'000;
+  else if (unit == "w")
+    ms_per = 7 * 86'400'000LL;
+  else
+    return bad;
   // 12 digits of weeks still fits in int64 milliseconds.
   return std::chrono::milliseconds(n * ms_per);
 }
@@ -247,21 +258,20 @@ StatusOr<uint64_t> ParseSeq(std::string_view name, std::string_view text) {
 }
 
 StatusOr<EventsQuery> ParseEventsQuery(const QueryParams& params, int64_t now_us) {
-  DBW_RETURN_IF_ERROR(params.OnlyKeys({"since", "until", "principal", "db_user", "database",
-                                       "table", "action", "kind", "session", "exe", "fingerprint",
-                                       "source", "limit", "cursor"}));
+  DBW_RETURN_IF_ERROR(
+      params.OnlyKeys({"since", "until", "principal", "db_user", "database", "table", "action",
+                       "kind", "session", "exe", "fingerprint", "source", "limit", "cursor"}));
   EventsQuery q;
   struct Field {
     const char* key;
     std::string* out;
   };
   audit::EventFilter& f = q.filter;
-  const Field fields[] = {{"principal", &f.principal}, {"db_user", &f.db_user},
-                          {"database", &f.database},   {"table", &f.table},
-                          {"action", &f.action},       {"kind", &f.kind},
-                          {"session", &f.session},     {"exe", &f.exe},
-                          {"fingerprint", &f.fingerprint}, {"source", &f.source},
-                          {"cursor", &q.cursor}};
+  const Field fields[] = {
+      {"principal", &f.principal}, {"db_user", &f.db_user}, {"database", &f.database},
+      {"table", &f.table},         {"action", &f.action},   {"kind", &f.kind},
+      {"session", &f.session},     {"exe", &f.exe},         {"fingerprint", &f.fingerprint},
+      {"source", &f.source},       {"cursor", &q.cursor}};
   for (const Field& field : fields) {
     auto v = params.Single(field.key);
     if (!v.ok()) return v.status();

@@ -18,7 +18,9 @@ namespace dbw::api {
 // Decoded query parameters in the order they appeared; a key may repeat.
 class QueryParams {
  public:
-  void Add(std::string key, std::string value) { items_.emplace_back(std::move(key), std::move(value)); }
+  void Add(std::string key, std::string value) {
+    items_.emplace_back(std::move(key), std::move(value));
+  }
   // The value of `key`, or nullopt; a key given twice is an error (filters take one value).
   StatusOr<std::optional<std::string>> Single(std::string_view key) const;
   std::vector<std::string> All(std::string_view key) const;

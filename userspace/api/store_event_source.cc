@@ -4,8 +4,7 @@
 
 namespace dbw::api {
 
-StatusOr<audit::QueryResult> StoreEventSource::Query(const audit::EventFilter& filter,
-                                                     size_t limit,
+StatusOr<audit::QueryResult> StoreEventSource::Query(const audit::EventFilter& filter, size_t limit,
                                                      const std::string& cursor) const {
   return store_->Query(filter, limit, cursor);
 }
@@ -20,12 +19,17 @@ bool StoreEventSource::WaitForNewer(uint64_t after_seq, std::chrono::millisecond
 }
 
 audit::VerifyReport StoreEventSource::Verify(std::optional<uint64_t> from,
-                                             std::optional<uint64_t> to) const {
-  return store_->Verify(from, to);
+                                             std::optional<uint64_t> to,
+                                             const std::vector<audit::Anchor>* anchors) const {
+  return store_->Verify(from, to, anchors);
 }
 
-audit::StoreStats StoreEventSource::Stats() const { return store_->Stats(); }
+audit::StoreStats StoreEventSource::Stats() const {
+  return store_->Stats();
+}
 
-std::string StoreEventSource::PublicKeyPem() const { return store_->PublicKeyPem(); }
+std::string StoreEventSource::PublicKeyPem() const {
+  return store_->PublicKeyPem();
+}
 
 }  // namespace dbw::api

@@ -107,16 +107,16 @@ Status ParseWindow(const QueryParams& params, const char* def, audit::EventFilte
 }  // namespace
 
 Response Api::Sessions(const QueryParams& params) const {
-  if (Status s = params.OnlyKeys({"since", "until", "principal", "db_user", "database",
-                                  "active", "limit"});
+  if (Status s = params.OnlyKeys(
+          {"since", "until", "principal", "db_user", "database", "active", "limit"});
       !s.ok()) {
     return JsonError(400, s.message());
   }
   audit::EventFilter starts;
   if (Status s = ParseWindow(params, "1h", &starts); !s.ok()) return JsonError(400, s.message());
-  for (auto [key, out] : {std::pair{"principal", &starts.principal},
-                          std::pair{"db_user", &starts.db_user},
-                          std::pair{"database", &starts.database}}) {
+  for (auto [key, out] :
+       {std::pair{"principal", &starts.principal}, std::pair{"db_user", &starts.db_user},
+        std::pair{"database", &starts.database}}) {
     auto v = params.Single(key);
     if (!v.ok()) return JsonError(400, v.status().message());
     if (*v) *out = **v;
@@ -141,32 +141,38 @@ Response Api::Sessions(const QueryParams& params) const {
   std::unordered_map<std::string, size_t> by_id;
   simdjson::dom::parser parser;
   bool truncated = false;
-  Status s = Scan(*deps_.events, starts, kMaxScan, [&](const audit::StoredEvent& e) {
-    simdjson::dom::element doc;
-    if (parser.parse(e.json).get(doc) != simdjson::SUCCESS) return true;
-    std::string id(Str(doc, "session_id"));
-    if (id.empty() || by_id.count(id)) return true;
-    by_id[id] = rows.size();
-    rows.push_back(SessionRow{e.json, e.seq, {}, {}, 0});
-    return true;
-  }, &truncated);
+  Status s = Scan(
+      *deps_.events, starts, kMaxScan,
+      [&](const audit::StoredEvent& e) {
+        simdjson::dom::element doc;
+        if (parser.parse(e.json).get(doc) != simdjson::SUCCESS) return true;
+        std::string id(Str(doc, "session_id"));
+        if (id.empty() || by_id.count(id)) return true;
+        by_id[id] = rows.size();
+        rows.push_back(SessionRow{e.json, e.seq, {}, {}, 0});
+        return true;
+      },
+      &truncated);
   if (!s.ok()) return JsonError(StatusHttp(s), s.message());
   // Ends of those sessions come after their starts, so the same window (without its end) has them.
   audit::EventFilter ends;
   ends.since_us = starts.since_us;
   ends.kind = "session_end";
   bool ends_truncated = false;
-  s = Scan(*deps_.events, ends, kMaxScan, [&](const audit::StoredEvent& e) {
-    simdjson::dom::element doc;
-    if (parser.parse(e.json).get(doc) != simdjson::SUCCESS) return true;
-    auto it = by_id.find(std::string(Str(doc, "session_id")));
-    if (it == by_id.end()) return true;
-    SessionRow& row = rows[it->second];
-    row.end_seq = e.seq;
-    row.end_ts = Str(doc, "ts");
-    row.end_detail = Str(doc, "detail");
-    return true;
-  }, &ends_truncated);
+  s = Scan(
+      *deps_.events, ends, kMaxScan,
+      [&](const audit::StoredEvent& e) {
+        simdjson::dom::element doc;
+        if (parser.parse(e.json).get(doc) != simdjson::SUCCESS) return true;
+        auto it = by_id.find(std::string(Str(doc, "session_id")));
+        if (it == by_id.end()) return true;
+        SessionRow& row = rows[it->second];
+        row.end_seq = e.seq;
+        row.end_ts = Str(doc, "ts");
+        row.end_detail = Str(doc, "detail");
+        return true;
+      },
+      &ends_truncated);
   if (!s.ok()) return JsonError(StatusHttp(s), s.message());
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
@@ -272,29 +278,35 @@ Response Api::Stats(const QueryParams& params) const {
   uint64_t total = 0;
   simdjson::dom::parser parser;
   bool truncated = false;
-  Status s = Scan(*deps_.events, f, kMaxScan, [&](const audit::StoredEvent& e) {
-    simdjson::dom::element doc;
-    if (parser.parse(e.json).get(doc) != simdjson::SUCCESS) return true;
-    ++total;
-    std::string_view action;
-    if (doc["decision"]["action"].get_string().get(action) != simdjson::SUCCESS) action = "none";
-    ++by_action[std::string(action)];
-    std::string_view subject;
-    if (doc["principal"]["tls_subject"].get_string().get(subject) != simdjson::SUCCESS ||
-        subject.empty()) {
-      if (doc["principal"]["db_user"].get_string().get(subject) != simdjson::SUCCESS) subject = "";
-    }
-    ++by_principal[std::string(subject)];
-    std::string_view fp;
-    if (doc["statement"]["fingerprint"].get_string().get(fp) == simdjson::SUCCESS && !fp.empty()) {
-      Fp& slot = by_fp[std::string(fp)];
-      if (slot.count++ == 0) {
-        std::string_view sql;
-        if (doc["statement"]["sql"].get_string().get(sql) == simdjson::SUCCESS) slot.sql = sql;
-      }
-    }
-    return true;
-  }, &truncated);
+  Status s = Scan(
+      *deps_.events, f, kMaxScan,
+      [&](const audit::StoredEvent& e) {
+        simdjson::dom::element doc;
+        if (parser.parse(e.json).get(doc) != simdjson::SUCCESS) return true;
+        ++total;
+        std::string_view action;
+        if (doc["decision"]["action"].get_string().get(action) != simdjson::SUCCESS)
+          action = "none";
+        ++by_action[std::string(action)];
+        std::string_view subject;
+        if (doc["principal"]["tls_subject"].get_string().get(subject) != simdjson::SUCCESS ||
+            subject.empty()) {
+          if (doc["principal"]["db_user"].get_string().get(subject) != simdjson::SUCCESS)
+            subject = "";
+        }
+        ++by_principal[std::string(subject)];
+        std::string_view fp;
+        if (doc["statement"]["fingerprint"].get_string().get(fp) == simdjson::SUCCESS &&
+            !fp.empty()) {
+          Fp& slot = by_fp[std::string(fp)];
+          if (slot.count++ == 0) {
+            std::string_view sql;
+            if (doc["statement"]["sql"].get_string().get(sql) == simdjson::SUCCESS) slot.sql = sql;
+          }
+        }
+        return true;
+      },
+      &truncated);
   if (!s.ok()) return JsonError(StatusHttp(s), s.message());
   std::vector<std::pair<std::string, Fp>> top(by_fp.begin(), by_fp.end());
   std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
@@ -308,8 +320,8 @@ Response Api::Stats(const QueryParams& params) const {
   JsonKeyString(&w, "until", audit::FormatTimestamp(f.until_us.value_or(audit::NowMicros())));
   w.Key("statements");
   w.Uint64(total);
-  for (auto [key, counts] : {std::pair{"by_action", &by_action},
-                             std::pair{"by_principal", &by_principal}}) {
+  for (auto [key, counts] :
+       {std::pair{"by_action", &by_action}, std::pair{"by_principal", &by_principal}}) {
     w.Key(key);
     w.StartObject();
     for (const auto& [k, n] : *counts) {

@@ -23,11 +23,12 @@ enum class EventKind : uint8_t {
   kProtocolViolation,
   kUpstreamError,
   kAuditLoss,
-  kDecision,    // a statement judged, committed before it is forwarded (audit_before_forward)
-  kPolicyLoad,  // a policy was loaded, or a reload was rejected (detail says which)
-  kApproval,    // a step of an approval request (approval.step says which)
-  kBypass,      // the tap saw a session on a relay_only target that did not come through the relay
-  kTapLoss,     // the tap lost or truncated captured bytes (count and detail say how many, why)
+  kDecision,     // a statement judged, committed before it is forwarded (audit_before_forward)
+  kPolicyLoad,   // a policy was loaded, or a reload was rejected (detail says which)
+  kApproval,     // a step of an approval request (approval.step says which)
+  kBypass,       // the tap saw a session on a relay_only target that did not come through the relay
+  kTapLoss,      // the tap lost or truncated captured bytes (count and detail say how many, why)
+  kAuditTamper,  // at start the audit store contradicted its published anchor or its own chain
 };
 const char* EventKindName(EventKind kind);
 

@@ -42,6 +42,8 @@ const char* EventKindName(EventKind kind) {
       return "bypass";
     case EventKind::kTapLoss:
       return "tap_loss";
+    case EventKind::kAuditTamper:
+      return "audit_tamper";
   }
   return "unknown";
 }

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -114,6 +115,7 @@ bool NeedsSync(const Event& event) {
 }
 
 AuditStore::Impl::~Impl() {
+  if (anchor_fd >= 0) ::close(anchor_fd);
   if (db) {
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     db->Close().PermitUncheckedError();
@@ -126,6 +128,10 @@ Status AuditStore::Impl::OpenDb(bool ro) {
   db_options.create_if_missing = !ro;
   db_options.create_missing_column_families = !ro;
   db_options.max_background_jobs = 4;
+  // Every table file is opened once and kept (RocksDB's default, relied on): a read-only open
+  // (`audit verify --state-dir` while the agent runs) keeps reading a file that the agent's
+  // compaction deletes afterwards, through its descriptor.
+  db_options.max_open_files = -1;
   // One writer thread: the insert hints below only apply to non-concurrent memtable writes.
   db_options.allow_concurrent_memtable_write = false;
   rocksdb::ColumnFamilyOptions cf_options;
@@ -215,18 +221,57 @@ StatusOr<std::unique_ptr<AuditStore>> AuditStore::Open(const StoreOptions& optio
   impl->m_commit = m.GetHistogram("dbwarden_audit_commit_duration_seconds",
                                   "Time to commit one audit batch to RocksDB");
   impl->m_head_seq->Set(static_cast<int64_t>(impl->head_seq.load()));
+  impl->m_anchor_seq = m.GetGauge("dbwarden_audit_anchor_seq",
+                                  "Sequence number of the last checkpoint published to "
+                                  "audit.anchor_file");
+  impl->m_anchor_failures =
+      m.GetCounter("dbwarden_audit_anchor_failures_total",
+                   "Checkpoints that could not be appended to audit.anchor_file");
+  impl->m_tamper = m.GetGauge(
+      "dbwarden_audit_tamper_detected",
+      "1 when the audit store failed its start-up check (rolled back behind its published "
+      "anchor, or its chain broken): /readyz is 503");
+  impl->m_memtable_bytes = m.GetGauge(
+      "dbwarden_audit_memtable_bytes",
+      "Bytes in the audit store's RocksDB memtables (all column families), flushed to disk "
+      "at 64 MiB per column family");
+  impl->m_table_reader_bytes = m.GetGauge("dbwarden_audit_table_reader_bytes",
+                                          "Bytes held by the audit store's open table readers");
+  DBW_RETURN_IF_ERROR(impl->OpenAnchorFile());
+  // Before retention: what is checked is the store as found.
+  impl->CheckIntegrityAtOpen();
   impl->last_checkpoint_time = std::chrono::steady_clock::now();
   impl->RunRetention();
   impl->next_retention = std::chrono::steady_clock::now() + options.retention_check_every;
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->Run(); });
-  return std::unique_ptr<AuditStore>(new AuditStore(std::move(impl)));
+  auto store = std::unique_ptr<AuditStore>(new AuditStore(std::move(impl)));
+  if (!raw->integrity_problem.empty()) {
+    Event e;
+    e.kind = EventKind::kAuditTamper;
+    e.source = "agent";
+    e.detail = raw->integrity_problem;
+    store->Submit(std::move(e));
+  }
+  return store;
 }
 
 StatusOr<std::unique_ptr<AuditStore>> AuditStore::OpenReadOnly(const std::string& dir) {
   auto impl = std::make_unique<Impl>();
   impl->options.dir = dir;
-  DBW_RETURN_IF_ERROR(impl->OpenDb(true));
+  // The running agent may replace the MANIFEST or delete a file between the reads an open
+  // makes: such an open fails, and the next one sees the new state.
+  Status opened;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    if (attempt > 0) {
+      impl = std::make_unique<Impl>();
+      impl->options.dir = dir;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
+    }
+    opened = impl->OpenDb(true);
+    if (opened.ok() || !std::filesystem::exists(dir + "/CURRENT")) break;
+  }
+  DBW_RETURN_IF_ERROR(opened);
   DBW_RETURN_IF_ERROR(impl->LoadHead());
   std::string raw_key;
   if (impl->db->Get(rocksdb::ReadOptions(), impl->meta, kMetaPubkey, &raw_key).ok())
@@ -398,8 +443,9 @@ void AuditStore::Impl::Run() {
   }
 }
 
-Status AuditStore::Impl::AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const Hash& hash) {
-  store::Checkpoint cp;
+Status AuditStore::Impl::AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const Hash& hash,
+                                       store::Checkpoint* out) {
+  store::Checkpoint& cp = *out;
   cp.seq = seq;
   cp.hash = hash;
   cp.ts_us = NowMicros();
@@ -417,7 +463,8 @@ void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
   if (!force && std::chrono::steady_clock::now() - last_checkpoint_time < options.checkpoint_every)
     return;
   rocksdb::WriteBatch wb;
-  Status st = AddCheckpoint(&wb, head, head_hash);
+  store::Checkpoint cp;
+  Status st = AddCheckpoint(&wb, head, head_hash, &cp);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = st.ok() ? db->Write(wo, &wb) : rocksdb::Status::Aborted(st.message());
@@ -430,6 +477,7 @@ void AuditStore::Impl::MaybeTimedCheckpoint(bool force) {
   }
   last_checkpoint_seq = head;
   last_checkpoint_time = std::chrono::steady_clock::now();
+  PublishAnchor(cp);
 }
 
 void AuditStore::Impl::FailBatch(Batch::iterator first, Batch::iterator last,
@@ -477,6 +525,22 @@ std::string AuditStore::Impl::WriteBlocked() {
   }
   return low ? "less than " + std::to_string(kReserveBytes >> 20) + " MiB free under " + options.dir
              : "";
+}
+
+void AuditStore::Impl::SampleMemory() {
+  auto now = std::chrono::steady_clock::now();
+  if (now < next_memory_sample) return;
+  next_memory_sample = now + std::chrono::seconds(1);
+  uint64_t v = 0;
+  if (db->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &v))
+    m_memtable_bytes->Set(static_cast<int64_t>(v));
+  if (db->GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimateTableReadersMem, &v))
+    m_table_reader_bytes->Set(static_cast<int64_t>(v));
+}
+
+Status AuditStore::Integrity() const {
+  if (impl_->integrity_problem.empty()) return Status::Ok();
+  return FailedPrecondition(impl_->integrity_problem);
 }
 
 Status AuditStore::Writable() const {
@@ -562,9 +626,12 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
   head_value.append(reinterpret_cast<const char*>(prev.data()), prev.size());
   wb.Put(meta, kMetaHead, head_value).PermitUncheckedError();
   bool checkpoint = st.ok() && head - last_checkpoint_seq >= options.checkpoint_every_events;
-  if (checkpoint) st = AddCheckpoint(&wb, head, prev);
+  store::Checkpoint cp;
+  if (checkpoint) st = AddCheckpoint(&wb, head, prev, &cp);
   rocksdb::WriteOptions wo;
-  wo.sync = sync;
+  // A checkpoint is published once written: it must be durable first, or a host crash could
+  // leave the store behind its own published anchor (a false rollback alarm).
+  wo.sync = sync || (checkpoint && anchor_fd >= 0);
   rocksdb::Status s = st.ok() ? db->Write(wo, &wb) : rocksdb::Status::Aborted(st.message());
   m_commit->ObserveMicros(
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -584,7 +651,9 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
   if (checkpoint) {
     last_checkpoint_seq = head;
     last_checkpoint_time = std::chrono::steady_clock::now();
+    PublishAnchor(cp);
   }
+  SampleMemory();
   auto count = static_cast<uint64_t>(last - first);
   written.fetch_add(count);
   m_written->Add(count);

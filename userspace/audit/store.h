@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "userspace/audit/event.h"
@@ -36,7 +37,29 @@ struct StoreOptions {
   std::chrono::seconds checkpoint_every{60};
   // How often the writer runs the retention pass (also once at Open). Added by the store.
   std::chrono::seconds retention_check_every{300};
+  // Where each signed checkpoint is published as one JSON line (an Anchor), appended and
+  // fdatasync'd; empty: not published. At Open the store is checked against the newest line: a
+  // store that ends before it or contradicts it was rolled back (Integrity()).
+  std::string anchor_file;
 };
+
+// A published checkpoint: one line of an anchor file. An outside copy of these lines is what
+// makes a rollback (events removed from the tail, or the chain recomputed after an edit)
+// detectable: `audit verify --anchors`.
+struct Anchor {
+  uint64_t seq = 0;
+  std::string hash;        // chain hash at seq, 32 raw bytes
+  int64_t ts_us = 0;       // when it was signed
+  std::string public_key;  // raw Ed25519 public key, 32 bytes
+  std::string signature;   // Ed25519 over the checkpoint message, 64 bytes
+  size_t line = 0;         // 1-based line it was read from (0: not read from a file)
+};
+// One anchor line, without the trailing newline:
+// {"type":"dbwarden-audit-anchor","seq":N,"hash":HEX,"ts":RFC3339,"public_key":HEX,"signature":HEX}
+std::string FormatAnchor(const Anchor& anchor);
+// The anchors of an anchor file's text. A last line without '\n' (a write cut short by a
+// crash) is ignored; any other line that does not parse is an error naming origin:line.
+StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::string& origin);
 
 // Filters of GET /v1/events; every one set is answered by an index range scan.
 struct EventFilter {
@@ -73,6 +96,8 @@ struct VerifyReport {
   uint64_t checkpoints_verified = 0;
   std::optional<uint64_t> first_bad_seq;  // first broken or missing sequence number
   std::string problem;                    // what is wrong at first_bad_seq
+  uint64_t anchors_checked = 0;           // anchors compared with the store
+  uint64_t anchors_before_retention = 0;  // anchors of events retention cut (not comparable)
 };
 
 struct StoreStats {
@@ -112,7 +137,16 @@ class AuditStore : public EventSink {
   StatusOr<std::vector<StoredEvent>> ReadAfter(uint64_t after_seq, size_t limit) const;
   // Waits up to `timeout` for the head to pass `after_seq`; true when it did.
   bool WaitForNewer(uint64_t after_seq, std::chrono::milliseconds timeout) const;
-  VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to) const;
+  // Checks the chain (seq continuity, hashes, signed checkpoints, the head) over [from, to],
+  // and, given `anchors` (published checkpoints from an outside copy), that the store reaches
+  // every anchored seq with the anchored hash: a store rolled back or rewritten after an anchor
+  // fails, whatever its own checkpoints say.
+  VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
+                      const std::vector<Anchor>* anchors = nullptr) const;
+  // Whether the store passed the check at Open: against the newest line of its anchor file
+  // (not rolled back) and the chain from there (or from its last checkpoint) to its head.
+  // /readyz is 503 while it is not ok; the agent keeps recording.
+  [[nodiscard]] Status Integrity() const;
   StoreStats Stats() const;
   std::string PublicKeyPem() const;  // Ed25519 public key for auditors
 

@@ -50,7 +50,8 @@ struct AuditStore::Impl {
   // Tells every waiter of [first, last) that the batch failed; events nobody waits for are
   // counted as lost (the next batch's audit_loss event reports them).
   void FailBatch(Batch::iterator first, Batch::iterator last, const std::string& message);
-  Status AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const store::Hash& hash);
+  Status AddCheckpoint(rocksdb::WriteBatch* wb, uint64_t seq, const store::Hash& hash,
+                       store::Checkpoint* out);
   void MaybeTimedCheckpoint(bool force);
   void RunRetention();
   // Removes the postings with seq <= last_seq from the blocks of `values` (retention).
@@ -64,6 +65,23 @@ struct AuditStore::Impl {
   rocksdb::ColumnFamilyHandle* index_cf(store::Index i) const {
     return indexes[static_cast<size_t>(i)];
   }
+  // Anchors (store_anchors.cc): the anchor file, opened at Open; each checkpoint the writer
+  // commits is appended to it; the check at Open against its newest line.
+  Status OpenAnchorFile();
+  void PublishAnchor(const store::Checkpoint& cp);
+  void CheckIntegrityAtOpen();
+  int anchor_fd = -1;
+  std::string integrity_problem;  // set once at Open; "" when the check passed
+  Gauge* m_anchor_seq = nullptr;
+  Counter* m_anchor_failures = nullptr;
+  Gauge* m_tamper = nullptr;
+  // RocksDB's memory that grows with writes (memtables until they are flushed; table readers),
+  // sampled by the writer at most once a second: what the agent's RSS growth under load is.
+  Gauge* m_memtable_bytes = nullptr;
+  Gauge* m_table_reader_bytes = nullptr;
+  std::chrono::steady_clock::time_point next_memory_sample{};
+  void SampleMemory();
+
   // Reads the record stored at seq under `snapshot`; kNotFound when absent.
   Status ReadRecord(const rocksdb::Snapshot* snapshot, uint64_t seq, std::string* raw) const;
 
@@ -144,6 +162,10 @@ struct AuditStore::Impl {
   Gauge* m_write_stopped = nullptr;
   Histogram* m_commit = nullptr;
 };
+
+// AuditStore::Verify's body (store_verify.cc), also run by the check at Open.
+VerifyReport VerifyChain(const AuditStore::Impl& im, std::optional<uint64_t> from,
+                         std::optional<uint64_t> to, const std::vector<Anchor>* anchors);
 
 // Meta keys (default column family).
 inline constexpr char kMetaHead[] = "head";       // seq(8) | hash(32)

@@ -50,8 +50,76 @@ std::string CheckSignature(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
 
 }  // namespace
 
-VerifyReport AuditStore::Verify(std::optional<uint64_t> from, std::optional<uint64_t> to) const {
-  const Impl& im = *impl_;
+VerifyReport AuditStore::Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
+                                const std::vector<Anchor>* anchors) const {
+  return VerifyChain(*impl_, from, to, anchors);
+}
+
+namespace {
+
+// Compares the store, under `ro`'s snapshot, with published anchors: each must verify, and the
+// store must hold its seq with its hash. `claimed`: the tail the store claims; `base`: the last
+// seq cut by retention.
+void CheckAnchors(const AuditStore::Impl& im, const rocksdb::ReadOptions& ro,
+                  const std::vector<Anchor>& anchors, const ChainState& cs, uint64_t claimed,
+                  VerifyReport* r) {
+  const uint64_t base = cs.anchor ? cs.anchor->seq : 0;
+  std::string v;
+  for (const Anchor& a : anchors) {
+    const std::string which =
+        "the anchor" + (a.line ? " on line " + std::to_string(a.line) : std::string()) + " (seq " +
+        std::to_string(a.seq) + ", published " + FormatTimestamp(a.ts_us) + ")";
+    Hash hash{};
+    std::memcpy(hash.data(), a.hash.data(), std::min(a.hash.size(), hash.size()));
+    if (a.hash.size() != hash.size() ||
+        !store::VerifySignature(a.public_key, store::CheckpointMessage(a.seq, hash), a.signature)) {
+      Fail(r, a.seq, which + ": its signature does not verify");
+      return;
+    }
+    if (a.seq < base) {
+      ++r->anchors_before_retention;  // cut by retention: nothing left to compare
+      continue;
+    }
+    if (a.seq == base && base > 0) {
+      if (cs.anchor->hash != hash) {
+        Fail(r, a.seq, which + ": the retention anchor's hash differs: the chain was rewritten");
+        return;
+      }
+    } else if (a.seq > claimed) {
+      Fail(r, a.seq,
+           "the store ends at seq " + std::to_string(claimed) + " but " + which +
+               " vouches for seq " + std::to_string(a.seq) +
+               ": events were removed from the tail (rolled back)");
+      return;
+    } else {
+      store::Record rec;
+      rocksdb::Status got = im.db->Get(ro, im.events, store::SeqKey(a.seq), &v);
+      if (!got.ok()) {
+        Fail(r, a.seq,
+             got.IsNotFound() ? "event missing: " + which + " vouches for it"
+                              : "read failed: " + got.ToString());
+        return;
+      }
+      if (!store::DecodeRecord(a.seq, v, &rec).ok() || rec.hash != hash) {
+        Fail(r, a.seq,
+             "the event differs from " + which +
+                 ": the chain was rewritten after it was "
+                 "published");
+        return;
+      }
+    }
+    if (!KnownKey(im.db.get(), im.meta, a.public_key)) {
+      Fail(r, a.seq, which + " is signed by a key this store never used");
+      return;
+    }
+    ++r->anchors_checked;
+  }
+}
+
+}  // namespace
+
+VerifyReport VerifyChain(const AuditStore::Impl& im, std::optional<uint64_t> from,
+                         std::optional<uint64_t> to, const std::vector<Anchor>* anchors) {
   VerifyReport r;
   rocksdb::ReadOptions ro;
   const rocksdb::Snapshot* snap = im.db->GetSnapshot();
@@ -174,6 +242,7 @@ VerifyReport AuditStore::Verify(std::optional<uint64_t> from, std::optional<uint
          "event missing: the chain ends at " + std::to_string(expected - 1) +
              " but the head or a checkpoint says " + std::to_string(last) + " exists");
   it.reset();
+  if (r.ok && anchors != nullptr) CheckAnchors(im, ro, *anchors, cs, claimed, &r);
   im.db->ReleaseSnapshot(snap);
   return r;
 }
