@@ -224,6 +224,9 @@ class AcceptBackoffTest(unittest.TestCase):
                 held.append(s)
             fx.wait_until(lambda: metric('dbwarden_relay_accept_errors_total') > 0, 10,
                           'a failed accept')
+            # The API's accept loop is out of descriptors too: connections wait in its backlog.
+            for _ in range(5):
+                held.append(socket.create_connection((fx.LOOPBACK, relay.api_port), timeout=5))
             log_before = relay.stderr_text().count('accept failed')
             cpu_before = cpu_seconds(pid)
             time.sleep(3)  # measuring a rate over a window, not waiting for an event
@@ -242,6 +245,7 @@ class AcceptBackoffTest(unittest.TestCase):
                                  capture_output=True, text=True, timeout=30)
             return out.returncode == 0 and out.stdout.strip() == '42'
         fx.wait_until(works, 20, 'a session accepted after descriptors were freed')
+        self.assertGreater(metric('dbwarden_api_accept_errors_total'), 0)
 
 
 def read_fatal(raw):

@@ -2,7 +2,10 @@
 // hand-off and stream long-polls. Routing and bodies are in api.cc.
 #include "userspace/api/server.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <optional>
 #include <thread>
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp needs it with g++ 12
@@ -72,6 +75,7 @@ struct Shared {
   Counter* requests_5xx;
   Gauge* open_connections;
   Counter* evicted;
+  Counter* accept_errors;
   Counter* refused_total;
   Counter* refused_per_source;
 
@@ -86,6 +90,9 @@ struct Shared {
     requests_4xx = m.GetCounter("dbwarden_api_requests_total", help, "code=\"4xx\"");
     requests_5xx = m.GetCounter("dbwarden_api_requests_total", help, "code=\"5xx\"");
     open_connections = m.GetGauge("dbwarden_api_connections", "HTTP API connections open");
+    accept_errors = m.GetCounter(
+        "dbwarden_api_accept_errors_total",
+        "Failed accepts on the HTTP API's listener (out of file descriptors: backed off)");
     evicted = m.GetCounter("dbwarden_api_connections_evicted_total",
                            "Idle HTTP API connections closed to make room for a new one "
                            "(api.max_connections or api.max_connections_per_source reached)");
@@ -359,15 +366,44 @@ struct Server::Impl {
     acceptor->async_accept(net::make_strand(ioc), [this](error_code ec, tcp::socket socket) {
       if (ec == net::error::operation_aborted) return;
       if (!ec) {
+        backoff = kFirstBackoff;
         if (shared->tls) {
           Admit<TlsSession>(std::move(socket));
         } else {
           Admit<PlainSession>(std::move(socket));
         }
+        return Accept();
       }
+      shared->accept_errors->Add();
+      if (ec == net::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+          ec.value() == ENOMEM) {
+        return BackOff(ec);  // retrying at once would spin a core and flood the log
+      }
+      DBW_LOG(kWarning) << "api: accept failed: " << ec.message();
       Accept();
     });
   }
+
+  // Out of descriptors or memory: accept again after 100 ms, doubling to 1 s while it lasts;
+  // one log line a second at most. Only the accept loop's thread touches this state.
+  void BackOff(const error_code& ec) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_backoff_log >= std::chrono::seconds(1)) {
+      DBW_LOG(kWarning) << "api: accept failed: " << ec.message() << " ("
+                        << shared->accept_errors->value() << " failed accepts so far); retrying in "
+                        << backoff.count() << " ms";
+      last_backoff_log = now;
+    }
+    backoff_timer.expires_after(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    backoff_timer.async_wait([this](error_code wait_ec) {
+      if (!wait_ec && acceptor->is_open()) Accept();
+    });
+  }
+  static constexpr std::chrono::milliseconds kFirstBackoff{100};
+  std::chrono::milliseconds backoff = kFirstBackoff;
+  std::chrono::steady_clock::time_point last_backoff_log{};
+  net::steady_timer backoff_timer{ioc};
 };
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
