@@ -598,7 +598,8 @@ TEST_F(AnchorTest, DetectsAnEditWithTheChainRecomputedAndCheckpointsDeleted) {
     std::memcpy(prev.data(), raw.Get(299).data() + 41, 32);
     for (uint64_t s = 300; s <= 500; ++s) {
       store::Record rec;
-      ASSERT_TRUE(store::DecodeRecord(s, raw.Get(s), &rec).ok());
+      const std::string v = raw.Get(s);  // rec's views point into it
+      ASSERT_TRUE(store::DecodeRecord(s, v, &rec).ok());
       std::string body(rec.canonical);
       if (s == 300) body.replace(body.find("\"kind\""), 6, "\"kind\" ");
       store::Sha256 sha;
