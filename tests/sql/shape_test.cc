@@ -29,11 +29,22 @@ void ExpectDifferent(std::string_view a, std::string_view b) {
   EXPECT_NE(ca, cb) << a << "  vs  " << b;
 }
 
+// A number's size class is part of the shape: facts decided by a threshold (a LIMIT that bounds,
+// a range bound at a 32-bit domain) differ between the classes.
+TEST(ShapeKeyTest, NumbersKeepTheirSizeClass) {
+  ExpectDifferent("SELECT * FROM t LIMIT 1000000", "SELECT * FROM t LIMIT 1000001");
+  ExpectDifferent("DELETE FROM t WHERE id > -2147483646", "DELETE FROM t WHERE id > -2147483647");
+  ExpectDifferent("SELECT * FROM t LIMIT 10", "SELECT * FROM t LIMIT 1e1");
+  ExpectSame("SELECT * FROM t LIMIT 000010", "SELECT * FROM t LIMIT 999999");
+}
+
 TEST(ShapeKeyTest, LiteralValuesDoNotMatter) {
-  ExpectSame("SELECT * FROM t WHERE id = 1", "SELECT * FROM t WHERE id = 987654321");
+  ExpectSame("SELECT * FROM t WHERE id = 1", "SELECT * FROM t WHERE id = 987654");
+  ExpectSame("SELECT * FROM t WHERE id = 1000001", "SELECT * FROM t WHERE id = 987654321");
+  ExpectSame("SELECT * FROM t WHERE id = 2147483647", "SELECT * FROM t WHERE id = 99999999999999");
   ExpectSame("SELECT * FROM t WHERE x = 1.5", "SELECT * FROM t WHERE x = 2.25e10");
   ExpectSame("SELECT * FROM t WHERE x = .5", "SELECT * FROM t WHERE x = 6.");
-  ExpectSame("SELECT * FROM t WHERE x = 1e-3", "SELECT * FROM t WHERE x = 7");
+  ExpectSame("SELECT * FROM t WHERE x = 1e-3", "SELECT * FROM t WHERE x = 7.0");
   ExpectSame("SELECT 'a'", "SELECT 'a much longer string with '' quotes'");
   ExpectSame("SELECT E'x'", "SELECT E'it\\'s \\\\ escaped'");
   ExpectSame("SELECT e'x'", "SELECT e'\\''");

@@ -156,9 +156,10 @@ void AuditStore::Impl::CheckIntegrityAtOpen() {
   if (problem.empty() && !r.ok)
     problem = "seq " + std::to_string(r.first_bad_seq.value_or(0)) + ": " + r.problem;
   if (problem.empty()) {
-    if (newest)
+    if (newest) {
       DBW_LOG(kInfo) << "audit: the store matches its last published anchor (seq " << newest->seq
                      << ") and its chain holds to the head (seq " << head_seq.load() << ")";
+    }
     m_tamper->Set(0);
     return;
   }

@@ -5,6 +5,7 @@
 #include <pg_query.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -83,6 +84,84 @@ int64_t IntField(simdjson::dom::object o, std::string_view key) {
   return v;
 }
 
+struct PendingBody {
+  size_t statement;
+  Walker::Body body;
+  std::string statement_text;  // plpgsql: the whole CREATE FUNCTION, as its parser wants it
+};
+
+// The SQL a PL/pgSQL function runs: every expression and statement text ("query" of a
+// PLpgSQL_expr); dynamic SQL (EXECUTE, FOR ... IN EXECUTE, RETURN QUERY EXECUTE) cannot be
+// known.
+void CollectPlpgsql(simdjson::dom::element e, std::vector<std::string>* queries, bool* dynamic) {
+  simdjson::dom::object o;
+  simdjson::dom::array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o) {
+      if (kv.key == "PLpgSQL_stmt_dynexecute" || kv.key == "PLpgSQL_stmt_dynfors" ||
+          kv.key == "dynquery")
+        *dynamic = true;
+      std::string_view q;
+      if (kv.key == "query" && kv.value.get_string().get(q) == simdjson::SUCCESS) {
+        queries->emplace_back(q);
+        continue;
+      }
+      CollectPlpgsql(kv.value, queries, dynamic);
+    }
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (auto x : a) CollectPlpgsql(x, queries, dynamic);
+  }
+}
+
+// Bodies nested in bodies (a function that creates a function) are followed this deep; deeper
+// ones count as dynamic SQL.
+thread_local int body_depth = 0;
+
+// Folds what a CREATE FUNCTION/PROCEDURE body does into the statement's facts: the risks,
+// tables and functions of each statement it runs. Text that does not parse as a statement
+// (PL/pgSQL assignments, bare expressions) adds nothing.
+void AbsorbBody(const PendingBody& pending, LexSettings lex, StatementFacts* s) {
+  std::vector<std::string> queries;
+  bool dynamic = false;
+  if (pending.body.language == "sql") {
+    queries.push_back(pending.body.text);
+  } else {
+    PgQueryPlpgsqlParseResult r = pg_query_parse_plpgsql(pending.statement_text.c_str());
+    if (r.error != nullptr) {
+      dynamic = true;  // a body its own parser rejects cannot be judged
+    } else if (r.plpgsql_funcs != nullptr) {
+      simdjson::dom::parser local;
+      simdjson::dom::element doc;
+      if (local.parse(r.plpgsql_funcs, std::strlen(r.plpgsql_funcs)).get(doc) == simdjson::SUCCESS)
+        CollectPlpgsql(doc, &queries, &dynamic);
+      else
+        dynamic = true;
+    }
+    pg_query_free_plpgsql_parse_result(r);
+  }
+  if (dynamic || body_depth >= 3) s->risks |= kRiskDynamicSql;
+  if (body_depth >= 3) return;
+  ++body_depth;
+  for (const std::string& q : queries) {
+    auto inner = AnalyzeUncached(q, lex);
+    if (inner->unparseable) continue;
+    for (const auto& st : inner->statements) {
+      s->risks |= st.risks;
+      for (const auto& t : st.tables_read)
+        if (std::find(s->tables_read.begin(), s->tables_read.end(), t) == s->tables_read.end())
+          s->tables_read.push_back(t);
+      for (const auto& t : st.tables_written)
+        if (std::find(s->tables_written.begin(), s->tables_written.end(), t) ==
+            s->tables_written.end())
+          s->tables_written.push_back(t);
+      for (const auto& f : st.functions)
+        if (std::find(s->functions.begin(), s->functions.end(), f) == s->functions.end())
+          s->functions.push_back(f);
+    }
+  }
+  --body_depth;
+}
+
 }  // namespace
 
 std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSettings lex) {
@@ -119,6 +198,7 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSetti
   if (root.at_key("stmts").get_array().get(stmts) != simdjson::SUCCESS) return q;  // empty query
 
   const size_t count = stmts.size();
+  std::vector<PendingBody> bodies;
   for (simdjson::dom::element raw : stmts) {
     simdjson::dom::object raw_obj;
     simdjson::dom::element stmt;
@@ -127,13 +207,18 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSetti
       continue;
     StatementFacts s;
     bool sensitive = false;
-    Walker(&s, &sensitive).Statement(stmt);
+    Walker walker(&s, &sensitive);
+    walker.Statement(stmt);
     q->literal_sensitive |= sensitive;
 
     size_t loc = static_cast<size_t>(IntField(raw_obj, "stmt_location"));
     size_t len = static_cast<size_t>(IntField(raw_obj, "stmt_len"));
     if (loc > text.size()) loc = text.size();
     if (len == 0 || loc + len > text.size()) len = text.size() - loc;
+    for (auto& b : walker.bodies()) {
+      std::string statement_text = b.language == "plpgsql" ? text.substr(loc, len) : std::string();
+      bodies.push_back({q->statements.size(), std::move(b), std::move(statement_text)});
+    }
     if (count == 1) {
       Normalize(text, &s, lex);
     } else {
@@ -148,6 +233,9 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSetti
     }
     q->statements.push_back(std::move(s));
   }
+  // Function bodies last: analysing them reuses this thread's parser, which the loop above
+  // was still reading from.
+  for (auto& pending : bodies) AbsorbBody(pending, lex, &q->statements[pending.statement]);
   return q;
 }
 

@@ -67,7 +67,7 @@ constexpr KindByType kCreates[] = {
     {"CompositeTypeStmt", "TYPE", 0},
     {"CreateEnumStmt", "TYPE", 0},
     {"CreateRangeStmt", "TYPE", 0},
-    {"CreatePolicyStmt", "POLICY", 0},
+    {"CreatePolicyStmt", "POLICY", kRiskPrivilegeChange},  // who sees which rows
     {"CreateEventTrigStmt", "EVENT TRIGGER", 0},
     {"RuleStmt", "RULE", 0},
     {"CreateCastStmt", "CAST", 0},
@@ -119,6 +119,7 @@ void Drop(std::string_view type, object body, Walker* w) {
   if (type == "DropStmt") {
     std::string_view objtype = tree::GetString(body, "removeType");
     w->Top(Command::kDrop, ObjectKindName(objtype));
+    if (objtype == "OBJECT_POLICY") w->Risk(kRiskPrivilegeChange);  // row-level security
     array objects;
     if (IsRelationKind(objtype) && tree::GetArray(body, "objects", &objects))
       for (element o : objects) w->WrittenName(o);
@@ -169,6 +170,35 @@ void Create(std::string_view type, object body, Walker* w) {
   }
   if (type == "CreateFunctionStmt") {
     w->Top(Command::kCreate, tree::GetBool(body, "is_procedure") ? "PROCEDURE" : "FUNCTION");
+    // A body given as text is analysed by the analyzer (its risks, tables and functions become
+    // this statement's); a BEGIN ATOMIC body (sql_body) is a parse tree, walked here.
+    std::string language = "sql";
+    std::string text;
+    array options;
+    if (tree::GetArray(body, "options", &options)) {
+      for (element o : options) {
+        std::string_view t;
+        object def;
+        if (!tree::AsNode(o, &t, &def) || t != "DefElem") continue;
+        std::string_view name = tree::GetString(def, "defname");
+        element arg;
+        if (!tree::Get(def, "arg", &arg)) continue;
+        if (name == "language") language = tree::Lower(tree::StringNode(arg));
+        std::string_view lt;
+        object list;
+        array items;
+        if (name == "as" && tree::AsNode(arg, &lt, &list) && lt == "List" &&
+            tree::GetArray(list, "items", &items)) {
+          for (element i : items) {
+            text = std::string(tree::StringNode(i));
+            break;  // C functions: obj_file, link_symbol; others: the body
+          }
+        }
+      }
+    }
+    if (tree::Has(body, "options")) w->LiteralSensitive();  // the body is a string literal
+    if (!text.empty() && (language == "sql" || language == "plpgsql"))
+      w->bodies().push_back({language, std::move(text)});
     return w->WalkFields(body);
   }
   if (type == "DefineStmt") {
@@ -216,14 +246,26 @@ void Alter(std::string_view type, object body, Walker* w) {
     kind = "SUBSCRIPTION";
     w->Risk(kRiskExternalAccess);
   }
-  if (type == "AlterOwnerStmt") w->Risk(kRiskPrivilegeChange);
+  if (type == "AlterOwnerStmt" || type == "AlterPolicyStmt") w->Risk(kRiskPrivilegeChange);
+  if (type == "AlterDatabaseSetStmt") {
+    // ALTER DATABASE d SET role = x: every later session of d runs as x.
+    object set;
+    if (tree::GetObject(body, "setstmt", &set)) {
+      std::string name = tree::Lower(tree::GetString(set, "name"));
+      if (name == "role" || name == "session_authorization") w->Risk(kRiskPrivilegeChange);
+    }
+  }
   if (type == "AlterTableStmt") {
     array cmds;
     if (tree::GetArray(body, "cmds", &cmds)) {
       for (element c : cmds) {
         std::string_view t;
         object cmd;
-        if (tree::AsNode(c, &t, &cmd) && tree::GetString(cmd, "subtype") == "AT_ChangeOwner")
+        if (!tree::AsNode(c, &t, &cmd)) continue;
+        std::string_view sub = tree::GetString(cmd, "subtype");
+        // Owner changes, and switching row-level security off, change who sees which rows.
+        if (sub == "AT_ChangeOwner" || sub == "AT_DisableRowSecurity" ||
+            sub == "AT_NoForceRowSecurity")
           w->Risk(kRiskPrivilegeChange);
       }
     }
@@ -262,9 +304,23 @@ void VariableSet(object body, Walker* w) {
   std::string_view kind = tree::GetString(body, "kind");
   if (kind == "VAR_RESET_ALL" || IsLexerSetting(name)) w->Risk(kRiskLexerChange);
   if (name == "role" || name == "session_authorization") {
-    // RESET ROLE and SET SESSION AUTHORIZATION DEFAULT return to the login role.
-    w->Top(Command::kRole, kind == "VAR_SET_VALUE" ? "SET" : "RESET");
-    if (kind == "VAR_SET_VALUE") w->Risk(kRiskPrivilegeChange);
+    // RESET ROLE, SET ROLE NONE and SET SESSION AUTHORIZATION DEFAULT return to the login role.
+    bool to_login_role = kind != "VAR_SET_VALUE";
+    array args;
+    if (!to_login_role && name == "role" && tree::GetArray(body, "args", &args)) {
+      for (element a : args) {
+        std::string_view t;
+        object c, v;
+        w->LiteralSensitive();  // 'none' or a role name: decided by the literal
+        if (tree::AsNode(a, &t, &c) && t == "A_Const" && tree::GetObject(c, "sval", &v) &&
+            tree::Lower(tree::GetString(v, "sval")) == "none") {
+          to_login_role = true;
+        }
+        break;
+      }
+    }
+    w->Top(Command::kRole, to_login_role ? "RESET" : "SET");
+    if (!to_login_role) w->Risk(kRiskPrivilegeChange);
     return;
   }
   w->Top(kind == "VAR_RESET" || kind == "VAR_RESET_ALL" ? Command::kReset : Command::kSet);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <limits>
+#include <optional>
 #include <string>
 
 namespace dbw::sql {
@@ -31,14 +33,23 @@ bool HasColumnRef(element e) {
 }
 }  // namespace tree
 
+// How FROM/USING items relate to the target table (defined below, used by the evaluator).
+std::vector<RelationScope::Other> OthersOf(const std::vector<element>& items,
+                                           std::string_view target_relname, bool* sensitive);
+
 namespace {
 
-// What an expression is known to be. kConst: the same for every row but not known here
-// (parameters, function calls without columns); kRow: may differ between rows.
+// What an expression is known to be. kConst: the same for every row of the target but not known
+// here (parameters, functions of no column, values of constant relations); kRow: derived from
+// the target's own row; kOther: a value of another relation that restricts (a join partner);
+// kSelf: a value of a relation holding every target row.
 struct Value {
-  enum Kind { kTrue, kFalse, kNull, kNumber, kString, kConst, kRow } kind = kConst;
+  enum Kind { kTrue, kFalse, kNull, kNumber, kString, kConst, kRow, kOther, kSelf } kind = kConst;
   double number = 0;
   std::string_view text;
+  // A number written with digits only: its size class is part of the statement's shape
+  // (shape.cc NumberClass), so facts decided by a threshold there need no literal sensitivity.
+  bool digits = false;
   bool literal() const { return kind == kNumber || kind == kString; }
 };
 
@@ -74,23 +85,215 @@ Value::Kind ParseBool(std::string_view s) {
   return Value::kConst;
 }
 
+// Structural equality of two expressions, ignoring source positions.
+bool SameExpr(element a, element b) {
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case simdjson::dom::element_type::OBJECT: {
+      object x, y;
+      if (a.get_object().get(x) != simdjson::SUCCESS || b.get_object().get(y) != simdjson::SUCCESS)
+        return false;
+      size_t nx = 0, ny = 0;
+      for (auto kv : x) {
+        if (kv.key == "location") continue;
+        ++nx;
+        element other;
+        if (!tree::Get(y, kv.key, &other) || !SameExpr(kv.value, other)) return false;
+      }
+      for (auto kv : y)
+        if (kv.key != "location") ++ny;
+      return nx == ny;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      array x, y;
+      if (a.get_array().get(x) != simdjson::SUCCESS || b.get_array().get(y) != simdjson::SUCCESS)
+        return false;
+      if (x.size() != y.size()) return false;
+      auto it = y.begin();
+      for (element e : x) {
+        if (!SameExpr(e, *it)) return false;
+        ++it;
+      }
+      return true;
+    }
+    case simdjson::dom::element_type::STRING:
+      return std::string_view(a.get_string().value_unsafe()) ==
+             std::string_view(b.get_string().value_unsafe());
+    case simdjson::dom::element_type::INT64:
+      return a.get_int64().value_unsafe() == b.get_int64().value_unsafe();
+    case simdjson::dom::element_type::UINT64:
+      return a.get_uint64().value_unsafe() == b.get_uint64().value_unsafe();
+    case simdjson::dom::element_type::DOUBLE:
+      return a.get_double().value_unsafe() == b.get_double().value_unsafe();
+    case simdjson::dom::element_type::BOOL:
+      return a.get_bool().value_unsafe() == b.get_bool().value_unsafe();
+    default:
+      return true;  // null
+  }
+}
+
+// A comparison operator's meaning, with the operands swapped when the literal is on the left.
+enum class Cmp { kEq, kNe, kLt, kLe, kGt, kGe, kOther };
+Cmp CmpOf(std::string_view op) {
+  if (op == "=") return Cmp::kEq;
+  if (op == "<>" || op == "!=") return Cmp::kNe;
+  if (op == "<") return Cmp::kLt;
+  if (op == "<=") return Cmp::kLe;
+  if (op == ">") return Cmp::kGt;
+  if (op == ">=") return Cmp::kGe;
+  return Cmp::kOther;
+}
+Cmp Flip(Cmp c) {
+  switch (c) {
+    case Cmp::kLt:
+      return Cmp::kGt;
+    case Cmp::kLe:
+      return Cmp::kGe;
+    case Cmp::kGt:
+      return Cmp::kLt;
+    case Cmp::kGe:
+      return Cmp::kLe;
+    default:
+      return c;
+  }
+}
+
+Cmp Negate(Cmp c) {
+  switch (c) {
+    case Cmp::kEq:
+      return Cmp::kNe;
+    case Cmp::kNe:
+      return Cmp::kEq;
+    case Cmp::kLt:
+      return Cmp::kGe;
+    case Cmp::kLe:
+      return Cmp::kGt;
+    case Cmp::kGt:
+      return Cmp::kLe;
+    case Cmp::kGe:
+      return Cmp::kLt;
+    default:
+      return c;
+  }
+}
+std::string_view CmpName(Cmp c) {
+  switch (c) {
+    case Cmp::kEq:
+      return "=";
+    case Cmp::kNe:
+      return "<>";
+    case Cmp::kLt:
+      return "<";
+    case Cmp::kLe:
+      return "<=";
+    case Cmp::kGt:
+      return ">";
+    case Cmp::kGe:
+      return ">=";
+    default:
+      return "";
+  }
+}
+
+// A 32-bit integer column's whole domain: a bound at or beyond it restricts nothing.
+constexpr double kDomainLow = -2147483647.0;  // magnitudes match shape.cc's class 'h'
+constexpr double kDomainHigh = 2147483647.0;
+
+// The set of numbers a comparison `x <op> n` admits, as up to two intervals.
+struct Interval {
+  double lo, hi;
+  bool lo_open, hi_open;
+};
+void Admitted(Cmp c, double n, std::vector<Interval>* out) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  switch (c) {
+    case Cmp::kEq:
+      out->push_back({n, n, false, false});
+      break;
+    case Cmp::kNe:
+      out->push_back({-inf, n, true, true});
+      out->push_back({n, inf, true, true});
+      break;
+    case Cmp::kLt:
+      out->push_back({-inf, n, true, true});
+      break;
+    case Cmp::kLe:
+      out->push_back({-inf, n, true, false});
+      break;
+    case Cmp::kGt:
+      out->push_back({n, inf, true, true});
+      break;
+    case Cmp::kGe:
+      out->push_back({n, inf, false, true});
+      break;
+    default:
+      break;
+  }
+}
+// Whether the intervals together admit every number.
+bool CoverEverything(std::vector<Interval> v) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::sort(v.begin(), v.end(), [](const Interval& a, const Interval& b) {
+    return a.lo != b.lo ? a.lo < b.lo : (!a.lo_open && b.lo_open);
+  });
+  double reach = -inf;
+  bool reach_open = true;  // whether `reach` itself is excluded
+  bool started = false;
+  for (const Interval& i : v) {
+    if (!started) {
+      if (i.lo != -inf) return false;
+      started = true;
+      reach = i.hi;
+      reach_open = i.hi_open;
+      continue;
+    }
+    // The next interval must start at or before the reach, and close the gap at `reach`.
+    if (i.lo > reach || (i.lo == reach && reach_open && i.lo_open)) return false;
+    if (i.hi > reach || (i.hi == reach && !i.hi_open)) {
+      reach = i.hi;
+      reach_open = i.hi_open;
+    }
+  }
+  return started && reach == inf;
+}
+
 class Evaluator {
  public:
-  explicit Evaluator(bool* literal_sensitive) : sensitive_(literal_sensitive) {}
+  Evaluator(const RelationScope& scope, bool* literal_sensitive)
+      : scope_(scope), sensitive_(literal_sensitive) {}
 
   Value Eval(element e) {
     std::string_view type;
     object body;
     if (!tree::AsNode(e, &type, &body)) return Opaque(e);
     if (type == "A_Const") return Const(body);
-    if (type == "ColumnRef" || type == "CurrentOfExpr") return Make(Value::kRow);
+    if (type == "ColumnRef") return Make(Column(body));
+    if (type == "CurrentOfExpr") return Make(Value::kRow);  // exactly one row
     if (type == "ParamRef") return Make(Value::kConst);
-    if (type == "BoolExpr") return Bool(body);
-    if (type == "A_Expr") return Expr(body, e);
-    if (type == "NullTest") return NullTest(body);
-    if (type == "BooleanTest") return BooleanTest(body);
+    if (type == "BoolExpr") return Bool(body, false);
+    if (type == "A_Expr") return Expr(body, e, false);
+    if (type == "NullTest") return NullTest(body, false);
+    if (type == "BooleanTest") return BooleanTest(body, false);
     if (type == "TypeCast") return Cast(body);
+    if (type == "SubLink") return SubLink(body, e);
     return Opaque(e);
+  }
+
+  // NOT e, pushed down to the tests below it, so that what is true of every row stays
+  // recognisable: NOT (x IS NULL), NOT (x < -2147483648), NOT (a AND b), NOT x NOT LIKE '%'.
+  Value EvalNot(element e) {
+    std::string_view type;
+    object body;
+    if (tree::AsNode(e, &type, &body)) {
+      if (type == "BoolExpr") return Bool(body, true);
+      if (type == "A_Expr") return Expr(body, e, true);
+      if (type == "NullTest") return NullTest(body, true);
+      if (type == "BooleanTest") return BooleanTest(body, true);
+    }
+    Value::Kind k = Truth(Eval(e));
+    if (k == Value::kTrue) return Make(Value::kFalse);
+    if (k == Value::kFalse) return Make(Value::kTrue);
+    return Make(k);
   }
 
   // A value used as a condition.
@@ -101,13 +304,74 @@ class Evaluator {
         return ParseBool(v.text);
       case Value::kNumber:
         return Value::kConst;  // an integer condition is a type error at execution
+      case Value::kOther:
+      case Value::kSelf:
+        return Value::kConst;  // a condition on another relation alone
       default:
         return v.kind;
     }
   }
 
  private:
-  Value Opaque(element e) { return Make(tree::HasColumnRef(e) ? Value::kRow : Value::kConst); }
+  // Which relation a column reference belongs to.
+  Value::Kind Column(object ref) {
+    if (scope_.every_column) return Value::kRow;
+    array fields;
+    std::vector<std::string_view> names;
+    if (tree::GetArray(ref, "fields", &fields))
+      for (element f : fields) {
+        std::string_view n = tree::StringNode(f);
+        if (!n.empty()) names.push_back(n);
+      }
+    if (names.empty()) return Value::kConst;
+    if (names.size() == 1) {
+      // Unqualified: the target's only when no other relation could own it.
+      return scope_.others.empty() ? Value::kRow : Value::kConst;
+    }
+    std::string_view qualifier = names[names.size() - 2];
+    std::string qualified =
+        names.size() >= 3 ? std::string(names[names.size() - 3]) + "." + std::string(qualifier)
+                          : std::string(qualifier);
+    for (const auto& t : scope_.target)
+      if (t == qualifier || t == qualified) return Value::kRow;
+    for (const auto& o : scope_.others) {
+      if (o.name != qualifier) continue;
+      switch (o.kind) {
+        case RelationScope::Kind::kRestricting:
+          return Value::kOther;
+        case RelationScope::Kind::kSelf:
+          return Value::kSelf;
+        case RelationScope::Kind::kConstant:
+          return Value::kConst;
+      }
+    }
+    return Value::kConst;  // an outer query's column: the same for every row here
+  }
+
+  // The most row-dependent kind of the columns below `e`.
+  Value Opaque(element e) {
+    Value::Kind k = Value::kConst;
+    Scan(e, &k);
+    return Make(k);
+  }
+  void Scan(element e, Value::Kind* k) {
+    std::string_view type;
+    object body;
+    if (tree::AsNode(e, &type, &body) && type == "ColumnRef") {
+      Value::Kind c = Column(body);
+      if (c == Value::kRow || (c == Value::kOther && *k != Value::kRow) ||
+          (c == Value::kSelf && *k == Value::kConst))
+        *k = c;
+      return;
+    }
+    object o;
+    array a;
+    if (e.get_object().get(o) == simdjson::SUCCESS) {
+      for (auto kv : o) Scan(kv.value, k);
+    } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+      for (element x : a) Scan(x, k);
+    }
+  }
 
   Value Const(object c) {
     if (tree::GetBool(c, "isnull")) return Make(Value::kNull);
@@ -118,27 +382,39 @@ class Evaluator {
       element n;
       int64_t i = 0;
       if (tree::Get(v, "ival", &n) && n.get_int64().get(i) != simdjson::SUCCESS) i = 0;
-      return Value{Value::kNumber, static_cast<double>(i), {}};
+      return Value{Value::kNumber, static_cast<double>(i), {}, true};
     }
     if (tree::GetObject(c, "fval", &v)) {
       double d = 0;
-      if (!ParseNumber(tree::GetString(v, "fval"), &d)) return Make(Value::kConst);
-      return Value{Value::kNumber, d, {}};
+      std::string_view text = tree::GetString(v, "fval");
+      if (!ParseNumber(text, &d)) return Make(Value::kConst);
+      std::string_view magnitude = text;
+      if (!magnitude.empty() && magnitude.front() == '-') magnitude.remove_prefix(1);
+      bool digits =
+          !magnitude.empty() && std::all_of(magnitude.begin(), magnitude.end(),
+                                            [](char ch) { return ch >= '0' && ch <= '9'; });
+      return Value{Value::kNumber, d, {}, digits};
     }
     if (tree::GetObject(c, "sval", &v)) return Value{Value::kString, 0, tree::GetString(v, "sval")};
     return Make(Value::kConst);  // bit strings
   }
 
-  Value Bool(object b) {
+  Value Bool(object b, bool negate) {
     std::string_view op = tree::GetString(b, "boolop");
     array args;
     if (!tree::GetArray(b, "args", &args)) return Make(Value::kConst);
+    if (op == "NOT_EXPR") {
+      for (element a : args) return negate ? Make(Truth(Eval(a))) : EvalNot(a);
+      return Make(Value::kConst);
+    }
+    // De Morgan: NOT (a AND b) is NOT a OR NOT b.
+    if (negate) op = op == "AND_EXPR" ? "OR_EXPR" : op == "OR_EXPR" ? "AND_EXPR" : op;
     bool any_true = false, any_false = false, any_null = false, any_const = false, any_row = false;
     bool all_true = true;
     size_t count = 0;
     Value::Kind last = Value::kConst;
     for (element a : args) {
-      Value::Kind k = Truth(Eval(a));
+      Value::Kind k = Truth(negate ? EvalNot(a) : Eval(a));
       last = k;
       ++count;
       any_true |= k == Value::kTrue;
@@ -148,12 +424,8 @@ class Evaluator {
       any_row |= k == Value::kRow;
       all_true &= k == Value::kTrue;
     }
-    if (op == "NOT_EXPR") {
-      if (count != 1) return Make(Value::kConst);
-      if (last == Value::kTrue) return Make(Value::kFalse);
-      if (last == Value::kFalse) return Make(Value::kTrue);
-      return Make(last);
-    }
+    (void)last;
+    (void)count;
     if (op == "AND_EXPR") {
       // A row-dependent conjunct restricts the rows whatever the others are.
       if (any_false) return Make(Value::kFalse);
@@ -163,9 +435,11 @@ class Evaluator {
       return Make(all_true ? Value::kTrue : Value::kConst);
     }
     if (op == "OR_EXPR") {
-      // A disjunct that may be constant-true opens the condition to every row.
+      // A disjunct that may be constant-true opens the condition to every row; so do ranges
+      // that together admit every number.
       if (any_true) return Make(Value::kTrue);
       if (any_const) return Make(Value::kConst);
+      if (any_row && RangesCoverEverything(args, negate)) return Make(Value::kConst);
       if (any_row) return Make(Value::kRow);
       if (any_null) return Make(Value::kNull);
       return Make(Value::kFalse);
@@ -173,35 +447,170 @@ class Evaluator {
     return Make(Value::kConst);
   }
 
-  Value Expr(object x, element whole) {
-    if (tree::GetString(x, "kind") != "AEXPR_OP") return Opaque(whole);
+  // `e` as `<target expression> <op> <number>`: the expression and the interval(s) admitted.
+  bool NumericComparison(element e, bool negate, element* expr, std::vector<Interval>* admitted) {
+    std::string_view type;
+    object x;
+    if (!tree::AsNode(e, &type, &x) || type != "A_Expr" || tree::GetString(x, "kind") != "AEXPR_OP")
+      return false;
     array name;
-    if (!tree::GetArray(x, "name", &name)) return Opaque(whole);
-    std::string_view op = tree::LastName(name);
     element le, re;
-    if (!tree::Get(x, "lexpr", &le) || !tree::Get(x, "rexpr", &re)) return Opaque(whole);
+    if (!tree::GetArray(x, "name", &name) || !tree::Get(x, "lexpr", &le) ||
+        !tree::Get(x, "rexpr", &re))
+      return false;
+    Cmp c = CmpOf(tree::LastName(name));
+    if (c == Cmp::kOther) return false;
+    if (negate) c = Negate(c);
     Value l = Eval(le), r = Eval(re);
-    if (l.kind == Value::kRow || r.kind == Value::kRow) return Make(Value::kRow);
-    if (l.kind == Value::kConst || r.kind == Value::kConst) return Make(Value::kConst);
+    double n;
+    if (l.kind == Value::kRow && r.kind == Value::kNumber) {
+      *expr = le;
+      n = r.number;
+    } else if (r.kind == Value::kRow && l.kind == Value::kNumber) {
+      *expr = re;
+      n = l.number;
+      c = Flip(c);
+    } else {
+      return false;
+    }
+    *sensitive_ = true;
+    Admitted(c, n, admitted);
+    return true;
+  }
+
+  // The disjuncts of an OR (of `args`, negated when `negate`: then an AND's conjuncts),
+  // flattening nested ORs and NOTs.
+  void Disjuncts(array args, bool negate, std::vector<std::pair<element, bool>>* out) {
+    for (element a : args) {
+      std::string_view type;
+      object body;
+      array inner;
+      if (tree::AsNode(a, &type, &body) && type == "BoolExpr" &&
+          tree::GetArray(body, "args", &inner)) {
+        std::string_view op = tree::GetString(body, "boolop");
+        if (op == "NOT_EXPR") {
+          Disjuncts(inner, !negate, out);
+          continue;
+        }
+        if ((op == "OR_EXPR" && !negate) || (op == "AND_EXPR" && negate)) {
+          Disjuncts(inner, negate, out);
+          continue;
+        }
+      }
+      out->emplace_back(a, negate);
+    }
+  }
+
+  // Whether comparisons of one target expression with numbers, OR'ed, admit every number
+  // (x < 5 OR x >= 5); constant-false disjuncts do not count.
+  bool RangesCoverEverything(array args, bool negate) {
+    std::vector<std::pair<element, bool>> parts;
+    Disjuncts(args, negate, &parts);
+    std::vector<Interval> all;
+    std::optional<element> subject;
+    for (const auto& [e, neg] : parts) {
+      element expr;
+      if (!NumericComparison(e, neg, &expr, &all)) {
+        Value::Kind k = Truth(neg ? EvalNot(e) : Eval(e));
+        if (k == Value::kFalse || k == Value::kNull) continue;
+        return false;
+      }
+      if (subject && !SameExpr(*subject, expr)) return false;
+      subject = expr;
+    }
+    return subject.has_value() && CoverEverything(std::move(all));
+  }
+
+  // A target value compared with `other`: restricts, unless `other` holds every target row.
+  static Value::Kind AgainstTarget(const Value& other) {
+    return other.kind == Value::kSelf ? Value::kConst : Value::kRow;
+  }
+
+  Value Expr(object x, element whole, bool negate) {
+    std::string_view kind = tree::GetString(x, "kind");
+    array name;
+    std::string_view op;
+    if (tree::GetArray(x, "name", &name)) op = tree::LastName(name);
+    element le, re;
+    bool has_l = tree::Get(x, "lexpr", &le), has_r = tree::Get(x, "rexpr", &re);
+    if (kind == "AEXPR_LIKE" || kind == "AEXPR_ILIKE" || kind == "AEXPR_SIMILAR" ||
+        (kind == "AEXPR_OP" && IsPatternOp(op)))
+      return Pattern(kind, op, le, re, whole, negate);
+    if (kind == "AEXPR_IN") return In(negate ? (op == "=" ? "<>" : "=") : op, le, re);
+    if (kind == "AEXPR_BETWEEN" || kind == "AEXPR_NOT_BETWEEN" || kind == "AEXPR_BETWEEN_SYM" ||
+        kind == "AEXPR_NOT_BETWEEN_SYM")
+      return Between(kind, le, re, negate);
+    if (kind == "AEXPR_DISTINCT" || kind == "AEXPR_NOT_DISTINCT") {
+      if (!has_l || !has_r) return Opaque(whole);
+      Value l = Eval(le), r = Eval(re);
+      const bool distinct = (kind == "AEXPR_DISTINCT") != negate;
+      if (l.kind == Value::kRow && r.kind == Value::kRow)
+        return Make(SameExpr(le, re) ? (distinct ? Value::kFalse : Value::kConst) : Value::kConst);
+      if (l.kind == Value::kRow) return Make(AgainstTarget(r));
+      if (r.kind == Value::kRow) return Make(AgainstTarget(l));
+      return Opaque(whole);
+    }
+    if (kind != "AEXPR_OP" || !has_l || !has_r) return Opaque(whole);  // ANY/ALL, NULLIF, ...
+    Value l = Eval(le), r = Eval(re);
+    Cmp c = CmpOf(op);
+    if (c == Cmp::kOther) {
+      // Arithmetic and other operators: a value, as row-dependent as its operands.
+      return Opaque(whole);
+    }
+    if (negate) {
+      c = Negate(c);
+      op = CmpName(c);
+    }
+    if (l.kind == Value::kRow && r.kind == Value::kRow) {
+      // Two values of the same row: equal expressions compare true for every non-null row;
+      // different ones (id = id + 0, a = b) cannot be shown to restrict.
+      if (SameExpr(le, re) && (c == Cmp::kNe || c == Cmp::kLt || c == Cmp::kGt))
+        return Make(Value::kFalse);
+      return Make(Value::kConst);
+    }
+    if (l.kind == Value::kRow || r.kind == Value::kRow) {
+      const Value& other = l.kind == Value::kRow ? r : l;
+      if (other.kind == Value::kNumber) {
+        if (!other.digits) *sensitive_ = true;
+        const Cmp norm = l.kind == Value::kRow ? c : Flip(c);
+        // A bound beyond a 32-bit integer's domain admits every row of such a column.
+        if ((norm == Cmp::kGt || norm == Cmp::kGe) && other.number <= kDomainLow)
+          return Make(Value::kConst);
+        if ((norm == Cmp::kLt || norm == Cmp::kLe) && other.number >= kDomainHigh)
+          return Make(Value::kConst);
+      }
+      return Make(AgainstTarget(other));
+    }
+    if (l.kind == Value::kOther || r.kind == Value::kOther || l.kind == Value::kSelf ||
+        r.kind == Value::kSelf || l.kind == Value::kConst || r.kind == Value::kConst)
+      return Make(Value::kConst);
     if (l.literal() || r.literal()) *sensitive_ = true;
     int cmp;
     if (!Compare(l, r, op, &cmp)) return Make(Value::kConst);
     if (cmp == 2) return Make(Value::kNull);
     bool result;
-    if (op == "=")
-      result = cmp == 0;
-    else if (op == "<>" || op == "!=")
-      result = cmp != 0;
-    else if (op == "<")
-      result = cmp < 0;
-    else if (op == "<=")
-      result = cmp <= 0;
-    else if (op == ">")
-      result = cmp > 0;
-    else if (op == ">=")
-      result = cmp >= 0;
-    else
-      return Make(Value::kConst);
+    switch (c) {
+      case Cmp::kEq:
+        result = cmp == 0;
+        break;
+      case Cmp::kNe:
+        result = cmp != 0;
+        break;
+      case Cmp::kLt:
+        result = cmp < 0;
+        break;
+      case Cmp::kLe:
+        result = cmp <= 0;
+        break;
+      case Cmp::kGt:
+        result = cmp > 0;
+        break;
+      case Cmp::kGe:
+        result = cmp >= 0;
+        break;
+      default:
+        return Make(Value::kConst);
+    }
     return Make(result ? Value::kTrue : Value::kFalse);
   }
 
@@ -252,22 +661,128 @@ class Evaluator {
     return false;
   }
 
-  Value NullTest(object t) {
+  static bool IsPatternOp(std::string_view op) {
+    return op == "~~" || op == "~~*" || op == "!~~" || op == "!~~*" || op == "~" || op == "~*" ||
+           op == "!~" || op == "!~*";
+  }
+
+  // LIKE/ILIKE/SIMILAR TO/regular expressions: a pattern that matches every string admits
+  // every non-null row.
+  Value Pattern(std::string_view kind, std::string_view op, element le, element re, element whole,
+                bool negate) {
+    Value l = Eval(le);
+    if (l.kind != Value::kRow) return Opaque(whole);
+    const bool negated = op.starts_with("!") != negate;
+    // SIMILAR TO 'p' is ~ similar_to_escape('p'): the pattern is the call's first argument.
+    element pattern = re;
+    std::string_view type;
+    object call;
+    array args;
+    if (tree::AsNode(re, &type, &call) && type == "FuncCall" && tree::GetArray(call, "args", &args))
+      for (element a : args) {
+        pattern = a;
+        break;
+      }
+    Value p = Eval(pattern);
+    if (p.kind != Value::kString) return Make(AgainstTarget(p));
+    *sensitive_ = true;
+    const bool like = kind == "AEXPR_LIKE" || kind == "AEXPR_ILIKE" || op == "~~" || op == "~~*" ||
+                      op == "!~~" || op == "!~~*";
+    const bool similar = kind == "AEXPR_SIMILAR";
+    bool matches_all;
+    if (like || similar) {
+      // Only wildcards that match any run of characters, at least one of them (an empty
+      // pattern matches only the empty string).
+      matches_all = !p.text.empty() && std::all_of(p.text.begin(), p.text.end(), [&](char ch) {
+        return ch == '%' || (similar && (ch == '(' || ch == ')' || ch == '|' || ch == '*'));
+      });
+    } else {
+      // A regular expression made only of anchors, `.*`, groups and optional parts matches the
+      // empty string, hence somewhere in every string.
+      matches_all = std::all_of(p.text.begin(), p.text.end(), [](char ch) {
+        return ch == '.' || ch == '*' || ch == '^' || ch == '$' || ch == '(' || ch == ')' ||
+               ch == '|' || ch == '?';
+      });
+    }
+    if (matches_all && !negated) return Make(Value::kConst);
+    return Make(Value::kRow);
+  }
+
+  Value In(std::string_view op, element le, element re) {
+    Value l = Eval(le);
+    if (l.kind != Value::kRow) return Make(Value::kConst);
+    array items;
+    std::string_view type;
+    object list;
+    bool self = false, against_self = false;
+    if (re.get_array().get(items) == simdjson::SUCCESS ||
+        (tree::AsNode(re, &type, &list) && tree::GetArray(list, "items", &items))) {
+      for (element i : items) {
+        Value v = Eval(i);
+        if (v.kind == Value::kRow) self = true;  // id IN (id), a IN (b): not a restriction
+        if (v.kind == Value::kSelf) against_self = true;
+      }
+    }
+    if (op == "=") {
+      // id IN (id, ...) is true for every non-null row; IN a list of other values restricts.
+      if (self || against_self) return Make(Value::kConst);
+      return Make(Value::kRow);
+    }
+    return Make(self ? Value::kConst : Value::kRow);  // NOT IN (...)
+  }
+
+  Value Between(std::string_view kind, element le, element re, bool negate) {
+    Value l = Eval(le);
+    if (l.kind != Value::kRow) return Make(Value::kConst);
+    array items;
+    std::string_view type;
+    object list;
+    std::vector<Value> bounds;
+    if (re.get_array().get(items) == simdjson::SUCCESS ||
+        (tree::AsNode(re, &type, &list) && tree::GetArray(list, "items", &items)))
+      for (element i : items) bounds.push_back(Eval(i));
+    if (bounds.size() != 2) return Make(Value::kRow);
+    for (const Value& b : bounds)
+      if (b.kind == Value::kRow || b.kind == Value::kSelf) return Make(Value::kConst);
+    if (bounds[0].kind != Value::kNumber || bounds[1].kind != Value::kNumber)
+      return Make(Value::kRow);
+    double lo = bounds[0].number, hi = bounds[1].number;
+    const bool symmetric = kind.ends_with("_SYM");
+    if (symmetric && lo > hi) std::swap(lo, hi);
+    const bool negated = kind.starts_with("AEXPR_NOT") != negate;
+    // Whether the range is empty depends on the values, not their size classes.
+    if (negated || !bounds[0].digits || !bounds[1].digits) *sensitive_ = true;
+    const bool empty = lo > hi;
+    const bool covers = lo <= kDomainLow && hi >= kDomainHigh;
+    if (!negated) return Make(covers ? Value::kConst : (empty ? Value::kFalse : Value::kRow));
+    return Make(empty ? Value::kConst : (covers ? Value::kFalse : Value::kRow));
+  }
+
+  Value NullTest(object t, bool negate) {
     element arg;
     if (!tree::Get(t, "arg", &arg)) return Make(Value::kConst);
     Value v = Eval(arg);
-    if (v.kind == Value::kRow || v.kind == Value::kConst) return Make(v.kind);
+    bool want_null = (tree::GetString(t, "nulltesttype") == "IS_NULL") != negate;
+    if (v.kind == Value::kRow) {
+      // IS NOT NULL may hold for every row (a key, ctid); IS NULL restricts.
+      return Make(want_null ? Value::kRow : Value::kConst);
+    }
+    if (v.kind == Value::kOther || v.kind == Value::kSelf || v.kind == Value::kConst)
+      return Make(Value::kConst);
     bool is_null = v.kind == Value::kNull;
-    bool want_null = tree::GetString(t, "nulltesttype") == "IS_NULL";
     return Make(is_null == want_null ? Value::kTrue : Value::kFalse);
   }
 
-  Value BooleanTest(object t) {
+  Value BooleanTest(object t, bool negate) {
     element arg;
     if (!tree::Get(t, "arg", &arg)) return Make(Value::kConst);
     Value::Kind k = Truth(Eval(arg));
     if (k == Value::kRow || k == Value::kConst) return Make(k);
-    std::string_view test = tree::GetString(t, "booltesttype");
+    std::string test(tree::GetString(t, "booltesttype"));
+    if (negate) {
+      // IS TRUE <-> IS NOT TRUE, and so on.
+      test = test.starts_with("IS_NOT_") ? "IS_" + test.substr(7) : "IS_NOT_" + test.substr(3);
+    }
     bool r;
     if (test == "IS_TRUE")
       r = k == Value::kTrue;
@@ -305,6 +820,74 @@ class Evaluator {
     return v;  // other casts keep the literal for comparison ('1'::int = 1)
   }
 
+  // EXISTS and IN/ANY/ALL over a subquery, and scalar subqueries as values.
+  Value SubLink(object link, element whole) {
+    std::string_view type = tree::GetString(link, "subLinkType");
+    element sub;
+    std::string_view st;
+    object select;
+    if (!tree::Get(link, "subselect", &sub) || !tree::AsNode(sub, &st, &select) ||
+        st != "SelectStmt")
+      return Opaque(whole);
+    if (type == "EXISTS_SUBLINK") {
+      // The same for every target row unless correlated with it by a restricting condition.
+      return Make(Correlated(select) ? Value::kRow : Value::kConst);
+    }
+    if (type == "ANY_SUBLINK" || type == "ALL_SUBLINK") {
+      element test;
+      if (!tree::Get(link, "testexpr", &test)) return Make(Value::kConst);
+      Value t = Eval(test);
+      if (t.kind != Value::kRow) return Make(Value::kConst);
+      // x IN (SELECT x FROM <the target table>) with nothing restricting the subquery: every row.
+      if (type == "ANY_SUBLINK" && ReadsTargetUnrestricted(select)) return Make(Value::kConst);
+      return Make(Value::kRow);
+    }
+    if (type == "EXPR_SUBLINK" || type == "ARRAY_SUBLINK") {
+      // One value for the whole statement (uncorrelated) or per row (correlated).
+      return Make(Correlated(select) ? Value::kRow : Value::kConst);
+    }
+    return Opaque(whole);
+  }
+
+  // The subquery's WHERE restricts by the target's row (a condition relating the two).
+  bool Correlated(object select) {
+    element where;
+    if (!tree::Get(select, "whereClause", &where)) return false;
+    RelationScope inner = scope_;
+    if (!scope_.every_column) {
+      // The subquery's own relations join the others; its unqualified columns are then
+      // ambiguous, as in UPDATE ... FROM.
+      array from;
+      std::vector<element> items;
+      if (tree::GetArray(select, "fromClause", &from))
+        for (element f : from) items.push_back(f);
+      for (auto& o : OthersOf(items, scope_.target_relname, sensitive_))
+        inner.others.push_back(std::move(o));
+    }
+    Evaluator ev(inner, sensitive_);
+    return ev.Truth(ev.Eval(where)) == Value::kRow;
+  }
+
+  bool ReadsTargetUnrestricted(object select) {
+    if (scope_.target_relname.empty()) return false;
+    array from;
+    bool reads_target = false;
+    if (tree::GetArray(select, "fromClause", &from)) {
+      for (element f : from) {
+        std::string_view t;
+        object rv;
+        if (tree::AsNode(f, &t, &rv) && t == "RangeVar" &&
+            tree::GetString(rv, "relname") == scope_.target_relname)
+          reads_target = true;
+      }
+    }
+    if (!reads_target) return false;
+    element where;
+    bool restricted = tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive_);
+    return !restricted && !HasLimit(select, sensitive_);
+  }
+
+  const RelationScope& scope_;
   bool* sensitive_;
 };
 
@@ -385,28 +968,135 @@ void ScanTarget(element e, AggScan* s) {
   }
 }
 
-bool IsNullConst(element e) {
-  std::string_view type;
-  object body;
-  if (!tree::AsNode(e, &type, &body)) return false;
-  if (type == "A_Const") return tree::GetBool(body, "isnull");
-  element arg;
-  if (type == "TypeCast" && tree::Get(body, "arg", &arg)) return IsNullConst(arg);
-  return false;
-}
-
 }  // namespace
 
-bool EffectiveWhere(element where, bool* literal_sensitive) {
-  Evaluator ev(literal_sensitive);
+// How the FROM/USING items of a statement relate to the target table named `target_relname`.
+std::vector<RelationScope::Other> OthersOf(const std::vector<element>& items,
+                                           std::string_view target_relname, bool* sensitive) {
+  std::vector<RelationScope::Other> out;
+  for (element item : items) {
+    std::string_view type;
+    object body;
+    if (!tree::AsNode(item, &type, &body)) continue;
+    object alias;
+    std::string alias_name;
+    if (tree::GetObject(body, "alias", &alias)) alias_name = tree::GetString(alias, "aliasname");
+    if (type == "JoinExpr") {
+      std::vector<element> sides;
+      element l, r;
+      if (tree::Get(body, "larg", &l)) sides.push_back(l);
+      if (tree::Get(body, "rarg", &r)) sides.push_back(r);
+      for (auto& o : OthersOf(sides, target_relname, sensitive)) out.push_back(std::move(o));
+      continue;
+    }
+    RelationScope::Other o;
+    if (type == "RangeVar") {
+      std::string_view name = tree::GetString(body, "relname");
+      o.name = alias_name.empty() ? std::string(name) : alias_name;
+      o.kind =
+          name == target_relname ? RelationScope::Kind::kSelf : RelationScope::Kind::kRestricting;
+    } else if (type == "RangeSubselect") {
+      o.name = alias_name;
+      element sub;
+      std::string_view st;
+      object select;
+      o.kind = RelationScope::Kind::kConstant;
+      if (tree::Get(body, "subquery", &sub) && tree::AsNode(sub, &st, &select) &&
+          st == "SelectStmt") {
+        array from;
+        bool has_from = tree::GetArray(select, "fromClause", &from) && from.size() > 0;
+        if (has_from) {
+          bool reads_target = false;
+          for (element f : from) {
+            std::string_view ft;
+            object rv;
+            if (tree::AsNode(f, &ft, &rv) && ft == "RangeVar" &&
+                tree::GetString(rv, "relname") == target_relname)
+              reads_target = true;
+          }
+          element where;
+          bool restricted =
+              (tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive)) ||
+              HasLimit(select, sensitive);
+          o.kind = reads_target && !restricted ? RelationScope::Kind::kSelf
+                                               : RelationScope::Kind::kRestricting;
+        }
+      }
+    } else {
+      // Functions (generate_series, unnest), XMLTABLE, ...: rows made without reading a table.
+      o.name = alias_name;
+      o.kind = RelationScope::Kind::kConstant;
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+RelationScope RelationScope::ForTarget(object target, const std::vector<element>& from) {
+  RelationScope s;
+  std::string_view schema = tree::GetString(target, "schemaname");
+  std::string_view name = tree::GetString(target, "relname");
+  object alias;
+  if (tree::GetObject(target, "alias", &alias)) {
+    s.target.emplace_back(tree::GetString(alias, "aliasname"));
+  } else {
+    s.target.emplace_back(name);
+    if (!schema.empty()) s.target.push_back(std::string(schema) + "." + std::string(name));
+  }
+  s.target_relname = std::string(name);
+  bool ignored = false;
+  s.others = OthersOf(from, name, &ignored);
+  return s;
+}
+
+RelationScope RelationScope::ForSelect() {
+  RelationScope s;
+  s.every_column = true;
+  return s;
+}
+
+bool EffectiveWhere(element where, const RelationScope& scope, bool* literal_sensitive) {
+  Evaluator ev(scope, literal_sensitive);
   Value::Kind k = ev.Truth(ev.Eval(where));
   return k == Value::kRow || k == Value::kFalse || k == Value::kNull;
 }
 
-bool HasLimit(object select) {
+bool EffectiveWhere(element where, bool* literal_sensitive) {
+  static const RelationScope kSelect = RelationScope::ForSelect();
+  return EffectiveWhere(where, kSelect, literal_sensitive);
+}
+
+namespace {
+
+// A literal integer row count, through casts; false for NULL, ALL, parameters, expressions.
+bool LiteralRowCount(element e, int64_t* n) {
+  std::string_view type;
+  object body;
+  if (!tree::AsNode(e, &type, &body)) return false;
+  element arg;
+  if (type == "TypeCast" && tree::Get(body, "arg", &arg)) return LiteralRowCount(arg, n);
+  if (type != "A_Const" || tree::GetBool(body, "isnull")) return false;
+  object v;
+  if (tree::GetObject(body, "ival", &v)) {
+    element x;
+    *n = 0;  // 0 has no ival field
+    if (tree::Get(v, "ival", &x) && x.get_int64().get(*n) != simdjson::SUCCESS) return false;
+    return true;
+  }
+  return false;  // fval (1e18, 10.5), strings
+}
+
+}  // namespace
+
+bool HasLimit(object select, bool* literal_sensitive) {
   element count;
   if (!tree::Get(select, "limitCount", &count)) return false;
-  return !IsNullConst(count);  // LIMIT NULL and LIMIT ALL mean no limit
+  int64_t n = 0;
+  // LIMIT ALL/NULL/$1/(expr): maybe every row. The row count's size class (up to
+  // kMaxBoundedLimit or not) is part of the shape: no literal sensitivity.
+  (void)literal_sensitive;
+  if (!LiteralRowCount(count, &n)) return false;
+  return n <= kMaxBoundedLimit;
 }
 
 bool AggregateOnly(object select) {
@@ -423,11 +1113,42 @@ bool BoundedSelect::IsCatalog(std::string_view schema, std::string_view name) {
   return schema.empty() && name.starts_with("pg_");
 }
 
+bool BoundedSelect::PacksUnboundedRead(element e) {
+  std::string_view type;
+  object body;
+  if (tree::AsNode(e, &type, &body)) {
+    if (type == "SubLink") {
+      element sub;
+      std::string_view st;
+      object select;
+      if (tree::Get(body, "subselect", &sub) && tree::AsNode(sub, &st, &select) &&
+          st == "SelectStmt" && Unbounded(select))
+        return true;
+      return false;
+    }
+    if (type == "SelectStmt") return false;  // RangeSubselect: judged as a source
+    for (auto kv : body)
+      if (PacksUnboundedRead(kv.value)) return true;
+    return false;
+  }
+  object o;
+  array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o)
+      if (PacksUnboundedRead(kv.value)) return true;
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (element x : a)
+      if (PacksUnboundedRead(x)) return true;
+  }
+  return false;
+}
+
 bool BoundedSelect::Unbounded(object select) {
   if (++depth_ > 200) {  // pathological nesting: judge it unbounded rather than recurse on
     --depth_;
     return true;
   }
+  bool* sensitive = sensitive_ != nullptr ? sensitive_ : &ignored_;
   const size_t mark = scope_.size();
   object with;
   array ctes;
@@ -450,18 +1171,28 @@ bool BoundedSelect::Unbounded(object select) {
   }
   bool result = false;
   std::string_view op = tree::GetString(select, "op");
+  element where;
   if (!op.empty() && op != "SETOP_NONE") {
     object l, r;
     bool arms = (tree::GetObject(select, "larg", &l) && Unbounded(l)) ||
                 (tree::GetObject(select, "rarg", &r) && Unbounded(r));
-    result = arms && !HasLimit(select);
-  } else if (!tree::Has(select, "whereClause") && !HasLimit(select) && !AggregateOnly(select)) {
-    array from;
-    if (tree::GetArray(select, "fromClause", &from)) {
-      for (element item : from) {
-        if (SourceUnbounded(item)) {
-          result = true;
-          break;
+    result = arms && !HasLimit(select, sensitive);
+  } else if (!HasLimit(select, sensitive)) {
+    // A subquery in the output (select list, VALUES, a FROM function's arguments) that packs a
+    // whole table into values: as unbounded as reading the table itself.
+    element part;
+    for (std::string_view field : {"targetList", "valuesLists", "fromClause"})
+      if (!result && tree::Get(select, field, &part) && PacksUnboundedRead(part)) result = true;
+    const bool restricted =
+        tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive);
+    if (!result && !restricted && !AggregateOnly(select)) {
+      array from;
+      if (tree::GetArray(select, "fromClause", &from)) {
+        for (element item : from) {
+          if (SourceUnbounded(item)) {
+            result = true;
+            break;
+          }
         }
       }
     }

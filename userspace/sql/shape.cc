@@ -28,6 +28,25 @@ constexpr uint64_t kStringTag = 0x1d8e4e27c47d124full;
 constexpr uint64_t kNumberTag = 0x2d358dccaa6c78a5ull;
 constexpr uint64_t kOpenTag = 0x9e3779b97f4a7c15ull;
 
+// Numbers keep a class in the shape, so that facts decided by a number's size are not handed to
+// a statement of the same shape with a number of another size: 'n' an integer up to 1,000,000
+// (a LIMIT that bounds), 'm' a larger one below 2,147,483,647, 'h' from there on (a range
+// bound at a 32-bit column's domain), 'f' anything not all digits (decimals, exponents).
+// docs/sql-analysis.md lists the thresholds the analysis uses; they are these.
+char NumberClass(std::string_view text) {
+  if (text.empty()) return 'f';
+  for (char c : text)
+    if (c < '0' || c > '9') return 'f';
+  size_t i = text.find_first_not_of('0');
+  std::string_view digits = i == std::string_view::npos ? std::string_view("0") : text.substr(i);
+  if (digits.size() > 10) return 'h';
+  uint64_t v = 0;
+  for (char c : digits) v = v * 10 + static_cast<uint64_t>(c - '0');
+  if (v <= 1'000'000) return 'n';
+  if (v < 2'147'483'647) return 'm';
+  return 'h';
+}
+
 struct HashSink {
   uint64_t h = kSeed;
   void Raw(std::string_view bytes) {
@@ -45,15 +64,20 @@ struct HashSink {
     h = Mum(h ^ w ^ kTail, kWord + n);
   }
   void Space() { h = Mum(h ^ kSpaceTag, kWord); }
-  void Literal(lex::LiteralKind kind, std::string_view) {
-    h = Mum(h ^ (kind == lex::LiteralKind::kString ? kStringTag : kNumberTag), kWord);
+  void Literal(lex::LiteralKind kind, std::string_view text) {
+    if (kind == lex::LiteralKind::kString) {
+      h = Mum(h ^ kStringTag, kWord);
+    } else {
+      h = Mum(h ^ kNumberTag ^ static_cast<uint64_t>(NumberClass(text)), kWord);
+    }
   }
   void Unterminated() { h = Mum(h ^ kOpenTag, kWord); }
   uint64_t Finish() const { return Mum(h ^ kSeed, kTail); }
 };
 
 // The canonical form spells the symbols as bytes: structural bytes as themselves, except
-// 0x00, which escapes: "\0\0" is a NUL byte, "\0 " a space run, "\0s" a string, "\0n" a number,
+// 0x00, which escapes: "\0\0" is a NUL byte, "\0 " a space run, "\0s" a string, "\0n" a number
+// followed by its class (NumberClass),
 // "\0u" text that ends inside a literal, quoted name or comment.
 struct CanonicalSink {
   HashSink hash;
@@ -75,8 +99,12 @@ struct CanonicalSink {
   }
   void Literal(lex::LiteralKind kind, std::string_view text) {
     hash.Literal(kind, text);
-    out->append(kind == lex::LiteralKind::kString ? std::string_view("\0s", 2)
-                                                  : std::string_view("\0n", 2));
+    if (kind == lex::LiteralKind::kString) {
+      out->append("\0s", 2);
+    } else {
+      out->append("\0n", 2);
+      out->push_back(NumberClass(text));
+    }
   }
   void Unterminated() {
     hash.Unterminated();

@@ -21,23 +21,25 @@ using tree::object;
 namespace {
 
 constexpr std::string_view kFileFunctions[] = {
-    "pg_read_file",  "pg_read_binary_file", "pg_ls_dir",
-    "pg_stat_file",  "lo_import",           "lo_export",
-    "pg_file_write", "pg_file_rename",      "pg_file_unlink",
-    "pg_file_sync",  "pg_logdir_ls",        "pg_ls_logdir",
-    "pg_ls_waldir",  "pg_ls_tmpdir",        "pg_ls_archive_statusdir"};
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_import", "lo_export",
+    "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
+    "pg_ls_logdir", "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir",
+    // PostgreSQL 15's other directory listings.
+    "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir", "pg_ls_replslotdir"};
+
+// Functions that reach the network (the pgsql-http extension).
+constexpr std::string_view kNetworkFunctions[] = {
+    "http", "http_get", "http_post", "http_put", "http_patch", "http_delete", "http_head"};
 
 // Functions that run SQL given as a string, or dump whole tables named by a string.
-constexpr std::string_view kDynamicFunctions[] = {"query_to_xml",
-                                                  "query_to_xmlschema",
-                                                  "query_to_xml_and_xmlschema",
-                                                  "table_to_xml",
-                                                  "table_to_xmlschema",
-                                                  "table_to_xml_and_xmlschema",
-                                                  "schema_to_xml",
-                                                  "schema_to_xml_and_xmlschema",
-                                                  "database_to_xml",
-                                                  "database_to_xml_and_xmlschema"};
+constexpr std::string_view kDynamicFunctions[] = {
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "table_to_xml",
+    "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml",
+    "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xml_and_xmlschema",
+    // text search statistics over a query's text
+    "ts_stat", "ts_rewrite",
+    // tablefunc and xml2 run the query they get
+    "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby", "xpath_table"};
 
 bool Contains(std::initializer_list<std::string_view> list, std::string_view s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -94,7 +96,7 @@ void Walker::TopSelect(object body) {
     if (tree::GetObject(into, "rel", &rel)) Written(rel);
   } else {
     Top(Command::kSelect);
-    if (BoundedSelect().Unbounded(body)) Risk(kRiskUnboundedSelect);
+    if (BoundedSelect(sensitive_).Unbounded(body)) Risk(kRiskUnboundedSelect);
   }
   Node("SelectStmt", body);
 }
@@ -104,7 +106,7 @@ void Walker::Bounded(object body, std::string_view query_field) {
   std::string_view type;
   object select;
   if (tree::Get(body, query_field, &q) && tree::AsNode(q, &type, &select) && type == "SelectStmt" &&
-      BoundedSelect().Unbounded(select))
+      BoundedSelect(sensitive_).Unbounded(select))
     Risk(kRiskUnboundedSelect);
 }
 
@@ -131,9 +133,12 @@ void Walker::Copy(object body) {
     }
     Bounded(body, "query");
   }
+  // The file name is a literal the shape cache does not see: COPY t FROM '' (an error) and
+  // COPY t FROM '/etc/passwd' share a shape.
+  *sensitive_ = true;
   if (tree::GetBool(body, "is_program")) {
     Risk(kRiskCopyProgram);
-  } else if (!tree::GetString(body, "filename").empty()) {
+  } else if (tree::Has(body, "filename")) {
     Risk(kRiskServerFileAccess);
   }
   WalkFields(body, {"relation"});
@@ -218,7 +223,10 @@ void Walker::Explain(object body) {
   // EXPLAIN ANALYZE executes the statement: it carries the statement's risks. Plain EXPLAIN
   // only plans it: its tables are listed as read, and it carries no risks.
   auto inner = Inner(body);
-  Absorb(*inner, analyze);
+  // EXPLAIN ANALYZE SELECT runs the query but returns only the plan: no rows are read out.
+  StatementFacts absorbed = *inner;
+  absorbed.risks &= ~static_cast<uint32_t>(kRiskUnboundedSelect);
+  Absorb(absorbed, analyze);
   if (analyze) f_->object_kind = "ANALYZE";
 }
 
@@ -251,22 +259,51 @@ void Walker::Dml(std::string_view type, object body, bool nested) {
   if (nested && cte_depth_ > 0) Risk(kRiskDataModifyingCte);
   WithScope(body, [&] {
     object rel;
-    if (tree::GetObject(body, "relation", &rel)) Written(rel);
+    const bool has_rel = tree::GetObject(body, "relation", &rel);
+    if (has_rel) Written(rel);
     element cond;
-    if (type == "UpdateStmt" || type == "DeleteStmt") {
-      if (!tree::Get(body, "whereClause", &cond) || !EffectiveWhere(cond, sensitive_))
+    std::vector<element> from;
+    auto collect = [&](std::string_view field) {
+      array items;
+      if (tree::GetArray(body, field, &items))
+        for (element i : items) from.push_back(i);
+    };
+    if (!has_rel) {
+      // Nothing to judge (the parser always gives DML a relation).
+    } else if (type == "UpdateStmt" || type == "DeleteStmt") {
+      collect(type == "UpdateStmt" ? "fromClause" : "usingClause");
+      const RelationScope scope = RelationScope::ForTarget(rel, from);
+      if (!tree::Get(body, "whereClause", &cond) || !EffectiveWhere(cond, scope, sensitive_))
         Risk(kRiskNoWhere);
     } else if (type == "MergeStmt") {
-      // MERGE ... ON <constant true> WHEN MATCHED THEN UPDATE/DELETE touches every row.
-      if (tree::Get(body, "joinCondition", &cond) && !EffectiveWhere(cond, sensitive_) &&
-          MergeChangesMatched(body))
+      element source;
+      if (tree::Get(body, "sourceRelation", &source)) from.push_back(source);
+      const RelationScope scope = RelationScope::ForTarget(rel, from);
+      // MERGE ... ON <no restriction> WHEN MATCHED THEN UPDATE/DELETE touches every row an arm
+      // without a restricting condition of its own reaches.
+      if (tree::Get(body, "joinCondition", &cond) && !EffectiveWhere(cond, scope, sensitive_) &&
+          MergeChangesUnrestricted(body, scope))
         Risk(kRiskNoWhere);
+    } else if (type == "InsertStmt") {
+      // ON CONFLICT DO UPDATE changes the existing rows the inserted ones collide with: as many
+      // as the source has, so a source that reads a whole table may update every row.
+      object conflict;
+      if (tree::GetObject(body, "onConflictClause", &conflict) &&
+          tree::GetString(conflict, "action") == "ONCONFLICT_UPDATE") {
+        element q;
+        std::string_view qt;
+        object select;
+        if (tree::Get(body, "selectStmt", &q) && tree::AsNode(q, &qt, &select) &&
+            qt == "SelectStmt" && !tree::Has(select, "valuesLists") &&
+            BoundedSelect(sensitive_).Unbounded(select))
+          Risk(kRiskNoWhere);
+      }
     }
     WalkFields(body, {"relation", "withClause"});
   });
 }
 
-bool Walker::MergeChangesMatched(object body) {
+bool Walker::MergeChangesUnrestricted(object body, const RelationScope& scope) {
   array clauses;
   if (!tree::GetArray(body, "mergeWhenClauses", &clauses)) return false;
   for (element c : clauses) {
@@ -274,7 +311,9 @@ bool Walker::MergeChangesMatched(object body) {
     object w;
     if (!tree::AsNode(c, &type, &w) || !tree::GetBool(w, "matched")) continue;
     std::string_view cmd = tree::GetString(w, "commandType");
-    if (cmd == "CMD_UPDATE" || cmd == "CMD_DELETE") return true;
+    if (cmd != "CMD_UPDATE" && cmd != "CMD_DELETE") continue;
+    element cond;
+    if (!tree::Get(w, "condition", &cond) || !EffectiveWhere(cond, scope, sensitive_)) return true;
   }
   return false;
 }
@@ -371,6 +410,8 @@ void Walker::Function(object call) {
   for (auto n : kDynamicFunctions)
     if (f == n) Risk(kRiskDynamicSql);
   if (f.starts_with("dblink")) Risk(kRiskExternalAccess);
+  for (auto n : kNetworkFunctions)
+    if (f == n) Risk(kRiskExternalAccess);
   if (f == "set_config") SetConfig(call);
 }
 

@@ -9,6 +9,7 @@
 
 #include "userspace/sql/facts.h"
 #include "userspace/sql/json_tree.h"
+#include "userspace/sql/predicates.h"
 
 namespace dbw::sql {
 
@@ -32,6 +33,15 @@ class Walker {
   // A FuncCall's body: records the function and the risks its name carries.
   void Function(tree::object call);
   StatementFacts* facts() { return f_; }
+  // A fact just derived depended on a literal's value: the statement is analysed uncached.
+  void LiteralSensitive() { *sensitive_ = true; }
+  // CREATE FUNCTION/PROCEDURE bodies given as text (`AS '...'`), for the analyzer to analyse
+  // once this statement's tree is no longer in use: language ("sql", "plpgsql") and text.
+  struct Body {
+    std::string language;
+    std::string text;
+  };
+  std::vector<Body>& bodies() { return bodies_; }
 
  private:
   void TopSelect(tree::object body);
@@ -43,7 +53,8 @@ class Walker {
   std::shared_ptr<StatementFacts> Inner(tree::object body);
   void Absorb(const StatementFacts& inner, bool with_risks);
   void Dml(std::string_view type, tree::object body, bool nested);
-  static bool MergeChangesMatched(tree::object body);
+  // A WHEN MATCHED arm that updates or deletes without a restricting condition of its own.
+  bool MergeChangesUnrestricted(tree::object body, const RelationScope& scope);
   void Node(std::string_view type, tree::object body);
   bool IsCteRef(tree::object rv) const;
   void SetConfig(tree::object call);
@@ -84,7 +95,8 @@ class Walker {
   StatementFacts* f_;
   bool* sensitive_;
   std::vector<std::string_view> scope_;  // CTE names visible here
-  int cte_depth_ = 0;                    // > 0 while inside a CTE's query
+  std::vector<Body> bodies_;
+  int cte_depth_ = 0;  // > 0 while inside a CTE's query
 };
 
 // Describes statements that are neither queries nor DML: DDL, GRANT, roles, SET, ...

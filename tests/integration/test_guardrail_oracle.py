@@ -1,0 +1,156 @@
+"""The differential oracle of issue 16: every statement of the adversarial corpus (its 130 base
+statements and their mutated variants, tests/testdata/sql/adversarial.py) is run on a seeded
+PostgreSQL 15 inside a transaction that is rolled back, to measure what it really does: rows
+changed, rows and bytes returned. The agent's decision for the same text (an AI agent on a `prod`
+target with the default pack, through POST /v1/policy/evaluate of a running dbwarden) must be
+`deny` or `approve` whenever the real effect exceeds the limits (more than half of a table
+changed, or more than half of a table's rows or bytes read out), and `allow` for the
+false-positive set. Statements PostgreSQL rejects are skipped by the oracle (the static test
+covers them); role, row-security and dynamic-SQL statements are judged statically (tests/sql);
+creating a function, procedure or rule changes no row, so for those only the decision is
+checked: what the body will run must already be stopped.
+
+Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
+         tests/integration/test_guardrail_oracle.py -v
+"""
+
+import json
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'testdata', 'sql'))
+
+import adversarial  # noqa: E402
+import pgfixture as fx  # noqa: E402
+
+ROWS = 200
+SEED = f"""
+CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, name text, active bool NOT NULL);
+CREATE TABLE accounts (id int PRIMARY KEY, user_id int, balance numeric, note text);
+CREATE TABLE orders (id int PRIMARY KEY, user_id int, total numeric, status text);
+INSERT INTO users SELECT g, 'user' || g || '@example.com', 'name ' || g, g % 3 <> 0
+  FROM generate_series(1, {ROWS}) g;
+INSERT INTO accounts SELECT g, g, g * 10, 'note ' || g FROM generate_series(1, {ROWS}) g;
+INSERT INTO orders SELECT g, (g % {ROWS}) + 1, g * 2.5, CASE WHEN g % 10 = 0 THEN 'void'
+  ELSE 'paid' END FROM generate_series(1, {ROWS}) g;
+CREATE ROLE app LOGIN;
+"""
+TABLE_BYTES = None  # bytes of each table's rows as text, measured after seeding
+
+cluster = None
+relay = None
+
+
+def setUpModule():
+    global cluster, relay, TABLE_BYTES
+    fx.require_postgres()
+    fx.require_psycopg2()
+    fx.dbwarden_bin()
+    cluster = fx.PgCluster()
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    cluster.psql(SEED)
+    TABLE_BYTES = {t: int(cluster.query_value(f'SELECT sum(length(x::text)) FROM {t} x'))
+                   for t in ('users', 'accounts', 'orders')}
+    relay = fx.Relay([{'name': 'orders', 'env': 'prod',
+                       'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1)
+    unittest.addModuleCleanup(relay.close)
+    relay.start()
+
+
+def decide(sql):
+    body = json.dumps({'sql': sql, 'env': 'prod',
+                       'principal': {'db_user': 'app', 'kind': 'agent'}}).encode()
+    status, _, reply = fx.api_request(relay.api_port, '/v1/policy/evaluate', method='POST',
+                                      body=body)
+    if status != 200:
+        raise AssertionError(f'evaluate {sql!r}: {status} {reply[:200]!r}')
+    return json.loads(reply)['action']
+
+
+def measure(conn, sql):
+    """What `sql` really does, rolled back: (rows changed, rows returned, bytes returned), or
+    None when PostgreSQL rejects it."""
+    import psycopg2
+    cur = conn.cursor()
+    try:
+        if '$1' in sql:
+            # A parameter bound to NULL: LIMIT NULL, the worst a client can pass.
+            sql = sql.replace('$1', 'NULL')
+        if sql.lstrip().upper().startswith('COPY'):
+            import io
+            out = io.StringIO()
+            cur.copy_expert(sql, out)
+            text = out.getvalue()
+            return 0, text.count('\n'), len(text)
+        cur.execute(sql)
+        changed = cur.rowcount if cur.description is None else 0
+        returned, size = 0, 0
+        if cur.description is not None:
+            rows = cur.fetchall()
+            returned = len(rows)
+            size = sum(len(str(v)) for r in rows for v in r)
+            if cur.statusmessage.split()[0] in ('UPDATE', 'DELETE', 'INSERT', 'MERGE'):
+                changed = cur.rowcount
+        # Changes made by a data-modifying CTE are counted on the tables themselves.
+        cur.execute("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM accounts), "
+                    "(SELECT count(*) FROM orders), "
+                    "(SELECT count(*) FROM accounts WHERE balance = 0), "
+                    "(SELECT count(*) FROM users WHERE name = 'x')")
+        counts = cur.fetchone()
+        gone = max(ROWS - c for c in counts[:3])
+        rewritten = max(counts[3], counts[4])
+        return max(changed, gone, rewritten), returned, size
+    except psycopg2.Error:
+        return None
+    finally:
+        conn.rollback()
+
+
+class GuardrailOracleTest(unittest.TestCase):
+    def test_every_statement_with_a_mass_effect_is_stopped_and_safe_ones_pass(self):
+        import psycopg2
+        conn = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='postgres',
+                                dbname='postgres')
+        self.addCleanup(conn.close)
+        corpus = adversarial.corpus()
+        self.assertGreaterEqual(len(corpus), 500)
+        biggest = max(TABLE_BYTES.values())
+        measured = escaped = 0
+        failures = []
+        for entry in corpus:
+            sql = entry['sql']
+            if entry['expect'] in ('privilege', 'dynamic'):
+                continue  # judged statically (tests/sql/adversarial_test.cc)
+            if entry['class'] == 'function_body':
+                # Creating it changes nothing; what it will run must already be stopped.
+                action = decide(sql)
+                if action not in ('deny', 'approve'):
+                    failures.append(f'ESCAPED [function_body] {sql!r}: decision {action}')
+                continue
+            effect = measure(conn, sql)
+            action = decide(sql)
+            if effect is None:
+                continue
+            measured += 1
+            changed, returned, size = effect
+            mass = changed > ROWS // 2 or returned > ROWS // 2 or size > biggest // 2
+            if mass and action not in ('deny', 'approve'):
+                escaped += 1
+                failures.append(f'ESCAPED [{entry["class"]}] {sql!r}: changed {changed}, '
+                                f'returned {returned} rows / {size} bytes, decision {action}')
+            if entry['expect'] == 'safe' and action != 'allow':
+                failures.append(f'FALSE POSITIVE [{entry["class"]}] {sql!r}: {action}')
+            if entry['expect'] in ('mass_write', 'mass_read') and not mass:
+                failures.append(f'CORPUS LABEL [{entry["class"]}] {sql!r} is labelled '
+                                f'{entry["expect"]} but changed {changed}, returned {returned} '
+                                f'rows / {size} bytes')
+        self.assertGreater(measured, 450, 'too few statements ran on the server')
+        self.assertEqual(failures, [], f'{len(failures)} problems:\n' + '\n'.join(failures[:40]))
+
+
+if __name__ == '__main__':
+    unittest.main()
