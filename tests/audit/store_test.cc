@@ -417,6 +417,27 @@ struct RawDb {
   std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name;
 };
 
+// Edits event `first` and re-hashes it and every later one through `last`, as an attacker
+// without the signing key would: the hashes link up again.
+void EditAndRecomputeChain(RawDb* raw, uint64_t first, uint64_t last) {
+  store::Hash prev{};
+  std::memcpy(prev.data(), raw->Get(first - 1).data() + 41, 32);
+  for (uint64_t s = first; s <= last; ++s) {
+    const std::string v = raw->Get(s);  // rec's views point into it
+    store::Record rec;
+    ASSERT_TRUE(store::DecodeRecord(s, v, &rec).ok());
+    std::string body(rec.canonical);
+    if (s == first) body.replace(body.find("\"kind\""), 6, "\"kind\" ");
+    store::Sha256 sha;
+    store::Hash h;
+    ASSERT_TRUE(sha.Chain(prev, body, &h).ok());
+    std::string out;
+    store::EncodeRecord(rec.ts_us, prev, h, body, &out);
+    raw->Put(s, out);
+    prev = h;
+  }
+}
+
 VerifyReport VerifyDir(const std::string& dir) {
   auto store = AuditStore::OpenReadOnly(dir);
   EXPECT_TRUE(store.ok()) << store.status().ToString();
@@ -456,24 +477,8 @@ TEST_F(TamperTest, DetectsEditedEvent) {
 
 TEST_F(TamperTest, DetectsEditWithRecomputedChainByCheckpoint) {
   {
-    // Re-hash everything from 300 on, as an attacker without the signing key would.
     RawDb raw(dir_);
-    store::Hash prev{};
-    std::memcpy(prev.data(), raw.Get(299).data() + 41, 32);
-    for (uint64_t s = 300; s <= 500; ++s) {
-      std::string v = raw.Get(s);
-      store::Record rec;
-      ASSERT_TRUE(store::DecodeRecord(s, v, &rec).ok());
-      std::string body(rec.canonical);
-      if (s == 300) body.replace(body.find("\"kind\""), 6, "\"kind\" ");
-      store::Sha256 sha;
-      store::Hash h;
-      ASSERT_TRUE(sha.Chain(prev, body, &h).ok());
-      std::string out;
-      store::EncodeRecord(rec.ts_us, prev, h, body, &out);
-      raw.Put(s, out);
-      prev = h;
-    }
+    EditAndRecomputeChain(&raw, 300, 500);
   }
   // The hashes link up again; the first signed checkpoint at or after 300 does not.
   VerifyReport r = VerifyDir(dir_);
@@ -594,22 +599,7 @@ TEST_F(AnchorTest, DetectsATailRolledBackWithItsHeadRewritten) {
 TEST_F(AnchorTest, DetectsAnEditWithTheChainRecomputedAndCheckpointsDeleted) {
   {
     RawDb raw(dir_);
-    store::Hash prev{};
-    std::memcpy(prev.data(), raw.Get(299).data() + 41, 32);
-    for (uint64_t s = 300; s <= 500; ++s) {
-      store::Record rec;
-      const std::string v = raw.Get(s);  // rec's views point into it
-      ASSERT_TRUE(store::DecodeRecord(s, v, &rec).ok());
-      std::string body(rec.canonical);
-      if (s == 300) body.replace(body.find("\"kind\""), 6, "\"kind\" ");
-      store::Sha256 sha;
-      store::Hash h;
-      ASSERT_TRUE(sha.Chain(prev, body, &h).ok());
-      std::string out;
-      store::EncodeRecord(rec.ts_us, prev, h, body, &out);
-      raw.Put(s, out);
-      prev = h;
-    }
+    EditAndRecomputeChain(&raw, 300, 500);
     RewriteHeadAndCheckpoints(&raw, 500, 300);
   }
   EXPECT_TRUE(VerifyDir(dir_).ok);

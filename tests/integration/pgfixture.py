@@ -441,6 +441,37 @@ def api_request(port, path, token=FIXTURE_API_TOKEN, method='GET', body=None):
         return e.code, e.headers, e.read()
 
 
+# -- the agent seen from outside: /proc and /metrics
+
+
+def rss_kib(pid):
+    """Resident set size of `pid` in KiB (VmRSS)."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    """User + system CPU time `pid` has used, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def fd_count(pid):
+    return len(os.listdir(f'/proc/{pid}/fd'))
+
+
+def metric(api_port, name):
+    """The value of metric `name` (with its {labels} when given, else the first series) from a
+    relay's /metrics; 0 when absent."""
+    text = api_request(api_port, '/metrics')[2].decode()
+    m = re.search(r'^' + re.escape(name) + r'(?:\{[^}]*\})? (\d+)', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
 class Relay:
     """One `dbwarden run` process with its own temp state dir, config and stderr log.
 

@@ -13,9 +13,7 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
 import functools
 import hashlib
 import http.server
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +114,14 @@ class TamperTest(unittest.TestCase):
         return subprocess.run([str(relay.bin), 'audit', 'verify', '--state-dir', relay.state_dir,
                                *extra], capture_output=True, text=True, timeout=60)
 
+    def verify_remote(self, relay):
+        """`audit verify --api` against the running agent, with its anchors when it has any."""
+        anchors = ['--anchors', self.anchors(relay)] if os.path.exists(self.anchors(relay)) else []
+        return subprocess.run([str(relay.bin), 'audit', 'verify', '--api',
+                               f'http://{fx.LOOPBACK}:{relay.api_port}', '--token',
+                               fx.FIXTURE_API_TOKEN, *anchors],
+                              capture_output=True, text=True, timeout=60)
+
     def roll_back_tail(self, relay, n):
         ldb = Ldb(os.path.join(relay.state_dir, 'audit'))
         head, _ = ldb.head()
@@ -149,11 +155,7 @@ class TamperTest(unittest.TestCase):
         events = relay.wait_for(lambda e: text in (e.get('detail') or ''), kind='audit_tamper')
         self.assertIn('start-up check', events[0]['detail'])
         # Remotely, through the API, with the anchors kept off the host (when there are any).
-        anchors = ['--anchors', self.anchors(relay)] if os.path.exists(self.anchors(relay)) else []
-        remote = subprocess.run([str(relay.bin), 'audit', 'verify', '--api',
-                                 f'http://{fx.LOOPBACK}:{relay.api_port}', '--token',
-                                 fx.FIXTURE_API_TOKEN, *anchors],
-                                capture_output=True, text=True, timeout=60)
+        remote = self.verify_remote(relay)
         self.assertEqual(remote.returncode, 1, remote.stdout + remote.stderr)
         self.assertIn(text, remote.stdout)
         # Still relaying and recording: not ready is a signal to people, not an outage.
@@ -166,10 +168,7 @@ class TamperTest(unittest.TestCase):
         self.assertRegex(out.stdout, r'[1-9]\d* published anchors match')
         relay.start()
         self.assertEqual(fx.api_request(relay.api_port, '/readyz', token=None)[0], 200)
-        remote = subprocess.run([str(relay.bin), 'audit', 'verify', '--api',
-                                 f'http://{fx.LOOPBACK}:{relay.api_port}', '--token',
-                                 fx.FIXTURE_API_TOKEN, '--anchors', self.anchors(relay)],
-                                capture_output=True, text=True, timeout=60)
+        remote = self.verify_remote(relay)
         self.assertEqual(remote.returncode, 0, remote.stdout + remote.stderr)
         self.assertIn('published anchors match', remote.stdout)
         metrics = fx.api_request(relay.api_port, '/metrics')[2].decode()

@@ -91,20 +91,6 @@ def startup_packet(**params):
     return struct.pack('!I', len(body) + 4) + body
 
 
-def rss_kib(pid):
-    with open(f'/proc/{pid}/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid):
-    with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
 def error_fields(payload):
     out = {}
     for part in payload.split(b'\0'):
@@ -121,15 +107,13 @@ def fatal_of(raw):
 
 
 def metric(name):
-    text = fx.api_request(relay.api_port, '/metrics')[2].decode()
-    m = re.search(r'^' + re.escape(name) + r'(?:\{[^}]*\})? (\d+)', text, re.M)
-    return int(m.group(1)) if m else 0
+    return fx.metric(relay.api_port, name)
 
 
 class HugeMessageBeforeLoginTest(unittest.TestCase):
     def test_a_1_gib_password_message_is_refused_from_its_header(self):
         pid = relay.proc.pid
-        before = rss_kib(pid)
+        before = fx.rss_kib(pid)
         for _ in range(4):
             with fx.RawPg(*relay.listen('main')) as raw:
                 raw.send(startup_packet(user='pw', database='postgres'))
@@ -143,7 +127,7 @@ class HugeMessageBeforeLoginTest(unittest.TestCase):
                 self.assertEqual(err['S'], 'FATAL')
                 self.assertEqual(err['C'], '08P01')
                 self.assertIn('declares', err['M'])
-        grown = rss_kib(pid) - before
+        grown = fx.rss_kib(pid) - before
         self.assertLess(grown, 32 * 1024, f'relay RSS grew by {grown} KiB')
         relay.wait_for(lambda e: 'declares' in (e.get('error', {}).get('message') or ''),
                        kind='protocol_violation', count=4)
@@ -228,9 +212,9 @@ class AcceptBackoffTest(unittest.TestCase):
             for _ in range(5):
                 held.append(socket.create_connection((fx.LOOPBACK, relay.api_port), timeout=5))
             log_before = relay.stderr_text().count('accept failed')
-            cpu_before = cpu_seconds(pid)
+            cpu_before = fx.cpu_seconds(pid)
             time.sleep(3)  # measuring a rate over a window, not waiting for an event
-            cpu = cpu_seconds(pid) - cpu_before
+            cpu = fx.cpu_seconds(pid) - cpu_before
             logged = relay.stderr_text().count('accept failed') - log_before
             self.assertLess(cpu, 1.0, f'the relay used {cpu:.2f} s of CPU in 3 s: spinning')
             self.assertLessEqual(logged, 5, f'{logged} accept-failure log lines in 3 s')

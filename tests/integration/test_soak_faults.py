@@ -12,7 +12,6 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
 """
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -38,22 +37,8 @@ def setUpModule():
     cluster.psql('CREATE TABLE soak (id bigserial PRIMARY KEY, v text)')
 
 
-def rss_kib(pid):
-    with open(f'/proc/{pid}/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    return 0
-
-
-def fds(pid):
-    return len(os.listdir(f'/proc/{pid}/fd'))
-
-
 def metric(relay, name):
-    text = fx.api_request(relay.api_port, '/metrics')[2].decode()
-    m = re.search(r'^' + re.escape(name) + r'(?:\{[^}]*\})? (\d+)', text, re.M)
-    return int(m.group(1)) if m else 0
+    return fx.metric(relay.api_port, name)
 
 
 class SessionChurnTest(unittest.TestCase):
@@ -96,7 +81,7 @@ class SessionChurnTest(unittest.TestCase):
             raw.startup('postgres', 'postgres')
         fx.wait_until(lambda: metric(relay, 'dbwarden_relay_sessions_active') == 0, 30,
                       'the probe session to end')
-        return {'rss': rss_kib(relay_pid), 'fds': fds(relay_pid),
+        return {'rss': fx.rss_kib(relay_pid), 'fds': fx.fd_count(relay_pid),
                 'memtable_kib': metric(relay, 'dbwarden_audit_memtable_bytes') // 1024}
 
     def test_rounds_of_1000_sessions_leave_no_residue(self):
@@ -104,7 +89,7 @@ class SessionChurnTest(unittest.TestCase):
                            'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1)
         self.addCleanup(relay.close)
         relay.start()
-        baseline_fds = fds(relay.proc.pid)
+        baseline_fds = fx.fd_count(relay.proc.pid)
         rounds = [self.run_round(relay) for _ in range(self.ROUNDS)]
         report = '\n'.join(f'round {i + 1}: {r}' for i, r in enumerate(rounds))
         for r in rounds:
