@@ -66,6 +66,10 @@ class BoundedSelect {
   // pg_catalog.*, information_schema.*, and unqualified pg_* names.
   static bool IsCatalog(std::string_view schema, std::string_view name);
 
+  // A subquery anywhere below `e` (not descending into SELECTs of its own) whose result carries
+  // an unbounded read: `(SELECT json_agg(t) FROM t)`, `ARRAY(SELECT x FROM t)`.
+  bool PacksUnboundedRead(tree::element e);
+
  private:
   struct Cte {
     std::string_view name;
@@ -74,8 +78,6 @@ class BoundedSelect {
   };
   bool SourceUnbounded(tree::element from_item);
   bool RangeVarUnbounded(tree::object rv);
-  // A subquery anywhere below `e` whose result carries an unbounded read.
-  bool PacksUnboundedRead(tree::element e);
 
   bool* sensitive_;
   bool ignored_ = false;

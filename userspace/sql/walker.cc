@@ -284,7 +284,22 @@ void Walker::Dml(std::string_view type, object body, bool nested) {
       if (tree::Get(body, "joinCondition", &cond) && !EffectiveWhere(cond, scope, sensitive_) &&
           MergeChangesUnrestricted(body, scope))
         Risk(kRiskNoWhere);
-    } else if (type == "InsertStmt") {
+    }
+    // RETURNING hands rows back: a subquery packing a whole table into it reads the table out,
+    // and INSERT ... SELECT ... RETURNING returns every row its SELECT reads.
+    element returning;
+    if (tree::Get(body, "returningList", &returning)) {
+      BoundedSelect bounded(sensitive_);
+      if (bounded.PacksUnboundedRead(returning)) Risk(kRiskUnboundedSelect);
+      element q;
+      std::string_view qt;
+      object select;
+      if (type == "InsertStmt" && tree::Get(body, "selectStmt", &q) &&
+          tree::AsNode(q, &qt, &select) && qt == "SelectStmt" &&
+          !tree::Has(select, "valuesLists") && bounded.Unbounded(select))
+        Risk(kRiskUnboundedSelect);
+    }
+    if (type == "InsertStmt") {
       // ON CONFLICT DO UPDATE changes the existing rows the inserted ones collide with: as many
       // as the source has, so a source that reads a whole table may update every row.
       object conflict;

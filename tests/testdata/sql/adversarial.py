@@ -128,6 +128,12 @@ add('limit_tricks', 'mass_read',
     "SELECT * FROM users LIMIT 2147483647",
     "SELECT * FROM users FETCH FIRST 100000000 ROWS ONLY",
     "SELECT * FROM users LIMIT $1")
+add('read_through_returning', 'mass_read',
+    "INSERT INTO users SELECT id + 1000, email, name, active FROM users RETURNING *",
+    "UPDATE users SET name = name WHERE id = 5 RETURNING (SELECT json_agg(u) FROM users u)",
+    "DELETE FROM users WHERE id = 5 RETURNING (SELECT string_agg(u::text, ',') FROM users u)",
+    "WITH d AS (DELETE FROM orders WHERE id = 7 RETURNING (SELECT jsonb_agg(u) FROM users u)) "
+    "SELECT * FROM d")
 add('copy_query', 'mass_read',
     "COPY (SELECT * FROM users WHERE id = id) TO STDOUT",
     "COPY (SELECT (SELECT json_agg(u) FROM users u)) TO STDOUT")
@@ -190,6 +196,7 @@ add('bounded_write', 'safe',
     "WHEN MATCHED THEN UPDATE SET balance = v.b",
     "INSERT INTO accounts VALUES (1000, 1, 0, 'x') ON CONFLICT (id) DO UPDATE SET balance = 0",
     "UPDATE users SET name = 'x' WHERE id = 9 RETURNING *",
+    "INSERT INTO users VALUES (1001, 'a@example.com', 'n', true) RETURNING id",
     "DELETE FROM users WHERE id IS NULL",
     "DELETE FROM users WHERE id = 3 AND email = email")
 add('bounded_read', 'safe',
