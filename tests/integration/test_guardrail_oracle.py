@@ -1,4 +1,4 @@
-"""The differential oracle of issue 16: every statement of the adversarial corpus (its 135 base
+"""The differential oracle of issue 16: every statement of the adversarial corpus (its 144 base
 statements and their mutated variants, tests/testdata/sql/adversarial.py) is run on a seeded
 PostgreSQL 15 inside a transaction that is rolled back, to measure what it really does: rows
 changed, rows and bytes returned. The agent's decision for the same text (an AI agent on a `prod`
@@ -125,11 +125,12 @@ class GuardrailOracleTest(unittest.TestCase):
             sql = entry['sql']
             if entry['expect'] in ('privilege', 'dynamic'):
                 continue  # judged statically (tests/sql/adversarial_test.cc)
-            if entry['class'] == 'function_body':
-                # Creating it changes nothing; what it will run must already be stopped.
+            if entry['class'] in ('function_body', 'parameter_bound'):
+                # Creating it changes nothing, and a parameter's worst value is not NULL: what
+                # it may run must already be stopped.
                 action = decide(sql)
                 if action not in ('deny', 'approve'):
-                    failures.append(f'ESCAPED [function_body] {sql!r}: decision {action}')
+                    failures.append(f'ESCAPED [{entry["class"]}] {sql!r}: decision {action}')
                 continue
             effect = measure(conn, sql)
             action = decide(sql)

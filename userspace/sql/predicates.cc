@@ -50,6 +50,9 @@ struct Value {
   // A number written with digits only: its size class is part of the statement's shape
   // (shape.cc NumberClass), so facts decided by a threshold there need no literal sensitivity.
   bool digits = false;
+  // A constant that is (or is computed from) a parameter: its value is bound later, so a
+  // pattern or a range bound made of it may admit every row.
+  bool param = false;
   bool literal() const { return kind == kNumber || kind == kString; }
 };
 
@@ -269,7 +272,11 @@ class Evaluator {
     if (type == "A_Const") return Const(body);
     if (type == "ColumnRef") return Make(Column(body));
     if (type == "CurrentOfExpr") return Make(Value::kRow);  // exactly one row
-    if (type == "ParamRef") return Make(Value::kConst);
+    if (type == "ParamRef") {
+      Value v = Make(Value::kConst);
+      v.param = true;
+      return v;
+    }
     if (type == "BoolExpr") return Bool(body, false);
     if (type == "A_Expr") return Expr(body, e, false);
     if (type == "NullTest") return NullTest(body, false);
@@ -352,7 +359,24 @@ class Evaluator {
   Value Opaque(element e) {
     Value::Kind k = Value::kConst;
     Scan(e, &k);
-    return Make(k);
+    Value v = Make(k);
+    v.param = k == Value::kConst && HasParam(e);
+    return v;
+  }
+  static bool HasParam(element e) {
+    std::string_view type;
+    object body;
+    if (tree::AsNode(e, &type, &body) && type == "ParamRef") return true;
+    object o;
+    array a;
+    if (e.get_object().get(o) == simdjson::SUCCESS) {
+      for (auto kv : o)
+        if (HasParam(kv.value)) return true;
+    } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+      for (element x : a)
+        if (HasParam(x)) return true;
+    }
+    return false;
   }
   void Scan(element e, Value::Kind* k) {
     std::string_view type;
@@ -570,6 +594,9 @@ class Evaluator {
     }
     if (l.kind == Value::kRow || r.kind == Value::kRow) {
       const Value& other = l.kind == Value::kRow ? r : l;
+      // A range bound bound later (`id > $1`) may be -2147483648: not shown to restrict.
+      // Equality with a parameter restricts whatever it is bound to.
+      if (other.param && c != Cmp::kEq && c != Cmp::kNe) return Make(Value::kConst);
       if (other.kind == Value::kNumber) {
         if (!other.digits) *sensitive_ = true;
         const Cmp norm = l.kind == Value::kRow ? c : Flip(c);
@@ -684,6 +711,7 @@ class Evaluator {
         break;
       }
     Value p = Eval(pattern);
+    if (p.param) return Make(Value::kConst);  // LIKE $1 may be bound to '%'
     if (p.kind != Value::kString) return Make(AgainstTarget(p));
     *sensitive_ = true;
     const bool like = kind == "AEXPR_LIKE" || kind == "AEXPR_ILIKE" || op == "~~" || op == "~~*" ||
@@ -743,7 +771,7 @@ class Evaluator {
       for (element i : items) bounds.push_back(Eval(i));
     if (bounds.size() != 2) return Make(Value::kRow);
     for (const Value& b : bounds)
-      if (b.kind == Value::kRow || b.kind == Value::kSelf) return Make(Value::kConst);
+      if (b.kind == Value::kRow || b.kind == Value::kSelf || b.param) return Make(Value::kConst);
     if (bounds[0].kind != Value::kNumber || bounds[1].kind != Value::kNumber)
       return Make(Value::kRow);
     double lo = bounds[0].number, hi = bounds[1].number;

@@ -12,7 +12,8 @@ writes one JSON line per statement: {"class", "expect", "sql", "base"}. `expect`
   privilege   - changes who the session is or which rows it may see: `privilege_change`
   dynamic     - runs SQL that cannot be known before it runs: `dynamic_sql`
 The `function_body` class is judged by what a function, procedure or rule will run when it is
-called: the oracle checks its decision only (creating it changes no row).
+called, and `parameter_bound` by what the worst value bound to its parameter does: for both the
+oracle checks the decision only.
   safe        - bounded and ordinary: none of the three
 tests/sql/adversarial_test.cc checks every line against the analyser (and the cache), and
 tests/integration/test_guardrail_oracle.py runs them on a seeded PostgreSQL inside rolled-back
@@ -72,6 +73,13 @@ add('domain_range', 'mass_write',
     "DELETE FROM users WHERE id = 7 OR id <> 7",
     "DELETE FROM users WHERE id NOT BETWEEN 10 AND 1",
     "DELETE FROM users WHERE -2147483648 < id")
+add('parameter_bound', 'mass_write',
+    "DELETE FROM users WHERE email LIKE $1",
+    "DELETE FROM users WHERE id > $1",
+    "DELETE FROM users WHERE id BETWEEN $1 AND $2",
+    "UPDATE accounts SET balance = 0 WHERE note ~ $1",
+    "DELETE FROM users WHERE id >= $1::int - 1",
+    "PREPARE p(int) AS DELETE FROM users WHERE id > $1")
 add('joined_constant', 'mass_write',
     "DELETE FROM users USING (SELECT 1 AS k) s WHERE s.k = 1",
     "UPDATE accounts SET balance = 0 FROM (VALUES (1)) v(k) WHERE v.k = 1",
@@ -198,6 +206,9 @@ add('bounded_write', 'safe',
     "UPDATE users SET name = 'x' WHERE id = 9 RETURNING *",
     "INSERT INTO users VALUES (1001, 'a@example.com', 'n', true) RETURNING id",
     "DELETE FROM users WHERE id IS NULL",
+    "DELETE FROM users WHERE id = $1",
+    "UPDATE accounts SET balance = $2 WHERE id = $1",
+    "SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT 50",
     "DELETE FROM users WHERE id = 3 AND email = email")
 add('bounded_read', 'safe',
     "SELECT * FROM users WHERE id = 5",
