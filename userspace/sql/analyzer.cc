@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 
@@ -117,6 +118,13 @@ void CollectPlpgsql(simdjson::dom::element e, std::vector<std::string>* queries,
 // ones count as dynamic SQL.
 thread_local int body_depth = 0;
 
+// libpg_query 15-4.0.0 leaks a 1-byte buffer each time pg_query_parse_plpgsql meets a body that
+// does not compile (it returns before freeing it; tests/lsan.supp). A client could repeat such
+// bodies forever, so after this many failures in the process, PL/pgSQL bodies are no longer
+// parsed and count as dynamic SQL, as a failing body does anyway: the leak stays under a few MiB.
+constexpr uint64_t kMaxPlpgsqlFailures = 65536;
+std::atomic<uint64_t> plpgsql_failures{0};
+
 // Folds what a CREATE FUNCTION/PROCEDURE body does into the statement's facts: the risks,
 // tables and functions of each statement it runs. Text that does not parse as a statement
 // (PL/pgSQL assignments, bare expressions) adds nothing.
@@ -125,10 +133,13 @@ void AbsorbBody(const PendingBody& pending, LexSettings lex, StatementFacts* s) 
   bool dynamic = false;
   if (pending.body.language == "sql") {
     queries.push_back(pending.body.text);
+  } else if (plpgsql_failures.load(std::memory_order_relaxed) >= kMaxPlpgsqlFailures) {
+    dynamic = true;
   } else {
     PgQueryPlpgsqlParseResult r = pg_query_parse_plpgsql(pending.statement_text.c_str());
     if (r.error != nullptr) {
       dynamic = true;  // a body its own parser rejects cannot be judged
+      plpgsql_failures.fetch_add(1, std::memory_order_relaxed);
     } else if (r.plpgsql_funcs != nullptr) {
       simdjson::dom::parser local;
       simdjson::dom::element doc;
@@ -208,7 +219,10 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSetti
     StatementFacts s;
     bool sensitive = false;
     Walker walker(&s, &sensitive);
-    walker.Statement(stmt);
+    {
+      tree::ScopedSource source(text);
+      walker.Statement(stmt);
+    }
     q->literal_sensitive |= sensitive;
 
     size_t loc = static_cast<size_t>(IntField(raw_obj, "stmt_location"));

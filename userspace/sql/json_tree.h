@@ -102,4 +102,19 @@ inline TableRef TableFromRangeVar(object rv) {
 // True when `e` holds a column reference anywhere below it (including subqueries).
 bool HasColumnRef(element e);
 
+// The statement text being walked (set by the analyzer, see ScopedSource), for values the JSON
+// parse tree does not carry: libpg_query 15-4.0.0 writes a negative integer constant as an empty
+// "ival" object, so `-5` must be read back from the text at the constant's location.
+std::string_view& SourceText();
+class ScopedSource {
+ public:
+  explicit ScopedSource(std::string_view text) : saved_(SourceText()) { SourceText() = text; }
+  ~ScopedSource() { SourceText() = saved_; }
+  ScopedSource(const ScopedSource&) = delete;
+  ScopedSource& operator=(const ScopedSource&) = delete;
+
+ private:
+  std::string_view saved_;
+};
+
 }  // namespace dbw::sql::tree

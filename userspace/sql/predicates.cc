@@ -15,6 +15,11 @@ using tree::element;
 using tree::object;
 
 namespace tree {
+std::string_view& SourceText() {
+  thread_local std::string_view text;
+  return text;
+}
+
 bool HasColumnRef(element e) {
   object o;
   if (e.get_object().get(o) == simdjson::SUCCESS) {
@@ -405,7 +410,13 @@ class Evaluator {
     if (tree::GetObject(c, "ival", &v)) {
       element n;
       int64_t i = 0;
-      if (tree::Get(v, "ival", &n) && n.get_int64().get(i) != simdjson::SUCCESS) i = 0;
+      if (tree::Get(v, "ival", &n)) {
+        if (n.get_int64().get(i) != simdjson::SUCCESS) return Make(Value::kConst);
+      } else if (!NegativeFromSource(tree::GetInt(c, "location"), &i)) {
+        // An empty ival is 0 or a negative number the JSON dropped: unknown unless the text
+        // says which.
+        return Make(Value::kConst);
+      }
       return Value{Value::kNumber, static_cast<double>(i), {}, true};
     }
     if (tree::GetObject(c, "fval", &v)) {
@@ -421,6 +432,54 @@ class Evaluator {
     }
     if (tree::GetObject(c, "sval", &v)) return Value{Value::kString, 0, tree::GetString(v, "sval")};
     return Make(Value::kConst);  // bit strings
+  }
+
+  // The integer constant at `location` of the statement text: 0, or `-` then digits (comments
+  // and spaces may stand between them, since the grammar folds the sign into the constant).
+  static bool NegativeFromSource(int64_t location, int64_t* out) {
+    std::string_view text = tree::SourceText();
+    if (location < 0 || static_cast<size_t>(location) >= text.size()) return false;
+    size_t i = static_cast<size_t>(location);
+    if (text[i] == '0') {
+      *out = 0;
+      return i + 1 >= text.size() || text[i + 1] < '0' || text[i + 1] > '9';
+    }
+    if (text[i] != '-') return false;
+    ++i;
+    while (i < text.size()) {
+      if (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r' ||
+          text[i] == '\f') {
+        ++i;
+      } else if (text.compare(i, 2, "--") == 0) {
+        while (i < text.size() && text[i] != '\n') ++i;
+      } else if (text.compare(i, 2, "/*") == 0) {
+        // Nested block comments, as PostgreSQL's lexer reads them.
+        int depth = 0;
+        while (i < text.size()) {
+          if (text.compare(i, 2, "/*") == 0) {
+            ++depth;
+            i += 2;
+          } else if (text.compare(i, 2, "*/") == 0) {
+            i += 2;
+            if (--depth == 0) break;
+          } else {
+            ++i;
+          }
+        }
+      } else {
+        break;
+      }
+    }
+    int64_t v = 0;
+    size_t digits = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9' && digits < 18) {
+      v = v * 10 + (text[i] - '0');
+      ++i;
+      ++digits;
+    }
+    if (digits == 0 || (i < text.size() && text[i] >= '0' && text[i] <= '9')) return false;
+    *out = -v;
+    return true;
   }
 
   Value Bool(object b, bool negate) {
@@ -557,6 +616,8 @@ class Evaluator {
     if (tree::GetArray(x, "name", &name)) op = tree::LastName(name);
     element le, re;
     bool has_l = tree::Get(x, "lexpr", &le), has_r = tree::Get(x, "rexpr", &re);
+    // Prefix operators (`~~ '%'` is one too) have no left operand: a value, not a test.
+    if (!has_l || !has_r) return Opaque(whole);
     if (kind == "AEXPR_LIKE" || kind == "AEXPR_ILIKE" || kind == "AEXPR_SIMILAR" ||
         (kind == "AEXPR_OP" && IsPatternOp(op)))
       return Pattern(kind, op, le, re, whole, negate);
@@ -565,7 +626,6 @@ class Evaluator {
         kind == "AEXPR_NOT_BETWEEN_SYM")
       return Between(kind, le, re, negate);
     if (kind == "AEXPR_DISTINCT" || kind == "AEXPR_NOT_DISTINCT") {
-      if (!has_l || !has_r) return Opaque(whole);
       Value l = Eval(le), r = Eval(re);
       const bool distinct = (kind == "AEXPR_DISTINCT") != negate;
       if (l.kind == Value::kRow && r.kind == Value::kRow)
@@ -574,7 +634,7 @@ class Evaluator {
       if (r.kind == Value::kRow) return Make(AgainstTarget(l));
       return Opaque(whole);
     }
-    if (kind != "AEXPR_OP" || !has_l || !has_r) return Opaque(whole);  // ANY/ALL, NULLIF, ...
+    if (kind != "AEXPR_OP") return Opaque(whole);  // ANY/ALL, NULLIF, ...
     Value l = Eval(le), r = Eval(re);
     Cmp c = CmpOf(op);
     if (c == Cmp::kOther) {

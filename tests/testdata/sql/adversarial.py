@@ -72,7 +72,14 @@ add('domain_range', 'mass_write',
     "DELETE FROM users WHERE id <= 5 OR id > 5",
     "DELETE FROM users WHERE id = 7 OR id <> 7",
     "DELETE FROM users WHERE id NOT BETWEEN 10 AND 1",
-    "DELETE FROM users WHERE -2147483648 < id")
+    "DELETE FROM users WHERE -2147483648 < id",
+    "DELETE FROM users WHERE id > -2147483647",
+    "DELETE FROM users WHERE id >= - /* sign */ 2147483647")
+# Negative integer constants (libpg_query's JSON drops their value; read from the text).
+add('negative_constant', 'mass_write',
+    "DELETE FROM users WHERE -1 < 0",
+    "UPDATE accounts SET balance = 0 WHERE -5 <> -6",
+    "DELETE FROM orders WHERE NOT (-1 > 0)")
 add('parameter_bound', 'mass_write',
     "DELETE FROM users WHERE email LIKE $1",
     "DELETE FROM users WHERE id > $1",
@@ -182,7 +189,10 @@ add('function_body', 'privilege',
 add('function_body', 'dynamic',
     "CREATE FUNCTION f(t text) RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE t; END$$",
     "CREATE FUNCTION f(t text) RETURNS SETOF users LANGUAGE plpgsql AS $$BEGIN RETURN QUERY "
-    "EXECUTE t; END$$")
+    "EXECUTE t; END$$",
+    # A body PL/pgSQL's parser rejects cannot be judged (PostgreSQL would reject it too, with
+    # check_function_bodies on; with it off, it is stored as written).
+    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$GEBIN DELETE FROM users; END$$")
 
 add('sql_text_runner', 'dynamic',
     "SELECT * FROM ts_stat('SELECT to_tsvector(email) FROM users')",
@@ -209,7 +219,9 @@ add('bounded_write', 'safe',
     "DELETE FROM users WHERE id = $1",
     "UPDATE accounts SET balance = $2 WHERE id = $1",
     "SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT 50",
-    "DELETE FROM users WHERE id = 3 AND email = email")
+    "DELETE FROM users WHERE id = 3 AND email = email",
+    "DELETE FROM users WHERE -1 = 0",
+    "DELETE FROM users WHERE id = -7")
 add('bounded_read', 'safe',
     "SELECT * FROM users WHERE id = 5",
     "SELECT * FROM users LIMIT 10",

@@ -1,0 +1,1 @@
+CREATE FUNCTION f(t text) RETURNS void LANGUAGE plpgsql AS $$GEBIN EXECUTE t; END$$
