@@ -183,8 +183,13 @@ TEST_F(GateTest, StartupSettingsAreJudgedAsTheirSet) {
   ASSERT_EQ(Commands(*odd), std::vector<Command>{Command::kSet});
   auto scs = gate_.Facts(SetStatementFor({"standard_conforming_strings", "off", false}));
   EXPECT_TRUE(scs->AllRisks() & sql::kRiskLexerChange);
-  EXPECT_EQ(Decide(*gate_.Facts(SetStatementFor({"search_path", "public", true})), Agent()).action,
-            Action::kAllow);
+  // A search_path startup option is the search_path_change fact (no rule of the default pack
+  // stops it: drivers set it at connect).
+  auto path = gate_.Facts(SetStatementFor({"search_path", "public", true}));
+  EXPECT_TRUE(path->AllRisks() & sql::kRiskSearchPathChange);
+  EXPECT_EQ(Decide(*path, Agent()).action, Action::kAllow);
+  auto path_upper = gate_.Facts(SetStatementFor({"SEARCH_PATH", "evil", false}));
+  EXPECT_TRUE(path_upper->AllRisks() & sql::kRiskSearchPathChange);
 }
 
 // ---- Reading text as the server will ----

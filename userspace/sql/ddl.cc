@@ -253,6 +253,8 @@ void Alter(std::string_view type, object body, Walker* w) {
     if (tree::GetObject(body, "setstmt", &set)) {
       std::string name = tree::Lower(tree::GetString(set, "name"));
       if (name == "role" || name == "session_authorization") w->Risk(kRiskPrivilegeChange);
+      if (name == "search_path" || tree::GetString(set, "kind") == "VAR_RESET_ALL")
+        w->Risk(kRiskSearchPathChange);
     }
   }
   if (type == "AlterTableStmt") {
@@ -281,6 +283,11 @@ bool Role(std::string_view type, object body, Walker* w) {
     w->Top(Command::kRole, "CREATE");
   } else if (type == "AlterRoleStmt" || type == "AlterRoleSetStmt") {
     w->Top(Command::kRole, "ALTER");
+    object set;
+    if (type == "AlterRoleSetStmt" && tree::GetObject(body, "setstmt", &set) &&
+        (tree::Lower(tree::GetString(set, "name")) == "search_path" ||
+         tree::GetString(set, "kind") == "VAR_RESET_ALL"))
+      w->Risk(kRiskSearchPathChange);
   } else if (type == "DropRoleStmt") {
     w->Top(Command::kRole, "DROP");
   } else if (type == "GrantRoleStmt") {
@@ -303,6 +310,8 @@ void VariableSet(object body, Walker* w) {
   std::string name = tree::Lower(tree::GetString(body, "name"));
   std::string_view kind = tree::GetString(body, "kind");
   if (kind == "VAR_RESET_ALL" || IsLexerSetting(name)) w->Risk(kRiskLexerChange);
+  // SET SCHEMA 'x' is SET search_path by another name; RESET ALL resets it too.
+  if (kind == "VAR_RESET_ALL" || name == "search_path") w->Risk(kRiskSearchPathChange);
   if (name == "role" || name == "session_authorization") {
     // RESET ROLE, SET ROLE NONE and SET SESSION AUTHORIZATION DEFAULT return to the login role.
     bool to_login_role = kind != "VAR_SET_VALUE";
@@ -345,7 +354,7 @@ void DescribeUtility(std::string_view type, object body, Walker* w) {
     std::string_view target = tree::GetString(body, "target");  // DISCARD_ALL, DISCARD_PLANS, ...
     if (target.starts_with("DISCARD_")) target.remove_prefix(8);
     w->Top(Command::kDiscard, std::string(target));
-    if (target == "ALL") w->Risk(kRiskLexerChange);  // DISCARD ALL runs RESET ALL
+    if (target == "ALL") w->Risk(kRiskLexerChange | kRiskSearchPathChange);  // runs RESET ALL
     return;
   }
   if (type == "ConstraintsSetStmt") return w->Top(Command::kSet);

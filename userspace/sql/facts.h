@@ -86,6 +86,10 @@ enum Risk : uint32_t {
   // May change a setting that decides how the server reads text (standard_conforming_strings,
   // client_encoding, backslash_quote): SET/RESET of them, RESET ALL, DISCARD ALL, set_config.
   kRiskLexerChange = 1u << 13,
+  // Changes the schema search path, by any route (SET/RESET search_path, SET SCHEMA, RESET ALL,
+  // DISCARD ALL, set_config, ALTER ROLE|DATABASE ... SET search_path, a startup option): names
+  // then resolve to other objects (a function or table shadowing a trusted one).
+  kRiskSearchPathChange = 1u << 14,
 };
 std::string_view RiskName(Risk risk);  // "no_where", "unbounded_select", ...
 bool ParseRiskName(std::string_view name, Risk* out);

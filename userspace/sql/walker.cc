@@ -441,12 +441,14 @@ void Walker::SetConfig(object call) {
       *sensitive_ = true;
       std::string name = tree::Lower(tree::GetString(s, "sval"));
       if (name == "role" || name == "session_authorization") Risk(kRiskPrivilegeChange);
+      if (name == "search_path") Risk(kRiskSearchPathChange);
       if (name == "standard_conforming_strings" || name == "client_encoding" ||
           name == "backslash_quote")
         Risk(kRiskLexerChange);
     } else {
-      // A setting chosen at run time may be the role, or one that changes how text is read.
-      Risk(kRiskPrivilegeChange | kRiskLexerChange);
+      // A setting chosen at run time may be the role, the search path, or one that changes how
+      // text is read.
+      Risk(kRiskPrivilegeChange | kRiskLexerChange | kRiskSearchPathChange);
     }
     return;
   }
