@@ -70,11 +70,20 @@ def wait_until(predicate, timeout, what='condition', interval=0.05):
         time.sleep(interval)
 
 
+_issued_ports = set()
+
+
 def free_port():
-    """A loopback TCP port that was free a moment ago (bind port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that was free a moment ago (bind port 0, read it, release it), and
+    not handed out before by this process: the kernel may return a just-released port again, and
+    two ports taken one after the other for one relay (its listener and its API) must differ."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
 
 
 def port_accepts(host, port, timeout=0.5):
