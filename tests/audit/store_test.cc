@@ -621,6 +621,96 @@ TEST_F(AnchorTest, AForgedAnchorLineFailsItsSignature) {
   EXPECT_NE(r.problem.find("signature does not verify"), std::string::npos) << r.problem;
 }
 
+// Deleting the oldest events and moving a signed checkpoint into the retention anchor makes the
+// store look as if retention had cut them. Anchors below that point are only accepted when a
+// published retention line covers it.
+TEST(AnchorRetentionTest, AFakeRetentionCutIsCaught) {
+  const std::string dir = TempDir("fakecut");
+  const std::string anchor_file = dir + "-anchors.jsonl";
+  fs::remove(anchor_file);
+  StoreOptions o = Options(dir);
+  o.checkpoint_every_events = 50;
+  o.anchor_file = anchor_file;
+  {
+    auto store = AuditStore::Open(o);
+    ASSERT_TRUE(store.ok());
+    std::mt19937_64 rng(3);
+    for (int round = 0; round < 4; ++round) {  // a checkpoint (and anchor) per round
+      for (int i = 0; i < 50; ++i) {
+        Truth t;
+        (*store)->Submit(MakeEvent(rng, 1'700'000'000'000'000, &t));
+      }
+      (*store)->Flush();
+    }
+  }
+  std::ifstream in(anchor_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto anchors = ParseAnchors(text.str(), anchor_file);
+  ASSERT_TRUE(anchors.ok()) << anchors.status().ToString();
+  ASSERT_GE(anchors->size(), 3u);
+  const uint64_t cut = (*anchors)[1].seq;  // a checkpoint with an anchor below it
+  {
+    RawDb raw(dir);
+    std::string cp;
+    ASSERT_TRUE(raw.db->Get({}, raw.by_name["checkpoints"], store::SeqKey(cut), &cp).ok());
+    for (uint64_t s = 1; s <= cut; ++s) raw.Delete(s);
+    ASSERT_TRUE(raw.db->Put({}, raw.by_name["default"], "anchor", cp).ok());
+    ASSERT_TRUE(
+        raw.db
+            ->DeleteRange({}, raw.by_name["checkpoints"], store::SeqKey(0), store::SeqKey(cut + 1))
+            .ok());
+  }
+  EXPECT_TRUE(VerifyDir(dir).ok);  // self-consistent without a witness
+  auto store = AuditStore::OpenReadOnly(dir);
+  ASSERT_TRUE(store.ok());
+  VerifyReport r = (*store)->Verify(std::nullopt, std::nullopt, &*anchors);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq.value_or(0), (*anchors)[0].seq);
+  EXPECT_NE(r.problem.find("no published retention cut"), std::string::npos) << r.problem;
+  // A published retention line for the cut is what a real retention pass leaves behind.
+  Anchor line = (*anchors)[1];
+  line.retention = true;
+  std::vector<Anchor> with_cut = *anchors;
+  with_cut.push_back(line);
+  VerifyReport ok = (*store)->Verify(std::nullopt, std::nullopt, &with_cut);
+  EXPECT_TRUE(ok.ok) << ok.problem;
+  EXPECT_GE(ok.anchors_before_retention, 1u);
+  store->reset();
+  fs::remove_all(dir);
+  fs::remove(anchor_file);
+}
+
+// A line cut short (a crash mid-append) does not swallow the next anchor.
+TEST(AnchorRetentionTest, ATornLastLineIsClosedBeforeTheNextAnchor) {
+  const std::string dir = TempDir("torn");
+  const std::string anchor_file = dir + "-anchors.jsonl";
+  { std::ofstream(anchor_file) << "{\"type\":\"dbwarden-audit-anch"; }
+  StoreOptions o = Options(dir);
+  o.anchor_file = anchor_file;
+  {
+    auto store = AuditStore::Open(o);
+    ASSERT_TRUE(store.ok());
+    Event e;
+    e.kind = EventKind::kAgentStart;
+    (*store)->Submit(e);
+    (*store)->Flush();
+  }  // the head is published at close
+  std::ifstream in(anchor_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  // Line 1 is the torn one (bad JSON); the anchor after it is intact on line 2.
+  auto all = ParseAnchors(text.str(), anchor_file);
+  ASSERT_FALSE(all.ok());
+  EXPECT_NE(all.status().message().find(":1:"), std::string::npos) << all.status().message();
+  std::string rest = text.str().substr(text.str().find('\n') + 1);
+  auto after = ParseAnchors(rest, anchor_file);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  ASSERT_EQ(after->size(), 1u);
+  fs::remove_all(dir);
+  fs::remove(anchor_file);
+}
+
 TEST(AnchorFormatTest, RoundTripsAndNamesTheBadLine) {
   Anchor a;
   a.seq = 42;
@@ -629,7 +719,15 @@ TEST(AnchorFormatTest, RoundTripsAndNamesTheBadLine) {
   a.public_key.assign(32, '\x22');
   a.signature.assign(64, '\x33');
   std::string text = FormatAnchor(a) + "\n" + FormatAnchor(a) + "\n{\"type\":";  // torn tail
-  auto parsed = ParseAnchors(text, "anchors.jsonl");
+  // A copy handed to verify reads its last line too (it is usually the newest anchor)...
+  auto strict = ParseAnchors(text, "copy.jsonl");
+  ASSERT_FALSE(strict.ok());
+  EXPECT_NE(strict.status().message().find("copy.jsonl:3:"), std::string::npos);
+  auto unterminated = ParseAnchors(FormatAnchor(a), "copy.jsonl");
+  ASSERT_TRUE(unterminated.ok());
+  EXPECT_EQ(unterminated->size(), 1u);
+  // ... the agent's own file after a crash mid-append skips it.
+  auto parsed = ParseAnchors(text, "anchors.jsonl", /*torn_tail_ok=*/true);
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   ASSERT_EQ(parsed->size(), 2u);
   EXPECT_EQ((*parsed)[1].seq, 42u);

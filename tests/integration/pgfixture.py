@@ -525,6 +525,10 @@ class Relay:
         # relay's in every other suite, and loading it costs seconds.
         config['tap'] = {'enabled': 'false'}
         config.update(extra or {})
+        # The API's listener, waited for by start() like the targets' (None: API off).
+        api = config.get('api') or {}
+        self._api_listen = (None if str(api.get('enabled', 'true')).lower() == 'false'
+                            else api.get('listen'))
         self.config_text = to_yaml(config) + '\n'
         Path(self.config_path).write_text(self.config_text)
         self.proc = None
@@ -546,8 +550,11 @@ class Relay:
         self.proc = subprocess.Popen([self.bin, 'run', '--config', self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=self._log, cwd=self.root)
-        for t in self.targets:
-            host, port = parse_hostport(t['listen'])
+        listens = [t['listen'] for t in self.targets]
+        if self._api_listen:
+            listens.append(self._api_listen)
+        for listen in listens:
+            host, port = parse_hostport(listen)
 
             def ready(host=host, port=port):
                 if self.proc.poll() is not None:

@@ -1,4 +1,4 @@
-"""The differential oracle of issue 16: every statement of the adversarial corpus (its 152 base
+"""The differential oracle of issue 16: every statement of the adversarial corpus (its 170 base
 statements and their mutated variants, tests/testdata/sql/adversarial.py) is run on a seeded
 PostgreSQL 15 inside a transaction that is rolled back, to measure what it really does: rows
 changed, rows and bytes returned. The agent's decision for the same text (an AI agent on a `prod`

@@ -1,4 +1,4 @@
-// The adversarial corpus (tests/testdata/sql/adversarial.jsonl, written by adversarial.py: 152
+// The adversarial corpus (tests/testdata/sql/adversarial.jsonl, written by adversarial.py: 170
 // statements by attack class and their mutated variants): every mass write carries `no_where`,
 // every whole-table read `unbounded_select`, every role or row-security change
 // `privilege_change`, and the false-positive set none of them. And the cache property: over this

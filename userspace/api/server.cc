@@ -154,7 +154,8 @@ class HttpSession {
   Derived& derived() { return static_cast<Derived&>(*this); }
 
   void OnRead(error_code ec, size_t) {
-    lease_->SetIdle(false);
+    // Evicted while the request arrived: its close is on the way; start nothing.
+    if (!lease_->SetIdle(false)) return;
     if (ec == http::error::end_of_stream) return derived().DoEof();
     if (ec == http::error::body_limit) {
       return Send(JsonError(413, "request body larger than " +

@@ -53,13 +53,18 @@ struct Anchor {
   std::string public_key;  // raw Ed25519 public key, 32 bytes
   std::string signature;   // Ed25519 over the checkpoint message, 64 bytes
   size_t line = 0;         // 1-based line it was read from (0: not read from a file)
+  // A retention cut (type "dbwarden-audit-retention"): events up to seq were deleted by
+  // retention, and seq's hash is the anchor the rest of the chain starts from.
+  bool retention = false;
 };
 // One anchor line, without the trailing newline:
 // {"type":"dbwarden-audit-anchor","seq":N,"hash":HEX,"ts":RFC3339,"public_key":HEX,"signature":HEX}
 std::string FormatAnchor(const Anchor& anchor);
-// The anchors of an anchor file's text. A last line without '\n' (a write cut short by a
-// crash) is ignored; any other line that does not parse is an error naming origin:line.
-StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::string& origin);
+// The anchors of an anchor file's text; any line that does not parse is an error naming
+// origin:line. `torn_tail_ok`: a last line without '\n' is ignored (the agent's own file after
+// a crash mid-append); otherwise (a copy given to verify) it is read like any other line.
+StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::string& origin,
+                                           bool torn_tail_ok = false);
 
 // Filters of GET /v1/events; every one set is answered by an index range scan.
 struct EventFilter {

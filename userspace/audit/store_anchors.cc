@@ -2,6 +2,7 @@
 // signed checkpoint) and the check at Open that the store was not rolled back.
 #include <fcntl.h>
 #include <simdjson.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +19,7 @@ namespace dbw::audit {
 namespace {
 
 constexpr std::string_view kAnchorType = "dbwarden-audit-anchor";
+constexpr std::string_view kRetentionType = "dbwarden-audit-retention";
 
 Status LineError(const std::string& origin, size_t line, const std::string& why) {
   return InvalidArgument(origin + ":" + std::to_string(line) + ": " + why);
@@ -36,7 +38,7 @@ std::string FormatAnchor(const Anchor& a) {
     return store::Hex(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
   };
   std::string out = "{\"type\":\"";
-  out += kAnchorType;
+  out += a.retention ? kRetentionType : kAnchorType;
   out += "\",\"seq\":" + std::to_string(a.seq) + ",\"hash\":\"" + hex(a.hash) + "\",\"ts\":\"" +
          FormatTimestamp(a.ts_us) + "\",\"ts_us\":" + std::to_string(a.ts_us) +
          ",\"public_key\":\"" + hex(a.public_key) + "\",\"signature\":\"" + hex(a.signature) +
@@ -44,7 +46,8 @@ std::string FormatAnchor(const Anchor& a) {
   return out;
 }
 
-StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::string& origin) {
+StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::string& origin,
+                                           bool torn_tail_ok) {
   std::vector<Anchor> out;
   simdjson::dom::parser parser;
   size_t line = 0;
@@ -52,7 +55,10 @@ StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::str
   while (pos < text.size()) {
     ++line;
     size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) break;  // a last line cut short by a crash
+    if (end == std::string_view::npos) {
+      if (torn_tail_ok) break;  // a last line cut short by a crash
+      end = text.size();
+    }
     std::string_view body = text.substr(pos, end - pos);
     pos = end + 1;
     if (body.empty()) continue;
@@ -60,10 +66,13 @@ StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::str
     if (parser.parse(body.data(), body.size()).get_object().get(obj) != simdjson::SUCCESS)
       return LineError(origin, line, "not a JSON object");
     std::string_view type;
-    if (obj["type"].get_string().get(type) != simdjson::SUCCESS || type != kAnchorType)
-      return LineError(origin, line, "\"type\" is not \"dbwarden-audit-anchor\"");
+    if (obj["type"].get_string().get(type) != simdjson::SUCCESS ||
+        (type != kAnchorType && type != kRetentionType))
+      return LineError(origin, line,
+                       "\"type\" is not \"dbwarden-audit-anchor\" or \"dbwarden-audit-retention\"");
     Anchor a;
     a.line = line;
+    a.retention = type == kRetentionType;
     int64_t ts = 0;
     if (obj["seq"].get_uint64().get(a.seq) != simdjson::SUCCESS || a.seq == 0)
       return LineError(origin, line, "\"seq\" must be a positive integer");
@@ -90,18 +99,31 @@ Status AuditStore::Impl::OpenAnchorFile() {
   // O_APPEND: the file may carry the append-only attribute (chattr +a, recommended in
   // docs/audit-store.md), under which only appending is allowed.
   anchor_fd = fd;
+  // A line cut short by a crash would swallow the next one: start on a new line.
+  struct stat st {};
+  char last = '\n';
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    int rd = ::open(options.anchor_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (rd >= 0) {
+      if (::pread(rd, &last, 1, st.st_size - 1) != 1) last = '\n';
+      ::close(rd);
+    }
+  }
+  if (last != '\n') anchor_torn = true;
   return Status::Ok();
 }
 
-void AuditStore::Impl::PublishAnchor(const store::Checkpoint& cp) {
+void AuditStore::Impl::PublishAnchor(const store::Checkpoint& cp, bool retention) {
   if (anchor_fd < 0) return;
   Anchor a;
+  a.retention = retention;
   a.seq = cp.seq;
   a.hash.assign(reinterpret_cast<const char*>(cp.hash.data()), cp.hash.size());
   a.ts_us = cp.ts_us;
   a.public_key = cp.public_raw;
   a.signature = cp.signature;
-  std::string line = FormatAnchor(a) + "\n";
+  // After a write cut short, start on a new line (the parser skips the empty one).
+  std::string line = (anchor_torn ? "\n" : "") + FormatAnchor(a) + "\n";
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {
@@ -111,8 +133,9 @@ void AuditStore::Impl::PublishAnchor(const store::Checkpoint& cp) {
     p += n;
     left -= static_cast<size_t>(n);
   }
+  anchor_torn = left != 0 && left != line.size();
   if (left == 0 && ::fdatasync(anchor_fd) == 0) {
-    m_anchor_seq->Set(static_cast<int64_t>(cp.seq));
+    if (!retention) m_anchor_seq->Set(static_cast<int64_t>(cp.seq));
     return;
   }
   // Not published: counted and logged. The next checkpoint's anchor covers this one (it
@@ -133,12 +156,12 @@ void AuditStore::Impl::CheckIntegrityAtOpen() {
     if (in) {
       std::stringstream text;
       text << in.rdbuf();
-      auto anchors = ParseAnchors(text.str(), options.anchor_file);
+      auto anchors = ParseAnchors(text.str(), options.anchor_file, /*torn_tail_ok=*/true);
       if (!anchors.ok()) {
         problem = "the anchor file does not parse: " + anchors.status().message();
       } else if (!anchors->empty()) {
         for (const Anchor& a : *anchors)
-          if (!newest || a.seq > newest->seq) newest = a;
+          if (!a.retention && (!newest || a.seq > newest->seq)) newest = a;
       }
     }
   }

@@ -68,9 +68,12 @@ struct AuditStore::Impl {
   // Anchors (store_anchors.cc): the anchor file, opened at Open; each checkpoint the writer
   // commits is appended to it; the check at Open against its newest line.
   Status OpenAnchorFile();
-  void PublishAnchor(const store::Checkpoint& cp);
+  // `retention`: the anchor of a retention cut (published so that verify can tell a real cut
+  // from a store whose oldest events were deleted and a checkpoint moved into its place).
+  void PublishAnchor(const store::Checkpoint& cp, bool retention = false);
   void CheckIntegrityAtOpen();
   int anchor_fd = -1;
+  bool anchor_torn = false;       // the file ends without '\n' (a crash or a short write)
   std::string integrity_problem;  // set once at Open; "" when the check passed
   Gauge* m_anchor_seq = nullptr;
   Counter* m_anchor_failures = nullptr;

@@ -64,8 +64,15 @@ void CheckAnchors(const AuditStore::Impl& im, const rocksdb::ReadOptions& ro,
                   const std::vector<Anchor>& anchors, const ChainState& cs, uint64_t claimed,
                   VerifyReport* r) {
   const uint64_t base = cs.anchor ? cs.anchor->seq : 0;
+  // The furthest retention cut the anchors record: events below the store's base may only be
+  // missing because of one (a store whose oldest events were deleted and an old checkpoint
+  // copied into its retention anchor looks the same otherwise).
+  uint64_t published_cut = 0;
+  for (const Anchor& a : anchors)
+    if (a.retention) published_cut = std::max(published_cut, a.seq);
   std::string v;
   for (const Anchor& a : anchors) {
+    if (a.retention) continue;
     const std::string which =
         "the anchor" + (a.line ? " on line " + std::to_string(a.line) : std::string()) + " (seq " +
         std::to_string(a.seq) + ", published " + FormatTimestamp(a.ts_us) + ")";
@@ -77,6 +84,13 @@ void CheckAnchors(const AuditStore::Impl& im, const rocksdb::ReadOptions& ro,
       return;
     }
     if (a.seq < base) {
+      if (published_cut < base) {
+        Fail(r, a.seq,
+             which + " is below the store's retention anchor (seq " + std::to_string(base) +
+                 "), but no published retention cut reaches it: events were deleted from the "
+                 "start of the chain");
+        return;
+      }
       ++r->anchors_before_retention;  // cut by retention: nothing left to compare
       continue;
     }
@@ -339,6 +353,7 @@ void AuditStore::Impl::RunRetention() {
       StopWriting(s, "audit retention pass");
       return;
     }
+    PublishAnchor(anchor, /*retention=*/true);
     DBW_LOG(kInfo) << "audit retention: removed " << n << " events up to seq " << last_seq;
   }
 }

@@ -14,15 +14,17 @@ ConnectionLimiter::Lease::~Lease() {
   if (!released_) owner_->ReleaseLocked(this);
 }
 
-void ConnectionLimiter::Lease::SetIdle(bool idle) {
+bool ConnectionLimiter::Lease::SetIdle(bool idle) {
   std::lock_guard<std::mutex> lock(owner_->mu_);
-  if (released_ || idle == idle_) return;
+  if (released_) return false;
+  if (idle == idle_) return true;
   idle_ = idle;
   if (idle) {
     pos_ = owner_->idle_.insert(owner_->idle_.end(), this);
   } else {
     owner_->idle_.erase(pos_);
   }
+  return true;
 }
 
 void ConnectionLimiter::ReleaseLocked(Lease* lease) {

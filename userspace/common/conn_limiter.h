@@ -32,8 +32,9 @@ class ConnectionLimiter : public std::enable_shared_from_this<ConnectionLimiter>
     Lease& operator=(const Lease&) = delete;
     // An idle connection may be evicted to admit another (the evict callback runs once, on the
     // thread that admits the newcomer; it must only post the close to the connection's own
-    // executor). Busy connections are never evicted.
-    void SetIdle(bool idle);
+    // executor). Busy connections are never evicted. False when this lease was evicted already
+    // (its close is on its way): the connection must not start new work.
+    bool SetIdle(bool idle);
 
    private:
     friend class ConnectionLimiter;

@@ -217,7 +217,12 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
   void Start() {
     timer_.expires_after(std::chrono::seconds(1));
     timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (!ec) self->SendFatal();
+      if (ec) return;
+      if (self->writing_) {
+        self->fatal_pending_ = true;  // after the 'N' in flight: one write at a time
+      } else {
+        self->SendFatal();
+      }
     });
     Read();
   }
@@ -243,9 +248,12 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
     if ((code == pg::kSslRequestCode || code == pg::kGssEncRequestCode) && ++negotiations_ <= 2) {
       header_len_ = 0;  // the next packet follows the answer
       static const char kNo = 'N';
+      writing_ = true;
       asio::async_write(socket_, asio::buffer(&kNo, 1),
                         [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                          self->writing_ = false;
                           if (ec) return self->Close();
+                          if (self->fatal_pending_) self->SendFatal();
                           self->Read();
                         });
       return;
@@ -257,9 +265,11 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
   void SendFatal() {
     if (fatal_sent_) return;
     fatal_sent_ = true;
+    writing_ = true;
     asio::async_write(
         socket_, asio::buffer(fatal_),
         [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+          self->writing_ = false;
           boost::system::error_code ignored;
           if (!ec) self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
           self->timer_.expires_after(std::chrono::seconds(1));
@@ -281,6 +291,8 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
   size_t header_len_ = 0;
   int negotiations_ = 0;
   bool fatal_sent_ = false;
+  bool writing_ = false;        // an async_write is in flight
+  bool fatal_pending_ = false;  // the timer fired during the 'N' write
 };
 
 }  // namespace

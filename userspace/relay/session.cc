@@ -385,7 +385,15 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
       if (!session_ready_) {
         session_ready_ = true;
         startup_timer_.cancel();
-        if (lease_) lease_->SetIdle(false);
+        // Evicted just before the server's ReadyForQuery: the slot is gone, so the session goes
+        // too rather than live on uncounted.
+        if (lease_ && !lease_->SetIdle(false)) {
+          Fail(audit::EventKind::kProtocolViolation, "53300",
+               "dbwarden: connection closed as it finished startup, to admit a new one: the "
+               "relay's connection limit (relay.max_connections or "
+               "relay.max_connections_per_source) was reached");
+          return pg::MessageAction::kHandled;
+        }
         client_decoder_.set_max_message(0);  // the types' own limits from here on
       }
       if (!started_event_) {

@@ -133,6 +133,8 @@ void AbsorbBody(const PendingBody& pending, LexSettings lex, StatementFacts* s) 
   bool dynamic = false;
   if (pending.body.language == "sql") {
     queries.push_back(pending.body.text);
+  } else if (pending.body.language != "plpgsql") {
+    dynamic = true;  // plperl, plpython, ...: code this analysis cannot read
   } else if (plpgsql_failures.load(std::memory_order_relaxed) >= kMaxPlpgsqlFailures) {
     dynamic = true;
   } else {
@@ -154,7 +156,15 @@ void AbsorbBody(const PendingBody& pending, LexSettings lex, StatementFacts* s) 
   if (body_depth >= 3) return;
   ++body_depth;
   for (const std::string& q : queries) {
+    // PL/pgSQL keeps expressions (IF conditions, RETURN values) and assignments as bare text:
+    // read them as the SELECT PL/pgSQL itself runs them as.
     auto inner = AnalyzeUncached(q, lex);
+    if (inner->unparseable) inner = AnalyzeUncached("SELECT " + q, lex);
+    if (inner->unparseable) {
+      size_t assign = q.find(":=");
+      if (assign != std::string::npos)
+        inner = AnalyzeUncached("SELECT " + q.substr(assign + 2), lex);
+    }
     if (inner->unparseable) continue;
     for (const auto& st : inner->statements) {
       s->risks |= st.risks;

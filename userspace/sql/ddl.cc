@@ -197,7 +197,9 @@ void Create(std::string_view type, object body, Walker* w) {
       }
     }
     if (tree::Has(body, "options")) w->LiteralSensitive();  // the body is a string literal
-    if (!text.empty() && (language == "sql" || language == "plpgsql"))
+    // C and internal functions name a symbol, not code; any other language runs code the
+    // analysis cannot read (the analyzer counts it as dynamic SQL).
+    if (!text.empty() && language != "c" && language != "internal")
       w->bodies().push_back({language, std::move(text)});
     return w->WalkFields(body);
   }
@@ -321,8 +323,10 @@ void VariableSet(object body, Walker* w) {
         std::string_view t;
         object c, v;
         w->LiteralSensitive();  // 'none' or a role name: decided by the literal
+        // Exactly `none` (the keyword NONE becomes it): PostgreSQL compares case-sensitively,
+        // and SET ROLE 'NONE' switches to a role named NONE.
         if (tree::AsNode(a, &t, &c) && t == "A_Const" && tree::GetObject(c, "sval", &v) &&
-            tree::Lower(tree::GetString(v, "sval")) == "none") {
+            tree::GetString(v, "sval") == "none") {
           to_login_role = true;
         }
         break;

@@ -41,8 +41,12 @@ bool HasColumnRef(element e) {
 // How FROM/USING items relate to the target table (defined below, used by the evaluator).
 std::vector<RelationScope::Other> OthersOf(const std::vector<element>& items,
                                            std::string_view target_relname, bool* sensitive);
+RelationScope::Kind SubselectKind(object select, std::string_view target_relname, bool* sensitive);
 
 namespace {
+
+bool HasSubLinkOrColumn(element e);
+bool ReadsRelation(element e, std::string_view relname);
 
 // What an expression is known to be. kConst: the same for every row of the target but not known
 // here (parameters, functions of no column, values of constant relations); kRow: derived from
@@ -265,12 +269,34 @@ bool CoverEverything(std::vector<Interval> v) {
   return started && reach == inf;
 }
 
+// Evaluation steps one statement's conditions may take (nested evaluators share it): a crafted
+// condition must not make the analysis (which runs before every decision) slow. Past it every
+// value is unknown, the risky answer.
+struct EvalBudget {
+  int depth = 0;
+  int64_t left = 0;
+};
+thread_local EvalBudget eval_budget;
+constexpr int64_t kEvalSteps = 200'000;
+
+// Holds the budget for the outermost evaluation on this thread.
+class BudgetScope {
+ public:
+  BudgetScope() {
+    if (eval_budget.depth++ == 0) eval_budget.left = kEvalSteps;
+  }
+  ~BudgetScope() { --eval_budget.depth; }
+  BudgetScope(const BudgetScope&) = delete;
+  BudgetScope& operator=(const BudgetScope&) = delete;
+};
+
 class Evaluator {
  public:
   Evaluator(const RelationScope& scope, bool* literal_sensitive)
       : scope_(scope), sensitive_(literal_sensitive) {}
 
   Value Eval(element e) {
+    if (--eval_budget.left < 0) return Make(Value::kConst);
     std::string_view type;
     object body;
     if (!tree::AsNode(e, &type, &body)) return Opaque(e);
@@ -297,6 +323,10 @@ class Evaluator {
     std::string_view type;
     object body;
     if (tree::AsNode(e, &type, &body)) {
+      // NOT (x IN (SELECT ...)) is true of every row when the subquery is empty.
+      if (type == "SubLink" && !scope_.every_column &&
+          tree::GetString(body, "subLinkType") == "ANY_SUBLINK")
+        return Make(Value::kConst);
       if (type == "BoolExpr") return Bool(body, true);
       if (type == "A_Expr") return Expr(body, e, true);
       if (type == "NullTest") return NullTest(body, true);
@@ -544,6 +574,14 @@ class Evaluator {
     Cmp c = CmpOf(tree::LastName(name));
     if (c == Cmp::kOther) return false;
     if (negate) c = Negate(c);
+    // Only `expression <op> literal` qualifies: the literal side is a constant node, and the
+    // other side is evaluated once here (cheap: the Bool loop already paid for its subtree).
+    auto literal_node = [](element x) {
+      std::string_view t;
+      object b;
+      return tree::AsNode(x, &t, &b) && (t == "A_Const" || t == "TypeCast");
+    };
+    if (!literal_node(le) && !literal_node(re)) return false;
     Value l = Eval(le), r = Eval(re);
     double n;
     if (l.kind == Value::kRow && r.kind == Value::kNumber) {
@@ -594,6 +632,12 @@ class Evaluator {
     for (const auto& [e, neg] : parts) {
       element expr;
       if (!NumericComparison(e, neg, &expr, &all)) {
+        // A constant-false disjunct (`OR false`) adds nothing; anything more complex ends the
+        // attempt, rather than evaluating it again (nested AND/OR would make that exponential).
+        std::string_view type;
+        object body;
+        if (!tree::AsNode(e, &type, &body) || (type != "A_Const" && type != "TypeCast"))
+          return false;
         Value::Kind k = Truth(neg ? EvalNot(e) : Eval(e));
         if (k == Value::kFalse || k == Value::kNull) continue;
         return false;
@@ -630,11 +674,24 @@ class Evaluator {
       const bool distinct = (kind == "AEXPR_DISTINCT") != negate;
       if (l.kind == Value::kRow && r.kind == Value::kRow)
         return Make(SameExpr(le, re) ? (distinct ? Value::kFalse : Value::kConst) : Value::kConst);
+      // IS DISTINCT FROM NULL is IS NOT NULL (maybe every row); NOT DISTINCT FROM NULL is IS NULL.
+      if ((l.kind == Value::kRow && r.kind == Value::kNull) ||
+          (r.kind == Value::kRow && l.kind == Value::kNull))
+        return Make(distinct ? Value::kConst : Value::kRow);
       if (l.kind == Value::kRow) return Make(AgainstTarget(r));
       if (r.kind == Value::kRow) return Make(AgainstTarget(l));
       return Opaque(whole);
     }
-    if (kind != "AEXPR_OP") return Opaque(whole);  // ANY/ALL, NULLIF, ...
+    if (kind == "AEXPR_OP_ANY" || kind == "AEXPR_OP_ALL") {
+      // x = ANY(list) restricts to the list's values; `<> ALL`, `> ANY`, ... may admit every
+      // row (`<> ALL('{}')`). Strict only for changes: reads keep the plain reading.
+      Value l = Eval(le);
+      if (l.kind != Value::kRow || scope_.every_column) return Opaque(whole);
+      const Cmp c = negate ? Negate(CmpOf(op)) : CmpOf(op);
+      const bool any = (kind == "AEXPR_OP_ANY") != negate;
+      return Make(any && c == Cmp::kEq ? Value::kRow : Value::kConst);
+    }
+    if (kind != "AEXPR_OP") return Opaque(whole);  // NULLIF, ...
     Value l = Eval(le), r = Eval(re);
     Cmp c = CmpOf(op);
     if (c == Cmp::kOther) {
@@ -657,6 +714,12 @@ class Evaluator {
       // A range bound bound later (`id > $1`) may be -2147483648: not shown to restrict.
       // Equality with a parameter restricts whatever it is bound to.
       if (other.param && c != Cmp::kEq && c != Cmp::kNe) return Make(Value::kConst);
+      // For a change, a range bound must be a number written as such (or a joined value):
+      // an expression or a string (`-(2147483648)::bigint`, `'-2147483648'`, `now() - ...`)
+      // may cover the whole domain.
+      if (!scope_.every_column && c != Cmp::kEq && c != Cmp::kNe && other.kind != Value::kNumber &&
+          other.kind != Value::kOther)
+        return Make(Value::kConst);
       if (other.kind == Value::kNumber) {
         if (!other.digits) *sensitive_ = true;
         const Cmp norm = l.kind == Value::kRow ? c : Flip(c);
@@ -772,7 +835,9 @@ class Evaluator {
       }
     Value p = Eval(pattern);
     if (p.param) return Make(Value::kConst);  // LIKE $1 may be bound to '%'
-    if (p.kind != Value::kString) return Make(AgainstTarget(p));
+    // For a change, a pattern must be a string literal to be judged (`'%' || ''` is '%').
+    if (p.kind != Value::kString)
+      return Make(scope_.every_column ? AgainstTarget(p) : Value::kConst);
     *sensitive_ = true;
     const bool like = kind == "AEXPR_LIKE" || kind == "AEXPR_ILIKE" || op == "~~" || op == "~~*" ||
                       op == "!~~" || op == "!~~*";
@@ -833,7 +898,7 @@ class Evaluator {
     for (const Value& b : bounds)
       if (b.kind == Value::kRow || b.kind == Value::kSelf || b.param) return Make(Value::kConst);
     if (bounds[0].kind != Value::kNumber || bounds[1].kind != Value::kNumber)
-      return Make(Value::kRow);
+      return Make(scope_.every_column ? Value::kRow : Value::kConst);
     double lo = bounds[0].number, hi = bounds[1].number;
     const bool symmetric = kind.ends_with("_SYM");
     if (symmetric && lo > hi) std::swap(lo, hi);
@@ -921,6 +986,9 @@ class Evaluator {
       // The same for every target row unless correlated with it by a restricting condition.
       return Make(Correlated(select) ? Value::kRow : Value::kConst);
     }
+    if (type == "ALL_SUBLINK" && !scope_.every_column) {
+      return Make(Value::kConst);  // x <> ALL (SELECT ...): every row when it is empty
+    }
     if (type == "ANY_SUBLINK" || type == "ALL_SUBLINK") {
       element test;
       if (!tree::Get(link, "testexpr", &test)) return Make(Value::kConst);
@@ -939,37 +1007,63 @@ class Evaluator {
 
   // The subquery's WHERE restricts by the target's row (a condition relating the two).
   bool Correlated(object select) {
+    // Reading rows: a semi-join restricts no more than a join does (see Bounded reads).
+    if (scope_.every_column) return false;
     element where;
     if (!tree::Get(select, "whereClause", &where)) return false;
     RelationScope inner = scope_;
-    if (!scope_.every_column) {
-      // The subquery's own relations join the others; its unqualified columns are then
-      // ambiguous, as in UPDATE ... FROM.
-      array from;
-      std::vector<element> items;
-      if (tree::GetArray(select, "fromClause", &from))
-        for (element f : from) items.push_back(f);
-      for (auto& o : OthersOf(items, scope_.target_relname, sensitive_))
-        inner.others.push_back(std::move(o));
+    // The subquery's own relations join the others (its unqualified columns are then
+    // ambiguous, as in UPDATE ... FROM), and a name it declares hides the target's: in
+    // `EXISTS (SELECT 1 FROM accounts WHERE accounts.id = 1)` under DELETE FROM accounts,
+    // `accounts` is the subquery's own table.
+    array from;
+    std::vector<element> items;
+    if (tree::GetArray(select, "fromClause", &from))
+      for (element f : from) items.push_back(f);
+    for (auto& o : OthersOf(items, scope_.target_relname, sensitive_)) {
+      inner.target.erase(std::remove(inner.target.begin(), inner.target.end(), o.name),
+                         inner.target.end());
+      inner.others.push_back(std::move(o));
     }
+    for (const std::string& name : DeclaredNames(items))
+      inner.target.erase(std::remove(inner.target.begin(), inner.target.end(), name),
+                         inner.target.end());
     Evaluator ev(inner, sensitive_);
     return ev.Truth(ev.Eval(where)) == Value::kRow;
   }
 
-  bool ReadsTargetUnrestricted(object select) {
-    if (scope_.target_relname.empty()) return false;
-    array from;
-    bool reads_target = false;
-    if (tree::GetArray(select, "fromClause", &from)) {
-      for (element f : from) {
-        std::string_view t;
-        object rv;
-        if (tree::AsNode(f, &t, &rv) && t == "RangeVar" &&
-            tree::GetString(rv, "relname") == scope_.target_relname)
-          reads_target = true;
+  // Every relation name and alias declared by FROM items, joins included.
+  static std::vector<std::string> DeclaredNames(const std::vector<element>& items) {
+    std::vector<std::string> out;
+    for (element item : items) {
+      std::string_view type;
+      object body;
+      if (!tree::AsNode(item, &type, &body)) continue;
+      object alias;
+      if (tree::GetObject(body, "alias", &alias))
+        out.emplace_back(tree::GetString(alias, "aliasname"));
+      if (type == "RangeVar") {
+        out.emplace_back(tree::GetString(body, "relname"));
+        std::string_view schema = tree::GetString(body, "schemaname");
+        if (!schema.empty())
+          out.push_back(std::string(schema) + "." + std::string(tree::GetString(body, "relname")));
+      }
+      if (type == "JoinExpr") {
+        element l, r;
+        std::vector<element> sides;
+        if (tree::Get(body, "larg", &l)) sides.push_back(l);
+        if (tree::Get(body, "rarg", &r)) sides.push_back(r);
+        for (auto& n : DeclaredNames(sides)) out.push_back(std::move(n));
       }
     }
-    if (!reads_target) return false;
+    return out;
+  }
+
+  bool ReadsTargetUnrestricted(object select) {
+    if (scope_.target_relname.empty()) return false;
+    element from;
+    if (!tree::Get(select, "fromClause", &from) || !ReadsRelation(from, scope_.target_relname))
+      return false;
     element where;
     bool restricted = tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive_);
     return !restricted && !HasLimit(select, sensitive_);
@@ -1002,15 +1096,14 @@ constexpr std::string_view kAggregates[] = {"count",
                                             "mode",
                                             "percentile_cont",
                                             "percentile_disc",
-                                            "range_agg",
                                             "range_intersect_agg",
                                             "any_value"};
 
 // Aggregates whose single output row carries every input row: not a bound.
 bool CollectsRows(std::string_view f) {
-  return f == "array_agg" || f == "string_agg" || f == "xmlagg" || f.starts_with("json_agg") ||
-         f.starts_with("jsonb_agg") || f.starts_with("json_object_agg") ||
-         f.starts_with("jsonb_object_agg");
+  return f == "array_agg" || f == "string_agg" || f == "xmlagg" || f == "range_agg" ||
+         f == "multirange_agg" || f.starts_with("json_agg") || f.starts_with("jsonb_agg") ||
+         f.starts_with("json_object_agg") || f.starts_with("jsonb_object_agg");
 }
 
 struct AggScan {
@@ -1056,7 +1149,76 @@ void ScanTarget(element e, AggScan* s) {
   }
 }
 
+// Whether `e` holds a subquery or a column reference.
+bool HasSubLinkOrColumn(element e) {
+  std::string_view type;
+  object body;
+  if (tree::AsNode(e, &type, &body) && (type == "SubLink" || type == "ColumnRef")) return true;
+  object o;
+  array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o)
+      if (HasSubLinkOrColumn(kv.value)) return true;
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (element x : a)
+      if (HasSubLinkOrColumn(x)) return true;
+  }
+  return false;
+}
+
+// Whether the FROM items below `e` read the table named `relname` anywhere (joins and nested
+// subqueries included).
+bool ReadsRelation(element e, std::string_view relname) {
+  std::string_view type;
+  object body;
+  if (tree::AsNode(e, &type, &body) && type == "RangeVar")
+    return tree::GetString(body, "relname") == relname;
+  object o;
+  array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o)
+      if (ReadsRelation(kv.value, relname)) return true;
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (element x : a)
+      if (ReadsRelation(x, relname)) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+// A subquery in FROM/USING: restricting only when shown to be (its own effective WHERE or a
+// bounding LIMIT, or plain other tables); constant when it reads no table; else it may hold
+// every target row.
+RelationScope::Kind SubselectKind(object select, std::string_view target_relname, bool* sensitive) {
+  element where;
+  const bool restricted =
+      (tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive)) ||
+      HasLimit(select, sensitive);
+  std::string_view op = tree::GetString(select, "op");
+  if (!op.empty() && op != "SETOP_NONE")
+    return restricted ? RelationScope::Kind::kRestricting : RelationScope::Kind::kSelf;
+  array from;
+  const bool has_from = tree::GetArray(select, "fromClause", &from) && from.size() > 0;
+  if (!has_from) {
+    // VALUES or SELECT without FROM: constant rows, unless a subquery makes them.
+    element part;
+    for (std::string_view field : {"valuesLists", "targetList"})
+      if (tree::Get(select, field, &part) && HasSubLinkOrColumn(part))
+        return RelationScope::Kind::kSelf;
+    return RelationScope::Kind::kConstant;
+  }
+  if (restricted) return RelationScope::Kind::kRestricting;
+  // Plain other tables only: matching them restricts as a table in USING does.
+  for (element f : from) {
+    std::string_view ft;
+    object rv;
+    if (!tree::AsNode(f, &ft, &rv) || ft != "RangeVar" ||
+        tree::GetString(rv, "relname") == target_relname)
+      return RelationScope::Kind::kSelf;
+  }
+  return RelationScope::Kind::kRestricting;
+}
 
 // How the FROM/USING items of a statement relate to the target table named `target_relname`.
 std::vector<RelationScope::Other> OthersOf(const std::vector<element>& items,
@@ -1078,42 +1240,27 @@ std::vector<RelationScope::Other> OthersOf(const std::vector<element>& items,
       continue;
     }
     RelationScope::Other o;
+    o.name = alias_name;
     if (type == "RangeVar") {
       std::string_view name = tree::GetString(body, "relname");
-      o.name = alias_name.empty() ? std::string(name) : alias_name;
+      if (alias_name.empty()) o.name = std::string(name);
       o.kind =
           name == target_relname ? RelationScope::Kind::kSelf : RelationScope::Kind::kRestricting;
     } else if (type == "RangeSubselect") {
-      o.name = alias_name;
       element sub;
       std::string_view st;
       object select;
-      o.kind = RelationScope::Kind::kConstant;
-      if (tree::Get(body, "subquery", &sub) && tree::AsNode(sub, &st, &select) &&
-          st == "SelectStmt") {
-        array from;
-        bool has_from = tree::GetArray(select, "fromClause", &from) && from.size() > 0;
-        if (has_from) {
-          bool reads_target = false;
-          for (element f : from) {
-            std::string_view ft;
-            object rv;
-            if (tree::AsNode(f, &ft, &rv) && ft == "RangeVar" &&
-                tree::GetString(rv, "relname") == target_relname)
-              reads_target = true;
-          }
-          element where;
-          bool restricted =
-              (tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive)) ||
-              HasLimit(select, sensitive);
-          o.kind = reads_target && !restricted ? RelationScope::Kind::kSelf
-                                               : RelationScope::Kind::kRestricting;
-        }
-      }
+      o.kind =
+          tree::Get(body, "subquery", &sub) && tree::AsNode(sub, &st, &select) && st == "SelectStmt"
+              ? SubselectKind(select, target_relname, sensitive)
+              : RelationScope::Kind::kSelf;
+    } else if (type == "RangeFunction") {
+      // Rows made from the arguments: constant, unless an argument reads a table or a column
+      // (`unnest(ARRAY(SELECT id FROM t))` holds every id of t).
+      o.kind =
+          HasSubLinkOrColumn(item) ? RelationScope::Kind::kSelf : RelationScope::Kind::kConstant;
     } else {
-      // Functions (generate_series, unnest), XMLTABLE, ...: rows made without reading a table.
-      o.name = alias_name;
-      o.kind = RelationScope::Kind::kConstant;
+      o.kind = RelationScope::Kind::kSelf;  // XMLTABLE, TABLESAMPLE, ...: not shown to restrict
     }
     out.push_back(std::move(o));
   }
@@ -1144,6 +1291,7 @@ RelationScope RelationScope::ForSelect() {
 }
 
 bool EffectiveWhere(element where, const RelationScope& scope, bool* literal_sensitive) {
+  BudgetScope budget;
   Evaluator ev(scope, literal_sensitive);
   Value::Kind k = ev.Truth(ev.Eval(where));
   return k == Value::kRow || k == Value::kFalse || k == Value::kNull;
@@ -1179,6 +1327,9 @@ bool LiteralRowCount(element e, int64_t* n) {
 bool HasLimit(object select, bool* literal_sensitive) {
   element count;
   if (!tree::Get(select, "limitCount", &count)) return false;
+  // FETCH FIRST n ROWS WITH TIES returns every row that ties with the n-th: all of them when
+  // the ordering is constant.
+  if (tree::GetString(select, "limitOption") == "LIMIT_OPTION_WITH_TIES") return false;
   int64_t n = 0;
   // LIMIT ALL/NULL/$1/(expr): maybe every row. The row count's size class (up to
   // kMaxBoundedLimit or not) is part of the shape: no literal sensitivity.

@@ -114,6 +114,26 @@ add('hidden_in_cte', 'mass_write',
     "WITH u AS (UPDATE accounts SET balance = 0 WHERE note LIKE '%' RETURNING id) "
     "SELECT count(*) FROM u")
 
+# Found in review: names shadowing the target, sources that hold every row, expressions as
+# bounds and patterns, empty-set tests.
+add('review_2026_12', 'mass_write',
+    "DELETE FROM accounts WHERE EXISTS (SELECT 1 FROM accounts WHERE accounts.id = 1)",
+    "UPDATE accounts SET balance = 0 FROM (SELECT id FROM accounts UNION ALL SELECT 0) s "
+    "WHERE accounts.id = s.id",
+    "UPDATE accounts SET balance = 0 FROM unnest(ARRAY(SELECT id FROM accounts)) s(id) "
+    "WHERE accounts.id = s.id",
+    "DELETE FROM users WHERE id IN (SELECT a.id FROM users a CROSS JOIN (VALUES (1)) v)",
+    "DELETE FROM users WHERE id > -2147483648::bigint",
+    "DELETE FROM users WHERE id >= '-2147483648'",
+    "DELETE FROM users WHERE name LIKE '%' || ''",
+    "DELETE FROM users WHERE id BETWEEN -(2147483648) AND 2147483647",
+    "DELETE FROM users WHERE id IS DISTINCT FROM NULL",
+    "DELETE FROM users WHERE id <> ALL('{}')",
+    "DELETE FROM users WHERE id NOT IN (SELECT user_id FROM orders WHERE false)")
+add('review_2026_12', 'mass_read',
+    "SELECT * FROM users WHERE EXISTS (SELECT 1 FROM orders WHERE orders.id = 1)",
+    "SELECT * FROM users ORDER BY id - id FETCH FIRST 1 ROW WITH TIES")
+
 # --- Whole-table reads that look bounded ----------------------------------------------------
 add('ineffective_where', 'mass_read',
     "SELECT * FROM users WHERE id = id",
@@ -161,7 +181,8 @@ add('role_change', 'privilege',
     "ALTER DATABASE postgres SET role = 'postgres'",
     "ALTER ROLE app SET role = 'postgres'",
     "SET SESSION AUTHORIZATION 'postgres'",
-    "SET ROLE postgres")
+    "SET ROLE postgres",
+    "SET ROLE 'NONE'")
 add('row_security', 'privilege',
     "ALTER TABLE users DISABLE ROW LEVEL SECURITY",
     "ALTER TABLE users NO FORCE ROW LEVEL SECURITY",
@@ -181,7 +202,9 @@ add('function_body', 'mass_write',
 add('function_body', 'mass_read',
     "CREATE FUNCTION f() RETURNS SETOF users LANGUAGE sql AS 'SELECT * FROM users'",
     "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $$BEGIN RETURN (SELECT "
-    "string_agg(email, ',') FROM users); END$$")
+    "string_agg(email, ',') FROM users); END$$",
+    "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $$BEGIN RETURN (SELECT "
+    "string_agg(email, ',') FROM users) || ''; END$$")
 add('function_body', 'privilege',
     "CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$BEGIN ALTER TABLE users DISABLE "
     "ROW LEVEL SECURITY; END$$",
@@ -192,7 +215,8 @@ add('function_body', 'dynamic',
     "EXECUTE t; END$$",
     # A body PL/pgSQL's parser rejects cannot be judged (PostgreSQL would reject it too, with
     # check_function_bodies on; with it off, it is stored as written).
-    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$GEBIN DELETE FROM users; END$$")
+    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$GEBIN DELETE FROM users; END$$",
+    "CREATE FUNCTION f() RETURNS void LANGUAGE plperl AS $$ spi_exec_query('DELETE FROM users') $$")
 
 add('sql_text_runner', 'dynamic',
     "SELECT * FROM ts_stat('SELECT to_tsvector(email) FROM users')",
@@ -221,7 +245,9 @@ add('bounded_write', 'safe',
     "SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT 50",
     "DELETE FROM users WHERE id = 3 AND email = email",
     "DELETE FROM users WHERE -1 = 0",
-    "DELETE FROM users WHERE id = -7")
+    "DELETE FROM users WHERE id = -7",
+    "DELETE FROM users WHERE id = ANY('{1,2}')",
+    "DELETE FROM users WHERE name = 'x' AND id < 10")
 add('bounded_read', 'safe',
     "SELECT * FROM users WHERE id = 5",
     "SELECT * FROM users LIMIT 10",
