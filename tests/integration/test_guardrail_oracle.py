@@ -55,8 +55,15 @@ def setUpModule():
     cluster.psql(SEED)
     TABLE_BYTES = {t: int(cluster.query_value(f'SELECT sum(length(x::text)) FROM {t} x'))
                    for t in ('users', 'accounts', 'orders')}
+    # The default pack, and callers whose application_name starts with ai- classified as agents
+    # (for the statements sent through the relay by a real client below).
+    agents = os.path.join(os.path.dirname(cluster.datadir), 'agents.yaml')
+    with open(agents, 'w') as f:
+        f.write('version: 1\nprincipals:\n  agents:\n    - application_name: ["ai-*"]\nrules: []\n')
+    pack = os.path.join(HERE, '..', '..', 'policy', 'packs', 'guardrails.yaml')
     relay = fx.Relay([{'name': 'orders', 'env': 'prod',
-                       'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1)
+                       'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
+                     extra={'policy': {'files': [os.path.abspath(pack), agents]}})
     unittest.addModuleCleanup(relay.close)
     relay.start()
 
@@ -151,6 +158,60 @@ class GuardrailOracleTest(unittest.TestCase):
                                 f'rows / {size} bytes')
         self.assertGreater(measured, 450, 'too few statements ran on the server')
         self.assertEqual(failures, [], f'{len(failures)} problems:\n' + '\n'.join(failures[:40]))
+
+
+class ThroughTheRelayTest(unittest.TestCase):
+    """The base statements of the corpus sent by psycopg2 as an AI agent through the relay to
+    the prod target: every mass write and mass read is refused with 42501 and no row changes;
+    the false-positive set runs."""
+
+    def test_a_real_client_is_stopped(self):
+        import psycopg2
+        direct = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='postgres',
+                                  dbname='postgres')
+        self.addCleanup(direct.close)
+        conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
+                                dbname='postgres', application_name='ai-oracle')
+        self.addCleanup(conn.close)
+
+        def counts():
+            cur = direct.cursor()
+            cur.execute('SELECT (SELECT count(*) FROM users), (SELECT sum(balance) FROM accounts),'
+                        ' (SELECT count(*) FROM orders), (SELECT string_agg(name, \',\') FROM users)')
+            row = cur.fetchone()
+            direct.rollback()
+            return row
+
+        before = counts()
+        failures, stopped, ran = [], 0, 0
+        for entry in adversarial.BASE:
+            sql = entry['sql']
+            if entry['class'] in ('function_body', 'parameter_bound') or '$1' in sql:
+                continue
+            if entry['expect'] not in ('mass_write', 'mass_read', 'safe'):
+                continue
+            if measure(direct, sql) is None:
+                continue  # PostgreSQL rejects it: nothing to stop
+            cur = conn.cursor()
+            try:
+                cur.execute(sql)
+                outcome = 'ran'
+            except psycopg2.Error as exc:
+                outcome = exc.pgcode
+            finally:
+                conn.rollback()
+            if entry['expect'] == 'safe':
+                ran += outcome == 'ran'
+                if outcome != 'ran':
+                    failures.append(f'REFUSED [{entry["class"]}] {sql!r}: {outcome}')
+            else:
+                stopped += outcome == '42501'
+                if outcome != '42501':
+                    failures.append(f'NOT STOPPED [{entry["class"]}] {sql!r}: {outcome}')
+        self.assertEqual(failures, [], '\n'.join(failures[:30]))
+        self.assertGreater(stopped, 60)
+        self.assertGreater(ran, 15)
+        self.assertEqual(counts(), before, 'a statement changed rows through the relay')
 
 
 if __name__ == '__main__':
