@@ -60,6 +60,8 @@ struct Rule {
   Matcher match;
   std::vector<Matcher> exclude;  // `match.not`: any one of them excludes the statement
   std::optional<ApprovalSpec> approval;
+  // action: limit. Such a rule decides nothing; it bounds what an allowed statement does.
+  std::optional<EffectLimits> limits;
   std::string reason;  // precomputed: "denied by rule ID: MESSAGE"
   bool Matches(const Target& target, const Principal& principal, const sql::StatementFacts& s,
                std::chrono::system_clock::time_point now) const;

@@ -82,6 +82,7 @@ class Policy final : public CompiledPolicy {
  public:
   explicit Policy(PolicyData data) : d_(std::move(data)) {
     for (Rule& r : d_.rules) {
+      has_limits_ = has_limits_ || r.limits.has_value();
       r.reason = std::string(Verb(r.action)) + " by rule " + r.id;
       const std::string& text = !r.message.empty() ? r.message : r.description;
       if (!text.empty()) r.reason += ": " + text;
@@ -136,6 +137,8 @@ class Policy final : public CompiledPolicy {
     if (facts.unparseable && !saw_unparseable)
       JudgeStatement(target, principal, UnparseableStatement(), now, &decision.action, &winners);
     Finish(&winners, &decision);
+    if (has_limits_ && decision.action <= Action::kLog)
+      CollectLimits(target, principal, facts, now, &decision);
     return decision;
   }
 
@@ -158,6 +161,7 @@ class Policy final : public CompiledPolicy {
              : 0);
     const Rule* best = nullptr;
     for (const Rule& r : d_.rules) {
+      if (r.limits) continue;  // bounds what runs; collected by CollectLimits
       const StatementMatcher& sm = r.match.statement;
       if ((sm.commands != 0 && (sm.commands & command_bits) == 0) ||
           (sm.risks != 0 && (sm.risks & risks) == 0) ||
@@ -173,12 +177,37 @@ class Policy final : public CompiledPolicy {
     if (best->action > *overall) winners->clear();
     *overall = best->action;
     for (const Rule& r : d_.rules) {
-      if (r.priority != best->priority || r.action != best->action) continue;
+      if (r.limits || r.priority != best->priority || r.action != best->action) continue;
       if (&r != best && !r.Matches(target, principal, s, now)) continue;
       if (std::find(winners->begin(), winners->end(), &r) == winners->end()) winners->push_back(&r);
     }
     // Keep file order so the decision reads the same however statements were ordered.
     std::sort(winners->begin(), winners->end());
+  }
+
+  // The tightest value of each limit over every `limit` rule that matches any statement.
+  void CollectLimits(const Target& target, const Principal& principal, const sql::QueryFacts& facts,
+                     std::chrono::system_clock::time_point now, Decision* d) const {
+    EffectLimits out;
+    auto tighten = [](uint64_t* have, uint64_t v, std::string* rule, const std::string& id) {
+      if (v != 0 && (*have == 0 || v < *have)) {
+        *have = v;
+        *rule = id;
+      }
+    };
+    for (const Rule& r : d_.rules) {
+      if (!r.limits) continue;
+      bool hit = false;
+      for (const auto& stmt : facts.statements)
+        hit = hit || r.Matches(target, principal, Judged(stmt), now);
+      if (!hit && facts.unparseable)
+        hit = r.Matches(target, principal, UnparseableStatement(), now);
+      if (!hit) continue;
+      tighten(&out.max_rows, r.limits->max_rows, &out.write_rule, r.id);
+      tighten(&out.max_read_rows, r.limits->max_read_rows, &out.read_rows_rule, r.id);
+      tighten(&out.max_read_bytes, r.limits->max_read_bytes, &out.read_bytes_rule, r.id);
+    }
+    if (out.any()) d->limits = std::move(out);
   }
 
   static void Finish(std::vector<const Rule*>* winners, Decision* d) {
@@ -232,6 +261,7 @@ class Policy final : public CompiledPolicy {
   }
 
   PolicyData d_;
+  bool has_limits_ = false;
   mutable std::mutex profiles_mu_;  // guards profiles_
   mutable std::map<std::vector<bool>, std::shared_ptr<const MaskingProfile>> profiles_;
 };

@@ -292,15 +292,35 @@ class Loader : public LoaderBase {
     return a;
   }
 
+  EffectLimits ParseLimits(const YAML::Node& node) {
+    EffectLimits l;
+    ForEachKey(node, "limits", {"max_rows", "max_read_rows", "max_read_bytes"},
+               [&](const std::string& key, const YAML::Node& v) {
+                 const std::string what = "limits." + key;
+                 std::string n = Scalar(v, what);
+                 uint64_t value = 0;
+                 auto [p, ec] = std::from_chars(n.data(), n.data() + n.size(), value);
+                 if (ec != std::errc() || p != n.data() + n.size() || value < 1 ||
+                     value > (uint64_t{1} << 50))
+                   Fail(v, what + " must be a whole number from 1 to 2^50, got \"" + n + "\"");
+                 (key == "max_rows"        ? l.max_rows
+                  : key == "max_read_rows" ? l.max_read_rows
+                                           : l.max_read_bytes) = value;
+               });
+    if (!l.any()) Fail(node, "limits: set at least one of max_rows, max_read_rows, max_read_bytes");
+    return l;
+  }
+
   void ParseRule(const YAML::Node& node) {
     Rule rule;
     rule.file = file_;
     rule.line = Line(node);
-    bool have_action = false;
-    int approval_line = 0, sqlstate_line = 0;
+    bool have_action = false, is_limit = false;
+    int approval_line = 0, sqlstate_line = 0, limits_line = 0;
     ForEachKey(
         node, "rule",
-        {"id", "description", "priority", "match", "action", "message", "sqlstate", "approval"},
+        {"id", "description", "priority", "match", "action", "message", "sqlstate", "approval",
+         "limits"},
         [&](const std::string& key, const YAML::Node& v) {
           if (key == "id") {
             rule.id = Scalar(v, "id");
@@ -332,8 +352,11 @@ class Loader : public LoaderBase {
               rule.action = Action::kApprove;
             } else if (a == "deny") {
               rule.action = Action::kDeny;
+            } else if (a == "limit") {
+              rule.action = Action::kAllow;
+              is_limit = true;
             } else {
-              Fail(v, "unknown action \"" + a + "\" (use allow, log, approve or deny)");
+              Fail(v, "unknown action \"" + a + "\" (use allow, log, approve, deny or limit)");
             }
           } else if (key == "sqlstate") {
             rule.sqlstate = Scalar(v, "sqlstate");
@@ -345,6 +368,9 @@ class Loader : public LoaderBase {
           } else if (key == "approval") {
             approval_line = Line(v);
             rule.approval = ParseApproval(v);
+          } else if (key == "limits") {
+            limits_line = Line(v);
+            rule.limits = ParseLimits(v);
           } else if (!v.IsNull()) {
             ParseMatcher(v, "match", true, &rule, &rule.match);
           }
@@ -357,6 +383,16 @@ class Loader : public LoaderBase {
     if (sqlstate_line != 0 && rule.action != Action::kDeny && rule.action != Action::kApprove)
       Fail(sqlstate_line,
            "rule \"" + rule.id + "\": sqlstate is only allowed with action: deny or approve");
+    if (is_limit != (limits_line != 0))
+      Fail(is_limit ? Line(node) : limits_line,
+           "rule \"" + rule.id + "\": " +
+               (is_limit ? "action: limit needs limits: {max_rows, max_read_rows, max_read_bytes}"
+                         : "limits are only allowed with action: limit"));
+    if (rule.limits) {
+      if (rule.limits->max_rows != 0) rule.limits->write_rule = rule.id;
+      if (rule.limits->max_read_rows != 0) rule.limits->read_rows_rule = rule.id;
+      if (rule.limits->max_read_bytes != 0) rule.limits->read_bytes_rule = rule.id;
+    }
     if (rule.action == Action::kApprove && !rule.approval) rule.approval = ApprovalSpec{};
     if (rule.action == Action::kDeny && rule.sqlstate.empty()) rule.sqlstate = "42501";
     out_->rules.push_back(std::move(rule));

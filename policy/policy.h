@@ -52,12 +52,26 @@ struct ApprovalSpec {
   std::vector<std::string> approver_groups;
 };
 
+// Runtime effect limits (rules with `action: limit`): what an allowed statement may actually do,
+// enforced by the relay while it runs. 0 = no limit on that dimension.
+struct EffectLimits {
+  uint64_t max_rows = 0;        // rows inserted, updated or deleted (every table, triggers too)
+  uint64_t max_read_rows = 0;   // result rows sent to the client
+  uint64_t max_read_bytes = 0;  // result bytes sent to the client
+  // The rule each limit comes from (named in the error the client gets).
+  std::string write_rule, read_rows_rule, read_bytes_rule;
+  bool any() const { return max_rows != 0 || max_read_rows != 0 || max_read_bytes != 0; }
+};
+
 struct Decision {
   Action action = Action::kAllow;
   std::vector<std::string> rules;        // ids of the rules that produced the action
   std::string reason;                    // human-readable, names the rule(s)
   std::string sqlstate;                  // for deny: the rule's SQLSTATE (default 42501)
   std::optional<ApprovalSpec> approval;  // for approve
+  // allow/log only: the tightest limits of every matching `limit` rule. An approved statement
+  // runs as a human approved it; a refused one does not run.
+  std::optional<EffectLimits> limits;
   // In monitor mode `action` is what enforcement would have done; the relay lets it run.
   bool monitor = false;
 };

@@ -213,6 +213,56 @@ class ThroughTheRelayTest(unittest.TestCase):
         self.assertGreater(ran, 15)
         self.assertEqual(counts(), before, 'a statement changed rows through the relay')
 
+    def test_the_runtime_row_budget_stops_what_the_analysis_lets_through(self):
+        """Statements whose predicates really are selective, so the analysis allows them, but
+        that change more than the pack's max_rows (100) of the 200-row tables: the row budget
+        stops each (54000), in the client's transaction, and nothing changes. With the corpus:
+        every statement that really changes more than 100 rows is stopped one way or the
+        other."""
+        import psycopg2
+        direct = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='postgres',
+                                  dbname='postgres')
+        self.addCleanup(direct.close)
+        conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
+                                dbname='postgres', application_name='ai-oracle-runtime')
+        self.addCleanup(conn.close)
+        statements = RUNTIME + [e['sql'] for e in adversarial.BASE
+                                if e['expect'] in ('mass_write', 'safe') and '$1' not in e['sql']
+                                and e['class'] not in ('function_body', 'parameter_bound')]
+        failures, by_budget = [], 0
+        for sql in statements:
+            effect = measure(direct, sql)
+            if effect is None:
+                continue
+            changed = effect[0]
+            cur = conn.cursor()
+            try:
+                cur.execute(sql)
+                outcome = 'ran'
+            except psycopg2.Error as exc:
+                outcome = exc.pgcode
+            finally:
+                conn.rollback()
+            if changed > 100 and outcome not in ('42501', '54000'):
+                failures.append(f'NOT STOPPED {sql!r}: changed {changed}, {outcome}')
+            if changed <= 100 and outcome == '54000':
+                failures.append(f'STOPPED WITHIN BUDGET {sql!r}: changed {changed}')
+            by_budget += outcome == '54000'
+        self.assertEqual(failures, [], '\n'.join(failures[:30]))
+        self.assertGreaterEqual(by_budget, len(RUNTIME) - 1)
+
+
+# Selective predicates over the 200-row tables that still change more than 100 rows.
+RUNTIME = [
+    'DELETE FROM users WHERE id > 50',
+    'UPDATE accounts SET balance = 0 WHERE id % 2 = 0 OR id > 150',
+    "WITH d AS (DELETE FROM orders WHERE status = 'paid' RETURNING id) SELECT count(*) FROM d",
+    'INSERT INTO orders SELECT id + 1000, user_id, total, status FROM orders WHERE id > 50',
+    "UPDATE users SET name = 'x' WHERE active",
+    'DELETE FROM users WHERE id IN (SELECT user_id FROM orders WHERE total > 100)',
+    'UPDATE accounts SET note = note WHERE user_id BETWEEN 1 AND 150',
+]
+
 
 if __name__ == '__main__':
     unittest.main()

@@ -92,7 +92,7 @@ std::vector<Case> Cases() {
 
 TEST(DefaultPackTest, Loads) {
   auto p = Pack();
-  EXPECT_EQ(p->rule_count(), 14u);
+  EXPECT_EQ(p->rule_count(), 17u);
   EXPECT_EQ(p->source(), "default pack (guardrails.yaml)");
   EXPECT_EQ(p->mode(), Mode::kEnforce);
   // principals.agents is empty: everyone is human until a deployment says otherwise.
@@ -110,7 +110,7 @@ TEST(DefaultPackTest, ShippedFileIsTheCompiledPack) {
   auto p =
       LoadPolicy({std::string(DBW_SOURCE_DIR) + "/policy/packs/guardrails.yaml"}, Mode::kEnforce);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  EXPECT_EQ((*p)->rule_count(), 14u);
+  EXPECT_EQ((*p)->rule_count(), 17u);
 }
 
 TEST(DefaultPackTest, DecisionsOnProd) {
@@ -135,6 +135,28 @@ TEST(DefaultPackTest, DecisionsOnProd) {
       EXPECT_EQ(h.approval->timeout, std::chrono::minutes(10));
     }
   }
+}
+
+TEST(DefaultPackTest, RuntimeLimitsForAgentsOnProd) {
+  auto p = Pack();
+  const uint32_t w = sql::kRiskWrite;
+  sql::StatementFacts insert = Stmt(Command::kInsert, w, {}, {{"", "orders"}});
+  Decision a = p->Evaluate(Prod(), Agent(), Query({insert}), Noon());
+  ASSERT_TRUE(a.limits);
+  EXPECT_EQ(a.limits->max_rows, 100u);
+  EXPECT_EQ(a.limits->write_rule, "prod-write-budget-agent");
+  EXPECT_EQ(a.limits->max_read_rows, 10000u);
+  EXPECT_EQ(a.limits->max_read_bytes, 16777216u);
+  Decision call = p->Evaluate(Prod(), Agent(), Query({Stmt(Command::kCall)}), Noon());
+  ASSERT_TRUE(call.limits);
+  EXPECT_EQ(call.limits->write_rule, "prod-call-budget-agent");
+  // Reads carry the read budget only; humans and other environments none.
+  Decision read =
+      p->Evaluate(Prod(), Agent(), Query({Stmt(Command::kSelect, 0, {{"", "orders"}})}), Noon());
+  ASSERT_TRUE(read.limits);
+  EXPECT_EQ(read.limits->max_rows, 0u);
+  EXPECT_FALSE(p->Evaluate(Prod(), Human(), Query({insert}), Noon()).limits);
+  EXPECT_FALSE(p->Evaluate(Staging(), Agent(), Query({insert}), Noon()).limits);
 }
 
 TEST(DefaultPackTest, OtherEnvsAllowEverything) {

@@ -344,3 +344,39 @@ TEST(EvaluatorTest, DenyWithoutMessageUsesDescription) {
 
 }  // namespace
 }  // namespace dbw::policy
+
+namespace dbw::policy {
+namespace {
+
+TEST(EvaluatorTest, LimitRulesBoundAllowedStatementsOnly) {
+  auto p = MustLoad(
+      "version: 1\nrules:\n"
+      "  - {id: w1, action: limit, limits: {max_rows: 50}, match: {env: [prod]}}\n"
+      "  - {id: w2, action: limit, limits: {max_rows: 10, max_read_rows: 7}, "
+      "match: {statement: {commands: [DELETE]}}}\n"
+      "  - {id: rb, action: limit, limits: {max_read_bytes: 99}, match: {env: [prod]}}\n"
+      "  - {id: d, action: deny, match: {statement: {commands: [DROP]}}}\n");
+  // The tightest value of each limit over every matching limit rule, each naming its rule.
+  Decision d = p->Evaluate(Prod(), Human(), Query({Stmt(Command::kDelete)}), Noon());
+  EXPECT_EQ(d.action, Action::kAllow);
+  EXPECT_TRUE(d.rules.empty());  // a limit rule decides nothing
+  ASSERT_TRUE(d.limits);
+  EXPECT_EQ(d.limits->max_rows, 10u);
+  EXPECT_EQ(d.limits->write_rule, "w2");
+  EXPECT_EQ(d.limits->max_read_rows, 7u);
+  EXPECT_EQ(d.limits->max_read_bytes, 99u);
+  EXPECT_EQ(d.limits->read_bytes_rule, "rb");
+  d = p->Evaluate(Prod(), Human(), Query({Stmt(Command::kUpdate)}), Noon());
+  ASSERT_TRUE(d.limits);
+  EXPECT_EQ(d.limits->max_rows, 50u);
+  EXPECT_EQ(d.limits->max_read_rows, 0u);
+  // A refused statement carries none; a statement no limit rule matches neither.
+  d = p->Evaluate(Prod(), Human(), Query({Stmt(Command::kDrop)}), Noon());
+  EXPECT_EQ(d.action, Action::kDeny);
+  EXPECT_FALSE(d.limits);
+  d = p->Evaluate(Staging(), Human(), Query({Stmt(Command::kUpdate)}), Noon());
+  EXPECT_FALSE(d.limits);
+}
+
+}  // namespace
+}  // namespace dbw::policy

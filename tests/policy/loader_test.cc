@@ -272,7 +272,7 @@ TEST_F(FileTest, FileErrors) {
   p = LoadPolicy({bad}, Mode::kEnforce);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().message(),
-            bad + ":4: unknown action \"nope\" (use allow, log, approve or deny)");
+            bad + ":4: unknown action \"nope\" (use allow, log, approve, deny or limit)");
 }
 
 TEST(LoaderTest, ExamplesFromTheDocsLoad) {
@@ -285,6 +285,28 @@ TEST(LoaderTest, ExamplesFromTheDocsLoad) {
     ++n;
   }
   EXPECT_GE(n, 3u);
+}
+
+}  // namespace
+}  // namespace dbw::policy
+
+namespace dbw::policy {
+namespace {
+
+TEST(LoaderTest, LimitRules) {
+  ExpectError(std::string(kRuleHead) + "    action: limit\n", 3,
+              "action: limit needs limits: {max_rows, max_read_rows, max_read_bytes}");
+  ExpectError(std::string(kRuleHead) + "    action: deny\n    limits: {max_rows: 5}\n", 5,
+              "limits are only allowed with action: limit");
+  ExpectError(std::string(kRuleHead) + "    action: limit\n    limits: {max_rows: 0}\n", 5,
+              "limits.max_rows must be a whole number from 1 to 2^50");
+  ExpectError(std::string(kRuleHead) + "    action: limit\n    limits: {max_rowz: 5}\n", 5,
+              "max_rowz");
+  ExpectError(std::string(kRuleHead) + "    action: limit\n    limits: {}\n", 5,
+              "set at least one of");
+  ExpectError(std::string(kRuleHead) +
+                  "    action: limit\n    sqlstate: \"54000\"\n    limits: {max_rows: 5}\n",
+              5, "sqlstate is only allowed with action: deny or approve");
 }
 
 }  // namespace

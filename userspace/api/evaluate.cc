@@ -178,6 +178,23 @@ std::string DecisionJson(const policy::Decision& d, policy::PrincipalKind kind,
     Strings(&w, "groups", d.approval->approver_groups);
     w.EndObject();
   }
+  if (d.limits) {
+    w.Key("limits");
+    w.StartObject();
+    auto limit = [&w](const char* key, uint64_t v, const std::string& rule) {
+      if (v == 0) return;
+      w.Key(key);
+      w.StartObject();
+      w.Key("value");
+      w.Uint64(v);
+      JsonKeyString(&w, "rule", rule);
+      w.EndObject();
+    };
+    limit("max_rows", d.limits->max_rows, d.limits->write_rule);
+    limit("max_read_rows", d.limits->max_read_rows, d.limits->read_rows_rule);
+    limit("max_read_bytes", d.limits->max_read_bytes, d.limits->read_bytes_rule);
+    w.EndObject();
+  }
   w.Key("monitor");
   w.Bool(d.monitor);
   JsonKeyString(&w, "principal_kind", kind == policy::PrincipalKind::kAgent ? "agent" : "human");

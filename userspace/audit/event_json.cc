@@ -532,6 +532,24 @@ void AppendEventJson(const Event& e, std::string* out) {
     w.Key("enforced");
     w.Bool(e.decision->enforced);
     StrIfSet(w, "approval_id", e.decision->approval_id);
+    if (d.limits) {
+      // The runtime limits the statement ran under (the result says if one stopped it).
+      w.Key("limits");
+      w.StartObject();
+      if (d.limits->max_rows != 0) {
+        w.Key("max_rows");
+        w.Number(d.limits->max_rows);
+      }
+      if (d.limits->max_read_rows != 0) {
+        w.Key("max_read_rows");
+        w.Number(d.limits->max_read_rows);
+      }
+      if (d.limits->max_read_bytes != 0) {
+        w.Key("max_read_bytes");
+        w.Number(d.limits->max_read_bytes);
+      }
+      w.EndObject();
+    }
     w.EndObject();
   }
   if (e.result) {

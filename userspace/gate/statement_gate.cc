@@ -253,6 +253,27 @@ policy::Decision StatementGate::Decide(const policy::CompiledPolicy& policy,
           "(statement: {commands: [REPLICATION]}, action: allow)",
           monitor);
   }
+  if (d.limits && d.limits->max_rows != 0 && !monitor) {
+    // The relay counts the rows a Query changes inside one transaction of its own making; text
+    // that ends or splits that transaction, or a COPY FROM that the client feeds while the relay
+    // holds it, cannot be counted.
+    bool control = false, other = false;
+    for (const auto& s : facts.statements) {
+      if (s.command == Command::kCopy && (s.risks & sql::kRiskWrite))
+        return Refusal("COPY FROM cannot run under the row budget of rule " + d.limits->write_rule +
+                           " (max_rows " + std::to_string(d.limits->max_rows) + "); use INSERT",
+                       monitor);
+      (s.command == Command::kTransaction ? control : other) = true;
+    }
+    if (control && other)
+      return Refusal(
+          "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT ...) in the same Query as other "
+          "statements cannot run under the row budget of rule " +
+              d.limits->write_rule + "; send it as a Query of its own",
+          monitor);
+    if (!other) d.limits->max_rows = 0;  // nothing to count
+    if (!d.limits->any()) d.limits.reset();
+  }
   return d;
 }
 

@@ -63,6 +63,13 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
       m.GetCounter("dbwarden_relay_connections_refused_total",
                    "Connections refused at a limit when none was still in startup",
                    "limit=\"per_source\""),
+      m.GetCounter("dbwarden_limit_wrapped_total",
+                   "Statements run between two counts of the rows their transaction changed "
+                   "(a max_rows limit applied)"),
+      m.GetCounter("dbwarden_limit_stops_total", "Statements stopped by a runtime limit",
+                   "limit=\"max_rows\""),
+      m.GetCounter("dbwarden_limit_stops_total", "Statements stopped by a runtime limit",
+                   "limit=\"read\""),
   };
   const char* limit_help = "Configured connection limits of the relay (0: unlimited)";
   m.GetGauge("dbwarden_relay_connection_limit", limit_help, "scope=\"total\"")

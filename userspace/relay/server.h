@@ -62,6 +62,10 @@ struct RelayMetrics {
   Counter* connections_evicted;       // connections in startup closed to admit another
   Counter* refused_total;             // refused: relay.max_connections, none evictable
   Counter* refused_per_source;        // refused: relay.max_connections_per_source
+  // Runtime effect limits: statements run under a row budget, and statements stopped by one.
+  Counter* limit_wraps;       // statements run between two row counts
+  Counter* limit_rows_stops;  // undone: more rows changed than the budget
+  Counter* limit_read_stops;  // results cut off by the read budget
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the

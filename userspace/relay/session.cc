@@ -42,7 +42,8 @@ Session::Session(Worker* worker, const TargetRuntime* target, tcp::socket client
       upstream_decoder_(pg::Direction::kBackend, this, deps.options->stream_threshold),
       gate_(&worker->analyzer),
       startup_timer_(worker->context),
-      hold_timer_(worker->context) {
+      hold_timer_(worker->context),
+      write_budget_(RandomHexId(8)) {
   worker_->sessions.insert(this);
   deps_.metrics->sessions_active->Add(1);
   deps_.metrics->sessions_total->Add();
@@ -225,11 +226,18 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
                                 : "client write failed: " + ec.message());
     return;
   }
+  if (side == Side::kClient && !limit_out_.empty()) {
+    // Relay-made messages for the server (a row budget's COMMIT or ROLLBACK) queued behind this
+    // write go first; their completion comes back here.
+    limit_resume_client_ = true;
+    FlushLimitOut();
+    return;
+  }
   if (side == Side::kClient && pause_ != Pause::kNone) {
-    // Waiting for an audit commit, the catalog or an approval: resume once it is there (maybe
-    // it already is).
+    // Waiting for an audit commit, the catalog, an approval or a runtime limit: resume once it
+    // is there (maybe it already is).
     if (pause_ == Pause::kCommitted || pause_ == Pause::kCatalogReady ||
-        pause_ == Pause::kApprovalReady)
+        pause_ == Pause::kApprovalReady || pause_ == Pause::kLimitReady)
       ResumeClient();
     return;
   }
@@ -243,6 +251,11 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
 pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, pg::Bytes* out,
                                      std::string* reason) {
   if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
+  if (limit_hold_) {
+    // A statement under a runtime limit is being settled: this message waits for it.
+    pause_ = Pause::kWaitingLimit;
+    return pg::MessageAction::kPause;
+  }
   // The coverage matrix: every message type has a verdict in this phase; the rest is refused.
   gate::DoorVerdict door = gate::FrontendDoor(state_.phase(), frame.type);
   if (door.door == gate::Door::kRefuse) {
@@ -272,14 +285,23 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
         return pg::MessageAction::kPause;
       }
     }
+    if (AwaitIdleForWrap(&note, frame.type)) return pg::MessageAction::kPause;
   }
   if (!state_.OnFrontendMessage(message, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
   TrackForwarded(message, note);
+  if (frame.type == pg::fe::kExecute &&
+      WrapWrite(message, frame, static_cast<const DecisionNote*>(state_.LastNote()), out))
+    return pg::MessageAction::kHandled;
   if (!note || !state_.last_request_annotatable()) return pg::MessageAction::kForward;
   bool enforced = note->enforced;
+  const DecisionNote* annotated = note.get();
   state_.AnnotateLastRequest(std::move(note));
-  if (!enforced) return pg::MessageAction::kForward;
+  if (!enforced) {
+    return frame.type == pg::fe::kQuery && WrapWrite(message, frame, annotated, out)
+               ? pg::MessageAction::kHandled
+               : pg::MessageAction::kForward;
+  }
   // The server answers this with a syntax error in the refused statement's place: its
   // ErrorResponse and ReadyForQuery (or, in the extended protocol, its skipping to Sync) come
   // in order, and an open transaction is aborted exactly as a real error would abort it.
@@ -336,8 +358,11 @@ void Session::ResumeClient() {
 
 pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
+  pg::MessageAction limited;
+  if (OnBudgetBackend(frame, out, reason, &limited)) return limited;
   if (frame.type == pg::be::kErrorResponse && RewriteRefusal(frame, out, reason))
     return pg::MessageAction::kHandled;
+  if (OnReadBudget(frame, out, reason, &limited)) return limited;
   size_t masked_at = out->size();
   bool masked = false;
   if (!MaskBackend(frame, out, reason, &masked)) return pg::MessageAction::kReject;
@@ -378,6 +403,7 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
       return OnAuthentication(frame, out, reason);
     case pg::be::kReadyForQuery:
       gate_.OnReadyForQuery(state_.transaction_status());
+      OnServerIdle();
       if (ddl_in_tx_ && state_.transaction_status() == 'I') {
         ddl_in_tx_ = false;
         worker_->catalog.Invalidate(target_->options.name, state_.database());
@@ -413,6 +439,26 @@ void Session::OnStreamedMessage(pg::Direction dir, uint8_t type, uint32_t length
          "dbwarden: a result row of " + std::to_string(length) +
              " bytes is too large to mask; the session is ended");
     return;
+  }
+  if (dir == pg::Direction::kBackend && type == pg::be::kDataRow) {
+    // Too large to hold, so it cannot be dropped: past a read budget the session ends.
+    const auto* note = dynamic_cast<const DecisionNote*>(state_.HeadNote());
+    if (note != nullptr && !note->enforced && !note->decision.monitor && note->decision.limits) {
+      const policy::EffectLimits& l = *note->decision.limits;
+      const pg::ResultSource src = state_.HeadResultSource();
+      const uint64_t source = src.kind == pg::ResultSource::Kind::kPortal ? src.portal_serial : 0;
+      if ((l.max_read_rows != 0 || l.max_read_bytes != 0) &&
+          read_budget_.OnRow(source, l.max_read_rows, l.max_read_bytes, 1 + uint64_t{length}) !=
+              gate::ReadBudget::Verdict::kPass) {
+        deps_.metrics->limit_read_stops->Add();
+        Fail(audit::EventKind::kUpstreamError, "54000",
+             "dbwarden: a result row of " + std::to_string(length) +
+                 " bytes passes the read budget of rule " +
+                 (l.max_read_bytes != 0 ? l.read_bytes_rule : l.read_rows_rule) +
+                 " and is too large to hold back; the session is ended");
+        return;
+      }
+    }
   }
   if (dir == pg::Direction::kBackend) {
     state_.OnBackendStreamed(type, length, MonotonicNs());

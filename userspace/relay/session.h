@@ -12,7 +12,9 @@
 #include "policy/session_principal.h"
 #include "userspace/audit/event.h"
 #include "userspace/common/conn_limiter.h"
+#include "userspace/gate/read_budget.h"
 #include "userspace/gate/statement_gate.h"
+#include "userspace/gate/write_budget.h"
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/session.h"
 #include "userspace/relay/result_masking.h"
@@ -146,6 +148,33 @@ class Session : public std::enable_shared_from_this<Session>,
   void SendToClient(const pg::Bytes& bytes);
   void FlushClientExtra(bool then_read_upstream);
 
+  // Runtime effect limits (session_limits.cc). A statement under a row budget runs between two
+  // counts of the rows its transaction changed, with the client's next messages held until it is
+  // settled; a result past its read budget is cut off, its query cancelled, and its completion
+  // replaced by an error.
+  bool NeedsWriteWrap(const DecisionNote* note) const;
+  // A Query under a row budget waits until the server has answered everything before it, so the
+  // transaction status it runs in is known. true: paused.
+  bool AwaitIdleForWrap(std::shared_ptr<DecisionNote>* note, uint8_t type);
+  // Forwards `frame` between the two counts; true when it did (the message was handled).
+  bool WrapWrite(const pg::FrontendMessage& message, const pg::Frame& frame,
+                 const DecisionNote* note, pg::Bytes* out);
+  // Routes a backend message while a wrap runs; true when it was handled here.
+  bool OnBudgetBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason,
+                       pg::MessageAction* action);
+  // The read budget for a result message of the head execution; true when handled here.
+  bool OnReadBudget(const pg::Frame& frame, pg::Bytes* out, std::string* reason,
+                    pg::MessageAction* action);
+  void SendReadCancel();
+  void MaybeEndLimitHold();
+  void ResumeAfterLimit();
+  // A ReadyForQuery went by: a Query waiting for an idle server may go now.
+  void OnServerIdle();
+  void SendUpstream(pg::Bytes bytes);
+  void FlushLimitOut();
+  // Hands a held backend message to the ordinary path.
+  bool DeliverHeld(const pg::Bytes& bytes, pg::Bytes* out, std::string* reason);
+
   // Ending: send a FATAL to the client (after any write in flight), then close both sides.
   void Fail(audit::EventKind kind, std::string_view sqlstate, std::string message);
   // The same without an event of its own (the caller wrote one).
@@ -186,7 +215,9 @@ class Session : public std::enable_shared_from_this<Session>,
     kWaitingCatalog,
     kCatalogReady,
     kWaitingApproval,
-    kApprovalReady
+    kApprovalReady,
+    kWaitingLimit,  // a runtime limit holds the client's next message
+    kLimitReady
   };
   Pause pause_ = Pause::kNone;
   std::shared_ptr<DecisionNote> resume_note_;       // the paused statement's decision
@@ -221,6 +252,17 @@ class Session : public std::enable_shared_from_this<Session>,
   pg::Bytes client_extra_out_;      // ... and those being written
   bool upstream_deferred_ = false;  // upstream bytes arrived while client_extra_ was written
   pg::Bytes fatal_;                 // FATAL ErrorResponse waiting to be written
+  // Runtime limits.
+  gate::WriteBudget write_budget_;
+  gate::ReadBudget read_budget_;
+  bool limit_hold_ = false;       // the client's next message waits (wrap or stopped read)
+  bool limit_wait_idle_ = false;  // a Query under a row budget waits for the server to be idle
+  bool bypass_budget_ = false;    // delivering a held message: not routed again
+  bool read_completed_ = false;   // the stopped statement's completion went by
+  bool read_cancel_pending_ = false;
+  pg::Bytes limit_out_;               // relay-made messages waiting for the upstream leg
+  pg::Bytes limit_out_writing_;       // ... and those being written
+  bool limit_resume_client_ = false;  // the client pump's write completion is owed a callback
   bool closing_ = false;
   bool closed_ = false;
   std::string end_reason_;

@@ -199,4 +199,29 @@ void AppendSync(Bytes* out) {
   MessageWriter w(out, fe::kSync);
 }
 
+void AppendBind(Bytes* out, std::string_view portal, std::string_view statement) {
+  MessageWriter w(out, fe::kBind);
+  w.CString(portal);
+  w.CString(statement);
+  w.U16(0);  // parameter format codes
+  w.U16(0);  // parameters
+  w.U16(0);  // result format: text
+}
+
+void AppendExecute(Bytes* out, std::string_view portal, uint32_t max_rows) {
+  MessageWriter w(out, fe::kExecute);
+  w.CString(portal);
+  w.U32(max_rows);
+}
+
+void AppendClose(Bytes* out, uint8_t kind, std::string_view name) {
+  MessageWriter w(out, fe::kClose);
+  w.U8(kind);
+  w.CString(name);
+}
+
+void AppendFlush(Bytes* out) {
+  MessageWriter w(out, fe::kFlush);
+}
+
 }  // namespace dbw::pg

@@ -44,6 +44,11 @@ void AppendParse(Bytes* out, std::string_view name, std::string_view sql);
 void AppendFunctionCall(Bytes* out, uint32_t function_oid);
 void AppendTerminate(Bytes* out);
 void AppendSync(Bytes* out);
+// Extended protocol without parameters, text results (the relay's own statements).
+void AppendBind(Bytes* out, std::string_view portal, std::string_view statement);
+void AppendExecute(Bytes* out, std::string_view portal, uint32_t max_rows = 0);
+void AppendClose(Bytes* out, uint8_t kind, std::string_view name);  // kind 'S' or 'P'
+void AppendFlush(Bytes* out);
 void AppendSaslInitialResponse(Bytes* out, std::string_view mechanism, std::string_view data);
 void AppendSaslResponse(Bytes* out, std::string_view data);
 void AppendPasswordMessage(Bytes* out, std::string_view password);  // cleartext or md5 hash
