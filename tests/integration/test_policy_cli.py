@@ -50,7 +50,7 @@ class PolicyCliTest(unittest.TestCase):
     def test_check_good_files(self):
         r = self.run_cli(['check', str(PACK)])
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, f'{PACK}: ok (17 rules)\n')
+        self.assertEqual(r.stdout, f'{PACK}: ok (18 rules)\n')
         examples = sorted(str(p) for p in EXAMPLES.glob('*.yaml'))
         r = self.run_cli(['check', str(PACK)] + examples)
         self.assertEqual(r.returncode, 0, r.stderr)

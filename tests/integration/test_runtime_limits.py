@@ -6,6 +6,10 @@ pgjdbc (tests/drivers/jdbc/LimitsCheck.java) and pgbench -M prepared; a raw fron
 on the wire. Asserts what the client gets (the error, the transaction status afterwards, rows
 received), what the server kept (row counts from a direct connection) and the audit record.
 
+The same module covers the catalog's classification of called functions: an agent's call of a
+user-defined VOLATILE or SECURITY DEFINER function or procedure carries the risk user_function
+(denied here by a site rule; the default pack sends it to approval).
+
 Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
          tests/integration/test_runtime_limits.py -v
 """
@@ -54,6 +58,15 @@ def setUpModule():
     cluster = fx.PgCluster()
     unittest.addModuleCleanup(cluster.close)
     cluster.start()
+    # Created before the relay reads the catalog (it re-reads after DDL it relays, or a minute).
+    cluster.psql("""
+CREATE TABLE counter(n int); INSERT INTO counter VALUES (0);
+CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS 'UPDATE counter SET n = n + 1 RETURNING n';
+CREATE FUNCTION \"Shout\"(t text) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT upper(t)';
+CREATE FUNCTION stable_fn() RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
+CREATE FUNCTION owner_fn() RETURNS int LANGUAGE sql STABLE SECURITY DEFINER AS 'SELECT 2';
+CREATE PROCEDURE reset_counter() LANGUAGE sql AS 'UPDATE counter SET n = 0';
+""")
     site = os.path.join(os.path.dirname(cluster.datadir), 'site.yaml')
     with open(site, 'w') as f:
         f.write('version: 1\n'
@@ -62,7 +75,12 @@ def setUpModule():
                 '  - id: test-read-budget\n'
                 '    match: {env: [prod], principal: {kind: agent}}\n'
                 '    action: limit\n'
-                '    limits: {max_read_rows: 50, max_read_bytes: 1000000}\n')
+                '    limits: {max_read_rows: 50, max_read_bytes: 1000000}\n'
+                '  - id: test-user-function\n'
+                '    priority: 10\n'
+                '    match: {env: [prod], principal: {kind: agent}, '
+                'statement: {risks: [user_function]}}\n'
+                '    action: deny\n')
     pack = REPO / 'policy' / 'packs' / 'guardrails.yaml'
     relay = fx.Relay([{'name': 'prod', 'env': 'prod',
                        'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
@@ -307,6 +325,31 @@ class ReadBudgetTest(Base):
         human = agent('sre-console')
         self.addCleanup(human.close)
         self.assertEqual(run(human, 'SELECT id FROM items WHERE id > 0'), ('ok', 'SELECT 1000'))
+
+
+class CatalogFunctionTest(Base):
+    def test_user_functions_by_what_the_catalog_says(self):
+        conn = agent('ai-functions')
+        self.addCleanup(conn.close)
+        for sql in ('SELECT bump()', 'SELECT public.bump()', 'SELECT "Shout"($$a$$)',
+                    'SELECT owner_fn()', 'CALL reset_counter()',
+                    'SELECT v FROM items WHERE id = bump()',
+                    'PREPARE p AS SELECT bump()'):
+            code, msg = run(conn, sql)
+            self.assertEqual(code, '42501', f'{sql}: {msg}')
+            self.assertIn('test-user-function', msg)
+        # Built-ins and user functions that are STABLE and run with the caller's rights.
+        for sql in ('SELECT stable_fn()', 'SELECT upper($$a$$)',
+                    'SELECT count(*) FROM items WHERE id = 1'):
+            self.assertEqual(run(conn, sql)[0], 'ok', sql)
+        self.assertEqual(count('SELECT n FROM counter'), 0)
+        ev = relay.wait_for(lambda e: 'user_function' in json.dumps(e.get('statement') or {}),
+                            kind='statement')[0]
+        self.assertEqual(ev['decision']['action'], 'deny')
+        # People are not held to it by this policy.
+        human = agent('sre-console')
+        self.addCleanup(human.close)
+        self.assertEqual(run(human, 'SELECT bump()'), ('ok', 'SELECT 1'))
 
 
 if __name__ == '__main__':

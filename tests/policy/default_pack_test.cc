@@ -86,13 +86,15 @@ std::vector<Case> Cases() {
       {"unparseable", Stmt(Command::kUnparseable, sql::kRiskUnparseable), kDeny, kDeny,
        "prod-unparseable", "prod-unparseable"},
       {"begin", WithKind(Stmt(Command::kTransaction), "BEGIN"), kAllow, kAllow, "", ""},
+      {"user function", Stmt(Command::kSelect, sql::kRiskUserFunction), kApprove, kAllow,
+       "prod-user-function-agent", ""},
       {"insert", Stmt(Command::kInsert, w, {}, {{"", "orders"}}), kAllow, kAllow, "", ""},
   };
 }
 
 TEST(DefaultPackTest, Loads) {
   auto p = Pack();
-  EXPECT_EQ(p->rule_count(), 17u);
+  EXPECT_EQ(p->rule_count(), 18u);
   EXPECT_EQ(p->source(), "default pack (guardrails.yaml)");
   EXPECT_EQ(p->mode(), Mode::kEnforce);
   // principals.agents is empty: everyone is human until a deployment says otherwise.
@@ -110,7 +112,7 @@ TEST(DefaultPackTest, ShippedFileIsTheCompiledPack) {
   auto p =
       LoadPolicy({std::string(DBW_SOURCE_DIR) + "/policy/packs/guardrails.yaml"}, Mode::kEnforce);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  EXPECT_EQ((*p)->rule_count(), 17u);
+  EXPECT_EQ((*p)->rule_count(), 18u);
 }
 
 TEST(DefaultPackTest, DecisionsOnProd) {

@@ -2,6 +2,7 @@
 // relay's own (startup, trust/cleartext/md5/SCRAM, one catalog query, Terminate).
 #include "userspace/relay/catalog.h"
 
+#include <cctype>
 #include <charconv>
 
 #include <openssl/evp.h>
@@ -29,7 +30,8 @@ constexpr std::string_view kCatalogQuery =
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.oid >= 16384 "
     "AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S'); "
-    "SELECT p.oid, n.nspname, p.proname FROM pg_catalog.pg_proc p "
+    "SELECT p.oid, n.nspname, p.proname, p.provolatile, p.prosecdef, p.prokind "
+    "FROM pg_catalog.pg_proc p "
     "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
 
 std::string Md5Hex(std::string_view data) {
@@ -230,7 +232,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   }
 
   Status AddRow(const pg::DataRowMessage& row) {
-    if (row.values.size() == 3) return AddFunction(row);
+    if (row.values.size() == 6) return AddFunction(row);
     if (row.values.size() != 5) return DataLoss("unexpected catalog row");
     for (const auto& v : row.values)
       if (!v) return DataLoss("NULL in catalog row");
@@ -262,6 +264,14 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
       return DataLoss("unexpected catalog row");
     snapshot_->functions[oid] =
         std::string(Text(*row.values[1])) + "." + std::string(Text(*row.values[2]));
+    if (oid >= kFirstNormalObjectId) {
+      // Keyed in lower case: the analysis reports names folded, quoted ones included.
+      std::string key(Text(*row.values[2]));
+      for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      snapshot_->user_functions[key].push_back({std::string(Text(*row.values[1])),
+                                                Text(*row.values[3]) == "v",
+                                                Text(*row.values[4]) == "t"});
+    }
     return Status::Ok();
   }
 
@@ -301,6 +311,31 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
 };
 
 }  // namespace
+
+bool CatalogSnapshot::CallsRiskyUserFunction(std::string_view name) const {
+  std::string_view schema;
+  if (size_t dot = name.rfind('.'); dot != std::string_view::npos) {
+    schema = name.substr(0, dot);
+    name = name.substr(dot + 1);
+  }
+  std::string key(name);
+  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto it = user_functions.find(key);
+  if (it == user_functions.end()) return false;
+  for (const UserFunction& f : it->second) {
+    if (!f.is_volatile && !f.security_definer) continue;
+    if (schema.empty() || schema.size() != f.schema.size()) {
+      if (schema.empty()) return true;
+      continue;
+    }
+    bool same = true;
+    for (size_t i = 0; i < schema.size(); ++i)
+      same = same && std::tolower(static_cast<unsigned char>(schema[i])) ==
+                         std::tolower(static_cast<unsigned char>(f.schema[i]));
+    if (same) return true;
+  }
+  return false;
+}
 
 std::optional<std::pair<const CatalogRelation*, const std::string*>> CatalogSnapshot::Find(
     uint32_t oid, int16_t attnum) const {

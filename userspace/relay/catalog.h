@@ -31,11 +31,24 @@ struct CatalogRelation {
 // user data, so they are not loaded and no column rule applies to them.
 inline constexpr uint32_t kFirstNormalObjectId = 16384;
 
+// A function or procedure created in the database (OID >= 16384), for classifying calls.
+struct UserFunction {
+  std::string schema;
+  bool is_volatile = false;
+  bool security_definer = false;
+};
+
 struct CatalogSnapshot {
   std::unordered_map<uint32_t, CatalogRelation> relations;
   // Every function (pg_proc OID → "schema.name"): a FunctionCall message names its function by
   // OID only.
   std::unordered_map<uint32_t, std::string> functions;
+  // User-defined functions and procedures by name (pg_proc.proname), every schema.
+  std::unordered_map<std::string, std::vector<UserFunction>> user_functions;
+  // Whether a call written as `name` (lower case, "schema.name" when qualified) may run a
+  // user-defined VOLATILE or SECURITY DEFINER function. An unqualified name matches in every
+  // schema: which one the session's search_path picks is not known here.
+  bool CallsRiskyUserFunction(std::string_view name) const;
   std::chrono::steady_clock::time_point loaded_at;
   // Resolves (table OID, attribute number) to names; nullopt when unknown.
   std::optional<std::pair<const CatalogRelation*, const std::string*>> Find(uint32_t oid,

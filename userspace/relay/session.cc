@@ -272,8 +272,11 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
       note = std::move(resume_note_);  // judged and committed before the pause
     } else {
       UpdateMasking(deps_.policy->Get());
-      if (AwaitCatalog(frame.type == pg::fe::kFunctionCall))
-        return pg::MessageAction::kPause;  // OnCatalog resumes here
+      // The catalog classifies the functions an agent calls (sql::kRiskUserFunction).
+      const bool functions =
+          frame.type == pg::fe::kFunctionCall ||
+          PolicyPrincipal(deps_.policy->Get()).kind == policy::PrincipalKind::kAgent;
+      if (AwaitCatalog(functions)) return pg::MessageAction::kPause;  // OnCatalog resumes here
       note = Decide(message);
       if (!note) return pg::MessageAction::kReject;
       if (NeedsApproval(*note)) {

@@ -103,6 +103,10 @@ class Session : public std::enable_shared_from_this<Session>,
   // the state machine's statement names in step with SQL-level PREPARE/DEALLOCATE/DISCARD.
   void TrackForwarded(const pg::FrontendMessage& message,
                       const std::shared_ptr<DecisionNote>& note);
+  // `facts` with the risk user_function on statements that call a user-defined VOLATILE or
+  // SECURITY DEFINER function of the catalog snapshot (a copy; the cached facts stay as read).
+  std::shared_ptr<const sql::QueryFacts> WithCatalogRisks(
+      std::shared_ptr<const sql::QueryFacts> facts) const;
   // The qualified name of a function by OID, from the catalog snapshot; empty when unknown.
   std::string FunctionName(uint32_t oid) const;
   // audit_before_forward: the client pump pauses at the statement until its decision event

@@ -8,6 +8,38 @@
 #include "userspace/relay/session_internal.h"
 
 namespace dbw::relay {
+namespace {
+
+// Marks the statement that policy judges (the one PREPARE/EXECUTE/FETCH stand for).
+void MarkJudged(sql::StatementFacts* s, uint32_t risk) {
+  const bool wrapper = s->command == sql::Command::kPrepare ||
+                       s->command == sql::Command::kExecute || s->command == sql::Command::kFetch;
+  if (wrapper && s->prepared) {
+    auto inner = std::make_shared<sql::StatementFacts>(*s->prepared);
+    MarkJudged(inner.get(), risk);
+    s->prepared = std::move(inner);
+  }
+  s->risks |= risk;
+}
+
+}  // namespace
+
+std::shared_ptr<const sql::QueryFacts> Session::WithCatalogRisks(
+    std::shared_ptr<const sql::QueryFacts> facts) const {
+  if (!catalog_ || catalog_->user_functions.empty()) return facts;
+  std::shared_ptr<sql::QueryFacts> copy;
+  for (size_t i = 0; i < facts->statements.size(); ++i) {
+    bool risky = false;
+    for (const sql::StatementFacts* p = &facts->statements[i]; p != nullptr && !risky;
+         p = p->prepared.get())
+      for (const std::string& f : p->functions)
+        risky = risky || catalog_->CallsRiskyUserFunction(f);
+    if (!risky) continue;
+    if (!copy) copy = std::make_shared<sql::QueryFacts>(*facts);  // the cached facts stay as read
+    MarkJudged(&copy->statements[i], sql::kRiskUserFunction);
+  }
+  return copy ? std::shared_ptr<const sql::QueryFacts>(std::move(copy)) : facts;
+}
 
 std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message) {
   uint64_t start = MonotonicNs();
@@ -21,6 +53,7 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
     note->facts =
         gate_.FunctionCallFacts(oid, FunctionName(oid), message.function_call.args.size());
   }
+  note->facts = WithCatalogRisks(std::move(note->facts));
   Judge(note.get(), deps_.policy->Get());
   deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
   return note;

@@ -32,7 +32,7 @@ constexpr std::array<std::pair<Command, std::string_view>, 44> kCommandNames{{
     {Command::kFastpath, "FASTPATH"}, {Command::kReplication, "REPLICATION"},
 }};
 
-constexpr std::array<std::pair<Risk, std::string_view>, 15> kRiskNames{{
+constexpr std::array<std::pair<Risk, std::string_view>, 16> kRiskNames{{
     {kRiskNoWhere, "no_where"},
     {kRiskUnboundedSelect, "unbounded_select"},
     {kRiskDynamicSql, "dynamic_sql"},
@@ -48,6 +48,7 @@ constexpr std::array<std::pair<Risk, std::string_view>, 15> kRiskNames{{
     {kRiskUnverifiable, "unverifiable"},
     {kRiskLexerChange, "lexer_change"},
     {kRiskSearchPathChange, "search_path_change"},
+    {kRiskUserFunction, "user_function"},
 }};
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

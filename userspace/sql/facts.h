@@ -90,6 +90,11 @@ enum Risk : uint32_t {
   // DISCARD ALL, set_config, ALTER ROLE|DATABASE ... SET search_path, a startup option): names
   // then resolve to other objects (a function or table shadowing a trusted one).
   kRiskSearchPathChange = 1u << 14,
+  // Calls a function or procedure created in the database (not a built-in) that is VOLATILE or
+  // SECURITY DEFINER: it may change data or act with its owner's rights, and its body may have
+  // been created before dbwarden (or through another path) and never analysed. Set by the relay
+  // from the target's catalog (policy eval and the API cannot know it).
+  kRiskUserFunction = 1u << 15,
 };
 std::string_view RiskName(Risk risk);  // "no_where", "unbounded_select", ...
 bool ParseRiskName(std::string_view name, Risk* out);
