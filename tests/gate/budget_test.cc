@@ -97,13 +97,13 @@ TEST(WriteBudgetTest, AutocommitWithinBudgetCommits) {
   b.Begin(100, "rule-a", false, 'I', &before, &after);
   std::vector<std::string> q;
   EXPECT_EQ(Types(before, &q), "Q");
-  EXPECT_EQ(q[0].rfind("BEGIN; SELECT pg_catalog.sum(", 0), 0u) << q[0];
+  EXPECT_EQ(q[0].rfind("BEGIN; SELECT CASE WHEN pg_catalog.current_setting", 0), 0u) << q[0];
   EXPECT_EQ(Types(after), "Q");
   // BEGIN's answer, then the first count.
   EXPECT_EQ(Feed(&b, Cc("BEGIN")).route, Route::kSwallow);
   Measure(&b, "7", 'T');
   // The statement: its completion is held, its ReadyForQuery swallowed.
-  EXPECT_EQ(Feed(&b, Cc("DELETE 40")).route, Route::kHold);
+  EXPECT_EQ(Feed(&b, Cc("DELETE 40")).route, Route::kClient);
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "47", 'T', &last);
@@ -114,11 +114,10 @@ TEST(WriteBudgetTest, AutocommitWithinBudgetCommits) {
   EXPECT_FALSE(last.out.done);
   EXPECT_EQ(Feed(&b, Cc("COMMIT")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
-  EXPECT_EQ(end.route, Route::kClient);   // the client's ReadyForQuery: idle
-  ASSERT_EQ(end.out.release.size(), 1u);  // DELETE 40, then the ReadyForQuery
+  EXPECT_EQ(end.route, Route::kClient);  // the client's ReadyForQuery: idle
+  EXPECT_TRUE(end.out.release.empty());
   EXPECT_TRUE(end.out.done);
   EXPECT_FALSE(end.out.refusal);
-  EXPECT_EQ(end.out.rows_changed, 40u);
   EXPECT_FALSE(b.active());
 }
 
@@ -128,7 +127,7 @@ TEST(WriteBudgetTest, AutocommitOverBudgetRollsBackAndRefuses) {
   b.Begin(100, "rule-a", false, 'I', &before, &after);
   EXPECT_EQ(Feed(&b, Cc("BEGIN")).route, Route::kSwallow);
   Measure(&b, "0", 'T');
-  EXPECT_EQ(Feed(&b, Cc("DELETE 101")).route, Route::kHold);
+  EXPECT_EQ(Feed(&b, Cc("DELETE 101")).route, Route::kClient);
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "101", 'T', &last);
@@ -139,7 +138,7 @@ TEST(WriteBudgetTest, AutocommitOverBudgetRollsBackAndRefuses) {
   EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
   EXPECT_EQ(end.route, Route::kClient);
-  EXPECT_TRUE(end.out.release.empty());  // the DELETE's completion never reaches the client
+  EXPECT_TRUE(end.out.release.empty());  // the error follows the completion; ROLLBACK undid it
   ASSERT_TRUE(end.out.refusal);
   EXPECT_EQ(end.out.refusal->sqlstate, "54000");
   EXPECT_NE(end.out.refusal->message.find("changed 101 rows, more than the limit of 100 set by "
@@ -155,7 +154,7 @@ TEST(WriteBudgetTest, InABlockOverBudgetAbortsTheTransaction) {
   Types(before, &q);
   EXPECT_EQ(q[0].rfind("SELECT", 0), 0u);  // no BEGIN inside a block
   Measure(&b, "500", 'T');  // earlier statements of the transaction count in both measurements
-  EXPECT_EQ(Feed(&b, Cc("UPDATE 11")).route, Route::kHold);
+  EXPECT_EQ(Feed(&b, Cc("UPDATE 11")).route, Route::kClient);
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "511", 'T', &last);
@@ -174,13 +173,13 @@ TEST(WriteBudgetTest, InABlockWithinBudgetCostsNoRoundTrip) {
   pg::Bytes before, after;
   b.Begin(10, "r", false, 'T', &before, &after);
   Measure(&b, "3", 'T');
-  EXPECT_EQ(Feed(&b, Cc("UPDATE 10")).route, Route::kHold);
+  EXPECT_EQ(Feed(&b, Cc("UPDATE 10")).route, Route::kClient);
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "13", 'T', &last);
   EXPECT_TRUE(last.out.upstream.empty());
   EXPECT_EQ(last.route, Route::kClient);  // the last count's ReadyForQuery is the client's
-  EXPECT_EQ(last.out.release.size(), 1u);
+  EXPECT_TRUE(last.out.release.empty());
   EXPECT_TRUE(last.out.done);
 }
 
@@ -190,10 +189,10 @@ TEST(WriteBudgetTest, AStatementErrorKeepsItsOrderAndRollsBackInAutocommit) {
   b.Begin(10, "r", false, 'I', &before, &after);
   EXPECT_EQ(Feed(&b, Cc("BEGIN")).route, Route::kSwallow);
   Measure(&b, "0", 'T');
-  EXPECT_EQ(Feed(&b, Cc("INSERT 0 1")).route, Route::kHold);
+  EXPECT_EQ(Feed(&b, Cc("INSERT 0 1")).route, Route::kClient);
   Fed err = Feed(&b, Err("23505"));
   EXPECT_EQ(err.route, Route::kClient);
-  EXPECT_EQ(err.out.release.size(), 1u);  // the INSERT's completion goes before the error
+  EXPECT_TRUE(err.out.release.empty());
   EXPECT_EQ(Feed(&b, Rfq('E')).route, Route::kSwallow);
   EXPECT_EQ(Feed(&b, Err("25P02")).route, Route::kSwallow);  // the second count fails
   Fed last = Feed(&b, Rfq('E'));
@@ -212,7 +211,7 @@ TEST(WriteBudgetTest, ACountThatCannotBeReadFailsClosed) {
   pg::Bytes before, after;
   b.Begin(10, "r", false, 'T', &before, &after);
   Measure(&b, "not a number", 'T');
-  EXPECT_EQ(Feed(&b, Cc("UPDATE 1")).route, Route::kHold);
+  EXPECT_EQ(Feed(&b, Cc("UPDATE 1")).route, Route::kClient);
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "1", 'T', &last);
@@ -291,6 +290,94 @@ TEST(WriteBudgetTest, ExtendedErrorsEndTheWrap) {
   }
 }
 
+TEST(WriteBudgetTest, TrackCountsOffFailsClosed) {
+  // The count is NULL when track_counts is off: nothing can be said, so the statement is undone.
+  WriteBudget b("x");
+  pg::Bytes before, after;
+  b.Begin(10, "r", false, 'I', &before, &after);
+  EXPECT_EQ(Feed(&b, Cc("BEGIN")).route, Route::kSwallow);
+  pg::Bytes null_row;
+  std::optional<std::span<const std::byte>> cols[] = {std::nullopt};
+  pg::AppendDataRow(&null_row, cols);
+  EXPECT_EQ(Feed(&b, RowDesc()).route, Route::kSwallow);
+  EXPECT_EQ(Feed(&b, null_row).route, Route::kSwallow);
+  EXPECT_EQ(Feed(&b, Cc("SELECT 1")).route, Route::kSwallow);
+  EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
+  EXPECT_EQ(Feed(&b, Cc("UPDATE 1")).route, Route::kClient);
+  EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
+  Fed last;
+  Measure(&b, "1", 'T', &last);
+  std::vector<std::string> sent;
+  Types(last.out.upstream, &sent);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0], "ROLLBACK");
+  EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
+  Fed end = Feed(&b, Rfq('I'));
+  ASSERT_TRUE(end.out.refusal);
+  EXPECT_NE(end.out.refusal->message.find("could not be counted"), std::string::npos);
+}
+
+TEST(WriteBudgetTest, ADeferredConstraintFailingAtTheSecondCount) {
+  WriteBudget b("x");
+  pg::Bytes before, after;
+  b.Begin(10, "r", false, 'I', &before, &after);
+  std::vector<std::string> after_q;
+  Types(after, &after_q);
+  // Deferred constraint triggers fire before the second count, inside the relay's transaction.
+  EXPECT_EQ(after_q[0].rfind("SET CONSTRAINTS ALL IMMEDIATE; SELECT", 0), 0u) << after_q[0];
+  EXPECT_EQ(Feed(&b, Cc("BEGIN")).route, Route::kSwallow);
+  Measure(&b, "0", 'T');
+  EXPECT_EQ(Feed(&b, Cc("INSERT 0 1")).route, Route::kClient);
+  EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
+  // SET CONSTRAINTS ALL IMMEDIATE fails: the client gets the server's error; rolled back.
+  EXPECT_EQ(Feed(&b, Err("23503")).route, Route::kClient);
+  Fed last = Feed(&b, Rfq('E'));
+  std::vector<std::string> sent;
+  Types(last.out.upstream, &sent);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0], "ROLLBACK");
+  EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
+  Fed end = Feed(&b, Rfq('I'));
+  EXPECT_EQ(end.route, Route::kClient);
+  EXPECT_FALSE(end.out.refusal);
+}
+
+TEST(WriteBudgetTest, ForcedByTheReadBudget) {
+  {  // simple, autocommit: rolled back; the read budget's error is already the client's
+    WriteBudget b("x");
+    pg::Bytes before, after;
+    b.Begin(100, "r", false, 'I', &before, &after);
+    EXPECT_EQ(Feed(&b, Cc("BEGIN")).route, Route::kSwallow);
+    Measure(&b, "0", 'T');
+    b.ForceRefuse(std::nullopt);
+    EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
+    Fed last;
+    Measure(&b, "3", 'T', &last);
+    std::vector<std::string> sent;
+    Types(last.out.upstream, &sent);
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0], "ROLLBACK");
+    EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
+    Fed end = Feed(&b, Rfq('I'));
+    EXPECT_FALSE(end.out.refusal);
+  }
+  {  // extended: the held completion is dropped, the batch fails with the given error
+    WriteBudget b("x");
+    pg::Bytes before, after;
+    b.Begin(100, "r", true, 'I', &before, &after);
+    ExtendedMeasure(&b, "0");
+    b.ForceRefuse(WriteBudget::Refusal{"54000", "read budget", ""});
+    EXPECT_EQ(Feed(&b, Cc("UPDATE 3")).route, Route::kHold);
+    Fed last;
+    ExtendedMeasure(&b, "3", &last);
+    EXPECT_EQ(Types(last.out.upstream), "PH");
+    Fed end = Feed(&b, Err("42601"));
+    EXPECT_TRUE(end.out.release.empty());
+    ASSERT_TRUE(end.out.refusal);
+    EXPECT_EQ(end.out.refusal->message, "read budget");
+  }
+}
+
 TEST(WriteBudgetTest, AsynchronousMessagesAlwaysReachTheClient) {
   WriteBudget b("x");
   pg::Bytes before, after;
@@ -299,6 +386,21 @@ TEST(WriteBudgetTest, AsynchronousMessagesAlwaysReachTheClient) {
   pg::AppendParameterStatus(&ps, "application_name", "x");
   EXPECT_EQ(Feed(&b, ps).route, Route::kClient);
   EXPECT_TRUE(b.active());
+}
+
+TEST(ReadBudgetTest, AlternatingPortalsKeepTheirBudgets) {
+  ReadBudget r;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.OnRow(7, 4, 0, 1), ReadBudget::Verdict::kPass);
+    r.Suspend();
+    EXPECT_EQ(r.OnRow(8, 4, 0, 1), ReadBudget::Verdict::kPass);
+    r.Suspend();
+  }
+  EXPECT_EQ(r.OnRow(7, 4, 0, 1), ReadBudget::Verdict::kPass);
+  EXPECT_EQ(r.OnRow(7, 4, 0, 1), ReadBudget::Verdict::kExceeded);
+  r.OnReady(true);  // the transaction ended: its portals are gone
+  EXPECT_EQ(r.OnRow(8, 4, 0, 1), ReadBudget::Verdict::kPass);
+  EXPECT_EQ(r.rows(), 1u);
 }
 
 TEST(ReadBudgetTest, RowsBytesAndSuspendedPortals) {

@@ -494,3 +494,44 @@ TEST(EncodingTest, PostgresCharacterBoundaries) {
 
 }  // namespace
 }  // namespace dbw::gate
+
+namespace dbw::gate {
+namespace {
+
+// Under a row budget the gate refuses what the relay cannot count; the rest carries the limits.
+TEST_F(GateTest, WhatARowBudgetCannotCountIsRefused) {
+  auto budget = policy::LoadPolicyTexts(
+      {{"budget.yaml",
+        "version: 1\nrules:\n"
+        "  - {id: b, action: limit, limits: {max_rows: 10, max_read_rows: 5}, match: {}}\n"}},
+      policy::Mode::kEnforce, "test");
+  ASSERT_TRUE(budget.ok()) << budget.status().message();
+  auto decide = [&](std::string_view sql, bool extended = false) {
+    return gate_.Decide(**budget, kProd, Agent(), *gate_.Facts(sql), false,
+                        std::chrono::system_clock::now(), extended);
+  };
+  for (std::string_view sql : {"BEGIN; DELETE FROM t WHERE id = 1; COMMIT", "COPY t FROM STDIN",
+                               "TRUNCATE t", "DROP TABLE t", "DELETE FROM t WHERE id = 1; SELECT (",
+                               "UPDATE t SET x = 1 WHERE id = 1; ROLLBACK"}) {
+    policy::Decision d = decide(sql);
+    EXPECT_EQ(d.action, Action::kDeny) << sql;
+    EXPECT_EQ(d.rules, std::vector<std::string>{std::string(kGateRule)}) << sql;
+    EXPECT_NE(d.reason.find("row budget of rule b"), std::string::npos) << d.reason;
+  }
+  // CALL and DO only in the extended protocol (a procedure may COMMIT before the count).
+  EXPECT_EQ(decide("CALL p()", true).action, Action::kDeny);
+  EXPECT_EQ(decide("CALL p()").action, Action::kAllow);
+  ASSERT_TRUE(decide("CALL p()").limits);
+  // Transaction control alone: nothing to count, the read limit stays.
+  policy::Decision begin = decide("BEGIN");
+  EXPECT_EQ(begin.action, Action::kAllow);
+  ASSERT_TRUE(begin.limits);
+  EXPECT_EQ(begin.limits->max_rows, 0u);
+  EXPECT_EQ(begin.limits->max_read_rows, 5u);
+  policy::Decision upd = decide("UPDATE t SET x = 1 WHERE id = 1");
+  ASSERT_TRUE(upd.limits);
+  EXPECT_EQ(upd.limits->max_rows, 10u);
+}
+
+}  // namespace
+}  // namespace dbw::gate

@@ -277,6 +277,75 @@ class WriteBudgetExtendedTest(Base):
         self.assertEqual(count(), 1000)
 
 
+class ProtocolEdgesTest(Base):
+    def test_an_error_in_an_earlier_batch_does_not_lift_the_budget(self):
+        # A failing simple Query, then an extended batch with a mass DELETE, in one write: the
+        # Query's error ends its own batch only, so the DELETE runs and must be counted.
+        from test_gate_protocol import WireClient
+        with WireClient.connect(relay.port(), user='postgres', database=DB,
+                                application_name='ai-wire') as c:
+            c.send(WireClient.query_msg('SELECT 1/0') +
+                   WireClient.parse_msg('', 'DELETE FROM items WHERE id > 0') +
+                   WireClient.bind_msg('', '') + WireClient.execute_msg('') + fx.frame(b'S', b''))
+            first = c.read_until_ready()
+            second = c.read_until_ready()
+        self.assertEqual(fx.error_fields(dict(first)[b'E']).get('C'), '22012')
+        kinds = [m[0] for m in second]
+        self.assertEqual(kinds, [b'1', b'2', b'E', b'Z'], kinds)  # no message of the relay's
+        self.assertEqual(fx.error_fields(second[2][1]).get('C'), '54000')
+        self.assertEqual(count(), 1000)
+
+    def test_a_cut_off_portal_makes_the_server_skip_to_sync(self):
+        # Execute with a row limit and Flush: the result is cut off at the read budget and the
+        # server, not only the relay, must then skip the batch, a refused statement included.
+        from test_gate_protocol import WireClient
+        with WireClient.connect(relay.port(), user='postgres', database=DB,
+                                application_name='ai-wire') as c:
+            c.send(WireClient.query_msg('BEGIN'))
+            c.read_until_ready()
+            c.send(WireClient.parse_msg('', 'SELECT id FROM items WHERE id > 0') +
+                   WireClient.bind_msg('p1', '') + WireClient.execute_msg('p1', 51) +
+                   fx.frame(b'H', b''))
+            got = []
+            while not got or got[-1][0] not in (b'E', b's'):
+                got.append(c.read_message())
+            kinds = [m[0] for m in got]
+            self.assertEqual(kinds.count(b'D'), 50, kinds)
+            self.assertEqual(kinds[-1], b'E')
+            c.send(WireClient.parse_msg('', 'DELETE FROM items') + WireClient.bind_msg('', '') +
+                   WireClient.execute_msg('') + fx.frame(b'S', b''))
+            rest = c.read_until_ready()
+            self.assertEqual([m[0] for m in rest], [b'Z'])  # skipped to Sync, as after an error
+            self.assertEqual(rest[-1][1], b'E')
+            c.send(WireClient.query_msg('ROLLBACK'))
+            c.read_until_ready()
+            self.assertEqual([m[0] for m in c.simple_query('SELECT 1')][-1], b'Z')
+        self.assertEqual(count(), 1000)
+
+    def test_copy_to_stdout_counts_against_the_read_budget(self):
+        import psycopg2
+        conn = agent('ai-copy')
+        self.addCleanup(conn.close)
+        out = io.StringIO()
+        with self.assertRaises(psycopg2.Error) as cm:
+            conn.cursor().copy_expert('COPY (SELECT id, v FROM items WHERE id > 0) TO STDOUT', out)
+        self.assertEqual(cm.exception.pgcode, '54000')
+        self.assertLessEqual(out.getvalue().count('\n'), 50)
+        self.assertEqual(run(conn, 'SELECT 1'), ('ok', 'SELECT 1'))
+
+    def test_several_statements_in_one_query_keep_their_results(self):
+        conn = agent('ai-multi')
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        cur.execute("UPDATE items SET v = 'm' WHERE id = 1; SELECT v FROM items WHERE id = 1")
+        self.assertEqual(cur.fetchall(), [('m',)])
+        code, msg = run(conn, "UPDATE items SET v = 'n' WHERE id = 2; "
+                              "DELETE FROM items WHERE id > 500")
+        self.assertEqual(code, '54000', msg)
+        self.assertEqual(count("SELECT count(*) FROM items WHERE v = 'n'"), 0)
+        self.assertEqual(count(), 1000)
+
+
 class ReadBudgetTest(Base):
     def test_no_row_past_the_budget_on_the_wire(self):
         from test_gate_protocol import WireClient

@@ -1,9 +1,11 @@
-// ReadBudget: the runtime read limit for one statement's result (rows and bytes of DataRow
-// messages). Past it the relay sends the client nothing more of that result and an error in
-// place of its completion. Pure bookkeeping; the session drops, cancels and replaces.
+// ReadBudget: the runtime read limit for one statement's result (rows and bytes of DataRow, or of
+// CopyData for COPY TO STDOUT). Past it the relay sends the client nothing more of that result
+// and an error in place of its completion. Pure bookkeeping; the session drops, cancels and
+// replaces.
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 
 namespace dbw::gate {
 
@@ -15,43 +17,63 @@ class ReadBudget {
     kDrop,      // the statement was already stopped: drop
   };
 
-  // A DataRow of `bytes` (whole message) for a statement limited to max_rows / max_bytes (0: no
-  // limit on that dimension). `source` identifies the result: a bound portal's serial (a
-  // suspended portal's later Executes continue its budget), 0 for a simple Query.
+  // A row of `bytes` (whole message) for a statement limited to max_rows / max_bytes (0: no
+  // limit on that dimension). `source` identifies the result: a bound portal's serial, 0 for a
+  // simple Query. A suspended portal's later Executes continue its budget, whatever other
+  // portals ran in between.
   Verdict OnRow(uint64_t source, uint64_t max_rows, uint64_t max_bytes, uint64_t bytes) {
-    if (source != source_) {
-      Reset();
-      source_ = source;
-    }
-    if (stopped_) return Verdict::kDrop;
-    if ((max_rows != 0 && rows_ + 1 > max_rows) || (max_bytes != 0 && bytes_ + bytes > max_bytes)) {
-      stopped_ = true;
+    Switch(source);
+    if (cur_.stopped) return Verdict::kDrop;
+    if ((max_rows != 0 && cur_.rows + 1 > max_rows) ||
+        (max_bytes != 0 && cur_.bytes + bytes > max_bytes)) {
+      cur_.stopped = true;
       return Verdict::kExceeded;
     }
-    ++rows_;
-    bytes_ += bytes;
+    ++cur_.rows;
+    cur_.bytes += bytes;
     return Verdict::kPass;
   }
-  // The statement's result ended (CommandComplete, EmptyQueryResponse, ErrorResponse, or a
-  // ReadyForQuery with no portal suspended).
-  void Reset() {
-    rows_ = bytes_ = 0;
-    stopped_ = false;
-    suspended_ = false;
-  }
+  // The current result ended (CommandComplete, EmptyQueryResponse, ErrorResponse).
+  void Reset() { cur_ = {}; }
   // A PortalSuspended: the portal's next Execute continues this budget.
-  void Suspend() { suspended_ = true; }
-  bool suspended() const { return suspended_; }
-  bool stopped() const { return stopped_; }
-  uint64_t rows() const { return rows_; }
-  uint64_t bytes() const { return bytes_; }
+  void Suspend() { cur_.suspended = true; }
+  // A ReadyForQuery: at the end of a transaction every portal is gone.
+  void OnReady(bool transaction_ended) {
+    if (transaction_ended) {
+      parked_.clear();
+      cur_ = {};
+    } else if (!cur_.suspended) {
+      cur_ = {};
+    }
+  }
+  bool stopped() const { return cur_.stopped; }
+  bool suspended() const { return cur_.suspended; }
+  uint64_t rows() const { return cur_.rows; }
+  uint64_t bytes() const { return cur_.bytes; }
 
  private:
-  uint64_t rows_ = 0;
-  uint64_t bytes_ = 0;
-  bool stopped_ = false;
-  bool suspended_ = false;
+  struct Counters {
+    uint64_t rows = 0;
+    uint64_t bytes = 0;
+    bool stopped = false;
+    bool suspended = false;
+  };
+  void Switch(uint64_t source) {
+    if (source == source_) return;
+    if (cur_.suspended && source_ != 0) parked_[source_] = cur_;
+    auto it = parked_.find(source);
+    if (it != parked_.end()) {
+      cur_ = it->second;
+      parked_.erase(it);
+    } else {
+      cur_ = {};
+    }
+    source_ = source;
+  }
+
+  Counters cur_;
   uint64_t source_ = 0;
+  std::unordered_map<uint64_t, Counters> parked_;  // suspended portals, until the transaction ends
 };
 
 }  // namespace dbw::gate

@@ -232,8 +232,8 @@ std::shared_ptr<const QueryFacts> StatementGate::FunctionCallFacts(uint32_t oid,
 policy::Decision StatementGate::Decide(const policy::CompiledPolicy& policy,
                                        const policy::Target& target,
                                        const policy::Principal& principal, const QueryFacts& facts,
-                                       bool masked,
-                                       std::chrono::system_clock::time_point now) const {
+                                       bool masked, std::chrono::system_clock::time_point now,
+                                       bool extended) const {
   policy::Decision d = policy.Evaluate(target, principal, facts, now);
   const bool monitor = policy.mode() == policy::Mode::kMonitor;
   if (facts.AllRisks() & sql::kRiskUnverifiable)
@@ -254,22 +254,44 @@ policy::Decision StatementGate::Decide(const policy::CompiledPolicy& policy,
           monitor);
   }
   if (d.limits && d.limits->max_rows != 0 && !monitor) {
-    // The relay counts the rows a Query changes inside one transaction of its own making; text
-    // that ends or splits that transaction, or a COPY FROM that the client feeds while the relay
-    // holds it, cannot be counted.
+    // The relay counts the rows a Query changes inside one transaction of its own making, with
+    // the server's per-transaction counters; what ends or splits that transaction, resets or
+    // drops counters, or runs while the relay holds the client, cannot be counted.
+    const std::string budget = " cannot run under the row budget of rule " + d.limits->write_rule +
+                               " (max_rows " + std::to_string(d.limits->max_rows) + ")";
+    if (facts.unparseable) return Refusal("unparseable text" + budget, monitor);
     bool control = false, other = false;
     for (const auto& s : facts.statements) {
-      if (s.command == Command::kCopy && (s.risks & sql::kRiskWrite))
-        return Refusal("COPY FROM cannot run under the row budget of rule " + d.limits->write_rule +
-                           " (max_rows " + std::to_string(d.limits->max_rows) + "); use INSERT",
-                       monitor);
+      switch (s.command) {
+        case Command::kCopy:
+          if (s.risks & sql::kRiskWrite)
+            return Refusal("COPY FROM" + budget + "; use INSERT", monitor);
+          break;
+        case Command::kTruncate:
+        case Command::kDrop:
+          return Refusal(std::string(sql::CommandName(s.command)) + budget, monitor);
+        case Command::kFastpath:
+          return Refusal("a FunctionCall (fastpath) message" + budget, monitor);
+        case Command::kUnparseable:
+          return Refusal("unparseable text" + budget, monitor);
+        case Command::kCall:
+        case Command::kDo:
+          if (extended)
+            return Refusal(std::string(sql::CommandName(s.command)) + " in the extended protocol" +
+                               budget +
+                               " (a procedure may COMMIT before the count); send it as a Query",
+                           monitor);
+          break;
+        default:
+          break;
+      }
       (s.command == Command::kTransaction ? control : other) = true;
     }
     if (control && other)
       return Refusal(
-          "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT ...) in the same Query as other "
-          "statements cannot run under the row budget of rule " +
-              d.limits->write_rule + "; send it as a Query of its own",
+          "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT ...) in the same Query as "
+          "other statements" +
+              budget + "; send it as a Query of its own",
           monitor);
     if (!other) d.limits->max_rows = 0;  // nothing to count
     if (!d.limits->any()) d.limits.reset();

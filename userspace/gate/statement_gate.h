@@ -51,10 +51,15 @@ class StatementGate {
   // mode; recorded as would-be refusals in monitor mode):
   //  - a statement that cannot be verified (see Facts);
   //  - a FunctionCall while masking applies (its result cannot be masked by column);
-  //  - a replication connection that no rule explicitly allows.
+  //  - a replication connection that no rule explicitly allows;
+  //  - under a row budget (limits.max_rows), what cannot be counted: transaction control mixed
+  //    with other statements, COPY FROM, TRUNCATE and DROP (they reset or drop counters), a
+  //    FunctionCall, unparseable text, and CALL or DO in the extended protocol (`extended`: a
+  //    Parse), where a procedure may COMMIT before the relay's second count.
   policy::Decision Decide(const policy::CompiledPolicy& policy, const policy::Target& target,
                           const policy::Principal& principal, const sql::QueryFacts& facts,
-                          bool masked, std::chrono::system_clock::time_point now) const;
+                          bool masked, std::chrono::system_clock::time_point now,
+                          bool extended = false) const;
 
   // A judged statement is forwarded. `simple`: as a Query (answered by its own ReadyForQuery);
   // otherwise a Parse, whose effects come with a later Execute. `parse_name`: the Parse's

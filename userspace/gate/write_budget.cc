@@ -8,9 +8,10 @@
 namespace dbw::gate {
 
 const std::string_view kRowsChangedSql =
-    "SELECT pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) "
+    "SELECT CASE WHEN pg_catalog.current_setting('track_counts')::pg_catalog.bool THEN "
+    "COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) "
     "OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) "
-    "OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)) "
+    "OPERATOR(pg_catalog.+) pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)), 0) END "
     "FROM pg_catalog.pg_class c "
     "WHERE c.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid "
     "AND (c.relkind OPERATOR(pg_catalog.=) 'r' OR c.relkind OPERATOR(pg_catalog.=) 'm')";
@@ -41,10 +42,14 @@ WriteBudget::WriteBudget(std::string names_suffix)
       portal_name_("dbwarden_rows_" + names_suffix),
       abort_name_("dbwarden_abort_" + names_suffix) {}
 
-void WriteBudget::AppendMeasure(pg::Bytes* out, bool begin) const {
+void WriteBudget::AppendMeasure(pg::Bytes* out, Count count) const {
   if (!extended_) {
-    pg::AppendQuery(
-        out, begin ? "BEGIN; " + std::string(kRowsChangedSql) : std::string(kRowsChangedSql));
+    // In the relay's own autocommit transaction, deferred constraint triggers fire before the
+    // second count (they would otherwise run at COMMIT, after it).
+    pg::AppendQuery(out, std::string(count == Count::kBegin    ? "BEGIN; "
+                                     : count == Count::kSettle ? "SET CONSTRAINTS ALL IMMEDIATE; "
+                                                               : "") +
+                             std::string(kRowsChangedSql));
     return;
   }
   // Named, so the client's unnamed statement and portal survive; closed first in case an earlier
@@ -77,10 +82,13 @@ void WriteBudget::Begin(uint64_t max_rows, std::string rule, bool extended, uint
   before_.reset();
   after_.reset();
   statement_failed_ = false;
+  force_ = false;
+  forced_.reset();
   held_.clear();
   phase_ = Phase::kAhead;
-  AppendMeasure(before, !extended && tx_status == 'I');
-  AppendMeasure(after, false);
+  const bool own_tx = !extended && tx_status == 'I';
+  AppendMeasure(before, own_tx ? Count::kBegin : Count::kPlain);
+  AppendMeasure(after, own_tx ? Count::kSettle : Count::kPlain);
   if (extended) pg::AppendFlush(after);  // the answers are needed before the client's Sync
 }
 
@@ -102,10 +110,22 @@ void WriteBudget::ReleaseHeld(Output* out) {
 void WriteBudget::End(Output* out) {
   phase_ = Phase::kIdle;
   out->done = true;
-  if (before_ && after_) {
-    out->measured = true;
-    out->rows_changed = static_cast<uint64_t>(*after_ > *before_ ? *after_ - *before_ : 0);
-  }
+}
+
+void WriteBudget::ForceRefuse(std::optional<Refusal> refusal) {
+  forced_ = std::move(refusal);
+  force_ = true;
+}
+
+bool WriteBudget::Over() const {
+  return force_ || !before_ || !after_ || *after_ < *before_ ||
+         static_cast<uint64_t>(*after_ - *before_) > max_rows_;
+}
+
+std::optional<WriteBudget::Refusal> WriteBudget::RefusalNow() const {
+  if (force_) return forced_;
+  if (!before_ || !after_ || *after_ < *before_) return Unchecked("the count failed");
+  return Exceeded();
 }
 
 WriteBudget::Refusal WriteBudget::Exceeded() const {
@@ -145,8 +165,8 @@ bool WriteBudget::GroupMessage(const pg::Frame& frame) {
 
 namespace {
 std::optional<int64_t> ParseCount(const std::string& text, bool failed) {
-  if (failed) return std::nullopt;
-  if (text.empty()) return 0;  // sum() over no rows
+  // Failed, or NULL: track_counts is off, so the counters say nothing.
+  if (failed || text.empty()) return std::nullopt;
   int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || p != text.data() + text.size() || v < 0) return std::nullopt;
@@ -184,7 +204,6 @@ WriteBudget::Route WriteBudget::OnBackend(const pg::Frame& frame, bool client_ah
       const uint8_t t = frame.type;
       if (t == pg::be::kErrorResponse) {
         statement_failed_ = true;
-        ReleaseHeld(out);         // completions before the error keep their order
         if (extended_) End(out);  // the server skips the second measurement
         return Route::kClient;
       }
@@ -200,10 +219,9 @@ WriteBudget::Route WriteBudget::OnBackend(const pg::Frame& frame, bool client_ah
         }
         return Route::kClient;
       }
-      if (t == pg::be::kCommandComplete) {
-        Hold(frame);
-        return Route::kHold;
-      }
+      // Simple protocol: every answer goes on in order (a multi-statement Query's results stay
+      // together); a stop adds its error before the final ReadyForQuery, as a later statement's
+      // error would, and the ROLLBACK or abort undoes what the completions reported.
       if (t == pg::be::kReadyForQuery) {
         // The final ReadyForQuery the client gets is the wrap's last one.
         phase_ = Phase::kAfter;
@@ -214,6 +232,13 @@ WriteBudget::Route WriteBudget::OnBackend(const pg::Frame& frame, bool client_ah
       return Route::kClient;
     }
     case Phase::kAfter: {
+      if (!extended_ && frame.type == pg::be::kErrorResponse && !statement_failed_) {
+        // A deferred constraint failing at SET CONSTRAINTS ALL IMMEDIATE (or the count failing):
+        // the statement fails with the server's error and is rolled back.
+        statement_failed_ = true;
+        group_failed_ = true;
+        return Route::kClient;
+      }
       if (!GroupMessage(frame)) return Route::kSwallow;
       after_ = ParseCount(group_value_, group_failed_);
       Decide(out);
@@ -222,21 +247,17 @@ WriteBudget::Route WriteBudget::OnBackend(const pg::Frame& frame, bool client_ah
     }
     case Phase::kFinish: {
       const uint8_t t = frame.type;
-      if (finish_ == Finish::kCommit && t == pg::be::kErrorResponse) {
-        held_.clear();  // COMMIT failed (a deferred constraint): its error replaces them
-        return Route::kClient;
-      }
+      if (finish_ == Finish::kCommit && t == pg::be::kErrorResponse)
+        return Route::kClient;  // COMMIT failed: the client gets its error
       if (extended_) {
         // The abort's ErrorResponse; the client's Sync brings the ReadyForQuery.
         if (t != pg::be::kErrorResponse) return Route::kSwallow;
-        out->refusal = after_ && before_ ? Exceeded() : Unchecked("the count failed");
+        out->refusal = RefusalNow();
         End(out);
         return Route::kSwallow;
       }
       if (t != pg::be::kReadyForQuery) return Route::kSwallow;
-      if (finish_ == Finish::kCommit) ReleaseHeld(out);
-      if (finish_ == Finish::kRefuse)
-        out->refusal = after_ && before_ ? Exceeded() : Unchecked("the count failed");
+      if (finish_ == Finish::kRefuse) out->refusal = RefusalNow();
       End(out);
       return Route::kClient;
     }
@@ -246,8 +267,7 @@ WriteBudget::Route WriteBudget::OnBackend(const pg::Frame& frame, bool client_ah
 }
 
 void WriteBudget::Decide(Output* out) {
-  const bool over = !before_ || !after_ || *after_ < *before_ ||
-                    static_cast<uint64_t>(*after_ - *before_) > max_rows_;
+  const bool over = Over();
   if (extended_) {
     if (statement_failed_) {  // not reached: the error ended the wrap
       End(out);
@@ -261,7 +281,7 @@ void WriteBudget::Decide(Output* out) {
     held_.clear();
     if (group_failed_) {
       // The server already failed the batch: it skips to Sync without being told.
-      out->refusal = Unchecked("the count failed");
+      out->refusal = force_ ? forced_ : Unchecked("the count failed");
       End(out);
       return;
     }
@@ -281,7 +301,6 @@ void WriteBudget::Decide(Output* out) {
     return;
   }
   if (over) {
-    held_.clear();
     if (tx_status_ == 'I') {
       pg::AppendQuery(&out->upstream, "ROLLBACK");
     } else {
@@ -297,8 +316,12 @@ void WriteBudget::Decide(Output* out) {
     finish_ = Finish::kCommit;
     return;
   }
-  ReleaseHeld(out);
   End(out);
+}
+
+void WriteBudget::AppendAbortExtended(pg::Bytes* out) const {
+  pg::AppendParse(out, abort_name_, kAbortSql);
+  pg::AppendFlush(out);
 }
 
 }  // namespace dbw::gate

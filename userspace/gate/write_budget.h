@@ -43,8 +43,6 @@ class WriteBudget {
     std::optional<Refusal> refusal;  // then this error, in place of the statement's completion
     pg::Bytes upstream;              // relay-made messages to send to the server now
     bool done = false;               // the wrap ended: the client's next messages may go
-    uint64_t rows_changed = 0;       // measured (valid once done, when measured)
-    bool measured = false;
   };
 
   // `names_suffix`: makes the relay's statement and portal names unguessable to the client.
@@ -57,6 +55,12 @@ class WriteBudget {
   // Refused beforehand for a Query in a failed transaction ('E': it cannot run anyway).
   void Begin(uint64_t max_rows, std::string rule, bool extended, uint8_t tx_status,
              pg::Bytes* before, pg::Bytes* after);
+
+  // Another limit stopped the statement (its result passed the read budget): undo it whatever
+  // the count says. `refusal`: the error the client gets, or none when it already has one.
+  void ForceRefuse(std::optional<Refusal> refusal);
+  // A failing named Parse and a Flush: the server fails the batch and skips to the client's Sync.
+  void AppendAbortExtended(pg::Bytes* out) const;
 
   // One backend message. `client_ahead`: an earlier client request is still unanswered, so this
   // message answers it, not the wrap.
@@ -73,7 +77,10 @@ class WriteBudget {
   };
   enum class Finish : uint8_t { kCommit, kRollbackAfterError, kRefuse };
 
-  void AppendMeasure(pg::Bytes* out, bool begin) const;
+  enum class Count : uint8_t { kPlain, kBegin, kSettle };
+  void AppendMeasure(pg::Bytes* out, Count count) const;
+  bool Over() const;
+  std::optional<Refusal> RefusalNow() const;
   void AppendAbort(pg::Bytes* out) const;
   // Is this message the last of a measurement group?
   bool GroupMessage(const pg::Frame& frame);
@@ -96,7 +103,9 @@ class WriteBudget {
   std::string group_value_;
   bool group_failed_ = false;
   bool statement_failed_ = false;
-  std::vector<pg::Bytes> held_;
+  std::vector<pg::Bytes> held_;  // extended: the Execute's completion
+  bool force_ = false;
+  std::optional<Refusal> forced_;
 };
 
 }  // namespace dbw::gate

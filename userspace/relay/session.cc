@@ -207,6 +207,14 @@ void Session::OnRead(Side side, const boost::system::error_code& ec, size_t n) {
     if (!r.paused) Read(side);  // paused: OnCommitted resumes decoding
     return;
   }
+  if (side == Side::kClient && dst.writing) {
+    // A relay-made write (a row budget's) is still in flight: these bytes follow it, and its
+    // completion carries on for the client pump.
+    limit_out_.insert(limit_out_.end(), dst.out.begin(), dst.out.end());
+    dst.out.clear();
+    limit_resume_client_ = true;
+    return;
+  }
   auto self = shared_from_this();
   dst.writing = true;
   dst.transport.AsyncWrite(
@@ -290,16 +298,25 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     }
     if (AwaitIdleForWrap(&note, frame.type)) return pg::MessageAction::kPause;
   }
+  if (AwaitBatchForWrap(message)) return pg::MessageAction::kPause;
   if (!state_.OnFrontendMessage(message, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
   TrackForwarded(message, note);
   if (frame.type == pg::fe::kExecute &&
       WrapWrite(message, frame, static_cast<const DecisionNote*>(state_.LastNote()), out))
     return pg::MessageAction::kHandled;
-  if (!note || !state_.last_request_annotatable()) return pg::MessageAction::kForward;
+  if (!note) return pg::MessageAction::kForward;
   bool enforced = note->enforced;
   const DecisionNote* annotated = note.get();
-  state_.AnnotateLastRequest(std::move(note));
+  if (state_.last_request_annotatable()) {
+    state_.AnnotateLastRequest(std::move(note));
+  } else if (!enforced) {
+    // The state machine expects the server to skip this message (after an extended-protocol
+    // error): nothing of it runs, so there is nothing to wrap.
+    return pg::MessageAction::kForward;
+  }
+  // A refused statement is replaced even when the server should skip it: should the relay's
+  // view of the protocol ever be wrong, the server still runs nothing of it.
   if (!enforced) {
     return frame.type == pg::fe::kQuery && WrapWrite(message, frame, annotated, out)
                ? pg::MessageAction::kHandled

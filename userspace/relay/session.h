@@ -98,7 +98,8 @@ class Session : public std::enable_shared_from_this<Session>,
   std::shared_ptr<DecisionNote> Decide(const pg::FrontendMessage& message);
   // The gate's decision on note->facts for this session's principal; sets note->enforced and
   // counts it.
-  void Judge(DecisionNote* note, const std::shared_ptr<const policy::CompiledPolicy>& policy);
+  void Judge(DecisionNote* note, const std::shared_ptr<const policy::CompiledPolicy>& policy,
+             bool extended = false);
   // Tells the gate what a forwarded message does to server-side names and settings, and keeps
   // the state machine's statement names in step with SQL-level PREPARE/DEALLOCATE/DISCARD.
   void TrackForwarded(const pg::FrontendMessage& message,
@@ -160,6 +161,8 @@ class Session : public std::enable_shared_from_this<Session>,
   // A Query under a row budget waits until the server has answered everything before it, so the
   // transaction status it runs in is known. true: paused.
   bool AwaitIdleForWrap(std::shared_ptr<DecisionNote>* note, uint8_t type);
+  // An Execute under a row budget waits until earlier batches are answered. true: paused.
+  bool AwaitBatchForWrap(const pg::FrontendMessage& message);
   // Forwards `frame` between the two counts; true when it did (the message was handled).
   bool WrapWrite(const pg::FrontendMessage& message, const pg::Frame& frame,
                  const DecisionNote* note, pg::Bytes* out);
@@ -264,6 +267,7 @@ class Session : public std::enable_shared_from_this<Session>,
   bool bypass_budget_ = false;    // delivering a held message: not routed again
   bool read_completed_ = false;   // the stopped statement's completion went by
   bool read_cancel_pending_ = false;
+  bool read_abort_pending_ = false;   // the failing Parse after a cut-off extended result
   pg::Bytes limit_out_;               // relay-made messages waiting for the upstream leg
   pg::Bytes limit_out_writing_;       // ... and those being written
   bool limit_resume_client_ = false;  // the client pump's write completion is owed a callback

@@ -54,16 +54,16 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
         gate_.FunctionCallFacts(oid, FunctionName(oid), message.function_call.args.size());
   }
   note->facts = WithCatalogRisks(std::move(note->facts));
-  Judge(note.get(), deps_.policy->Get());
+  Judge(note.get(), deps_.policy->Get(), message.type == pg::fe::kParse);
   deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
   return note;
 }
 
-void Session::Judge(DecisionNote* note,
-                    const std::shared_ptr<const policy::CompiledPolicy>& policy) {
+void Session::Judge(DecisionNote* note, const std::shared_ptr<const policy::CompiledPolicy>& policy,
+                    bool extended) {
   note->decision =
       gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
-                   *note->facts, masking_.active(), std::chrono::system_clock::now());
+                   *note->facts, masking_.active(), std::chrono::system_clock::now(), extended);
   const policy::Decision& d = note->decision;
   bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
   note->enforced = stop && !d.monitor;

@@ -30,7 +30,29 @@ bool Session::NeedsWriteWrap(const DecisionNote* note) const {
 bool Session::AwaitIdleForWrap(std::shared_ptr<DecisionNote>* note, uint8_t type) {
   if (type != pg::fe::kQuery || !NeedsWriteWrap(note->get()) || state_.pending_requests() == 0)
     return false;
+  if (state_.pending_sync_points() == 0) {
+    // Extended-protocol messages without a Sync ahead of it: the transaction status the Query
+    // will run in cannot be known, and nothing will be answered until it is sent.
+    Fail(audit::EventKind::kProtocolViolation, "08P01",
+         "dbwarden: a Query under a row budget cannot follow extended-protocol messages that no "
+         "Sync has ended");
+    return true;
+  }
   resume_note_ = std::move(*note);  // judged (and committed) already: not judged twice
+  limit_wait_idle_ = true;
+  pause_ = Pause::kWaitingLimit;
+  return true;
+}
+
+bool Session::AwaitBatchForWrap(const pg::FrontendMessage& message) {
+  // An Execute under a row budget waits until no earlier batch is unanswered: an error then
+  // means the server skips the wrap with the rest of this batch, and nothing else.
+  if (message.type != pg::fe::kExecute || state_.pending_sync_points() == 0 ||
+      write_budget_.active())
+    return false;
+  const auto* note =
+      static_cast<const DecisionNote*>(state_.PortalNote(std::string(message.execute.portal)));
+  if (!NeedsWriteWrap(note)) return false;
   limit_wait_idle_ = true;
   pause_ = Pause::kWaitingLimit;
   return true;
@@ -59,6 +81,13 @@ bool Session::WrapWrite(const pg::FrontendMessage& message, const pg::Frame& fra
 
 bool Session::OnBudgetBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason,
                               pg::MessageAction* action) {
+  if (read_abort_pending_ && frame.type == pg::be::kErrorResponse && !bypass_budget_) {
+    // The failing Parse sent after a cut-off extended result: the server now skips to Sync.
+    read_abort_pending_ = false;
+    MaybeEndLimitHold();
+    *action = pg::MessageAction::kHandled;
+    return true;
+  }
   if (!write_budget_.active() || bypass_budget_) return false;
   gate::WriteBudget::Output o;
   auto route = write_budget_.OnBackend(frame, state_.pending_requests() > 1, &o);
@@ -82,6 +111,8 @@ bool Session::OnBudgetBackend(const pg::Frame& frame, pg::Bytes* out, std::strin
   }
   if (!o.upstream.empty()) SendUpstream(std::move(o.upstream));
   if (o.done) {
+    if (read_budget_.stopped()) read_budget_.Reset();  // the wrap's refusal ended it
+    read_completed_ = true;
     limit_hold_ = false;
     MaybeEndLimitHold();
   }
@@ -103,17 +134,36 @@ bool Session::DeliverHeld(const pg::Bytes& bytes, pg::Bytes* out, std::string* r
   return true;
 }
 
+// The error a statement stopped by its read budget gets.
+static gate::WriteBudget::Refusal ReadRefusal(const policy::EffectLimits& l,
+                                              const gate::ReadBudget& b) {
+  const bool by_rows = l.max_read_rows != 0 && b.rows() + 1 > l.max_read_rows;
+  const std::string& rule = by_rows ? l.read_rows_rule : l.read_bytes_rule;
+  return {"54000",
+          "dbwarden: the result was stopped after " + std::to_string(b.rows()) + " rows (" +
+              std::to_string(b.bytes()) + " bytes): rule " + rule +
+              " limits a statement's result to " +
+              (by_rows ? std::to_string(l.max_read_rows) + " rows"
+                       : std::to_string(l.max_read_bytes) + " bytes"),
+          "policy rule(s): " + rule};
+}
+
 bool Session::OnReadBudget(const pg::Frame& frame, pg::Bytes* out, std::string* reason,
                            pg::MessageAction* action) {
-  if (frame.type == pg::be::kReadyForQuery) {
-    if (!read_budget_.suspended()) read_budget_.Reset();
+  const uint8_t t = frame.type;
+  if (t == pg::be::kReadyForQuery) {
+    read_budget_.OnReady(!frame.body.empty() && frame.body[0] == std::byte{'I'});
     return false;
   }
-  if (frame.type != pg::be::kDataRow && !EndsResult(frame.type)) return false;
+  const bool row = t == pg::be::kDataRow || t == pg::be::kCopyData;
+  if (!row && !EndsResult(t) && t != pg::be::kCopyDone) return false;
   const auto* note = dynamic_cast<const DecisionNote*>(state_.HeadNote());
-  if (frame.type == pg::be::kDataRow) {
-    if (!ReadLimited(note)) return false;
-    const policy::EffectLimits& l = *note->decision.limits;
+  if (!ReadLimited(note)) {
+    if (!row && t != pg::be::kCopyDone) read_budget_.Reset();
+    return false;
+  }
+  const policy::EffectLimits& l = *note->decision.limits;
+  if (row) {
     const pg::ResultSource src = state_.HeadResultSource();
     const uint64_t source = src.kind == pg::ResultSource::Kind::kPortal ? src.portal_serial : 0;
     switch (read_budget_.OnRow(source, l.max_read_rows, l.max_read_bytes, frame.WireSize())) {
@@ -122,9 +172,16 @@ bool Session::OnReadBudget(const pg::Frame& frame, pg::Bytes* out, std::string* 
       case gate::ReadBudget::Verdict::kExceeded:
         deps_.metrics->limit_read_stops->Add();
         read_completed_ = false;
-        // Cancelled only when nothing else of the client's is queued behind it, so the cancel
-        // cannot reach a later statement; the client's next message waits for the cancel.
-        if (state_.pending_requests() == 1) {
+        if (write_budget_.active()) {
+          // Also under a row budget: undone whatever it changed. No cancel, which could reach
+          // the relay's own count or COMMIT instead.
+          const pg::Execution* x = state_.HeadExecution();
+          const bool extended = x != nullptr && x->extended;
+          write_budget_.ForceRefuse(extended ? std::optional(ReadRefusal(l, read_budget_))
+                                             : std::nullopt);
+        } else if (state_.pending_requests() == 1) {
+          // Cancelled only when nothing else of the client's is queued behind it, so the
+          // cancel cannot reach a later statement; the client's next message waits for it.
           limit_hold_ = true;
           SendReadCancel();
         }
@@ -135,31 +192,49 @@ bool Session::OnReadBudget(const pg::Frame& frame, pg::Bytes* out, std::string* 
     }
     return false;
   }
-  // The result ends: past the budget, an error takes the completion's place.
   if (!read_budget_.stopped()) {
-    if (frame.type == pg::be::kPortalSuspended) {
+    if (t == pg::be::kPortalSuspended) {
       read_budget_.Suspend();
-    } else {
+    } else if (t != pg::be::kCopyDone) {
       read_budget_.Reset();
     }
     return false;
   }
-  const policy::EffectLimits& l = *note->decision.limits;
-  const bool by_rows = l.max_read_rows != 0 && read_budget_.rows() + 1 > l.max_read_rows;
-  std::string message =
-      "dbwarden: the result was stopped after " + std::to_string(read_budget_.rows()) + " rows (" +
-      std::to_string(read_budget_.bytes()) + " bytes): rule " +
-      (by_rows ? l.read_rows_rule : l.read_bytes_rule) + " limits a statement's result to " +
-      (by_rows ? std::to_string(l.max_read_rows) + " rows"
-               : std::to_string(l.max_read_bytes) + " bytes");
-  std::string detail = "policy rule(s): " + (by_rows ? l.read_rows_rule : l.read_bytes_rule);
+  if (t == pg::be::kCopyDone) {  // the end of a cut-off COPY TO: the error takes its place
+    *action = pg::MessageAction::kHandled;
+    return true;
+  }
+  // The result ends past the budget: an error takes the completion's place.
+  const gate::WriteBudget::Refusal r = ReadRefusal(l, read_budget_);
+  const pg::Execution* x = state_.HeadExecution();
+  const bool extended = x != nullptr && x->extended;
+  const bool server_failed = t == pg::be::kErrorResponse;
   read_budget_.Reset();
+  if (extended && !server_failed && !state_.sync_follows_head()) {
+    // The client now expects the server to skip to its Sync, as after any error: make it so.
+    // (With the Sync already next, nothing is skipped: the server's ReadyForQuery then tells
+    // the client its transaction is still open, as it is.)
+    if (state_.pending_requests() != 1) {
+      // Other requests are queued behind it and the server would run them: fail closed.
+      Fail(audit::EventKind::kProtocolViolation, "54000",
+           r.message +
+               "; the session is ended, as requests already queued behind it cannot "
+               "be skipped");
+      *action = pg::MessageAction::kHandled;
+      return true;
+    }
+    pg::Bytes abort;
+    write_budget_.AppendAbortExtended(&abort);
+    read_abort_pending_ = true;
+    limit_hold_ = true;
+    SendUpstream(std::move(abort));
+  }
   read_completed_ = true;
   MaybeEndLimitHold();
   *action = ReplaceWithError({.severity = "ERROR",
-                              .sqlstate = "54000",
-                              .message = message,
-                              .detail = detail,
+                              .sqlstate = r.sqlstate,
+                              .message = r.message,
+                              .detail = r.detail,
                               .hint = "add a LIMIT or a narrower WHERE"},
                              out, reason)
                 ? pg::MessageAction::kHandled
@@ -208,7 +283,7 @@ void Session::SendReadCancel() {
 }
 
 void Session::MaybeEndLimitHold() {
-  if (read_cancel_pending_ || write_budget_.active()) return;
+  if (read_cancel_pending_ || read_abort_pending_ || write_budget_.active()) return;
   if (limit_hold_ && !read_completed_) return;  // a stopped read's completion is still due
   limit_hold_ = false;
   if (pause_ != Pause::kWaitingLimit || limit_wait_idle_) return;
@@ -227,7 +302,8 @@ void Session::ResumeAfterLimit() {
 }
 
 void Session::OnServerIdle() {
-  if (!limit_wait_idle_ || state_.pending_requests() != 0) return;
+  // Re-presented then; its own check decides whether it still waits.
+  if (!limit_wait_idle_ || state_.pending_sync_points() != 0) return;
   limit_wait_idle_ = false;
   if (pause_ == Pause::kWaitingLimit) ResumeAfterLimit();
 }
@@ -242,28 +318,29 @@ void Session::FlushLimitOut() {
   limit_out_.clear();
   upstream_->writing = true;
   auto self = shared_from_this();
-  upstream_->transport.AsyncWrite(asio::buffer(limit_out_writing_),
-                                  [this, self](const boost::system::error_code& ec, size_t) {
-                                    upstream_->writing = false;
-                                    if (closing_) {
-                                      FlushFatalThenClose();
-                                      return;
-                                    }
-                                    if (ec) {
-                                      Close("upstream write failed: " + ec.message());
-                                      return;
-                                    }
-                                    if (!limit_out_.empty()) {
-                                      FlushLimitOut();
-                                      return;
-                                    }
-                                    // The client pump's own write finished before this one started:
-                                    // carry on for it.
-                                    if (limit_resume_client_ || pause_ == Pause::kLimitReady) {
-                                      limit_resume_client_ = false;
-                                      OnWritten(Side::kClient, ec);
-                                    }
-                                  });
+  upstream_->transport.AsyncWrite(
+      asio::buffer(limit_out_writing_), [this, self](const boost::system::error_code& ec, size_t) {
+        upstream_->writing = false;
+        if (closing_) {
+          FlushFatalThenClose();
+          return;
+        }
+        if (ec) {
+          Close("upstream write failed: " + ec.message());
+          return;
+        }
+        if (!limit_out_.empty()) {
+          FlushLimitOut();
+          return;
+        }
+        // The client pump's own write finished before this one started:
+        // carry on for it.
+        if (limit_resume_client_ || pause_ == Pause::kLimitReady || pause_ == Pause::kCommitted ||
+            pause_ == Pause::kCatalogReady || pause_ == Pause::kApprovalReady) {
+          limit_resume_client_ = false;
+          OnWritten(Side::kClient, ec);
+        }
+      });
 }
 
 }  // namespace dbw::relay

@@ -83,6 +83,22 @@ const StatementNote* SessionState::LastNote() const {
   return last.execution ? last.execution->note.get() : nullptr;
 }
 
+size_t SessionState::pending_sync_points() const {
+  size_t n = 0;
+  for (const Pending& p : pending_)
+    n += p.kind == Request::kQuery || p.kind == Request::kSync || p.kind == Request::kFunctionCall;
+  return n;
+}
+
+bool SessionState::sync_follows_head() const {
+  return pending_.size() >= 2 && pending_[1].kind == Request::kSync;
+}
+
+const StatementNote* SessionState::PortalNote(const std::string& portal) const {
+  auto it = portals_.find(portal);
+  return it == portals_.end() ? nullptr : it->second.note.get();
+}
+
 const StatementNote* SessionState::StatementNoteOf(const std::string& name) const {
   auto it = statements_.find(name);
   return it == statements_.end() ? nullptr : it->second.note.get();
@@ -145,6 +161,7 @@ bool SessionState::HandleFrontendBody(const FrontendMessage& message, uint64_t n
       auto e = NewExecution();
       e->sql = std::make_shared<const std::string>(m.sql);
       e->start_ns = now_ns;
+      ++sync_points_sent_;
       Push(Request::kQuery, std::move(e));
       annotatable_ = true;
       return true;
@@ -181,6 +198,7 @@ bool SessionState::HandleFrontendBody(const FrontendMessage& message, uint64_t n
       if (!all_text)
         p.result_formats = std::make_shared<const std::vector<int16_t>>(m.result_formats);
       portal_statement_[portal] = std::string(m.statement);
+      p.bound_at = sync_points_sent_;
       Push(Request::kBind);
       return true;
     }
@@ -226,6 +244,7 @@ bool SessionState::HandleFrontendBody(const FrontendMessage& message, uint64_t n
     }
     case fe::kSync:
       discard_until_sync_ = false;
+      ++sync_points_sent_;
       Push(Request::kSync);
       return true;
     case fe::kFunctionCall: {
@@ -236,6 +255,7 @@ bool SessionState::HandleFrontendBody(const FrontendMessage& message, uint64_t n
       e->fastpath = true;
       e->function_oid = m.function_oid;
       e->start_ns = now_ns;
+      ++sync_points_sent_;
       Push(Request::kFunctionCall, std::move(e));
       annotatable_ = true;
       return true;
@@ -361,12 +381,20 @@ bool SessionState::HandleBackendBody(const Frame& frame, uint64_t now_ns, std::s
         if (kind == Request::kQuery || kind == Request::kSync || kind == Request::kFunctionCall) {
           Complete(&pending_.front(), now_ns);
           pending_.pop_front();
+          ++sync_points_answered_;
         }
       }
       if (tx_status_ == 'I') {
-        // Unnamed and named portals do not outlive their transaction.
-        portals_.clear();
-        portal_statement_.clear();
+        // Unnamed and named portals do not outlive their transaction; those bound after this
+        // sync point belong to the next one.
+        for (auto it = portals_.begin(); it != portals_.end();) {
+          if (it->second.bound_at < sync_points_answered_) {
+            portal_statement_.erase(it->first);
+            it = portals_.erase(it);
+          } else {
+            ++it;
+          }
+        }
       }
       return true;
     }

@@ -99,6 +99,12 @@ class SessionState {
   // Requests sent but not yet answered; the relay uses the number of pending Syncs/Queries
   // to order the responses it synthesises.
   size_t pending_requests() const { return pending_.size(); }
+  // Pending requests answered by a ReadyForQuery (Query, Sync, FunctionCall): batch boundaries.
+  size_t pending_sync_points() const;
+  // The request after the head is a Sync: an error at the head skips nothing else.
+  bool sync_follows_head() const;
+  // The note of the statement bound to `portal` (what an Execute of it would run); null if none.
+  const StatementNote* PortalNote(const std::string& portal) const;
   size_t prepared_statements() const { return statements_.size(); }
   // True when the message just passed to OnFrontend was a Query or Parse that the server will
   // act on (not one it skips after an extended-protocol error).
@@ -144,6 +150,7 @@ class SessionState {
     uint64_t serial = 0;            // statements: set by Parse; portals: set by Bind
     uint64_t statement_serial = 0;  // portals: their statement's
     std::shared_ptr<const std::vector<int16_t>> result_formats;  // portals
+    uint64_t bound_at = 0;  // portals: sync points sent before their Bind
   };
   ResultSource PortalSource(const std::string& portal) const;
 
@@ -176,6 +183,11 @@ class SessionState {
   std::unordered_map<std::string, Prepared> portals_;
   std::string last_parse_name_;
   uint64_t serial_ = 0;  // last serial handed to a Parse or Bind
+  // Sync points (Query, Sync, FunctionCall) sent, and answered by a ReadyForQuery: a transaction
+  // that ends drops the portals bound before its sync point, not those a pipelining client has
+  // already bound for the next one.
+  uint64_t sync_points_sent_ = 0;
+  uint64_t sync_points_answered_ = 0;
   std::unordered_map<std::string, std::string> portal_statement_;
   FrontendMessage scratch_;  // OnFrontend's decoded message (capacity reused)
 };
