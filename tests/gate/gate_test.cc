@@ -531,6 +531,23 @@ TEST_F(GateTest, WhatARowBudgetCannotCountIsRefused) {
   policy::Decision upd = decide("UPDATE t SET x = 1 WHERE id = 1");
   ASSERT_TRUE(upd.limits);
   EXPECT_EQ(upd.limits->max_rows, 10u);
+
+  // A read budget alone: a write after another statement of the Query would run unseen.
+  auto reads = policy::LoadPolicyTexts(
+      {{"reads.yaml",
+        "version: 1\nrules:\n"
+        "  - {id: r, action: limit, limits: {max_read_rows: 5}, match: {}}\n"}},
+      policy::Mode::kEnforce, "test");
+  ASSERT_TRUE(reads.ok());
+  auto read_decide = [&](std::string_view sql) {
+    return gate_.Decide(**reads, kProd, Agent(), *gate_.Facts(sql), false,
+                        std::chrono::system_clock::now());
+  };
+  policy::Decision split = read_decide("SELECT * FROM t WHERE id > 0; DELETE FROM t WHERE id = 1");
+  EXPECT_EQ(split.action, Action::kDeny);
+  EXPECT_NE(split.reason.find("read budget of rule r"), std::string::npos) << split.reason;
+  EXPECT_EQ(read_decide("SELECT 1; SELECT count(*) FROM t").action, Action::kAllow);
+  EXPECT_EQ(read_decide("DELETE FROM t WHERE id = 1; SELECT 1").action, Action::kAllow);
 }
 
 }  // namespace

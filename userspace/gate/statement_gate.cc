@@ -253,6 +253,24 @@ policy::Decision StatementGate::Decide(const policy::CompiledPolicy& policy,
           "(statement: {commands: [REPLICATION]}, action: allow)",
           monitor);
   }
+  if (d.limits && d.limits->max_rows == 0 && facts.statements.size() > 1 && !monitor &&
+      (d.limits->max_read_rows != 0 || d.limits->max_read_bytes != 0)) {
+    // A read budget stops one statement of a Query, but the server goes on with the next ones
+    // and commits them: a later statement that writes would run while the client (and the audit
+    // record) see the Query fail. Without a row budget to undo them, such Queries are refused.
+    for (size_t i = 1; i < facts.statements.size(); ++i) {
+      const auto& s = facts.statements[i];
+      if ((s.risks & (sql::kRiskWrite | sql::kRiskUserFunction)) || s.command == Command::kCall ||
+          s.command == Command::kDo)
+        return Refusal(
+            "a statement that writes after another in the same Query cannot run under the read "
+            "budget of rule " +
+                (d.limits->max_read_rows != 0 ? d.limits->read_rows_rule
+                                              : d.limits->read_bytes_rule) +
+                " without a row budget; send the statements one by one",
+            monitor);
+    }
+  }
   if (d.limits && d.limits->max_rows != 0 && !monitor) {
     // The relay counts the rows a Query changes inside one transaction of its own making, with
     // the server's per-transaction counters; what ends or splits that transaction, resets or
