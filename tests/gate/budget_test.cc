@@ -67,6 +67,12 @@ std::string Types(const pg::Bytes& bytes, std::vector<std::string>* queries = nu
   return out;
 }
 
+// The text of the single Query the relay sends upstream in `out` ("" when it is not one Query).
+std::string SentQuery(const WriteBudget::Output& out) {
+  std::vector<std::string> q;
+  return Types(out.upstream, &q) == "Q" ? q[0] : std::string();
+}
+
 struct Fed {
   Route route;
   WriteBudget::Output out;
@@ -108,9 +114,7 @@ TEST(WriteBudgetTest, AutocommitWithinBudgetCommits) {
   Fed last;
   Measure(&b, "47", 'T', &last);
   EXPECT_EQ(last.route, Route::kSwallow);
-  std::vector<std::string> sent;
-  EXPECT_EQ(Types(last.out.upstream, &sent), "Q");
-  EXPECT_EQ(sent[0], "COMMIT");
+  EXPECT_EQ(SentQuery(last.out), "COMMIT");
   EXPECT_FALSE(last.out.done);
   EXPECT_EQ(Feed(&b, Cc("COMMIT")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
@@ -131,10 +135,7 @@ TEST(WriteBudgetTest, AutocommitOverBudgetRollsBackAndRefuses) {
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "101", 'T', &last);
-  std::vector<std::string> sent;
-  Types(last.out.upstream, &sent);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0], "ROLLBACK");
+  EXPECT_EQ(SentQuery(last.out), "ROLLBACK");
   EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
   EXPECT_EQ(end.route, Route::kClient);
@@ -158,10 +159,8 @@ TEST(WriteBudgetTest, InABlockOverBudgetAbortsTheTransaction) {
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "511", 'T', &last);
-  std::vector<std::string> sent;
-  Types(last.out.upstream, &sent);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0], "dbwarden: row budget exceeded");  // a syntax error: aborts, runs nothing
+  EXPECT_EQ(SentQuery(last.out),
+            "dbwarden: row budget exceeded");  // a syntax error: aborts, runs nothing
   EXPECT_EQ(Feed(&b, Err("42601")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('E'));
   EXPECT_EQ(end.route, Route::kClient);
@@ -196,10 +195,7 @@ TEST(WriteBudgetTest, AStatementErrorKeepsItsOrderAndRollsBackInAutocommit) {
   EXPECT_EQ(Feed(&b, Rfq('E')).route, Route::kSwallow);
   EXPECT_EQ(Feed(&b, Err("25P02")).route, Route::kSwallow);  // the second count fails
   Fed last = Feed(&b, Rfq('E'));
-  std::vector<std::string> sent;
-  Types(last.out.upstream, &sent);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0], "ROLLBACK");
+  EXPECT_EQ(SentQuery(last.out), "ROLLBACK");
   EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
   EXPECT_EQ(end.route, Route::kClient);
@@ -307,10 +303,7 @@ TEST(WriteBudgetTest, TrackCountsOffFailsClosed) {
   EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
   Fed last;
   Measure(&b, "1", 'T', &last);
-  std::vector<std::string> sent;
-  Types(last.out.upstream, &sent);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0], "ROLLBACK");
+  EXPECT_EQ(SentQuery(last.out), "ROLLBACK");
   EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
   ASSERT_TRUE(end.out.refusal);
@@ -332,10 +325,7 @@ TEST(WriteBudgetTest, ADeferredConstraintFailingAtTheSecondCount) {
   // SET CONSTRAINTS ALL IMMEDIATE fails: the client gets the server's error; rolled back.
   EXPECT_EQ(Feed(&b, Err("23503")).route, Route::kClient);
   Fed last = Feed(&b, Rfq('E'));
-  std::vector<std::string> sent;
-  Types(last.out.upstream, &sent);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0], "ROLLBACK");
+  EXPECT_EQ(SentQuery(last.out), "ROLLBACK");
   EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
   Fed end = Feed(&b, Rfq('I'));
   EXPECT_EQ(end.route, Route::kClient);
@@ -353,10 +343,7 @@ TEST(WriteBudgetTest, ForcedByTheReadBudget) {
     EXPECT_EQ(Feed(&b, Rfq('T')).route, Route::kSwallow);
     Fed last;
     Measure(&b, "3", 'T', &last);
-    std::vector<std::string> sent;
-    Types(last.out.upstream, &sent);
-    ASSERT_EQ(sent.size(), 1u);
-    EXPECT_EQ(sent[0], "ROLLBACK");
+    EXPECT_EQ(SentQuery(last.out), "ROLLBACK");
     EXPECT_EQ(Feed(&b, Cc("ROLLBACK")).route, Route::kSwallow);
     Fed end = Feed(&b, Rfq('I'));
     EXPECT_FALSE(end.out.refusal);

@@ -1,4 +1,4 @@
-"""The differential oracle of issue 16: every statement of the adversarial corpus (its 170 base
+"""The differential oracle of issue 16: every statement of the adversarial corpus (its 178 base
 statements and their mutated variants, tests/testdata/sql/adversarial.py) is run on a seeded
 PostgreSQL 15 inside a transaction that is rolled back, to measure what it really does: rows
 changed, rows and bytes returned. The agent's decision for the same text (an AI agent on a `prod`
@@ -78,6 +78,14 @@ def decide(sql):
     return json.loads(reply)['action']
 
 
+def connect(port, app=None):
+    """psycopg2 to PostgreSQL directly (port of the cluster) or through the relay as `app`."""
+    import psycopg2
+    kwargs = {'application_name': app} if app else {}
+    return psycopg2.connect(host=fx.LOOPBACK, port=port, user='postgres', dbname='postgres',
+                            **kwargs)
+
+
 def measure(conn, sql):
     """What `sql` really does, rolled back: (rows changed, rows returned, bytes returned), or
     None when PostgreSQL rejects it."""
@@ -119,9 +127,7 @@ def measure(conn, sql):
 
 class GuardrailOracleTest(unittest.TestCase):
     def test_every_statement_with_a_mass_effect_is_stopped_and_safe_ones_pass(self):
-        import psycopg2
-        conn = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='postgres',
-                                dbname='postgres')
+        conn = connect(cluster.port)
         self.addCleanup(conn.close)
         corpus = adversarial.corpus()
         self.assertGreaterEqual(len(corpus), 500)
@@ -145,6 +151,12 @@ class GuardrailOracleTest(unittest.TestCase):
                 continue
             measured += 1
             changed, returned, size = effect
+            if entry['expect'] == 'runtime':
+                # Allowed by the analysis, stopped by the row budget (the third test).
+                if action != 'allow' or changed <= 100:
+                    failures.append(f'RUNTIME CLASS [{entry["class"]}] {sql!r}: {action}, '
+                                    f'changed {changed}')
+                continue
             mass = changed > ROWS // 2 or returned > ROWS // 2 or size > biggest // 2
             if mass and action not in ('deny', 'approve'):
                 escaped += 1
@@ -167,11 +179,9 @@ class ThroughTheRelayTest(unittest.TestCase):
 
     def test_a_real_client_is_stopped(self):
         import psycopg2
-        direct = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='postgres',
-                                  dbname='postgres')
+        direct = connect(cluster.port)
         self.addCleanup(direct.close)
-        conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
-                                dbname='postgres', application_name='ai-oracle')
+        conn = connect(relay.port(), 'ai-oracle')
         self.addCleanup(conn.close)
 
         def counts():
@@ -214,19 +224,18 @@ class ThroughTheRelayTest(unittest.TestCase):
         self.assertEqual(counts(), before, 'a statement changed rows through the relay')
 
     def test_the_runtime_row_budget_stops_what_the_analysis_lets_through(self):
-        """Statements whose predicates really are selective, so the analysis allows them, but
-        that change more than the pack's max_rows (100) of the 200-row tables: the row budget
-        stops each (54000), in the client's transaction, and nothing changes. With the corpus:
-        every statement that really changes more than 100 rows is stopped one way or the
-        other."""
+        """The corpus's `runtime` class (selective predicates, so the analysis allows them, that
+        change more than the pack's max_rows (100) of the 200-row tables), with its mutated
+        variants: the row budget stops each (54000), in the client's transaction, and nothing
+        changes. With the base statements: every statement that really changes more than 100
+        rows is stopped one way or the other."""
         import psycopg2
-        direct = psycopg2.connect(host=fx.LOOPBACK, port=cluster.port, user='postgres',
-                                  dbname='postgres')
+        direct = connect(cluster.port)
         self.addCleanup(direct.close)
-        conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
-                                dbname='postgres', application_name='ai-oracle-runtime')
+        conn = connect(relay.port(), 'ai-oracle-runtime')
         self.addCleanup(conn.close)
-        statements = RUNTIME + [e['sql'] for e in adversarial.BASE
+        runtime = [e['sql'] for e in adversarial.corpus() if e['expect'] == 'runtime']
+        statements = runtime + [e['sql'] for e in adversarial.BASE
                                 if e['expect'] in ('mass_write', 'safe') and '$1' not in e['sql']
                                 and e['class'] not in ('function_body', 'parameter_bound')]
         failures, by_budget = [], 0
@@ -249,19 +258,7 @@ class ThroughTheRelayTest(unittest.TestCase):
                 failures.append(f'STOPPED WITHIN BUDGET {sql!r}: changed {changed}')
             by_budget += outcome == '54000'
         self.assertEqual(failures, [], '\n'.join(failures[:30]))
-        self.assertGreaterEqual(by_budget, len(RUNTIME) - 1)
-
-
-# Selective predicates over the 200-row tables that still change more than 100 rows.
-RUNTIME = [
-    'DELETE FROM users WHERE id > 50',
-    'UPDATE accounts SET balance = 0 WHERE id % 2 = 0 OR id > 150',
-    "WITH d AS (DELETE FROM orders WHERE status = 'paid' RETURNING id) SELECT count(*) FROM d",
-    'INSERT INTO orders SELECT id + 1000, user_id, total, status FROM orders WHERE id > 50',
-    "UPDATE users SET name = 'x' WHERE active",
-    'DELETE FROM users WHERE id IN (SELECT user_id FROM orders WHERE total > 100)',
-    'UPDATE accounts SET note = note WHERE user_id BETWEEN 1 AND 150',
-]
+        self.assertGreaterEqual(by_budget, len(runtime))
 
 
 if __name__ == '__main__':

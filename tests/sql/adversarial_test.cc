@@ -65,7 +65,8 @@ TEST(AdversarialCorpusTest, EveryStatementIsJudgedByItsRealEffect) {
     if (l.expect == "mass_read") ok = unbounded || unparseable;
     if (l.expect == "privilege") ok = privilege || unparseable;
     if (l.expect == "dynamic") ok = (r & kRiskDynamicSql) || unparseable;
-    if (l.expect == "safe") ok = !no_where && !unbounded && !privilege;
+    // runtime: the analysis rightly allows it; the row budget stops it (test_guardrail_oracle).
+    if (l.expect == "safe" || l.expect == "runtime") ok = !no_where && !unbounded && !privilege;
     if (!ok) ++missed[l.cls];
     std::string risks;
     for (auto n : RiskNames(r)) risks += std::string(n) + " ";

@@ -15,6 +15,9 @@ The `function_body` class is judged by what a function, procedure or rule will r
 called, and `parameter_bound` by what the worst value bound to its parameter does: for both the
 oracle checks the decision only.
   safe        - bounded and ordinary: none of the three
+  runtime     - selective as written, so the analysis rightly allows it (none of the three), but
+                it changes more than the default pack's max_rows (100) of the 200-row tables:
+                the runtime row budget must stop it through the relay
 tests/sql/adversarial_test.cc checks every line against the analyser (and the cache), and
 tests/integration/test_guardrail_oracle.py runs them on a seeded PostgreSQL inside rolled-back
 transactions to measure what each really touches (the differential oracle).
@@ -223,6 +226,17 @@ add('sql_text_runner', 'dynamic',
     "SELECT ts_rewrite('a & b'::tsquery, 'SELECT t, s FROM aliases')",
     "SELECT * FROM crosstab('SELECT user_id, status, total FROM orders') AS ct(u int, a numeric)",
     "SELECT query_to_xml('SELECT * FROM users', true, false, '')")
+
+# --- Selective, but more rows than the runtime budget allows -----------------------------------
+add('selective_but_large', 'runtime',
+    "DELETE FROM users WHERE id > 50",
+    "UPDATE accounts SET balance = 0 WHERE id % 2 = 0 OR id > 150",
+    "WITH d AS (DELETE FROM orders WHERE status = 'paid' RETURNING id) SELECT count(*) FROM d",
+    "INSERT INTO orders SELECT id + 1000, user_id, total, status FROM orders WHERE id > 50",
+    "UPDATE users SET name = 'x' WHERE active",
+    "DELETE FROM users WHERE id IN (SELECT user_id FROM orders WHERE total > 100)",
+    "UPDATE accounts SET note = note WHERE user_id BETWEEN 1 AND 150",
+    "DELETE FROM orders WHERE total > 100")
 
 # --- The false-positive set: must stay allowed -----------------------------------------------
 add('bounded_write', 'safe',
