@@ -94,11 +94,7 @@ void WriteBudget::Begin(uint64_t max_rows, std::string rule, bool extended, uint
 
 void WriteBudget::Hold(const pg::Frame& frame) {
   pg::Bytes b;
-  b.reserve(frame.WireSize());
-  b.push_back(static_cast<std::byte>(frame.type));
-  uint32_t len = frame.length;
-  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<std::byte>(len >> shift));
-  b.insert(b.end(), frame.body.begin(), frame.body.end());
+  pg::AppendFrame(&b, frame);
   held_.push_back(std::move(b));
 }
 

@@ -56,11 +56,6 @@ void AppendMessage(uint8_t type, std::string_view body, pg::Bytes* out) {
   out->insert(out->end(), p, p + body.size());
 }
 
-void AppendFrame(const pg::Frame& frame, pg::Bytes* out) {
-  AppendMessage(frame.type, {reinterpret_cast<const char*>(frame.body.data()), frame.body.size()},
-                out);
-}
-
 // Rule for values nobody could resolve: withheld, whatever their content.
 constexpr std::string_view kWithheldRule = "catalog-unavailable";
 masking::MaskSpec Withhold() {
@@ -168,7 +163,7 @@ bool ResultMasking::OnRowDescription(const pg::Frame& frame, const pg::ResultSou
     portal_desc_[source.portal_serial] = std::move(fields);
     plan_key_ = source.portal_serial;
   }
-  AppendFrame(frame, out);
+  pg::AppendFrame(out, frame);
   return true;
 }
 
@@ -272,7 +267,7 @@ bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::Stateme
   plan_.hmac = hmac_;
   ResetStats();
   have_plan_ = true;
-  AppendFrame(frame, out);
+  pg::AppendFrame(out, frame);
   return true;
 }
 
@@ -286,7 +281,7 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   if (copy_header_pending_) {
     // HEADER: the first line holds column names, not data.
     copy_header_pending_ = false;
-    AppendFrame(frame, out);
+    pg::AppendFrame(out, frame);
     return true;
   }
   if (copy_withhold_ || !have_plan_) {
@@ -335,7 +330,7 @@ bool ResultMasking::OnNotification(const pg::Frame& frame, pg::Bytes* out, std::
   if (!pg::ParseNotification(frame.body, &m, reason)) return false;
   const masking::DetectorSet* detectors = profile_->detectors();
   if (detectors == nullptr && !profile_->detectors_failed()) {
-    AppendFrame(frame, out);
+    pg::AppendFrame(out, frame);
     return true;
   }
   // NOTIFY payloads are often row data (row_to_json(NEW) in a trigger).
@@ -356,7 +351,7 @@ bool ResultMasking::OnErrorOrNotice(const pg::Frame& frame, pg::Bytes* out, std:
   if (!pg::ParseErrorOrNotice(frame.body, &m, reason)) return false;
   const masking::DetectorSet* detectors = profile_->detectors();
   if (detectors == nullptr && !profile_->detectors_failed()) {
-    AppendFrame(frame, out);
+    pg::AppendFrame(out, frame);
     return true;
   }
   std::string body;

@@ -69,10 +69,7 @@ bool Session::WrapWrite(const pg::FrontendMessage& message, const pg::Frame& fra
   const policy::EffectLimits& l = *note->decision.limits;
   write_budget_.Begin(l.max_rows, l.write_rule, extended, tx, &before, &after);
   out->insert(out->end(), before.begin(), before.end());
-  out->push_back(static_cast<std::byte>(frame.type));
-  for (int shift = 24; shift >= 0; shift -= 8)
-    out->push_back(static_cast<std::byte>(frame.length >> shift));
-  out->insert(out->end(), frame.body.begin(), frame.body.end());
+  pg::AppendFrame(out, frame);
   out->insert(out->end(), after.begin(), after.end());
   limit_hold_ = true;
   deps_.metrics->limit_wraps->Add();

@@ -172,6 +172,14 @@ void AppendCancelRequest(Bytes* out, const CancelRequest& cancel) {
   w.U32(cancel.key);
 }
 
+void AppendFrame(Bytes* out, const Frame& frame) {
+  out->reserve(out->size() + frame.WireSize());
+  if (frame.type != 0) out->push_back(static_cast<std::byte>(frame.type));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out->push_back(static_cast<std::byte>(frame.length >> shift));
+  out->insert(out->end(), frame.body.begin(), frame.body.end());
+}
+
 void AppendQuery(Bytes* out, std::string_view sql) {
   MessageWriter w(out, fe::kQuery);
   w.CString(sql);

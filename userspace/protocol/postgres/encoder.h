@@ -21,6 +21,9 @@ struct ErrorFields {
   std::string_view hint;
 };
 
+// A parsed frame's bytes as they were on the wire (type, length, body).
+void AppendFrame(Bytes* out, const Frame& frame);
+
 // Backend messages.
 void AppendErrorResponse(Bytes* out, const ErrorFields& fields);
 void AppendNoticeResponse(Bytes* out, const ErrorFields& fields);
