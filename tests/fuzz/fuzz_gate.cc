@@ -2,13 +2,16 @@
 // session's settings (standard_conforming_strings, client encoding) and whether a setting change
 // is in flight; the rest is read as a client's packets: the startup packet's settings, then
 // every typed message through the coverage matrix, Query/Parse text through the gate's reading
-// (encodings, both string modes, names), FunctionCall, Bind and Close through name tracking, and
-// each result through the default pack. Nothing may crash; every decision names a rule or allows.
+// (encodings, both string modes, names), Parse deferral and each Bind judged with its values,
+// FunctionCall, Bind and Close through name tracking, and each result through the default pack.
+// Nothing may crash; every decision names a rule or allows.
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "policy/policy.h"
 #include "userspace/gate/coverage.h"
@@ -52,6 +55,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::string error;
   bool startup = true;
+  struct Parsed {
+    std::shared_ptr<const sql::QueryFacts> facts;
+    std::vector<uint32_t> types;
+  };
+  std::map<std::string, Parsed> parsed;
   while (!in.empty()) {
     pg::Frame f;
     if (pg::ParseFrame(pg::Direction::kFrontend, startup, &in, &f, &error) != pg::ParseState::kOk)
@@ -80,6 +88,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (pg::ParseParse(f.body, &m, &error)) {
         facts = gate.Facts(m.sql);
         name = std::string(m.name);
+        // Deferred as the relay defers it: with its text, for the Binds that follow.
+        auto deferred = gate.DecideDeferred(*policy, target, who, *facts, masked, now, true, m.sql);
+        if (deferred) Check(*deferred);
+        if (facts->statements.size() == 1) {
+          auto copy = std::make_shared<sql::QueryFacts>(*facts);
+          copy->statements.front().source = std::string(m.sql);
+          facts = copy;
+          parsed[name] = {copy, m.param_types};
+        }
       }
     } else if (f.type == pg::fe::kFunctionCall) {
       pg::FunctionCallMessage m;
@@ -88,7 +105,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             gate.FunctionCallFacts(m.function_oid, (m.function_oid & 1) ? "pg_catalog.upper" : "");
     } else if (f.type == pg::fe::kBind) {
       pg::FrontendMessage m;
-      if (pg::ParseFrontend(f, &m, &error)) gate.OnBind(m.bind.portal, nullptr);
+      if (pg::ParseFrontend(f, &m, &error)) {
+        auto it = parsed.find(std::string(m.bind.statement));
+        if (it != parsed.end()) {
+          // A Bind judged with its values (text and binary, by the Parse's declared types).
+          auto values = gate.BindValues(m.bind.param_formats, m.bind.params, it->second.types);
+          auto bound = gate.BoundFacts(it->second.facts->statements.front(), values);
+          Check(gate.Decide(*policy, target, who, *bound, masked, now, true));
+          gate.OnBind(m.bind.portal, bound);
+        } else {
+          gate.OnBind(m.bind.portal, nullptr);
+        }
+      }
     } else if (f.type == pg::fe::kClose) {
       pg::CloseMessage m;
       if (pg::ParseClose(f.body, &m, &error)) gate.OnClose(m.kind, m.name);

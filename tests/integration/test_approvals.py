@@ -289,6 +289,31 @@ class ApprovalsTest(unittest.TestCase):
         status, done = api(f'/v1/approvals/{req["id"]}')
         self.assertEqual(done['state'], 'executed')
 
+    def test_a_bind_is_held_with_its_values(self):
+        """A prepared DELETE with a parameter is judged at each Bind with its value: a bound
+        that covers the table is held for approval, and the approver sees the statement with
+        the value; a selective one runs at once."""
+        from test_gate_protocol import WireClient
+        sql = 'DELETE FROM orders WHERE id > $1'
+        with WireClient.connect(relay.port(), user='app', database='appdb',
+                                application_name='bind-approvals') as c:
+            c.send(WireClient.parse_msg('del', sql) + WireClient.bind_msg('', 'del', [b'3']) +
+                   WireClient.execute_msg('') + WireClient.sync_msg())
+            msgs = c.read_until_ready()
+            self.assertIn((b'C', b'DELETE 2\0'), msgs)
+            c.send(WireClient.bind_msg('', 'del', [b'-2147483648']) + WireClient.execute_msg('') +
+                   WireClient.sync_msg())
+            req = wait_pending(lambda r: r['principal'].get('application_name') ==
+                               'bind-approvals')
+            self.assertEqual(req['statement']['sql'], 'DELETE FROM orders WHERE id > (-2147483648)')
+            self.assertEqual(req['rules'], ['hold-no-where'])
+            self.assertEqual(count('orders'), 3, 'nothing may run before approval')
+            status, _ = api(f'/v1/approvals/{req["id"]}/approve', token='alice', method='POST')
+            self.assertEqual(status, 200)
+            msgs = c.read_until_ready()
+            self.assertIn((b'C', b'DELETE 3\0'), msgs, msgs)
+        self.assertEqual(count('orders'), 0)
+
     def test_hold_denied_with_psycopg2(self):
         import psycopg2
         conn = connect()

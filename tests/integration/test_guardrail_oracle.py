@@ -1,4 +1,4 @@
-"""The differential oracle of issue 16: every statement of the adversarial corpus (its 178 base
+"""The differential oracle of issue 16: every statement of the adversarial corpus (its 181 base
 statements and their mutated variants, tests/testdata/sql/adversarial.py) is run on a seeded
 PostgreSQL 15 inside a transaction that is rolled back, to measure what it really does: rows
 changed, rows and bytes returned. The agent's decision for the same text (an AI agent on a `prod`
@@ -263,3 +263,100 @@ class ThroughTheRelayTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+def bind_frame(params, binary):
+    """A Bind of the unnamed statement: text values (None is NULL), or binary int4 values."""
+    import struct
+    body = b'\0\0'
+    if binary:
+        body += struct.pack('!hh', 1, 1)
+    else:
+        body += struct.pack('!h', 0)
+    body += struct.pack('!h', len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack('!i', -1)
+        elif binary:
+            body += struct.pack('!ii', 4, int(p))
+        else:
+            raw = p.encode()
+            body += struct.pack('!i', len(raw)) + raw
+    return fx.frame(b'B', body + struct.pack('!h', 0))
+
+
+def run_bound(client, entry, binary):
+    """Runs the entry's statement with its values as Parse/Bind/Execute/Sync inside a
+    transaction that is rolled back: (outcome, rows changed, rows returned), outcome 'ok' or the
+    SQLSTATE."""
+    from test_gate_protocol import WireClient
+    client.simple_query('BEGIN')
+    types = [23] * len(entry['params']) if binary else []
+    client.send(WireClient.parse_msg('', entry['sql'], types) +
+                bind_frame(entry['params'], binary) + WireClient.execute_msg('') +
+                WireClient.sync_msg())
+    msgs = client.read_until_ready()
+    client.simple_query('ROLLBACK')
+    outcome, changed, returned = 'ok', 0, 0
+    for kind, payload in msgs:
+        if kind == b'E':
+            outcome = fx.error_fields(payload).get('C')
+        elif kind == b'D':
+            returned += 1
+        elif kind == b'C':
+            words = payload.rstrip(b'\0').decode().split()
+            if words[0] in ('DELETE', 'UPDATE', 'INSERT', 'MERGE'):
+                changed = int(words[-1])
+    return outcome, changed, returned
+
+
+def int4_values(params):
+    try:
+        return all(p is not None and -2**31 <= int(p) < 2**31 for p in params)
+    except ValueError:
+        return False
+
+
+class BoundValuesTest(unittest.TestCase):
+    """The bound-values corpus (tests/testdata/sql/adversarial.py BOUND, with variants of the
+    text and of the values' spelling): each prepared statement with the values of one Bind is
+    measured on the server (extended protocol, rolled back) and sent through the relay as an AI
+    agent with the same bytes — text format, and binary int4 as pgjdbc sends them when every
+    value is an integer. A mass effect is refused (42501) or stopped by the row budget (54000), a
+    statement within the limits runs, and nothing is kept."""
+
+    def test_each_bind_is_judged_by_its_values(self):
+        from test_gate_protocol import WireClient
+        direct = WireClient.connect(cluster.port, user='postgres', database='postgres')
+        self.addCleanup(direct.close)
+        through = WireClient.connect(relay.port(), user='postgres', database='postgres',
+                                     application_name='ai-oracle-bound')
+        self.addCleanup(through.close)
+        entries = adversarial.bound_corpus()
+        self.assertGreaterEqual(len(entries), 200)
+        failures, measured, stopped, ran = [], 0, 0, 0
+        for entry in entries:
+            for binary in ((False, True) if int4_values(entry['params']) else (False,)):
+                real, changed, returned = run_bound(direct, entry, binary)
+                if real != 'ok':
+                    continue  # PostgreSQL rejects it (a value its type cannot read)
+                measured += 1
+                got = run_bound(through, entry, binary)[0]
+                what = f'[{entry["expect"]}] {entry["sql"]!r} {entry["params"]} ' \
+                       f'{"binary" if binary else "text"}: changed {changed}, returned ' \
+                       f'{returned}, through the relay {got}'
+                mass = changed > ROWS // 2 or returned > ROWS // 2
+                if entry['expect'] in ('mass_write', 'mass_read') and not mass:
+                    failures.append('CORPUS LABEL ' + what)
+                if changed > 100 or mass:
+                    stopped += got in ('42501', '54000')
+                    if got not in ('42501', '54000'):
+                        failures.append('NOT STOPPED ' + what)
+                elif entry['expect'] in ('safe', 'runtime'):
+                    ran += got == 'ok'
+                    if got != 'ok':
+                        failures.append('REFUSED ' + what)
+        self.assertEqual(failures, [], f'{len(failures)} problems:\n' + '\n'.join(failures[:40]))
+        self.assertGreater(measured, 200)
+        self.assertGreater(stopped, 100)
+        self.assertGreater(ran, 40)

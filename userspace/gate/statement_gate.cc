@@ -3,8 +3,14 @@
 #include "userspace/gate/statement_gate.h"
 
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstdio>
 
 #include "userspace/sql/encoding.h"
+#include "userspace/sql/params.h"
+#include "userspace/sql/shape.h"
 
 namespace dbw::gate {
 namespace {
@@ -38,6 +44,9 @@ std::shared_ptr<const QueryFacts> Unverifiable(const std::shared_ptr<const Query
   return out;
 }
 
+// Risks that depend on the values bound to parameters (`id > $1`, `LIKE $1`, `LIMIT $1`).
+constexpr uint32_t kValueRisks = sql::kRiskNoWhere | sql::kRiskUnboundedSelect;
+
 bool HasByte(std::string_view text, char c) {
   return text.find(c) != std::string_view::npos;
 }
@@ -59,6 +68,10 @@ policy::Decision Refusal(std::string reason, bool monitor) {
   d.sqlstate = "42501";
   d.monitor = monitor;
   return d;
+}
+
+void AddUnique(std::vector<sql::TableRef>* v, const sql::TableRef& t) {
+  if (std::find(v->begin(), v->end(), t) == v->end()) v->push_back(t);
 }
 
 void AddCandidate(std::vector<std::shared_ptr<const StatementFacts>>* list,
@@ -144,9 +157,17 @@ std::shared_ptr<const QueryFacts> StatementGate::Facts(std::string_view text) {
 }
 
 std::shared_ptr<const QueryFacts> StatementGate::Resolve(std::shared_ptr<const QueryFacts> facts) {
+  // EXECUTE runs a prepared statement; so do EXPLAIN ANALYZE EXECUTE and CREATE TABLE AS EXECUTE
+  // (`prepared` holds their EXECUTE); FETCH reads a cursor.
+  auto nested = [](const StatementFacts& s) {
+    return s.prepared && s.prepared->command == Command::kExecute &&
+           ((s.command == Command::kExplain && s.object_kind == "ANALYZE") ||
+            s.command == Command::kCreate);
+  };
   bool names = false;
   for (const auto& s : facts->statements)
-    names |= s.command == Command::kExecute || (s.command == Command::kFetch && !s.fetch_move);
+    names |= s.command == Command::kExecute || (s.command == Command::kFetch && !s.fetch_move) ||
+             nested(s);
   if (!names) return facts;
 
   auto out = std::make_shared<QueryFacts>(*facts);
@@ -163,13 +184,15 @@ std::shared_ptr<const QueryFacts> StatementGate::Resolve(std::shared_ptr<const Q
       AddCandidate(&local_cursors[s.object_name].candidates, s.prepared);
       continue;
     }
-    bool execute = s.command == Command::kExecute;
+    const bool inside = nested(s);
+    const bool execute = s.command == Command::kExecute || inside;
     if (!execute && !(s.command == Command::kFetch && !s.fetch_move)) continue;
+    const StatementFacts& runner = inside ? *s.prepared : s;
     std::vector<FactsPtr> candidates;
     const Names* tables[2] = {execute ? &statements_ : &cursors_,
                               execute ? &local_statements : &local_cursors};
     for (const Names* table : tables) {
-      auto it = table->find(s.object_name);
+      auto it = table->find(runner.object_name);
       if (it != table->end())
         for (const auto& c : it->second.candidates) AddCandidate(&candidates, c);
     }
@@ -177,20 +200,235 @@ std::shared_ptr<const QueryFacts> StatementGate::Resolve(std::shared_ptr<const Q
       s.risks |= sql::kRiskUnverifiable;
       out->unverifiable =
           std::string(execute ? "EXECUTE of prepared statement \"" : "FETCH from cursor \"") +
-          s.object_name + "\", which dbwarden did not see " + (execute ? "prepared" : "declared") +
-          " in this session";
+          runner.object_name + "\", which dbwarden did not see " +
+          (execute ? "prepared" : "declared") + " in this session";
+      continue;
+    }
+    if (inside) {
+      // The statement runs inside this one (its rows go to a plan or a new table, not to the
+      // client): its effects become this statement's, for every possible definition.
+      for (const auto& c : candidates) {
+        StatementFacts run = Executed(runner, *c);
+        s.risks |= run.risks & ~static_cast<uint32_t>(sql::kRiskUnboundedSelect);
+        for (const auto& t : run.tables_read) AddUnique(&s.tables_read, t);
+        for (const auto& t : run.tables_written) AddUnique(&s.tables_written, t);
+        for (const auto& f : run.functions)
+          if (std::find(s.functions.begin(), s.functions.end(), f) == s.functions.end())
+            s.functions.push_back(f);
+      }
       continue;
     }
     // Judged as what it runs; with several possible definitions, as each (strictest wins).
-    s.prepared = candidates.front();
+    auto resolved = [&](const FactsPtr& c) -> FactsPtr {
+      if (!execute) return c;
+      return std::make_shared<const StatementFacts>(Executed(s, *c));
+    };
+    s.prepared = resolved(candidates.front());
     for (size_t i = 1; i < candidates.size(); ++i) {
       StatementFacts copy = s;
-      copy.prepared = candidates[i];
+      copy.prepared = resolved(candidates[i]);
       extra.push_back(std::move(copy));
     }
   }
   for (auto& e : extra) out->statements.push_back(std::move(e));
   return out;
+}
+
+StatementFacts StatementGate::Executed(const StatementFacts& execute, const StatementFacts& def) {
+  std::optional<StatementFacts> bound;
+  if (!def.source.empty() && execute.execute_args_known && CanBindValues())
+    bound = BindInto(def, execute.execute_args);
+  StatementFacts out = bound ? *std::move(bound) : def;
+  // The arguments are evaluated whatever the statement does with them.
+  out.risks |= execute.risks;
+  for (const auto& t : execute.tables_read) AddUnique(&out.tables_read, t);
+  for (const auto& f : execute.functions)
+    if (std::find(out.functions.begin(), out.functions.end(), f) == out.functions.end())
+      out.functions.push_back(f);
+  return out;
+}
+
+std::optional<StatementFacts> StatementGate::BindInto(const StatementFacts& def,
+                                                      const std::vector<std::string>& values) {
+  if (bind_depth_ >= 4) return std::nullopt;
+  std::optional<std::string> text = sql::SubstituteParams(def.source, values);
+  if (!text) return std::nullopt;
+  ++bind_depth_;
+  // A source is text the server read with standard_conforming_strings on, and the values are
+  // written for that reading: the statement it became is read the same way.
+  std::shared_ptr<const QueryFacts> facts = Resolve(analyzer_->Analyze(*text));
+  --bind_depth_;
+  if (facts->unparseable || facts->statements.size() != 1 || !facts->unverifiable.empty())
+    return std::nullopt;
+  StatementFacts out = facts->statements.front();
+  // Audited as the statement that was prepared (its normalized text and fingerprint).
+  out.normalized = def.normalized;
+  out.fingerprint = def.fingerprint;
+  out.fingerprint_hex = def.fingerprint_hex;
+  out.source.clear();
+  return out;
+}
+
+std::shared_ptr<const QueryFacts> StatementGate::BoundFacts(
+    const StatementFacts& def, const std::vector<std::string>& values) {
+  auto out = std::make_shared<QueryFacts>();
+  out->literal_sensitive = true;
+  std::optional<StatementFacts> bound;
+  if (!def.source.empty()) bound = BindInto(def, values);
+  if (bound) {
+    out->statements.push_back(std::move(*bound));
+  } else {
+    out->statements.push_back(def);
+    out->statements.back().source.clear();
+  }
+  return out;
+}
+
+std::optional<std::string> StatementGate::ServerText(std::string_view text) const {
+  if (sql::ReadsAsIs(text, encoding_)) return std::string(text);
+  StatusOr<std::string> conv = sql::ToServerText(text, encoding_);
+  if (!conv.ok()) return std::nullopt;
+  return std::move(*conv);
+}
+
+std::vector<std::string> StatementGate::BindValues(
+    const std::vector<int16_t>& formats,
+    const std::vector<std::optional<std::span<const std::byte>>>& params,
+    const std::vector<uint32_t>& types) const {
+  // Type OIDs (pg_type.h) whose values the analysis can read.
+  enum : uint32_t {
+    kBool = 16,
+    kChar = 18,
+    kName = 19,
+    kInt8 = 20,
+    kInt2 = 21,
+    kInt4 = 23,
+    kText = 25,
+    kOid = 26,
+    kFloat4 = 700,
+    kFloat8 = 701,
+    kBpchar = 1042,
+    kVarchar = 1043,
+  };
+  auto string_type = [](uint32_t t) {
+    return t == kText || t == kVarchar || t == kBpchar || t == kName || t == kChar;
+  };
+  std::vector<std::string> out;
+  out.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    int16_t format = -1;  // more values than format codes: the server's error
+    if (formats.empty()) {
+      format = 0;
+    } else if (formats.size() == 1) {
+      format = formats[0];
+    } else if (i < formats.size()) {
+      format = formats[i];
+    }
+    const uint32_t type = i < types.size() ? types[i] : 0;
+    if (!params[i]) {
+      out.emplace_back("NULL");
+      continue;
+    }
+    const std::span<const std::byte> raw = *params[i];
+    std::string_view bytes(reinterpret_cast<const char*>(raw.data()), raw.size());
+    auto text_value = [&](std::string_view v, bool as_string) -> std::string {
+      if (v.find('\0') != std::string_view::npos) return {};
+      // The server converts text values from the client encoding it has when the Bind arrives;
+      // while a statement that may change it is unanswered, only ASCII reads the same in all.
+      if (lexing_uncertain() &&
+          std::any_of(v.begin(), v.end(), [](char c) { return static_cast<uint8_t>(c) >= 0x80; }))
+        return {};
+      std::optional<std::string> server = ServerText(v);
+      return server ? sql::BoundLiteral(*server, as_string) : std::string();
+    };
+    auto be = [&](size_t n) {
+      uint64_t v = 0;
+      for (size_t k = 0; k < n; ++k) v = (v << 8) | static_cast<uint8_t>(bytes[k]);
+      return v;
+    };
+    std::string value;
+    if (format == 0) {
+      value = text_value(bytes, string_type(type));
+    } else if (format == 1) {
+      if (string_type(type)) {
+        value = text_value(bytes, true);
+      } else if (type == kInt2 && bytes.size() == 2) {
+        value = std::to_string(static_cast<int16_t>(be(2)));
+      } else if (type == kInt4 && bytes.size() == 4) {
+        value = std::to_string(static_cast<int32_t>(be(4)));
+      } else if (type == kOid && bytes.size() == 4) {
+        value = std::to_string(static_cast<uint32_t>(be(4)));
+      } else if (type == kInt8 && bytes.size() == 8) {
+        value = std::to_string(static_cast<int64_t>(be(8)));
+      } else if ((type == kFloat4 && bytes.size() == 4) || (type == kFloat8 && bytes.size() == 8)) {
+        double d = 0;
+        if (type == kFloat4) {
+          d = std::bit_cast<float>(static_cast<uint32_t>(be(4)));
+        } else {
+          d = std::bit_cast<double>(be(8));
+        }
+        std::array<char, 64> buf{};
+        std::snprintf(buf.data(), buf.size(), "%.17g", d);
+        value = sql::BoundLiteral(buf.data(), !std::isfinite(d));  // inf, nan: strings
+      } else if (type == kBool && bytes.size() == 1) {
+        value = bytes[0] != 0 ? "true" : "false";
+      }
+    }
+    out.push_back(std::move(value));
+  }
+  return out;
+}
+
+uint32_t StatementGate::ValueRisksBindingCanLift(std::string_view source, int params) {
+  // Bound to plain values — every parameter a small number, or every one a string without
+  // wildcards — does the statement lose the risk? If neither does, no value will.
+  uint32_t remaining = kValueRisks;
+  for (std::string_view trial : {std::string_view("1"), std::string_view("'x'")}) {
+    std::vector<std::string> values(static_cast<size_t>(std::min(params, 100)), std::string(trial));
+    std::optional<std::string> text = sql::SubstituteParams(source, values);
+    if (!text) return 0;
+    std::shared_ptr<const QueryFacts> facts = analyzer_->Analyze(*text);
+    if (facts->unparseable || facts->statements.size() != 1) return 0;
+    uint32_t left = 0;
+    for (const StatementFacts* p = &facts->statements.front(); p != nullptr; p = p->prepared.get())
+      left |= p->risks & kValueRisks;
+    if (std::popcount(left) < std::popcount(remaining)) remaining = left;
+  }
+  return kValueRisks & ~remaining;
+}
+
+std::optional<policy::Decision> StatementGate::DecideDeferred(
+    const policy::CompiledPolicy& policy, const policy::Target& target,
+    const policy::Principal& principal, const QueryFacts& facts, bool masked,
+    std::chrono::system_clock::time_point now, bool extended, std::string_view parse_source) {
+  if (!CanBindValues() || facts.unparseable || !facts.unverifiable.empty()) return std::nullopt;
+  // `lift` left out of `s` and of what it stands for (PREPARE's statement, what an EXECUTE was
+  // resolved to).
+  auto clear = [](StatementFacts* s, uint32_t lift, auto& self) -> void {
+    s->risks &= ~lift;
+    if (s->prepared && (s->command == Command::kPrepare || s->command == Command::kExecute)) {
+      auto inner = std::make_shared<StatementFacts>(*s->prepared);
+      self(inner.get(), lift, self);
+      s->prepared = std::move(inner);
+    }
+  };
+  QueryFacts view = facts;
+  bool deferred = false;
+  for (StatementFacts& s : view.statements) {
+    uint32_t lift = 0;
+    if (extended && view.statements.size() == 1 && facts.max_param > 0) {
+      lift = ValueRisksBindingCanLift(parse_source, facts.max_param);
+    } else if (s.command == Command::kPrepare && s.prepared && !s.prepared->source.empty()) {
+      lift = ValueRisksBindingCanLift(s.prepared->source, sql::MaxParamNumber(s.prepared->source));
+    }
+    if (lift == 0) continue;
+    clear(&s, lift, clear);
+    deferred = true;
+  }
+  if (!deferred) return std::nullopt;
+  policy::Decision d = Decide(policy, target, principal, view, masked, now, extended);
+  if (d.action > policy::Action::kLog) return std::nullopt;
+  return d;
 }
 
 std::shared_ptr<const QueryFacts> StatementGate::FunctionCallFacts(uint32_t oid,

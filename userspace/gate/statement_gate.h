@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -46,6 +48,42 @@ class StatementGate {
   std::shared_ptr<const sql::QueryFacts> FunctionCallFacts(uint32_t oid,
                                                            std::string_view qualified_name,
                                                            size_t args = 0);
+
+  // ---- Values bound to parameters ----
+  // Whether bound values can be read into statement text now: the session reads strings with
+  // standard_conforming_strings on (as params.h does) and no statement that may change how text
+  // is read is unanswered.
+  bool CanBindValues() const { return lex_.standard_conforming_strings && !lexing_uncertain(); }
+  // The text the server reads for `text` (converted from the client encoding); nullopt when it
+  // cannot be converted.
+  std::optional<std::string> ServerText(std::string_view text) const;
+  // A Bind's parameter values as SQL literals for SubstituteParams: NULL, numbers, strings (text
+  // format, converted from the client encoding), and binary integers, floats, booleans and
+  // strings by the statement's declared parameter types; "" where the value cannot be read (it
+  // is then judged at its worst), and for text beyond ASCII while the client encoding may be
+  // changing (lexing_uncertain).
+  std::vector<std::string> BindValues(
+      const std::vector<int16_t>& formats,
+      const std::vector<std::optional<std::span<const std::byte>>>& params,
+      const std::vector<uint32_t>& types) const;
+  // The facts of `def` (a statement with parameters and a `source`, which the server read with
+  // standard_conforming_strings on) run with `values` in place of its parameters; `def` itself
+  // (its worst case) when they cannot be bound. Parameter values are not lexed by the server,
+  // so the session's settings now do not matter.
+  std::shared_ptr<const sql::QueryFacts> BoundFacts(const sql::StatementFacts& def,
+                                                    const std::vector<std::string>& values);
+  // For a statement that Decide refuses: the decision when the risks that depend on parameter
+  // values (no_where, unbounded_select) and that some values would lift are left to be judged
+  // with the values — a Parse with parameters (`extended`, its server text `parse_source`), or
+  // PREPAREs whose inner statement has them. Nullopt when that decision refuses too, or when no
+  // value could change it. Such a statement runs nothing itself; whoever runs it (a Bind, an
+  // EXECUTE) must be judged with BoundFacts / by Facts.
+  std::optional<policy::Decision> DecideDeferred(const policy::CompiledPolicy& policy,
+                                                 const policy::Target& target,
+                                                 const policy::Principal& principal,
+                                                 const sql::QueryFacts& facts, bool masked,
+                                                 std::chrono::system_clock::time_point now,
+                                                 bool extended, std::string_view parse_source);
 
   // The decision: the policy's, then the gate's own refusals, which no rule can lift (enforce
   // mode; recorded as would-be refusals in monitor mode):
@@ -102,6 +140,14 @@ class StatementGate {
 
   std::shared_ptr<const sql::QueryFacts> Read(std::string_view text, std::string* problem);
   std::shared_ptr<const sql::QueryFacts> Resolve(std::shared_ptr<const sql::QueryFacts> facts);
+  // What `execute` (EXECUTE name(args)) runs when the name means `def`: `def` with the arguments
+  // bound (when its text is known), plus what evaluating the arguments does.
+  sql::StatementFacts Executed(const sql::StatementFacts& execute, const sql::StatementFacts& def);
+  // The value-dependent risks of `source` (with parameters $1..$params) that binding plain
+  // values lifts.
+  uint32_t ValueRisksBindingCanLift(std::string_view source, int params);
+  std::optional<sql::StatementFacts> BindInto(const sql::StatementFacts& def,
+                                              const std::vector<std::string>& values);
   void OpenWindow(const sql::QueryFacts& facts, bool answered_by_next_sync);
   static bool MayChangeReading(const sql::QueryFacts& facts);
 
@@ -115,6 +161,9 @@ class StatementGate {
   uint64_t uncertain_until_ = 1;  // the startup's settings arrive before its ReadyForQuery
   Names statements_;
   Names cursors_;
+  // Nesting of bound statements being resolved (a Parse of `EXECUTE q($1)` where q is another
+  // such Parse): past a few levels the worst case is used.
+  int bind_depth_ = 0;
 };
 
 }  // namespace dbw::gate

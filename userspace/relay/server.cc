@@ -70,6 +70,9 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                    "limit=\"max_rows\""),
       m.GetCounter("dbwarden_limit_stops_total", "Statements stopped by a runtime limit",
                    "limit=\"read\""),
+      m.GetCounter("dbwarden_decisions_deferred_total",
+                   "Prepared statements whose judgement waits for their parameter values (a "
+                   "Parse or PREPARE refused only for no_where or unbounded_select)"),
   };
   const char* limit_help = "Configured connection limits of the relay (0: unlimited)";
   m.GetGauge("dbwarden_relay_connection_limit", limit_help, "scope=\"total\"")

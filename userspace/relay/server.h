@@ -66,6 +66,9 @@ struct RelayMetrics {
   Counter* limit_wraps;       // statements run between two row counts
   Counter* limit_rows_stops;  // undone: more rows changed than the budget
   Counter* limit_read_stops;  // results cut off by the read budget
+  // Parses and PREPAREs refused only for risks that depend on parameter values: judged at Bind
+  // (or EXECUTE) with the values.
+  Counter* decisions_deferred;
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the

@@ -274,6 +274,12 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   if (!pg::ParseFrontend(frame, &decoded_, reason)) return pg::MessageAction::kReject;
   const pg::FrontendMessage& message = decoded_;
   bool judged = door.door == gate::Door::kJudge && auth_proxy_ == AuthProxy::kOff;
+  // A Bind of a statement whose judgement waits for its parameter values is judged with them.
+  const DecisionNote* deferred = nullptr;
+  if (!judged && frame.type == pg::fe::kBind && auth_proxy_ == AuthProxy::kOff) {
+    deferred = DeferredStatement(message.bind.statement);
+    judged = deferred != nullptr;
+  }
   std::shared_ptr<DecisionNote> note;
   if (judged) {
     if (resume_note_) {
@@ -285,7 +291,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
           frame.type == pg::fe::kFunctionCall ||
           PolicyPrincipal(deps_.policy->Get()).kind == policy::PrincipalKind::kAgent;
       if (AwaitCatalog(functions)) return pg::MessageAction::kPause;  // OnCatalog resumes here
-      note = Decide(message);
+      note = deferred != nullptr ? DecideBind(message.bind, *deferred) : Decide(message);
       if (!note) return pg::MessageAction::kReject;
       if (NeedsApproval(*note)) {
         AwaitApproval(std::move(note), frame);
@@ -301,6 +307,15 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   if (AwaitBatchForWrap(message)) return pg::MessageAction::kPause;
   if (!state_.OnFrontendMessage(message, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
+  if (frame.type == pg::fe::kExecute && !state_.skipping()) {
+    const auto* run = static_cast<const DecisionNote*>(state_.LastNote());
+    if (run != nullptr && run->deferred) {
+      // Its Bind was never judged with the values: the relay's view is wrong, so nothing runs.
+      Fail(audit::EventKind::kProtocolViolation, "08P01",
+           "dbwarden: an Execute of a portal whose parameter values were not judged");
+      return pg::MessageAction::kHandled;
+    }
+  }
   TrackForwarded(message, note);
   if (frame.type == pg::fe::kExecute &&
       WrapWrite(message, frame, static_cast<const DecisionNote*>(state_.LastNote()), out))
@@ -332,6 +347,9 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   } else if (frame.type == pg::fe::kFunctionCall) {
     // A call of function OID 0, which the server answers with an error and ReadyForQuery.
     pg::AppendFunctionCall(out, 0);
+  } else if (frame.type == pg::fe::kBind) {
+    // Rejected before anything is bound or evaluated; the server then skips to Sync.
+    pg::AppendRejectedBind(out, message.bind.portal, message.bind.statement);
   } else {
     pg::AppendParse(out, message.parse.name, kRefused);
   }
@@ -526,7 +544,7 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
     // Name operations take effect for the statements that completed.
     if (x.parse_only) {
       gate_.OnParseAnswered(x.statement_name, note->facts, false);  // reported: it failed
-    } else {
+    } else if (!x.bind_only) {
       gate_.OnCompleted(*note->facts, x.command_tags.size());
     }
   }

@@ -1,6 +1,7 @@
 // Session: one client connection, its upstream connection, and the pump between them.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,15 @@ struct DecisionNote : pg::StatementNote {
   std::string audit_failure;  // set when audit-before-forward could not commit the decision
   std::string approval_id;    // approve: the request that let it run, or that refused it
   std::optional<approvals::Outcome> refusal;  // approve: the error the client gets instead
+  // A Parse, or a Query's PREPAREs, refused only for risks that depend on parameter values
+  // (gate::StatementGate::DecideDeferred): it runs nothing itself, and every Bind of the
+  // statement is judged with its values. `param_types`: the Parse's declared parameter types.
+  bool deferred = false;
+  std::vector<uint32_t> param_types;
+  // A judged Bind: the statement with its values, what approvers see and grants match. Empty
+  // when the prepared text is not known: such a Bind cannot be held for approval (refused).
+  bool bind = false;
+  std::string bound_sql;
 };
 
 class Session : public std::enable_shared_from_this<Session>,
@@ -98,8 +108,17 @@ class Session : public std::enable_shared_from_this<Session>,
   std::shared_ptr<DecisionNote> Decide(const pg::FrontendMessage& message);
   // The gate's decision on note->facts for this session's principal; sets note->enforced and
   // counts it.
+  // `may_defer`: a Parse or Query whose refusal depends only on parameter values is let through
+  // as deferred (DecisionNote::deferred); `parse_source` gives a Parse's text as the server
+  // reads it (asked for only then).
   void Judge(DecisionNote* note, const std::shared_ptr<const policy::CompiledPolicy>& policy,
-             bool extended = false);
+             bool extended = false, bool may_defer = false,
+             const std::function<std::string_view()>& parse_source = {});
+  // The deferred statement a Bind binds, or null when its statement is judged already.
+  const DecisionNote* DeferredStatement(std::string_view statement) const;
+  // Judges a Bind of a deferred statement with its parameter values.
+  std::shared_ptr<DecisionNote> DecideBind(const pg::BindMessage& bind,
+                                           const DecisionNote& statement);
   // Tells the gate what a forwarded message does to server-side names and settings, and keeps
   // the state machine's statement names in step with SQL-level PREPARE/DEALLOCATE/DISCARD.
   void TrackForwarded(const pg::FrontendMessage& message,

@@ -17,7 +17,8 @@ constexpr char kNotRun[] = "the client disconnected before the approved statemen
 
 bool Session::NeedsApproval(const DecisionNote& note) const {
   return deps_.approvals != nullptr && note.enforced &&
-         note.decision.action == policy::Action::kApprove && note.audit_failure.empty();
+         note.decision.action == policy::Action::kApprove && note.audit_failure.empty() &&
+         !(note.bind && note.bound_sql.empty());
 }
 
 void Session::AwaitApproval(std::shared_ptr<DecisionNote> note, const pg::Frame& frame) {
@@ -26,6 +27,8 @@ void Session::AwaitApproval(std::shared_ptr<DecisionNote> note, const pg::Frame&
   if (frame.type == pg::fe::kQuery) {
     pg::QueryMessage m;
     if (pg::ParseQuery(frame.body, &m, &error)) sql_text = m.sql;
+  } else if (frame.type == pg::fe::kBind) {
+    sql_text = note->bound_sql;  // the prepared statement with the values of this Bind
   } else {
     pg::ParseMessage m;
     if (pg::ParseParse(frame.body, &m, &error)) sql_text = m.sql;

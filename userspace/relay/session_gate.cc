@@ -6,6 +6,7 @@
 #include "userspace/protocol/postgres/parse.h"
 #include "userspace/relay/session.h"
 #include "userspace/relay/session_internal.h"
+#include "userspace/sql/params.h"
 
 namespace dbw::relay {
 namespace {
@@ -54,18 +55,79 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
         gate_.FunctionCallFacts(oid, FunctionName(oid), message.function_call.args.size());
   }
   note->facts = WithCatalogRisks(std::move(note->facts));
-  Judge(note.get(), deps_.policy->Get(), message.type == pg::fe::kParse);
+  const bool parse = message.type == pg::fe::kParse;
+  std::string source;  // a Parse's text as the server reads it, should it be deferred
+  Judge(note.get(), deps_.policy->Get(), parse, message.type != pg::fe::kFunctionCall, [&] {
+    if (parse) source = gate_.ServerText(message.parse.sql).value_or(std::string());
+    return std::string_view(source);
+  });
+  if (note->deferred && parse) {
+    // Every Bind of it is judged with its values.
+    auto facts = std::make_shared<sql::QueryFacts>(*note->facts);
+    if (facts->statements.size() == 1) facts->statements.front().source = std::move(source);
+    note->facts = std::move(facts);
+    note->param_types = message.parse.param_types;
+  }
+  deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
+  return note;
+}
+
+const DecisionNote* Session::DeferredStatement(std::string_view statement) const {
+  // The relay attaches DecisionNotes only.
+  const auto* note =
+      static_cast<const DecisionNote*>(state_.StatementNoteOf(std::string(statement)));
+  return note != nullptr && note->deferred ? note : nullptr;
+}
+
+std::shared_ptr<DecisionNote> Session::DecideBind(const pg::BindMessage& bind,
+                                                  const DecisionNote& statement) {
+  uint64_t start = MonotonicNs();
+  // What was prepared: the Parse's statement (the relay gave it its text), or the PREPARE of
+  // that name in a Query. Without a text it is judged at its worst, as prepared.
+  const sql::StatementFacts* def = nullptr;
+  const sql::QueryFacts& prepared = *statement.facts;
+  if (prepared.statements.size() == 1 && !prepared.statements.front().source.empty())
+    def = &prepared.statements.front();
+  for (const auto& s : prepared.statements)
+    if (def == nullptr && s.command == sql::Command::kPrepare && s.object_name == bind.statement &&
+        s.prepared)
+      def = s.prepared.get();
+  auto note = std::make_shared<DecisionNote>();
+  note->bind = true;
+  std::vector<std::string> values =
+      gate_.BindValues(bind.param_formats, bind.params, statement.param_types);
+  note->facts = def != nullptr ? gate_.BoundFacts(*def, values) : statement.facts;
+  note->facts = WithCatalogRisks(std::move(note->facts));
+  Judge(note.get(), deps_.policy->Get(), true);
+  if (def != nullptr && !def->source.empty() && note->decision.action == policy::Action::kApprove)
+    note->bound_sql = sql::SubstituteParams(def->source, values).value_or(def->source);
   deps_.metrics->decision_latency->ObserveMicros((MonotonicNs() - start) / 1000);
   return note;
 }
 
 void Session::Judge(DecisionNote* note, const std::shared_ptr<const policy::CompiledPolicy>& policy,
-                    bool extended) {
-  note->decision =
-      gate_.Decide(*policy, {target_->options.name, target_->options.env}, PolicyPrincipal(policy),
-                   *note->facts, masking_.active(), std::chrono::system_clock::now(), extended);
+                    bool extended, bool may_defer,
+                    const std::function<std::string_view()>& parse_source) {
+  const policy::Target target{target_->options.name, target_->options.env};
+  const auto now = std::chrono::system_clock::now();
+  note->decision = gate_.Decide(*policy, target, PolicyPrincipal(policy), *note->facts,
+                                masking_.active(), now, extended);
+  bool stop = note->decision.action == policy::Action::kDeny ||
+              note->decision.action == policy::Action::kApprove;
+  if (stop && may_defer && !note->decision.monitor) {
+    std::optional<policy::Decision> deferred = gate_.DecideDeferred(
+        *policy, target, PolicyPrincipal(policy), *note->facts, masking_.active(), now, extended,
+        parse_source ? parse_source() : std::string_view());
+    if (deferred) {
+      deferred->reason = "judged with its parameter values when they are bound (as prepared: " +
+                         note->decision.reason + ")";
+      note->decision = std::move(*deferred);
+      note->deferred = true;
+      stop = false;
+      deps_.metrics->decisions_deferred->Add();
+    }
+  }
   const policy::Decision& d = note->decision;
-  bool stop = d.action == policy::Action::kDeny || d.action == policy::Action::kApprove;
   note->enforced = stop && !d.monitor;
   deps_.metrics->decisions[static_cast<int>(d.action)]->Add();
   if (stop && d.monitor) deps_.metrics->decisions_monitored->Add();
@@ -177,10 +239,12 @@ void Session::TrackForwarded(const pg::FrontendMessage& message,
     }
     case pg::fe::kBind: {
       // Only a named portal can be named in SQL (FETCH); the unnamed one needs no lookup.
-      if (message.bind.portal.empty()) return;
-      // The relay attaches DecisionNotes only.
-      const auto* stmt = static_cast<const DecisionNote*>(
-          state_.StatementNoteOf(std::string(message.bind.statement)));
+      if (message.bind.portal.empty() || (note != nullptr && note->enforced)) return;
+      // A judged Bind (of a deferred statement) runs what it was judged as. The relay attaches
+      // DecisionNotes only.
+      const auto* stmt = note != nullptr ? note.get()
+                                         : static_cast<const DecisionNote*>(state_.StatementNoteOf(
+                                               std::string(message.bind.statement)));
       gate_.OnBind(message.bind.portal, stmt != nullptr ? stmt->facts : nullptr);
       return;
     }

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "userspace/sql/lexer.h"
+#include "userspace/sql/params.h"
 #include "userspace/sql/shape.h"
 #include "userspace/sql/walker.h"
 
@@ -183,6 +184,29 @@ void AbsorbBody(const PendingBody& pending, LexSettings lex, StatementFacts* s) 
   --body_depth;
 }
 
+// What the gate needs to judge a prepared statement with its values (params.h): the text a
+// PREPARE prepares when it has parameters, and the arguments of an EXECUTE. Both are literals
+// of this text, so the facts are not shared with other texts of the same shape.
+void BindableParts(std::string_view statement, StatementFacts* s, bool* literal_sensitive) {
+  if (s->command == Command::kPrepare && s->prepared) {
+    std::optional<std::string_view> body = PreparedText(statement);
+    if (body && MaxParamNumber(*body) > 0) {
+      std::const_pointer_cast<StatementFacts>(s->prepared)->source = std::string(*body);
+      *literal_sensitive = true;
+    }
+    return;
+  }
+  StatementFacts* execute = s->command == Command::kExecute ? s : nullptr;
+  if (execute == nullptr && s->prepared && s->prepared->command == Command::kExecute)
+    execute = std::const_pointer_cast<StatementFacts>(s->prepared).get();
+  if (execute == nullptr) return;
+  std::optional<std::vector<std::string>> args = ExecuteArguments(statement);
+  execute->execute_args_known = args.has_value();
+  if (!args) return;
+  if (!args->empty()) *literal_sensitive = true;
+  execute->execute_args = std::move(*args);
+}
+
 }  // namespace
 
 std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSettings lex) {
@@ -218,6 +242,7 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSetti
   }
   if (root.at_key("stmts").get_array().get(stmts) != simdjson::SUCCESS) return q;  // empty query
 
+  q->max_param = MaxParamNumber(text);
   const size_t count = stmts.size();
   std::vector<PendingBody> bodies;
   for (simdjson::dom::element raw : stmts) {
@@ -239,6 +264,10 @@ std::shared_ptr<const QueryFacts> AnalyzeUncached(std::string_view sql, LexSetti
     size_t len = static_cast<size_t>(IntField(raw_obj, "stmt_len"));
     if (loc > text.size()) loc = text.size();
     if (len == 0 || loc + len > text.size()) len = text.size() - loc;
+    // params.h reads text with standard_conforming_strings on, as the server then does.
+    if (lex.standard_conforming_strings)
+      BindableParts(count == 1 ? std::string_view(text) : std::string_view(text).substr(loc, len),
+                    &s, &q->literal_sensitive);
     for (auto& b : walker.bodies()) {
       std::string statement_text = b.language == "plpgsql" ? text.substr(loc, len) : std::string();
       bodies.push_back({q->statements.size(), std::move(b), std::move(statement_text)});

@@ -156,6 +156,13 @@ void Create(std::string_view type, object body, Walker* w) {
     w->Risk(kRiskWrite);
     object into;
     if (tree::GetObject(body, "into", &into)) RelationWritten(into, "rel", w);
+    // CREATE TABLE AS EXECUTE name(...) runs a prepared statement the gate resolves by name.
+    object query;
+    std::string_view query_type;
+    element q;
+    if (tree::Get(body, "query", &q) && tree::AsNode(q, &query_type, &query) &&
+        query_type == "ExecuteStmt")
+      w->facts()->prepared = w->Inner(body);
     return w->WalkFields(body, {"into"});
   }
   if (type == "ViewStmt") {

@@ -128,6 +128,15 @@ struct StatementFacts {
   // DECLARE name CURSOR FOR <query>: the query's facts are in `prepared` too.
   std::string prepare_name;
   std::shared_ptr<const StatementFacts> prepared;
+  // A statement whose judgement depends on the values bound to its `$n` parameters: its text
+  // (as the server reads it), so the gate can judge it again with the values an EXECUTE or a
+  // Bind supplies. Set on PREPARE's inner statement when it has parameters (such facts are
+  // literal-sensitive), and by the relay on a Parse it judges at Bind.
+  std::string source;
+  // EXECUTE name (args), also inside EXPLAIN and CREATE TABLE AS: the argument expressions as
+  // written (literal-sensitive); `execute_args_known` false when they could not be told apart.
+  std::vector<std::string> execute_args;
+  bool execute_args_known = false;
   // The server-side name this statement defines, runs or drops: PREPARE, EXECUTE, DEALLOCATE
   // (prepared statements); DECLARE, FETCH, MOVE, CLOSE (cursors). `name_all` for DEALLOCATE ALL
   // and CLOSE ALL. DISCARD keeps its target in object_kind ("ALL", "PLANS", ...).
@@ -159,6 +168,8 @@ struct QueryFacts {
   // True when some fact depended on a literal value (e.g. WHERE 'a' = 'a'), so the facts
   // must not be reused for another statement of the same shape.
   bool literal_sensitive = false;
+  // The highest parameter number `$n` in the text (0: none).
+  int max_param = 0;
   // Why the gate cannot verify this text (statements carry kRiskUnverifiable); empty otherwise.
   std::string unverifiable;
   uint32_t AllRisks() const {

@@ -844,17 +844,20 @@ class Evaluator {
     const bool similar = kind == "AEXPR_SIMILAR";
     bool matches_all;
     if (like || similar) {
-      // Only wildcards that match any run of characters, at least one of them (an empty
-      // pattern matches only the empty string).
-      matches_all = !p.text.empty() && std::all_of(p.text.begin(), p.text.end(), [&](char ch) {
-        return ch == '%' || (similar && (ch == '(' || ch == ')' || ch == '|' || ch == '*'));
-      });
+      // Only wildcards, at least one that matches any run of characters (an empty pattern
+      // matches only the empty string): `%`, `%%`, and with `_` every string of a few characters
+      // or more (`_%`, `%_%`).
+      matches_all = p.text.find('%') != std::string_view::npos &&
+                    std::all_of(p.text.begin(), p.text.end(), [&](char ch) {
+                      return ch == '%' || ch == '_' ||
+                             (similar && (ch == '(' || ch == ')' || ch == '|' || ch == '*'));
+                    });
     } else {
       // A regular expression made only of anchors, `.*`, groups and optional parts matches the
-      // empty string, hence somewhere in every string.
+      // empty string, hence somewhere in every string; with `.+` every non-empty one.
       matches_all = std::all_of(p.text.begin(), p.text.end(), [](char ch) {
-        return ch == '.' || ch == '*' || ch == '^' || ch == '$' || ch == '(' || ch == ')' ||
-               ch == '|' || ch == '?';
+        return ch == '.' || ch == '*' || ch == '+' || ch == '^' || ch == '$' || ch == '(' ||
+               ch == ')' || ch == '|' || ch == '?';
       });
     }
     if (matches_all && !negated) return Make(Value::kConst);

@@ -228,6 +228,18 @@ void Walker::Explain(object body) {
   absorbed.risks &= ~static_cast<uint32_t>(kRiskUnboundedSelect);
   Absorb(absorbed, analyze);
   if (analyze) f_->object_kind = "ANALYZE";
+  // EXPLAIN [CREATE TABLE ... AS] EXECUTE evaluates the arguments even without ANALYZE; with
+  // ANALYZE it runs the prepared statement, which the gate resolves by name (`prepared`).
+  std::shared_ptr<const StatementFacts> execute;
+  if (inner->command == Command::kExecute) {
+    execute = std::move(inner);
+  } else if (inner->prepared && inner->prepared->command == Command::kExecute) {
+    execute = inner->prepared;
+  }
+  if (execute) {
+    f_->risks |= execute->risks;
+    f_->prepared = std::move(execute);
+  }
 }
 
 bool Walker::ExplainOptionOn(object def) {

@@ -42,6 +42,8 @@ class Walker {
     std::string text;
   };
   std::vector<Body>& bodies() { return bodies_; }
+  // The statement in body["query"] (PREPARE, EXPLAIN, DECLARE, CREATE TABLE AS), on its own.
+  std::shared_ptr<StatementFacts> Inner(tree::object body);
 
  private:
   void TopSelect(tree::object body);
@@ -50,7 +52,6 @@ class Walker {
   void Prepare(tree::object body);
   void Explain(tree::object body);
   bool ExplainOptionOn(tree::object def);
-  std::shared_ptr<StatementFacts> Inner(tree::object body);
   void Absorb(const StatementFacts& inner, bool with_risks);
   void Dml(std::string_view type, tree::object body, bool nested);
   // A WHEN MATCHED arm that updates or deletes without a restricting condition of its own.

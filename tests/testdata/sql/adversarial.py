@@ -5,7 +5,9 @@ false-positive set that must stay allowed, and a mutator that produces variants 
 
     python3 tests/testdata/sql/adversarial.py tests/testdata/sql/adversarial.jsonl
 
-writes one JSON line per statement: {"class", "expect", "sql", "base"}. `expect` is
+writes one JSON line per statement: {"class", "expect", "sql", "base"}; and the prepared
+statements with the values of one Bind each (BOUND: the same text is a mass write with one value
+and a one-row change with another) to bound_values.jsonl next to it, with "params". `expect` is
   mass_write  - changes (nearly) every row of its table: must carry `no_where`
   mass_read   - returns (nearly) every row of a table, as rows or packed into values: must carry
                 `unbounded_select`
@@ -27,6 +29,7 @@ user_id, balance, note), orders(id, user_id, total, status).
 """
 
 import json
+import os
 import random
 import re
 import sys
@@ -59,6 +62,9 @@ add('not_null', 'mass_write',
 add('match_everything', 'mass_write',
     "DELETE FROM users WHERE email LIKE '%'",
     "DELETE FROM users WHERE email ILIKE '%%'",
+    "DELETE FROM users WHERE email LIKE '_%'",
+    "UPDATE users SET name = 'x' WHERE email LIKE '%_%'",
+    "DELETE FROM users WHERE email ~ '^.+$'",
     "DELETE FROM users WHERE email ~ '.*'",
     "DELETE FROM users WHERE email ~ ''",
     "UPDATE users SET name = 'x' WHERE email SIMILAR TO '%'",
@@ -279,6 +285,89 @@ add('session', 'safe',
     "SET search_path TO public",
     "SET statement_timeout = '5s'")
 
+# --- Prepared statements judged with the values bound to them -----------------------------------
+# The relay judges a Bind (and SQL EXECUTE) of a statement with parameters by its values: the
+# same text is a mass write with one value and a one-row change with another. Each entry is a
+# statement and the values of one Bind (text format; None is NULL), written to bound_values.jsonl.
+BOUND = []
+
+
+def add_bound(expect, sql, *value_sets):
+    for values in value_sets:
+        BOUND.append({'class': 'bound_values', 'expect': expect, 'sql': sql,
+                      'params': list(values)})
+
+
+add_bound('mass_write', "DELETE FROM users WHERE id > $1",
+          ['-2147483648'], ['-2147483649'], ['-3e9'], ['-0002147483648'])
+add_bound('mass_write', "DELETE FROM users WHERE id < $1", ['2147483647'], ['9e18'])
+add_bound('mass_write', "DELETE FROM users WHERE id BETWEEN $1 AND $2",
+          ['-2147483648', '2147483647'])
+add_bound('mass_write', "UPDATE users SET name = 'x' WHERE id >= $1 AND id <= $2",
+          ['-2147483648', '2147483647'])
+add_bound('mass_write', "DELETE FROM users WHERE email LIKE $1", ['%'], ['%%'], ['_%'], ['%_%'])
+add_bound('mass_write', "DELETE FROM users WHERE email ILIKE $1", ['%'])
+add_bound('mass_write', "UPDATE accounts SET balance = 0 WHERE note ~ $1",
+          ['.*'], [''], ['^'], ['.+'])
+add_bound('mass_write', "DELETE FROM users WHERE id > $1::int", ['-2147483648'])
+add_bound('mass_write', "DELETE FROM users WHERE id > $1 - 1", ['-2147483647'])
+add_bound('mass_write', "DELETE FROM users WHERE email LIKE $1 || '%'", [''])
+add_bound('mass_write', "DELETE FROM users WHERE id <> ALL($1::int[])", ['{}'])
+add_bound('mass_write', "DELETE FROM users WHERE name = $1 OR id > $2", ['x', '-2147483648'])
+add_bound('mass_write', "DELETE FROM orders WHERE total > $1", ['-1e300'])
+add_bound('mass_read', "SELECT * FROM users LIMIT $1", [None], ['2147483647'], ['1000001'])
+add_bound('mass_read', "SELECT email FROM users WHERE id > $1", ['-2147483648'])
+add_bound('mass_read', "SELECT email FROM users WHERE email LIKE $1", ['%'])
+add_bound('mass_read', "SELECT * FROM accounts WHERE note ~ $1", ['.*'])
+add_bound('safe', "DELETE FROM users WHERE id > $1", ['195'], ['+195'], ['0195'])
+add_bound('safe', "DELETE FROM users WHERE id BETWEEN $1 AND $2", ['10', '12'])
+add_bound('safe', "DELETE FROM users WHERE id > $1 AND id < $2", ['100', '104'])
+add_bound('safe', "DELETE FROM users WHERE email LIKE $1",
+          ['zz%'], ['user1@example.com'], ['user1_@example.com'])
+add_bound('safe', "UPDATE accounts SET balance = 0 WHERE note ~ $1", ['^note 1$'])
+add_bound('safe', "DELETE FROM users WHERE name = $1", ["o'brien"], ["\\'; DROP TABLE users; --"])
+add_bound('safe', "DELETE FROM users WHERE id = ANY($1::int[])", ['{1,2,3}'])
+add_bound('safe', "UPDATE users SET name = $1 WHERE id = $2", ['new', '3'])
+add_bound('safe', "SELECT email FROM users WHERE id BETWEEN $1 AND $2", ['1', '5'])
+add_bound('safe', "SELECT * FROM users LIMIT $1", ['5'])
+add_bound('runtime', "DELETE FROM users WHERE id > $1", ['50'])
+add_bound('runtime', "DELETE FROM users WHERE id <> $1", ['0'])
+add_bound('runtime', "UPDATE accounts SET balance = 0 WHERE id < $1", ['190'])
+
+
+def value_variants(values, rng):
+    """Other spellings of the same values: a sign, leading zeros."""
+    out = []
+    for fmt in ('+{}', '0{}'):
+        vs = []
+        for v in values:
+            if v is not None and re.fullmatch(r'\d+', v):
+                vs.append(fmt.format(v))
+            elif v is not None and re.fullmatch(r'-\d+', v) and fmt == '0{}':
+                vs.append('-0' + v[1:])
+            else:
+                vs.append(v)
+        if vs != values:
+            out.append(vs)
+    return out
+
+
+def bound_corpus():
+    """The bound-values entries with variants of their text and of their values."""
+    out, seen = [], set()
+    for e in BOUND:
+        rng = random.Random(f'bound:{e["sql"]}:{e["params"]}')
+        cands = [dict(e, base=e['sql'])]
+        cands += [dict(e, sql=v, base=e['sql']) for v in variants(e, count=3)]
+        cands += [dict(e, params=vs, base=e['sql']) for vs in value_variants(e['params'], rng)]
+        for c in cands:
+            key = (c['sql'], json.dumps(c['params']))
+            if key not in seen:
+                seen.add(key)
+                out.append(c)
+    return out
+
+
 # --- The mutator -------------------------------------------------------------------------------
 KEYWORDS = ['SELECT', 'FROM', 'WHERE', 'DELETE', 'UPDATE', 'SET', 'USING', 'AND', 'OR', 'NOT',
             'IN', 'LIKE', 'IS', 'NULL', 'EXISTS', 'LIMIT', 'MERGE', 'INTO', 'WHEN', 'MATCHED',
@@ -368,14 +457,21 @@ def corpus():
     return out
 
 
-def main(path):
+def main(path, bound_path=None):
     lines = corpus()
     with open(path, 'w') as f:
         for e in lines:
             f.write(json.dumps({'class': e['class'], 'expect': e['expect'], 'sql': e['sql'],
                                 'base': e['base']}) + '\n')
     print(f'{len(BASE)} statements, {len(lines)} with variants')
+    bound = bound_corpus()
+    bound_path = bound_path or os.path.join(os.path.dirname(path), 'bound_values.jsonl')
+    with open(bound_path, 'w') as f:
+        for e in bound:
+            f.write(json.dumps({'class': e['class'], 'expect': e['expect'], 'sql': e['sql'],
+                                'params': e['params'], 'base': e['base']}) + '\n')
+    print(f'{len(BOUND)} bound-value entries, {len(bound)} with variants: {bound_path}')
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -216,6 +216,17 @@ void AppendBind(Bytes* out, std::string_view portal, std::string_view statement)
   w.U16(0);  // result format: text
 }
 
+void AppendRejectedBind(Bytes* out, std::string_view portal, std::string_view statement) {
+  MessageWriter w(out, fe::kBind);
+  w.CString(portal);
+  w.CString(statement);
+  w.U16(2);  // two parameter format codes ...
+  w.U16(0);
+  w.U16(0);
+  w.U16(0);  // ... for no parameters: "bind message has 2 parameter formats but 0 parameters"
+  w.U16(0);
+}
+
 void AppendExecute(Bytes* out, std::string_view portal, uint32_t max_rows) {
   MessageWriter w(out, fe::kExecute);
   w.CString(portal);

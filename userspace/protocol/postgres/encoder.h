@@ -49,6 +49,9 @@ void AppendTerminate(Bytes* out);
 void AppendSync(Bytes* out);
 // Extended protocol without parameters, text results (the relay's own statements).
 void AppendBind(Bytes* out, std::string_view portal, std::string_view statement);
+// A Bind that the server always rejects with an ERROR before it binds or evaluates anything
+// (two parameter format codes for zero parameters): what a refused Bind is replaced by.
+void AppendRejectedBind(Bytes* out, std::string_view portal, std::string_view statement);
 void AppendExecute(Bytes* out, std::string_view portal, uint32_t max_rows = 0);
 void AppendClose(Bytes* out, uint8_t kind, std::string_view name);  // kind 'S' or 'P'
 void AppendFlush(Bytes* out);

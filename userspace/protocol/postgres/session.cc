@@ -58,6 +58,20 @@ void SessionState::AnnotateLastRequest(std::shared_ptr<const StatementNote> note
     auto it = statements_.find(last_parse_name_);
     if (it != statements_.end()) it->second.note = note;
     if (last.execution) last.execution->note = note;
+  } else if (last.kind == Request::kBind) {
+    auto it = portals_.find(last_bind_portal_);
+    if (it == portals_.end()) return;
+    it->second.note = note;
+    auto e = NewExecution();
+    e->sql = it->second.sql;
+    e->extended = true;
+    e->portal = last_bind_portal_;
+    auto st = portal_statement_.find(last_bind_portal_);
+    if (st != portal_statement_.end()) e->statement_name = st->second;
+    e->bind_only = true;
+    e->start_ns = last_bind_ns_;
+    e->note = note;
+    last.execution = std::move(e);
   } else {
     return;
   }
@@ -199,7 +213,10 @@ bool SessionState::HandleFrontendBody(const FrontendMessage& message, uint64_t n
         p.result_formats = std::make_shared<const std::vector<int16_t>>(m.result_formats);
       portal_statement_[portal] = std::string(m.statement);
       p.bound_at = sync_points_sent_;
+      last_bind_portal_ = std::move(portal);
+      last_bind_ns_ = now_ns;
       Push(Request::kBind);
+      annotatable_ = true;
       return true;
     }
     case fe::kDescribe: {
@@ -310,6 +327,7 @@ void SessionState::Recycle(Pending* p) {
   e.error_message.clear();
   e.suspended = false;
   e.parse_only = false;
+  e.bind_only = false;
   e.fastpath = false;
   e.function_oid = 0;
   e.note.reset();

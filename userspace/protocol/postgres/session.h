@@ -47,6 +47,7 @@ struct Execution {
   std::string error_message;
   bool suspended = false;     // PortalSuspended: row limit reached, portal still open
   bool parse_only = false;    // a Parse (reported only when the server rejects it)
+  bool bind_only = false;     // a judged Bind (reported only when the server rejects it)
   bool fastpath = false;      // a FunctionCall message
   uint32_t function_oid = 0;  // fastpath: the function it called
   std::shared_ptr<const StatementNote> note;
@@ -106,11 +107,15 @@ class SessionState {
   // The note of the statement bound to `portal` (what an Execute of it would run); null if none.
   const StatementNote* PortalNote(const std::string& portal) const;
   size_t prepared_statements() const { return statements_.size(); }
-  // True when the message just passed to OnFrontend was a Query or Parse that the server will
-  // act on (not one it skips after an extended-protocol error).
+  // True when the message just passed to OnFrontend was a Query, Parse, Bind or FunctionCall
+  // that the server will act on (not one it skips after an extended-protocol error).
   bool last_request_annotatable() const { return annotatable_; }
-  // Attaches `note` to that Query or Parse (and so to every Execution that runs it).
+  // Attaches `note` to that request: a Query's or Parse's (and so every Execution that runs
+  // it), a Bind's (its portal's: what an Execute of the portal runs; the Bind is then reported
+  // as an Execution when the server rejects it).
   void AnnotateLastRequest(std::shared_ptr<const StatementNote> note);
+  // The server skips messages up to the next Sync (after an extended-protocol error).
+  bool skipping() const { return discard_until_sync_; }
   // The note of the request the next backend message answers, or null.
   const StatementNote* HeadNote() const;
   // The execution the next backend message answers (a Query, Parse, Execute or FunctionCall).
@@ -141,7 +146,7 @@ class SessionState {
   struct Pending {
     Request kind;
     std::unique_ptr<Execution> execution;  // kQuery, kExecute, and kParse (reported if it fails)
-    std::shared_ptr<const StatementNote> note;  // kQuery and kParse
+    std::shared_ptr<const StatementNote> note;  // kQuery, kParse, and an annotated kBind
     ResultSource source;                        // kDescribe and kExecute
   };
   struct Prepared {
@@ -182,6 +187,8 @@ class SessionState {
   std::unordered_map<std::string, Prepared> statements_;
   std::unordered_map<std::string, Prepared> portals_;
   std::string last_parse_name_;
+  std::string last_bind_portal_;
+  uint64_t last_bind_ns_ = 0;
   uint64_t serial_ = 0;  // last serial handed to a Parse or Bind
   // Sync points (Query, Sync, FunctionCall) sent, and answered by a ReadyForQuery: a transaction
   // that ends drops the portals bound before its sync point, not those a pipelining client has
