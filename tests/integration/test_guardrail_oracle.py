@@ -37,6 +37,7 @@ INSERT INTO accounts SELECT g, g, g * 10, 'note ' || g FROM generate_series(1, {
 INSERT INTO orders SELECT g, (g % {ROWS}) + 1, g * 2.5, CASE WHEN g % 10 = 0 THEN 'void'
   ELSE 'paid' END FROM generate_series(1, {ROWS}) g;
 CREATE ROLE app LOGIN;
+ANALYZE users, accounts, orders;
 """
 TABLE_BYTES = None  # bytes of each table's rows as text, measured after seeding
 
@@ -222,6 +223,52 @@ class ThroughTheRelayTest(unittest.TestCase):
         self.assertGreater(stopped, 60)
         self.assertGreater(ran, 15)
         self.assertEqual(counts(), before, 'a statement changed rows through the relay')
+
+    def test_grouped_reads_are_judged_by_the_statistics(self):
+        """The corpus's GROUP BY reads with their variants: refused by the analysis (it cannot
+        count groups), and lifted by the relay when the target's statistics show few groups.
+        Through the relay as an AI agent, every one that really returns more than half a table
+        (rows or bytes) is refused with 42501, and every `grouped` one runs."""
+        import psycopg2
+        direct = connect(cluster.port)
+        self.addCleanup(direct.close)
+        conn = connect(relay.port(), 'ai-oracle-grouped')
+        self.addCleanup(conn.close)
+        biggest = max(TABLE_BYTES.values())
+        failures, refused, ran = [], 0, 0
+        for entry in adversarial.corpus():
+            if entry['class'] not in ('grouped', 'grouped_unique'):
+                continue
+            effect = measure(direct, entry['sql'])
+            if effect is None:
+                failures.append(f'REJECTED BY POSTGRESQL {entry["sql"]!r}')
+                continue
+            _, returned, size = effect
+            mass = returned > ROWS // 2 or size > biggest // 2
+            if entry['expect'] == 'mass_read' and not mass:
+                failures.append(f'CORPUS LABEL {entry["sql"]!r}: returned {returned} rows / '
+                                f'{size} bytes')
+            cur = conn.cursor()
+            try:
+                cur.execute(entry['sql'])
+                cur.fetchall()
+                outcome = 'ran'
+            except psycopg2.Error as exc:
+                outcome = exc.pgcode
+            finally:
+                conn.rollback()
+            what = f'{entry["sql"]!r}: returned {returned} rows / {size} bytes, {outcome}'
+            if mass:
+                refused += outcome == '42501'
+                if outcome != '42501':
+                    failures.append('NOT STOPPED ' + what)
+            elif entry['expect'] == 'grouped':
+                ran += outcome == 'ran'
+                if outcome != 'ran':
+                    failures.append('REFUSED ' + what)
+        self.assertEqual(failures, [], '\n'.join(failures[:30]))
+        self.assertGreater(refused, 30)
+        self.assertGreater(ran, 20)
 
     def test_the_runtime_row_budget_stops_what_the_analysis_lets_through(self):
         """The corpus's `runtime` class (selective predicates, so the analysis allows them, that

@@ -67,6 +67,9 @@ TEST(AdversarialCorpusTest, EveryStatementIsJudgedByItsRealEffect) {
     if (l.expect == "dynamic") ok = (r & kRiskDynamicSql) || unparseable;
     // runtime: the analysis rightly allows it; the row budget stops it (test_guardrail_oracle).
     if (l.expect == "safe" || l.expect == "runtime") ok = !no_where && !unbounded && !privilege;
+    // grouped: unbounded by its text, with what it groups by for the relay's statistics.
+    if (l.expect == "grouped")
+      ok = unbounded && facts->statements.size() == 1 && facts->statements.front().grouped;
     if (!ok) ++missed[l.cls];
     std::string risks;
     for (auto n : RiskNames(r)) risks += std::string(n) + " ";
@@ -164,6 +167,52 @@ TEST(AdversarialCorpusTest, CacheHitsEqualFreshFactsWhateverTheLiterals) {
     }
   }
   EXPECT_GT(hits_checked, 300u);  // the property was exercised on real hits
+}
+
+}  // namespace
+}  // namespace dbw::sql
+
+namespace dbw::sql {
+namespace {
+
+// GROUP BY reads: unbounded by the text, and what the relay needs to lift that by statistics.
+TEST(GroupedReadTest, WhatAGroupByIsMadeOf) {
+  auto facts = [](const std::string& sql) { return AnalyzeUncached(sql)->statements.front(); };
+  auto columns = [](const StatementFacts& s) {
+    std::vector<std::string> out;
+    for (const auto& g : s.group_columns) out.push_back(g.table.Qualified() + "." + g.column);
+    return out;
+  };
+  StatementFacts s =
+      facts("SELECT o.status, count(*) FROM public.orders o GROUP BY 1, ROLLUP(o.user_id), ()");
+  EXPECT_TRUE(s.Has(kRiskUnboundedSelect));
+  EXPECT_TRUE(s.grouped);
+  EXPECT_EQ(columns(s),
+            (std::vector<std::string>{"public.orders.status", "public.orders.user_id"}));
+  s = facts("SELECT upper(status), avg(total) FROM orders GROUP BY upper(status), 'x'");
+  EXPECT_TRUE(s.grouped);
+  EXPECT_EQ(columns(s), (std::vector<std::string>{"orders.status"}));
+  // Keys the analysis cannot tie to a table's column: still unbounded, nothing to lift.
+  for (const char* sql :
+       {"SELECT status, count(*) FROM orders o JOIN users u ON true GROUP BY status",
+        "SELECT s, count(*) FROM (SELECT status s FROM orders) x GROUP BY s",
+        "WITH o AS (SELECT * FROM orders) SELECT status, count(*) FROM o GROUP BY status",
+        "SELECT status, count(*) FROM orders GROUP BY (SELECT 1)",
+        "SELECT status, string_agg(note, ',') FROM orders GROUP BY status",
+        "SELECT status, (SELECT json_agg(u) FROM users u) FROM orders GROUP BY status"}) {
+    s = facts(sql);
+    EXPECT_TRUE(s.Has(kRiskUnboundedSelect)) << sql;
+    EXPECT_FALSE(s.grouped) << sql;
+    EXPECT_TRUE(s.group_columns.empty()) << sql;
+  }
+  // Bounded anyway: nothing to lift.
+  for (const char* sql : {"SELECT status, count(*) FROM orders GROUP BY status LIMIT 5",
+                          "SELECT status, count(*) FROM orders WHERE id = 5 GROUP BY status",
+                          "SELECT count(*) FROM orders"}) {
+    s = facts(sql);
+    EXPECT_FALSE(s.Has(kRiskUnboundedSelect)) << sql;
+    EXPECT_FALSE(s.grouped) << sql;
+  }
 }
 
 }  // namespace

@@ -144,6 +144,13 @@ void WriteFacts(JsonWriter* w, const sql::StatementFacts& s) {
     std::snprintf(hex, sizeof(hex), "%016" PRIx64, s.fingerprint);
     JsonKeyString(w, "fingerprint", hex);
   }
+  if (s.grouped) {
+    // The relay lifts unbounded_select when the target's statistics show few groups by these.
+    w->Key("grouped_by");
+    w->StartArray();
+    for (const auto& g : s.group_columns) JsonString(w, g.table.Qualified() + "." + g.column);
+    w->EndArray();
+  }
   if (s.prepared) {
     JsonKeyString(w, "prepare_name", s.prepare_name);
     w->Key("prepared");

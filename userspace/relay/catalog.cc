@@ -2,8 +2,12 @@
 // relay's own (startup, trust/cleartext/md5/SCRAM, one catalog query, Terminate).
 #include "userspace/relay/catalog.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
+#include <limits>
+#include <span>
 
 #include <openssl/evp.h>
 
@@ -22,17 +26,26 @@ namespace pg = dbw::pg;
 constexpr std::chrono::seconds kLoadTimeout{10};
 constexpr size_t kMaxCatalogBytes = 256u << 20;
 
-// Every user relation's live columns; system ones (OID < 16384) are never masked by column.
+// Every user relation's live columns (system ones, OID < 16384, are never masked by column),
+// with its kind and estimated row count; every function; and the planner's estimate of distinct
+// values per column (pg_stats, readable for the columns the login may read). Rows are tagged by
+// their first value.
 constexpr std::string_view kCatalogQuery =
-    "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname "
+    "SELECT 'r', c.oid, n.nspname, c.relname, a.attnum, a.attname, c.relkind, c.reltuples "
     "FROM pg_catalog.pg_attribute a "
     "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.oid >= 16384 "
     "AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S'); "
-    "SELECT p.oid, n.nspname, p.proname, p.provolatile, p.prosecdef, p.prokind "
+    "SELECT 'f', p.oid, n.nspname, p.proname, p.provolatile, p.prosecdef, p.prokind "
     "FROM pg_catalog.pg_proc p "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace; "
+    "SELECT 's', c.oid, a.attnum, s.n_distinct "
+    "FROM pg_catalog.pg_stats s "
+    "JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname "
+    "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename "
+    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = s.attname "
+    "WHERE c.oid >= 16384 AND NOT s.inherited AND s.n_distinct IS NOT NULL";
 
 std::string Md5Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -232,46 +245,73 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   }
 
   Status AddRow(const pg::DataRowMessage& row) {
-    if (row.values.size() == 6) return AddFunction(row);
-    if (row.values.size() != 5) return DataLoss("unexpected catalog row");
     for (const auto& v : row.values)
       if (!v) return DataLoss("NULL in catalog row");
+    // values[0] is the row's tag; the rest are the query's columns.
+    std::span<const std::optional<std::span<const std::byte>>> v(row.values);
+    std::string_view tag = v.empty() ? std::string_view() : Text(*v[0]);
+    if (tag == "r" && v.size() == 8) return AddColumn(v.subspan(1));
+    if (tag == "f" && v.size() == 7) return AddFunction(v.subspan(1));
+    if (tag == "s" && v.size() == 4) return AddStatistics(v.subspan(1));
+    return DataLoss("unexpected catalog row");
+  }
+
+  using Values = std::span<const std::optional<std::span<const std::byte>>>;
+
+  template <typename T>
+  static bool Number(const std::optional<std::span<const std::byte>>& v, T* out) {
+    std::string_view text = Text(*v);
+    return std::from_chars(text.data(), text.data() + text.size(), *out).ec == std::errc();
+  }
+
+  Status AddColumn(Values v) {
     uint32_t oid = 0;
     int attnum = 0;
-    std::string_view oid_text = Text(*row.values[0]), att_text = Text(*row.values[3]);
-    if (std::from_chars(oid_text.data(), oid_text.data() + oid_text.size(), oid).ec !=
-            std::errc() ||
-        std::from_chars(att_text.data(), att_text.data() + att_text.size(), attnum).ec !=
-            std::errc() ||
-        attnum < 1 || attnum > 1600)
+    double tuples = -1;
+    if (!Number(v[0], &oid) || !Number(v[3], &attnum) || attnum < 1 || attnum > 1600 ||
+        !Number(v[6], &tuples))
       return DataLoss("unexpected catalog row");
     CatalogRelation& rel = snapshot_->relations[oid];
     if (rel.name.empty()) {
-      rel.schema = Text(*row.values[1]);
-      rel.name = Text(*row.values[2]);
+      rel.schema = Text(*v[1]);
+      rel.name = Text(*v[2]);
+      rel.kind = Text(*v[5]).empty() ? '\0' : Text(*v[5])[0];
+      rel.tuples = tuples;
+      snapshot_->by_name[rel.name].push_back(oid);
     }
     if (rel.columns.size() < static_cast<size_t>(attnum)) rel.columns.resize(attnum);
-    rel.columns[attnum - 1] = Text(*row.values[4]);
+    rel.columns[attnum - 1] = Text(*v[4]);
     return Status::Ok();
   }
 
-  Status AddFunction(const pg::DataRowMessage& row) {
-    for (const auto& v : row.values)
-      if (!v) return DataLoss("NULL in catalog row");
+  Status AddFunction(Values v) {
     uint32_t oid = 0;
-    std::string_view oid_text = Text(*row.values[0]);
-    if (std::from_chars(oid_text.data(), oid_text.data() + oid_text.size(), oid).ec != std::errc())
-      return DataLoss("unexpected catalog row");
-    snapshot_->functions[oid] =
-        std::string(Text(*row.values[1])) + "." + std::string(Text(*row.values[2]));
+    if (!Number(v[0], &oid)) return DataLoss("unexpected catalog row");
+    snapshot_->functions[oid] = std::string(Text(*v[1])) + "." + std::string(Text(*v[2]));
     if (oid >= kFirstNormalObjectId) {
       // Keyed in lower case: the analysis reports names folded, quoted ones included.
-      std::string key(Text(*row.values[2]));
+      std::string key(Text(*v[2]));
       for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      snapshot_->user_functions[key].push_back({std::string(Text(*row.values[1])),
-                                                Text(*row.values[3]) == "v",
-                                                Text(*row.values[4]) == "t"});
+      snapshot_->user_functions[key].push_back(
+          {std::string(Text(*v[1])), Text(*v[3]) == "v", Text(*v[4]) == "t"});
     }
+    return Status::Ok();
+  }
+
+  // Statistics come after every column (the queries run in order).
+  Status AddStatistics(Values v) {
+    uint32_t oid = 0;
+    int attnum = 0;
+    double n_distinct = 0;
+    if (!Number(v[0], &oid) || !Number(v[1], &attnum) || attnum < 1 || attnum > 1600 ||
+        !Number(v[2], &n_distinct))
+      return DataLoss("unexpected catalog row");
+    auto it = snapshot_->relations.find(oid);
+    if (it == snapshot_->relations.end()) return Status::Ok();  // created meanwhile
+    CatalogRelation& rel = it->second;
+    if (rel.n_distinct.size() < static_cast<size_t>(attnum))
+      rel.n_distinct.resize(attnum, std::numeric_limits<double>::quiet_NaN());
+    rel.n_distinct[attnum - 1] = n_distinct;
     return Status::Ok();
   }
 
@@ -335,6 +375,35 @@ bool CatalogSnapshot::CallsRiskyUserFunction(std::string_view name) const {
     if (same) return true;
   }
   return false;
+}
+
+bool CatalogSnapshot::FewGroups(const std::vector<sql::GroupColumn>& columns) const {
+  // Per table: an upper bound of its distinct key values (the product over its key columns).
+  std::unordered_map<const CatalogRelation*, double> groups;
+  for (const sql::GroupColumn& g : columns) {
+    auto named = by_name.find(g.table.name);
+    if (named == by_name.end()) return false;
+    bool any = false;
+    for (uint32_t oid : named->second) {
+      const CatalogRelation& rel = relations.at(oid);
+      // An unqualified name may be any schema's table: each must pass.
+      if (!g.table.schema.empty() && rel.schema != g.table.schema) continue;
+      any = true;
+      if (rel.kind != 'r' || rel.tuples <= 0) return false;  // views, partitions, never analysed
+      auto col = std::find(rel.columns.begin(), rel.columns.end(), g.column);
+      if (col == rel.columns.end()) return false;  // an output name, or not this table's
+      const size_t i = static_cast<size_t>(col - rel.columns.begin());
+      if (i >= rel.n_distinct.size() || std::isnan(rel.n_distinct[i])) return false;
+      const double nd = rel.n_distinct[i];
+      const double distinct = nd > 0 ? nd : -nd * rel.tuples;  // negative: a fraction of rows
+      auto [it, fresh] = groups.emplace(&rel, 1.0);
+      it->second *= std::max(1.0, distinct);
+    }
+    if (!any) return false;
+  }
+  for (const auto& [rel, n] : groups)
+    if (n > kMaxGroupFraction * rel->tuples) return false;
+  return true;
 }
 
 std::optional<std::pair<const CatalogRelation*, const std::string*>> CatalogSnapshot::Find(

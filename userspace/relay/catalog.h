@@ -16,6 +16,7 @@
 
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"
+#include "userspace/sql/facts.h"
 
 namespace dbw::relay {
 
@@ -25,7 +26,16 @@ struct CatalogRelation {
   std::string schema;
   std::string name;
   std::vector<std::string> columns;  // [attnum - 1]; empty name for a dropped attribute
+  char kind = 0;                     // pg_class.relkind
+  double tuples = -1;                // pg_class.reltuples: estimated rows (-1: never analysed)
+  // pg_stats.n_distinct by [attnum - 1]: distinct values (> 0), or minus their fraction of the
+  // rows (< 0); NaN without statistics.
+  std::vector<double> n_distinct;
 };
+
+// A grouped read is bounded when, by the statistics, each table's key columns have at most this
+// fraction of its rows in distinct values (docs/sql-analysis.md#grouped-reads).
+inline constexpr double kMaxGroupFraction = 0.1;
 
 // OIDs below this were created by initdb (system catalogs, information_schema): they hold no
 // user data, so they are not loaded and no column rule applies to them.
@@ -49,6 +59,12 @@ struct CatalogSnapshot {
   // user-defined VOLATILE or SECURITY DEFINER function. An unqualified name matches in every
   // schema: which one the session's search_path picks is not known here.
   bool CallsRiskyUserFunction(std::string_view name) const;
+  // Relation OIDs by name, every schema.
+  std::unordered_map<std::string, std::vector<uint32_t>> by_name;
+  // Whether a SELECT grouped by these columns returns few groups by the statistics: every
+  // column a plain table's (every table of that name, when unqualified), analysed, and per
+  // table the product of its key columns' distinct values at most kMaxGroupFraction of its rows.
+  bool FewGroups(const std::vector<sql::GroupColumn>& columns) const;
   std::chrono::steady_clock::time_point loaded_at;
   // Resolves (table OID, attribute number) to names; nullopt when unknown.
   std::optional<std::pair<const CatalogRelation*, const std::string*>> Find(uint32_t oid,

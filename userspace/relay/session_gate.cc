@@ -11,11 +11,15 @@
 namespace dbw::relay {
 namespace {
 
-// Marks the statement that policy judges (the one PREPARE/EXECUTE/FETCH stand for).
+// PREPARE, EXECUTE and FETCH stand for the statement in `prepared`: policy judges that one.
+bool IsWrapper(const sql::StatementFacts& s) {
+  return s.command == sql::Command::kPrepare || s.command == sql::Command::kExecute ||
+         s.command == sql::Command::kFetch;
+}
+
+// Marks the statement that policy judges, and its wrappers.
 void MarkJudged(sql::StatementFacts* s, uint32_t risk) {
-  const bool wrapper = s->command == sql::Command::kPrepare ||
-                       s->command == sql::Command::kExecute || s->command == sql::Command::kFetch;
-  if (wrapper && s->prepared) {
+  if (IsWrapper(*s) && s->prepared) {
     auto inner = std::make_shared<sql::StatementFacts>(*s->prepared);
     MarkJudged(inner.get(), risk);
     s->prepared = std::move(inner);
@@ -23,21 +27,41 @@ void MarkJudged(sql::StatementFacts* s, uint32_t risk) {
   s->risks |= risk;
 }
 
+// Clears a risk of the statement that policy judges, and of the wrappers that carry its risks.
+void ClearJudged(sql::StatementFacts* s, uint32_t risk) {
+  if (IsWrapper(*s) && s->prepared) {
+    auto inner = std::make_shared<sql::StatementFacts>(*s->prepared);
+    ClearJudged(inner.get(), risk);
+    s->prepared = std::move(inner);
+    if (s->command == sql::Command::kPrepare) s->risks &= ~risk;  // PREPARE carries its risks
+    return;
+  }
+  s->risks &= ~risk;
+}
+
 }  // namespace
 
 std::shared_ptr<const sql::QueryFacts> Session::WithCatalogRisks(
     std::shared_ptr<const sql::QueryFacts> facts) const {
-  if (!catalog_ || catalog_->user_functions.empty()) return facts;
+  if (!catalog_) return facts;
   std::shared_ptr<sql::QueryFacts> copy;
+  auto writable = [&](size_t i) {
+    if (!copy) copy = std::make_shared<sql::QueryFacts>(*facts);  // the cached facts stay as read
+    return &copy->statements[i];
+  };
   for (size_t i = 0; i < facts->statements.size(); ++i) {
     bool risky = false;
     for (const sql::StatementFacts* p = &facts->statements[i]; p != nullptr && !risky;
          p = p->prepared.get())
       for (const std::string& f : p->functions)
         risky = risky || catalog_->CallsRiskyUserFunction(f);
-    if (!risky) continue;
-    if (!copy) copy = std::make_shared<sql::QueryFacts>(*facts);  // the cached facts stay as read
-    MarkJudged(&copy->statements[i], sql::kRiskUserFunction);
+    if (risky) MarkJudged(writable(i), sql::kRiskUserFunction);
+    // A grouped read that the statistics show returns few groups is not a whole-table read.
+    const sql::StatementFacts* judged = &facts->statements[i];
+    while (IsWrapper(*judged) && judged->prepared) judged = judged->prepared.get();
+    if (judged->grouped && judged->Has(sql::kRiskUnboundedSelect) &&
+        catalog_->FewGroups(judged->group_columns))
+      ClearJudged(writable(i), sql::kRiskUnboundedSelect);
   }
   return copy ? std::shared_ptr<const sql::QueryFacts>(std::move(copy)) : facts;
 }

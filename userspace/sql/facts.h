@@ -109,6 +109,14 @@ struct TableRef {
   bool operator==(const TableRef&) const = default;
 };
 
+// A table column a SELECT's GROUP BY keys are made of, with the table as the statement names it
+// (through the FROM clause's aliases).
+struct GroupColumn {
+  TableRef table;
+  std::string column;
+  bool operator==(const GroupColumn&) const = default;
+};
+
 struct StatementFacts {
   Command command = Command::kUnknown;
   // For CREATE/ALTER/DROP/COMMENT/GRANT: the object kind, upper case ("TABLE", "INDEX", "VIEW",
@@ -137,6 +145,12 @@ struct StatementFacts {
   // written (literal-sensitive); `execute_args_known` false when they could not be told apart.
   std::vector<std::string> execute_args;
   bool execute_args_known = false;
+  // A SELECT that reads every row of a table only because it groups them (`SELECT status,
+  // count(*) FROM orders GROUP BY status`): it keeps `unbounded_select`, and `group_columns`
+  // lists what its keys are made of, so the relay can lift the risk when the target's statistics
+  // show few groups (docs/sql-analysis.md#grouped-reads).
+  bool grouped = false;
+  std::vector<GroupColumn> group_columns;
   // The server-side name this statement defines, runs or drops: PREPARE, EXECUTE, DEALLOCATE
   // (prepared statements); DECLARE, FETCH, MOVE, CLOSE (cursors). `name_all` for DEALLOCATE ALL
   // and CLOSE ALL. DISCARD keeps its target in object_kind ("ALL", "PLANS", ...).

@@ -1350,6 +1350,167 @@ bool AggregateOnly(object select) {
   return s.aggregate && !s.per_row;
 }
 
+namespace {
+
+// Whether the select list packs rows into values, or returns one row per input row.
+bool PacksRows(element e) {
+  std::string_view type;
+  object body;
+  if (tree::AsNode(e, &type, &body)) {
+    if (type == "SubLink") return false;  // judged by PacksUnboundedRead
+    if (type == "FuncCall") {
+      array names;
+      std::string_view f;
+      if (tree::GetArray(body, "funcname", &names)) f = tree::LastName(names);
+      if (tree::Has(body, "over") || CollectsRows(f)) return true;
+    }
+    for (auto kv : body)
+      if (PacksRows(kv.value)) return true;
+    return false;
+  }
+  object o;
+  array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o)
+      if (PacksRows(kv.value)) return true;
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (element x : a)
+      if (PacksRows(x)) return true;
+  }
+  return false;
+}
+
+struct FromTable {
+  std::string_view name;  // alias, or relname
+  TableRef table;
+};
+
+// The plain tables of a FROM clause (through joins); false when it has another kind of item.
+bool FromTables(element item, const std::vector<std::string_view>& ctes,
+                std::vector<FromTable>* out) {
+  std::string_view type;
+  object body;
+  if (!tree::AsNode(item, &type, &body)) return false;
+  if (type == "JoinExpr") {
+    element l, r;
+    if (tree::Has(body, "alias")) return false;  // (a JOIN b) AS j hides the tables' names
+    return tree::Get(body, "larg", &l) && FromTables(l, ctes, out) && tree::Get(body, "rarg", &r) &&
+           FromTables(r, ctes, out);
+  }
+  if (type != "RangeVar") return false;
+  TableRef t = tree::TableFromRangeVar(body);
+  if (t.schema.empty() && std::find(ctes.begin(), ctes.end(), t.name) != ctes.end()) return false;
+  object alias;
+  std::string_view name = tree::GetObject(body, "alias", &alias)
+                              ? tree::GetString(alias, "aliasname")
+                              : tree::GetString(body, "relname");
+  out->push_back({name, std::move(t)});
+  return true;
+}
+
+bool KeyColumns(element e, const std::vector<FromTable>& from, std::vector<GroupColumn>* out) {
+  std::string_view type;
+  object body;
+  if (tree::AsNode(e, &type, &body)) {
+    if (type == "SubLink") return false;
+    if (type == "ColumnRef") {
+      array fields;
+      if (!tree::GetArray(body, "fields", &fields)) return false;
+      std::vector<std::string_view> parts;
+      for (element f : fields) {
+        std::string_view part = tree::StringNode(f);
+        if (part.empty()) return false;  // A_Star
+        parts.push_back(part);
+      }
+      const FromTable* t = nullptr;
+      if (parts.size() == 1 && from.size() == 1) {
+        t = &from.front();
+      } else if (parts.size() == 2) {
+        for (const FromTable& c : from)
+          if (c.name == parts[0]) t = &c;
+      } else if (parts.size() == 3) {
+        for (const FromTable& c : from)
+          if (c.name == parts[1] && c.table.schema == parts[0]) t = &c;
+      }
+      if (t == nullptr) return false;
+      GroupColumn g{t->table, std::string(parts.back())};
+      if (std::find(out->begin(), out->end(), g) == out->end()) out->push_back(std::move(g));
+      return true;
+    }
+    for (auto kv : body)
+      if (!KeyColumns(kv.value, from, out)) return false;
+    return true;
+  }
+  object o;
+  array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o)
+      if (!KeyColumns(kv.value, from, out)) return false;
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (element x : a)
+      if (!KeyColumns(x, from, out)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool GroupedOutput(object select) {
+  element targets;
+  return tree::Has(select, "groupClause") && tree::Get(select, "targetList", &targets) &&
+         !PacksRows(targets);
+}
+
+bool GroupColumns(object select, std::vector<GroupColumn>* columns) {
+  std::vector<std::string_view> ctes;
+  object with;
+  array list;
+  if (tree::GetObject(select, "withClause", &with) && tree::GetArray(with, "ctes", &list))
+    for (element c : list) {
+      std::string_view type;
+      object body;
+      if (tree::AsNode(c, &type, &body)) ctes.push_back(tree::GetString(body, "ctename"));
+    }
+  std::vector<FromTable> from;
+  array items, keys, targets;
+  if (!tree::GetArray(select, "fromClause", &items) ||
+      !tree::GetArray(select, "groupClause", &keys))
+    return false;
+  for (element item : items)
+    if (!FromTables(item, ctes, &from)) return false;
+  tree::GetArray(select, "targetList", &targets);
+  for (element key : keys) {
+    // GROUP BY 2: the second output column.
+    std::string_view type;
+    object body, ival;
+    element n;
+    int64_t ordinal = 0;
+    if (tree::AsNode(key, &type, &body) && type == "A_Const" &&
+        tree::GetObject(body, "ival", &ival)) {
+      if (!tree::Get(ival, "ival", &n) || n.get_int64().get(ordinal) != simdjson::SUCCESS)
+        return false;
+      element target;
+      int64_t i = 0;
+      bool found = false;
+      for (element t : targets)
+        if (++i == ordinal) {
+          target = t;
+          found = true;
+        }
+      if (!found) return false;
+      std::string_view tt;
+      object tb;
+      element val;
+      if (!tree::AsNode(target, &tt, &tb) || !tree::Get(tb, "val", &val) ||
+          !KeyColumns(val, from, columns))
+        return false;
+      continue;
+    }
+    if (!KeyColumns(key, from, columns)) return false;
+  }
+  return true;
+}
+
 bool BoundedSelect::IsCatalog(std::string_view schema, std::string_view name) {
   if (schema == "pg_catalog" || schema == "information_schema") return true;
   return schema.empty() && name.starts_with("pg_");
@@ -1427,7 +1588,8 @@ bool BoundedSelect::Unbounded(object select) {
       if (!result && tree::Get(select, field, &part) && PacksUnboundedRead(part)) result = true;
     const bool restricted =
         tree::Get(select, "whereClause", &where) && EffectiveWhere(where, sensitive);
-    if (!result && !restricted && !AggregateOnly(select)) {
+    const bool grouped_bound = top_grouping_ && depth_ == 1 && GroupedOutput(select);
+    if (!result && !restricted && !AggregateOnly(select) && !grouped_bound) {
       array from;
       if (tree::GetArray(select, "fromClause", &from)) {
         for (element item : from) {

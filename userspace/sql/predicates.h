@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "userspace/sql/facts.h"
 #include "userspace/sql/json_tree.h"
 
 namespace dbw::sql {
@@ -63,6 +64,10 @@ class BoundedSelect {
   // unbounded when an arm is and there is no outer LIMIT.
   bool Unbounded(tree::object select);
 
+  // Judge the outermost SELECT's GROUP BY as a bound when its output packs no rows: whether
+  // a statement is unbounded only because it groups (GroupColumns then says by what).
+  void set_top_grouping_bounded(bool on) { top_grouping_ = on; }
+
   // pg_catalog.*, information_schema.*, and unqualified pg_* names.
   static bool IsCatalog(std::string_view schema, std::string_view name);
 
@@ -81,6 +86,7 @@ class BoundedSelect {
 
   bool* sensitive_;
   bool ignored_ = false;
+  bool top_grouping_ = false;
   std::vector<Cte> scope_;
   std::vector<const char*> visiting_;  // names (by tape address) of CTEs being evaluated
   int depth_ = 0;
@@ -91,5 +97,13 @@ class BoundedSelect {
 inline constexpr int64_t kMaxBoundedLimit = 1'000'000;
 bool HasLimit(tree::object select, bool* literal_sensitive);
 bool AggregateOnly(tree::object select);
+// GROUP BY whose select list packs no rows into values (array_agg, string_agg, json_agg, window
+// functions): one output row per group.
+bool GroupedOutput(tree::object select);
+// The table columns the GROUP BY keys of `select` are made of, through ordinals, grouping sets
+// and the FROM clause's aliases (a constant key adds none). False when a key cannot be tied to
+// a table's column: a subquery in it, a column of another kind of FROM item or of a CTE, an
+// unqualified column with several FROM items.
+bool GroupColumns(tree::object select, std::vector<GroupColumn>* columns);
 
 }  // namespace dbw::sql

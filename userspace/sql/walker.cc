@@ -96,7 +96,16 @@ void Walker::TopSelect(object body) {
     if (tree::GetObject(into, "rel", &rel)) Written(rel);
   } else {
     Top(Command::kSelect);
-    if (BoundedSelect(sensitive_).Unbounded(body)) Risk(kRiskUnboundedSelect);
+    if (BoundedSelect(sensitive_).Unbounded(body)) {
+      Risk(kRiskUnboundedSelect);
+      // Unbounded only because it groups: what by, for the relay's statistics.
+      BoundedSelect grouping(sensitive_);
+      grouping.set_top_grouping_bounded(true);
+      if (!grouping.Unbounded(body)) {
+        f_->grouped = GroupColumns(body, &f_->group_columns);
+        if (!f_->grouped) f_->group_columns.clear();
+      }
+    }
   }
   Node("SelectStmt", body);
 }

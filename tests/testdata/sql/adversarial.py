@@ -17,6 +17,9 @@ The `function_body` class is judged by what a function, procedure or rule will r
 called, and `parameter_bound` by what the worst value bound to its parameter does: for both the
 oracle checks the decision only.
   safe        - bounded and ordinary: none of the three
+  grouped     - one row per group of a GROUP BY: `unbounded_select` statically (the number of
+                groups is not in the text) with the columns it groups by; the relay lifts it by
+                the target's statistics, so these must run through the relay
   runtime     - selective as written, so the analysis rightly allows it (none of the three), but
                 it changes more than the default pack's max_rows (100) of the 200-row tables:
                 the runtime row budget must stop it through the relay
@@ -233,6 +236,35 @@ add('sql_text_runner', 'dynamic',
     "SELECT * FROM crosstab('SELECT user_id, status, total FROM orders') AS ct(u int, a numeric)",
     "SELECT query_to_xml('SELECT * FROM users', true, false, '')")
 
+# --- Grouped reads: one row per group ----------------------------------------------------------
+# The analysis cannot know how many groups a GROUP BY makes: these keep `unbounded_select` and
+# carry `grouped` with the columns they group by; the relay lifts the risk when the target's
+# statistics show few groups (at most a tenth of the table's rows). `grouped` entries return a few
+# rows and must run through the relay; the mass_read ones group by (nearly) unique columns, or
+# pack rows into values, and must stay refused.
+add('grouped', 'grouped',
+    "SELECT status, count(*) FROM orders GROUP BY status",
+    "SELECT active, count(*), max(id) FROM users GROUP BY active",
+    "SELECT o.status, sum(o.total) FROM orders o JOIN users u ON u.id = o.user_id "
+    "GROUP BY o.status",
+    "SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT upper(status), avg(total) FROM orders GROUP BY upper(status)",
+    "SELECT status, active, count(*) FROM orders o, users u WHERE u.id = o.user_id "
+    "GROUP BY ROLLUP(o.status, u.active)",
+    "SELECT DISTINCT status FROM orders GROUP BY status")
+add('grouped_unique', 'mass_read',
+    "SELECT id, count(*) FROM users GROUP BY id",
+    "SELECT email, count(*) FROM users GROUP BY email",
+    "SELECT user_id, sum(total) FROM orders GROUP BY user_id",
+    "SELECT status, string_agg(email, ',') FROM users u JOIN orders o ON o.user_id = u.id "
+    "GROUP BY status",
+    "SELECT active, array_agg(email) FROM users GROUP BY active",
+    "SELECT name, count(*) OVER () FROM users GROUP BY name",
+    "SELECT lower(email) AS e, count(*) FROM users GROUP BY e",
+    "SELECT status, id, count(*) FROM orders GROUP BY status, id",
+    "SELECT x.id, count(*) FROM (SELECT * FROM users) x GROUP BY x.id",
+    "WITH u AS (SELECT * FROM users) SELECT id, count(*) FROM u GROUP BY id")
+
 # --- Selective, but more rows than the runtime budget allows -----------------------------------
 add('selective_but_large', 'runtime',
     "DELETE FROM users WHERE id > 50",
@@ -400,7 +432,7 @@ def where_span(sql):
     if not m or sql.count('WHERE') != 1:
         return None
     end = len(sql)
-    for stop in (' RETURNING ', ' LIMIT ', ' ORDER BY '):
+    for stop in (' RETURNING ', ' LIMIT ', ' ORDER BY ', ' GROUP BY '):
         i = sql.find(stop, m.end())
         if i != -1:
             end = min(end, i)
