@@ -1,10 +1,13 @@
 // The relay's per-statement hot path: analyse (digest-cache hit) and judge against the
 // default pack, as a Query or Parse from pgbench/an ORM pays it. Target: <= 2 us together.
+// BM_BindJudged: what a Bind of a deferred statement (a range bound by parameters) adds, read
+// against BM_CacheHitAndDecision of the same run.
 #include <chrono>
 
 #include <benchmark/benchmark.h>
 
 #include "policy/policy.h"
+#include "userspace/gate/statement_gate.h"
 #include "userspace/sql/analyzer.h"
 
 namespace {
@@ -63,5 +66,36 @@ void BM_CacheHitAndDecision(benchmark::State& state) {
                                 static_cast<double>(analyzer.hits() + analyzer.misses());
 }
 BENCHMARK(BM_CacheHitAndDecision)->DenseRange(0, 2);
+
+// A Bind of `UPDATE ... WHERE aid >= $2 AND aid < $3` (deferred at its Parse): the values read,
+// substituted and analysed (a cache hit after the first), and the decision, for an AI agent.
+void BM_BindJudged(benchmark::State& state) {
+  auto policy = DefaultPack();
+  dbw::sql::Analyzer analyzer(64);
+  dbw::gate::StatementGate gate(&analyzer);
+  gate.OnParameterStatus("standard_conforming_strings", "on");
+  gate.OnReadyForQuery('I');
+  const std::string text =
+      "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid >= $2 AND aid < $3";
+  dbw::sql::StatementFacts def = gate.Facts(text)->statements.front();
+  def.source = text;
+  const std::string values[2][3] = {{"-4213", "48213", "48214"}, {"17", "12", "13"}};
+  dbw::policy::Principal principal;
+  principal.application_name = "ai-bot";
+  policy->Classify(&principal);
+  dbw::policy::Target target{"orders", "prod"};
+  auto now = std::chrono::system_clock::now();
+  size_t i = 0;
+  for (auto _ : state) {
+    const auto& v = values[i++ & 1];
+    std::vector<std::optional<std::span<const std::byte>>> params;
+    for (const std::string& x : v)
+      params.emplace_back(std::as_bytes(std::span(x.data(), x.size())));
+    auto facts = gate.BoundFacts(def, gate.BindValues({}, params, {}));
+    auto d = gate.Decide(*policy, target, principal, *facts, false, now, true);
+    benchmark::DoNotOptimize(d);
+  }
+}
+BENCHMARK(BM_BindJudged);
 
 }  // namespace
