@@ -24,6 +24,14 @@ std::shared_ptr<const dbw::policy::CompiledPolicy> DefaultPack() {
   return policy;
 }
 
+// pgbench as application_name ai-bot, classified by the pack (an AI agent).
+dbw::policy::Principal ClassifiedAgent(const dbw::policy::CompiledPolicy& policy) {
+  dbw::policy::Principal principal;
+  principal.application_name = "ai-bot";
+  policy.Classify(&principal);
+  return principal;
+}
+
 void BM_Evaluate(benchmark::State& state) {
   auto policy = DefaultPack();
   dbw::sql::Analyzer analyzer(64);
@@ -51,10 +59,8 @@ void BM_CacheHitAndDecision(benchmark::State& state) {
   auto pos = variants[1].find("42");
   if (pos == std::string::npos) pos = variants[1].find('1');
   variants[1][pos] = '7';
-  dbw::policy::Principal principal;
-  principal.application_name = "ai-bot";
-  policy->Classify(&principal);
-  dbw::policy::Target target{"orders", "prod"};
+  const dbw::policy::Principal principal = ClassifiedAgent(*policy);
+  const dbw::policy::Target target{"orders", "prod"};
   auto now = std::chrono::system_clock::now();
   size_t i = 0;
   for (auto _ : state) {
@@ -80,10 +86,8 @@ void BM_BindJudged(benchmark::State& state) {
   dbw::sql::StatementFacts def = gate.Facts(text)->statements.front();
   def.source = text;
   const std::string values[2][3] = {{"-4213", "48213", "48214"}, {"17", "12", "13"}};
-  dbw::policy::Principal principal;
-  principal.application_name = "ai-bot";
-  policy->Classify(&principal);
-  dbw::policy::Target target{"orders", "prod"};
+  const dbw::policy::Principal principal = ClassifiedAgent(*policy);
+  const dbw::policy::Target target{"orders", "prod"};
   auto now = std::chrono::system_clock::now();
   size_t i = 0;
   for (auto _ : state) {

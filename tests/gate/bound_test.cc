@@ -18,7 +18,7 @@
 
 #include <gtest/gtest.h>
 
-#include "policy/loader.h"
+#include "tests/gate/test_util.h"
 #include "userspace/gate/statement_gate.h"
 #include "userspace/sql/params.h"
 
@@ -81,20 +81,9 @@ TEST(ParamsTest, PreparedText) {
 
 // ---- The gate ----
 
-std::shared_ptr<const policy::CompiledPolicy> Pack() {
-  auto p = policy::LoadPolicy({}, policy::Mode::kEnforce);
-  EXPECT_TRUE(p.ok()) << p.status().message();
-  return *p;
-}
-
-policy::Principal Agent() {
-  policy::Principal p;
-  p.kind = policy::PrincipalKind::kAgent;
-  p.db_user = p.subject = "svc_ai";
-  return p;
-}
-
-const policy::Target kProd{"main", "prod"};
+using testing::Agent;
+using testing::kProd;
+using testing::Pack;
 constexpr uint32_t kValueRisks = sql::kRiskNoWhere | sql::kRiskUnboundedSelect;
 
 std::span<const std::byte> Bytes(const std::string& s) {

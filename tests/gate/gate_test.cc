@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "policy/loader.h"
+#include "tests/gate/test_util.h"
 #include "tests/policy/test_util.h"
 #include "userspace/gate/coverage.h"
 #include "userspace/gate/statement_gate.h"
@@ -21,27 +22,11 @@ namespace {
 using policy::Action;
 using sql::Command;
 
-std::shared_ptr<const policy::CompiledPolicy> Pack(policy::Mode mode = policy::Mode::kEnforce) {
-  auto p = policy::LoadPolicy({}, mode);
-  EXPECT_TRUE(p.ok()) << p.status().message();
-  return *p;
-}
-
-policy::Principal Agent() {
-  policy::Principal p;
-  p.kind = policy::PrincipalKind::kAgent;
-  p.db_user = p.subject = "svc_ai";
-  return p;
-}
-
-policy::Principal Human() {
-  policy::Principal p;
-  p.db_user = p.subject = "alice";
-  return p;
-}
-
-const policy::Target kProd{"main", "prod"};
-const policy::Target kDev{"dev", "dev"};
+using testing::Agent;
+using testing::Human;
+using testing::kDev;
+using testing::kProd;
+using testing::Pack;
 
 std::vector<Command> Commands(const sql::QueryFacts& f) {
   std::vector<Command> out;

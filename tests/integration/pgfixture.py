@@ -473,6 +473,28 @@ def fd_count(pid):
     return len(os.listdir(f'/proc/{pid}/fd'))
 
 
+def psycopg2_connect(port, *, user='postgres', dbname='postgres', application_name=None,
+                     autocommit=True):
+    """A psycopg2 connection to 127.0.0.1:port (a relay or a cluster)."""
+    import psycopg2
+    kwargs = {'application_name': application_name} if application_name else {}
+    conn = psycopg2.connect(host=LOOPBACK, port=port, user=user, dbname=dbname, **kwargs)
+    conn.autocommit = autocommit
+    return conn
+
+
+def sql_outcome(conn, sql):
+    """Runs `sql` on a psycopg2 connection: ('ok', status message), or the SQLSTATE and message
+    of the error."""
+    import psycopg2
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+        return 'ok', cur.statusmessage
+    except psycopg2.Error as exc:
+        return exc.pgcode, str(exc)
+
+
 def metric(api_port, name):
     """The value of metric `name` (with its {labels} when given, else the first series) from a
     relay's /metrics; 0 when absent."""

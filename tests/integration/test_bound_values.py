@@ -3,8 +3,8 @@ the default pack prepares `DELETE ... WHERE id > $1`. Judged at its worst the bo
 -2147483648, so it used to be refused whatever the values; now the Parse (or SQL PREPARE) is let
 through as deferred and every Bind (or EXECUTE) is judged with the values it supplies: a selective
 value runs, a whole-domain one is refused with 42501 before anything is bound. Real clients:
-pgjdbc (tests/drivers/jdbc/BoundValuesCheck.java, binary int4 parameters and a named server-side
-statement), pgbench -M prepared (text parameters of unspecified type), psycopg2 for SQL
+pgjdbc (tests/drivers/jdbc/LimitsCheck.java's `bound` steps, binary int4 parameters and a named
+server-side statement), pgbench -M prepared (text parameters of unspecified type), psycopg2 for SQL
 PREPARE/EXECUTE, and a raw frontend for the bytes on the wire. Also covered: statements that run
 a prepared statement inside another (EXPLAIN ANALYZE EXECUTE, CREATE TABLE AS EXECUTE) and
 EXECUTE arguments with effects of their own.
@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PGBENCH = str(fx.PG_BIN / 'pgbench')
 JDBC_JAR = Path('/usr/share/java/postgresql.jar')
-JAVA_PROGRAM = REPO / 'tests' / 'drivers' / 'jdbc' / 'BoundValuesCheck.java'
+JAVA_PROGRAM = REPO / 'tests' / 'drivers' / 'jdbc' / 'LimitsCheck.java'
 DB = 'postgres'
 DELETE = 'DELETE FROM items WHERE id > $1'
 
@@ -91,22 +91,11 @@ def outcome(msgs):
     return None, ''
 
 
-def run(conn, sql):
-    import psycopg2
-    cur = conn.cursor()
-    try:
-        cur.execute(sql)
-        return 'ok', cur.statusmessage
-    except psycopg2.Error as exc:
-        return exc.pgcode, str(exc)
+run = fx.sql_outcome
 
 
-def agent(autocommit=True):
-    import psycopg2
-    conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres', dbname=DB,
-                            application_name='ai-psycopg2')
-    conn.autocommit = autocommit
-    return conn
+def agent():
+    return fx.psycopg2_connect(relay.port(), dbname=DB, application_name='ai-psycopg2')
 
 
 class Base(unittest.TestCase):
@@ -310,7 +299,8 @@ class ClientTest(Base):
         if java is None or not JDBC_JAR.exists():
             self.fail('java and /usr/share/java/postgresql.jar are needed (scripts/install-deps)')
         p = subprocess.run([java, '-cp', str(JDBC_JAR), str(JAVA_PROGRAM), fx.LOOPBACK,
-                            str(relay.port()), DB, 'postgres', 'ai-jdbc'], capture_output=True,
+                            str(relay.port()), DB, 'postgres', 'ai-jdbc', 'bound'],
+                           capture_output=True,
                            text=True, timeout=240)
         steps = [json.loads(line) for line in p.stdout.splitlines() if line.startswith('{')]
         by = {}

@@ -81,10 +81,7 @@ def decide(sql):
 
 def connect(port, app=None):
     """psycopg2 to PostgreSQL directly (port of the cluster) or through the relay as `app`."""
-    import psycopg2
-    kwargs = {'application_name': app} if app else {}
-    return psycopg2.connect(host=fx.LOOPBACK, port=port, user='postgres', dbname='postgres',
-                            **kwargs)
+    return fx.psycopg2_connect(port, application_name=app, autocommit=False)
 
 
 def measure(conn, sql):

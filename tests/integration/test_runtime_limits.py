@@ -94,22 +94,11 @@ def count(sql='SELECT count(*) FROM items'):
 
 
 def agent(app='ai-test', autocommit=True):
-    import psycopg2
-    conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres', dbname=DB,
-                            application_name=app)
-    conn.autocommit = autocommit
-    return conn
+    return fx.psycopg2_connect(relay.port(), dbname=DB, application_name=app,
+                               autocommit=autocommit)
 
 
-def run(conn, sql):
-    """'ok' and the status message, or the SQLSTATE and message of the error."""
-    import psycopg2
-    cur = conn.cursor()
-    try:
-        cur.execute(sql)
-        return 'ok', cur.statusmessage
-    except psycopg2.Error as exc:
-        return exc.pgcode, str(exc)
+run = fx.sql_outcome
 
 
 class Base(unittest.TestCase):

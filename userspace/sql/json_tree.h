@@ -99,6 +99,23 @@ inline TableRef TableFromRangeVar(object rv) {
   return TableRef{std::string(GetString(rv, "schemaname")), std::string(GetString(rv, "relname"))};
 }
 
+// Calls `f` with each value directly below `e` (an object's values, an array's elements) until
+// one returns true; whether one did. Recursive walks are written as f(e) = check(e) ||
+// AnyChild(e, f).
+template <typename F>
+bool AnyChild(element e, F&& f) {
+  object o;
+  array a;
+  if (e.get_object().get(o) == simdjson::SUCCESS) {
+    for (auto kv : o)
+      if (f(kv.value)) return true;
+  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
+    for (element x : a)
+      if (f(x)) return true;
+  }
+  return false;
+}
+
 // True when `e` holds a column reference anywhere below it (including subqueries).
 bool HasColumnRef(element e);
 

@@ -1364,20 +1364,8 @@ bool PacksRows(element e) {
       if (tree::GetArray(body, "funcname", &names)) f = tree::LastName(names);
       if (tree::Has(body, "over") || CollectsRows(f)) return true;
     }
-    for (auto kv : body)
-      if (PacksRows(kv.value)) return true;
-    return false;
   }
-  object o;
-  array a;
-  if (e.get_object().get(o) == simdjson::SUCCESS) {
-    for (auto kv : o)
-      if (PacksRows(kv.value)) return true;
-  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
-    for (element x : a)
-      if (PacksRows(x)) return true;
-  }
-  return false;
+  return tree::AnyChild(e, PacksRows);
 }
 
 struct FromTable {
@@ -1437,20 +1425,8 @@ bool KeyColumns(element e, const std::vector<FromTable>& from, std::vector<Group
       if (std::find(out->begin(), out->end(), g) == out->end()) out->push_back(std::move(g));
       return true;
     }
-    for (auto kv : body)
-      if (!KeyColumns(kv.value, from, out)) return false;
-    return true;
   }
-  object o;
-  array a;
-  if (e.get_object().get(o) == simdjson::SUCCESS) {
-    for (auto kv : o)
-      if (!KeyColumns(kv.value, from, out)) return false;
-  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
-    for (element x : a)
-      if (!KeyColumns(x, from, out)) return false;
-  }
-  return true;
+  return !tree::AnyChild(e, [&](element x) { return !KeyColumns(x, from, out); });
 }
 
 }  // namespace
@@ -1530,20 +1506,8 @@ bool BoundedSelect::PacksUnboundedRead(element e) {
       return false;
     }
     if (type == "SelectStmt") return false;  // RangeSubselect: judged as a source
-    for (auto kv : body)
-      if (PacksUnboundedRead(kv.value)) return true;
-    return false;
   }
-  object o;
-  array a;
-  if (e.get_object().get(o) == simdjson::SUCCESS) {
-    for (auto kv : o)
-      if (PacksUnboundedRead(kv.value)) return true;
-  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
-    for (element x : a)
-      if (PacksUnboundedRead(x)) return true;
-  }
-  return false;
+  return tree::AnyChild(e, [this](element x) { return PacksUnboundedRead(x); });
 }
 
 bool BoundedSelect::Unbounded(object select) {

@@ -1,6 +1,6 @@
 // pgjdbc against the relay's runtime limits, for tests/integration/test_runtime_limits.py.
 //
-//   java -cp /usr/share/java/postgresql.jar LimitsCheck.java HOST PORT DB USER APPLICATION_NAME
+//   java -cp /usr/share/java/postgresql.jar LimitsCheck.java HOST PORT DB USER APPLICATION_NAME [bound]
 //
 // Prints one JSON object per line: {"step": ..., "ok": true|false, "sqlstate": ..., "rows": ...}.
 // Expects the tables of test_runtime_limits.py: items(id, v) with ids 1..1000 and an empty
@@ -43,6 +43,77 @@ public class LimitsCheck {
         }
     }
 
+    // Prepared statements judged with their values (test_bound_values.py): pgjdbc sends setInt
+    // as a binary int4 and setString as text; after prepareThreshold (5) executions a
+    // PreparedStatement Binds a named server-side statement parsed once. Expects items(id, v)
+    // with ids 1..1000, v = 'x'. Steps: delete_small x8 (one row each, across the threshold),
+    // delete_whole (bounds at the type's domain: 42501), delete_after (the statement still
+    // works), select_limit (LIMIT ?), select_range (BETWEEN ? AND ?), select_whole (id >
+    // -2147483648: 42501), like_pattern ('zz%'), like_everything ('%': 42501).
+    static void boundValues(Connection c) throws SQLException {
+        try (PreparedStatement p =
+                     c.prepareStatement("DELETE FROM items WHERE id >= ? AND id < ?")) {
+            for (int i = 0; i < 8; i++) {
+                final int id = 900 + i;
+                step("delete_small", () -> {
+                    p.setInt(1, id);
+                    p.setInt(2, id + 1);
+                    return p.executeUpdate();
+                });
+            }
+            step("delete_whole", () -> {
+                p.setInt(1, -2147483648);
+                p.setInt(2, 2147483647);
+                return p.executeUpdate();
+            });
+            step("delete_after", () -> {
+                p.setInt(1, 950);
+                p.setInt(2, 951);
+                return p.executeUpdate();
+            });
+        }
+        step("select_limit", () -> {
+            try (PreparedStatement p = c.prepareStatement("SELECT id FROM items LIMIT ?")) {
+                p.setInt(1, 7);
+                return rows(p);
+            }
+        });
+        step("select_range", () -> {
+            try (PreparedStatement p =
+                         c.prepareStatement("SELECT id, v FROM items WHERE id BETWEEN ? AND ?")) {
+                p.setInt(1, 10);
+                p.setInt(2, 13);
+                return rows(p);
+            }
+        });
+        step("select_whole", () -> {
+            try (PreparedStatement p = c.prepareStatement("SELECT id, v FROM items WHERE id > ?")) {
+                p.setLong(1, -2147483648L);
+                return rows(p);
+            }
+        });
+        try (PreparedStatement p = c.prepareStatement("DELETE FROM items WHERE v LIKE ?")) {
+            step("like_pattern", () -> {
+                p.setString(1, "zz%");
+                return p.executeUpdate();
+            });
+            step("like_everything", () -> {
+                p.setString(1, "%");
+                return p.executeUpdate();
+            });
+        }
+    }
+
+    static long rows(PreparedStatement p) throws SQLException {
+        long n = 0;
+        try (ResultSet rs = p.executeQuery()) {
+            while (rs.next()) {
+                n++;
+            }
+        }
+        return n;
+    }
+
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/" + args[2];
         Properties props = new Properties();
@@ -50,6 +121,11 @@ public class LimitsCheck {
         props.setProperty("ApplicationName", args[4]);
         props.setProperty("sslmode", "disable");
         try (Connection c = DriverManager.getConnection(url, props)) {
+            if (args.length > 5 && args[5].equals("bound")) {
+                boundValues(c);
+                report("done", true, null, 0, null);
+                return;
+            }
             step("small_delete", () -> {
                 try (Statement s = c.createStatement()) {
                     return s.executeUpdate("DELETE FROM items WHERE id <= 5");
