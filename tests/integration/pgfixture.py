@@ -473,6 +473,23 @@ def fd_count(pid):
     return len(os.listdir(f'/proc/{pid}/fd'))
 
 
+def guardrails_relay(cluster, target='prod', rules=''):
+    """A started relay with one `prod` target in front of `cluster` and the shipped default pack
+    (policy/packs/guardrails.yaml), callers whose application_name starts with `ai-` classified
+    as AI agents, and `rules` (YAML list items under `rules:`) as a site file beside it. Closed at
+    module cleanup."""
+    import unittest
+    site = os.path.join(os.path.dirname(cluster.datadir), 'site.yaml')
+    with open(site, 'w') as f:
+        f.write('version: 1\nprincipals:\n  agents:\n    - application_name: ["ai-*"]\n'
+                'rules:' + (('\n' + rules) if rules else ' []\n'))
+    pack = REPO_ROOT / 'policy' / 'packs' / 'guardrails.yaml'
+    relay = Relay([{'name': target, 'env': 'prod', 'upstream': f'{LOOPBACK}:{cluster.port}'}],
+                  workers=1, extra={'policy': {'files': [str(pack), site]}})
+    unittest.addModuleCleanup(relay.close)
+    return relay.start()
+
+
 def psycopg2_connect(port, *, user='postgres', dbname='postgres', application_name=None,
                      autocommit=True):
     """A psycopg2 connection to 127.0.0.1:port (a relay or a cluster)."""

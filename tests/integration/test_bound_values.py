@@ -53,15 +53,7 @@ def setUpModule():
     cluster = fx.PgCluster()
     unittest.addModuleCleanup(cluster.close)
     cluster.start()
-    site = os.path.join(os.path.dirname(cluster.datadir), 'site.yaml')
-    with open(site, 'w') as f:
-        f.write('version: 1\nprincipals:\n  agents:\n    - application_name: ["ai-*"]\n')
-    pack = REPO / 'policy' / 'packs' / 'guardrails.yaml'
-    relay = fx.Relay([{'name': 'prod', 'env': 'prod',
-                       'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
-                     extra={'policy': {'files': [str(pack), site]}})
-    unittest.addModuleCleanup(relay.close)
-    relay.start()
+    relay = fx.guardrails_relay(cluster)
 
 
 def count(sql='SELECT count(*) FROM items'):

@@ -58,15 +58,7 @@ def setUpModule():
                    for t in ('users', 'accounts', 'orders')}
     # The default pack, and callers whose application_name starts with ai- classified as agents
     # (for the statements sent through the relay by a real client below).
-    agents = os.path.join(os.path.dirname(cluster.datadir), 'agents.yaml')
-    with open(agents, 'w') as f:
-        f.write('version: 1\nprincipals:\n  agents:\n    - application_name: ["ai-*"]\nrules: []\n')
-    pack = os.path.join(HERE, '..', '..', 'policy', 'packs', 'guardrails.yaml')
-    relay = fx.Relay([{'name': 'orders', 'env': 'prod',
-                       'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
-                     extra={'policy': {'files': [os.path.abspath(pack), agents]}})
-    unittest.addModuleCleanup(relay.close)
-    relay.start()
+    relay = fx.guardrails_relay(cluster, target='orders')
 
 
 def decide(sql):

@@ -67,26 +67,16 @@ CREATE FUNCTION stable_fn() RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
 CREATE FUNCTION owner_fn() RETURNS int LANGUAGE sql STABLE SECURITY DEFINER AS 'SELECT 2';
 CREATE PROCEDURE reset_counter() LANGUAGE sql AS 'UPDATE counter SET n = 0';
 """)
-    site = os.path.join(os.path.dirname(cluster.datadir), 'site.yaml')
-    with open(site, 'w') as f:
-        f.write('version: 1\n'
-                'principals:\n  agents:\n    - application_name: ["ai-*"]\n'
-                'rules:\n'
-                '  - id: test-read-budget\n'
-                '    match: {env: [prod], principal: {kind: agent}}\n'
-                '    action: limit\n'
-                '    limits: {max_read_rows: 50, max_read_bytes: 1000000}\n'
-                '  - id: test-user-function\n'
-                '    priority: 10\n'
-                '    match: {env: [prod], principal: {kind: agent}, '
-                'statement: {risks: [user_function]}}\n'
-                '    action: deny\n')
-    pack = REPO / 'policy' / 'packs' / 'guardrails.yaml'
-    relay = fx.Relay([{'name': 'prod', 'env': 'prod',
-                       'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
-                     extra={'policy': {'files': [str(pack), site]}})
-    unittest.addModuleCleanup(relay.close)
-    relay.start()
+    relay = fx.guardrails_relay(cluster, rules=(
+        '  - id: test-read-budget\n'
+        '    match: {env: [prod], principal: {kind: agent}}\n'
+        '    action: limit\n'
+        '    limits: {max_read_rows: 50, max_read_bytes: 1000000}\n'
+        '  - id: test-user-function\n'
+        '    priority: 10\n'
+        '    match: {env: [prod], principal: {kind: agent}, '
+        'statement: {risks: [user_function]}}\n'
+        '    action: deny\n'))
 
 
 def count(sql='SELECT count(*) FROM items'):
