@@ -473,6 +473,19 @@ def fd_count(pid):
     return len(os.listdir(f'/proc/{pid}/fd'))
 
 
+def module_cluster():
+    """For a suite's setUpModule: checks PostgreSQL, psycopg2 and the dbwarden binary, and
+    starts a throwaway cluster that is stopped at module cleanup."""
+    import unittest
+    require_postgres()
+    require_psycopg2()
+    dbwarden_bin()
+    cluster = PgCluster()
+    unittest.addModuleCleanup(cluster.close)
+    cluster.start()
+    return cluster
+
+
 def guardrails_relay(cluster, target='prod', rules=''):
     """A started relay with one `prod` target in front of `cluster` and the shipped default pack
     (policy/packs/guardrails.yaml), callers whose application_name starts with `ai-` classified

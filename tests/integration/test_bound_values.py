@@ -47,12 +47,7 @@ cluster = relay = None
 
 def setUpModule():
     global cluster, relay
-    fx.require_postgres()
-    fx.require_psycopg2()
-    fx.dbwarden_bin()
-    cluster = fx.PgCluster()
-    unittest.addModuleCleanup(cluster.close)
-    cluster.start()
+    cluster = fx.module_cluster()
     relay = fx.guardrails_relay(cluster)
 
 

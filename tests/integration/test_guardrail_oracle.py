@@ -47,12 +47,7 @@ relay = None
 
 def setUpModule():
     global cluster, relay, TABLE_BYTES
-    fx.require_postgres()
-    fx.require_psycopg2()
-    fx.dbwarden_bin()
-    cluster = fx.PgCluster()
-    unittest.addModuleCleanup(cluster.close)
-    cluster.start()
+    cluster = fx.module_cluster()
     cluster.psql(SEED)
     TABLE_BYTES = {t: int(cluster.query_value(f'SELECT sum(length(x::text)) FROM {t} x'))
                    for t in ('users', 'accounts', 'orders')}

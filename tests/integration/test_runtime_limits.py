@@ -52,12 +52,7 @@ cluster = relay = None
 
 def setUpModule():
     global cluster, relay
-    fx.require_postgres()
-    fx.require_psycopg2()
-    fx.dbwarden_bin()
-    cluster = fx.PgCluster()
-    unittest.addModuleCleanup(cluster.close)
-    cluster.start()
+    cluster = fx.module_cluster()
     # Created before the relay reads the catalog (it re-reads after DDL it relays, or a minute).
     cluster.psql("""
 CREATE TABLE counter(n int); INSERT INTO counter VALUES (0);
