@@ -402,16 +402,7 @@ class Evaluator {
     std::string_view type;
     object body;
     if (tree::AsNode(e, &type, &body) && type == "ParamRef") return true;
-    object o;
-    array a;
-    if (e.get_object().get(o) == simdjson::SUCCESS) {
-      for (auto kv : o)
-        if (HasParam(kv.value)) return true;
-    } else if (e.get_array().get(a) == simdjson::SUCCESS) {
-      for (element x : a)
-        if (HasParam(x)) return true;
-    }
-    return false;
+    return tree::AnyChild(e, HasParam);
   }
   void Scan(element e, Value::Kind* k) {
     std::string_view type;
@@ -1157,16 +1148,7 @@ bool HasSubLinkOrColumn(element e) {
   std::string_view type;
   object body;
   if (tree::AsNode(e, &type, &body) && (type == "SubLink" || type == "ColumnRef")) return true;
-  object o;
-  array a;
-  if (e.get_object().get(o) == simdjson::SUCCESS) {
-    for (auto kv : o)
-      if (HasSubLinkOrColumn(kv.value)) return true;
-  } else if (e.get_array().get(a) == simdjson::SUCCESS) {
-    for (element x : a)
-      if (HasSubLinkOrColumn(x)) return true;
-  }
-  return false;
+  return tree::AnyChild(e, HasSubLinkOrColumn);
 }
 
 // Whether the FROM items below `e` read the table named `relname` anywhere (joins and nested
