@@ -455,15 +455,18 @@ class Evaluator {
     return Make(Value::kConst);  // bit strings
   }
 
-  // The integer constant at `location` of the statement text: 0, or `-` then digits (comments
-  // and spaces may stand between them, since the grammar folds the sign into the constant).
+  // The integer constant at `location` of the statement text: 0 (00, ...), or `-` then digits
+  // (comments and spaces may stand between them, since the grammar folds the sign into the
+  // constant).
   static bool NegativeFromSource(int64_t location, int64_t* out) {
     std::string_view text = tree::SourceText();
     if (location < 0 || static_cast<size_t>(location) >= text.size()) return false;
     size_t i = static_cast<size_t>(location);
     if (text[i] == '0') {
+      // 0, or 00, 000: a zero written with leading zeros (any other digit would be in ival).
+      while (i < text.size() && text[i] == '0') ++i;
       *out = 0;
-      return i + 1 >= text.size() || text[i + 1] < '0' || text[i + 1] > '9';
+      return i >= text.size() || text[i] < '0' || text[i] > '9';
     }
     if (text[i] != '-') return false;
     ++i;

@@ -299,7 +299,8 @@ add('bounded_write', 'safe',
     "DELETE FROM users WHERE -1 = 0",
     "DELETE FROM users WHERE id = -7",
     "DELETE FROM users WHERE id = ANY('{1,2}')",
-    "DELETE FROM users WHERE name = 'x' AND id < 10")
+    "DELETE FROM users WHERE name = 'x' AND id < 10",
+    "DELETE FROM users WHERE (id BETWEEN 00 AND 18) OR false")
 add('bounded_read', 'safe',
     "SELECT * FROM users WHERE id = 5",
     "SELECT * FROM users LIMIT 10",

@@ -1,0 +1,1 @@
+DELETE FROM users WHERE ((id BETWEEN 00 AND 18) OR fals)
