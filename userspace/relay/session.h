@@ -272,6 +272,8 @@ class Session : public std::enable_shared_from_this<Session>,
   std::unique_ptr<ScramClient> scram_;
   pg::Bytes oob_out_;
   std::string held_id_;  // the approval request a held statement waits on
+  // The client cancelled while the approval service had not yet said the statement is held.
+  bool cancel_requested_ = false;
   uint64_t hold_generation_ = 0;
   asio::steady_timer hold_timer_;   // checks that a held statement's client is still there
   pg::Bytes client_extra_;          // relay-made bytes waiting for the client leg

@@ -72,6 +72,23 @@ void Session::AwaitApproval(std::shared_ptr<DecisionNote> note, const pg::Frame&
 
   resume_note_ = std::move(note);
   pause_ = Pause::kWaitingApproval;
+  // A cancel from now on withdraws the request — also one that arrives before the service has
+  // said the statement is held (the request may already be listed as pending then).
+  if (client_key_) {
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto executor = worker_->context.get_executor();
+    deps_.cancels->SetCancelHook(*client_key_, [weak, executor] {
+      asio::post(executor, [weak] {
+        auto self = weak.lock();
+        if (!self || self->pause_ != Pause::kWaitingApproval) return;
+        if (self->held_id_.empty()) {
+          self->cancel_requested_ = true;  // withdrawn when the hold begins
+        } else {
+          self->deps_.approvals->Withdraw(self->held_id_, "cancelled by the client");
+        }
+      });
+    });
+  }
   if (!info_) PublishInfo();
   std::weak_ptr<Session> weak = weak_from_this();
   auto executor = worker_->context.get_executor();
@@ -100,16 +117,10 @@ void Session::OnApprovalOutcome(const approvals::Outcome& outcome) {
   if (outcome.kind == approvals::Outcome::Kind::kHeld) {
     held_id_ = outcome.id;
     deps_.metrics->held->Add(1);
-    if (client_key_) {
-      std::weak_ptr<Session> weak = weak_from_this();
-      auto executor = worker_->context.get_executor();
-      deps_.cancels->SetCancelHook(*client_key_, [weak, executor] {
-        asio::post(executor, [weak] {
-          auto self = weak.lock();
-          if (self && !self->held_id_.empty())
-            self->deps_.approvals->Withdraw(self->held_id_, "cancelled by the client");
-        });
-      });
+    if (cancel_requested_) {
+      // The client cancelled before the hold began: its answer (withdrawn) comes next.
+      cancel_requested_ = false;
+      deps_.approvals->Withdraw(held_id_, "cancelled by the client");
     }
     pg::Bytes notice;
     pg::AppendNoticeResponse(&notice, {.severity = "NOTICE",
@@ -137,12 +148,13 @@ void Session::OnApprovalOutcome(const approvals::Outcome& outcome) {
 }
 
 void Session::EndHold() {
+  cancel_requested_ = false;
+  if (client_key_) deps_.cancels->SetCancelHook(*client_key_, {});
   if (held_id_.empty()) return;
   held_id_.clear();
   ++hold_generation_;
   hold_timer_.cancel();
   deps_.metrics->held->Add(-1);
-  if (client_key_) deps_.cancels->SetCancelHook(*client_key_, {});
 }
 
 void Session::WatchClientDuringHold() {
