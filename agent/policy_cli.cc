@@ -177,7 +177,7 @@ int PolicyEvalMain(const std::vector<std::string>& args, std::istream& in, std::
     } else {
       policy.Classify(&input.principal);
     }
-    auto facts = analyzer.Analyze(input.sql);
+    auto facts = api::EvalFacts(input, &analyzer);
     policy::Decision d =
         policy.Evaluate(input.target, input.principal, *facts, std::chrono::system_clock::now());
     // Flushed per line so a caller can feed statements one at a time and read each answer.

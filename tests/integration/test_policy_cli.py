@@ -138,6 +138,23 @@ class PolicyCliTest(unittest.TestCase):
         self.assertEqual(out[4]['action'], 'approve')
         self.assertEqual(len(out[4]['statements']), 2)
 
+    def test_eval_with_parameter_values(self):
+        # A statement with parameters is judged at its worst, and with `params` as the relay
+        # judges a Bind or EXECUTE with those values; the normalized text stays the statement's.
+        sql = 'DELETE FROM orders WHERE id > $1'
+        lines = [json.dumps({'sql': sql})] + [
+            json.dumps({'sql': sql, 'params': p}) for p in (['995'], [-2147483648], [None])
+        ] + [json.dumps({'sql': 'SELECT * FROM orders LIMIT $1', 'params': [10]}),
+             json.dumps({'sql': 'DELETE FROM orders WHERE note LIKE $1', 'params': ['%']}),
+             json.dumps({'sql': sql, 'params': [{'no': 1}]})]
+        r, out = self.eval_lines(['--principal-kind', 'agent', '--env', 'prod'], lines)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual([o.get('action') for o in out],
+                         ['deny', 'allow', 'deny', 'deny', 'allow', 'deny', None])
+        self.assertEqual(out[1]['statements'][0]['normalized'], sql)
+        self.assertEqual(out[1]['limits']['max_rows']['value'], 100)
+        self.assertIn('"params" must be an array', out[6]['error'])
+
     def test_eval_with_files_classification_and_monitor(self):
         agents = self.write('agents.yaml',
                             'version: 1\nprincipals:\n  agents:\n    - db_user: ["svc_ai_*"]\n')

@@ -13,6 +13,7 @@
 #include "userspace/api/auth.h"
 #include "userspace/api/event_source.h"
 #include "userspace/api/query.h"
+#include "userspace/sql/analyzer.h"
 #include "userspace/approvals/service.h"
 
 namespace dbw::api {
@@ -88,10 +89,16 @@ struct EvalInput {
   policy::Target target;
   policy::Principal principal;
   std::optional<policy::PrincipalKind> kind;  // explicit; otherwise the policy classifies
+  // Values bound to $1, $2, ... (nullopt: NULL), as a Bind or EXECUTE would supply them.
+  std::optional<std::vector<std::optional<std::string>>> params;
 };
-// Parses {"sql":..., "env":..., "target":..., "principal":{...}, "id":...}; keys present override
-// what *in already holds (the CLI pre-fills them from its flags).
+// Parses {"sql":..., "env":..., "target":..., "principal":{...}, "params": [...], "id":...};
+// keys present override what *in already holds (the CLI pre-fills them from its flags).
 Status ParseEvalInput(std::string_view json, EvalInput* in);
+// The facts a dry run judges: of in.sql, or, with params, of its statement with the values in
+// place of its parameters — as the relay judges a Bind or EXECUTE of it — under the statement's
+// own normalized text. `analyzer` may be null (uncached).
+std::shared_ptr<const sql::QueryFacts> EvalFacts(const EvalInput& in, sql::Analyzer* analyzer);
 
 // One decision as `dbwarden policy eval` and POST /v1/policy/evaluate print it: action, rules,
 // reason, approval, monitor, principal_kind and each statement's facts (evaluate.cc).

@@ -2,12 +2,14 @@
 // shape of `dbwarden policy eval` (agent/policy_cli.cc). A dry run: nothing is audited or held.
 #include <simdjson.h>
 
+#include <array>
 #include <cinttypes>
 #include <cstdio>
 
 #include "userspace/api/api.h"
 #include "userspace/api/json_util.h"
 #include "userspace/sql/analyzer.h"
+#include "userspace/sql/params.h"
 
 namespace dbw::api {
 namespace {
@@ -100,13 +102,59 @@ Status ParseEvalInput(std::string_view body, EvalInput* in) {
       in->id = std::move(id);
     } else if (k == "principal") {
       DBW_RETURN_IF_ERROR(ParsePrincipal(field.value, in));
+    } else if (k == "params") {
+      simdjson::dom::array values;
+      if (field.value.get_array().get(values) != simdjson::SUCCESS)
+        return InvalidArgument("\"params\" must be an array of strings, numbers or nulls");
+      in->params.emplace();
+      for (simdjson::dom::element v : values) {
+        std::string_view text;
+        int64_t i = 0;
+        double d = 0;
+        if (v.is_null()) {
+          in->params->emplace_back(std::nullopt);
+        } else if (v.get_string().get(text) == simdjson::SUCCESS) {
+          in->params->emplace_back(std::string(text));
+        } else if (v.get_int64().get(i) == simdjson::SUCCESS) {
+          in->params->emplace_back(std::to_string(i));
+        } else if (v.get_double().get(d) == simdjson::SUCCESS) {
+          std::array<char, 32> buf{};
+          std::snprintf(buf.data(), buf.size(), "%.17g", d);
+          in->params->emplace_back(std::string(buf.data()));
+        } else {
+          return InvalidArgument("\"params\" must be an array of strings, numbers or nulls");
+        }
+      }
     } else {
       return InvalidArgument("unknown key \"" + std::string(k) +
-                             "\" (expected sql, env, target, principal, id)");
+                             "\" (expected sql, env, target, principal, params, id)");
     }
   }
   if (!have_sql) return InvalidArgument("missing \"sql\"");
   return Status::Ok();
+}
+
+std::shared_ptr<const sql::QueryFacts> EvalFacts(const EvalInput& in, sql::Analyzer* analyzer) {
+  auto analyze = [analyzer](std::string_view text) {
+    return analyzer != nullptr ? analyzer->Analyze(text) : sql::AnalyzeUncached(text);
+  };
+  std::shared_ptr<const sql::QueryFacts> facts = analyze(in.sql);
+  if (!in.params || facts->unparseable || facts->statements.size() != 1 || facts->max_param == 0)
+    return facts;
+  // Values are read as the relay reads a Bind's text values of unspecified type.
+  std::vector<std::string> values;
+  for (const auto& p : *in.params) values.push_back(p ? sql::BoundLiteral(*p, false) : "NULL");
+  std::optional<std::string> text = sql::SubstituteParams(in.sql, values);
+  if (!text) return facts;
+  std::shared_ptr<const sql::QueryFacts> bound = analyze(*text);
+  if (bound->unparseable || bound->statements.size() != 1) return facts;
+  auto out = std::make_shared<sql::QueryFacts>(*bound);
+  sql::StatementFacts& s = out->statements.front();
+  const sql::StatementFacts& prepared = facts->statements.front();
+  s.normalized = prepared.normalized;
+  s.fingerprint = prepared.fingerprint;
+  s.fingerprint_hex = prepared.fingerprint_hex;
+  return out;
 }
 
 namespace {
@@ -224,7 +272,7 @@ StatusOr<std::string> EvaluateJson(std::string_view body, const policy::Compiled
     policy.Classify(&in.principal);
   }
   // Uncached: worker threads share no analyzer, and a dry run is not a hot path.
-  auto facts = sql::AnalyzeUncached(in.sql);
+  auto facts = EvalFacts(in, nullptr);
   policy::Decision d =
       policy.Evaluate(in.target, in.principal, *facts, std::chrono::system_clock::now());
   return DecisionJson(d, in.principal.kind, *facts, in.id);
