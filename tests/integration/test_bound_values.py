@@ -205,6 +205,24 @@ class WireTest(Base):
         self.assertEqual(count(), 1000)
 
 
+class DryRunTest(unittest.TestCase):
+    def test_evaluate_with_values_over_http(self):
+        # POST /v1/policy/evaluate judges the statement with `params` as the relay judges a Bind.
+        def decide(params):
+            body = {'sql': DELETE, 'principal': {'kind': 'agent'}}
+            if params is not None:
+                body['params'] = params
+            status, _, reply = fx.api_request(relay.api_port, '/v1/policy/evaluate',
+                                              method='POST', body=json.dumps(body).encode())
+            self.assertEqual(status, 200, reply)
+            return json.loads(reply)
+        self.assertEqual(decide(None)['action'], 'deny')
+        ran = decide(['995'])
+        self.assertEqual(ran['action'], 'allow')
+        self.assertEqual(ran['statements'][0]['normalized'], DELETE)
+        self.assertEqual(decide([-2147483648])['action'], 'deny')
+
+
 class SqlPrepareTest(Base):
     def test_execute_judged_with_its_arguments(self):
         with closing(agent()) as conn:
