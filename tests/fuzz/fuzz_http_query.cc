@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "policy/policy.h"
+#include "userspace/api/api.h"
 #include "userspace/api/query.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -31,5 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (decoded.ok() && *dbw::api::PercentDecode(dbw::api::PercentEncode(*decoded)) != *decoded) {
     abort();
   }
+  // The body of POST /v1/policy/evaluate (sql, principal, params ...) through the default pack.
+  static auto policy = *dbw::policy::LoadPolicy({}, dbw::policy::Mode::kEnforce);
+  dbw::api::EvaluateJson(in, *policy).status().IgnoreError();
   return 0;
 }

@@ -138,6 +138,8 @@ StatusOr<std::string> PercentDecode(std::string_view in) {
       if (decoded == '\0') return InvalidArgument("percent-escape decodes to a NUL byte");
       out.push_back(decoded);
       i += 2;
+    } else if (c == '\0') {
+      return InvalidArgument("NUL byte at offset " + std::to_string(i));  // as %00 is refused
     } else {
       out.push_back(c);
     }
