@@ -92,11 +92,7 @@ std::span<const std::byte> Bytes(const std::string& s) {
 
 class BoundTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    gate_.OnParameterStatus("client_encoding", "UTF8");
-    gate_.OnParameterStatus("standard_conforming_strings", "on");
-    gate_.OnReadyForQuery('I');
-  }
+  void SetUp() override { testing::Start(&gate_); }
   // A Parse's statement as the relay defers it: with its text as `source`.
   sql::StatementFacts Parsed(const std::string& text) {
     auto facts = gate_.Facts(text);

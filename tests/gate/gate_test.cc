@@ -40,12 +40,7 @@ bool Unverifiable(const sql::QueryFacts& f) {
 
 class GateTest : public ::testing::Test {
  protected:
-  // The startup: the server reports its settings, then the first ReadyForQuery.
-  void SetUp() override {
-    gate_.OnParameterStatus("client_encoding", "UTF8");
-    gate_.OnParameterStatus("standard_conforming_strings", "on");
-    gate_.OnReadyForQuery('I');
-  }
+  void SetUp() override { testing::Start(&gate_); }
   // A Query forwarded and answered: the server ran `succeeded` of its statements.
   std::shared_ptr<const sql::QueryFacts> RunQuery(std::string_view sql, size_t succeeded = 99,
                                                   uint8_t tx = 'I') {

@@ -7,6 +7,7 @@
 
 #include "policy/loader.h"
 #include "policy/policy.h"
+#include "userspace/gate/statement_gate.h"
 
 namespace dbw::gate::testing {
 
@@ -28,6 +29,13 @@ inline policy::Principal Human() {
   policy::Principal p;
   p.db_user = p.subject = "alice";
   return p;
+}
+
+// The startup: the server reports its settings, then the first ReadyForQuery.
+inline void Start(StatementGate* gate) {
+  gate->OnParameterStatus("client_encoding", "UTF8");
+  gate->OnParameterStatus("standard_conforming_strings", "on");
+  gate->OnReadyForQuery('I');
 }
 
 inline const policy::Target kProd{"main", "prod"};

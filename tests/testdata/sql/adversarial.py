@@ -236,6 +236,19 @@ add('sql_text_runner', 'dynamic',
     "SELECT * FROM crosstab('SELECT user_id, status, total FROM orders') AS ct(u int, a numeric)",
     "SELECT query_to_xml('SELECT * FROM users', true, false, '')")
 
+# --- Prepared statements run by name: judged as what they run, with their arguments --------------
+# (DEALLOCATE ALL first: prepared statements outlive the oracle's rolled-back transactions.)
+add('execute_by_name', 'mass_write',
+    "DEALLOCATE ALL; PREPARE p(int) AS DELETE FROM users WHERE id > $1; EXECUTE p(-2147483648)",
+    "DEALLOCATE ALL; PREPARE p(int) AS DELETE FROM users WHERE id > $1; "
+    "EXPLAIN ANALYZE EXECUTE p(-2147483648)",
+    "DEALLOCATE ALL; PREPARE p(text) AS UPDATE users SET name = 'x' WHERE email LIKE $1; "
+    "EXECUTE p('%')")
+add('execute_arguments', 'privilege',
+    "DEALLOCATE ALL; PREPARE e(text) AS SELECT $1; EXECUTE e(set_config('role', 'app', false))",
+    "DEALLOCATE ALL; PREPARE e(text) AS SELECT $1; "
+    "EXPLAIN EXECUTE e(set_config('role', 'app', false))")
+
 # --- Grouped reads: one row per group ----------------------------------------------------------
 # The analysis cannot know how many groups a GROUP BY makes: these keep `unbounded_select` and
 # carry `grouped` with the columns they group by; the relay lifts the risk when the target's
@@ -433,7 +446,7 @@ def where_span(sql):
     if not m or sql.count('WHERE') != 1:
         return None
     end = len(sql)
-    for stop in (' RETURNING ', ' LIMIT ', ' ORDER BY ', ' GROUP BY '):
+    for stop in (' RETURNING ', ' LIMIT ', ' ORDER BY ', ' GROUP BY ', ';'):
         i = sql.find(stop, m.end())
         if i != -1:
             end = min(end, i)
