@@ -19,7 +19,7 @@ namespace {
 constexpr size_t kKeyBytes = 32;
 }
 
-StatusOr<masking::KeyedHash> LoadMaskingHash(const std::string& path) {
+StatusOr<masking::MaskingKey> LoadMaskingHash(const std::string& path) {
   std::string key(kKeyBytes, '\0');
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
@@ -41,14 +41,17 @@ StatusOr<masking::KeyedHash> LoadMaskingHash(const std::string& path) {
     if (n < 16) return InvalidArgument(path + ": the masking key must hold at least 16 bytes");
     key.resize(static_cast<size_t>(n));
   }
+  masking::MaskingKey out;
+  masking::HmacPadsHex(key, &out.inner_pad_hex, &out.outer_pad_hex);
   auto shared = std::make_shared<const std::string>(std::move(key));
-  return masking::KeyedHash([shared](std::string_view value) {
+  out.hmac = masking::KeyedHash([shared](std::string_view value) {
     std::array<uint8_t, 32> mac{};
     unsigned int len = 0;
     HMAC(EVP_sha256(), shared->data(), static_cast<int>(shared->size()),
          reinterpret_cast<const unsigned char*>(value.data()), value.size(), mac.data(), &len);
     return mac;
   });
+  return out;
 }
 
 }  // namespace dbw::agent

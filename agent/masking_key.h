@@ -9,7 +9,8 @@
 
 namespace dbw::agent {
 
-// Loads the key at `path` (creating it when absent) and returns HMAC-SHA256 under it.
-StatusOr<masking::KeyedHash> LoadMaskingHash(const std::string& path);
+// Loads the key at `path` (creating it when absent) and returns HMAC-SHA256 under it, with the
+// pads masking by reference computes the same HMAC with in SQL.
+StatusOr<masking::MaskingKey> LoadMaskingHash(const std::string& path);
 
 }  // namespace dbw::agent

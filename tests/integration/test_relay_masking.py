@@ -294,10 +294,15 @@ class MaskingTest(unittest.TestCase):
         self.assertEqual([e['masking']['withheld'] for e in prospects], [2, 0], prospects)
 
     def test_unreadable_catalog_fails_closed(self):
-        # Column values from tables are withheld; expressions still pass through detectors.
-        self.assertEqual(rows("SELECT name, email, 'x@example.com' FROM customers WHERE id = 1",
-                              target='shop-nocatalog'),
-                         [('[redacted]', '[redacted]', '****@example.com')])
+        # Without a catalog masked columns cannot be told apart: statements that read a relation
+        # or call a function are refused; what drivers send at connect still runs, and the
+        # detectors still mask expressions.
+        import psycopg2
+        with self.assertRaises(psycopg2.Error) as ctx:
+            rows("SELECT name, email FROM customers WHERE id = 1", target='shop-nocatalog')
+        self.assertIn('could not be read', str(ctx.exception))
+        self.assertEqual(rows("SELECT 'x@example.com'", target='shop-nocatalog'),
+                         [('****@example.com',)])
 
     def test_audit_counts_masking_without_values(self):
         rows("SELECT email, card FROM customers WHERE name = 'Alice'")
@@ -307,7 +312,8 @@ class MaskingTest(unittest.TestCase):
                     and 'card' in e.get('statement', {}).get('sql', ''))
         events = fx.wait_until(lambda: relay.events('statement', masked), 20, 'masked event')
         m = events[-1]['masking']
-        self.assertEqual(m['columns'].get('public.customers.email'), 1)
+        # Read through masking by reference: the statement ran rewritten, masked in SQL.
+        self.assertIn('public.customers.email', m['rewritten'])
         self.assertEqual(m['detectors'].get('payment_card'), 1)  # no column rule for "card"
         self.assertEqual(m['withheld'], 0)
         for e in relay.events():

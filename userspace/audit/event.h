@@ -86,6 +86,9 @@ struct MaskingInfo {
   std::vector<std::pair<std::string, uint64_t>> columns;    // "schema.table.column" or result name
   std::vector<std::pair<std::string, uint64_t>> detectors;  // detector name -> values it hit
   uint64_t withheld = 0;  // values withheld because masking could not be applied (fail closed)
+  // Masked columns the statement read through masking by reference ("schema.table.column",
+  // "schema.view.*" for an expanded view): it ran rewritten.
+  std::vector<std::string> rewritten;
 };
 
 struct ResultInfo {

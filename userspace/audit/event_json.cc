@@ -573,6 +573,12 @@ void AppendEventJson(const Event& e, std::string* out) {
     WriteCounts(w, "detectors", e.masking->detectors);
     w.Key("withheld");
     w.Number(e.masking->withheld);
+    if (!e.masking->rewritten.empty()) {
+      w.Key("rewritten");
+      w.StartArray();
+      for (const std::string& c : e.masking->rewritten) w.String(c);
+      w.EndArray();
+    }
     w.EndObject();
   }
   if (e.approval) {

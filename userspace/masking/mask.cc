@@ -114,6 +114,20 @@ bool AppendMasked(const MaskSpec& spec, std::string_view value, bool email, cons
 
 }  // namespace internal
 
+void HmacPadsHex(std::string_view key, std::string* inner, std::string* outer) {
+  inner->clear();
+  outer->clear();
+  if (key.size() > 64) return;
+  for (size_t i = 0; i < 64; ++i) {
+    const uint8_t k = i < key.size() ? static_cast<uint8_t>(key[i]) : 0;
+    for (auto [out, pad] : {std::pair{inner, uint8_t{0x36}}, std::pair{outer, uint8_t{0x5c}}}) {
+      const uint8_t b = k ^ pad;
+      out->push_back(kHex[b >> 4]);
+      out->push_back(kHex[b & 0xf]);
+    }
+  }
+}
+
 bool MaskValue(const MaskSpec& spec, std::string_view value, bool email, const KeyedHash& hmac,
                std::string* out) {
   return internal::AppendMasked(spec, value, email, hmac, out);

@@ -31,6 +31,16 @@ struct MaskSpec {
 // module); a null function makes kHash fall back to the redact marker (fail closed).
 using KeyedHash = std::function<std::array<uint8_t, 32>(std::string_view)>;
 
+// The masking key as the relay uses it: the HMAC function for result values, and the same HMAC
+// written in SQL for masking by reference (the key XOR ipad and XOR opad, 64 bytes each, hex).
+struct MaskingKey {
+  KeyedHash hmac;
+  std::string inner_pad_hex;
+  std::string outer_pad_hex;
+};
+// HMAC-SHA256's pads for a key of at most 64 bytes (longer keys: empty pads, no SQL hash).
+void HmacPadsHex(std::string_view key, std::string* inner, std::string* outer);
+
 // Appends the replacement of `value` to *out and returns true, or appends nothing and returns
 // false when the value becomes SQL NULL. `email` tells kPartial to keep the domain. Output lengths
 // never depend on the masked part's length: fixed marker, fixed fill, fixed-length hash.

@@ -27,25 +27,40 @@ constexpr std::chrono::seconds kLoadTimeout{10};
 constexpr size_t kMaxCatalogBytes = 256u << 20;
 
 // Every user relation's live columns (system ones, OID < 16384, are never masked by column),
-// with its kind and estimated row count; every function; and the planner's estimate of distinct
-// values per column (pg_stats, readable for the columns the login may read). Rows are tagged by
-// their first value.
+// with its kind, estimated row count and each column's base type; every function, with the
+// language and body of user-defined ones; the planner's estimate of distinct values per column
+// (pg_stats, readable for the columns the login may read); view definitions; inheritance. Rows
+// are tagged by their first value. The login pins search_path to pg_catalog, so no name here
+// (operators included) resolves to a user's object.
 constexpr std::string_view kCatalogQuery =
-    "SELECT 'r', c.oid, n.nspname, c.relname, a.attnum, a.attname, c.relkind, c.reltuples "
+    "SELECT 'r', c.oid, n.nspname, c.relname, a.attnum, a.attname, c.relkind, c.reltuples, "
+    "bn.nspname, b.typname, CASE WHEN b.oid IN (114, 3802) THEN 'J' ELSE b.typcategory END "
     "FROM pg_catalog.pg_attribute a "
     "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
+    "JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype "
+    "ELSE t.oid END "
+    "JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace "
     "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.oid >= 16384 "
     "AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S'); "
-    "SELECT 'f', p.oid, n.nspname, p.proname, p.provolatile, p.prosecdef, p.prokind "
+    "SELECT 'f', p.oid, n.nspname, p.proname, p.provolatile, p.prosecdef, p.prokind, l.lanname, "
+    "CASE WHEN p.oid < 16384 THEN '' WHEN p.prosqlbody IS NOT NULL "
+    "THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END, "
+    "EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::"
+    "pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e') "
     "FROM pg_catalog.pg_proc p "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace; "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+    "JOIN pg_catalog.pg_language l ON l.oid = p.prolang; "
     "SELECT 's', c.oid, a.attnum, s.n_distinct "
     "FROM pg_catalog.pg_stats s "
     "JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname "
     "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename "
     "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = s.attname "
-    "WHERE c.oid >= 16384 AND NOT s.inherited AND s.n_distinct IS NOT NULL";
+    "WHERE c.oid >= 16384 AND NOT s.inherited AND s.n_distinct IS NOT NULL; "
+    "SELECT 'v', c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c "
+    "WHERE c.oid >= 16384 AND c.relkind IN ('v', 'm'); "
+    "SELECT 'i', i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i";
 
 std::string Md5Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -127,7 +142,10 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     pg::StartupMessage m;
     m.protocol = pg::kProtocolV3;
     m.params = {
-        {"user", login_.user}, {"database", database_}, {"application_name", "dbwarden-catalog"}};
+        {"user", login_.user},
+        {"database", database_},
+        {"application_name", "dbwarden-catalog"},
+        {"search_path", "pg_catalog"}};
     out_.clear();
     pg::AppendStartupMessage(&out_, m);
     Write();
@@ -250,9 +268,11 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     // values[0] is the row's tag; the rest are the query's columns.
     std::span<const std::optional<std::span<const std::byte>>> v(row.values);
     std::string_view tag = v.empty() ? std::string_view() : Text(*v[0]);
-    if (tag == "r" && v.size() == 8) return AddColumn(v.subspan(1));
-    if (tag == "f" && v.size() == 7) return AddFunction(v.subspan(1));
+    if (tag == "r" && v.size() == 11) return AddColumn(v.subspan(1));
+    if (tag == "f" && v.size() == 10) return AddFunction(v.subspan(1));
     if (tag == "s" && v.size() == 4) return AddStatistics(v.subspan(1));
+    if (tag == "v" && v.size() == 3) return AddDefinition(v.subspan(1));
+    if (tag == "i" && v.size() == 3) return AddInheritance(v.subspan(1));
     return DataLoss("unexpected catalog row");
   }
 
@@ -279,8 +299,14 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
       rel.tuples = tuples;
       snapshot_->by_name[rel.name].push_back(oid);
     }
-    if (rel.columns.size() < static_cast<size_t>(attnum)) rel.columns.resize(attnum);
+    if (rel.columns.size() < static_cast<size_t>(attnum)) {
+      rel.columns.resize(attnum);
+      rel.types.resize(attnum);
+    }
     rel.columns[attnum - 1] = Text(*v[4]);
+    std::string_view category = Text(*v[9]);
+    rel.types[attnum - 1] = {std::string(Text(*v[7])), std::string(Text(*v[8])),
+                             category.empty() ? '\0' : category[0]};
     return Status::Ok();
   }
 
@@ -292,8 +318,10 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
       // Keyed in lower case: the analysis reports names folded, quoted ones included.
       std::string key(Text(*v[2]));
       for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      snapshot_->user_functions[key].push_back(
-          {std::string(Text(*v[1])), Text(*v[3]) == "v", Text(*v[4]) == "t"});
+      snapshot_->user_functions[key].push_back({std::string(Text(*v[1])), Text(*v[3]) == "v",
+                                                Text(*v[4]) == "t", std::string(Text(*v[2])),
+                                                std::string(Text(*v[6])), std::string(Text(*v[7])),
+                                                Text(*v[8]) == "t"});
     }
     return Status::Ok();
   }
@@ -312,6 +340,22 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     if (rel.n_distinct.size() < static_cast<size_t>(attnum))
       rel.n_distinct.resize(attnum, std::numeric_limits<double>::quiet_NaN());
     rel.n_distinct[attnum - 1] = n_distinct;
+    return Status::Ok();
+  }
+
+  Status AddDefinition(Values v) {
+    uint32_t oid = 0;
+    if (!Number(v[0], &oid)) return DataLoss("unexpected catalog row");
+    auto it = snapshot_->relations.find(oid);
+    if (it != snapshot_->relations.end()) it->second.definition = Text(*v[1]);
+    return Status::Ok();
+  }
+
+  Status AddInheritance(Values v) {
+    uint32_t child = 0, parent = 0;
+    if (!Number(v[0], &child) || !Number(v[1], &parent)) return DataLoss("unexpected catalog row");
+    auto it = snapshot_->relations.find(child);
+    if (it != snapshot_->relations.end()) it->second.parents.push_back(parent);
     return Status::Ok();
   }
 

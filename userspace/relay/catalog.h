@@ -22,10 +22,21 @@ namespace dbw::relay {
 
 struct TargetRuntime;
 
+// A column's type: its base type (a domain's underlying type) and pg_type.typcategory ('S'
+// strings, 'J' json and jsonb).
+struct ColumnType {
+  std::string schema;
+  std::string name;
+  char category = 0;
+};
+
 struct CatalogRelation {
   std::string schema;
   std::string name;
   std::vector<std::string> columns;  // [attnum - 1]; empty name for a dropped attribute
+  std::vector<ColumnType> types;     // [attnum - 1]
+  std::string definition;            // views and materialized views (pg_get_viewdef)
+  std::vector<uint32_t> parents;     // pg_inherits: tables this one inherits from or partitions
   char kind = 0;                     // pg_class.relkind
   double tuples = -1;                // pg_class.reltuples: estimated rows (-1: never analysed)
   // pg_stats.n_distinct by [attnum - 1]: distinct values (> 0), or minus their fraction of the
@@ -46,6 +57,10 @@ struct UserFunction {
   std::string schema;
   bool is_volatile = false;
   bool security_definer = false;
+  std::string name;      // pg_proc.proname as stored
+  std::string language;  // pg_language.lanname
+  std::string body;      // prosrc, or the SQL body of a BEGIN ATOMIC function
+  bool extension = false;  // a member of an extension
 };
 
 struct CatalogSnapshot {

@@ -24,6 +24,7 @@ class ResultMasking {
   // `profile` null: nothing is masked. Kept until the next call.
   void SetProfile(std::shared_ptr<const policy::MaskingProfile> profile, masking::KeyedHash hmac);
   bool active() const { return profile_ != nullptr; }
+  const std::shared_ptr<const policy::MaskingProfile>& profile() const { return profile_; }
   // Column rules need the catalog before results can be resolved.
   bool needs_catalog() const { return profile_ && profile_->has_column_rules(); }
   void SetCatalog(std::shared_ptr<const CatalogSnapshot> catalog) { catalog_ = std::move(catalog); }

@@ -17,7 +17,7 @@ namespace dbw::relay {
 
 RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                          identity::PeerResolver* resolver, const policy::PolicyStore* policy,
-                         masking::KeyedHash mask_hmac, approvals::ApprovalService* approvals)
+                         masking::MaskingKey mask_key, approvals::ApprovalService* approvals)
     : options_(std::move(options)),
       limiter_(ConnectionLimiter::Create(
           {options_.max_connections, options_.max_connections_per_source})) {
@@ -45,6 +45,11 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                    "Result rows, COPY lines and error texts that went through masking"),
       m.GetCounter("dbwarden_masking_withheld_total",
                    "Values withheld because masking could not be applied (fail closed)"),
+      m.GetCounter("dbwarden_masking_rewrites_total",
+                   "Statements sent rewritten so masked columns are read masked (masking by "
+                   "reference)"),
+      m.GetCounter("dbwarden_masking_refusals_total",
+                   "Statements refused because masking by reference cannot reach what they read"),
       m.GetCounter("dbwarden_masking_catalog_failures_total",
                    "Catalog loads for masking that failed (table columns then withheld)"),
       m.GetGauge("dbwarden_relay_statements_held",
@@ -86,7 +91,7 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                      "action=\"" + std::string(policy::ActionName(a)) + "\"");
   }
   deps_ = SessionDeps{sink,      resolver,  &cancels_, &options_,
-                      &metrics_, &targets_, policy,    std::move(mask_hmac),
+                      &metrics_, &targets_, policy,    std::move(mask_key),
                       approvals};
 }
 

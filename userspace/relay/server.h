@@ -55,6 +55,8 @@ struct RelayMetrics {
   Histogram* decision_latency;
   Counter* masked_messages;           // rows, copy lines and errors that went through masking
   Counter* masking_withheld;          // values withheld because masking could not be applied
+  Counter* masking_rewrites;          // statements sent rewritten (masking by reference)
+  Counter* masking_refusals;          // statements refused because masking cannot reach them
   Counter* masking_catalog_failures;  // catalog loads that failed (columns then withheld)
   Gauge* held;                        // statements waiting for approval right now
   Counter* startup_timeouts;          // connections that did not finish startup in time
@@ -94,17 +96,17 @@ struct SessionDeps {
   RelayMetrics* metrics;
   const std::vector<std::unique_ptr<TargetRuntime>>* targets;
   const policy::PolicyStore* policy;
-  masking::KeyedHash mask_hmac;  // HMAC-SHA256 under the masking key (masking `hash`)
+  masking::MaskingKey mask_key;  // the masking key (masking `hash`, in results and in SQL)
   // Approval requests for `approve` decisions; null: such statements are refused outright.
   approvals::ApprovalService* approvals = nullptr;
 };
 
 class RelayServer {
  public:
-  // `mask_hmac`: HMAC-SHA256 under the masking key, for the masking function `hash`.
+  // `mask_key`: the masking key, for the masking function `hash`.
   // `approvals`: where `approve` decisions become requests (null: they are refused).
   RelayServer(RelayOptions options, audit::EventSink* sink, identity::PeerResolver* resolver,
-              const policy::PolicyStore* policy, masking::KeyedHash mask_hmac = {},
+              const policy::PolicyStore* policy, masking::MaskingKey mask_key = {},
               approvals::ApprovalService* approvals = nullptr);
   ~RelayServer();
 

@@ -304,6 +304,18 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     }
     if (AwaitIdleForWrap(&note, frame.type)) return pg::MessageAction::kPause;
   }
+  // Masking by reference: the server gets the rewritten statement, and so does every later step
+  // (the protocol state, a runtime limit's wrapping).
+  const pg::Frame* forward = &frame;
+  if (const pg::Frame* rewritten = RewrittenFrame(message, note.get())) {
+    forward = rewritten;
+    if (!pg::ParseFrontend(*forward, &decoded_, reason)) return pg::MessageAction::kReject;
+  }
+  auto pass = [&] {
+    if (forward == &frame) return pg::MessageAction::kForward;
+    pg::AppendFrame(out, *forward);
+    return pg::MessageAction::kHandled;
+  };
   if (AwaitBatchForWrap(message)) return pg::MessageAction::kPause;
   if (!state_.OnFrontendMessage(message, MonotonicNs(), reason)) return pg::MessageAction::kReject;
   if (auth_proxy_ != AuthProxy::kOff) return OnClientPassword(frame, out, reason);
@@ -320,7 +332,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   if (frame.type == pg::fe::kExecute &&
       WrapWrite(message, frame, static_cast<const DecisionNote*>(state_.LastNote()), out))
     return pg::MessageAction::kHandled;
-  if (!note) return pg::MessageAction::kForward;
+  if (!note) return pass();
   bool enforced = note->enforced;
   const DecisionNote* annotated = note.get();
   if (state_.last_request_annotatable()) {
@@ -328,14 +340,14 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
   } else if (!enforced) {
     // The state machine expects the server to skip this message (after an extended-protocol
     // error): nothing of it runs, so there is nothing to wrap.
-    return pg::MessageAction::kForward;
+    return pass();
   }
   // A refused statement is replaced even when the server should skip it: should the relay's
   // view of the protocol ever be wrong, the server still runs nothing of it.
   if (!enforced) {
-    return frame.type == pg::fe::kQuery && WrapWrite(message, frame, annotated, out)
+    return frame.type == pg::fe::kQuery && WrapWrite(message, *forward, annotated, out)
                ? pg::MessageAction::kHandled
-               : pg::MessageAction::kForward;
+               : pass();
   }
   // The server answers this with a syntax error in the refused statement's place: its
   // ErrorResponse and ReadyForQuery (or, in the extended protocol, its skipping to Sync) come
@@ -570,6 +582,10 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
   r.bytes = x.bytes_out;
   e.result = std::move(r);
   e.masking = masking_.TakeSummary();  // also when the profile went away meanwhile
+  if (note != nullptr && !note->masked_references.empty() && !note->rewritten_sql.empty()) {
+    if (!e.masking) e.masking.emplace();
+    e.masking->rewritten = note->masked_references;
+  }
   if (e.masking && e.masking->withheld > 0)
     deps_.metrics->masking_withheld->Add(e.masking->withheld);
   if (e.statement->facts && (e.statement->facts->AllRisks() & sql::kRiskSchemaChange)) {

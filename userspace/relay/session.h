@@ -22,6 +22,7 @@
 #include "userspace/relay/scram.h"
 #include "userspace/relay/server.h"
 #include "userspace/relay/transport.h"
+#include "userspace/sql/mask_rewrite.h"
 
 namespace dbw::relay {
 
@@ -43,6 +44,10 @@ struct DecisionNote : pg::StatementNote {
   // when the prepared text is not known: such a Bind cannot be held for approval (refused).
   bool bind = false;
   std::string bound_sql;
+  // Masking by reference: the text sent in the statement's place, and the masked columns it
+  // reads (docs/relay.md#masking-by-reference). Empty: sent as the client wrote it.
+  std::string rewritten_sql;
+  std::vector<std::string> masked_references;
 };
 
 class Session : public std::enable_shared_from_this<Session>,
@@ -156,6 +161,12 @@ class Session : public std::enable_shared_from_this<Session>,
   // not masking does.
   bool AwaitCatalog(bool need_functions = false);
   void OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status);
+  // Masking by reference: a Query's or Parse's text rewritten so masked columns are read masked
+  // (note->rewritten_sql), or the statement refused (note->enforced) when rewriting cannot
+  // reach what it reads.
+  void MaskReferences(const pg::FrontendMessage& message, DecisionNote* note);
+  // The message to forward in place of `frame` when its statement runs rewritten; null else.
+  const pg::Frame* RewrittenFrame(const pg::FrontendMessage& message, const DecisionNote* note);
   // Masks a backend message into *out when masking applies to it; *handled says whether it did.
   bool MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason, bool* handled);
 
@@ -226,6 +237,12 @@ class Session : public std::enable_shared_from_this<Session>,
   gate::StatementGate gate_;
   pg::FrontendMessage decoded_;  // the client message being handled (capacity reused)
   std::shared_ptr<const CatalogSnapshot> catalog_;  // the last snapshot loaded (functions)
+  // Masking by reference, for the catalog and profile it was built from.
+  std::unique_ptr<sql::mask::Rewriter> rewriter_;
+  const CatalogSnapshot* rewriter_catalog_ = nullptr;
+  const policy::MaskingProfile* rewriter_profile_ = nullptr;
+  pg::Bytes rewritten_bytes_;  // the rewritten message being forwarded
+  pg::Frame rewritten_frame_;
   bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
   asio::steady_timer startup_timer_;   // relay.authentication_timeout
   std::unique_ptr<ConnectionLimiter::Lease> lease_;  // connection limits; idle until ready

@@ -85,6 +85,7 @@ std::shared_ptr<DecisionNote> Session::Decide(const pg::FrontendMessage& message
     if (parse) source = gate_.ServerText(message.parse.sql).value_or(std::string());
     return std::string_view(source);
   });
+  MaskReferences(message, note.get());
   if (note->deferred && parse) {
     // Every Bind of it is judged with its values.
     auto facts = std::make_shared<sql::QueryFacts>(*note->facts);

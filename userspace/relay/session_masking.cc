@@ -1,7 +1,11 @@
 // Session: result masking glue — the profile for the session's principal, the catalog the
 // column rules need (loaded before a statement runs, the client pump paused meanwhile), and
 // the backend messages masking rewrites.
+#include <algorithm>
+
 #include "userspace/common/logging.h"
+#include "userspace/protocol/postgres/encoder.h"
+#include "userspace/protocol/postgres/parse.h"
 #include "userspace/relay/session.h"
 
 namespace dbw::relay {
@@ -9,6 +13,100 @@ namespace dbw::relay {
 namespace {
 // Masked rows are buffered whole; a larger row streams and so cannot be masked.
 constexpr size_t kMaskedRowLimit = 64u << 20;
+
+namespace mask = sql::mask;
+
+mask::ColumnMask ToColumnMask(const masking::MaskSpec& spec) {
+  mask::MaskFunction f = mask::MaskFunction::kRedact;
+  switch (spec.function) {
+    case masking::Function::kRedact:
+      f = mask::MaskFunction::kRedact;
+      break;
+    case masking::Function::kPartial:
+      f = mask::MaskFunction::kPartial;
+      break;
+    case masking::Function::kHash:
+      f = mask::MaskFunction::kHash;
+      break;
+    case masking::Function::kNull:
+      f = mask::MaskFunction::kNull;
+      break;
+  }
+  return {f, spec.keep_last, spec.rule_id};
+}
+
+std::string QuotedIdent(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+// What the rewriter needs of the catalog, with the profile's column rules applied. A column
+// rule on a table also covers the tables it is inherited by (partitions, children) and those it
+// inherits from, column by name: rows of one are read through the other.
+std::shared_ptr<const mask::Catalog> BuildMaskCatalog(const CatalogSnapshot& snap,
+                                                      const policy::MaskingProfile& profile) {
+  // Relations related by inheritance, both ways, transitively.
+  std::unordered_map<uint32_t, std::vector<uint32_t>> related;
+  for (const auto& [oid, rel] : snap.relations)
+    for (uint32_t parent : rel.parents) {
+      related[oid].push_back(parent);
+      related[parent].push_back(oid);
+    }
+  auto own_mask = [&](const CatalogRelation& rel,
+                      const std::string& column) -> std::optional<mask::ColumnMask> {
+    const masking::MaskSpec* spec = profile.ForColumn(rel.schema, rel.name, column);
+    if (spec == nullptr) return std::nullopt;
+    return ToColumnMask(*spec);
+  };
+  auto catalog = std::make_shared<mask::Catalog>();
+  for (const auto& [oid, rel] : snap.relations) {
+    if (rel.kind == 'S') continue;  // sequences
+    mask::Relation r;
+    r.schema = rel.schema;
+    r.name = rel.name;
+    r.kind = rel.kind;
+    r.definition = rel.definition;
+    std::vector<uint32_t> family;
+    if (auto it = related.find(oid); it != related.end()) {
+      std::vector<uint32_t> todo = it->second;
+      while (!todo.empty()) {
+        uint32_t o = todo.back();
+        todo.pop_back();
+        if (o == oid || std::find(family.begin(), family.end(), o) != family.end()) continue;
+        family.push_back(o);
+        if (auto more = related.find(o); more != related.end())
+          todo.insert(todo.end(), more->second.begin(), more->second.end());
+      }
+    }
+    for (size_t i = 0; i < rel.columns.size(); ++i) {
+      if (rel.columns[i].empty()) continue;  // dropped
+      mask::Column c;
+      c.name = rel.columns[i];
+      const ColumnType& t = i < rel.types.size() ? rel.types[i] : ColumnType{};
+      c.type = t.name.empty() ? "pg_catalog.text" : QuotedIdent(t.schema) + "." + QuotedIdent(t.name);
+      c.value_class = t.category == 'S'   ? mask::ValueClass::kText
+                      : t.category == 'J' ? mask::ValueClass::kJson
+                                          : mask::ValueClass::kOther;
+      c.mask = own_mask(rel, c.name);
+      for (uint32_t o : family) {
+        if (c.mask) break;
+        auto other = snap.relations.find(o);
+        if (other != snap.relations.end()) c.mask = own_mask(other->second, c.name);
+      }
+      r.columns.push_back(std::move(c));
+    }
+    catalog->AddRelation(std::move(r));
+  }
+  for (const auto& [key, functions] : snap.user_functions)
+    for (const UserFunction& f : functions)
+      catalog->AddRoutine({f.schema, f.name, f.language, f.body, f.extension});
+  return catalog;
+}
+
 }  // namespace
 
 void Session::UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>& policy) {
@@ -19,7 +117,7 @@ void Session::UpdateMasking(const std::shared_ptr<const policy::CompiledPolicy>&
   // Under one policy a session never unmasks itself by renaming (application_name): only a
   // policy change can lift masking from a session that had it.
   if (!profile && was_active && masked_policy_ == policy) return;
-  masking_.SetProfile(std::move(profile), deps_.mask_hmac);
+  masking_.SetProfile(std::move(profile), deps_.mask_key.hmac);
   masked_policy_ = policy;
   masked_app_ = state_.application_name();
   if (masking_.active() != was_active)
@@ -65,6 +163,92 @@ void Session::OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const S
   pause_ = Pause::kCatalogReady;
   catalog_checked_ = true;
   if (!upstream_->writing) ResumeClient();
+}
+
+void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* note) {
+  if (!masking_.needs_catalog() || note->enforced) return;
+  if (message.type != pg::fe::kQuery && message.type != pg::fe::kParse) return;
+  const std::string_view sql = message.type == pg::fe::kQuery ? message.query.sql
+                                                              : message.parse.sql;
+  auto refuse = [&](const std::string& reason, const std::string& rule) {
+    policy::Decision d;
+    d.action = policy::Action::kDeny;
+    if (!rule.empty()) d.rules.push_back(rule);
+    d.reason = "masking: " + reason;
+    d.sqlstate = "42501";
+    note->decision = std::move(d);
+    note->enforced = true;
+    note->deferred = false;
+    deps_.metrics->masking_refusals->Add();
+    deps_.metrics->decisions[static_cast<int>(policy::Action::kDeny)]->Add();
+  };
+  const policy::MaskingProfile* profile = masking_.profile().get();
+  if (!catalog_) {
+    // Nothing tells masked columns apart: only statements that read no relation and call no
+    // function run (SET, BEGIN, SHOW, SELECT 1 — what drivers send at connect).
+    bool reads = note->facts == nullptr || note->facts->unparseable;
+    if (note->facts)
+      for (const sql::StatementFacts& st : note->facts->statements)
+        for (const sql::StatementFacts* s = &st; s != nullptr; s = s->prepared.get())
+          reads = reads || !s->tables_read.empty() || !s->tables_written.empty() ||
+                  !s->functions.empty() || s->command == sql::Command::kCopy ||
+                  s->command == sql::Command::kDo;
+    if (reads)
+      refuse("the catalog of target " + target_->options.name +
+                 " could not be read, so masked columns cannot be told apart",
+             {});
+    return;
+  }
+  if (!rewriter_ || rewriter_catalog_ != catalog_.get() || rewriter_profile_ != profile) {
+    rewriter_ = std::make_unique<mask::Rewriter>(
+        BuildMaskCatalog(*catalog_, *profile),
+        mask::Options{deps_.mask_key.inner_pad_hex, deps_.mask_key.outer_pad_hex});
+    rewriter_catalog_ = catalog_.get();
+    rewriter_profile_ = profile;
+  }
+  std::optional<std::string> text = gate_.ServerText(sql);
+  if (!text) {
+    refuse("the statement cannot be read as the server will read it", {});
+    return;
+  }
+  mask::Result r = rewriter_->Rewrite(*text);
+  if (r.outcome == mask::Result::Outcome::kRewritten &&
+      (*text != sql || !gate_.CanBindValues())) {
+    // The rewritten text is UTF-8 with standard strings: the session must read it so.
+    refuse("a statement that reads masked columns must be sent as UTF-8 (or ASCII) text with "
+           "standard_conforming_strings on",
+           {});
+    return;
+  }
+  if (r.outcome == mask::Result::Outcome::kRefused) {
+    refuse(r.reason, r.rule_id);
+    return;
+  }
+  note->masked_references = std::move(r.masked_columns);
+  if (r.outcome == mask::Result::Outcome::kRewritten) {
+    note->rewritten_sql = std::move(r.sql);
+    deps_.metrics->masking_rewrites->Add();
+  }
+}
+
+const pg::Frame* Session::RewrittenFrame(const pg::FrontendMessage& message,
+                                         const DecisionNote* note) {
+  if (note == nullptr || note->rewritten_sql.empty() || note->enforced) return nullptr;
+  rewritten_bytes_.clear();
+  if (message.type == pg::fe::kQuery) {
+    pg::AppendQuery(&rewritten_bytes_, note->rewritten_sql);
+  } else if (message.type == pg::fe::kParse) {
+    pg::AppendParse(&rewritten_bytes_, message.parse.name, note->rewritten_sql,
+                    message.parse.param_types);
+  } else {
+    return nullptr;
+  }
+  std::span<const std::byte> in(rewritten_bytes_);
+  std::string error;
+  if (pg::ParseFrame(pg::Direction::kFrontend, false, &in, &rewritten_frame_, &error) !=
+      pg::ParseState::kOk)
+    return nullptr;
+  return &rewritten_frame_;
 }
 
 bool Session::MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason,

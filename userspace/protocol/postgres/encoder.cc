@@ -185,11 +185,13 @@ void AppendQuery(Bytes* out, std::string_view sql) {
   w.CString(sql);
 }
 
-void AppendParse(Bytes* out, std::string_view name, std::string_view sql) {
+void AppendParse(Bytes* out, std::string_view name, std::string_view sql,
+                 std::span<const uint32_t> param_types) {
   MessageWriter w(out, fe::kParse);
   w.CString(name);
   w.CString(sql);
-  w.U16(0);
+  w.U16(static_cast<uint16_t>(param_types.size()));
+  for (uint32_t t : param_types) w.U32(t);
 }
 
 void AppendFunctionCall(Bytes* out, uint32_t function_oid) {

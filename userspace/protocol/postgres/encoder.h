@@ -42,7 +42,9 @@ void AppendStartupMessage(Bytes* out, const StartupMessage& message);
 void AppendSslRequest(Bytes* out);
 void AppendCancelRequest(Bytes* out, const CancelRequest& cancel);
 void AppendQuery(Bytes* out, std::string_view sql);
-void AppendParse(Bytes* out, std::string_view name, std::string_view sql);
+// `param_types`: the declared parameter type OIDs (0: unspecified); at most 65535.
+void AppendParse(Bytes* out, std::string_view name, std::string_view sql,
+                 std::span<const uint32_t> param_types = {});
 // A FunctionCall without arguments (the relay's stand-in for a refused one uses OID 0).
 void AppendFunctionCall(Bytes* out, uint32_t function_oid);
 void AppendTerminate(Bytes* out);

@@ -1,0 +1,1265 @@
+// Masking by reference (mask_rewrite.h): parse to libpg_query's protobuf tree, replace what
+// reads masked columns, deparse. The walk is generic (protobuf reflection over every node), with
+// scopes where SQL has them: WITH names, FROM items, and the target of a data-modifying
+// statement.
+#include "userspace/sql/mask_rewrite.h"
+
+#include <pg_query.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <map>
+#include <unordered_set>
+
+#include "pg_query.pb.h"
+
+namespace dbw::sql::mask {
+namespace {
+
+namespace pb = google::protobuf;
+using pg_query::Node;
+
+// Views of views of views...: beyond this the statement is refused rather than expanded.
+constexpr int kMaxViewDepth = 16;
+
+// System columns a statement may read through a wrapped table (they hold no user data): the
+// wrapper carries those the statement's text mentions, so `SELECT xmin, ...` still works.
+constexpr std::array<std::string_view, 6> kSystemColumns = {"ctid", "xmin", "xmax",
+                                                            "cmin", "cmax", "tableoid"};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Quote(std::string_view ident) {
+  std::string out = "\"";
+  for (char c : ident) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+
+std::string_view StringOf(const Node& n) {
+  return n.node_case() == Node::kString ? std::string_view(n.string().sval()) : std::string_view();
+}
+
+std::string QualifiedName(const Relation& r) { return r.schema + "." + r.name; }
+
+const std::string& RuleOf(const Relation& r) {
+  static const std::string kNone;
+  for (const Column& c : r.columns)
+    if (c.mask) return c.mask->rule_id;
+  return kNone;
+}
+
+// ---- masking expressions (only pg_catalog functions, schema-qualified: a session cannot
+// redefine them through its search_path; no operators, whose resolution it could steer) ----
+
+// The masked text of `x`, an expression of type pg_catalog.text; empty when it cannot be built.
+std::string TextMask(const ColumnMask& m, const std::string& x, const Options& o, bool* keyed) {
+  switch (m.function) {
+    case MaskFunction::kRedact:
+      return "'[redacted]'";
+    case MaskFunction::kNull:
+      return "NULL";
+    case MaskFunction::kPartial: {
+      const int k = std::clamp(m.keep_last, 0, 64);
+      std::string email = "pg_catalog.int4gt(pg_catalog.strpos(" + x + ", '@'), 1)";
+      std::string domain = "pg_catalog.concat('****', pg_catalog.\"right\"(" + x +
+                           ", pg_catalog.strpos(pg_catalog.reverse(" + x + "), '@')))";
+      std::string out = "CASE WHEN " + email + " THEN " + domain;
+      if (k > 0)
+        out += " WHEN pg_catalog.int4ge(pg_catalog.char_length(" + x + "), " +
+               std::to_string(2 * k) + ") THEN pg_catalog.concat('****', pg_catalog.\"right\"(" +
+               x + ", " + std::to_string(k) + "))";
+      return out + " ELSE '****' END";
+    }
+    case MaskFunction::kHash: {
+      // Without a key, as the result layer: the marker (fail closed).
+      if (o.hash_inner_pad_hex.empty() || o.hash_outer_pad_hex.empty()) return "'[redacted]'";
+      *keyed = true;
+      // HMAC-SHA256(key, convert_to(x, 'UTF8')) = sha256((key^opad) || sha256((key^ipad) || m)),
+      // the first 12 bytes in hex after "h:", as the result layer's hash.
+      return "pg_catalog.concat('h:', pg_catalog.substr(pg_catalog.encode(pg_catalog.sha256("
+             "pg_catalog.byteacat(pg_catalog.decode('" +
+             o.hash_outer_pad_hex +
+             "', 'hex'), pg_catalog.sha256(pg_catalog.byteacat(pg_catalog.decode('" +
+             o.hash_inner_pad_hex + "', 'hex'), pg_catalog.convert_to(" + x +
+             ", 'UTF8'))))), 'hex'), 1, 24))";
+    }
+  }
+  return {};
+}
+
+// The masking expression for column `c` read as `ref` (a quoted, maybe qualified, reference).
+std::string ColumnExpr(const Column& c, const std::string& ref, const Options& o, bool* keyed) {
+  const ColumnMask& m = *c.mask;
+  if (c.value_class == ValueClass::kOther || m.function == MaskFunction::kNull)
+    return "CAST(NULL AS " + c.type + ")";
+  std::string text = TextMask(m, "CAST(" + ref + " AS pg_catalog.text)", o, keyed);
+  if (text.empty()) return {};
+  if (c.value_class == ValueClass::kJson)
+    text = "pg_catalog.to_json(CAST(" + text + " AS pg_catalog.text))";
+  return "CASE WHEN " + ref + " IS NULL THEN NULL ELSE CAST(" + text + " AS " + c.type + ") END";
+}
+
+// ---- tree helpers ----
+
+// Parses `SELECT <text>` (or a whole statement) into a tree; false on a parse error.
+bool ParseTree(const std::string& text, pg_query::ParseResult* out, std::string* error) {
+  PgQueryProtobufParseResult r = pg_query_parse_protobuf(text.c_str());
+  bool ok = r.error == nullptr;
+  if (!ok) {
+    *error = r.error->message != nullptr ? r.error->message : "parse error";
+  } else if (!out->ParseFromArray(r.parse_tree.data, static_cast<int>(r.parse_tree.len))) {
+    ok = false;
+    *error = "the parse tree could not be read";
+  }
+  pg_query_free_protobuf_parse_result(r);
+  return ok;
+}
+
+const pg_query::SelectStmt* FirstSelect(const pg_query::ParseResult& tree) {
+  if (tree.stmts_size() != 1 || !tree.stmts(0).stmt().has_select_stmt()) return nullptr;
+  return &tree.stmts(0).stmt().select_stmt();
+}
+
+bool IsStar(const Node& n) { return n.node_case() == Node::kAStar; }
+
+}  // namespace
+
+// ---- refused builtins ----
+
+bool IsRefusedFunction(std::string_view raw) {
+  static const std::unordered_set<std::string> kNames = {
+      // SQL given as text, or whole tables and schemas, read by the server itself
+      "query_to_xml", "query_to_xml_and_xmlschema", "table_to_xml", "table_to_xml_and_xmlschema",
+      "schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml",
+      "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
+      // statement text (the rewritten text holds the hash key's pads) and other sessions' text
+      "current_query", "pg_stat_get_activity", "pg_stat_get_backend_activity",
+      "pg_stat_statements",
+      // table data read raw: files, pages, WAL
+      "pg_read_file", "pg_read_binary_file", "lo_import", "get_raw_page", "heap_page_items",
+      "heap_page_item_attrs", "tuple_data_split", "bt_page_items", "brin_page_items",
+      "gin_leafpage_items", "gist_page_items", "pg_logical_slot_get_changes",
+      "pg_logical_slot_peek_changes", "pg_logical_slot_get_binary_changes",
+      "pg_logical_slot_peek_binary_changes", "pg_mcv_list_items"};
+  std::string name = Lower(raw);
+  return kNames.count(name) != 0 || name.rfind("dblink", 0) == 0;
+}
+
+bool IsRefusedRelation(std::string_view raw) {
+  static const std::unordered_set<std::string> kNames = {
+      "pg_stats",         "pg_stats_ext",          "pg_stats_ext_exprs", "pg_statistic",
+      "pg_statistic_ext_data", "pg_stat_activity", "pg_stat_statements", "pg_prepared_statements",
+      "pg_cursors"};
+  return kNames.count(Lower(raw)) != 0;
+}
+
+// ---- catalog ----
+
+void Catalog::AddRelation(Relation relation) {
+  for (const Column& c : relation.columns) relation.masked = relation.masked || c.mask.has_value();
+  any_masked_ = any_masked_ || relation.masked;
+  relations_by_name_.emplace(relation.name, relations_.size());
+  relations_.push_back(std::move(relation));
+}
+
+void Catalog::AddRoutine(Routine routine) {
+  routines_by_name_.emplace(routine.name, routines_.size());
+  routines_.push_back(std::move(routine));
+}
+
+std::vector<const Relation*> Catalog::FindRelations(std::string_view schema,
+                                                    std::string_view name) const {
+  std::vector<const Relation*> out;
+  auto [b, e] = relations_by_name_.equal_range(std::string(name));
+  for (auto it = b; it != e; ++it)
+    if (schema.empty() || relations_[it->second].schema == schema)
+      out.push_back(&relations_[it->second]);
+  return out;
+}
+
+std::vector<const Routine*> Catalog::FindRoutines(std::string_view schema,
+                                                  std::string_view name) const {
+  std::vector<const Routine*> out;
+  auto [b, e] = routines_by_name_.equal_range(std::string(name));
+  for (auto it = b; it != e; ++it)
+    if (schema.empty() || routines_[it->second].schema == schema)
+      out.push_back(&routines_[it->second]);
+  return out;
+}
+
+// ---- what a rewriter remembers ----
+
+struct Verdict {
+  enum State : uint8_t { kUnknown, kInProgress, kClear, kMasked, kRefused } state = kUnknown;
+  std::string reason;
+  std::string rule_id;
+};
+
+struct Rewriter::Memo {
+  // Views: expanded definition (kMasked), or plain (kClear), or refused.
+  std::unordered_map<const Relation*, std::pair<Verdict, Node>> views;
+  // Materialized views over masked tables: a relation with every column masked.
+  std::unordered_map<const Relation*, std::unique_ptr<Relation>> matviews;
+  std::unordered_map<const Routine*, Verdict> routines;
+  // Relations merged from same-named candidates in several schemas.
+  std::vector<std::unique_ptr<Relation>> merged;
+  // Parsed masking expressions and wrapper SELECTs, by text.
+  std::unordered_map<std::string, Node> expressions;
+  // By relation and the system columns it carries (a bit per kSystemColumns entry).
+  std::map<std::pair<const Relation*, unsigned>, pg_query::SelectStmt> wrappers;
+  // Lower-case names whose mention in a function body or DO block reads masked values.
+  bool words_ready = false;
+  std::vector<std::pair<std::string, std::string>> masked_words;  // name, rule
+};
+
+namespace {
+
+class Walker {
+ public:
+  // `system_columns`: bits of kSystemColumns the statement mentions.
+  Walker(const Catalog& catalog, const Options& options, Rewriter::Memo& memo, int depth,
+         unsigned system_columns = 0)
+      : catalog_(catalog),
+        options_(options),
+        memo_(memo),
+        depth_(depth),
+        system_columns_(system_columns) {}
+
+  void Statement(Node* stmt);
+  bool refused() const { return !reason_.empty(); }
+  const std::string& reason() const { return reason_; }
+  const std::string& rule_id() const { return rule_; }
+  bool changed() const { return changed_; }
+  bool keyed() const { return keyed_; }
+  // The rule of the first masked column the statement reads.
+  const std::string& first_rule() const { return first_rule_; }
+  std::vector<std::string>& masked_columns() { return masked_columns_; }
+  // A view's definition rewritten in place.
+  void Definition(pg_query::SelectStmt* s) { Select(s); }
+
+ private:
+  struct ScopeItem {
+    std::string refname;
+    std::string schema;  // a wrapped table named without alias: schema.table.column refs
+    bool wrapped_unaliased = false;
+    bool columns_known = false;
+    std::vector<std::string> columns;
+  };
+  struct Scope {
+    std::vector<ScopeItem> items;
+  };
+  struct Target {
+    const Relation* rel;
+    std::string refname;
+    std::string schema;  // as written, when unaliased
+    bool aliased;
+    size_t level;  // index of the statement's scope
+  };
+
+  void Refuse(std::string reason, std::string rule = {}) {
+    if (reason_.empty()) {
+      reason_ = std::move(reason);
+      rule_ = std::move(rule);
+    }
+  }
+
+  // Generic walk: every message field; Nodes are dispatched by kind.
+  void Visit(pb::Message* m);
+  // Every message field of `m` but those numbered in `skip`.
+  void Fields(pb::Message* m, const std::vector<int>& skip = {});
+  void VisitNode(Node* n);
+  void Select(pg_query::SelectStmt* s);
+  void With(pg_query::WithClause* w);
+  // `level`: the scope (an index: nested statements grow scopes_) its names go to.
+  void FromItem(Node* item, size_t level);
+  void Dml(Node* n);
+  void Copy(Node* n);
+  void ColumnRef(Node* n);
+  void Call(const pb::RepeatedPtrField<Node>& funcname);
+  void Do(const pg_query::DoStmt& d);
+  void ScanUtility(pb::Message* m, std::string_view what);
+
+  // Resolution. Null when `rv` names no known relation (or a WITH name). May refuse.
+  const Relation* Resolve(const pg_query::RangeVar& rv, bool for_write);
+  bool IsCte(const pg_query::RangeVar& rv) const {
+    return rv.schemaname().empty() &&
+           std::find(ctes_.begin(), ctes_.end(), rv.relname()) != ctes_.end();
+  }
+  const Verdict& ViewVerdict(const Relation* view);
+  const Relation* MatviewMask(const Relation* view, const std::string& rule);
+  const Verdict& RoutineVerdict(const Routine* r);
+  Verdict BodyVerdict(std::string_view language, std::string_view body, const Routine* self);
+  void PrepareWords();
+
+  // Builders. False (refused) when an expression cannot be built.
+  bool ExprNode(const std::string& text, Node* out);
+  bool Wrapper(const Relation* rel, pg_query::SelectStmt* out);
+  bool MaskedRef(const Relation* rel, size_t column, const std::string& qualifier, Node* out);
+  bool WholeRow(const Relation* rel, const std::string& qualifier, Node* out);
+  void NoteColumns(const Relation* rel);
+  ScopeItem ItemOf(const Node& item) const;
+
+  const Catalog& catalog_;
+  const Options& options_;
+  Rewriter::Memo& memo_;
+  int depth_;
+  unsigned system_columns_;
+  std::vector<std::string> ctes_;
+  std::vector<Scope> scopes_;
+  std::vector<Target> targets_;
+  std::string reason_, rule_, first_rule_;
+  bool changed_ = false;
+  bool keyed_ = false;
+  std::vector<std::string> masked_columns_;
+};
+
+void Walker::Visit(pb::Message* m) {
+  if (refused()) return;
+  if (m->GetDescriptor() == Node::descriptor()) {
+    VisitNode(static_cast<Node*>(m));
+  } else if (m->GetDescriptor() == pg_query::SelectStmt::descriptor()) {
+    Select(static_cast<pg_query::SelectStmt*>(m));
+  } else {
+    Fields(m);
+  }
+}
+
+void Walker::Fields(pb::Message* m, const std::vector<int>& skip) {
+  if (refused()) return;
+  const pb::Reflection* r = m->GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  r->ListFields(*m, &fields);
+  for (const pb::FieldDescriptor* f : fields) {
+    if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (std::find(skip.begin(), skip.end(), f->number()) != skip.end()) continue;
+    if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(*m, f); ++i) Visit(r->MutableRepeatedMessage(m, f, i));
+    } else {
+      Visit(r->MutableMessage(m, f));
+    }
+  }
+}
+
+void Walker::VisitNode(Node* n) {
+  switch (n->node_case()) {
+    case Node::kSelectStmt:
+      Select(n->mutable_select_stmt());
+      return;
+    case Node::kInsertStmt:
+    case Node::kUpdateStmt:
+    case Node::kDeleteStmt:
+    case Node::kMergeStmt:
+      Dml(n);
+      return;
+    case Node::kColumnRef:
+      ColumnRef(n);
+      return;
+    case Node::kFuncCall:
+      Call(n->func_call().funcname());
+      Fields(n->mutable_func_call());
+      return;
+    case Node::kRangeVar:
+      // Outside a FROM clause (a utility statement's object): nothing is read through it here.
+      if (IsRefusedRelation(n->range_var().relname()))
+        Refuse("reads " + n->range_var().relname() +
+               ", which holds column values or statement text that masking cannot reach");
+      return;
+    default:
+      Fields(n);
+      return;
+  }
+}
+
+void Walker::Statement(Node* stmt) {
+  switch (stmt->node_case()) {
+    case Node::kSelectStmt:
+    case Node::kInsertStmt:
+    case Node::kUpdateStmt:
+    case Node::kDeleteStmt:
+    case Node::kMergeStmt:
+      VisitNode(stmt);
+      return;
+    case Node::kCopyStmt:
+      Copy(stmt);
+      return;
+    case Node::kExplainStmt:
+      VisitNode(stmt->mutable_explain_stmt()->mutable_query());
+      // A plan prints the masking expressions, the hash key's pads among them.
+      if (keyed_)
+        Refuse("EXPLAIN of a statement that reads a column masked with a keyed hash would print "
+               "the key");
+      return;
+    case Node::kCreateTableAsStmt: {
+      auto* c = stmt->mutable_create_table_as_stmt();
+      VisitNode(c->mutable_query());
+      if (keyed_ && c->objtype() == pg_query::OBJECT_MATVIEW)
+        Refuse("a materialized view's definition would hold the masking hash key");
+      return;
+    }
+    case Node::kDeclareCursorStmt:
+      VisitNode(stmt->mutable_declare_cursor_stmt()->mutable_query());
+      return;
+    case Node::kPrepareStmt:
+      VisitNode(stmt->mutable_prepare_stmt()->mutable_query());
+      return;
+    case Node::kExecuteStmt:
+    case Node::kCallStmt:
+    case Node::kVariableSetStmt:
+      Fields(stmt);
+      return;
+    case Node::kDoStmt:
+      Do(stmt->do_stmt());
+      return;
+    case Node::kCreateTrigStmt:
+      Call(stmt->create_trig_stmt().funcname());
+      ScanUtility(stmt, "a trigger on");
+      return;
+    case Node::kAlterTableStmt:
+      ScanUtility(stmt, "ALTER TABLE of");
+      return;
+    case Node::kIndexStmt:
+      ScanUtility(stmt, "an index on");
+      return;
+    case Node::kRuleStmt:
+      ScanUtility(stmt, "a rule that involves");
+      return;
+    case Node::kCreatePolicyStmt:
+    case Node::kAlterPolicyStmt:
+      ScanUtility(stmt, "a row security policy on");
+      return;
+    case Node::kCreateStatsStmt:
+      ScanUtility(stmt, "extended statistics on");
+      return;
+    default:
+      // Other utility statements read no rows (CREATE VIEW and CREATE FUNCTION store text that
+      // is judged when it is read or called).
+      return;
+  }
+}
+
+void Walker::With(pg_query::WithClause* w) {
+  if (w->recursive())
+    for (const Node& c : w->ctes()) ctes_.push_back(c.common_table_expr().ctename());
+  for (Node& c : *w->mutable_ctes()) {
+    auto* cte = c.mutable_common_table_expr();
+    VisitNode(cte->mutable_ctequery());
+    if (!w->recursive()) ctes_.push_back(cte->ctename());
+  }
+}
+
+void Walker::Select(pg_query::SelectStmt* s) {
+  if (refused()) return;
+  const size_t cte_mark = ctes_.size();
+  if (s->has_with_clause()) With(s->mutable_with_clause());
+  if (s->op() != pg_query::SETOP_NONE && s->op() != pg_query::SET_OPERATION_UNDEFINED) {
+    if (s->has_larg()) Select(s->mutable_larg());
+    if (s->has_rarg()) Select(s->mutable_rarg());
+  }
+  scopes_.emplace_back();
+  for (Node& item : *s->mutable_from_clause()) {
+    FromItem(&item, scopes_.size() - 1);
+    if (refused()) break;
+  }
+  // with_clause = 16, from_clause = 4, larg = 19, rarg = 20
+  Fields(s, {16, 4, 19, 20});
+  scopes_.pop_back();
+  ctes_.resize(cte_mark);
+}
+
+Walker::ScopeItem Walker::ItemOf(const Node& item) const {
+  ScopeItem it;
+  auto alias_columns = [&](const pg_query::Alias& a) {
+    if (a.colnames_size() == 0) return;
+    // Renamed columns: the rest keep their names, which are not known here.
+    it.columns_known = false;
+  };
+  switch (item.node_case()) {
+    case Node::kRangeVar: {
+      const auto& rv = item.range_var();
+      it.refname = rv.has_alias() ? rv.alias().aliasname() : rv.relname();
+      if (IsCte(rv)) break;
+      auto rels = catalog_.FindRelations(rv.schemaname(), rv.relname());
+      if (rels.empty()) break;
+      it.columns_known = true;
+      for (const Relation* r : rels)
+        for (const Column& c : r->columns) it.columns.push_back(c.name);
+      if (rv.has_alias()) alias_columns(rv.alias());
+      break;
+    }
+    case Node::kRangeSubselect:
+      it.refname = item.range_subselect().has_alias() ? item.range_subselect().alias().aliasname()
+                                                      : std::string();
+      break;
+    case Node::kRangeFunction:
+      it.refname = item.range_function().has_alias()
+                       ? item.range_function().alias().aliasname()
+                       : std::string();
+      break;
+    default:
+      break;
+  }
+  return it;
+}
+
+void Walker::FromItem(Node* item, size_t level) {
+  if (refused()) return;
+  switch (item->node_case()) {
+    case Node::kJoinExpr: {
+      auto* j = item->mutable_join_expr();
+      FromItem(j->mutable_larg(), level);
+      FromItem(j->mutable_rarg(), level);
+      if (j->has_quals()) VisitNode(j->mutable_quals());
+      return;
+    }
+    case Node::kRangeTableSample: {
+      auto* ts = item->mutable_range_table_sample();
+      for (Node& a : *ts->mutable_args()) VisitNode(&a);
+      if (ts->has_repeatable()) VisitNode(ts->mutable_repeatable());
+      if (!ts->relation().has_range_var()) return;
+      const auto& rv = ts->relation().range_var();
+      const Relation* rel = Resolve(rv, false);
+      ScopeItem si = ItemOf(ts->relation());
+      if (rel == nullptr || !rel->masked) {
+        scopes_[level].items.push_back(std::move(si));
+        return;
+      }
+      // The sample stays inside the wrapper, on the table itself.
+      Node sample = *item;
+      sample.mutable_range_table_sample()->mutable_relation()->mutable_range_var()->clear_alias();
+      pg_query::SelectStmt wrapper;
+      if (!Wrapper(rel, &wrapper)) return;
+      *wrapper.mutable_from_clause(0) = std::move(sample);
+      Node replaced;
+      auto* sub = replaced.mutable_range_subselect();
+      *sub->mutable_subquery()->mutable_select_stmt() = std::move(wrapper);
+      if (rv.has_alias()) {
+        *sub->mutable_alias() = rv.alias();
+      } else {
+        sub->mutable_alias()->set_aliasname(rv.relname());
+        si.wrapped_unaliased = true;
+        si.schema = rv.schemaname();
+      }
+      *item = std::move(replaced);
+      changed_ = true;
+      NoteColumns(rel);
+      scopes_[level].items.push_back(std::move(si));
+      return;
+    }
+    case Node::kRangeVar: {
+      const pg_query::RangeVar rv = item->range_var();
+      ScopeItem si = ItemOf(*item);
+      const Relation* rel = Resolve(rv, false);
+      if (refused()) return;
+      if (rel != nullptr && rel->kind == 'v') {
+        const Verdict& v = ViewVerdict(rel);
+        if (v.state == Verdict::kRefused) return Refuse(v.reason, v.rule_id);
+        if (v.state == Verdict::kMasked) {
+          Node replaced;
+          auto* sub = replaced.mutable_range_subselect();
+          *sub->mutable_subquery() = memo_.views.at(rel).second;
+          auto* alias = sub->mutable_alias();
+          if (rv.has_alias()) {
+            *alias = rv.alias();
+          } else {
+            alias->set_aliasname(rv.relname());
+            si.wrapped_unaliased = true;
+            si.schema = rv.schemaname();
+          }
+          // The view's column names, unless the statement renamed them.
+          if (alias->colnames_size() == 0)
+            for (const Column& c : rel->columns)
+              alias->add_colnames()->mutable_string()->set_sval(c.name);
+          *item = std::move(replaced);
+          changed_ = true;
+          masked_columns_.push_back(QualifiedName(*rel) + ".*");
+        }
+        scopes_[level].items.push_back(std::move(si));
+        return;
+      }
+      if (rel == nullptr || !rel->masked) {
+        scopes_[level].items.push_back(std::move(si));
+        return;
+      }
+      pg_query::SelectStmt wrapper;
+      if (!Wrapper(rel, &wrapper)) return;
+      Node inner = *item;
+      inner.mutable_range_var()->clear_alias();
+      *wrapper.mutable_from_clause(0) = std::move(inner);
+      Node replaced;
+      auto* sub = replaced.mutable_range_subselect();
+      *sub->mutable_subquery()->mutable_select_stmt() = std::move(wrapper);
+      if (rv.has_alias()) {
+        *sub->mutable_alias() = rv.alias();
+      } else {
+        sub->mutable_alias()->set_aliasname(rv.relname());
+        si.wrapped_unaliased = true;
+        si.schema = rv.schemaname();
+      }
+      *item = std::move(replaced);
+      changed_ = true;
+      NoteColumns(rel);
+      scopes_[level].items.push_back(std::move(si));
+      return;
+    }
+    default: {
+      // Subqueries, functions, XMLTABLE: their insides are walked (a LATERAL one sees the
+      // items before it).
+      ScopeItem si = ItemOf(*item);
+      Fields(item);
+      scopes_[level].items.push_back(std::move(si));
+      return;
+    }
+  }
+}
+
+const Relation* Walker::Resolve(const pg_query::RangeVar& rv, bool for_write) {
+  if (IsRefusedRelation(rv.relname())) {
+    Refuse("reads " + rv.relname() +
+           ", which holds column values or statement text that masking cannot reach");
+    return nullptr;
+  }
+  if (IsCte(rv)) return nullptr;
+  std::vector<const Relation*> rels = catalog_.FindRelations(rv.schemaname(), rv.relname());
+  if (rels.empty()) return nullptr;
+  // Materialized views over masked tables hold masked values' sources: every column masked.
+  for (const Relation*& r : rels) {
+    if (r->kind != 'm' || r->masked) continue;
+    const Verdict& v = ViewVerdict(r);
+    if (v.state == Verdict::kRefused) {
+      Refuse(v.reason, v.rule_id);
+      return nullptr;
+    }
+    if (v.state == Verdict::kMasked) r = MatviewMask(r, v.rule_id);
+  }
+  if (rels.size() == 1) return rels.front();
+  // An unqualified name found in several schemas: the session's search_path picks one. When
+  // they differ in masking, they must have one shape, and every mask applies.
+  bool any = false;
+  for (const Relation* r : rels) {
+    any = any || r->masked;
+    if (r->kind == 'v' && ViewVerdict(r).state != Verdict::kClear) any = true;
+  }
+  if (!any) return rels.front();
+  const Relation* first = rels.front();
+  for (const Relation* r : rels) {
+    bool same = r->kind != 'v' && r->columns.size() == first->columns.size();
+    for (size_t i = 0; same && i < r->columns.size(); ++i)
+      same = r->columns[i].name == first->columns[i].name &&
+             r->columns[i].type == first->columns[i].type;
+    if (!same) {
+      Refuse("\"" + rv.relname() +
+                 "\" names relations in several schemas, some with masked columns; qualify it "
+                 "with its schema",
+             RuleOf(*first));
+      return nullptr;
+    }
+  }
+  auto merged = std::make_unique<Relation>(*first);
+  for (const Relation* r : rels)
+    for (size_t i = 0; i < r->columns.size(); ++i)
+      if (!merged->columns[i].mask && r->columns[i].mask)
+        merged->columns[i].mask = r->columns[i].mask;
+  merged->masked = true;
+  memo_.merged.push_back(std::move(merged));
+  (void)for_write;
+  return memo_.merged.back().get();
+}
+
+const Verdict& Walker::ViewVerdict(const Relation* view) {
+  auto& entry = memo_.views[view];
+  Verdict& v = entry.first;
+  if (v.state == Verdict::kInProgress) {
+    v.state = Verdict::kRefused;
+    v.reason = "view " + QualifiedName(*view) + " is defined through itself";
+    return v;
+  }
+  if (v.state != Verdict::kUnknown) return v;
+  if (view->definition.empty()) {
+    v.state = Verdict::kClear;
+    return v;
+  }
+  if (depth_ >= kMaxViewDepth) {
+    v.state = Verdict::kRefused;
+    v.reason = "views nested too deep to expand for masking";
+    return v;
+  }
+  v.state = Verdict::kInProgress;
+  pg_query::ParseResult tree;
+  std::string error;
+  const pg_query::SelectStmt* def = nullptr;
+  if (ParseTree(view->definition, &tree, &error)) def = FirstSelect(tree);
+  if (def == nullptr) {
+    Verdict& again = memo_.views[view].first;
+    again.state = Verdict::kRefused;
+    again.reason = "the definition of view " + QualifiedName(*view) + " cannot be analysed";
+    return again;
+  }
+  pg_query::SelectStmt rewritten = *def;
+  Walker inner(catalog_, options_, memo_, depth_ + 1);
+  inner.Definition(&rewritten);
+  keyed_ = keyed_ || inner.keyed();
+  auto& done = memo_.views[view];  // the map may have grown meanwhile
+  if (inner.refused()) {
+    done.first.state = Verdict::kRefused;
+    done.first.reason = "view " + QualifiedName(*view) + ": " + inner.reason();
+    done.first.rule_id = inner.rule_id();
+  } else if (inner.changed()) {
+    done.first.state = Verdict::kMasked;
+    done.first.rule_id = inner.first_rule();
+    if (first_rule_.empty()) first_rule_ = inner.first_rule();
+    *done.second.mutable_select_stmt() = std::move(rewritten);
+  } else {
+    done.first.state = Verdict::kClear;
+  }
+  return done.first;
+}
+
+const Relation* Walker::MatviewMask(const Relation* view, const std::string& rule) {
+  auto& slot = memo_.matviews[view];
+  if (!slot) {
+    slot = std::make_unique<Relation>(*view);
+    for (Column& c : slot->columns) c.mask = ColumnMask{MaskFunction::kRedact, 4, rule};
+    slot->masked = true;
+  }
+  return slot.get();
+}
+
+void Walker::PrepareWords() {
+  if (memo_.words_ready) return;
+  memo_.words_ready = true;
+  for (const Relation& r : catalog_.relations()) {
+    if (r.masked) {
+      memo_.masked_words.emplace_back(Lower(r.name), RuleOf(r));
+    } else if (r.kind == 'v' || r.kind == 'm') {
+      const Verdict& v = ViewVerdict(&r);
+      if (v.state != Verdict::kClear) memo_.masked_words.emplace_back(Lower(r.name), v.rule_id);
+    }
+  }
+}
+
+Verdict Walker::BodyVerdict(std::string_view language, std::string_view body,
+                            const Routine* self) {
+  Verdict v;
+  v.state = Verdict::kRefused;
+  const std::string lang = Lower(language);
+  if (lang != "sql" && lang != "plpgsql") {
+    v.reason = "is written in " + std::string(language) + ", which masking cannot see into";
+    return v;
+  }
+  const std::string text = Lower(body);
+  if (text.find("execute") != std::string::npos) {
+    v.reason = "runs SQL built at run time (EXECUTE), which masking cannot rewrite";
+    return v;
+  }
+  if (text.find("u&") != std::string::npos) {
+    v.reason = "names objects with Unicode escapes, which masking cannot check";
+    return v;
+  }
+  PrepareWords();
+  for (const auto& [word, rule] : memo_.masked_words)
+    if (text.find(word) != std::string::npos) {
+      v.reason = "reads " + word + ", which has masked columns";
+      v.rule_id = rule;
+      return v;
+    }
+  for (const Routine& other : catalog_.routines()) {
+    if (&other == self || other.extension) continue;
+    if (text.find(Lower(other.name)) == std::string::npos) continue;
+    const Verdict& ov = RoutineVerdict(&other);
+    if (ov.state == Verdict::kRefused) {
+      v.reason = "calls " + other.schema + "." + other.name + ", which " + ov.reason;
+      v.rule_id = ov.rule_id;
+      return v;
+    }
+  }
+  // Builtins that read behind rewriting's back, named anywhere in the body.
+  static constexpr std::array<std::string_view, 12> kWords = {
+      "query_to_xml", "table_to_xml", "schema_to_xml", "database_to_xml", "ts_stat", "ts_rewrite",
+      "current_query", "pg_stat", "pg_read", "dblink", "pg_cursors", "pg_prepared_statements"};
+  for (std::string_view w : kWords)
+    if (text.find(w) != std::string::npos) {
+      v.reason = "calls " + std::string(w) + ", which masking cannot reach";
+      return v;
+    }
+  v.state = Verdict::kClear;
+  return v;
+}
+
+const Verdict& Walker::RoutineVerdict(const Routine* r) {
+  Verdict& v = memo_.routines[r];
+  if (v.state == Verdict::kInProgress) {
+    // A cycle: judged by its other members' bodies.
+    static const Verdict kClearVerdict{Verdict::kClear, {}, {}};
+    return kClearVerdict;
+  }
+  if (v.state != Verdict::kUnknown) return v;
+  if (r->extension && (r->language == "c" || r->language == "internal")) {
+    v.state = Verdict::kClear;
+    return v;
+  }
+  v.state = Verdict::kInProgress;
+  Verdict computed = BodyVerdict(r->language, r->body, r);
+  Verdict& slot = memo_.routines[r];
+  slot = std::move(computed);
+  return slot;
+}
+
+void Walker::Call(const pb::RepeatedPtrField<Node>& funcname) {
+  if (refused() || funcname.empty()) return;
+  std::string_view name = StringOf(funcname.Get(funcname.size() - 1));
+  std::string_view schema = funcname.size() >= 2 ? StringOf(funcname.Get(funcname.size() - 2))
+                                                 : std::string_view();
+  if (IsRefusedFunction(name)) {
+    Refuse("calls " + std::string(name) +
+           ", which reads values behind masking's back (SQL given as text, statistics, statement "
+           "text or raw data)");
+    return;
+  }
+  for (const Routine* r : catalog_.FindRoutines(schema, name)) {
+    const Verdict& v = RoutineVerdict(r);
+    if (v.state == Verdict::kRefused) {
+      Refuse("calls " + r->schema + "." + r->name + ", which " + v.reason, v.rule_id);
+      return;
+    }
+  }
+}
+
+void Walker::Do(const pg_query::DoStmt& d) {
+  std::string language = "plpgsql", body;
+  for (const Node& a : d.args()) {
+    if (!a.has_def_elem()) continue;
+    const auto& e = a.def_elem();
+    if (e.defname() == "as") body = std::string(StringOf(e.arg()));
+    if (e.defname() == "language") language = std::string(StringOf(e.arg()));
+  }
+  Verdict v = BodyVerdict(language, body, nullptr);
+  if (v.state == Verdict::kRefused) Refuse("a DO block that " + v.reason, v.rule_id);
+}
+
+void Walker::ScanUtility(pb::Message* m, std::string_view what) {
+  if (refused()) return;
+  if (m->GetDescriptor() == pg_query::RangeVar::descriptor()) {
+    const auto& rv = *static_cast<pg_query::RangeVar*>(m);
+    for (const Relation* r : catalog_.FindRelations(rv.schemaname(), rv.relname())) {
+      bool masked = r->masked;
+      if (!masked && (r->kind == 'v' || r->kind == 'm'))
+        masked = ViewVerdict(r).state != Verdict::kClear;
+      if (masked) {
+        Refuse(std::string(what) + " " + QualifiedName(*r) +
+                   ", which has masked columns: its values could surface in errors, generated "
+                   "columns or stored definitions",
+               RuleOf(*r));
+        return;
+      }
+    }
+    return;
+  }
+  const pb::Reflection* r = m->GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  r->ListFields(*m, &fields);
+  for (const pb::FieldDescriptor* f : fields) {
+    if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (f->is_repeated()) {
+      for (int i = 0; i < r->FieldSize(*m, f); ++i)
+        ScanUtility(r->MutableRepeatedMessage(m, f, i), what);
+    } else {
+      ScanUtility(r->MutableMessage(m, f), what);
+    }
+  }
+  if (m->GetDescriptor() == Node::descriptor() &&
+      static_cast<Node*>(m)->node_case() == Node::kFuncCall)
+    Call(static_cast<Node*>(m)->func_call().funcname());
+}
+
+void Walker::Dml(Node* n) {
+  if (refused()) return;
+  const size_t cte_mark = ctes_.size();
+  const size_t target_mark = targets_.size();
+  pg_query::RangeVar* relation = nullptr;
+  pg_query::WithClause* with = nullptr;
+  switch (n->node_case()) {
+    case Node::kInsertStmt:
+      relation = n->mutable_insert_stmt()->mutable_relation();
+      if (n->insert_stmt().has_with_clause()) with = n->mutable_insert_stmt()->mutable_with_clause();
+      break;
+    case Node::kUpdateStmt:
+      relation = n->mutable_update_stmt()->mutable_relation();
+      if (n->update_stmt().has_with_clause()) with = n->mutable_update_stmt()->mutable_with_clause();
+      break;
+    case Node::kDeleteStmt:
+      relation = n->mutable_delete_stmt()->mutable_relation();
+      if (n->delete_stmt().has_with_clause()) with = n->mutable_delete_stmt()->mutable_with_clause();
+      break;
+    default:
+      relation = n->mutable_merge_stmt()->mutable_relation();
+      if (n->merge_stmt().has_with_clause()) with = n->mutable_merge_stmt()->mutable_with_clause();
+      break;
+  }
+  if (with != nullptr) With(with);
+  scopes_.emplace_back();
+  const size_t level = scopes_.size() - 1;
+  // What the statement reads besides its target.
+  if (n->has_insert_stmt() && n->insert_stmt().has_select_stmt())
+    VisitNode(n->mutable_insert_stmt()->mutable_select_stmt());
+  if (n->has_update_stmt())
+    for (Node& item : *n->mutable_update_stmt()->mutable_from_clause())
+      FromItem(&item, level);
+  if (n->has_delete_stmt())
+    for (Node& item : *n->mutable_delete_stmt()->mutable_using_clause())
+      FromItem(&item, level);
+  if (n->has_merge_stmt()) FromItem(n->mutable_merge_stmt()->mutable_source_relation(), level);
+  const Relation* rel = refused() ? nullptr : Resolve(*relation, true);
+  if (rel != nullptr && rel->kind == 'v' && ViewVerdict(rel).state != Verdict::kClear) {
+    const Verdict& v = ViewVerdict(rel);
+    Refuse(v.state == Verdict::kRefused
+               ? v.reason
+               : "writes through view " + QualifiedName(*rel) + ", which reads masked columns",
+           v.rule_id);
+  }
+  if (rel != nullptr && rel->masked && rel->kind != 'v') {
+    const bool aliased = relation->has_alias();
+    targets_.push_back({rel, aliased ? relation->alias().aliasname() : relation->relname(),
+                        relation->schemaname(), aliased, level});
+    NoteColumns(rel);
+  }
+  auto expand_returning = [&](pb::RepeatedPtrField<Node>* list) {
+    if (targets_.size() == target_mark) return;  // the target has no masked column
+    const Target& t = targets_.back();
+    pb::RepeatedPtrField<Node> out;
+    for (Node& item : *list) {
+      const auto& rt = item.res_target();
+      const Node& val = rt.val();
+      bool star = val.has_column_ref() && !val.column_ref().fields().empty() &&
+                  IsStar(val.column_ref().fields(val.column_ref().fields_size() - 1));
+      bool all = star && val.column_ref().fields_size() == 1;
+      bool own = star && val.column_ref().fields_size() == 2 &&
+                 StringOf(val.column_ref().fields(0)) == t.refname;
+      if (!all && !own) {
+        *out.Add() = std::move(item);
+        continue;
+      }
+      // * and target.*: the target's columns one by one, masked ones masked; with `*` the FROM
+      // items' columns follow (they are masked where they are read).
+      std::string list_text;
+      for (size_t i = 0; i < t.rel->columns.size(); ++i) {
+        const Column& c = t.rel->columns[i];
+        list_text += list_text.empty() ? "" : ", ";
+        list_text += Quote(t.refname) + "." + Quote(c.name);
+      }
+      pg_query::ParseResult tree;
+      std::string error;
+      const pg_query::SelectStmt* s = nullptr;
+      if (ParseTree("SELECT " + list_text, &tree, &error)) s = FirstSelect(tree);
+      if (s == nullptr) return Refuse("RETURNING could not be rewritten for masking");
+      for (const Node& e : s->target_list()) *out.Add() = e;
+      if (all)
+        for (const ScopeItem& si : scopes_[level].items) {
+          if (si.refname.empty()) return Refuse("RETURNING * over an unnamed join");
+          Node* e = out.Add();
+          auto* cr = e->mutable_res_target()->mutable_val()->mutable_column_ref();
+          cr->add_fields()->mutable_string()->set_sval(si.refname);
+          cr->add_fields()->mutable_a_star();
+        }
+    }
+    *list = std::move(out);
+  };
+  switch (n->node_case()) {
+    case Node::kInsertStmt: {
+      auto* s = n->mutable_insert_stmt();
+      expand_returning(s->mutable_returning_list());
+      if (s->has_on_conflict_clause()) {
+        auto* oc = s->mutable_on_conflict_clause();
+        for (Node& e : *oc->mutable_target_list()) Visit(&e);
+        if (oc->has_where_clause()) VisitNode(oc->mutable_where_clause());
+      }
+      for (Node& e : *s->mutable_returning_list()) Visit(&e);
+      break;
+    }
+    case Node::kUpdateStmt: {
+      auto* s = n->mutable_update_stmt();
+      expand_returning(s->mutable_returning_list());
+      for (Node& e : *s->mutable_target_list()) Visit(&e);
+      if (s->has_where_clause()) VisitNode(s->mutable_where_clause());
+      for (Node& e : *s->mutable_returning_list()) Visit(&e);
+      break;
+    }
+    case Node::kDeleteStmt: {
+      auto* s = n->mutable_delete_stmt();
+      expand_returning(s->mutable_returning_list());
+      if (s->has_where_clause()) VisitNode(s->mutable_where_clause());
+      for (Node& e : *s->mutable_returning_list()) Visit(&e);
+      break;
+    }
+    default: {
+      auto* s = n->mutable_merge_stmt();
+      if (s->has_join_condition()) VisitNode(s->mutable_join_condition());
+      for (Node& e : *s->mutable_merge_when_clauses()) Visit(&e);
+      break;
+    }
+  }
+  targets_.resize(target_mark);
+  scopes_.pop_back();
+  ctes_.resize(cte_mark);
+}
+
+void Walker::Copy(Node* n) {
+  auto* c = n->mutable_copy_stmt();
+  if (c->has_query()) {
+    VisitNode(c->mutable_query());
+    return;
+  }
+  if (c->is_from() || !c->has_relation()) return;  // writes read nothing
+  const Relation* rel = Resolve(c->relation(), false);
+  if (refused() || rel == nullptr || !rel->masked) return;
+  // COPY table [(columns)] TO ...: COPY (SELECT columns FROM table) TO ..., the table then
+  // wrapped as any read is. The output keeps its columns, order and options.
+  Node query;
+  auto* s = query.mutable_select_stmt();
+  s->set_op(pg_query::SETOP_NONE);
+  s->set_limit_option(pg_query::LIMIT_OPTION_DEFAULT);
+  if (c->attlist_size() == 0) {
+    s->add_target_list()->mutable_res_target()->mutable_val()->mutable_column_ref()->add_fields()->mutable_a_star();
+  } else {
+    for (const Node& a : c->attlist())
+      s->add_target_list()->mutable_res_target()->mutable_val()->mutable_column_ref()->add_fields()->mutable_string()->set_sval(std::string(StringOf(a)));
+  }
+  auto* from = s->add_from_clause()->mutable_range_var();
+  *from = c->relation();
+  c->clear_relation();
+  c->clear_attlist();
+  *c->mutable_query() = std::move(query);
+  changed_ = true;
+  VisitNode(c->mutable_query());
+}
+
+void Walker::ColumnRef(Node* n) {
+  auto* cr = n->mutable_column_ref();
+  const int size = cr->fields_size();
+  // schema.table.column of a table that is now a subquery named after the table: table.column.
+  if (size >= 3 && !IsStar(cr->fields(size - 1))) {
+    std::string_view schema = StringOf(cr->fields(size - 3));
+    std::string_view table = StringOf(cr->fields(size - 2));
+    for (auto s = scopes_.rbegin(); s != scopes_.rend(); ++s) {
+      bool found = false;
+      for (const ScopeItem& it : s->items)
+        if (it.wrapped_unaliased && it.refname == table && (it.schema.empty() || it.schema == schema))
+          found = true;
+      if (found) {
+        cr->mutable_fields()->DeleteSubrange(0, size - 2);
+        break;
+      }
+    }
+  }
+  if (targets_.empty()) return;
+  const int fields = cr->fields_size();
+  // Which target this names, if any: the innermost one not hidden by a FROM item in between.
+  auto shadowed = [&](const Target& t, std::string_view refname, std::string_view column) {
+    for (size_t l = t.level + 1; l < scopes_.size(); ++l)
+      for (const ScopeItem& it : scopes_[l].items) {
+        if (!refname.empty() && it.refname == refname) return true;
+        if (refname.empty() && it.columns_known &&
+            std::find(it.columns.begin(), it.columns.end(), column) != it.columns.end())
+          return true;
+      }
+    return false;
+  };
+  for (auto t = targets_.rbegin(); t != targets_.rend(); ++t) {
+    std::string_view qualifier, column;
+    if (fields == 1 && !IsStar(cr->fields(0))) {
+      column = StringOf(cr->fields(0));
+    } else if (fields == 2) {
+      qualifier = StringOf(cr->fields(0));
+      if (qualifier != t->refname) continue;
+      if (IsStar(cr->fields(1))) {
+        if (shadowed(*t, qualifier, {})) return;
+        Node replaced;
+        if (WholeRow(t->rel, t->refname, &replaced)) *n = std::move(replaced);
+        return;
+      }
+      column = StringOf(cr->fields(1));
+    } else if (fields == 3 && !t->aliased) {
+      if (StringOf(cr->fields(1)) != t->refname || (!t->schema.empty() && StringOf(cr->fields(0)) != t->schema))
+        continue;
+      qualifier = t->refname;
+      column = StringOf(cr->fields(2));
+    } else {
+      continue;
+    }
+    if (shadowed(*t, qualifier, column)) return;
+    size_t i = 0;
+    while (i < t->rel->columns.size() && t->rel->columns[i].name != column) ++i;
+    if (i == t->rel->columns.size()) {
+      // An unqualified name that is the target's own name: the whole row.
+      if (qualifier.empty() && column == t->refname) {
+        Node replaced;
+        if (WholeRow(t->rel, t->refname, &replaced)) *n = std::move(replaced);
+        return;
+      }
+      if (!qualifier.empty()) return;  // not a column (an error the server reports)
+      continue;                        // an outer target's, or another item's
+    }
+    if (!t->rel->columns[i].mask) return;
+    Node replaced;
+    if (MaskedRef(t->rel, i, Quote(t->refname) + ".", &replaced)) *n = std::move(replaced);
+    return;
+  }
+}
+
+bool Walker::ExprNode(const std::string& text, Node* out) {
+  auto it = memo_.expressions.find(text);
+  if (it == memo_.expressions.end()) {
+    pg_query::ParseResult tree;
+    std::string error;
+    const pg_query::SelectStmt* s = nullptr;
+    if (ParseTree("SELECT " + text, &tree, &error)) s = FirstSelect(tree);
+    if (s == nullptr || s->target_list_size() != 1) {
+      Refuse("a masking expression could not be built");
+      return false;
+    }
+    it = memo_.expressions.emplace(text, s->target_list(0).res_target().val()).first;
+  }
+  *out = it->second;
+  changed_ = true;
+  return true;
+}
+
+bool Walker::MaskedRef(const Relation* rel, size_t column, const std::string& qualifier,
+                       Node* out) {
+  const Column& c = rel->columns[column];
+  std::string expr = ColumnExpr(c, qualifier + Quote(c.name), options_, &keyed_);
+  if (expr.empty()) {
+    Refuse("column " + QualifiedName(*rel) + "." + c.name +
+               " is masked with a keyed hash, and no masking key is loaded",
+           c.mask->rule_id);
+    return false;
+  }
+  return ExprNode(expr, out);
+}
+
+bool Walker::WholeRow(const Relation* rel, const std::string& qualifier, Node* out) {
+  std::string list;
+  for (size_t i = 0; i < rel->columns.size(); ++i) {
+    const Column& c = rel->columns[i];
+    std::string ref = Quote(qualifier) + "." + Quote(c.name);
+    std::string expr = c.mask ? ColumnExpr(c, ref, options_, &keyed_) : ref;
+    if (expr.empty()) {
+      Refuse("column " + QualifiedName(*rel) + "." + c.name +
+                 " is masked with a keyed hash, and no masking key is loaded",
+             c.mask->rule_id);
+      return false;
+    }
+    list += (list.empty() ? "" : ", ") + expr + " AS " + Quote(c.name);
+  }
+  return ExprNode("(SELECT __dbw_row FROM (SELECT " + list + ") AS __dbw_row)", out);
+}
+
+bool Walker::Wrapper(const Relation* rel, pg_query::SelectStmt* out) {
+  const bool has_system = rel->kind == 'r' || rel->kind == 'p' || rel->kind == 'm';
+  const unsigned system = has_system ? system_columns_ : 0;
+  auto it = memo_.wrappers.find({rel, system});
+  if (it == memo_.wrappers.end()) {
+    std::string list;
+    for (const Column& c : rel->columns) {
+      std::string expr = c.mask ? ColumnExpr(c, Quote(c.name), options_, &keyed_) : Quote(c.name);
+      if (expr.empty()) {
+        Refuse("column " + QualifiedName(*rel) + "." + c.name +
+                   " is masked with a keyed hash, and no masking key is loaded",
+               c.mask->rule_id);
+        return false;
+      }
+      list += (list.empty() ? "" : ", ") + expr + (c.mask ? " AS " + Quote(c.name) : "");
+    }
+    for (size_t i = 0; i < kSystemColumns.size(); ++i)
+      if ((system & (1u << i)) != 0) list += ", " + std::string(kSystemColumns[i]);
+    pg_query::ParseResult tree;
+    std::string error;
+    const pg_query::SelectStmt* s = nullptr;
+    if (ParseTree("SELECT " + list + " FROM __dbw_relation", &tree, &error)) s = FirstSelect(tree);
+    if (s == nullptr) {
+      Refuse("the masking projection of " + QualifiedName(*rel) + " could not be built");
+      return false;
+    }
+    it = memo_.wrappers.emplace(std::make_pair(rel, system), *s).first;
+  } else {
+    // What building it noted: the expressions hold the key's pads.
+    for (const Column& c : rel->columns)
+      if (c.mask && c.mask->function == MaskFunction::kHash && c.value_class != ValueClass::kOther &&
+          !options_.hash_inner_pad_hex.empty())
+        keyed_ = true;
+  }
+  *out = it->second;
+  return true;
+}
+
+void Walker::NoteColumns(const Relation* rel) {
+  for (const Column& c : rel->columns)
+    if (c.mask) {
+      masked_columns_.push_back(QualifiedName(*rel) + "." + c.name);
+      if (first_rule_.empty()) first_rule_ = c.mask->rule_id;
+    }
+}
+
+}  // namespace
+
+Rewriter::Rewriter(std::shared_ptr<const Catalog> catalog, Options options)
+    : catalog_(std::move(catalog)), options_(std::move(options)), memo_(std::make_unique<Memo>()) {}
+
+Rewriter::~Rewriter() = default;
+
+Result Rewriter::Rewrite(std::string_view sql) {
+  Result result;
+  if (!catalog_ || !catalog_->any_masked()) return result;
+  pg_query::ParseResult tree;
+  std::string error;
+  if (sql.find('\0') != std::string_view::npos || !ParseTree(std::string(sql), &tree, &error)) {
+    result.outcome = Result::Outcome::kRefused;
+    result.reason = "the statement cannot be analysed for masking: " + error;
+    return result;
+  }
+  unsigned system_columns = 0;
+  const std::string lower = Lower(sql);
+  for (size_t i = 0; i < kSystemColumns.size(); ++i)
+    if (lower.find(kSystemColumns[i]) != std::string::npos) system_columns |= 1u << i;
+  Walker walker(*catalog_, options_, *memo_, 0, system_columns);
+  for (pg_query::RawStmt& raw : *tree.mutable_stmts()) {
+    walker.Statement(raw.mutable_stmt());
+    if (walker.refused()) break;
+  }
+  if (walker.refused()) {
+    result.outcome = Result::Outcome::kRefused;
+    result.reason = walker.reason();
+    result.rule_id = walker.rule_id();
+    return result;
+  }
+  result.masked_columns = std::move(walker.masked_columns());
+  std::sort(result.masked_columns.begin(), result.masked_columns.end());
+  result.masked_columns.erase(
+      std::unique(result.masked_columns.begin(), result.masked_columns.end()),
+      result.masked_columns.end());
+  if (!walker.changed()) return result;
+  std::string bytes = tree.SerializeAsString();
+  PgQueryProtobuf pbuf{bytes.size(), bytes.data()};
+  PgQueryDeparseResult d = pg_query_deparse_protobuf(pbuf);
+  if (d.error != nullptr || d.query == nullptr) {
+    result.outcome = Result::Outcome::kRefused;
+    result.reason = std::string("the statement rewritten for masking could not be deparsed: ") +
+                    (d.error != nullptr && d.error->message != nullptr ? d.error->message : "");
+  } else {
+    result.outcome = Result::Outcome::kRewritten;
+    result.sql = d.query;
+  }
+  pg_query_free_deparse_result(d);
+  return result;
+}
+
+}  // namespace dbw::sql::mask
