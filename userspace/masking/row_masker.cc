@@ -202,6 +202,30 @@ bool IsTextLike(uint32_t type_oid) {
   }
 }
 
+bool IsBinaryScalar(uint32_t type_oid) {
+  switch (type_oid) {
+    case 16:    // bool
+    case 20:    // int8
+    case 21:    // int2
+    case 23:    // int4
+    case 26:    // oid
+    case 700:   // float4
+    case 701:   // float8
+    case 790:   // money
+    case 1082:  // date
+    case 1083:  // time
+    case 1114:  // timestamp
+    case 1184:  // timestamptz
+    case 1186:  // interval
+    case 1266:  // timetz
+    case 1700:  // numeric
+    case 2950:  // uuid
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool ResultPlan::active() const {
   if (ActiveDetectors(*this) != nullptr) return true;
   for (const ColumnPlan& c : columns)
@@ -241,7 +265,16 @@ Status MaskDataRow(const ResultPlan& plan, std::span<const std::byte> body, std:
       continue;
     }
     bool binary = cp.format != 0;
-    if (ds == nullptr || (binary && !IsTextLike(cp.type_oid))) continue;
+    if (ds == nullptr) continue;
+    if (binary && !IsTextLike(cp.type_oid)) {
+      // Arrays, records, bytea, tsvector, ranges, user types: their binary form can carry text
+      // the detectors cannot see, so it is withheld. Numbers, dates, booleans cannot.
+      if (!IsBinaryScalar(cp.type_oid)) {
+        rs.actions[i] = Action::kWithhold;
+        any = true;
+      }
+      continue;
+    }
     std::string_view v = value_at(c);
     if (binary && cp.type_oid == kJsonbOid) {
       if (v.empty() || v[0] != kJsonbVersion) {

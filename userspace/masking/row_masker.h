@@ -20,6 +20,8 @@ namespace dbw::masking {
 // then the text). Any other type in binary format is never scanned; a column rule on it makes
 // the value NULL.
 bool IsTextLike(uint32_t type_oid);
+// Types whose binary form holds a number, date, boolean or UUID only: nothing to scan.
+bool IsBinaryScalar(uint32_t type_oid);
 
 struct ColumnPlan {
   std::optional<MaskSpec> rule;  // a column rule applies to this column

@@ -30,7 +30,8 @@ constexpr size_t kMaxCatalogBytes = 256u << 20;
 // with its kind, estimated row count and each column's base type; every function, with the
 // language and body of user-defined ones; the planner's estimate of distinct values per column
 // (pg_stats, readable for the columns the login may read); view definitions; inheritance. Rows
-// are tagged by their first value. The login pins search_path to pg_catalog, so no name here
+// are tagged by their first value; then the names of system relations (pg_catalog,
+// information_schema). The login pins search_path to pg_catalog, so no name here
 // (operators included) resolves to a user's object.
 constexpr std::string_view kCatalogQuery =
     "SELECT 'r', c.oid, n.nspname, c.relname, a.attnum, a.attname, c.relkind, c.reltuples, "
@@ -60,7 +61,9 @@ constexpr std::string_view kCatalogQuery =
     "WHERE c.oid >= 16384 AND NOT s.inherited AND s.n_distinct IS NOT NULL; "
     "SELECT 'v', c.oid, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c "
     "WHERE c.oid >= 16384 AND c.relkind IN ('v', 'm'); "
-    "SELECT 'i', i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i";
+    "SELECT 'i', i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i; "
+    "SELECT 'n', c.relname FROM pg_catalog.pg_class c "
+    "WHERE c.oid < 16384 AND c.relkind IN ('r', 'v', 'm', 'f', 'p')";
 
 std::string Md5Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -273,6 +276,10 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     if (tag == "s" && v.size() == 4) return AddStatistics(v.subspan(1));
     if (tag == "v" && v.size() == 3) return AddDefinition(v.subspan(1));
     if (tag == "i" && v.size() == 3) return AddInheritance(v.subspan(1));
+    if (tag == "n" && v.size() == 2) {
+      snapshot_->system_relations.emplace(Text(*v[1]));
+      return Status::Ok();
+    }
     return DataLoss("unexpected catalog row");
   }
 
@@ -314,6 +321,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     uint32_t oid = 0;
     if (!Number(v[0], &oid)) return DataLoss("unexpected catalog row");
     snapshot_->functions[oid] = std::string(Text(*v[1])) + "." + std::string(Text(*v[2]));
+    snapshot_->function_names.emplace(Text(*v[2]));
     if (oid >= kFirstNormalObjectId) {
       // Keyed in lower case: the analysis reports names folded, quoted ones included.
       std::string key(Text(*v[2]));

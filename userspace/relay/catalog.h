@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 #include <vector>
 
@@ -68,6 +69,8 @@ struct CatalogSnapshot {
   // Every function (pg_proc OID → "schema.name"): a FunctionCall message names its function by
   // OID only.
   std::unordered_map<uint32_t, std::string> functions;
+  std::unordered_set<std::string> function_names;    // every pg_proc.proname
+  std::unordered_set<std::string> system_relations;  // relation names with OID < 16384
   // User-defined functions and procedures by name (pg_proc.proname), every schema.
   std::unordered_map<std::string, std::vector<UserFunction>> user_functions;
   // Whether a call written as `name` (lower case, "schema.name" when qualified) may run a

@@ -214,12 +214,21 @@ bool ResultMasking::OnDataRow(const pg::Frame& frame, const pg::ResultSource& so
 }
 
 bool ResultMasking::OnCopyOutResponse(const pg::Frame& frame, const sql::StatementFacts* copy,
-                                      pg::Bytes* out, std::string* reason) {
+                                      bool masked_in_sql, pg::Bytes* out, std::string* reason) {
   Accumulate();
   pg::CopyResponseMessage m;
   if (!pg::ParseCopyResponse(frame.body, &m, reason)) return false;
   copy_binary_ = m.format != 0;
   copy_withhold_ = false;
+  copy_scan_lines_ = masked_in_sql;
+  if (masked_in_sql) {
+    // Masked columns were masked in the statement itself: the lines only go through the
+    // detectors, whatever their format, options or columns.
+    copy_header_pending_ = false;
+    have_plan_ = false;
+    pg::AppendFrame(out, frame);
+    return true;
+  }
   copy_csv_ = copy != nullptr && copy->copy_csv;
   copy_delimiter_ = copy != nullptr ? copy->copy_delimiter : '\t';
   copy_quote_ = copy != nullptr ? copy->copy_quote : '"';
@@ -278,6 +287,16 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   }
   scratch_.clear();
   std::string_view line(reinterpret_cast<const char*>(frame.body.data()), frame.body.size());
+  if (copy_scan_lines_) {
+    if (profile_->detectors() == nullptr && !profile_->detectors_failed()) {
+      pg::AppendFrame(out, frame);
+      return true;
+    }
+    scratch_.assign(line);
+    MaskText(&scratch_);
+    AppendMessage(pg::be::kCopyData, scratch_, out);
+    return true;
+  }
   if (copy_header_pending_) {
     // HEADER: the first line holds column names, not data.
     copy_header_pending_ = false;
@@ -309,6 +328,13 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   }
   AppendMessage(pg::be::kCopyData, scratch_, out);
   return true;
+}
+
+bool ResultMasking::MaskSetting(std::string* value) {
+  if (profile_->detectors() == nullptr && !profile_->detectors_failed()) return false;
+  std::string before = *value;
+  MaskText(value);
+  return *value != before;
 }
 
 void ResultMasking::MaskText(std::string* text) {
@@ -350,14 +376,46 @@ bool ResultMasking::OnErrorOrNotice(const pg::Frame& frame, pg::Bytes* out, std:
   pg::ErrorMessage m;
   if (!pg::ParseErrorOrNotice(frame.body, &m, reason)) return false;
   const masking::DetectorSet* detectors = profile_->detectors();
-  if (detectors == nullptr && !profile_->detectors_failed()) {
+  std::string_view sqlstate;
+  for (const pg::ErrorField& f : m.fields)
+    if (f.code == 'C') sqlstate = f.value;
+  // A NOT NULL or CHECK violation's detail quotes the whole failing row, masked columns
+  // included (an UPDATE of another column): withheld when column rules apply.
+  const bool row_detail =
+      profile_->has_column_rules() && (sqlstate == "23502" || sqlstate == "23514");
+  if (detectors == nullptr && !profile_->detectors_failed() && !row_detail) {
     pg::AppendFrame(out, frame);
     return true;
   }
+  const bool scan = detectors != nullptr || profile_->detectors_failed();
   std::string body;
   for (const pg::ErrorField& f : m.fields) {
     std::string value(f.value);
-    if (f.code == 'M' || f.code == 'D' || f.code == 'H' || f.code == 'W') MaskText(&value);
+    // Every field that can carry text goes through the detectors: message, detail, hint,
+    // context, internal query, and the schema, table, column, data type and constraint names.
+    // Severity, code, positions and the server's source location cannot.
+    switch (f.code) {
+      case 'S':
+      case 'V':
+      case 'C':
+      case 'P':
+      case 'p':
+      case 'F':
+      case 'L':
+      case 'R':
+        break;
+      case 'D':
+        if (row_detail) {
+          value = "Failing row contents withheld by dbwarden (masked columns)";
+          ++withheld_;
+          break;
+        }
+        if (scan) MaskText(&value);
+        break;
+      default:
+        if (scan) MaskText(&value);
+        break;
+    }
     body.push_back(static_cast<char>(f.code));
     body += value;
     body.push_back('\0');

@@ -43,13 +43,19 @@ class ResultMasking {
                  std::string* reason);
   // COPY TO STDOUT: the table the statement copies (from its facts), to map fields to columns.
   // `copy`: the COPY statement's facts (table, column list), null when unknown.
-  bool OnCopyOutResponse(const pg::Frame& frame, const sql::StatementFacts* copy, pg::Bytes* out,
-                         std::string* reason);
+  // `masked_in_sql`: the statement was checked by masking by reference (its masked columns, if
+  // any, were masked in SQL), so lines need the detectors only.
+  bool OnCopyOutResponse(const pg::Frame& frame, const sql::StatementFacts* copy,
+                         bool masked_in_sql, pg::Bytes* out, std::string* reason);
   bool OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   // NotificationResponse: the payload passes through the detectors.
   bool OnNotification(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   // ErrorResponse/NoticeResponse: message, detail and hint pass through the detectors.
   bool OnErrorOrNotice(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+
+  // A setting's value the server reports (application_name, which a statement can set to any
+  // text) through the detectors; true when it changed.
+  bool MaskSetting(std::string* value);
 
   // What was masked since the last call (for one statement's audit event); nullopt when
   // nothing was.
@@ -87,6 +93,7 @@ class ResultMasking {
   std::unordered_map<uint64_t, Description> statement_desc_, portal_desc_;
   bool copy_binary_ = false;
   bool copy_withhold_ = false;  // COPY fields that cannot be tied to columns: all withheld
+  bool copy_scan_lines_ = false;  // masked in SQL: whole lines through the detectors
   // The COPY's output shape: CSV (quote, escape) or text, its delimiter, a header line to come.
   bool copy_csv_ = false;
   char copy_delimiter_ = '\t';

@@ -413,6 +413,24 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
   if (frame.type == pg::be::kErrorResponse && RewriteRefusal(frame, out, reason))
     return pg::MessageAction::kHandled;
   if (OnReadBudget(frame, out, reason, &limited)) return limited;
+  if (frame.type == pg::be::kParameterStatus && masking_.active()) {
+    // `SET application_name = <a masked value>` would echo it back, and into the audit log.
+    pg::ParameterStatusMessage m;
+    if (!pg::ParseParameterStatus(frame.body, &m, reason)) return pg::MessageAction::kReject;
+    std::string value(m.value);
+    if (m.name == "application_name" && masking_.MaskSetting(&value)) {
+      pg::Bytes bytes;
+      pg::AppendParameterStatus(&bytes, m.name, value);
+      std::span<const std::byte> in(bytes);
+      pg::Frame masked_frame;
+      if (pg::ParseFrame(pg::Direction::kBackend, false, &in, &masked_frame, reason) !=
+              pg::ParseState::kOk ||
+          !state_.OnBackend(masked_frame, MonotonicNs(), reason))
+        return pg::MessageAction::kReject;
+      out->insert(out->end(), bytes.begin(), bytes.end());
+      return pg::MessageAction::kHandled;
+    }
+  }
   size_t masked_at = out->size();
   bool masked = false;
   if (!MaskBackend(frame, out, reason, &masked)) return pg::MessageAction::kReject;

@@ -48,6 +48,7 @@ struct DecisionNote : pg::StatementNote {
   // reads (docs/relay.md#masking-by-reference). Empty: sent as the client wrote it.
   std::string rewritten_sql;
   std::vector<std::string> masked_references;
+  bool masked_in_sql = false;  // checked (and, when needed, rewritten) by masking by reference
 };
 
 class Session : public std::enable_shared_from_this<Session>,

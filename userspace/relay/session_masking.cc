@@ -101,6 +101,8 @@ std::shared_ptr<const mask::Catalog> BuildMaskCatalog(const CatalogSnapshot& sna
     }
     catalog->AddRelation(std::move(r));
   }
+  for (const std::string& name : snap.function_names) catalog->AddFunctionName(name);
+  for (const std::string& name : snap.system_relations) catalog->AddSystemRelation(name);
   for (const auto& [key, functions] : snap.user_functions)
     for (const UserFunction& f : functions)
       catalog->AddRoutine({f.schema, f.name, f.language, f.body, f.extension});
@@ -173,7 +175,11 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
   auto refuse = [&](const std::string& reason, const std::string& rule) {
     policy::Decision d;
     d.action = policy::Action::kDeny;
-    if (!rule.empty()) d.rules.push_back(rule);
+    for (size_t at = 0; at < rule.size();) {  // "a, b": the rules of the columns concerned
+      size_t end = rule.find(", ", at);
+      d.rules.push_back(rule.substr(at, end == std::string::npos ? end : end - at));
+      at = end == std::string::npos ? rule.size() : end + 2;
+    }
     d.reason = "masking: " + reason;
     d.sqlstate = "42501";
     note->decision = std::move(d);
@@ -224,6 +230,7 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
     refuse(r.reason, r.rule_id);
     return;
   }
+  note->masked_in_sql = true;
   note->masked_references = std::move(r.masked_columns);
   if (r.outcome == mask::Result::Outcome::kRewritten) {
     note->rewritten_sql = std::move(r.sql);
@@ -268,7 +275,8 @@ bool Session::MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* r
       const sql::StatementFacts* copy = nullptr;
       if (note != nullptr && note->facts && note->facts->statements.size() == 1)
         copy = &note->facts->statements.front();
-      ok = masking_.OnCopyOutResponse(frame, copy, out, reason);
+      ok = masking_.OnCopyOutResponse(frame, copy, note != nullptr && note->masked_in_sql, out,
+                                      reason);
       break;
     }
     case pg::be::kNotificationResponse:

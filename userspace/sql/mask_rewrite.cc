@@ -51,11 +51,16 @@ std::string_view StringOf(const Node& n) {
 
 std::string QualifiedName(const Relation& r) { return r.schema + "." + r.name; }
 
-const std::string& RuleOf(const Relation& r) {
-  static const std::string kNone;
+// The masking rules of a relation's masked columns, distinct, comma-separated.
+std::string RuleOf(const Relation& r) {
+  std::vector<std::string_view> rules;
   for (const Column& c : r.columns)
-    if (c.mask) return c.mask->rule_id;
-  return kNone;
+    if (c.mask && !c.mask->rule_id.empty() &&
+        std::find(rules.begin(), rules.end(), c.mask->rule_id) == rules.end())
+      rules.push_back(c.mask->rule_id);
+  std::string out;
+  for (std::string_view rule : rules) out += (out.empty() ? "" : ", ") + std::string(rule);
+  return out;
 }
 
 // ---- masking expressions (only pg_catalog functions, schema-qualified: a session cannot
@@ -329,6 +334,16 @@ void Walker::Visit(pb::Message* m) {
     VisitNode(static_cast<Node*>(m));
   } else if (m->GetDescriptor() == pg_query::SelectStmt::descriptor()) {
     Select(static_cast<pg_query::SelectStmt*>(m));
+  } else if (m->GetDescriptor() == pg_query::ResTarget::descriptor()) {
+    // An output column that was a plain reference keeps its name when the reference becomes a
+    // masking expression (RETURNING email is still named email).
+    auto* rt = static_cast<pg_query::ResTarget*>(m);
+    std::string name;
+    if (rt->name().empty() && rt->val().has_column_ref() && rt->val().column_ref().fields_size() > 0)
+      name = std::string(StringOf(
+          rt->val().column_ref().fields(rt->val().column_ref().fields_size() - 1)));
+    Fields(m);
+    if (!name.empty() && !rt->val().has_column_ref()) rt->set_name(name);
   } else {
     Fields(m);
   }
@@ -630,7 +645,15 @@ const Relation* Walker::Resolve(const pg_query::RangeVar& rv, bool for_write) {
   }
   if (IsCte(rv)) return nullptr;
   std::vector<const Relation*> rels = catalog_.FindRelations(rv.schemaname(), rv.relname());
-  if (rels.empty()) return nullptr;
+  if (rels.empty()) {
+    const bool system = rv.schemaname().empty() || rv.schemaname() == "pg_catalog" ||
+                        rv.schemaname() == "information_schema";
+    if (!system || !catalog_.KnowsSystemRelation(rv.relname()))
+      Refuse("\"" + rv.relname() +
+             "\" is not in the catalog the relay read (created since, or in this same query "
+             "string): what it reads cannot be checked; run it as a statement of its own");
+    return nullptr;
+  }
   // Materialized views over masked tables hold masked values' sources: every column masked.
   for (const Relation*& r : rels) {
     if (r->kind != 'm' || r->masked) continue;
@@ -823,6 +846,12 @@ void Walker::Call(const pb::RepeatedPtrField<Node>& funcname) {
     Refuse("calls " + std::string(name) +
            ", which reads values behind masking's back (SQL given as text, statistics, statement "
            "text or raw data)");
+    return;
+  }
+  if (!catalog_.KnowsFunction(std::string(name))) {
+    Refuse("calls " + std::string(name) +
+           ", which is not in the catalog the relay read (created since, or in this same query "
+           "string): what it reads cannot be checked; run it as a statement of its own");
     return;
   }
   for (const Routine* r : catalog_.FindRoutines(schema, name)) {

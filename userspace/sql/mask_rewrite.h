@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace dbw::sql::mask {
@@ -68,6 +69,15 @@ class Catalog {
   // Relations named `name` in `schema` (every schema when empty).
   std::vector<const Relation*> FindRelations(std::string_view schema, std::string_view name) const;
   std::vector<const Routine*> FindRoutines(std::string_view schema, std::string_view name) const;
+  // Names that exist without being user relations or routines: every function's name (builtins
+  // included) and the system relations' (pg_catalog, information_schema). A name the catalog
+  // has never seen was created after it was read, so what it reads is unknown: refused.
+  void AddFunctionName(std::string name) { function_names_.insert(std::move(name)); }
+  void AddSystemRelation(std::string name) { system_relations_.insert(std::move(name)); }
+  bool KnowsFunction(const std::string& name) const { return function_names_.count(name) != 0; }
+  bool KnowsSystemRelation(const std::string& name) const {
+    return system_relations_.count(name) != 0;
+  }
   const std::vector<Relation>& relations() const { return relations_; }
   const std::vector<Routine>& routines() const { return routines_; }
   bool any_masked() const { return any_masked_; }
@@ -76,6 +86,7 @@ class Catalog {
   std::vector<Relation> relations_;
   std::vector<Routine> routines_;
   std::unordered_multimap<std::string, size_t> relations_by_name_, routines_by_name_;
+  std::unordered_set<std::string> function_names_, system_relations_;
   bool any_masked_ = false;
 };
 
@@ -91,7 +102,8 @@ struct Result {
   Outcome outcome = Outcome::kUnchanged;
   std::string sql;      // kRewritten: the text to send in the statement's place
   std::string reason;   // kRefused: why, naming the rule
-  std::string rule_id;  // kRefused: the masking rule concerned, when one is
+  // kRefused: the masking rule(s) concerned, comma-separated, when known.
+  std::string rule_id;
   // Masked columns the statement references ("schema.table.column"), for the audit.
   std::vector<std::string> masked_columns;
 };
