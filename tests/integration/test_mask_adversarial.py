@@ -290,6 +290,59 @@ class AdversarialMaskingTest(unittest.TestCase):
         for e in relay.events():
             self.assertEqual(leaked(str(e)), [], e)
 
+    def test_redefinitions_are_not_trusted_before_the_catalog_sees_them(self):
+        import psycopg2
+        body = 'SELECT password_hash FROM customers WHERE id = 1'
+        conn = connect()
+        try:
+            cur = conn.cursor()
+            # In one query string.
+            with self.assertRaises(psycopg2.Error) as ctx:
+                cur.execute('CREATE OR REPLACE FUNCTION agent_space.echo(text) RETURNS text '
+                            f'LANGUAGE sql AS $${body}$$; SELECT agent_space.echo(\'x\')')
+            self.assertEqual(leaked(str(ctx.exception)), [])
+            conn.rollback()
+            # In an open transaction: the catalog cannot see uncommitted definitions.
+            cur.execute('CREATE OR REPLACE FUNCTION agent_space.echo(text) RETURNS text '
+                        f'LANGUAGE sql AS $${body}$$')
+            with self.assertRaises(psycopg2.Error) as ctx:
+                cur.execute("SELECT agent_space.echo('x')")
+            self.assertIn('schema change', str(ctx.exception))
+            conn.rollback()
+            # Committed: the catalog is read again and the new body is judged.
+            conn.autocommit = True
+            cur.execute('CREATE FUNCTION agent_space.peek() RETURNS text '
+                        f'LANGUAGE sql AS $${body}$$')
+            with self.assertRaises(psycopg2.Error) as ctx:
+                cur.execute('SELECT agent_space.peek()')
+            self.assertIn('reads customers', str(ctx.exception))
+            cur.execute('CREATE VIEW agent_space.peek_view AS '
+                        'SELECT id, password_hash, ssn FROM public.customers')
+            cur.execute('SELECT password_hash, ssn FROM agent_space.peek_view WHERE id = 1')
+            row = cur.fetchone()
+            self.assertRegex(row[0], r'^h:[0-9a-f]{24}$')
+            self.assertEqual(row[1], '[redacted]')
+        finally:
+            conn.close()
+
+    def test_pipelined_redefinition_is_not_trusted(self):
+        # Parse/Bind/Execute of a redefinition and of a call, in one batch before any answer.
+        body = 'SELECT api_key FROM customers WHERE id = 1'
+        batch = b''
+        for sql in ('CREATE OR REPLACE FUNCTION agent_space.echo(text) RETURNS text LANGUAGE sql '
+                    f'AS $${body}$$', "SELECT agent_space.echo('x')"):
+            batch += (parse_msg(sql) + bind_msg([0]) +
+                      fx.frame(b'E', b'\0' + struct.pack('!i', 0)))
+        with fx.RawPg(fx.LOOPBACK, relay.port()) as c:
+            c.startup('agent', 'vault')
+            c.messages.clear()
+            c.send(batch + fx.frame(b'S'))
+            while c.read_message()[0] != b'Z':
+                pass
+            out = b''.join(p for _, p in c.messages)
+        self.assertEqual(leaked(out.decode('latin1')), [])
+        self.assertIn(b'schema change', out)
+
     def test_psql(self):
         chosen = self.attempts[::4]
         failures = []

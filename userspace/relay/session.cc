@@ -329,6 +329,9 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     }
   }
   TrackForwarded(message, note);
+  if (note && !note->enforced && note->facts &&
+      (note->facts->AllRisks() & sql::kRiskSchemaChange) != 0)
+    ddl_unanswered_ = true;
   if (frame.type == pg::fe::kExecute &&
       WrapWrite(message, frame, static_cast<const DecisionNote*>(state_.LastNote()), out))
     return pg::MessageAction::kHandled;
@@ -472,6 +475,7 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
     case pg::be::kReadyForQuery:
       gate_.OnReadyForQuery(state_.transaction_status());
       OnServerIdle();
+      if (ddl_unanswered_ && state_.pending_sync_points() == 0) ddl_unanswered_ = false;
       if (ddl_in_tx_ && state_.transaction_status() == 'I') {
         ddl_in_tx_ = false;
         worker_->catalog.Invalidate(target_->options.name, state_.database());

@@ -271,6 +271,7 @@ class Session : public std::enable_shared_from_this<Session>,
   // pass for it).
   std::shared_ptr<const policy::CompiledPolicy> masked_policy_;
   bool ddl_in_tx_ = false;  // DDL ran in the open transaction: re-read the catalog at its end
+  bool ddl_unanswered_ = false;  // DDL was sent and the server has not answered everything yet
   std::string masked_app_;  // application_name it was computed with
   bool in_catalog_get_ = false;
   bool catalog_ready_now_ = false;

@@ -189,20 +189,33 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
     deps_.metrics->decisions[static_cast<int>(policy::Action::kDeny)]->Add();
   };
   const policy::MaskingProfile* profile = masking_.profile().get();
+  // Statements that read no relation and call no function (SET, BEGIN, COMMIT, SHOW, SELECT 1:
+  // what drivers send at connect) need no catalog.
+  bool reads = note->facts == nullptr || note->facts->unparseable;
+  if (note->facts)
+    for (const sql::StatementFacts& st : note->facts->statements)
+      for (const sql::StatementFacts* s = &st; s != nullptr; s = s->prepared.get())
+        reads = reads || !s->tables_read.empty() || !s->tables_written.empty() ||
+                !s->functions.empty() || s->command == sql::Command::kCopy ||
+                s->command == sql::Command::kDo;
   if (!catalog_) {
-    // Nothing tells masked columns apart: only statements that read no relation and call no
-    // function run (SET, BEGIN, SHOW, SELECT 1 — what drivers send at connect).
-    bool reads = note->facts == nullptr || note->facts->unparseable;
-    if (note->facts)
-      for (const sql::StatementFacts& st : note->facts->statements)
-        for (const sql::StatementFacts* s = &st; s != nullptr; s = s->prepared.get())
-          reads = reads || !s->tables_read.empty() || !s->tables_written.empty() ||
-                  !s->functions.empty() || s->command == sql::Command::kCopy ||
-                  s->command == sql::Command::kDo;
     if (reads)
       refuse("the catalog of target " + target_->options.name +
                  " could not be read, so masked columns cannot be told apart",
              {});
+    return;
+  }
+  // A schema change the catalog does not show yet (earlier in this query string, sent before
+  // and not answered, or uncommitted in this transaction) may redefine what a later statement
+  // reads: a view, a function body, a table.
+  bool stale = ddl_in_tx_ || ddl_unanswered_;
+  if (note->facts)
+    for (size_t i = 0; i + 1 < note->facts->statements.size(); ++i)
+      stale = stale || note->facts->statements[i].Has(sql::kRiskSchemaChange);
+  if (stale && reads) {
+    refuse("a schema change in this session is not yet committed and answered, and the relay "
+           "cannot check what it redefines: commit it, then send this statement on its own",
+           {});
     return;
   }
   if (!rewriter_ || rewriter_catalog_ != catalog_.get() || rewriter_profile_ != profile) {
