@@ -293,6 +293,15 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
       if (AwaitCatalog(functions)) return pg::MessageAction::kPause;  // OnCatalog resumes here
       note = deferred != nullptr ? DecideBind(message.bind, *deferred) : Decide(message);
       if (!note) return pg::MessageAction::kReject;
+      if (note->unknown_name && !catalog_retried_) {
+        // It names something created since the catalog was read (by another session, or a
+        // direct connection): read it again, then judge the statement once more.
+        catalog_retried_ = true;
+        worker_->catalog.Invalidate(target_->options.name, state_.database());
+        if (AwaitCatalog(true)) return pg::MessageAction::kPause;  // resumes from the top
+        note = deferred != nullptr ? DecideBind(message.bind, *deferred) : Decide(message);
+      }
+      catalog_retried_ = false;
       if (NeedsApproval(*note)) {
         AwaitApproval(std::move(note), frame);
         return pg::MessageAction::kPause;  // OnApprovalOutcome resumes here

@@ -49,6 +49,7 @@ struct DecisionNote : pg::StatementNote {
   std::string rewritten_sql;
   std::vector<std::string> masked_references;
   bool masked_in_sql = false;  // checked (and, when needed, rewritten) by masking by reference
+  bool unknown_name = false;   // refused for a name the catalog did not know
 };
 
 class Session : public std::enable_shared_from_this<Session>,
@@ -272,6 +273,7 @@ class Session : public std::enable_shared_from_this<Session>,
   std::shared_ptr<const policy::CompiledPolicy> masked_policy_;
   bool ddl_in_tx_ = false;  // DDL ran in the open transaction: re-read the catalog at its end
   bool ddl_unanswered_ = false;  // DDL was sent and the server has not answered everything yet
+  bool catalog_retried_ = false;  // the statement being judged made the catalog be read again
   std::string masked_app_;  // application_name it was computed with
   bool in_catalog_get_ = false;
   bool catalog_ready_now_ = false;

@@ -240,6 +240,7 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
     return;
   }
   if (r.outcome == mask::Result::Outcome::kRefused) {
+    note->unknown_name = r.unknown_name;
     refuse(r.reason, r.rule_id);
     return;
   }

@@ -222,6 +222,9 @@ struct Rewriter::Memo {
   std::unordered_map<std::string, Node> expressions;
   // By relation and the system columns it carries (a bit per kSystemColumns entry).
   std::map<std::pair<const Relation*, unsigned>, pg_query::SelectStmt> wrappers;
+  // Results by statement text: applications repeat their texts (parameters as $n), and a
+  // statement's rewrite depends on nothing else while the catalog and profile stay.
+  std::unordered_map<std::string, Result> results;
   // Lower-case names whose mention in a function body or DO block reads masked values.
   bool words_ready = false;
   std::vector<std::pair<std::string, std::string>> masked_words;  // name, rule
@@ -246,6 +249,7 @@ class Walker {
   const std::string& rule_id() const { return rule_; }
   bool changed() const { return changed_; }
   bool keyed() const { return keyed_; }
+  bool unknown_name() const { return unknown_name_; }
   // The rule of the first masked column the statement reads.
   const std::string& first_rule() const { return first_rule_; }
   std::vector<std::string>& masked_columns() { return masked_columns_; }
@@ -325,6 +329,7 @@ class Walker {
   std::string reason_, rule_, first_rule_;
   bool changed_ = false;
   bool keyed_ = false;
+  bool unknown_name_ = false;
   std::vector<std::string> masked_columns_;
 };
 
@@ -353,7 +358,14 @@ void Walker::Fields(pb::Message* m, const std::vector<int>& skip) {
   if (refused()) return;
   const pb::Reflection* r = m->GetReflection();
   std::vector<const pb::FieldDescriptor*> fields;
-  r->ListFields(*m, &fields);
+  if (m->GetDescriptor() == Node::descriptor()) {
+    // A Node is one of ~250 kinds: only the one it holds, without listing every field.
+    const auto kind = static_cast<Node*>(m)->node_case();
+    if (kind == Node::NODE_NOT_SET) return;
+    fields.push_back(Node::descriptor()->FindFieldByNumber(kind));
+  } else {
+    r->ListFields(*m, &fields);
+  }
   for (const pb::FieldDescriptor* f : fields) {
     if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) continue;
     if (std::find(skip.begin(), skip.end(), f->number()) != skip.end()) continue;
@@ -648,10 +660,12 @@ const Relation* Walker::Resolve(const pg_query::RangeVar& rv, bool for_write) {
   if (rels.empty()) {
     const bool system = rv.schemaname().empty() || rv.schemaname() == "pg_catalog" ||
                         rv.schemaname() == "information_schema";
-    if (!system || !catalog_.KnowsSystemRelation(rv.relname()))
+    if (!system || !catalog_.KnowsSystemRelation(rv.relname())) {
+      unknown_name_ = true;
       Refuse("\"" + rv.relname() +
              "\" is not in the catalog the relay read (created since, or in this same query "
              "string): what it reads cannot be checked; run it as a statement of its own");
+    }
     return nullptr;
   }
   // Materialized views over masked tables hold masked values' sources: every column masked.
@@ -849,6 +863,7 @@ void Walker::Call(const pb::RepeatedPtrField<Node>& funcname) {
     return;
   }
   if (!catalog_.KnowsFunction(std::string(name))) {
+    unknown_name_ = true;
     Refuse("calls " + std::string(name) +
            ", which is not in the catalog the relay read (created since, or in this same query "
            "string): what it reads cannot be checked; run it as a statement of its own");
@@ -1246,8 +1261,17 @@ Rewriter::Rewriter(std::shared_ptr<const Catalog> catalog, Options options)
 Rewriter::~Rewriter() = default;
 
 Result Rewriter::Rewrite(std::string_view sql) {
+  if (!catalog_ || !catalog_->any_masked()) return {};
+  if (auto it = memo_->results.find(std::string(sql)); it != memo_->results.end())
+    return it->second;
+  Result result = RewriteUncached(sql);
+  if (memo_->results.size() >= kMaxCachedResults) memo_->results.clear();
+  memo_->results.emplace(std::string(sql), result);
+  return result;
+}
+
+Result Rewriter::RewriteUncached(std::string_view sql) {
   Result result;
-  if (!catalog_ || !catalog_->any_masked()) return result;
   pg_query::ParseResult tree;
   std::string error;
   if (sql.find('\0') != std::string_view::npos || !ParseTree(std::string(sql), &tree, &error)) {
@@ -1268,6 +1292,7 @@ Result Rewriter::Rewrite(std::string_view sql) {
     result.outcome = Result::Outcome::kRefused;
     result.reason = walker.reason();
     result.rule_id = walker.rule_id();
+    result.unknown_name = walker.unknown_name();
     return result;
   }
   result.masked_columns = std::move(walker.masked_columns());

@@ -104,6 +104,9 @@ struct Result {
   std::string reason;   // kRefused: why, naming the rule
   // kRefused: the masking rule(s) concerned, comma-separated, when known.
   std::string rule_id;
+  // kRefused because the statement names a relation or function the catalog has not seen: a
+  // fresher catalog may know it.
+  bool unknown_name = false;
   // Masked columns the statement references ("schema.table.column"), for the audit.
   std::vector<std::string> masked_columns;
 };
@@ -122,7 +125,11 @@ class Rewriter {
 
   struct Memo;  // views and routines worked out so far (mask_rewrite.cc)
 
+  static constexpr size_t kMaxCachedResults = 512;  // results kept by text, then started over
+
  private:
+  Result RewriteUncached(std::string_view sql);
+
   std::shared_ptr<const Catalog> catalog_;
   Options options_;
   std::unique_ptr<Memo> memo_;
