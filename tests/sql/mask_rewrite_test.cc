@@ -3,10 +3,10 @@
 // tests/integration/test_mask_rewrite.py; these pin the rewriter's decisions.
 #include "userspace/sql/mask_rewrite.h"
 
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <iostream>
+
+#include <gtest/gtest.h>
 
 namespace dbw::sql::mask {
 namespace {
@@ -22,30 +22,41 @@ std::shared_ptr<const Catalog> TestCatalog() {
   auto cat = std::make_shared<Catalog>();
   const std::string text = "\"pg_catalog\".\"text\"", int4 = "\"pg_catalog\".\"int4\"",
                     varchar = "\"pg_catalog\".\"varchar\"", jsonb = "\"pg_catalog\".\"jsonb\"";
-  cat->AddRelation({"public", "customers", 'r',
-                    {Col("id", int4, ValueClass::kOther), Col("name", text, ValueClass::kText),
-                     Col("email", varchar, ValueClass::kText, MaskFunction::kPartial),
-                     Col("ssn", text, ValueClass::kText, MaskFunction::kRedact),
-                     Col("password_hash", text, ValueClass::kText, MaskFunction::kHash),
-                     Col("birth", "\"pg_catalog\".\"date\"", ValueClass::kOther,
-                         MaskFunction::kRedact),
-                     Col("profile", jsonb, ValueClass::kJson, MaskFunction::kRedact)},
-                    "",
-                    false});
-  cat->AddRelation({"public", "orders", 'r',
-                    {Col("id", int4, ValueClass::kOther), Col("customer_id", int4, ValueClass::kOther),
-                     Col("note", text, ValueClass::kText)},
-                    "",
-                    false});
-  cat->AddRelation({"public", "v_customers", 'v',
+  cat->AddRelation(
+      {"public",
+       "customers",
+       'r',
+       {Col("id", int4, ValueClass::kOther), Col("name", text, ValueClass::kText),
+        Col("email", varchar, ValueClass::kText, MaskFunction::kPartial),
+        Col("ssn", text, ValueClass::kText, MaskFunction::kRedact),
+        Col("password_hash", text, ValueClass::kText, MaskFunction::kHash),
+        Col("birth", "\"pg_catalog\".\"date\"", ValueClass::kOther, MaskFunction::kRedact),
+        Col("profile", jsonb, ValueClass::kJson, MaskFunction::kRedact)},
+       "",
+       false});
+  cat->AddRelation(
+      {"public",
+       "orders",
+       'r',
+       {Col("id", int4, ValueClass::kOther), Col("customer_id", int4, ValueClass::kOther),
+        Col("note", text, ValueClass::kText)},
+       "",
+       false});
+  cat->AddRelation({"public",
+                    "v_customers",
+                    'v',
                     {Col("id", int4, ValueClass::kOther), Col("email", varchar, ValueClass::kText)},
                     " SELECT customers.id, customers.email FROM public.customers;",
                     false});
-  cat->AddRelation({"public", "v_orders", 'v',
+  cat->AddRelation({"public",
+                    "v_orders",
+                    'v',
                     {Col("id", int4, ValueClass::kOther), Col("note", text, ValueClass::kText)},
                     " SELECT orders.id, orders.note FROM public.orders;",
                     false});
-  cat->AddRelation({"public", "mv_emails", 'm',
+  cat->AddRelation({"public",
+                    "mv_emails",
+                    'm',
                     {Col("email", varchar, ValueClass::kText)},
                     " SELECT customers.email FROM public.customers;",
                     false});
@@ -55,8 +66,8 @@ std::shared_ptr<const Catalog> TestCatalog() {
   cat->AddRoutine({"public", "dyn", "plpgsql", "BEGIN EXECUTE $1; END", false});
   cat->AddRoutine({"public", "py", "plpython3u", "return 1", false});
   cat->AddRoutine({"public", "digest", "c", "pg_digest", true});
-  for (const char* f : {"safe_fn", "leaky_fn", "calls_leaky", "dyn", "py", "digest", "count",
-                        "max", "length", "row_to_json", "query_to_xml", "current_query", "f"})
+  for (const char* f : {"safe_fn", "leaky_fn", "calls_leaky", "dyn", "py", "digest", "count", "max",
+                        "length", "row_to_json", "query_to_xml", "current_query", "f", "lower"})
     cat->AddFunctionName(f);
   for (const char* r : {"pg_class", "pg_stats", "pg_stat_activity", "columns"})
     cat->AddSystemRelation(r);
@@ -71,21 +82,25 @@ Result Rw(std::string_view sql, Options o = Keyed()) {
   Rewriter r(TestCatalog(), std::move(o));
   Result res = r.Rewrite(sql);
   if (std::getenv("DBW_PRINT_REWRITES") != nullptr)
-    std::cerr << sql << "\n  => " << static_cast<int>(res.outcome) << " " << res.sql
-              << res.reason << "\n";
+    std::cerr << sql << "\n  => " << static_cast<int>(res.outcome) << " " << res.sql << res.reason
+              << "\n";
   return res;
 }
 
-bool Rewritten(const Result& r) { return r.outcome == Result::Outcome::kRewritten; }
-bool Refused(const Result& r) { return r.outcome == Result::Outcome::kRefused; }
+bool Rewritten(const Result& r) {
+  return r.outcome == Result::Outcome::kRewritten;
+}
+bool Refused(const Result& r) {
+  return r.outcome == Result::Outcome::kRefused;
+}
 
 TEST(MaskRewrite, StatementsWithoutMaskedTablesPassUnchanged) {
-  for (const char* sql : {"SELECT 1", "SELECT * FROM orders WHERE id = $1",
-                          "UPDATE orders SET note = 'x' WHERE id = 1", "BEGIN", "SET x = 1",
-                          "SELECT * FROM v_orders", "SELECT safe_fn()", "SELECT digest('a')",
-                          "CREATE VIEW v2 AS SELECT email FROM customers",
-                          "CREATE FUNCTION f() RETURNS text AS 'SELECT email FROM customers' "
-                          "LANGUAGE sql"})
+  for (const char* sql :
+       {"SELECT 1", "SELECT * FROM orders WHERE id = $1",
+        "UPDATE orders SET note = 'x' WHERE id = 1", "BEGIN", "SET x = 1", "SELECT * FROM v_orders",
+        "SELECT safe_fn()", "SELECT digest('a')", "CREATE VIEW v2 AS SELECT email FROM customers",
+        "CREATE FUNCTION f() RETURNS text AS 'SELECT email FROM customers' "
+        "LANGUAGE sql"})
     EXPECT_EQ(Rw(sql).outcome, Result::Outcome::kUnchanged) << sql;
 }
 
@@ -100,18 +115,26 @@ TEST(MaskRewrite, ReadsOfMaskedTablesGoThroughTheMaskingProjection) {
 
 TEST(MaskRewrite, EveryRouteToAMaskedTableIsRewritten) {
   for (const char* sql :
-       {"SELECT c FROM customers c", "SELECT row_to_json(c) FROM public.customers AS c",
-        "SELECT (SELECT max(ssn) FROM customers)", "SELECT 1 UNION SELECT length(ssn) FROM customers",
+       {"SELECT c FROM customers c",
+        "SELECT row_to_json(c) FROM public.customers AS c",
+        "SELECT (SELECT max(ssn) FROM customers)",
+        "SELECT 1 UNION SELECT length(ssn) FROM customers",
         "WITH x AS (SELECT * FROM customers) SELECT * FROM x",
         "SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id",
         "SELECT * FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE ssn > '5')",
-        "SELECT * FROM customers TABLESAMPLE bernoulli (50)", "TABLE customers",
-        "CREATE TEMP TABLE t AS SELECT * FROM customers", "SELECT * INTO t2 FROM customers",
+        "SELECT * FROM customers TABLESAMPLE bernoulli (50)",
+        "TABLE customers",
+        "CREATE TEMP TABLE t AS SELECT * FROM customers",
+        "SELECT * INTO t2 FROM customers",
         "INSERT INTO orders (note) SELECT email FROM customers",
-        "DECLARE c CURSOR FOR SELECT ssn FROM customers", "PREPARE p AS SELECT ssn FROM customers",
-        "COPY customers TO STDOUT", "COPY customers (email, id) TO STDOUT WITH (FORMAT csv)",
-        "COPY (SELECT * FROM customers) TO STDOUT", "SELECT * FROM v_customers",
-        "SELECT * FROM mv_emails", "SELECT public.customers.ssn FROM public.customers",
+        "DECLARE c CURSOR FOR SELECT ssn FROM customers",
+        "PREPARE p AS SELECT ssn FROM customers",
+        "COPY customers TO STDOUT",
+        "COPY customers (email, id) TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT * FROM customers) TO STDOUT",
+        "SELECT * FROM v_customers",
+        "SELECT * FROM mv_emails",
+        "SELECT public.customers.ssn FROM public.customers",
         "SELECT * FROM orders, LATERAL (SELECT ssn FROM customers WHERE id = customer_id) s",
         "EXPLAIN ANALYZE SELECT ssn FROM customers"}) {
     Result r = Rw(sql, Options{});
@@ -123,8 +146,8 @@ TEST(MaskRewrite, WithNamesShadowTablesOnlyWhereTheyAreVisible) {
   Result cte = Rw("WITH customers AS (SELECT 1 AS email) SELECT email FROM customers");
   EXPECT_EQ(cte.outcome, Result::Outcome::kUnchanged);
   // A non-recursive WITH item does not see later items: this reads the table.
-  Result earlier = Rw(
-      "WITH a AS (SELECT email FROM customers), customers AS (SELECT 1) SELECT * FROM a");
+  Result earlier =
+      Rw("WITH a AS (SELECT email FROM customers), customers AS (SELECT 1) SELECT * FROM a");
   EXPECT_TRUE(Rewritten(earlier)) << earlier.reason;
 }
 
@@ -138,17 +161,17 @@ TEST(MaskRewrite, DataModifyingStatementsMaskTheirTargetWhereTheyReadIt) {
   ASSERT_TRUE(Rewritten(d)) << d.reason;
   EXPECT_EQ(d.sql.find("c.ssn = '1'"), std::string::npos) << d.sql;
   EXPECT_NE(d.sql.find("__dbw_row"), std::string::npos) << d.sql;
-  Result ins = Rw(
-      "INSERT INTO customers (id, email) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = "
-      "customers.ssn RETURNING email");
+  Result ins =
+      Rw("INSERT INTO customers (id, email) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = "
+         "customers.ssn RETURNING email");
   ASSERT_TRUE(Rewritten(ins)) << ins.reason;
   EXPECT_EQ(ins.sql.find("name = customers.ssn"), std::string::npos) << ins.sql;
   // The column an UPDATE sets is a name, not a read; excluded.* are the client's own values.
   Result set = Rw("UPDATE customers SET email = 'x' WHERE id = 1");
   EXPECT_EQ(set.outcome, Result::Outcome::kUnchanged) << set.sql;
   // A subquery's own table column of the same name is not the target's.
-  Result inner = Rw(
-      "DELETE FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE email = 'x')");
+  Result inner =
+      Rw("DELETE FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE email = 'x')");
   ASSERT_TRUE(Rewritten(inner));
 }
 
@@ -205,8 +228,22 @@ TEST(MaskRewrite, NamesTheCatalogHasNotSeenAreRefused) {
   EXPECT_TRUE(Refused(Rw("SELECT brand_new_function()")));
   // System relations are known by name.
   EXPECT_EQ(Rw("SELECT relname FROM pg_class").outcome, Result::Outcome::kUnchanged);
-  EXPECT_EQ(Rw("SELECT * FROM information_schema.columns").outcome,
-            Result::Outcome::kUnchanged);
+  EXPECT_EQ(Rw("SELECT * FROM information_schema.columns").outcome, Result::Outcome::kUnchanged);
+}
+
+TEST(MaskRewrite, OnlyChangedStatementsAreDeparsed) {
+  Result r = Rw("SELECT  1 /* kept */; SELECT ssn FROM customers; SET  x = 1");
+  ASSERT_TRUE(Rewritten(r)) << r.reason;
+  EXPECT_EQ(r.sql.rfind("SELECT  1 /* kept */;\n", 0), 0u) << r.sql;
+  EXPECT_NE(r.sql.find(";\n SET  x = 1"), std::string::npos) << r.sql;
+}
+
+TEST(MaskRewrite, CopyOptionsTheDeparserCannotPrintAreRefused) {
+  // libpg_query's deparser would dereference the missing value (the server refuses it anyway).
+  for (const char* o :
+       {"format", "delimiter", "null", "quote", "escape", "encoding", "force_quote"})
+    EXPECT_TRUE(Refused(Rw(std::string("COPY customers TO STDOUT (") + o + ")"))) << o;
+  EXPECT_TRUE(Rewritten(Rw("COPY customers TO STDOUT (FORMAT csv, HEADER)")));
 }
 
 TEST(MaskRewrite, UnparseableTextIsRefused) {

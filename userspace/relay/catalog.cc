@@ -144,11 +144,10 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   void SendStartup() {
     pg::StartupMessage m;
     m.protocol = pg::kProtocolV3;
-    m.params = {
-        {"user", login_.user},
-        {"database", database_},
-        {"application_name", "dbwarden-catalog"},
-        {"search_path", "pg_catalog"}};
+    m.params = {{"user", login_.user},
+                {"database", database_},
+                {"application_name", "dbwarden-catalog"},
+                {"search_path", "pg_catalog"}};
     out_.clear();
     pg::AppendStartupMessage(&out_, m);
     Write();

@@ -58,9 +58,9 @@ struct UserFunction {
   std::string schema;
   bool is_volatile = false;
   bool security_definer = false;
-  std::string name;      // pg_proc.proname as stored
-  std::string language;  // pg_language.lanname
-  std::string body;      // prosrc, or the SQL body of a BEGIN ATOMIC function
+  std::string name;        // pg_proc.proname as stored
+  std::string language;    // pg_language.lanname
+  std::string body;        // prosrc, or the SQL body of a BEGIN ATOMIC function
   bool extension = false;  // a member of an extension
 };
 

@@ -92,7 +92,7 @@ class ResultMasking {
   // RowDescriptions of prepared statements (Describe 'S') and portals (Describe 'P'), by serial.
   std::unordered_map<uint64_t, Description> statement_desc_, portal_desc_;
   bool copy_binary_ = false;
-  bool copy_withhold_ = false;  // COPY fields that cannot be tied to columns: all withheld
+  bool copy_withhold_ = false;    // COPY fields that cannot be tied to columns: all withheld
   bool copy_scan_lines_ = false;  // masked in SQL: whole lines through the detectors
   // The COPY's output shape: CSV (quote, escape) or text, its delimiter, a header line to come.
   bool copy_csv_ = false;

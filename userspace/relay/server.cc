@@ -90,9 +90,8 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
         m.GetCounter("dbwarden_decisions_total", "Statements judged by the relay, by decision",
                      "action=\"" + std::string(policy::ActionName(a)) + "\"");
   }
-  deps_ = SessionDeps{sink,      resolver,  &cancels_, &options_,
-                      &metrics_, &targets_, policy,    std::move(mask_key),
-                      approvals};
+  deps_ = SessionDeps{sink,      resolver, &cancels_,           &options_, &metrics_,
+                      &targets_, policy,   std::move(mask_key), approvals};
 }
 
 RelayServer::~RelayServer() {

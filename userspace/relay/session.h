@@ -271,10 +271,10 @@ class Session : public std::enable_shared_from_this<Session>,
   // The policy the masking profile came from (held: a later policy at the same address must not
   // pass for it).
   std::shared_ptr<const policy::CompiledPolicy> masked_policy_;
-  bool ddl_in_tx_ = false;  // DDL ran in the open transaction: re-read the catalog at its end
-  bool ddl_unanswered_ = false;  // DDL was sent and the server has not answered everything yet
+  bool ddl_in_tx_ = false;        // DDL ran in the open transaction: re-read the catalog at its end
+  bool ddl_unanswered_ = false;   // DDL was sent and the server has not answered everything yet
   bool catalog_retried_ = false;  // the statement being judged made the catalog be read again
-  std::string masked_app_;  // application_name it was computed with
+  std::string masked_app_;        // application_name it was computed with
   bool in_catalog_get_ = false;
   bool catalog_ready_now_ = false;
   bool catalog_checked_ = false;  // the paused statement's catalog load finished

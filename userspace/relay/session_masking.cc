@@ -87,7 +87,8 @@ std::shared_ptr<const mask::Catalog> BuildMaskCatalog(const CatalogSnapshot& sna
       mask::Column c;
       c.name = rel.columns[i];
       const ColumnType& t = i < rel.types.size() ? rel.types[i] : ColumnType{};
-      c.type = t.name.empty() ? "pg_catalog.text" : QuotedIdent(t.schema) + "." + QuotedIdent(t.name);
+      c.type =
+          t.name.empty() ? "pg_catalog.text" : QuotedIdent(t.schema) + "." + QuotedIdent(t.name);
       c.value_class = t.category == 'S'   ? mask::ValueClass::kText
                       : t.category == 'J' ? mask::ValueClass::kJson
                                           : mask::ValueClass::kOther;
@@ -170,8 +171,8 @@ void Session::OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const S
 void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* note) {
   if (!masking_.needs_catalog() || note->enforced) return;
   if (message.type != pg::fe::kQuery && message.type != pg::fe::kParse) return;
-  const std::string_view sql = message.type == pg::fe::kQuery ? message.query.sql
-                                                              : message.parse.sql;
+  const std::string_view sql =
+      message.type == pg::fe::kQuery ? message.query.sql : message.parse.sql;
   auto refuse = [&](const std::string& reason, const std::string& rule) {
     policy::Decision d;
     d.action = policy::Action::kDeny;
@@ -213,9 +214,10 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
     for (size_t i = 0; i + 1 < note->facts->statements.size(); ++i)
       stale = stale || note->facts->statements[i].Has(sql::kRiskSchemaChange);
   if (stale && reads) {
-    refuse("a schema change in this session is not yet committed and answered, and the relay "
-           "cannot check what it redefines: commit it, then send this statement on its own",
-           {});
+    refuse(
+        "a schema change in this session is not yet committed and answered, and the relay "
+        "cannot check what it redefines: commit it, then send this statement on its own",
+        {});
     return;
   }
   if (!rewriter_ || rewriter_catalog_ != catalog_.get() || rewriter_profile_ != profile) {
@@ -231,12 +233,12 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
     return;
   }
   mask::Result r = rewriter_->Rewrite(*text);
-  if (r.outcome == mask::Result::Outcome::kRewritten &&
-      (*text != sql || !gate_.CanBindValues())) {
+  if (r.outcome == mask::Result::Outcome::kRewritten && (*text != sql || !gate_.CanBindValues())) {
     // The rewritten text is UTF-8 with standard strings: the session must read it so.
-    refuse("a statement that reads masked columns must be sent as UTF-8 (or ASCII) text with "
-           "standard_conforming_strings on",
-           {});
+    refuse(
+        "a statement that reads masked columns must be sent as UTF-8 (or ASCII) text with "
+        "standard_conforming_strings on",
+        {});
     return;
   }
   if (r.outcome == mask::Result::Outcome::kRefused) {

@@ -44,12 +44,13 @@ std::string Quote(std::string_view ident) {
   return out;
 }
 
-
 std::string_view StringOf(const Node& n) {
   return n.node_case() == Node::kString ? std::string_view(n.string().sval()) : std::string_view();
 }
 
-std::string QualifiedName(const Relation& r) { return r.schema + "." + r.name; }
+std::string QualifiedName(const Relation& r) {
+  return r.schema + "." + r.name;
+}
 
 // The masking rules of a relation's masked columns, distinct, comma-separated.
 std::string RuleOf(const Relation& r) {
@@ -107,7 +108,10 @@ std::string ColumnExpr(const Column& c, const std::string& ref, const Options& o
   const ColumnMask& m = *c.mask;
   if (c.value_class == ValueClass::kOther || m.function == MaskFunction::kNull)
     return "CAST(NULL AS " + c.type + ")";
-  std::string text = TextMask(m, "CAST(" + ref + " AS pg_catalog.text)", o, keyed);
+  // String types reach the pg_catalog text functions through their implicit casts (a type
+  // without one makes the statement fail: nothing runs); an explicit cast per use would add
+  // nodes the deparser pays for.
+  std::string text = TextMask(m, ref, o, keyed);
   if (text.empty()) return {};
   if (c.value_class == ValueClass::kJson)
     text = "pg_catalog.to_json(CAST(" + text + " AS pg_catalog.text))";
@@ -118,6 +122,10 @@ std::string ColumnExpr(const Column& c, const std::string& ref, const Options& o
 
 // Parses `SELECT <text>` (or a whole statement) into a tree; false on a parse error.
 bool ParseTree(const std::string& text, pg_query::ParseResult* out, std::string* error) {
+  // Text that is not UTF-8 makes the tree unreadable (a refusal); protobuf would also log each
+  // such statement to stderr, a line per client statement.
+  static const bool quiet = (pb::SetLogHandler(nullptr), true);
+  (void)quiet;
   PgQueryProtobufParseResult r = pg_query_parse_protobuf(text.c_str());
   bool ok = r.error == nullptr;
   if (!ok) {
@@ -135,7 +143,9 @@ const pg_query::SelectStmt* FirstSelect(const pg_query::ParseResult& tree) {
   return &tree.stmts(0).stmt().select_stmt();
 }
 
-bool IsStar(const Node& n) { return n.node_case() == Node::kAStar; }
+bool IsStar(const Node& n) {
+  return n.node_case() == Node::kAStar;
+}
 
 }  // namespace
 
@@ -148,8 +158,7 @@ bool IsRefusedFunction(std::string_view raw) {
       "schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml",
       "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
       // statement text (the rewritten text holds the hash key's pads) and other sessions' text
-      "current_query", "pg_stat_get_activity", "pg_stat_get_backend_activity",
-      "pg_stat_statements",
+      "current_query", "pg_stat_get_activity", "pg_stat_get_backend_activity", "pg_stat_statements",
       // table data read raw: files, pages, WAL
       "pg_read_file", "pg_read_binary_file", "lo_import", "get_raw_page", "heap_page_items",
       "heap_page_item_attrs", "tuple_data_split", "bt_page_items", "brin_page_items",
@@ -162,9 +171,9 @@ bool IsRefusedFunction(std::string_view raw) {
 
 bool IsRefusedRelation(std::string_view raw) {
   static const std::unordered_set<std::string> kNames = {
-      "pg_stats",         "pg_stats_ext",          "pg_stats_ext_exprs", "pg_statistic",
-      "pg_statistic_ext_data", "pg_stat_activity", "pg_stat_statements", "pg_prepared_statements",
-      "pg_cursors"};
+      "pg_stats",           "pg_stats_ext",           "pg_stats_ext_exprs",
+      "pg_statistic",       "pg_statistic_ext_data",  "pg_stat_activity",
+      "pg_stat_statements", "pg_prepared_statements", "pg_cursors"};
   return kNames.count(Lower(raw)) != 0;
 }
 
@@ -221,7 +230,9 @@ struct Rewriter::Memo {
   // Parsed masking expressions and wrapper SELECTs, by text.
   std::unordered_map<std::string, Node> expressions;
   // By relation and the system columns it carries (a bit per kSystemColumns entry).
-  std::map<std::pair<const Relation*, unsigned>, pg_query::SelectStmt> wrappers;
+  // By relation and shape: the system columns it carries, then a '1' or '0' per column for
+  // whether a masked column gets its masking expression or NULL.
+  std::map<std::pair<const Relation*, std::string>, pg_query::SelectStmt> wrappers;
   // Results by statement text: applications repeat their texts (parameters as $n), and a
   // statement's rewrite depends on nothing else while the catalog and profile stay.
   std::unordered_map<std::string, Result> results;
@@ -232,16 +243,24 @@ struct Rewriter::Memo {
 
 namespace {
 
+// What a statement's text contains, for trimming projections: lower case, and whether it has a
+// `*` anywhere. View definitions are walked with an empty text that has a star.
+struct Text {
+  std::string lower;
+  bool has_star = true;
+};
+
 class Walker {
  public:
   // `system_columns`: bits of kSystemColumns the statement mentions.
   Walker(const Catalog& catalog, const Options& options, Rewriter::Memo& memo, int depth,
-         unsigned system_columns = 0)
+         unsigned system_columns = 0, Text text = {})
       : catalog_(catalog),
         options_(options),
         memo_(memo),
         depth_(depth),
-        system_columns_(system_columns) {}
+        system_columns_(system_columns),
+        text_(std::move(text)) {}
 
   void Statement(Node* stmt);
   bool refused() const { return !reason_.empty(); }
@@ -250,6 +269,7 @@ class Walker {
   bool changed() const { return changed_; }
   bool keyed() const { return keyed_; }
   bool unknown_name() const { return unknown_name_; }
+  void ResetChanged() { changed_ = false; }
   // The rule of the first masked column the statement reads.
   const std::string& first_rule() const { return first_rule_; }
   std::vector<std::string>& masked_columns() { return masked_columns_; }
@@ -323,6 +343,7 @@ class Walker {
   Rewriter::Memo& memo_;
   int depth_;
   unsigned system_columns_;
+  Text text_;
   std::vector<std::string> ctes_;
   std::vector<Scope> scopes_;
   std::vector<Target> targets_;
@@ -344,9 +365,10 @@ void Walker::Visit(pb::Message* m) {
     // masking expression (RETURNING email is still named email).
     auto* rt = static_cast<pg_query::ResTarget*>(m);
     std::string name;
-    if (rt->name().empty() && rt->val().has_column_ref() && rt->val().column_ref().fields_size() > 0)
-      name = std::string(StringOf(
-          rt->val().column_ref().fields(rt->val().column_ref().fields_size() - 1)));
+    if (rt->name().empty() && rt->val().has_column_ref() &&
+        rt->val().column_ref().fields_size() > 0)
+      name = std::string(
+          StringOf(rt->val().column_ref().fields(rt->val().column_ref().fields_size() - 1)));
     Fields(m);
     if (!name.empty() && !rt->val().has_column_ref()) rt->set_name(name);
   } else {
@@ -423,8 +445,9 @@ void Walker::Statement(Node* stmt) {
       VisitNode(stmt->mutable_explain_stmt()->mutable_query());
       // A plan prints the masking expressions, the hash key's pads among them.
       if (keyed_)
-        Refuse("EXPLAIN of a statement that reads a column masked with a keyed hash would print "
-               "the key");
+        Refuse(
+            "EXPLAIN of a statement that reads a column masked with a keyed hash would print "
+            "the key");
       return;
     case Node::kCreateTableAsStmt: {
       auto* c = stmt->mutable_create_table_as_stmt();
@@ -528,9 +551,8 @@ Walker::ScopeItem Walker::ItemOf(const Node& item) const {
                                                       : std::string();
       break;
     case Node::kRangeFunction:
-      it.refname = item.range_function().has_alias()
-                       ? item.range_function().alias().aliasname()
-                       : std::string();
+      it.refname = item.range_function().has_alias() ? item.range_function().alias().aliasname()
+                                                     : std::string();
       break;
     default:
       break;
@@ -784,8 +806,7 @@ void Walker::PrepareWords() {
   }
 }
 
-Verdict Walker::BodyVerdict(std::string_view language, std::string_view body,
-                            const Routine* self) {
+Verdict Walker::BodyVerdict(std::string_view language, std::string_view body, const Routine* self) {
   Verdict v;
   v.state = Verdict::kRefused;
   const std::string lang = Lower(language);
@@ -821,8 +842,9 @@ Verdict Walker::BodyVerdict(std::string_view language, std::string_view body,
   }
   // Builtins that read behind rewriting's back, named anywhere in the body.
   static constexpr std::array<std::string_view, 12> kWords = {
-      "query_to_xml", "table_to_xml", "schema_to_xml", "database_to_xml", "ts_stat", "ts_rewrite",
-      "current_query", "pg_stat", "pg_read", "dblink", "pg_cursors", "pg_prepared_statements"};
+      "query_to_xml", "table_to_xml", "schema_to_xml", "database_to_xml",
+      "ts_stat",      "ts_rewrite",   "current_query", "pg_stat",
+      "pg_read",      "dblink",       "pg_cursors",    "pg_prepared_statements"};
   for (std::string_view w : kWords)
     if (text.find(w) != std::string::npos) {
       v.reason = "calls " + std::string(w) + ", which masking cannot reach";
@@ -854,8 +876,8 @@ const Verdict& Walker::RoutineVerdict(const Routine* r) {
 void Walker::Call(const pb::RepeatedPtrField<Node>& funcname) {
   if (refused() || funcname.empty()) return;
   std::string_view name = StringOf(funcname.Get(funcname.size() - 1));
-  std::string_view schema = funcname.size() >= 2 ? StringOf(funcname.Get(funcname.size() - 2))
-                                                 : std::string_view();
+  std::string_view schema =
+      funcname.size() >= 2 ? StringOf(funcname.Get(funcname.size() - 2)) : std::string_view();
   if (IsRefusedFunction(name)) {
     Refuse("calls " + std::string(name) +
            ", which reads values behind masking's back (SQL given as text, statistics, statement "
@@ -934,15 +956,18 @@ void Walker::Dml(Node* n) {
   switch (n->node_case()) {
     case Node::kInsertStmt:
       relation = n->mutable_insert_stmt()->mutable_relation();
-      if (n->insert_stmt().has_with_clause()) with = n->mutable_insert_stmt()->mutable_with_clause();
+      if (n->insert_stmt().has_with_clause())
+        with = n->mutable_insert_stmt()->mutable_with_clause();
       break;
     case Node::kUpdateStmt:
       relation = n->mutable_update_stmt()->mutable_relation();
-      if (n->update_stmt().has_with_clause()) with = n->mutable_update_stmt()->mutable_with_clause();
+      if (n->update_stmt().has_with_clause())
+        with = n->mutable_update_stmt()->mutable_with_clause();
       break;
     case Node::kDeleteStmt:
       relation = n->mutable_delete_stmt()->mutable_relation();
-      if (n->delete_stmt().has_with_clause()) with = n->mutable_delete_stmt()->mutable_with_clause();
+      if (n->delete_stmt().has_with_clause())
+        with = n->mutable_delete_stmt()->mutable_with_clause();
       break;
     default:
       relation = n->mutable_merge_stmt()->mutable_relation();
@@ -956,11 +981,9 @@ void Walker::Dml(Node* n) {
   if (n->has_insert_stmt() && n->insert_stmt().has_select_stmt())
     VisitNode(n->mutable_insert_stmt()->mutable_select_stmt());
   if (n->has_update_stmt())
-    for (Node& item : *n->mutable_update_stmt()->mutable_from_clause())
-      FromItem(&item, level);
+    for (Node& item : *n->mutable_update_stmt()->mutable_from_clause()) FromItem(&item, level);
   if (n->has_delete_stmt())
-    for (Node& item : *n->mutable_delete_stmt()->mutable_using_clause())
-      FromItem(&item, level);
+    for (Node& item : *n->mutable_delete_stmt()->mutable_using_clause()) FromItem(&item, level);
   if (n->has_merge_stmt()) FromItem(n->mutable_merge_stmt()->mutable_source_relation(), level);
   const Relation* rel = refused() ? nullptr : Resolve(*relation, true);
   if (rel != nullptr && rel->kind == 'v' && ViewVerdict(rel).state != Verdict::kClear) {
@@ -1058,6 +1081,15 @@ void Walker::Dml(Node* n) {
 
 void Walker::Copy(Node* n) {
   auto* c = n->mutable_copy_stmt();
+  // libpg_query's deparser dereferences the value of these options (the server refuses them
+  // without one anyway).
+  for (const Node& o : c->options()) {
+    if (!o.has_def_elem() || o.def_elem().has_arg()) continue;
+    const std::string& name = o.def_elem().defname();
+    for (const char* needs : {"format", "delimiter", "null", "quote", "escape", "encoding",
+                              "force_quote", "force_not_null", "force_null", "default"})
+      if (name == needs) return Refuse("COPY option " + name + " needs a value");
+  }
   if (c->has_query()) {
     VisitNode(c->mutable_query());
     return;
@@ -1072,10 +1104,21 @@ void Walker::Copy(Node* n) {
   s->set_op(pg_query::SETOP_NONE);
   s->set_limit_option(pg_query::LIMIT_OPTION_DEFAULT);
   if (c->attlist_size() == 0) {
-    s->add_target_list()->mutable_res_target()->mutable_val()->mutable_column_ref()->add_fields()->mutable_a_star();
+    s->add_target_list()
+        ->mutable_res_target()
+        ->mutable_val()
+        ->mutable_column_ref()
+        ->add_fields()
+        ->mutable_a_star();
   } else {
     for (const Node& a : c->attlist())
-      s->add_target_list()->mutable_res_target()->mutable_val()->mutable_column_ref()->add_fields()->mutable_string()->set_sval(std::string(StringOf(a)));
+      s->add_target_list()
+          ->mutable_res_target()
+          ->mutable_val()
+          ->mutable_column_ref()
+          ->add_fields()
+          ->mutable_string()
+          ->set_sval(std::string(StringOf(a)));
   }
   auto* from = s->add_from_clause()->mutable_range_var();
   *from = c->relation();
@@ -1096,7 +1139,8 @@ void Walker::ColumnRef(Node* n) {
     for (auto s = scopes_.rbegin(); s != scopes_.rend(); ++s) {
       bool found = false;
       for (const ScopeItem& it : s->items)
-        if (it.wrapped_unaliased && it.refname == table && (it.schema.empty() || it.schema == schema))
+        if (it.wrapped_unaliased && it.refname == table &&
+            (it.schema.empty() || it.schema == schema))
           found = true;
       if (found) {
         cr->mutable_fields()->DeleteSubrange(0, size - 2);
@@ -1132,7 +1176,8 @@ void Walker::ColumnRef(Node* n) {
       }
       column = StringOf(cr->fields(1));
     } else if (fields == 3 && !t->aliased) {
-      if (StringOf(cr->fields(1)) != t->refname || (!t->schema.empty() && StringOf(cr->fields(0)) != t->schema))
+      if (StringOf(cr->fields(1)) != t->refname ||
+          (!t->schema.empty() && StringOf(cr->fields(0)) != t->schema))
         continue;
       qualifier = t->refname;
       column = StringOf(cr->fields(2));
@@ -1210,11 +1255,23 @@ bool Walker::WholeRow(const Relation* rel, const std::string& qualifier, Node* o
 bool Walker::Wrapper(const Relation* rel, pg_query::SelectStmt* out) {
   const bool has_system = rel->kind == 'r' || rel->kind == 'p' || rel->kind == 'm';
   const unsigned system = has_system ? system_columns_ : 0;
-  auto it = memo_.wrappers.find({rel, system});
+  // A masked column the statement cannot name (its name is nowhere in the text, and there is
+  // no `*`) can only be read through a whole-row reference: NULL is masked as well, and costs
+  // the server and the deparser far less than the masking expression.
+  std::string shape = std::to_string(system) + ":";
+  for (const Column& c : rel->columns)
+    shape.push_back(
+        c.mask && (text_.has_star || text_.lower.find(Lower(c.name)) != std::string::npos) ? '1'
+                                                                                           : '0');
+  auto it = memo_.wrappers.find({rel, shape});
   if (it == memo_.wrappers.end()) {
     std::string list;
-    for (const Column& c : rel->columns) {
-      std::string expr = c.mask ? ColumnExpr(c, Quote(c.name), options_, &keyed_) : Quote(c.name);
+    for (size_t i = 0; i < rel->columns.size(); ++i) {
+      const Column& c = rel->columns[i];
+      const bool named = shape[shape.size() - rel->columns.size() + i] == '1';
+      std::string expr = !c.mask ? Quote(c.name)
+                         : named ? ColumnExpr(c, Quote(c.name), options_, &keyed_)
+                                 : "CAST(NULL AS " + c.type + ")";
       if (expr.empty()) {
         Refuse("column " + QualifiedName(*rel) + "." + c.name +
                    " is masked with a keyed hash, and no masking key is loaded",
@@ -1233,13 +1290,16 @@ bool Walker::Wrapper(const Relation* rel, pg_query::SelectStmt* out) {
       Refuse("the masking projection of " + QualifiedName(*rel) + " could not be built");
       return false;
     }
-    it = memo_.wrappers.emplace(std::make_pair(rel, system), *s).first;
+    it = memo_.wrappers.emplace(std::make_pair(rel, shape), *s).first;
   } else {
     // What building it noted: the expressions hold the key's pads.
-    for (const Column& c : rel->columns)
-      if (c.mask && c.mask->function == MaskFunction::kHash && c.value_class != ValueClass::kOther &&
-          !options_.hash_inner_pad_hex.empty())
+    for (size_t i = 0; i < rel->columns.size(); ++i) {
+      const Column& c = rel->columns[i];
+      if (c.mask && c.mask->function == MaskFunction::kHash &&
+          c.value_class != ValueClass::kOther && !options_.hash_inner_pad_hex.empty() &&
+          shape[shape.size() - rel->columns.size() + i] == '1')
         keyed_ = true;
+    }
   }
   *out = it->second;
   return true;
@@ -1251,6 +1311,17 @@ void Walker::NoteColumns(const Relation* rel) {
       masked_columns_.push_back(QualifiedName(*rel) + "." + c.name);
       if (first_rule_.empty()) first_rule_ = c.mask->rule_id;
     }
+}
+
+}  // namespace
+
+namespace {
+
+Result Refuse(Result result, std::string reason) {
+  result.outcome = Result::Outcome::kRefused;
+  result.reason = std::move(reason);
+  result.sql.clear();
+  return result;
 }
 
 }  // namespace
@@ -1283,9 +1354,13 @@ Result Rewriter::RewriteUncached(std::string_view sql) {
   const std::string lower = Lower(sql);
   for (size_t i = 0; i < kSystemColumns.size(); ++i)
     if (lower.find(kSystemColumns[i]) != std::string::npos) system_columns |= 1u << i;
-  Walker walker(*catalog_, options_, *memo_, 0, system_columns);
+  Walker walker(*catalog_, options_, *memo_, 0, system_columns,
+                {lower, lower.find('*') != std::string::npos});
+  std::vector<bool> changed;
   for (pg_query::RawStmt& raw : *tree.mutable_stmts()) {
+    walker.ResetChanged();
     walker.Statement(raw.mutable_stmt());
+    changed.push_back(walker.changed());
     if (walker.refused()) break;
   }
   if (walker.refused()) {
@@ -1300,19 +1375,35 @@ Result Rewriter::RewriteUncached(std::string_view sql) {
   result.masked_columns.erase(
       std::unique(result.masked_columns.begin(), result.masked_columns.end()),
       result.masked_columns.end());
-  if (!walker.changed()) return result;
-  std::string bytes = tree.SerializeAsString();
-  PgQueryProtobuf pbuf{bytes.size(), bytes.data()};
-  PgQueryDeparseResult d = pg_query_deparse_protobuf(pbuf);
-  if (d.error != nullptr || d.query == nullptr) {
-    result.outcome = Result::Outcome::kRefused;
-    result.reason = std::string("the statement rewritten for masking could not be deparsed: ") +
-                    (d.error != nullptr && d.error->message != nullptr ? d.error->message : "");
-  } else {
-    result.outcome = Result::Outcome::kRewritten;
-    result.sql = d.query;
+  if (std::find(changed.begin(), changed.end(), true) == changed.end()) return result;
+  // Only the statements that changed are deparsed (each on its own); the others keep the
+  // client's text. That keeps libpg_query's deparser to the statement kinds rewriting produces.
+  std::string out;
+  for (int i = 0; i < tree.stmts_size(); ++i) {
+    const pg_query::RawStmt& raw = tree.stmts(i);
+    if (!out.empty()) out += ";\n";
+    if (!changed[i]) {
+      const size_t at = static_cast<size_t>(std::max(raw.stmt_location(), 0));
+      if (at > sql.size()) return Refuse(result, "the statement's text could not be split");
+      out.append(sql.substr(
+          at, raw.stmt_len() > 0 ? static_cast<size_t>(raw.stmt_len()) : std::string_view::npos));
+      continue;
+    }
+    pg_query::ParseResult one;
+    one.set_version(tree.version());
+    *one.add_stmts() = raw;
+    std::string bytes = one.SerializeAsString();
+    PgQueryProtobuf pbuf{bytes.size(), bytes.data()};
+    PgQueryDeparseResult d = pg_query_deparse_protobuf(pbuf);
+    const bool ok = d.error == nullptr && d.query != nullptr;
+    std::string error = d.error != nullptr && d.error->message != nullptr ? d.error->message : "";
+    if (ok) out += d.query;
+    pg_query_free_deparse_result(d);
+    if (!ok)
+      return Refuse(result, "the statement rewritten for masking could not be deparsed: " + error);
   }
-  pg_query_free_deparse_result(d);
+  result.outcome = Result::Outcome::kRewritten;
+  result.sql = std::move(out);
   return result;
 }
 

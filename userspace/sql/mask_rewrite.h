@@ -55,8 +55,8 @@ struct Relation {
 struct Routine {
   std::string schema;
   std::string name;
-  std::string language;  // "sql", "plpgsql", "c", "internal", "plpython3u", ...
-  std::string body;      // prosrc, or the parsed SQL body of BEGIN ATOMIC functions
+  std::string language;    // "sql", "plpgsql", "c", "internal", "plpython3u", ...
+  std::string body;        // prosrc, or the parsed SQL body of BEGIN ATOMIC functions
   bool extension = false;  // belongs to an extension (installed by the DBA)
 };
 
@@ -100,8 +100,8 @@ struct Options {
 struct Result {
   enum class Outcome : uint8_t { kUnchanged, kRewritten, kRefused };
   Outcome outcome = Outcome::kUnchanged;
-  std::string sql;      // kRewritten: the text to send in the statement's place
-  std::string reason;   // kRefused: why, naming the rule
+  std::string sql;     // kRewritten: the text to send in the statement's place
+  std::string reason;  // kRefused: why, naming the rule
   // kRefused: the masking rule(s) concerned, comma-separated, when known.
   std::string rule_id;
   // kRefused because the statement names a relation or function the catalog has not seen: a

@@ -1,0 +1,1 @@
+SELECT pw FROM customers

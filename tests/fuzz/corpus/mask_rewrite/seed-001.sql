@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE ssn::varchar IS NOT NULL AND name <> ssn::varchar::text

@@ -1,0 +1,1 @@
+SELECT n COLLATE "C" FROM "customers"

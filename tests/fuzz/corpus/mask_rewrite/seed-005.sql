@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE reverse(n) IS NOT NULL AND name <> reverse(n)::text

@@ -1,0 +1,1 @@
+SELECT right(pw, 6) FROM public.customers

@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE quote_literal(ssn) IS NOT NULL AND name <> quote_literal(ssn)::text

@@ -1,0 +1,1 @@
+SELECT split_part(ssn, 'x', 1) FROM public.customers

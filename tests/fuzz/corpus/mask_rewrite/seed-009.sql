@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE overlay(pw placing '' from 1 for 0) IS NOT NULL AND name <> overlay(pw placing '' from 1 for 0)::text

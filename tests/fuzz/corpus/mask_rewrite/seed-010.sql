@@ -1,0 +1,2 @@
+SELECT  btrim(email) /* c */ FROM
+	customers

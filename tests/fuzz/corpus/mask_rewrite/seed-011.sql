@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE ascii(n) IS NOT NULL AND name <> ascii(n)::text

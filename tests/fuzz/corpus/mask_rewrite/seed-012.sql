@@ -1,0 +1,2 @@
+SELECT  array_to_string(ARRAY[ssn], ',') /* c */ FROM
+	customers

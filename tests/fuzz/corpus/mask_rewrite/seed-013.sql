@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE xmlelement(name x, email)::text IS NOT NULL AND name <> xmlelement(name x, email)::text::text

@@ -1,0 +1,1 @@
+select md5(ssn) = md5(ssn) from customers

@@ -1,0 +1,1 @@
+select xmlforest(c.pw, c.n)::text from customers c

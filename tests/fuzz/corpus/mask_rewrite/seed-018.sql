@@ -1,0 +1,1 @@
+SELECT "customers"."pw" FROM "customers"

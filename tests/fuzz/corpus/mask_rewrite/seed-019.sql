@@ -1,0 +1,1 @@
+select array_agg(email)::text from customers

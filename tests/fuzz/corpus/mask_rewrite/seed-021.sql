@@ -1,0 +1,2 @@
+SELECT  lag(email) OVER (ORDER BY id) /* c */ FROM
+	customers

@@ -1,0 +1,1 @@
+SELECT s.v FROM (SELECT email AS v FROM customers) s

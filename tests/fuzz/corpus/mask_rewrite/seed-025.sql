@@ -1,0 +1,1 @@
+SELECT * FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE ssn IS NOT NULL) AND (SELECT ssn FROM customers LIMIT 1) IS NOT NULL

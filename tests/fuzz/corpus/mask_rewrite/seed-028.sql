@@ -1,0 +1,1 @@
+CREATE TEMP TABLE leak1 AS SELECT n AS v FROM customers; SELECT v FROM leak1

@@ -1,0 +1,1 @@
+CREATE TEMP TABLE leak3 (v text); INSERT INTO leak3 SELECT pw FROM customers; SELECT v FROM leak3

@@ -1,0 +1,1 @@
+CREATE TEMP VIEW leak4 AS SELECT email AS v FROM customers; SELECT v FROM leak4

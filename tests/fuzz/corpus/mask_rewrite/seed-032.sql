@@ -1,0 +1,1 @@
+SELECT pg_notify('ch', ssn) FROM customers WHERE id = 1

@@ -1,0 +1,1 @@
+COPY (SELECT pw FROM customers) TO STDOUT

@@ -1,0 +1,1 @@
+COPY (TABLE customers) TO STDOUT (FORMAT csv)

@@ -1,0 +1,1 @@
+DO $$BEGIN RAISE NOTICE '%', (SELECT n FROM customers LIMIT 1); END$$

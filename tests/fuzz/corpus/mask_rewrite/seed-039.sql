@@ -1,0 +1,1 @@
+SELECT lo_get(lo_from_bytea(0, convert_to((SELECT n FROM customers LIMIT 1), 'UTF8')))

@@ -1,0 +1,1 @@
+SELECT array_to_string(tags, ',') FROM customers

@@ -1,0 +1,1 @@
+UPDATE customers SET note = ssn WHERE id = 1; SELECT note FROM customers WHERE id = 1

@@ -1,0 +1,1 @@
+INSERT INTO orders (id, customer_id, note) SELECT 99, id, email FROM customers; SELECT note FROM orders WHERE id = 99

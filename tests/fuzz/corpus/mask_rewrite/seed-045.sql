@@ -1,0 +1,1 @@
+INSERT INTO customers (id, name) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET note = excluded.name RETURNING ssn

@@ -1,0 +1,1 @@
+UPDATE customers SET note = (SELECT ssn FROM customers WHERE id = 1) WHERE id = 2 RETURNING note

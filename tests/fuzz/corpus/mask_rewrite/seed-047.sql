@@ -1,0 +1,1 @@
+WITH u AS (UPDATE customers SET name = name RETURNING n AS v) SELECT v FROM u

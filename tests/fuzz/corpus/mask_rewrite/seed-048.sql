@@ -1,0 +1,1 @@
+MERGE INTO customers c USING (SELECT 1 AS id) s ON c.id = s.id WHEN MATCHED THEN UPDATE SET note = c.pw; SELECT note FROM customers WHERE id = 1

@@ -1,0 +1,1 @@
+SELECT n::date FROM customers

@@ -1,0 +1,1 @@
+SELECT n::boolean FROM customers

@@ -1,0 +1,1 @@
+UPDATE customers SET note = 'x' WHERE id = 1 AND n::int > 0

@@ -1,0 +1,1 @@
+SET search_path = agent_space, public, pg_catalog; SELECT upper(pw) FROM public.customers

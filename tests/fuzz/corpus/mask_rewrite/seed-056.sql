@@ -1,0 +1,1 @@
+SELECT agent_space.echo(email) FROM customers

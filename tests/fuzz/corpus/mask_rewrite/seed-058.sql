@@ -1,0 +1,1 @@
+SELECT 1/(CASE WHEN substr(pw, 1, 1) = 'Z' THEN 0 ELSE 1 END) FROM customers WHERE id = 1

@@ -1,0 +1,1 @@
+SELECT EXISTS (SELECT 1 FROM customers WHERE n = 'KeyPlant4Rq8Tm2Wn')

@@ -1,0 +1,1 @@
+UPDATE customers SET note = note WHERE ssn LIKE 'Ss%'

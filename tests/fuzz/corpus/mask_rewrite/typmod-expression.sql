@@ -1,0 +1,1 @@
+SELECT id FROM customers WHERE lower(ssn) IS NOT NULL AND name <> lower(stn)::r(s&sn) IS NOT NULL AND name <> lower(stn)::text
