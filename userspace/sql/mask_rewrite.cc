@@ -103,11 +103,19 @@ std::string TextMask(const ColumnMask& m, const std::string& x, const Options& o
   return {};
 }
 
+// The type a masked column's value is cast to. libpg_query's deparser prints a cast of a
+// constant to bpchar as a typed literal (`char 'x'`, which is char(1), and `char NULL`, which
+// does not parse): a masked bpchar column is text.
+const std::string& MaskedType(const Column& c) {
+  static const std::string kBpchar = "\"pg_catalog\".\"bpchar\"", kText = "pg_catalog.text";
+  return c.type == kBpchar ? kText : c.type;
+}
+
 // The masking expression for column `c` read as `ref` (a quoted, maybe qualified, reference).
 std::string ColumnExpr(const Column& c, const std::string& ref, const Options& o, bool* keyed) {
   const ColumnMask& m = *c.mask;
   if (c.value_class == ValueClass::kOther || m.function == MaskFunction::kNull)
-    return "CAST(NULL AS " + c.type + ")";
+    return "CAST(NULL AS " + MaskedType(c) + ")";
   // String types reach the pg_catalog text functions through their implicit casts (a type
   // without one makes the statement fail: nothing runs); an explicit cast per use would add
   // nodes the deparser pays for.
@@ -115,7 +123,8 @@ std::string ColumnExpr(const Column& c, const std::string& ref, const Options& o
   if (text.empty()) return {};
   if (c.value_class == ValueClass::kJson)
     text = "pg_catalog.to_json(CAST(" + text + " AS pg_catalog.text))";
-  return "CASE WHEN " + ref + " IS NULL THEN NULL ELSE CAST(" + text + " AS " + c.type + ") END";
+  return "CASE WHEN " + ref + " IS NULL THEN NULL ELSE CAST(" + text + " AS " + MaskedType(c) +
+         ") END";
 }
 
 // ---- tree helpers ----
@@ -1271,7 +1280,7 @@ bool Walker::Wrapper(const Relation* rel, pg_query::SelectStmt* out) {
       const bool named = shape[shape.size() - rel->columns.size() + i] == '1';
       std::string expr = !c.mask ? Quote(c.name)
                          : named ? ColumnExpr(c, Quote(c.name), options_, &keyed_)
-                                 : "CAST(NULL AS " + c.type + ")";
+                                 : "CAST(NULL AS " + MaskedType(c) + ")";
       if (expr.empty()) {
         Refuse("column " + QualifiedName(*rel) + "." + c.name +
                    " is masked with a keyed hash, and no masking key is loaded",
