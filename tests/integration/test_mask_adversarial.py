@@ -325,6 +325,32 @@ class AdversarialMaskingTest(unittest.TestCase):
         finally:
             conn.close()
 
+    def test_redefinition_through_another_worker_is_seen(self):
+        # The relay runs two workers, each with its own catalog; connections alternate between
+        # them. A view over an unmasked table, read (and so cached) by every session, is
+        # redefined over a masked column by one of them: the others must not trust the cached
+        # definition.
+        conns = [connect() for _ in range(3)]
+        try:
+            for c in conns:
+                c.autocommit = True
+            conns[0].cursor().execute(
+                'CREATE VIEW agent_space.flip AS SELECT id, note AS v FROM public.orders')
+            for c in conns[1:]:
+                cur = c.cursor()
+                cur.execute('SELECT v FROM agent_space.flip ORDER BY id')
+                self.assertEqual(cur.fetchall(), [('order note one',), ('order note two',)])
+            conns[0].cursor().execute(
+                'CREATE OR REPLACE VIEW agent_space.flip AS '
+                'SELECT id, ssn AS v FROM public.customers')
+            for c in conns[1:]:
+                cur = c.cursor()
+                cur.execute('SELECT v FROM agent_space.flip WHERE id = 1')
+                self.assertEqual(cur.fetchall(), [('[redacted]',)])
+        finally:
+            for c in conns:
+                c.close()
+
     def test_pipelined_redefinition_is_not_trusted(self):
         # Parse/Bind/Execute of a redefinition and of a call, in one batch before any answer.
         body = 'SELECT api_key FROM customers WHERE id = 1'

@@ -472,7 +472,10 @@ void CatalogCache::Get(const TargetRuntime& target, const std::string& session_u
                        const std::string& database, Ready ready) {
   std::string key = target.options.name + '\0' + database;
   Entry& e = entries_[key];
-  // DDL by clients that bypass this worker's sessions is caught by age (and by unknown OIDs).
+  // DDL through another worker's sessions bumps the generation; DDL by clients that bypass the
+  // relay is caught by age (and by names the catalog does not know).
+  const uint64_t generation = Generation().load(std::memory_order_acquire);
+  if (e.generation != generation) e.stale = true;
   if (e.snapshot && !e.stale &&
       std::chrono::steady_clock::now() - e.snapshot->loaded_at < kMaxAge) {
     ready(e.snapshot, Status::Ok());
@@ -490,20 +493,27 @@ void CatalogCache::Get(const TargetRuntime& target, const std::string& session_u
   if (login.user.empty()) login.user = session_user;
   auto loader = std::make_shared<CatalogLoader>(
       context_, target, std::move(login), database,
-      [this, key](std::shared_ptr<const CatalogSnapshot> snapshot, const Status& status) {
-        Finished(key, std::move(snapshot), status);
+      [this, key, generation](std::shared_ptr<const CatalogSnapshot> snapshot,
+                              const Status& status) {
+        Finished(key, std::move(snapshot), status, generation);
       });
   loader->Start();
 }
 
+std::atomic<uint64_t>& CatalogCache::Generation() {
+  static std::atomic<uint64_t> generation{0};
+  return generation;
+}
+
 void CatalogCache::Finished(const std::string& key, std::shared_ptr<const CatalogSnapshot> snapshot,
-                            const Status& status) {
+                            const Status& status, uint64_t generation) {
   Entry& e = entries_[key];
   e.loading = false;
   e.last_error = status;
   if (status.ok()) {
     e.snapshot = std::move(snapshot);
     e.stale = false;
+    e.generation = generation;  // an invalidation during the load leaves it stale
   } else {
     e.failed_at = std::chrono::steady_clock::now();
     DBW_LOG(kWarning) << "masking catalog for " << key.substr(0, key.find('\0')) << "/"
@@ -523,6 +533,7 @@ std::shared_ptr<const CatalogSnapshot> CatalogCache::Peek(const std::string& tar
 void CatalogCache::Invalidate(const std::string& target, const std::string& database) {
   auto it = entries_.find(target + '\0' + database);
   if (it != entries_.end()) it->second.stale = true;
+  Generation().fetch_add(1, std::memory_order_release);
 }
 
 }  // namespace dbw::relay

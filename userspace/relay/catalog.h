@@ -3,6 +3,7 @@
 // own upstream connection (CatalogLoader), dropped when a session runs DDL.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -107,20 +108,25 @@ class CatalogCache {
   // The current snapshot, without loading; null when none.
   std::shared_ptr<const CatalogSnapshot> Peek(const std::string& target,
                                               const std::string& database) const;
-  // A session ran DDL (or saw an unknown relation): the next Get reloads.
+  // A session ran DDL (or saw an unknown relation): the next Get reloads, on every worker (a
+  // redefined view or function body must not be judged by its old definition elsewhere).
   void Invalidate(const std::string& target, const std::string& database);
 
  private:
   struct Entry {
     std::shared_ptr<const CatalogSnapshot> snapshot;
     bool stale = true;
+    uint64_t generation = 0;  // Generation() when the snapshot's load started
     bool loading = false;
     std::chrono::steady_clock::time_point failed_at{};  // last failed load (retry backoff)
     Status last_error;
     std::vector<Ready> waiters;
   };
   void Finished(const std::string& key, std::shared_ptr<const CatalogSnapshot> snapshot,
-                const Status& status);
+                const Status& status, uint64_t generation);
+  // Bumped by every Invalidate in the process: each worker's cache compares it with the
+  // generation its snapshot was loaded at.
+  static std::atomic<uint64_t>& Generation();
 
   boost::asio::io_context& context_;
   std::unordered_map<std::string, Entry> entries_;  // key: target '\0' database

@@ -328,7 +328,7 @@ class Walker {
   void ScanUtility(pb::Message* m, std::string_view what);
 
   // Resolution. Null when `rv` names no known relation (or a WITH name). May refuse.
-  const Relation* Resolve(const pg_query::RangeVar& rv, bool for_write);
+  const Relation* Resolve(const pg_query::RangeVar& rv);
   bool IsCte(const pg_query::RangeVar& rv) const {
     return rv.schemaname().empty() &&
            std::find(ctes_.begin(), ctes_.end(), rv.relname()) != ctes_.end();
@@ -345,6 +345,13 @@ class Walker {
   bool MaskedRef(const Relation* rel, size_t column, const std::string& qualifier, Node* out);
   bool WholeRow(const Relation* rel, const std::string& qualifier, Node* out);
   void NoteColumns(const Relation* rel);
+  // Replaces the FROM item *item, which named `rv`, by `(subquery) AS alias`: the statement's
+  // alias, or the relation's name. Returns the alias.
+  pg_query::Alias* Substitute(Node* item, const pg_query::RangeVar& rv, Node subquery,
+                              ScopeItem* si);
+  // Substitute with the masking projection of `rel` over `inner` (the table, or its sample).
+  bool WrapTable(Node* item, const pg_query::RangeVar& rv, Node inner, const Relation* rel,
+                 ScopeItem* si);
   ScopeItem ItemOf(const Node& item) const;
 
   const Catalog& catalog_;
@@ -585,7 +592,7 @@ void Walker::FromItem(Node* item, size_t level) {
       if (ts->has_repeatable()) VisitNode(ts->mutable_repeatable());
       if (!ts->relation().has_range_var()) return;
       const auto& rv = ts->relation().range_var();
-      const Relation* rel = Resolve(rv, false);
+      const Relation* rel = Resolve(rv);
       ScopeItem si = ItemOf(ts->relation());
       if (rel == nullptr || !rel->masked) {
         scopes_[level].items.push_back(std::move(si));
@@ -594,51 +601,24 @@ void Walker::FromItem(Node* item, size_t level) {
       // The sample stays inside the wrapper, on the table itself.
       Node sample = *item;
       sample.mutable_range_table_sample()->mutable_relation()->mutable_range_var()->clear_alias();
-      pg_query::SelectStmt wrapper;
-      if (!Wrapper(rel, &wrapper)) return;
-      *wrapper.mutable_from_clause(0) = std::move(sample);
-      Node replaced;
-      auto* sub = replaced.mutable_range_subselect();
-      *sub->mutable_subquery()->mutable_select_stmt() = std::move(wrapper);
-      if (rv.has_alias()) {
-        *sub->mutable_alias() = rv.alias();
-      } else {
-        sub->mutable_alias()->set_aliasname(rv.relname());
-        si.wrapped_unaliased = true;
-        si.schema = rv.schemaname();
-      }
-      *item = std::move(replaced);
-      changed_ = true;
-      NoteColumns(rel);
-      scopes_[level].items.push_back(std::move(si));
+      if (WrapTable(item, rv, std::move(sample), rel, &si))
+        scopes_[level].items.push_back(std::move(si));
       return;
     }
     case Node::kRangeVar: {
       const pg_query::RangeVar rv = item->range_var();
       ScopeItem si = ItemOf(*item);
-      const Relation* rel = Resolve(rv, false);
+      const Relation* rel = Resolve(rv);
       if (refused()) return;
       if (rel != nullptr && rel->kind == 'v') {
         const Verdict& v = ViewVerdict(rel);
         if (v.state == Verdict::kRefused) return Refuse(v.reason, v.rule_id);
         if (v.state == Verdict::kMasked) {
-          Node replaced;
-          auto* sub = replaced.mutable_range_subselect();
-          *sub->mutable_subquery() = memo_.views.at(rel).second;
-          auto* alias = sub->mutable_alias();
-          if (rv.has_alias()) {
-            *alias = rv.alias();
-          } else {
-            alias->set_aliasname(rv.relname());
-            si.wrapped_unaliased = true;
-            si.schema = rv.schemaname();
-          }
+          auto* alias = Substitute(item, rv, memo_.views.at(rel).second, &si);
           // The view's column names, unless the statement renamed them.
           if (alias->colnames_size() == 0)
             for (const Column& c : rel->columns)
               alias->add_colnames()->mutable_string()->set_sval(c.name);
-          *item = std::move(replaced);
-          changed_ = true;
           masked_columns_.push_back(QualifiedName(*rel) + ".*");
         }
         scopes_[level].items.push_back(std::move(si));
@@ -648,25 +628,10 @@ void Walker::FromItem(Node* item, size_t level) {
         scopes_[level].items.push_back(std::move(si));
         return;
       }
-      pg_query::SelectStmt wrapper;
-      if (!Wrapper(rel, &wrapper)) return;
       Node inner = *item;
       inner.mutable_range_var()->clear_alias();
-      *wrapper.mutable_from_clause(0) = std::move(inner);
-      Node replaced;
-      auto* sub = replaced.mutable_range_subselect();
-      *sub->mutable_subquery()->mutable_select_stmt() = std::move(wrapper);
-      if (rv.has_alias()) {
-        *sub->mutable_alias() = rv.alias();
-      } else {
-        sub->mutable_alias()->set_aliasname(rv.relname());
-        si.wrapped_unaliased = true;
-        si.schema = rv.schemaname();
-      }
-      *item = std::move(replaced);
-      changed_ = true;
-      NoteColumns(rel);
-      scopes_[level].items.push_back(std::move(si));
+      if (WrapTable(item, rv, std::move(inner), rel, &si))
+        scopes_[level].items.push_back(std::move(si));
       return;
     }
     default: {
@@ -680,7 +645,36 @@ void Walker::FromItem(Node* item, size_t level) {
   }
 }
 
-const Relation* Walker::Resolve(const pg_query::RangeVar& rv, bool for_write) {
+pg_query::Alias* Walker::Substitute(Node* item, const pg_query::RangeVar& rv, Node subquery,
+                                    ScopeItem* si) {
+  Node replaced;
+  auto* sub = replaced.mutable_range_subselect();
+  *sub->mutable_subquery() = std::move(subquery);
+  if (rv.has_alias()) {
+    *sub->mutable_alias() = rv.alias();
+  } else {
+    sub->mutable_alias()->set_aliasname(rv.relname());
+    si->wrapped_unaliased = true;
+    si->schema = rv.schemaname();
+  }
+  *item = std::move(replaced);
+  changed_ = true;
+  return item->mutable_range_subselect()->mutable_alias();
+}
+
+bool Walker::WrapTable(Node* item, const pg_query::RangeVar& rv, Node inner, const Relation* rel,
+                       ScopeItem* si) {
+  pg_query::SelectStmt wrapper;
+  if (!Wrapper(rel, &wrapper)) return false;
+  *wrapper.mutable_from_clause(0) = std::move(inner);
+  Node subquery;
+  *subquery.mutable_select_stmt() = std::move(wrapper);
+  Substitute(item, rv, std::move(subquery), si);
+  NoteColumns(rel);
+  return true;
+}
+
+const Relation* Walker::Resolve(const pg_query::RangeVar& rv) {
   if (IsRefusedRelation(rv.relname())) {
     Refuse("reads " + rv.relname() +
            ", which holds column values or statement text that masking cannot reach");
@@ -739,7 +733,6 @@ const Relation* Walker::Resolve(const pg_query::RangeVar& rv, bool for_write) {
         merged->columns[i].mask = r->columns[i].mask;
   merged->masked = true;
   memo_.merged.push_back(std::move(merged));
-  (void)for_write;
   return memo_.merged.back().get();
 }
 
@@ -994,7 +987,7 @@ void Walker::Dml(Node* n) {
   if (n->has_delete_stmt())
     for (Node& item : *n->mutable_delete_stmt()->mutable_using_clause()) FromItem(&item, level);
   if (n->has_merge_stmt()) FromItem(n->mutable_merge_stmt()->mutable_source_relation(), level);
-  const Relation* rel = refused() ? nullptr : Resolve(*relation, true);
+  const Relation* rel = refused() ? nullptr : Resolve(*relation);
   if (rel != nullptr && rel->kind == 'v' && ViewVerdict(rel).state != Verdict::kClear) {
     const Verdict& v = ViewVerdict(rel);
     Refuse(v.state == Verdict::kRefused
@@ -1104,7 +1097,7 @@ void Walker::Copy(Node* n) {
     return;
   }
   if (c->is_from() || !c->has_relation()) return;  // writes read nothing
-  const Relation* rel = Resolve(c->relation(), false);
+  const Relation* rel = Resolve(c->relation());
   if (refused() || rel == nullptr || !rel->masked) return;
   // COPY table [(columns)] TO ...: COPY (SELECT columns FROM table) TO ..., the table then
   // wrapped as any read is. The output keeps its columns, order and options.
