@@ -212,6 +212,48 @@ TEST(RowMaskerTest, DetectorsScanTextAndTextLikeBinaryColumns) {
   EXPECT_EQ(r.stats.column_masked, (std::vector<uint64_t>{0, 0, 0, 0, 0, 1}));
 }
 
+// Binary array and record values, built as PostgreSQL sends them.
+std::string I32(int32_t v) {
+  auto u = static_cast<uint32_t>(v);
+  return {static_cast<char>(u >> 24), static_cast<char>(u >> 16), static_cast<char>(u >> 8),
+          static_cast<char>(u)};
+}
+std::string ArrayOf(int32_t elem, const std::vector<std::optional<std::string>>& items) {
+  std::string out = I32(1) + I32(0) + I32(elem) + I32(static_cast<int32_t>(items.size())) + I32(1);
+  for (const auto& i : items) out += i ? I32(static_cast<int32_t>(i->size())) + *i : I32(-1);
+  return out;
+}
+std::string RecordOf(const std::vector<std::pair<int32_t, std::string>>& fields) {
+  std::string out = I32(static_cast<int32_t>(fields.size()));
+  for (const auto& [oid, v] : fields) out += I32(oid) + I32(static_cast<int32_t>(v.size())) + v;
+  return out;
+}
+
+TEST(RowMaskerTest, BinaryArraysAndRecordsAreDecodedAndScanned) {
+  auto set = Detectors(Function::kPartial);
+  ResultPlan plan;
+  plan.detectors = set.get();
+  const uint32_t kTextArray = 1009, kRecord = 2249, kRecordArray = 2287, kInt4Array = 1007;
+  plan.columns = {Col(kTextArray, 1), Col(kRecord, 1), Col(kRecordArray, 1),
+                  Col(kInt4Array, 1), Col(kBytea, 1),  Col(kTextArray, 1)};
+  const std::string email = "alice@example.com";
+  const std::string record = RecordOf({{23, I32(7)}, {25, "mail " + email}});
+  const std::string ints = ArrayOf(23, {I32(1), I32(2)});
+  Result r = MaskRow(plan, {ArrayOf(25, {email, std::nullopt, "plain"}), record,
+                            ArrayOf(2249, {record}), ints, email,
+                            // Malformed: an element longer than the value.
+                            I32(1) + I32(0) + I32(25) + I32(1) + I32(1) + I32(99) + "x"});
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  EXPECT_EQ(r.row[0], ArrayOf(25, {"****@example.com", std::nullopt, "plain"}));
+  const std::string masked_record = RecordOf({{23, I32(7)}, {25, "mail ****@example.com"}});
+  EXPECT_EQ(r.row[1], masked_record);
+  EXPECT_EQ(r.row[2], ArrayOf(2249, {masked_record}));
+  EXPECT_EQ(r.row[3], ints);          // nothing to scan: passed as sent
+  EXPECT_EQ(r.row[4], std::nullopt);  // bytea cannot be read as text
+  EXPECT_EQ(r.row[5], std::nullopt);  // malformed: withheld
+  EXPECT_EQ(r.stats.withheld, 2u);
+}
+
 TEST(RowMaskerTest, JsonStaysJson) {
   auto set = Detectors();
   ResultPlan plan;

@@ -38,6 +38,7 @@ enum class Action : uint8_t {
   kRule,      // a column rule replaces it
   kScan,      // the detectors look at it
   kWithhold,  // cannot be read as text (jsonb of an unknown version): NULL
+  kDecoded,  // a binary array or record whose text elements were masked: RowScratch::decoded_values
 };
 
 // One COPY text field: its bytes in the line, and where its unescaped form is.
@@ -61,6 +62,7 @@ struct RowScratch {
   std::string field;      // a COPY field or free text before it is written out
   std::string decoded;    // COPY: unescaped fields
   std::vector<CopyField> fields;
+  std::vector<std::string> decoded_values;  // kDecoded: the rewritten binary value, by column
 };
 RowScratch& ThreadRowScratch();
 

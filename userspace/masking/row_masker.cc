@@ -2,6 +2,7 @@
 // copy untouched bytes in runs and re-encode only the values that change.
 #include "userspace/masking/row_masker.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "userspace/masking/mask_internal.h"
@@ -202,6 +203,149 @@ bool IsTextLike(uint32_t type_oid) {
   }
 }
 
+namespace {
+
+// Element types of the array types whose binary form is decoded (pg_type.typelem).
+uint32_t ArrayElement(uint32_t array_oid) {
+  switch (array_oid) {
+    case 1009:
+      return 25;  // text[]
+    case 1015:
+      return 1043;  // varchar[]
+    case 1014:
+      return 1042;  // bpchar[]
+    case 1003:
+      return 19;  // name[]
+    case 1002:
+      return 18;  // char[]
+    case 199:
+      return 114;  // json[]
+    case 3807:
+      return 3802;  // jsonb[]
+    case 143:
+      return 142;  // xml[]
+    case 2287:
+      return 2249;  // record[]
+    case 1000:
+      return 16;  // bool[]
+    case 1005:
+      return 21;  // int2[]
+    case 1007:
+      return 23;  // int4[]
+    case 1016:
+      return 20;  // int8[]
+    case 1028:
+      return 26;  // oid[]
+    case 1021:
+      return 700;  // float4[]
+    case 1022:
+      return 701;  // float8[]
+    case 1231:
+      return 1700;  // numeric[]
+    case 1182:
+      return 1082;  // date[]
+    case 1115:
+      return 1114;  // timestamp[]
+    case 1185:
+      return 1184;  // timestamptz[]
+    case 2951:
+      return 2950;  // uuid[]
+    default:
+      return 0;
+  }
+}
+constexpr uint32_t kRecordOid = 2249;
+constexpr int kMaxNesting = 8;
+
+bool ReadI32(std::string_view* v, int32_t* out) {
+  if (v->size() < 4) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(v->data());
+  *out = static_cast<int32_t>((uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) |
+                              (uint32_t{p[2]} << 8) | uint32_t{p[3]});
+  v->remove_prefix(4);
+  return true;
+}
+
+// One element or field: its length (-1: NULL) and bytes, masked as `oid`.
+bool MaskElement(const DetectorSet& ds, const KeyedHash& hmac, uint32_t oid, std::string_view* v,
+                 std::string* out, MaskStats* stats, int depth) {
+  int32_t len = 0;
+  if (!ReadI32(v, &len) || len < -1 || static_cast<size_t>(std::max(len, 0)) > v->size())
+    return false;
+  if (len == -1) {
+    PutI32(out, -1);
+    return true;
+  }
+  std::string inner;
+  if (!MaskBinaryContainer(ds, hmac, oid, v->substr(0, static_cast<size_t>(len)), &inner, stats,
+                           depth + 1))
+    return false;
+  v->remove_prefix(static_cast<size_t>(len));
+  PutI32(out, static_cast<int32_t>(inner.size()));
+  out->append(inner);
+  return true;
+}
+
+}  // namespace
+
+bool MaskBinaryContainer(const DetectorSet& ds, const KeyedHash& hmac, uint32_t oid,
+                         std::string_view v, std::string* out, MaskStats* stats, int depth) {
+  if (depth > kMaxNesting) return false;
+  if (IsBinaryScalar(oid)) {
+    out->append(v);
+    return true;
+  }
+  if (IsTextLike(oid)) {
+    std::string text(v);
+    const bool jsonb = oid == kJsonbOid;
+    if (jsonb) {
+      if (text.empty() || text[0] != kJsonbVersion) return false;
+      text.erase(0, 1);
+      out->push_back(kJsonbVersion);
+    }
+    // A masked span inside JSON stays inside its string: the masks never hold quotes.
+    if (!MaskFreeText(ds, hmac, &text, stats)) return false;
+    out->append(text);
+    return true;
+  }
+  int32_t n = 0;
+  if (oid == kRecordOid) {
+    // nfields, then per field: type OID, length, bytes.
+    if (!ReadI32(&v, &n) || n < 0 || n > 1664) return false;
+    PutI32(out, n);
+    for (int32_t i = 0; i < n; ++i) {
+      int32_t field_oid = 0;
+      if (!ReadI32(&v, &field_oid)) return false;
+      PutI32(out, field_oid);
+      if (!MaskElement(ds, hmac, static_cast<uint32_t>(field_oid), &v, out, stats, depth))
+        return false;
+    }
+    return v.empty();
+  }
+  const uint32_t element = ArrayElement(oid);
+  if (element == 0) return false;
+  // ndim, has-nulls flag, element OID, (dimension, lower bound) per dimension, elements.
+  int32_t ndim = 0, flags = 0, elem = 0;
+  if (!ReadI32(&v, &ndim) || !ReadI32(&v, &flags) || !ReadI32(&v, &elem) || ndim < 0 || ndim > 6 ||
+      static_cast<uint32_t>(elem) != element)
+    return false;
+  PutI32(out, ndim);
+  PutI32(out, flags);
+  PutI32(out, elem);
+  int64_t count = ndim == 0 ? 0 : 1;
+  for (int32_t d = 0; d < ndim; ++d) {
+    int32_t size = 0, lower = 0;
+    if (!ReadI32(&v, &size) || !ReadI32(&v, &lower) || size < 0) return false;
+    count *= size;
+    if (count > static_cast<int64_t>(v.size()) / 4 + 1) return false;  // 4 bytes each at least
+    PutI32(out, size);
+    PutI32(out, lower);
+  }
+  for (int64_t i = 0; i < count; ++i)
+    if (!MaskElement(ds, hmac, element, &v, out, stats, depth)) return false;
+  return v.empty();
+}
+
 bool IsBinaryScalar(uint32_t type_oid) {
   switch (type_oid) {
     case 16:    // bool
@@ -267,10 +411,18 @@ Status MaskDataRow(const ResultPlan& plan, std::span<const std::byte> body, std:
     bool binary = cp.format != 0;
     if (ds == nullptr) continue;
     if (binary && !IsTextLike(cp.type_oid)) {
-      // Arrays, records, bytea, tsvector, ranges, user types: their binary form can carry text
-      // the detectors cannot see, so it is withheld. Numbers, dates, booleans cannot.
-      if (!IsBinaryScalar(cp.type_oid)) {
+      // Numbers, dates, booleans cannot carry text. Arrays and records are decoded and their
+      // text elements scanned (before the row's own scan, which reuses the scratch matches);
+      // bytea, tsvector, ranges and user types cannot be read as text: withheld.
+      if (IsBinaryScalar(cp.type_oid)) continue;
+      if (rs.decoded_values.size() < ncols) rs.decoded_values.resize(ncols);
+      std::string& decoded = rs.decoded_values[i];
+      decoded.clear();
+      if (!MaskBinaryContainer(*ds, plan.hmac, cp.type_oid, value_at(c), &decoded, stats, 0)) {
         rs.actions[i] = Action::kWithhold;
+        any = true;
+      } else if (decoded != value_at(c)) {
+        rs.actions[i] = Action::kDecoded;
         any = true;
       }
       continue;
@@ -343,6 +495,10 @@ Status MaskDataRow(const ResultPlan& plan, std::span<const std::byte> body, std:
       case Action::kWithhold:
         if (stats != nullptr) ++stats->withheld;
         PutI32(out, -1);
+        break;
+      case Action::kDecoded:
+        PutI32(out, static_cast<int32_t>(rs.decoded_values[i].size()));
+        out->append(rs.decoded_values[i]);
         break;
       case Action::kCopy:
         break;

@@ -69,4 +69,10 @@ Status MaskCopyTextRow(const ResultPlan& plan, std::string_view line, std::strin
 bool MaskFreeText(const DetectorSet& detectors, const KeyedHash& hmac, std::string* text,
                   MaskStats* stats);
 
+// The binary form of a value of type `oid` with every text inside (array elements, record
+// fields, nested) passed through the detectors, appended to *out. False when it cannot be read
+// that way (bytea, tsvector, ranges, user types, arrays of those, malformed bytes): withhold.
+bool MaskBinaryContainer(const DetectorSet& detectors, const KeyedHash& hmac, uint32_t oid,
+                         std::string_view value, std::string* out, MaskStats* stats, int depth);
+
 }  // namespace dbw::masking
