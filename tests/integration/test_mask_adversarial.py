@@ -369,6 +369,33 @@ class AdversarialMaskingTest(unittest.TestCase):
         self.assertEqual(leaked(out.decode('latin1')), [])
         self.assertIn(b'schema change', out)
 
+    def test_application_name_with_personal_data_stays_out_of_the_audit_log(self):
+        import psycopg2
+        name = 'agent for zorroplantmail@hidden-domain.test'
+        conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='agent', dbname='vault',
+                                connect_timeout=10, application_name=name)
+        try:
+            conn.autocommit = True
+            cur = conn.cursor()
+            cur.execute('SELECT 1')
+            # Set by a statement: the value the server reports back is masked for the client too.
+            cur.execute("SET application_name = 'set by zorroplantmail@hidden-domain.test'")
+            # (The policy's detectors redact.)
+            self.assertEqual(conn.get_parameter_status('application_name'), 'set by [redacted]')
+            cur.execute('SELECT 2')
+        finally:
+            conn.close()
+        events = fx.wait_until(lambda: [
+            e for e in relay.events()
+            if e.get('principal', {}).get('application_name', '').startswith(
+                ('agent for ', 'set by '))], 20,
+            'events of the session')
+        kinds = {e['kind'] for e in events}
+        self.assertIn('session_start', kinds)
+        self.assertIn('statement', kinds)
+        for e in relay.events():
+            self.assertNotIn('zorroplantmail', str(e))
+
     def test_psql(self):
         chosen = self.attempts[::4]
         failures = []

@@ -330,10 +330,17 @@ bool ResultMasking::OnCopyData(const pg::Frame& frame, pg::Bytes* out, std::stri
   return true;
 }
 
-bool ResultMasking::MaskSetting(std::string* value) {
-  if (profile_->detectors() == nullptr && !profile_->detectors_failed()) return false;
+bool ResultMasking::MaskSetting(std::string* value) const {
+  const masking::DetectorSet* detectors = profile_->detectors();
+  if (detectors == nullptr) {
+    if (!profile_->detectors_failed()) return false;
+    *value = std::string(masking::kRedactMarker);  // cannot be scanned: withheld
+    return true;
+  }
+  // Not counted in a statement's masking summary: a setting belongs to the session.
   std::string before = *value;
-  MaskText(value);
+  masking::MaskStats stats;
+  masking::MaskFreeText(*detectors, hmac_, value, &stats);
   return *value != before;
 }
 

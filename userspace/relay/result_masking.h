@@ -55,7 +55,7 @@ class ResultMasking {
 
   // A setting's value the server reports (application_name, which a statement can set to any
   // text) through the detectors; true when it changed.
-  bool MaskSetting(std::string* value);
+  bool MaskSetting(std::string* value) const;
 
   // What was masked since the last call (for one statement's audit event); nullopt when
   // nothing was.

@@ -556,6 +556,9 @@ void Session::PublishInfo() {
   info->target = target_->options.name;
   info->env = target_->options.env;
   info->principal = principal_;
+  // The name a client gave itself is text it chose: what a detector matches stays out of the
+  // audit log (startup parameter or SET, as the server reports it).
+  if (masking_.active()) masking_.MaskSetting(&info->principal.application_name);
   info->process = process_;
   info_ = std::move(info);
 }
@@ -574,6 +577,7 @@ void Session::EmitSessionStart() {
   started_event_ = true;
   start_pending_ = false;
   principal_.application_name = state_.application_name();
+  UpdateMasking(deps_.policy->Get());  // so the session's first event is masked as it should be
   PublishInfo();
   deps_.sink->Submit(NewEvent(audit::EventKind::kSessionStart));
 }
