@@ -18,6 +18,7 @@
 #include "agent/masking_key.h"
 #include "agent/policy_cli.h"
 #include "agent/policy_reloader.h"
+#include "agent/tap_ddl_sink.h"
 #include "userspace/api/event_source.h"
 #include "userspace/api/server.h"
 #include "userspace/approvals/service.h"
@@ -230,7 +231,8 @@ int Run(const std::vector<std::string>& args) {
   (*sink)->Submit(std::move(loaded));
   DBW_LOG(kInfo) << "policy: " << policy_summary;
   reloader.Start(std::chrono::seconds(2));
-  std::unique_ptr<tap::Tap> tap = StartTap(*config, sink->get(), &policy_store);
+  TapDdlSink tap_sink(sink->get());  // DDL the tap sees re-reads the relay's masking catalogs
+  std::unique_ptr<tap::Tap> tap = StartTap(*config, &tap_sink, &policy_store);
   if (!tap && config->tap_mode == "true") {
     server.Shutdown();
     if (api_server) api_server->Stop();

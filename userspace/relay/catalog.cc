@@ -533,7 +533,7 @@ std::shared_ptr<const CatalogSnapshot> CatalogCache::Peek(const std::string& tar
 void CatalogCache::Invalidate(const std::string& target, const std::string& database) {
   auto it = entries_.find(target + '\0' + database);
   if (it != entries_.end()) it->second.stale = true;
-  Generation().fetch_add(1, std::memory_order_release);
+  InvalidateEverywhere();
 }
 
 }  // namespace dbw::relay

@@ -111,6 +111,8 @@ class CatalogCache {
   // A session ran DDL (or saw an unknown relation): the next Get reloads, on every worker (a
   // redefined view or function body must not be judged by its old definition elsewhere).
   void Invalidate(const std::string& target, const std::string& database);
+  // Every worker's every catalog reads again at its next Get (DDL the tap saw). Thread-safe.
+  static void InvalidateEverywhere() { Generation().fetch_add(1, std::memory_order_release); }
 
  private:
   struct Entry {
@@ -127,6 +129,9 @@ class CatalogCache {
   // Bumped by every Invalidate in the process: each worker's cache compares it with the
   // generation its snapshot was loaded at.
   static std::atomic<uint64_t>& Generation();
+
+ public:
+  static uint64_t generation() { return Generation().load(std::memory_order_acquire); }
 
   boost::asio::io_context& context_;
   std::unordered_map<std::string, Entry> entries_;  // key: target '\0' database
