@@ -27,7 +27,9 @@ using dbw::masking::Function;
 //   per column 2 bytes: type selector, then flags (bit 0 binary, bits 1-3 rule, bits 4-7
 //           keep_last)
 //   the rest: payload. Built bodies read per column a length byte (0xff: NULL) and the bytes.
-constexpr uint32_t kOids[] = {25, 1043, 1042, 19, 18, 114, 142, 705, 3802, 23, 20, 17, 16, 701};
+// Text types, scalars, bytea, and the arrays and records whose binary form is decoded.
+constexpr uint32_t kOids[] = {25, 1043, 1042, 19,  18,   114,  142,  705,  3802, 23,
+                              20, 17,   16,   701, 1009, 2249, 2287, 1007, 3807};
 
 const DetectorSet* AllDetectors() {
   static std::shared_ptr<const DetectorSet> set = [] {
