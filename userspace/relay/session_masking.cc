@@ -70,16 +70,18 @@ std::shared_ptr<const mask::Catalog> BuildMaskCatalog(const CatalogSnapshot& sna
     r.name = rel.name;
     r.kind = rel.kind;
     r.definition = rel.definition;
+    // Every relation connected to this one through inheritance, either way (a depth-first walk
+    // of `related`; `frontier` holds the relations still to visit).
     std::vector<uint32_t> family;
     if (auto it = related.find(oid); it != related.end()) {
-      std::vector<uint32_t> todo = it->second;
-      while (!todo.empty()) {
-        uint32_t o = todo.back();
-        todo.pop_back();
+      std::vector<uint32_t> frontier = it->second;
+      while (!frontier.empty()) {
+        uint32_t o = frontier.back();
+        frontier.pop_back();
         if (o == oid || std::find(family.begin(), family.end(), o) != family.end()) continue;
         family.push_back(o);
         if (auto more = related.find(o); more != related.end())
-          todo.insert(todo.end(), more->second.begin(), more->second.end());
+          frontier.insert(frontier.end(), more->second.begin(), more->second.end());
       }
     }
     for (size_t i = 0; i < rel.columns.size(); ++i) {
