@@ -177,6 +177,15 @@ TEST(MaskRewrite, DataModifyingStatementsMaskTheirTargetWhereTheyReadIt) {
   // The column an UPDATE sets is a name, not a read; excluded.* are the client's own values.
   Result set = Rw("UPDATE customers SET email = 'x' WHERE id = 1");
   EXPECT_EQ(set.outcome, Result::Outcome::kUnchanged) << set.sql;
+  // A column renamed by a nearer FROM item's alias list is that item's, not the target's; the
+  // same name without the rename is the target's (correlated) and is masked.
+  Result renamed = Rw(
+      "DELETE FROM customers WHERE id IN (SELECT o.id FROM orders AS o(id, ssn) WHERE ssn = 'x')");
+  EXPECT_EQ(renamed.outcome, Result::Outcome::kUnchanged) << renamed.sql;
+  Result correlated =
+      Rw("DELETE FROM customers WHERE id IN (SELECT o.id FROM orders AS o WHERE ssn = 'x')");
+  ASSERT_TRUE(Rewritten(correlated)) << correlated.reason;
+  EXPECT_EQ(correlated.sql.find("WHERE ssn = 'x'"), std::string::npos) << correlated.sql;
   // A subquery's own table column of the same name is not the target's.
   Result inner =
       Rw("DELETE FROM orders WHERE customer_id IN (SELECT id FROM customers WHERE email = 'x')");

@@ -544,11 +544,6 @@ void Walker::Select(pg_query::SelectStmt* s) {
 
 Walker::ScopeItem Walker::ItemOf(const Node& item) const {
   ScopeItem it;
-  auto alias_columns = [&](const pg_query::Alias& a) {
-    if (a.colnames_size() == 0) return;
-    // Renamed columns: the rest keep their names, which are not known here.
-    it.columns_known = false;
-  };
   switch (item.node_case()) {
     case Node::kRangeVar: {
       const auto& rv = item.range_var();
@@ -556,10 +551,14 @@ Walker::ScopeItem Walker::ItemOf(const Node& item) const {
       if (IsCte(rv)) break;
       auto rels = catalog_.FindRelations(rv.schemaname(), rv.relname());
       if (rels.empty()) break;
-      it.columns_known = true;
+      // Known only for one relation: `AS t(a, b)` renames its first columns in order.
+      it.columns_known = rels.size() == 1 || !rv.has_alias() || rv.alias().colnames_size() == 0;
       for (const Relation* r : rels)
         for (const Column& c : r->columns) it.columns.push_back(c.name);
-      if (rv.has_alias()) alias_columns(rv.alias());
+      if (rv.has_alias())
+        for (int i = 0; i < rv.alias().colnames_size() && i < static_cast<int>(it.columns.size());
+             ++i)
+          it.columns[i] = std::string(StringOf(rv.alias().colnames(i)));
       break;
     }
     case Node::kRangeSubselect:
