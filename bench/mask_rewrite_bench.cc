@@ -5,6 +5,7 @@
 // unchanged); rewritten: parse, rewrite, deparse; repeated: the same text again (cached).
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 
@@ -48,16 +49,24 @@ std::shared_ptr<const mask::Catalog> BenchCatalog() {
                       mask::ColumnMask{mask::MaskFunction::kRedact, 4, "bench"}}},
                     "",
                     false});
-  for (const char* f : {"count", "lower", "now"}) cat->AddFunctionName(f);
+  // A SQL function over the masked table, expanded through its body where it is called.
+  mask::Routine email_of{"public", "email_of", "sql", "SELECT email FROM customers WHERE id = $1",
+                         false};
+  email_of.args = {{'i', "integer", "i"}};
+  email_of.return_type = "text";
+  cat->AddRoutine(email_of);
+  for (const char* f : {"count", "lower", "now", "email_of"}) cat->AddFunctionName(f);
   return cat;
 }
 
 const mask::Options kKeyed{std::string(128, 'a'), std::string(128, 'b')};
 
-// `cold`: a new rewriter per statement. Otherwise one rewriter, and each statement's text made
-// unique (a literal that changes, as with pgbench's simple protocol) unless `repeated` (the
-// same text again, as an application with $n parameters sends it: a cache hit).
-void Run(benchmark::State& state, const char* sql, bool cold, bool repeated = false) {
+// `cold`: a new rewriter per statement. `paths`: the session's search_path as followed. Otherwise
+// one rewriter, and each statement's text made unique (a literal that changes, as with pgbench's
+// simple protocol) unless `repeated` (the same text again, as an application with $n parameters
+// sends it: a cache hit).
+void Run(benchmark::State& state, const char* sql, bool cold, bool repeated = false,
+         const std::vector<dbw::sql::SearchPath>& paths = {}) {
   auto catalog = BenchCatalog();
   auto warm = std::make_unique<mask::Rewriter>(catalog, kKeyed);
   uint64_t n = 0;
@@ -66,7 +75,7 @@ void Run(benchmark::State& state, const char* sql, bool cold, bool repeated = fa
     if (cold) warm = std::make_unique<mask::Rewriter>(catalog, kKeyed);
     text = sql;
     if (!repeated) text += " /* " + std::to_string(n++) + " */";
-    mask::Result r = warm->Rewrite(text);
+    mask::Result r = warm->Rewrite(text, paths);
     benchmark::DoNotOptimize(r);
   }
 }
@@ -78,6 +87,8 @@ constexpr const char* kJoin =
     "'a%' ORDER BY o.c2 LIMIT 50";
 constexpr const char* kUpdate =
     "UPDATE customers SET note = 'x' WHERE email = 'a@b.c' RETURNING id, email";
+
+constexpr const char* kFunction = "SELECT id, email_of(id) FROM t5 WHERE c0 = 42";
 
 constexpr const char* kPgbench = "SELECT abalance FROM pgbench_accounts WHERE aid = 4242";
 
@@ -102,6 +113,12 @@ void BM_UpdateWarm(benchmark::State& s) {
 void BM_PointRepeated(benchmark::State& s) {
   Run(s, kPoint, false, true);
 }
+void BM_PointWarmWithSearchPath(benchmark::State& s) {
+  Run(s, kPoint, false, false, {{"agent", "public"}});
+}
+void BM_FunctionExpandedWarm(benchmark::State& s) {
+  Run(s, kFunction, false);
+}
 
 BENCHMARK(BM_Untouched);
 BENCHMARK(BM_PgbenchSelect);
@@ -110,5 +127,7 @@ BENCHMARK(BM_PointWarm);
 BENCHMARK(BM_JoinWarm);
 BENCHMARK(BM_UpdateWarm);
 BENCHMARK(BM_PointRepeated);
+BENCHMARK(BM_PointWarmWithSearchPath);
+BENCHMARK(BM_FunctionExpandedWarm);
 
 }  // namespace

@@ -106,6 +106,34 @@ def setUpModule():
         ANALYZE customers;
         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO agent;
     """, dbname='vault', user='owner')
+    # SQL functions over each masked column, in every form a body and a result can take
+    # (mask_attacks.SQL_FUNCTIONS): expanded through their bodies for the masked principal.
+    for c in ma.MASKED:
+        cluster.psql(f"""
+            CREATE FUNCTION get_{c}(i int) RETURNS text LANGUAGE sql
+              AS $$SELECT {c}::text FROM customers WHERE id = i$$;
+            CREATE FUNCTION get_{c}_atomic(i int) RETURNS text LANGUAGE sql
+              BEGIN ATOMIC SELECT {c}::text FROM customers WHERE id = i; END;
+            CREATE FUNCTION ret_{c}(i int) RETURNS text LANGUAGE sql
+              RETURN (SELECT {c}::text FROM customers WHERE id = i);
+            CREATE FUNCTION rows_{c}() RETURNS TABLE(cid int, v text) LANGUAGE sql
+              AS 'SELECT id, {c}::text FROM customers';
+            CREATE FUNCTION pair_{c}(i int, OUT a int, OUT b text) LANGUAGE sql STRICT
+              AS 'SELECT id, {c}::text FROM customers WHERE id = $1';
+            CREATE FUNCTION cfg_{c}() RETURNS text LANGUAGE sql SET search_path = public
+              AS 'SELECT {c}::text FROM customers ORDER BY id LIMIT 1';
+            CREATE FUNCTION wrap_{c}(i int) RETURNS text LANGUAGE sql AS 'SELECT get_{c}(i)';
+            CREATE FUNCTION has_prefix_{c}(p text) RETURNS boolean LANGUAGE sql
+              AS $$SELECT EXISTS (SELECT 1 FROM customers WHERE {c} LIKE p || '%')$$;
+            CREATE FUNCTION count_{c}(p text) RETURNS bigint LANGUAGE sql
+              AS 'SELECT count(*) FROM customers WHERE {c} LIKE $1';
+            CREATE FUNCTION definer_{c}() RETURNS text LANGUAGE sql SECURITY DEFINER
+              AS 'SELECT {c}::text FROM customers LIMIT 1';
+            CREATE FUNCTION dflt_{c}(i int, j int DEFAULT 0) RETURNS text LANGUAGE sql
+              AS 'SELECT {c}::text FROM customers WHERE id = i + j';
+            CREATE FUNCTION poly_{c}(i anyelement) RETURNS text LANGUAGE sql
+              AS 'SELECT {c}::text FROM customers WHERE id = i::text::int';
+        """, dbname='vault', user='owner')
     cluster.psql('CREATE SCHEMA agent_space AUTHORIZATION agent', dbname='vault')
     # The agent's own objects, for steering: a function and an operator that would see their
     # arguments, and functions named like pg_catalog's that a search_path could put first.
@@ -270,19 +298,63 @@ class AdversarialMaskingTest(unittest.TestCase):
         finally:
             runner.close()
 
+    def test_sql_functions_are_expanded_with_masked_values(self):
+        runner = Runner()
+        try:
+            # The same masked values as the table read directly, unmasked columns unchanged.
+            _, direct = runner.run('SELECT * FROM customers ORDER BY id')
+            _, through = runner.run('SELECT * FROM leaky_rows() ORDER BY id')
+            self.assertEqual(direct[0], 'rows')
+            self.assertEqual(through[1], direct[1])
+            _, out = runner.run('SELECT id, name, note FROM leaky_rows() WHERE id = 1')
+            self.assertEqual(out[1], [(1, 'Alice Clear', 'public note one')])
+            _, hashed = runner.run('SELECT password_hash FROM customers WHERE id = 1')
+            for sql in ('SELECT leaky_sql()', 'SELECT harmless_wrapper()',
+                        'SELECT get_password_hash(1)', 'SELECT get_password_hash_atomic(1)',
+                        'SELECT ret_password_hash(1)', 'SELECT wrap_password_hash(1)',
+                        'SELECT (pair_password_hash(1)).b',
+                        'SELECT v FROM rows_password_hash() WHERE cid = 1'):
+                with self.subTest(sql=sql):
+                    _, out = runner.run(sql)
+                    self.assertEqual(out[1], hashed[1], out)
+            _, out = runner.run('SELECT get_ssn(1), get_api_key(1), get_email(1)')
+            self.assertEqual(out[1], [('[redacted]', None, '****@hidden-domain.test')])
+            # A strict function of NULL is NULL; an argument from the outer row.
+            _, out = runner.run('SELECT pair_ssn(NULL) IS NULL, '
+                                '(SELECT count(*) FROM customers c WHERE get_ssn(c.id) IS NULL)')
+            self.assertEqual(out[1], [(True, 0)])
+            _, out = runner.run('SELECT * FROM pair_card(2)')
+            self.assertEqual(out[1], [(2, '[redacted]')])
+            # What cannot be expanded is refused, naming the rule.
+            for sql in ('SELECT rows_ssn()', 'SELECT definer_ssn()',
+                        'SELECT * FROM rows_ssn() WITH ORDINALITY', 'SELECT get_ssn(i => 1)'):
+                with self.subTest(sql=sql):
+                    text, out = runner.run(sql)
+                    self.assertEqual(out, ('error', '42501'), text)
+                    self.assertIn('vault-', text)
+        finally:
+            runner.close()
+        # The owner, unmasked, calls the same functions as written.
+        owner = Runner('owner')
+        try:
+            _, out = owner.run('SELECT get_password_hash(1)')
+            self.assertEqual(out[1], [(P['password_hash'],)])
+        finally:
+            owner.close()
+
     def test_refusals_name_the_rule_and_are_audited(self):
         runner = Runner()
         try:
-            text, out = runner.run('SELECT leaky_sql()')
+            text, out = runner.run('SELECT leaky_plpgsql()')
             self.assertEqual(out, ('error', '42501'))
-            self.assertIn('masking: calls public.leaky_sql', text)
-            self.assertIn('vault-hash', text)
+            self.assertIn('masking: calls public.leaky_plpgsql', text)
+            self.assertIn('vault-null', text)
         finally:
             runner.close()
         ev = fx.wait_until(lambda: relay.events(
-            'statement', lambda e: 'leaky_sql' in e.get('statement', {}).get('sql', '')
+            'statement', lambda e: 'leaky_plpgsql' in e.get('statement', {}).get('sql', '')
             and e.get('decision', {}).get('action') == 'deny'), 20, 'refusal event')
-        self.assertIn('vault-hash', ev[-1]['decision']['rules'])
+        self.assertIn('vault-null', ev[-1]['decision']['rules'])
         rewritten = fx.wait_until(lambda: relay.events(
             'statement', lambda e: 'rewritten' in e.get('masking', {})), 20, 'rewritten event')
         self.assertTrue(any('public.customers.password_hash' in e['masking']['rewritten']
@@ -309,13 +381,12 @@ class AdversarialMaskingTest(unittest.TestCase):
                 cur.execute("SELECT agent_space.echo('x')")
             self.assertIn('schema change', str(ctx.exception))
             conn.rollback()
-            # Committed: the catalog is read again and the new body is judged.
+            # Committed: the catalog is read again and the new body is expanded, masked.
             conn.autocommit = True
             cur.execute('CREATE FUNCTION agent_space.peek() RETURNS text '
                         f'LANGUAGE sql AS $${body}$$')
-            with self.assertRaises(psycopg2.Error) as ctx:
-                cur.execute('SELECT agent_space.peek()')
-            self.assertIn('reads customers', str(ctx.exception))
+            cur.execute('SELECT agent_space.peek()')
+            self.assertRegex(cur.fetchone()[0], r'^h:[0-9a-f]{24}$')
             cur.execute('CREATE VIEW agent_space.peek_view AS '
                         'SELECT id, password_hash, ssn FROM public.customers')
             cur.execute('SELECT password_hash, ssn FROM agent_space.peek_view WHERE id = 1')

@@ -69,13 +69,56 @@ std::shared_ptr<const Catalog> TestCatalog() {
        "",
        false});
   cat->AddRoutine({"public", "safe_fn", "sql", "SELECT count(*) FROM public.orders", false});
-  cat->AddRoutine({"public", "leaky_fn", "sql", "SELECT email FROM public.customers", false});
+  Routine leaky{"public", "leaky_fn", "sql", "SELECT email FROM public.customers", false};
+  leaky.return_type = "character varying";
+  cat->AddRoutine(leaky);
+  // SQL functions expanded through their bodies.
+  Routine by_id{"public", "email_of", "sql",
+                "SELECT email FROM customers WHERE id = $1 AND name = who", false};
+  by_id.args = {{'i', "integer", "id_"}, {'i', "text", "who"}};
+  by_id.return_type = "text";
+  by_id.strict = true;
+  cat->AddRoutine(by_id);
+  Routine rows{"public", "customer_rows", "sql",
+               "BEGIN ATOMIC\n SELECT customers.id, customers.name, customers.email, customers.ssn,"
+               " customers.password_hash, customers.birth, customers.profile FROM public.customers "
+               "WHERE (customers.id > customer_rows.min_id);\nEND",
+               false};
+  rows.atomic = true;
+  rows.returns_set = true;
+  rows.args = {{'i', "integer", "min_id"}};
+  rows.return_type = "public.customers";
+  rows.return_type_kind = 'c';
+  rows.return_schema = "public";
+  rows.return_relation = "customers";
+  cat->AddRoutine(rows);
+  Routine table{"public", "pairs", "sql", "SELECT id, ssn FROM customers", false};
+  table.returns_set = true;
+  table.args = {{'t', "integer", "cid"}, {'t', "text", "s"}};
+  table.return_type = "record";
+  cat->AddRoutine(table);
+  Routine dflt{"public", "dflt_fn", "sql", "SELECT ssn FROM customers WHERE id = a + b", false};
+  dflt.args = {{'i', "integer", "a"}, {'i', "integer", "b"}};
+  dflt.defaults = 1;
+  dflt.return_type = "text";
+  cat->AddRoutine(dflt);
+  Routine definer{"public", "definer_fn", "sql", "SELECT ssn FROM customers", false};
+  definer.security_definer = true;
+  definer.return_type = "text";
+  cat->AddRoutine(definer);
+  Routine ret{"public", "ret_fn", "sql", "RETURN (SELECT max(ssn) FROM public.customers)", false};
+  ret.atomic = true;
+  ret.return_type = "text";
+  cat->AddRoutine(ret);
   cat->AddRoutine({"public", "calls_leaky", "plpgsql", "BEGIN RETURN leaky_fn(); END", false});
   cat->AddRoutine({"public", "dyn", "plpgsql", "BEGIN EXECUTE $1; END", false});
   cat->AddRoutine({"public", "py", "plpython3u", "return 1", false});
   cat->AddRoutine({"public", "digest", "c", "pg_digest", true});
-  for (const char* f : {"safe_fn", "leaky_fn", "calls_leaky", "dyn", "py", "digest", "count", "max",
-                        "length", "row_to_json", "query_to_xml", "current_query", "f", "lower"})
+  for (const char* f :
+       {"safe_fn", "leaky_fn",  "calls_leaky", "dyn",           "py",           "digest",
+        "count",   "max",       "email_of",    "customer_rows", "pairs",        "definer_fn",
+        "ret_fn",  "num_nulls", "length",      "row_to_json",   "query_to_xml", "current_query",
+        "f",       "lower",     "dflt_fn"})
     cat->AddFunctionName(f);
   for (const char* r : {"pg_class", "pg_stats", "pg_stat_activity", "columns"})
     cat->AddSystemRelation(r);
@@ -200,7 +243,7 @@ TEST(MaskRewrite, WhatRewritingCannotReachIsRefusedWithTheRule) {
       {"SELECT query_to_xml('select email from customers', true, true, '')", "query_to_xml"},
       {"SELECT * FROM pg_stats", "pg_stats"},
       {"SELECT query FROM pg_catalog.pg_stat_activity", "pg_stat_activity"},
-      {"SELECT leaky_fn()", "public.leaky_fn"},
+      {"SELECT definer_fn()", "SECURITY DEFINER"},
       {"SELECT calls_leaky()", "public.calls_leaky"},
       {"SELECT dyn('x')", "EXECUTE"},
       {"SELECT py()", "plpython3u"},
@@ -223,8 +266,53 @@ TEST(MaskRewrite, WhatRewritingCannotReachIsRefusedWithTheRule) {
   ASSERT_TRUE(Rewritten(hash));
   EXPECT_EQ(hash.sql.find("sha256"), std::string::npos);
   EXPECT_NE(hash.sql.find("'[redacted]'"), std::string::npos);
-  Result leak = Rw("SELECT leaky_fn()");
+  Result leak = Rw("SELECT calls_leaky()");
   EXPECT_EQ(leak.rule_id, "pii-email, pii-ssn, pii-password_hash, pii-birth, pii-profile");
+}
+
+TEST(MaskRewrite, SqlFunctionsAreExpandedThroughTheirBodies) {
+  // In an expression: a scalar subquery over the rewritten body, its arguments a FROM item.
+  Result r = Rw("SELECT email_of(o.customer_id, 'x') FROM orders o WHERE leaky_fn() LIKE 'a%'");
+  ASSERT_TRUE(Rewritten(r)) << r.reason;
+  EXPECT_NE(r.sql.find("(SELECT 1, o.customer_id::int, 'x'::text) __dbw_f0(p0, p1, p2)"),
+            std::string::npos)
+      << r.sql;
+  EXPECT_NE(r.sql.find("WHERE id = __dbw_f0.p1 AND name = __dbw_f0.p2"), std::string::npos)
+      << r.sql;
+  EXPECT_NE(r.sql.find("pg_catalog.num_nulls(__dbw_f0.p1, __dbw_f0.p2) OPERATOR(pg_catalog.=) 0"),
+            std::string::npos)
+      << r.sql;
+  EXPECT_EQ(r.sql.find("FROM customers WHERE"), std::string::npos) << r.sql;  // wrapped
+  EXPECT_NE(std::find(r.masked_columns.begin(), r.masked_columns.end(), "public.customers.email"),
+            r.masked_columns.end());
+  // In FROM: a LATERAL subquery with the declared columns, named as the call was.
+  r = Rw("SELECT c.name, c.email FROM customer_rows(1) c");
+  ASSERT_TRUE(Rewritten(r)) << r.reason;
+  EXPECT_NE(
+      r.sql.find("LATERAL (SELECT __dbw_r0.c1::int AS id, __dbw_r0.c2::pg_catalog.text AS name"),
+      std::string::npos)
+      << r.sql;
+  EXPECT_NE(r.sql.find("customers.id > __dbw_f0.p1"), std::string::npos) << r.sql;
+  EXPECT_NE(r.sql.find(") c"), std::string::npos) << r.sql;
+  r = Rw("SELECT s FROM pairs() WHERE s LIKE '1%'");
+  ASSERT_TRUE(Rewritten(r)) << r.reason;
+  EXPECT_NE(r.sql.find("__dbw_r0.c2::text AS s FROM (SELECT 1) __dbw_f0(p0) CROSS JOIN LATERAL"),
+            std::string::npos)
+      << r.sql;
+  EXPECT_NE(r.sql.find(") pairs WHERE s LIKE '1%'"), std::string::npos) << r.sql;
+  ASSERT_TRUE(Rewritten(Rw("SELECT ret_fn()")));
+  ASSERT_TRUE(Rewritten(Rw("SELECT dflt_fn(1, 2)")));
+  // Functions that read nothing masked are left as written.
+  EXPECT_EQ(Rw("SELECT safe_fn()").outcome, Result::Outcome::kUnchanged);
+  // What cannot be expanded is refused.
+  for (const char* sql :
+       {"SELECT customer_rows(1)", "SELECT definer_fn()",
+        "SELECT * FROM ROWS FROM (customer_rows(1))",
+        "SELECT * FROM customer_rows(1) WITH ORDINALITY", "SELECT email_of(who => 'x', id_ => 1)",
+        "SELECT dflt_fn(1)", "SELECT * FROM dflt_fn(1)"}) {
+    Result refused = Rw(sql);
+    EXPECT_TRUE(Refused(refused)) << sql << " " << refused.sql;
+  }
 }
 
 TEST(MaskRewrite, MaskingExpressionsNameOnlyPgCatalogFunctions) {

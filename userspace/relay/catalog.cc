@@ -49,10 +49,23 @@ constexpr std::string_view kCatalogQuery =
     "CASE WHEN p.oid < 16384 THEN '' WHEN p.prosqlbody IS NOT NULL "
     "THEN pg_catalog.pg_get_function_sqlbody(p.oid) ELSE p.prosrc END, "
     "EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::"
-    "pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e') "
-    "FROM pg_catalog.pg_proc p "
+    "pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e'), "
+    // What expanding a call through a SQL function's body needs (user functions only).
+    "u.* FROM pg_catalog.pg_proc p "
     "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-    "JOIN pg_catalog.pg_language l ON l.oid = p.prolang; "
+    "JOIN pg_catalog.pg_language l ON l.oid = p.prolang "
+    "LEFT JOIN LATERAL (SELECT p.proisstrict, p.proretset, "
+    "p.prorettype::pg_catalog.regtype::pg_catalog.text, rt.typtype, rt.typrelid, "
+    "pg_catalog.array_to_string(ARRAY(SELECT COALESCE(a.m::pg_catalog.text, 'i') || "
+    "a.t::pg_catalog.regtype::pg_catalog.text || E'\\x02' || COALESCE(a.n, '') "
+    "FROM ROWS FROM (pg_catalog.unnest(COALESCE(p.proallargtypes, "
+    "p.proargtypes::pg_catalog.oid[])), pg_catalog.unnest(p.proargmodes), "
+    "pg_catalog.unnest(p.proargnames)) WITH ORDINALITY AS a(t, m, n, o) ORDER BY a.o), "
+    "E'\\x01'), "
+    "(SELECT pg_catalog.substr(c, 13) FROM pg_catalog.unnest(p.proconfig) c "
+    "WHERE c LIKE 'search\\_path=%' LIMIT 1), p.proconfig IS NOT NULL, p.pronargdefaults, "
+    "p.prosqlbody IS NOT NULL "
+    "FROM pg_catalog.pg_type rt WHERE rt.oid = p.prorettype AND p.oid >= 16384) u ON true; "
     "SELECT 's', c.oid, a.attnum, s.n_distinct "
     "FROM pg_catalog.pg_stats s "
     "JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname "
@@ -265,13 +278,16 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   }
 
   Status AddRow(const pg::DataRowMessage& row) {
-    for (const auto& v : row.values)
-      if (!v) return DataLoss("NULL in catalog row");
+    // A function row's expansion columns (from the 11th) are NULL for builtins, and the
+    // SET search_path one when the function has none.
+    const bool function = !row.values.empty() && row.values[0] && Text(*row.values[0]) == "f";
+    for (size_t i = 0; i < row.values.size(); ++i)
+      if (!row.values[i] && !(function && i >= 10)) return DataLoss("NULL in catalog row");
     // values[0] is the row's tag; the rest are the query's columns.
     std::span<const std::optional<std::span<const std::byte>>> v(row.values);
     std::string_view tag = v.empty() ? std::string_view() : Text(*v[0]);
     if (tag == "r" && v.size() == 11) return AddColumn(v.subspan(1));
-    if (tag == "f" && v.size() == 10) return AddFunction(v.subspan(1));
+    if (tag == "f" && v.size() == 20) return AddFunction(v.subspan(1));
     if (tag == "s" && v.size() == 4) return AddStatistics(v.subspan(1));
     if (tag == "v" && v.size() == 3) return AddDefinition(v.subspan(1));
     if (tag == "i" && v.size() == 3) return AddInheritance(v.subspan(1));
@@ -325,10 +341,34 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
       // Keyed in lower case: the analysis reports names folded, quoted ones included.
       std::string key(Text(*v[2]));
       for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      snapshot_->user_functions[key].push_back({std::string(Text(*v[1])), Text(*v[3]) == "v",
-                                                Text(*v[4]) == "t", std::string(Text(*v[2])),
-                                                std::string(Text(*v[6])), std::string(Text(*v[7])),
-                                                Text(*v[8]) == "t"});
+      UserFunction f{std::string(Text(*v[1])), Text(*v[3]) == "v",       Text(*v[4]) == "t",
+                     std::string(Text(*v[2])), std::string(Text(*v[6])), std::string(Text(*v[7])),
+                     Text(*v[8]) == "t"};
+      f.kind = Text(*v[5]).empty() ? 'f' : Text(*v[5])[0];
+      if (v[9] && v[10] && v[11] && v[12] && v[13] && v[14] && v[16] && v[17] && v[18]) {
+        f.strict = Text(*v[9]) == "t";
+        f.returns_set = Text(*v[10]) == "t";
+        f.return_type = Text(*v[11]);
+        f.return_type_kind = Text(*v[12]).empty() ? 'b' : Text(*v[12])[0];
+        if (!Number(v[13], &f.return_relation) || !Number(v[17], &f.defaults))
+          return DataLoss("unexpected catalog row");
+        // mode, type, \x02, name; \x01 between arguments.
+        std::string_view args = Text(*v[14]);
+        for (size_t at = 0; !args.empty() && at <= args.size();) {
+          size_t end = args.find('\x01', at);
+          std::string_view a = args.substr(at, end == std::string_view::npos ? end : end - at);
+          size_t sep = a.find('\x02');
+          if (a.empty() || sep == std::string_view::npos) return DataLoss("unexpected catalog row");
+          f.args.push_back(
+              {a[0], std::string(a.substr(1, sep - 1)), std::string(a.substr(sep + 1))});
+          if (end == std::string_view::npos) break;
+          at = end + 1;
+        }
+        if (v[15]) f.config_search_path = std::string(Text(*v[15]));
+        f.has_config = Text(*v[16]) == "t";
+        f.atomic = Text(*v[18]) == "t";
+      }
+      snapshot_->user_functions[key].push_back(std::move(f));
     }
     return Status::Ok();
   }

@@ -63,6 +63,23 @@ struct UserFunction {
   std::string language;    // pg_language.lanname
   std::string body;        // prosrc, or the SQL body of a BEGIN ATOMIC function
   bool extension = false;  // a member of an extension
+  // For expanding a call through its body (masking by reference).
+  char kind = 'f';  // pg_proc.prokind
+  bool strict = false;
+  bool returns_set = false;
+  std::string return_type;       // regtype text
+  char return_type_kind = 'b';   // pg_type.typtype
+  uint32_t return_relation = 0;  // a composite return type's relation
+  struct Arg {
+    char mode;  // i, o, b, v, t
+    std::string type;
+    std::string name;
+  };
+  std::vector<Arg> args;
+  std::optional<std::string> config_search_path;  // SET search_path of the function
+  bool has_config = false;                        // any SET clause
+  int defaults = 0;                               // pronargdefaults
+  bool atomic = false;  // a SQL-standard body (BEGIN ATOMIC / RETURN), `body` deparsed
 };
 
 struct CatalogSnapshot {

@@ -338,6 +338,7 @@ pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, 
     }
   }
   TrackForwarded(message, note);
+  NotePathEffects(message, note.get());
   if (note && !note->enforced && note->facts &&
       (note->facts->AllRisks() & sql::kRiskSchemaChange) != 0)
     ddl_unanswered_ = true;
@@ -420,6 +421,9 @@ void Session::ResumeClient() {
 
 pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
+  if (path_probing_) return OnPathProbe(frame, out, reason);
+  if (frame.type == pg::be::kReadyForQuery && !path_probed_ && StartPathProbe(frame))
+    return pg::MessageAction::kHandled;
   pg::MessageAction limited;
   if (OnBudgetBackend(frame, out, reason, &limited)) return limited;
   if (frame.type == pg::be::kErrorResponse && RewriteRefusal(frame, out, reason))
@@ -483,6 +487,8 @@ pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* o
       return OnAuthentication(frame, out, reason);
     case pg::be::kReadyForQuery:
       gate_.OnReadyForQuery(state_.transaction_status());
+      search_path_.OnReady(static_cast<char>(state_.transaction_status()),
+                           state_.pending_requests() == 0);
       OnServerIdle();
       if (ddl_unanswered_ && state_.pending_sync_points() == 0) ddl_unanswered_ = false;
       if (ddl_in_tx_ && state_.transaction_status() == 'I') {
@@ -584,6 +590,8 @@ void Session::EmitSessionStart() {
 
 void Session::OnExecutionComplete(const pg::Execution& x) {
   deps_.metrics->statements_total->Add();
+  for (const std::string& tag : x.command_tags) search_path_.OnCommandTag(tag);
+  if (!x.parse_only && !x.bind_only) search_path_.OnCompleted(x.note.get(), x.sqlstate.empty());
   audit::Event e = NewEvent(audit::EventKind::kStatement);
   const auto* note = static_cast<const DecisionNote*>(x.note.get());
   std::shared_ptr<const sql::QueryFacts> facts;

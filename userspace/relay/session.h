@@ -49,7 +49,9 @@ struct DecisionNote : pg::StatementNote {
   std::string rewritten_sql;
   std::vector<std::string> masked_references;
   bool masked_in_sql = false;  // checked (and, when needed, rewritten) by masking by reference
-  bool unknown_name = false;   // refused for a name the catalog did not know
+  // What it does to the session's search_path when it runs (followed for masking by reference).
+  std::vector<sql::PathEffect> path_effects;
+  bool unknown_name = false;  // refused for a name the catalog did not know
 };
 
 class Session : public std::enable_shared_from_this<Session>,
@@ -171,6 +173,14 @@ class Session : public std::enable_shared_from_this<Session>,
   const pg::Frame* RewrittenFrame(const pg::FrontendMessage& message, const DecisionNote* note);
   // Masks a backend message into *out when masking applies to it; *handled says whether it did.
   bool MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason, bool* handled);
+  // The session's search_path at connect, for masking by reference: the server's first
+  // ReadyForQuery is held while the relay asks for it (a principal with column rules only).
+  // true: `ready` was held and the question sent.
+  bool StartPathProbe(const pg::Frame& ready);
+  // The answer's messages, which never reach the client or the state machine.
+  pg::MessageAction OnPathProbe(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // A forwarded Query or Execute whose statement changes the search_path.
+  void NotePathEffects(const pg::FrontendMessage& message, const DecisionNote* note);
 
   // Approvals (session_approval.cc). An `approve` decision pauses the client pump at the
   // statement until the approval service answers: run it, refuse it, or hold it (a notice now,
@@ -244,6 +254,11 @@ class Session : public std::enable_shared_from_this<Session>,
   const CatalogSnapshot* rewriter_catalog_ = nullptr;
   const policy::MaskingProfile* rewriter_profile_ = nullptr;
   pg::Bytes rewritten_bytes_;  // the rewritten message being forwarded
+  sql::SearchPathTracker search_path_;
+  bool path_probed_ = false;   // asked at connect (or decided not to)
+  bool path_probing_ = false;  // the answer's messages are arriving
+  std::optional<std::string> path_probe_value_;
+  pg::Bytes path_probe_ready_;  // the server's first ReadyForQuery, held meanwhile
   pg::Frame rewritten_frame_;
   bool startup_waiting_peer_ = false;  // upstream ready; startup judged once the peer is known
   asio::steady_timer startup_timer_;   // relay.authentication_timeout

@@ -107,8 +107,25 @@ std::shared_ptr<const mask::Catalog> BuildMaskCatalog(const CatalogSnapshot& sna
   for (const std::string& name : snap.function_names) catalog->AddFunctionName(name);
   for (const std::string& name : snap.system_relations) catalog->AddSystemRelation(name);
   for (const auto& [key, functions] : snap.user_functions)
-    for (const UserFunction& f : functions)
-      catalog->AddRoutine({f.schema, f.name, f.language, f.body, f.extension});
+    for (const UserFunction& f : functions) {
+      mask::Routine r{f.schema, f.name, f.language, f.body, f.extension};
+      r.kind = f.kind;
+      r.strict = f.strict;
+      r.returns_set = f.returns_set;
+      r.security_definer = f.security_definer;
+      r.atomic = f.atomic;
+      r.return_type = f.return_type;
+      r.return_type_kind = f.return_type_kind;
+      if (auto rel = snap.relations.find(f.return_relation); rel != snap.relations.end()) {
+        r.return_schema = rel->second.schema;
+        r.return_relation = rel->second.name;
+      }
+      for (const UserFunction::Arg& a : f.args) r.args.push_back({a.mode, a.type, a.name});
+      r.defaults = f.defaults;
+      r.has_config = f.has_config;
+      r.config_search_path = f.config_search_path;
+      catalog->AddRoutine(std::move(r));
+    }
   return catalog;
 }
 
@@ -171,10 +188,15 @@ void Session::OnCatalog(std::shared_ptr<const CatalogSnapshot> snapshot, const S
 }
 
 void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* note) {
-  if (!masking_.needs_catalog() || note->enforced) return;
+  if (note->enforced) return;
   if (message.type != pg::fe::kQuery && message.type != pg::fe::kParse) return;
   const std::string_view sql =
       message.type == pg::fe::kQuery ? message.query.sql : message.parse.sql;
+  if (!masking_.needs_catalog()) {
+    // Not followed meanwhile: should masking apply again, the search_path is not known.
+    if (search_path_.started() && mask::Rewriter::MayChangeSearchPath(sql)) search_path_.Forget();
+    return;
+  }
   auto refuse = [&](const std::string& reason, const std::string& rule) {
     policy::Decision d;
     d.action = policy::Action::kDeny;
@@ -206,6 +228,8 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
       refuse("the catalog of target " + target_->options.name +
                  " could not be read, so masked columns cannot be told apart",
              {});
+    else if (mask::Rewriter::MayChangeSearchPath(sql))
+      search_path_.Forget();
     return;
   }
   // A schema change the catalog does not show yet (earlier in this query string, sent before
@@ -230,11 +254,23 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
     rewriter_profile_ = profile;
   }
   std::optional<std::string> text = gate_.ServerText(sql);
+  if (!reads) {
+    // Read only for what it does to the search_path (SET, RESET, DISCARD ALL).
+    if (mask::Rewriter::MayChangeSearchPath(sql)) {
+      mask::Result r;
+      if (text) r = rewriter_->Rewrite(*text, search_path_.Possible());
+      if (!text || r.outcome == mask::Result::Outcome::kRefused)
+        search_path_.Forget();
+      else
+        note->path_effects = std::move(r.path_effects);
+    }
+    return;
+  }
   if (!text) {
     refuse("the statement cannot be read as the server will read it", {});
     return;
   }
-  mask::Result r = rewriter_->Rewrite(*text);
+  mask::Result r = rewriter_->Rewrite(*text, search_path_.Possible());
   if (r.outcome == mask::Result::Outcome::kRewritten && (*text != sql || !gate_.CanBindValues())) {
     // The rewritten text is UTF-8 with standard strings: the session must read it so.
     refuse(
@@ -250,6 +286,7 @@ void Session::MaskReferences(const pg::FrontendMessage& message, DecisionNote* n
   }
   note->masked_in_sql = true;
   note->masked_references = std::move(r.masked_columns);
+  note->path_effects = std::move(r.path_effects);
   if (r.outcome == mask::Result::Outcome::kRewritten) {
     note->rewritten_sql = std::move(r.sql);
     deps_.metrics->masking_rewrites->Add();
@@ -274,6 +311,58 @@ const pg::Frame* Session::RewrittenFrame(const pg::FrontendMessage& message,
       pg::ParseState::kOk)
     return nullptr;
   return &rewritten_frame_;
+}
+
+bool Session::StartPathProbe(const pg::Frame& ready) {
+  path_probed_ = true;
+  UpdateMasking(deps_.policy->Get());
+  // Only with nothing of the client's sent yet, so the answer is the next the server sends.
+  if (!masking_.needs_catalog() || state_.pending_requests() != 0) return false;
+  path_probe_ready_.clear();
+  pg::AppendFrame(&path_probe_ready_, ready);
+  path_probing_ = true;
+  pg::Bytes probe;
+  pg::AppendQuery(&probe, "SELECT pg_catalog.current_setting('search_path')");
+  SendUpstream(std::move(probe));
+  return true;
+}
+
+pg::MessageAction Session::OnPathProbe(const pg::Frame& frame, pg::Bytes* out,
+                                       std::string* reason) {
+  if (frame.type == pg::be::kDataRow) {
+    pg::DataRowMessage row;
+    if (pg::ParseDataRow(frame.body, &row, reason) && row.values.size() == 1 && row.values[0]) {
+      const auto& v = *row.values[0];
+      path_probe_value_ = std::string(reinterpret_cast<const char*>(v.data()), v.size());
+    }
+    return pg::MessageAction::kHandled;
+  }
+  if (frame.type == pg::be::kErrorResponse) path_probe_value_.reset();
+  if (frame.type != pg::be::kReadyForQuery) return pg::MessageAction::kHandled;
+  path_probing_ = false;
+  std::optional<sql::SearchPath> value;
+  if (path_probe_value_) value = sql::ParseSearchPath(*path_probe_value_);
+  if (!value) {
+    DBW_LOG(kWarning) << "session " << id_
+                      << ": the search_path could not be read; unqualified names are taken as "
+                         "naming a relation of any schema";
+  }
+  search_path_.Start(std::move(value), state_.user());
+  path_probe_value_.reset();
+  // The server's first ReadyForQuery goes on as if it had just arrived.
+  return DeliverHeld(path_probe_ready_, out, reason) ? pg::MessageAction::kHandled
+                                                     : pg::MessageAction::kReject;
+}
+
+void Session::NotePathEffects(const pg::FrontendMessage& message, const DecisionNote* note) {
+  if (message.type == pg::fe::kExecute) {
+    if (state_.skipping()) return;
+    note = static_cast<const DecisionNote*>(state_.LastNote());
+  } else if (message.type != pg::fe::kQuery) {
+    return;
+  }
+  if (note == nullptr || note->enforced || note->path_effects.empty()) return;
+  search_path_.OnSent(note, note->path_effects);
 }
 
 bool Session::MaskBackend(const pg::Frame& frame, pg::Bytes* out, std::string* reason,

@@ -147,9 +147,64 @@ bool ParseTree(const std::string& text, pg_query::ParseResult* out, std::string*
   return ok;
 }
 
+// One statement as SQL text; false (with *error) when the deparser cannot print it.
+bool Deparse(const Node& stmt, std::string* out, std::string* error) {
+  pg_query::ParseResult one;
+  one.set_version(PG_VERSION_NUM);
+  *one.add_stmts()->mutable_stmt() = stmt;
+  std::string bytes = one.SerializeAsString();
+  PgQueryProtobuf pbuf{bytes.size(), bytes.data()};
+  PgQueryDeparseResult d = pg_query_deparse_protobuf(pbuf);
+  const bool ok = d.error == nullptr && d.query != nullptr;
+  if (ok) {
+    *out = d.query;
+  } else {
+    *error = d.error != nullptr && d.error->message != nullptr ? d.error->message : "";
+  }
+  pg_query_free_deparse_result(d);
+  return ok;
+}
+
 const pg_query::SelectStmt* FirstSelect(const pg_query::ParseResult& tree) {
   if (tree.stmts_size() != 1 || !tree.stmts(0).stmt().has_select_stmt()) return nullptr;
   return &tree.stmts(0).stmt().select_stmt();
+}
+
+// Types a value cannot be cast to (polymorphic and pseudo-types).
+bool PseudoType(std::string_view type) {
+  return type.rfind("any", 0) == 0 || type == "record" || type == "internal" || type == "cstring" ||
+         type == "void" || type == "trigger" || type == "event_trigger";
+}
+
+bool InputMode(char mode) {
+  return mode == 'i' || mode == 'b' || mode == 'v';
+}
+
+size_t Inputs(const Routine& r) {
+  size_t n = 0;
+  for (const Routine::Arg& a : r.args) n += InputMode(a.mode) ? 1 : 0;
+  return n;
+}
+
+// Whether a call with `argc` arguments may run `r` (defaults and variadic arguments counted).
+bool MayRun(const Routine& r, int argc) {
+  const int inputs = static_cast<int>(Inputs(r));
+  bool variadic = false;
+  for (const Routine::Arg& a : r.args) variadic = variadic || a.mode == 'v';
+  return variadic ? argc >= inputs - 1 - r.defaults : argc <= inputs && argc >= inputs - r.defaults;
+}
+
+bool Expandable(const Routine& r) {
+  return Lower(r.language) == "sql" && r.kind == 'f';
+}
+
+// The statements of a SQL-standard body (BEGIN ATOMIC ... END lists them in lists).
+void BodyStatements(const Node& n, std::vector<const Node*>* out) {
+  if (n.has_list()) {
+    for (const Node& item : n.list().items()) BodyStatements(item, out);
+  } else if (n.node_case() != Node::NODE_NOT_SET) {
+    out->push_back(&n);
+  }
 }
 
 bool IsStar(const Node& n) {
@@ -193,6 +248,14 @@ void Catalog::AddRelation(Relation relation) {
   any_masked_ = any_masked_ || relation.masked;
   relations_by_name_.emplace(relation.name, relations_.size());
   relations_.push_back(std::move(relation));
+}
+
+bool MaySetSearchPath(std::string_view language, std::string_view body, bool extension) {
+  const std::string lang = Lower(language);
+  if (lang != "sql" && lang != "plpgsql") return !extension && lang != "c" && lang != "internal";
+  const std::string text = Lower(body);
+  return text.find("search_path") != std::string::npos ||
+         text.find("set_config") != std::string::npos;
 }
 
 void Catalog::AddRoutine(Routine routine) {
@@ -262,14 +325,16 @@ struct Text {
 class Walker {
  public:
   // `system_columns`: bits of kSystemColumns the statement mentions.
+  // `paths`: the values the session's search_path may have (empty: not known).
   Walker(const Catalog& catalog, const Options& options, Rewriter::Memo& memo, int depth,
-         unsigned system_columns = 0, Text text = {})
+         unsigned system_columns = 0, Text text = {}, std::vector<SearchPath> paths = {})
       : catalog_(catalog),
         options_(options),
         memo_(memo),
         depth_(depth),
         system_columns_(system_columns),
-        text_(std::move(text)) {}
+        text_(std::move(text)),
+        paths_(std::move(paths)) {}
 
   void Statement(Node* stmt);
   bool refused() const { return !reason_.empty(); }
@@ -282,6 +347,7 @@ class Walker {
   // The rule of the first masked column the statement reads.
   const std::string& first_rule() const { return first_rule_; }
   std::vector<std::string>& masked_columns() { return masked_columns_; }
+  std::vector<PathEffect>& path_effects() { return path_effects_; }
   // A view's definition rewritten in place.
   void Definition(pg_query::SelectStmt* s) { Select(s); }
 
@@ -323,12 +389,50 @@ class Walker {
   void Dml(Node* n);
   void Copy(Node* n);
   void ColumnRef(Node* n);
-  void Call(const pb::RepeatedPtrField<Node>& funcname);
+  // `argc` (a call in an expression or FROM, with that many arguments; else -1): a SQL
+  // function that reads masked columns and may be the one called is left to FuncCallNode,
+  // which expands it through its body.
+  void Call(const pb::RepeatedPtrField<Node>& funcname, int argc = -1);
+  // SQL functions that read masked columns, expanded through their bodies: a call in an
+  // expression becomes a scalar subquery, one in FROM a LATERAL subquery; the body is
+  // rewritten as any query is, its arguments read from a FROM item of their values.
+  // `n` is the call, or `(call).field` (an A_Indirection) when `field` is given.
+  void FuncCallNode(Node* n, pg_query::FuncCall* f, std::string_view field = {});
+  bool RangeFunctionItem(Node* item, size_t level);
+  // A call's arguments as SQL, when it can be expanded (by position, every one given, not an
+  // aggregate-style call); false: refused.
+  bool CallArguments(const pg_query::FuncCall& f, const Routine* r, std::vector<std::string>* args);
+  // The SQL function a call runs when it is one whose body reads masked columns (null: none
+  // is, or refused).
+  const Routine* MaskedCallee(const pg_query::FuncCall& f);
+  struct Expansion {
+    std::string body;                                          // the rewritten body, as SQL
+    std::vector<std::pair<std::string, std::string>> outputs;  // name, type
+    bool record = false;  // several outputs (a row); else one value
+  };
+  // False: refused, or the body reads no masked column after all (*masked false).
+  bool Expand(const Routine* r, const std::string& scalar_name, Expansion* out, bool* masked);
+  // In a function body's walker: a reference to an argument, by number or name, becomes a
+  // reference to its value. True when `n` was one.
+  bool ArgumentRef(Node* n);
   void Do(const pg_query::DoStmt& d);
   void ScanUtility(pb::Message* m, std::string_view what);
+  // What a statement does to the search_path; later statements of the string resolve with it.
+  void PathEffectOf(PathEffect e);
+  void SetStatement(const pg_query::VariableSetStmt& s);
+  void SetConfigCall(const pg_query::FuncCall& f);
+  // Of the relations an unqualified name may mean, those the search_path finds first (on no
+  // path: every one).
+  std::vector<const Relation*> OnPath(std::vector<const Relation*> candidates) const;
 
-  // Resolution. Null when `rv` names no known relation (or a WITH name). May refuse.
+  // Resolution. Null when `rv` names no known relation (or a WITH name). May refuse. Sets
+  // qualify_ to the schema to write into an unqualified reference that needs one.
   const Relation* Resolve(const pg_query::RangeVar& rv);
+  void Qualify(pg_query::RangeVar* rv) {
+    if (qualify_.empty() || !rv->schemaname().empty()) return;
+    rv->set_schemaname(qualify_);
+    changed_ = true;
+  }
   bool IsCte(const pg_query::RangeVar& rv) const {
     return rv.schemaname().empty() &&
            std::find(ctes_.begin(), ctes_.end(), rv.relname()) != ctes_.end();
@@ -360,6 +464,18 @@ class Walker {
   int depth_;
   unsigned system_columns_;
   Text text_;
+  std::vector<SearchPath> paths_;
+  std::vector<PathEffect> path_effects_;
+  std::string qualify_;
+  // Set on the walker of a SQL function's body: its input arguments' names, and the FROM item
+  // (columns p1..pn) that holds their values.
+  struct Params {
+    const Routine* routine = nullptr;
+    std::string alias;
+    std::vector<std::string> names;
+  };
+  std::optional<Params> params_;
+  bool in_range_function_ = false;  // walking a FROM function that could not be expanded
   std::vector<std::string> ctes_;
   std::vector<Scope> scopes_;
   std::vector<Target> targets_;
@@ -430,8 +546,22 @@ void Walker::VisitNode(Node* n) {
       ColumnRef(n);
       return;
     case Node::kFuncCall:
-      Call(n->func_call().funcname());
-      Fields(n->mutable_func_call());
+      FuncCallNode(n, n->mutable_func_call());
+      return;
+    case Node::kAIndirection: {
+      // (f(...)).field of a function with several outputs: that output's expansion.
+      auto* ind = n->mutable_a_indirection();
+      if (ind->arg().has_func_call() && ind->indirection_size() == 1 &&
+          ind->indirection(0).has_string()) {
+        const std::string field = ind->indirection(0).string().sval();
+        FuncCallNode(n, ind->mutable_arg()->mutable_func_call(), field);
+        return;
+      }
+      Fields(n);
+      return;
+    }
+    case Node::kParamRef:
+      if (params_) ArgumentRef(n);
       return;
     case Node::kRangeVar:
       // Outside a FROM clause (a utility statement's object): nothing is read through it here.
@@ -478,9 +608,21 @@ void Walker::Statement(Node* stmt) {
     case Node::kPrepareStmt:
       VisitNode(stmt->mutable_prepare_stmt()->mutable_query());
       return;
+    case Node::kVariableSetStmt:
+      SetStatement(stmt->variable_set_stmt());
+      Fields(stmt);
+      return;
+    case Node::kTransactionStmt:
+      // SET LOCAL ends with the transaction, and a rollback undoes SETs: what the string set
+      // before is no longer known to hold.
+      if (!path_effects_.empty()) paths_.clear();
+      return;
+    case Node::kDiscardStmt:
+      if (stmt->discard_stmt().target() == pg_query::DISCARD_ALL)
+        PathEffectOf({PathEffect::Kind::kReset, false, {}});
+      return;
     case Node::kExecuteStmt:
     case Node::kCallStmt:
-    case Node::kVariableSetStmt:
       Fields(stmt);
       return;
     case Node::kDoStmt:
@@ -593,6 +735,7 @@ void Walker::FromItem(Node* item, size_t level) {
       const auto& rv = ts->relation().range_var();
       const Relation* rel = Resolve(rv);
       ScopeItem si = ItemOf(ts->relation());
+      Qualify(ts->mutable_relation()->mutable_range_var());
       if (rel == nullptr || !rel->masked) {
         scopes_[level].items.push_back(std::move(si));
         return;
@@ -609,6 +752,7 @@ void Walker::FromItem(Node* item, size_t level) {
       ScopeItem si = ItemOf(*item);
       const Relation* rel = Resolve(rv);
       if (refused()) return;
+      Qualify(item->mutable_range_var());
       if (rel != nullptr && rel->kind == 'v') {
         const Verdict& v = ViewVerdict(rel);
         if (v.state == Verdict::kRefused) return Refuse(v.reason, v.rule_id);
@@ -633,9 +777,18 @@ void Walker::FromItem(Node* item, size_t level) {
         scopes_[level].items.push_back(std::move(si));
       return;
     }
+    case Node::kRangeFunction: {
+      if (RangeFunctionItem(item, level)) return;
+      ScopeItem si = ItemOf(*item);
+      in_range_function_ = true;
+      Fields(item);
+      in_range_function_ = false;
+      scopes_[level].items.push_back(std::move(si));
+      return;
+    }
     default: {
-      // Subqueries, functions, XMLTABLE: their insides are walked (a LATERAL one sees the
-      // items before it).
+      // Subqueries, XMLTABLE: their insides are walked (a LATERAL one sees the items before
+      // it).
       ScopeItem si = ItemOf(*item);
       Fields(item);
       scopes_[level].items.push_back(std::move(si));
@@ -674,6 +827,7 @@ bool Walker::WrapTable(Node* item, const pg_query::RangeVar& rv, Node inner, con
 }
 
 const Relation* Walker::Resolve(const pg_query::RangeVar& rv) {
+  qualify_.clear();
   if (IsRefusedRelation(rv.relname())) {
     Refuse("reads " + rv.relname() +
            ", which holds column values or statement text that masking cannot reach");
@@ -681,6 +835,17 @@ const Relation* Walker::Resolve(const pg_query::RangeVar& rv) {
   }
   if (IsCte(rv)) return nullptr;
   std::vector<const Relation*> rels = catalog_.FindRelations(rv.schemaname(), rv.relname());
+  if (rv.schemaname().empty() && rels.size() > 1) {
+    // Where the choice matters (a candidate masks, or is a view), the one the search_path
+    // picks is written with its schema: should the session's search_path be other than the
+    // relay follows (a routine that changed it out of sight), the server still reads what was
+    // judged.
+    bool matters = false;
+    for (const Relation* r : rels)
+      matters = matters || r->masked || r->kind == 'v' || r->kind == 'm';
+    rels = OnPath(std::move(rels));
+    if (matters && rels.size() == 1) qualify_ = rels.front()->schema;
+  }
   if (rels.empty()) {
     const bool system = rv.schemaname().empty() || rv.schemaname() == "pg_catalog" ||
                         rv.schemaname() == "information_schema";
@@ -874,7 +1039,7 @@ const Verdict& Walker::RoutineVerdict(const Routine* r) {
   return slot;
 }
 
-void Walker::Call(const pb::RepeatedPtrField<Node>& funcname) {
+void Walker::Call(const pb::RepeatedPtrField<Node>& funcname, int argc) {
   if (refused() || funcname.empty()) return;
   std::string_view name = StringOf(funcname.Get(funcname.size() - 1));
   std::string_view schema =
@@ -892,7 +1057,12 @@ void Walker::Call(const pb::RepeatedPtrField<Node>& funcname) {
            "string): what it reads cannot be checked; run it as a statement of its own");
     return;
   }
+  // Every schema's: which overload the server calls depends on argument types as well as the
+  // search_path, so one that reads masked columns anywhere refuses the call.
   for (const Routine* r : catalog_.FindRoutines(schema, name)) {
+    if (MaySetSearchPath(r->language, r->body, r->extension))
+      PathEffectOf({PathEffect::Kind::kUnknown, false, {}});
+    if (argc >= 0 && Expandable(*r) && MayRun(*r, argc)) continue;  // FuncCallNode
     const Verdict& v = RoutineVerdict(r);
     if (v.state == Verdict::kRefused) {
       Refuse("calls " + r->schema + "." + r->name + ", which " + v.reason, v.rule_id);
@@ -911,6 +1081,105 @@ void Walker::Do(const pg_query::DoStmt& d) {
   }
   Verdict v = BodyVerdict(language, body, nullptr);
   if (v.state == Verdict::kRefused) Refuse("a DO block that " + v.reason, v.rule_id);
+  if (MaySetSearchPath(language, body, false))
+    PathEffectOf({PathEffect::Kind::kUnknown, false, {}});
+}
+
+void Walker::PathEffectOf(PathEffect e) {
+  switch (e.kind) {
+    case PathEffect::Kind::kSet:
+      paths_.clear();
+      if (std::find(e.schemas.begin(), e.schemas.end(), "$user") == e.schemas.end())
+        paths_.push_back(e.schemas);
+      break;
+    case PathEffect::Kind::kReset:
+    case PathEffect::Kind::kUnknown:
+      paths_.clear();  // the value at connect is the session's to know; unknown here
+      break;
+    case PathEffect::Kind::kRole:
+      for (const SearchPath& p : paths_)  // expanded with the role before
+        if (!p.empty()) {
+          paths_.clear();
+          break;
+        }
+      break;
+  }
+  path_effects_.push_back(std::move(e));
+}
+
+void Walker::SetStatement(const pg_query::VariableSetStmt& s) {
+  const std::string name = Lower(s.name());
+  if (name == "role" || name == "session_authorization") {
+    PathEffectOf({PathEffect::Kind::kRole, s.is_local(), {}});
+    return;
+  }
+  if (s.kind() == pg_query::VAR_RESET_ALL) {
+    PathEffectOf({PathEffect::Kind::kReset, false, {}});
+    return;
+  }
+  if (name != "search_path") return;
+  switch (s.kind()) {
+    case pg_query::VAR_SET_DEFAULT:
+    case pg_query::VAR_RESET:
+      PathEffectOf({PathEffect::Kind::kReset, s.is_local(), {}});
+      return;
+    case pg_query::VAR_SET_VALUE: {
+      // Each argument is one schema name, as written (the server quotes each when it builds
+      // the setting, so 'a, b' names one schema).
+      PathEffect e{PathEffect::Kind::kSet, s.is_local(), {}};
+      for (const Node& a : s.args()) {
+        if (!a.has_a_const() || !a.a_const().has_sval()) {
+          e = {PathEffect::Kind::kUnknown, s.is_local(), {}};
+          break;
+        }
+        e.schemas.push_back(a.a_const().sval().sval());
+      }
+      PathEffectOf(std::move(e));
+      return;
+    }
+    case pg_query::VAR_SET_CURRENT:  // FROM CURRENT: the value it has
+      return;
+    default:
+      PathEffectOf({PathEffect::Kind::kUnknown, s.is_local(), {}});
+      return;
+  }
+}
+
+void Walker::SetConfigCall(const pg_query::FuncCall& f) {
+  if (f.funcname().empty() || StringOf(f.funcname(f.funcname_size() - 1)) != "set_config") return;
+  std::string setting;
+  if (f.args_size() > 0 && f.args(0).has_a_const() && f.args(0).a_const().has_sval())
+    setting = Lower(f.args(0).a_const().sval().sval());
+  else
+    setting = "search_path";  // computed: it may be
+  if (setting == "role" || setting == "session_authorization")
+    PathEffectOf({PathEffect::Kind::kRole, false, {}});
+  else if (setting == "search_path")
+    PathEffectOf({PathEffect::Kind::kUnknown, false, {}});
+}
+
+std::vector<const Relation*> Walker::OnPath(std::vector<const Relation*> candidates) const {
+  if (paths_.empty() || candidates.size() < 2) return candidates;
+  std::vector<const Relation*> out;
+  for (const SearchPath& path : paths_) {
+    // pg_catalog is searched first unless the path places it.
+    std::vector<std::string_view> order;
+    if (std::find(path.begin(), path.end(), "pg_catalog") == path.end())
+      order.push_back("pg_catalog");
+    order.insert(order.end(), path.begin(), path.end());
+    for (std::string_view schema : order) {
+      bool found = false;
+      for (const Relation* c : candidates)
+        if (c->schema == schema) {
+          found = true;
+          if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+        }
+      if (found) break;
+    }
+  }
+  // On no path as the relay knows it: the server would not find it there either (or finds a
+  // temporary one), but every candidate is taken should the relay's view be wrong.
+  return out.empty() ? candidates : out;
 }
 
 void Walker::ScanUtility(pb::Message* m, std::string_view what) {
@@ -987,6 +1256,7 @@ void Walker::Dml(Node* n) {
     for (Node& item : *n->mutable_delete_stmt()->mutable_using_clause()) FromItem(&item, level);
   if (n->has_merge_stmt()) FromItem(n->mutable_merge_stmt()->mutable_source_relation(), level);
   const Relation* rel = refused() ? nullptr : Resolve(*relation);
+  if (rel != nullptr) Qualify(relation);
   if (rel != nullptr && rel->kind == 'v' && ViewVerdict(rel).state != Verdict::kClear) {
     const Verdict& v = ViewVerdict(rel);
     Refuse(v.state == Verdict::kRefused
@@ -1097,6 +1367,7 @@ void Walker::Copy(Node* n) {
   }
   if (c->is_from() || !c->has_relation()) return;  // writes read nothing
   const Relation* rel = Resolve(c->relation());
+  if (rel != nullptr) Qualify(c->mutable_relation());
   if (refused() || rel == nullptr || !rel->masked) return;
   // COPY table [(columns)] TO ...: COPY (SELECT columns FROM table) TO ..., the table then
   // wrapped as any read is. The output keeps its columns, order and options.
@@ -1130,7 +1401,357 @@ void Walker::Copy(Node* n) {
   VisitNode(c->mutable_query());
 }
 
+// ---- SQL functions expanded through their bodies ----
+
+const Routine* Walker::MaskedCallee(const pg_query::FuncCall& f) {
+  if (refused() || f.funcname().empty()) return nullptr;
+  std::string_view name = StringOf(f.funcname(f.funcname_size() - 1));
+  std::string_view schema =
+      f.funcname_size() >= 2 ? StringOf(f.funcname(f.funcname_size() - 2)) : std::string_view();
+  const int argc = f.args_size();
+  std::vector<const Routine*> masked, callable;
+  for (const Routine* r : catalog_.FindRoutines(schema, name)) {
+    if (!MayRun(*r, argc)) continue;
+    callable.push_back(r);
+    if (Expandable(*r) && RoutineVerdict(r).state == Verdict::kRefused) masked.push_back(r);
+  }
+  if (masked.empty()) return nullptr;
+  const Routine* r = masked.front();
+  if (callable.size() != 1) {
+    Refuse("calls " + std::string(name) + ", and function " + r->schema + "." + r->name +
+               " of that name " + RoutineVerdict(r).reason +
+               ": with several functions of that name the one called cannot be told; qualify "
+               "it with its schema",
+           RoutineVerdict(r).rule_id);
+    return nullptr;
+  }
+  return r;
+}
+
+bool Walker::Expand(const Routine* r, const std::string& scalar_name, Expansion* out,
+                    bool* masked) {
+  *masked = false;
+  const std::string what = "calls " + r->schema + "." + r->name + ", which reads masked columns";
+  const std::string& rule = RoutineVerdict(r).rule_id;
+  if (depth_ >= kMaxViewDepth) {
+    Refuse("functions nested too deep to expand for masking", rule);
+    return false;
+  }
+  if (r->security_definer) {
+    Refuse(what + " with its owner's rights (SECURITY DEFINER), so it cannot be expanded", rule);
+    return false;
+  }
+  std::vector<std::string> names;
+  for (const Routine::Arg& a : r->args) {
+    if (a.mode == 'v' || (InputMode(a.mode) && PseudoType(a.type))) {
+      Refuse(what + " and takes variadic or polymorphic arguments, so it cannot be expanded", rule);
+      return false;
+    }
+    if (InputMode(a.mode)) names.push_back(a.name);
+    if (a.mode == 'o' || a.mode == 'b' || a.mode == 't') out->outputs.emplace_back(a.name, a.type);
+  }
+  if (!out->outputs.empty()) {
+    out->record = out->outputs.size() > 1;
+  } else if (r->return_type_kind == 'c') {
+    auto rels = catalog_.FindRelations(r->return_schema, r->return_relation);
+    if (r->return_relation.empty() || rels.size() != 1) {
+      Refuse(what + " and returns a composite type the relay does not know", rule);
+      return false;
+    }
+    for (const Column& c : rels.front()->columns) out->outputs.emplace_back(c.name, c.type);
+    out->record = true;
+  } else if (PseudoType(r->return_type)) {
+    Refuse(what + " and returns " + r->return_type + ", so it cannot be expanded", rule);
+    return false;
+  } else {
+    out->outputs.emplace_back(scalar_name, r->return_type);
+  }
+  // The body: one SELECT (or RETURN expression).
+  pg_query::ParseResult tree;
+  std::string error;
+  std::vector<const Node*> stmts;
+  if (r->atomic) {
+    if (ParseTree("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql " + r->body, &tree,
+                  &error) &&
+        tree.stmts_size() == 1 && tree.stmts(0).stmt().has_create_function_stmt())
+      BodyStatements(tree.stmts(0).stmt().create_function_stmt().sql_body(), &stmts);
+  } else if (ParseTree(r->body, &tree, &error)) {
+    for (const pg_query::RawStmt& raw : tree.stmts()) stmts.push_back(&raw.stmt());
+  }
+  pg_query::SelectStmt select;
+  if (stmts.size() == 1 && stmts[0]->has_select_stmt()) {
+    select = stmts[0]->select_stmt();
+  } else if (stmts.size() == 1 && stmts[0]->has_return_stmt()) {
+    select.set_op(pg_query::SETOP_NONE);
+    select.set_limit_option(pg_query::LIMIT_OPTION_DEFAULT);
+    *select.add_target_list()->mutable_res_target()->mutable_val() =
+        stmts[0]->return_stmt().returnval();
+  } else {
+    Refuse(what + " and its body is not a single SELECT, so it cannot be expanded", rule);
+    return false;
+  }
+  // Names in the body resolve with the function's own search_path when it sets one.
+  std::vector<SearchPath> paths = paths_;
+  if (r->config_search_path) {
+    paths.clear();
+    std::optional<SearchPath> p = ParseSearchPath(*r->config_search_path);
+    if (p && std::find(p->begin(), p->end(), "$user") == p->end()) paths.push_back(*p);
+  }
+  Walker inner(catalog_, options_, memo_, depth_ + 1, system_columns_, Text{}, std::move(paths));
+  inner.params_ = Params{r, "__dbw_f" + std::to_string(depth_), std::move(names)};
+  inner.Definition(&select);
+  keyed_ = keyed_ || inner.keyed();
+  if (inner.refused()) {
+    unknown_name_ = unknown_name_ || inner.unknown_name();
+    Refuse("calls " + r->schema + "." + r->name + ": " + inner.reason(), inner.rule_id());
+    return false;
+  }
+  if (inner.masked_columns().empty()) return false;  // it reads nothing masked after all
+  *masked = true;
+  masked_columns_.insert(masked_columns_.end(), inner.masked_columns().begin(),
+                         inner.masked_columns().end());
+  if (first_rule_.empty()) first_rule_ = inner.first_rule();
+  Node stmt;
+  *stmt.mutable_select_stmt() = std::move(select);
+  if (!Deparse(stmt, &out->body, &error)) {
+    Refuse(what + ", and its body rewritten for masking could not be deparsed: " + error, rule);
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+// `FROM (SELECT 1, (a1)::t1, ...) AS __dbw_fN(p0, p1, ...) <join> LATERAL (body) AS
+// __dbw_rN(c1, ...)` and the condition a strict function's arguments put on it.
+std::string ExpansionFrom(const Routine& r, const std::vector<std::string>& args, int depth,
+                          const std::string& body, size_t outputs, bool left_join) {
+  const std::string f = "__dbw_f" + std::to_string(depth), row = "__dbw_r" + std::to_string(depth);
+  std::string values = "SELECT 1", columns = "p0", nulls;
+  size_t i = 0;
+  for (const Routine::Arg& a : r.args) {
+    if (!InputMode(a.mode)) continue;
+    values += ", (" + args[i] + ")::" + a.type;
+    columns += ", p" + std::to_string(i + 1);
+    nulls += (nulls.empty() ? "" : ", ") + f + ".p" + std::to_string(i + 1);
+    ++i;
+  }
+  std::string out = " FROM (" + values + ") AS " + f + "(" + columns + ") " +
+                    (left_join ? "LEFT JOIN" : "CROSS JOIN") + " LATERAL (" + body + ") AS " + row +
+                    "(";
+  for (size_t c = 1; c <= outputs; ++c) out += (c > 1 ? ", c" : "c") + std::to_string(c);
+  out += ")";
+  // A strict function returns NULL (no row) when an argument is NULL.
+  const std::string cond = r.strict && !nulls.empty()
+                               ? "pg_catalog.num_nulls(" + nulls + ") OPERATOR(pg_catalog.=) 0"
+                               : "true";
+  return out + (left_join ? " ON " : " WHERE ") + cond;
+}
+
+}  // namespace
+
+bool Walker::CallArguments(const pg_query::FuncCall& f, const Routine* r,
+                           std::vector<std::string>* args) {
+  const std::string what = "calls " + r->schema + "." + r->name + ", which reads masked columns";
+  const std::string& rule = RoutineVerdict(r).rule_id;
+  if (f.agg_star() || f.agg_distinct() || f.has_over() || f.agg_order_size() > 0 ||
+      f.has_agg_filter() || f.func_variadic()) {
+    Refuse(what + ", called in a form that cannot be expanded", rule);
+    return false;
+  }
+  for (const Node& a : f.args()) {
+    if (a.has_named_arg_expr()) {
+      Refuse(what + "; pass its arguments by position to have it expanded", rule);
+      return false;
+    }
+    Node stmt;
+    auto* s = stmt.mutable_select_stmt();
+    s->set_op(pg_query::SETOP_NONE);
+    s->set_limit_option(pg_query::LIMIT_OPTION_DEFAULT);
+    *s->add_target_list()->mutable_res_target()->mutable_val() = a;
+    std::string text, error;
+    if (!Deparse(stmt, &text, &error) || text.rfind("SELECT ", 0) != 0) {
+      Refuse(what + ", and an argument could not be printed: " + error, rule);
+      return false;
+    }
+    args->push_back(text.substr(7));
+  }
+  if (args->size() != Inputs(*r)) {
+    Refuse(what + "; pass every argument (defaults are not expanded)", rule);
+    return false;
+  }
+  return true;
+}
+
+void Walker::FuncCallNode(Node* n, pg_query::FuncCall* f, std::string_view field) {
+  Call(f->funcname(), f->args_size());
+  SetConfigCall(*f);
+  const Routine* r = MaskedCallee(*f);
+  Fields(f);  // arguments, FILTER, ORDER BY, OVER: read where the call is
+  if (refused() || r == nullptr) return;
+  const std::string what = "calls " + r->schema + "." + r->name + ", which reads masked columns";
+  const std::string& rule = RoutineVerdict(r).rule_id;
+  if (r->returns_set)
+    return Refuse(what + (in_range_function_
+                              ? " and returns a set: with ROWS FROM, WITH ORDINALITY or a column "
+                                "definition list it cannot be expanded"
+                              : " and returns a set: call it in FROM, where it is expanded"),
+                  rule);
+  std::vector<std::string> args;
+  if (!CallArguments(*f, r, &args)) return;
+  Expansion e;
+  bool masked = false;
+  if (!Expand(r, r->name, &e, &masked)) return;  // refused, or read as written
+  const std::string row = "__dbw_r" + std::to_string(depth_);
+  std::string value;
+  if (!field.empty()) {
+    size_t c = 0;
+    while (c < e.outputs.size() && e.outputs[c].first != field) ++c;
+    if (!e.record || c == e.outputs.size())
+      return Refuse(what + ", and it has no output named " + std::string(field), rule);
+    value = row + ".c" + std::to_string(c + 1) + "::" + e.outputs[c].second;
+  } else if (e.record) {
+    for (size_t c = 0; c < e.outputs.size(); ++c)
+      value +=
+          (c ? ", " : "ROW(") + row + ".c" + std::to_string(c + 1) + "::" + e.outputs[c].second;
+    value += ")";
+    if (r->return_type != "record") value += "::" + r->return_type;
+  } else {
+    value = row + ".c1::" + e.outputs[0].second;
+  }
+  const std::string text = "(SELECT " + value +
+                           ExpansionFrom(*r, args, depth_, e.body, e.outputs.size(), true) +
+                           " LIMIT 1)";
+  pg_query::ParseResult tree;
+  std::string error;
+  const pg_query::SelectStmt* s = nullptr;
+  if (ParseTree("SELECT " + text, &tree, &error)) s = FirstSelect(tree);
+  if (s == nullptr || s->target_list_size() != 1)
+    return Refuse(what + ", and its expansion could not be built: " + error, rule);
+  *n = s->target_list(0).res_target().val();
+  changed_ = true;
+}
+
+bool Walker::RangeFunctionItem(Node* item, size_t level) {
+  auto* rf = item->mutable_range_function();
+  if (rf->functions_size() != 1 || rf->ordinality() || rf->is_rowsfrom()) return false;
+  Node* entry = rf->mutable_functions(0);
+  if (!entry->has_list() || entry->list().items_size() < 1 ||
+      !entry->list().items(0).has_func_call())
+    return false;
+  if (entry->list().items_size() > 1 && entry->list().items(1).has_list() &&
+      entry->list().items(1).list().items_size() > 0)
+    return false;  // a column definition list
+  Node* call = entry->mutable_list()->mutable_items(0);
+  const Routine* r = MaskedCallee(call->func_call());
+  if (refused()) return true;
+  if (r == nullptr) return false;  // walked as any FROM function
+  // The call becomes a scalar-context expansion first (arguments walked, checks made), then
+  // its FROM form replaces the whole item.
+  auto* f = call->mutable_func_call();
+  Call(f->funcname(), f->args_size());
+  SetConfigCall(*f);
+  Fields(f);
+  if (refused()) return true;
+  const std::string what = "calls " + r->schema + "." + r->name + ", which reads masked columns";
+  const std::string& rule = RoutineVerdict(r).rule_id;
+  std::vector<std::string> args;
+  if (!CallArguments(*f, r, &args)) return true;
+  const std::string alias = rf->has_alias() ? rf->alias().aliasname() : r->name;
+  ScopeItem si;
+  si.refname = alias;
+  Expansion e;
+  bool masked = false;
+  if (!Expand(r, alias, &e, &masked)) {
+    if (!refused()) scopes_[level].items.push_back(std::move(si));  // read as written
+    return true;
+  }
+  const std::string row = "__dbw_r" + std::to_string(depth_);
+  std::string outputs;
+  for (size_t c = 0; c < e.outputs.size(); ++c)
+    outputs += (c ? ", " : "") + row + ".c" + std::to_string(c + 1) + "::" + e.outputs[c].second +
+               " AS " + Quote(e.outputs[c].first);
+  const std::string text =
+      "SELECT * FROM LATERAL (SELECT " + outputs +
+      ExpansionFrom(*r, args, depth_, e.body, e.outputs.size(), !r->returns_set) +
+      (r->returns_set ? "" : " LIMIT 1") + ") AS x";
+  pg_query::ParseResult tree;
+  std::string error;
+  const pg_query::SelectStmt* s = nullptr;
+  if (ParseTree(text, &tree, &error)) s = FirstSelect(tree);
+  if (s == nullptr || s->from_clause_size() != 1 || !s->from_clause(0).has_range_subselect()) {
+    Refuse(what + ", and its expansion could not be built: " + error, rule);
+    return true;
+  }
+  Node replaced = s->from_clause(0);
+  auto* sub = replaced.mutable_range_subselect();
+  if (rf->has_alias()) {
+    *sub->mutable_alias() = rf->alias();
+  } else {
+    sub->mutable_alias()->set_aliasname(alias);
+  }
+  si.columns_known = true;
+  for (const auto& [name, type] : e.outputs) si.columns.push_back(name);
+  for (int i = 0; i < sub->alias().colnames_size() && i < static_cast<int>(si.columns.size()); ++i)
+    si.columns[i] = std::string(StringOf(sub->alias().colnames(i)));
+  *item = std::move(replaced);
+  changed_ = true;
+  scopes_[level].items.push_back(std::move(si));
+  return true;
+}
+
+bool Walker::ArgumentRef(Node* n) {
+  const Params& p = *params_;
+  const std::string fname = p.routine->name;
+  int index = -1;
+  if (n->has_param_ref()) {
+    index = n->param_ref().number() - 1;
+    if (index < 0 || index >= static_cast<int>(p.names.size())) {
+      Refuse("function " + p.routine->schema + "." + fname +
+             " refers to an argument it does not have");
+      return true;
+    }
+  } else {
+    const auto& fields = n->column_ref().fields();
+    std::string_view qualifier, name;
+    if (fields.size() == 1) {
+      name = StringOf(fields.Get(0));
+    } else if (fields.size() == 2 && StringOf(fields.Get(0)) == fname) {
+      qualifier = fname;
+      name = StringOf(fields.Get(1));
+    } else {
+      return false;
+    }
+    if (name.empty()) return false;
+    for (size_t i = 0; i < p.names.size(); ++i)
+      if (p.names[i] == name) index = static_cast<int>(i);
+    if (index < 0) return false;
+    // A column of that name in scope takes precedence, as in the server.
+    for (const Scope& scope : scopes_)
+      for (const ScopeItem& it : scope.items) {
+        if (!qualifier.empty() ? it.refname == qualifier
+                               : it.columns_known && std::find(it.columns.begin(), it.columns.end(),
+                                                               name) != it.columns.end())
+          return false;
+        if (qualifier.empty() && !it.columns_known) {
+          Refuse("function " + p.routine->schema + "." + fname + " names its argument " +
+                 std::string(name) +
+                 " where a column of that name may be meant; write it as $n or qualify it");
+          return true;
+        }
+      }
+  }
+  Node ref;
+  auto* cr = ref.mutable_column_ref();
+  cr->add_fields()->mutable_string()->set_sval(p.alias);
+  cr->add_fields()->mutable_string()->set_sval("p" + std::to_string(index + 1));
+  *n = std::move(ref);
+  changed_ = true;
+  return true;
+}
+
 void Walker::ColumnRef(Node* n) {
+  if (params_ && ArgumentRef(n)) return;
   auto* cr = n->mutable_column_ref();
   const int size = cr->fields_size();
   // schema.table.column of a table that is now a subquery named after the table: table.column.
@@ -1332,17 +1953,35 @@ Rewriter::Rewriter(std::shared_ptr<const Catalog> catalog, Options options)
 
 Rewriter::~Rewriter() = default;
 
-Result Rewriter::Rewrite(std::string_view sql) {
+bool Rewriter::MayChangeSearchPath(std::string_view sql) {
+  // SET [LOCAL] search_path / SCHEMA / ROLE / SESSION AUTHORIZATION, RESET, DISCARD ALL, and a
+  // name spelt with Unicode escapes. (set_config and DO blocks are reads: always rewritten.)
+  static constexpr std::array<std::string_view, 7> kWords = {
+      "search_path", "schema", "reset", "discard", "role", "authorization", "u&"};
+  const std::string lower = Lower(sql);
+  for (std::string_view w : kWords)
+    if (lower.find(w) != std::string::npos) return true;
+  return false;
+}
+
+Result Rewriter::Rewrite(std::string_view sql, const std::vector<SearchPath>& paths) {
   if (!catalog_ || !catalog_->any_masked()) return {};
-  if (auto it = memo_->results.find(std::string(sql)); it != memo_->results.end())
-    return it->second;
-  Result result = RewriteUncached(sql);
+  // Keyed by the paths too: they decide what an unqualified name reads.
+  std::string key;
+  for (const SearchPath& p : paths) {
+    for (const std::string& schema : p) key += schema + '\x01';
+    key += '\x02';
+  }
+  key += '\x03';
+  key.append(sql);
+  if (auto it = memo_->results.find(key); it != memo_->results.end()) return it->second;
+  Result result = RewriteUncached(sql, paths);
   if (memo_->results.size() >= kMaxCachedResults) memo_->results.clear();
-  memo_->results.emplace(std::string(sql), result);
+  memo_->results.emplace(std::move(key), result);
   return result;
 }
 
-Result Rewriter::RewriteUncached(std::string_view sql) {
+Result Rewriter::RewriteUncached(std::string_view sql, const std::vector<SearchPath>& paths) {
   Result result;
   pg_query::ParseResult tree;
   std::string error;
@@ -1356,7 +1995,7 @@ Result Rewriter::RewriteUncached(std::string_view sql) {
   for (size_t i = 0; i < kSystemColumns.size(); ++i)
     if (lower.find(kSystemColumns[i]) != std::string::npos) system_columns |= 1u << i;
   Walker walker(*catalog_, options_, *memo_, 0, system_columns,
-                {lower, lower.find('*') != std::string::npos});
+                {lower, lower.find('*') != std::string::npos}, paths);
   std::vector<bool> changed;
   for (pg_query::RawStmt& raw : *tree.mutable_stmts()) {
     walker.ResetChanged();
@@ -1371,6 +2010,7 @@ Result Rewriter::RewriteUncached(std::string_view sql) {
     result.unknown_name = walker.unknown_name();
     return result;
   }
+  result.path_effects = std::move(walker.path_effects());
   result.masked_columns = std::move(walker.masked_columns());
   std::sort(result.masked_columns.begin(), result.masked_columns.end());
   result.masked_columns.erase(
@@ -1390,18 +2030,10 @@ Result Rewriter::RewriteUncached(std::string_view sql) {
           at, raw.stmt_len() > 0 ? static_cast<size_t>(raw.stmt_len()) : std::string_view::npos));
       continue;
     }
-    pg_query::ParseResult one;
-    one.set_version(tree.version());
-    *one.add_stmts() = raw;
-    std::string bytes = one.SerializeAsString();
-    PgQueryProtobuf pbuf{bytes.size(), bytes.data()};
-    PgQueryDeparseResult d = pg_query_deparse_protobuf(pbuf);
-    const bool ok = d.error == nullptr && d.query != nullptr;
-    std::string error = d.error != nullptr && d.error->message != nullptr ? d.error->message : "";
-    if (ok) out += d.query;
-    pg_query_free_deparse_result(d);
-    if (!ok)
+    std::string text, error;
+    if (!Deparse(raw.stmt(), &text, &error))
       return Refuse(result, "the statement rewritten for masking could not be deparsed: " + error);
+    out += text;
   }
   result.outcome = Result::Outcome::kRewritten;
   result.sql = std::move(out);

@@ -20,6 +20,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "userspace/sql/search_path.h"
+
 namespace dbw::sql::mask {
 
 enum class MaskFunction : uint8_t { kRedact, kPartial, kHash, kNull };
@@ -58,6 +60,26 @@ struct Routine {
   std::string language;    // "sql", "plpgsql", "c", "internal", "plpython3u", ...
   std::string body;        // prosrc, or the parsed SQL body of BEGIN ATOMIC functions
   bool extension = false;  // belongs to an extension (installed by the DBA)
+
+  // What expanding a call of a SQL function through its body needs.
+  struct Arg {
+    char mode = 'i';   // pg_proc.proargmodes: i, o, b (inout), v (variadic), t (table column)
+    std::string type;  // as SQL (regtype text)
+    std::string name;  // empty when unnamed
+  };
+  char kind = 'f';  // pg_proc.prokind: f, p, a, w
+  bool strict = false;
+  bool returns_set = false;
+  bool security_definer = false;
+  bool atomic = false;          // `body` is a SQL-standard body (BEGIN ATOMIC ... END, RETURN)
+  std::string return_type;      // as SQL; "record" with OUT arguments
+  char return_type_kind = 'b';  // pg_type.typtype: b, c (composite), d, e, p (pseudo), r, m
+  // A composite return type's relation ("schema", "name"), when it is a table's row type.
+  std::string return_schema, return_relation;
+  std::vector<Arg> args;                          // every argument, OUT ones included, in order
+  int defaults = 0;                               // how many input arguments have defaults
+  bool has_config = false;                        // SET clauses (proconfig)
+  std::optional<std::string> config_search_path;  // SET search_path's value
 };
 
 // What the rewriter knows of the database, with the principal's masks applied. Built by the
@@ -90,6 +112,14 @@ class Catalog {
   bool any_masked_ = false;
 };
 
+// Whether a routine (or DO block) of this language and body may change the search_path as
+// written: it names search_path or set_config, or is in a procedural language other than SQL
+// and PL/pgSQL. A change it makes otherwise (spelt at run time, or in a routine that runs where
+// no statement names it) is not followed; names the search_path decides are therefore written
+// qualified into the statement, so the server reads what was judged whatever the session's
+// search_path then is.
+bool MaySetSearchPath(std::string_view language, std::string_view body, bool extension);
+
 struct Options {
   // HMAC-SHA256 of the masking key in SQL (the `hash` function): the key XOR ipad and XOR opad,
   // 64 bytes each, hex. Empty: columns with a `hash` rule are refused.
@@ -109,6 +139,8 @@ struct Result {
   bool unknown_name = false;
   // Masked columns the statement references ("schema.table.column"), for the audit.
   std::vector<std::string> masked_columns;
+  // What the statement does to the session's search_path when it runs (SearchPathTracker).
+  std::vector<PathEffect> path_effects;
 };
 
 // One per session and (catalog, profile): remembers what it worked out about views and
@@ -120,15 +152,20 @@ class Rewriter {
   Rewriter(const Rewriter&) = delete;
   Rewriter& operator=(const Rewriter&) = delete;
 
-  // `sql`: the statement text as the server reads it (one or more statements).
-  Result Rewrite(std::string_view sql);
+  // `sql`: the statement text as the server reads it (one or more statements). `paths`: the
+  // values the session's search_path may have ("$user" expanded); an unqualified name is read as
+  // the relation (or function) each of them finds. Empty: not known, every schema's.
+  Result Rewrite(std::string_view sql, const std::vector<SearchPath>& paths = {});
+  // Whether `sql` may change the search_path (a cheap look at its text): such a statement is
+  // given to Rewrite for its path_effects even when it reads nothing.
+  static bool MayChangeSearchPath(std::string_view sql);
 
   struct Memo;  // views and routines worked out so far (mask_rewrite.cc)
 
   static constexpr size_t kMaxCachedResults = 512;  // results kept by text, then started over
 
  private:
-  Result RewriteUncached(std::string_view sql);
+  Result RewriteUncached(std::string_view sql, const std::vector<SearchPath>& paths);
 
   std::shared_ptr<const Catalog> catalog_;
   Options options_;

@@ -165,6 +165,25 @@ FUNCTIONS = [
     'SELECT unnest(tags) FROM customers', 'SELECT array_to_string(tags, \',\') FROM customers',
 ]
 
+# SQL functions that read masked columns are expanded through their bodies: each of these
+# functions exists per masked column {c} (test_mask_adversarial.py creates them).
+SQL_FUNCTIONS = [
+    'SELECT get_{c}(1)', 'SELECT get_{c}_atomic(1)', 'SELECT ret_{c}(1)',
+    'SELECT * FROM rows_{c}()', 'SELECT v FROM rows_{c}() WHERE cid = 1',
+    'SELECT (pair_{c}(1)).b', 'SELECT * FROM pair_{c}(1)', 'SELECT pair_{c}(1)::text',
+    'SELECT cfg_{c}()', 'SELECT wrap_{c}(1)', 'SELECT get_{c}(id) FROM customers',
+    'SELECT * FROM customers c, LATERAL rows_{c}() r WHERE r.cid = c.id',
+    'SELECT upper(get_{c}(1))', "SELECT string_agg(v, ',') FROM rows_{c}()",
+    'SELECT get_{c}(1) FROM orders WHERE get_{c}(1) IS NOT NULL',
+    'CREATE TEMP TABLE t_{n} AS SELECT get_{c}(1) AS v; SELECT * FROM t_{n}',
+    'SELECT x FROM get_{c}(1) AS x', 'SELECT * FROM rows_{c}() AS r(a, b)',
+    'SELECT rows_{c}()', 'SELECT * FROM ROWS FROM (rows_{c}())',
+    'SELECT * FROM rows_{c}() WITH ORDINALITY', 'SELECT get_{c}(i => 1)',
+    'SELECT definer_{c}()', 'SELECT * FROM get_{c}_atomic(1)',
+    'SELECT dflt_{c}(1)', 'SELECT dflt_{c}(1, 0)', 'SELECT * FROM dflt_{c}(1)',
+    'SELECT poly_{c}(1)', "SELECT get_{c}(1) FROM customers WHERE get_{c}(id) LIKE '%'",
+]
+
 DML = [
     'UPDATE customers SET note = {c} WHERE id = 1 RETURNING note',
     'UPDATE customers SET note = {c} WHERE id = 1; SELECT note FROM customers WHERE id = 1',
@@ -246,6 +265,12 @@ ORACLES = [
      "WHERE id = 1"),
     ("SELECT count(*) FROM customers c WHERE (SELECT c.{c}) LIKE '{p2}%'",
      "SELECT count(*) FROM customers c WHERE (SELECT c.{c}) LIKE 'qq%'"),
+    # Through SQL functions (expanded: their predicates see masked values too).
+    ("SELECT has_prefix_{c}('{p2}')", "SELECT has_prefix_{c}('qq')"),
+    ("SELECT count_{c}('{p2}%')", "SELECT count_{c}('qq%')"),
+    ("SELECT count(*) FROM rows_{c}() WHERE v LIKE '{p2}%'",
+     "SELECT count(*) FROM rows_{c}() WHERE v LIKE 'qq%'"),
+    ("SELECT get_{c}(1) LIKE '{p2}%'", "SELECT get_{c}(1) LIKE 'qq%'"),
 ]
 
 
@@ -296,6 +321,9 @@ def attempts():
     for s in FUNCTIONS:
         for c in MASKED[:2]:
             add('function', s.format(c=c, n=n))
+    for s in SQL_FUNCTIONS:
+        for c in MASKED:
+            add('sql_function', s.format(c=c, n=n))
     for s in DML:
         for c in MASKED:
             add('dml', s.format(c=c))

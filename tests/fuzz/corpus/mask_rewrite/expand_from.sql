@@ -1,0 +1,1 @@
+SELECT r.b FROM orders o, rows(o.id) r

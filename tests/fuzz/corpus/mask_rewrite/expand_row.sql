@@ -1,0 +1,1 @@
+SELECT (whole()).email, whole()

@@ -1,0 +1,1 @@
+SELECT g(id, 2), f() FROM customers WHERE g(1, $1) LIKE $2

@@ -1,0 +1,1 @@
+SET search_path = scratch; SELECT email FROM customers; BEGIN; SET LOCAL search_path = public; COMMIT; SELECT 1 FROM customers
