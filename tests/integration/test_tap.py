@@ -22,6 +22,7 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -372,6 +373,54 @@ def agent_frozen():
         yield
     finally:
         agent.proc.send_signal(signal.SIGCONT)
+
+
+class MaskingCatalogTest(unittest.TestCase):
+    """DDL the tap sees on a connection that skips the relay makes masking read its catalog
+    again before the next masked statement (agent/tap_ddl_sink.h)."""
+
+    def test_direct_redefinition_is_seen_before_the_next_masked_statement(self):
+        import psycopg2
+        secret = 'tapsecret-7731-zq'
+        cluster.create_user('masked')
+        cluster.psql(f"""
+            CREATE TABLE secrets (id int, s text);
+            INSERT INTO secrets VALUES (1, '{secret}');
+            CREATE VIEW flip AS SELECT id, name FROM items;
+            GRANT SELECT ON secrets, flip, items TO masked;
+        """, dbname='appdb', user='app')
+        work = tempfile.mkdtemp(prefix='dbwarden-tapmask-')
+        self.addCleanup(shutil.rmtree, work, True)
+        policy = os.path.join(work, 'policy.yaml')
+        with open(policy, 'w') as f:
+            f.write('version: 1\nmasking:\n  - id: tap-secret\n'
+                    '    match: {principal: {db_user: [masked]}}\n'
+                    '    columns: ["public.secrets.s"]\n    function: redact\n')
+        with fx.Relay([{'name': 'orders', 'env': 'prod',
+                        'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1,
+                      extra={'tap': {'enabled': 'true', 'ports': [cluster.port]},
+                             'policy': {'files': [policy]}}) as r:
+            fx.wait_until(lambda: 'tap: running' in r.stderr_text(), 120, 'the tap to load')
+            conn = psycopg2.connect(host=fx.LOOPBACK, port=r.port(), user='masked',
+                                    dbname='appdb', connect_timeout=10)
+            conn.autocommit = True
+            try:
+                cur = conn.cursor()
+                # An expression: only masking by reference can hide it.
+                read = "SELECT name || '' FROM flip WHERE id = 1"
+                cur.execute(read)
+                self.assertEqual(cur.fetchall(), [('item 1',)])  # the catalog is cached now
+                psql('-c', 'CREATE OR REPLACE VIEW flip AS SELECT id, s AS name FROM secrets',
+                     app='tap-mask-ddl')
+                r.wait_for(lambda e: e.get('source') == 'tap' and 'CREATE OR REPLACE VIEW' in
+                           e.get('statement', {}).get('sql', ''), kind='statement', timeout=20)
+                cur.execute(read)
+                rows = cur.fetchall()
+                self.assertNotIn(secret, repr(rows))
+                self.assertEqual(rows, [('[redacted]',)])
+            finally:
+                conn.close()
+                cluster.psql('DROP VIEW flip; DROP TABLE secrets', dbname='appdb', user='app')
 
 
 class IdentityTest(unittest.TestCase):
