@@ -130,31 +130,73 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
   if (!t["upstream"]) Throw(t, where + ": missing required key \"upstream\"");
   HostPort(t["upstream"], where + " upstream", true, &o.upstream_host, &o.upstream_port);
+  std::optional<bool> require;
   if (YAML::Node tls = t["tls"]) {
-    CheckKeys(tls, "tls", {"cert", "key", "client_ca"});
-    relay::TlsServerOptions s;
-    s.cert = RequiredScalar(tls, "cert", where + " tls");
-    s.key = RequiredScalar(tls, "key", where + " tls");
-    CheckReadable(tls["cert"], "tls.cert", s.cert);
-    CheckReadable(tls["key"], "tls.key", s.key);
-    if (tls["client_ca"]) {
-      s.client_ca = Scalar(tls["client_ca"], "tls.client_ca");
-      CheckReadable(tls["client_ca"], "tls.client_ca", s.client_ca);
+    CheckKeys(tls, "tls", {"cert", "key", "client_ca", "require"});
+    if (YAML::Node r = tls["require"]) {
+      std::string v = Scalar(r, "tls.require");
+      if (v != "true" && v != "false") Throw(r, "tls.require must be true or false");
+      require = v == "true";
     }
-    o.tls = s;
+    // `tls: {require: false}` alone: no client TLS, and none required.
+    if (tls["cert"] || tls["key"] || tls["client_ca"] || !require.has_value()) {
+      relay::TlsServerOptions s;
+      s.cert = RequiredScalar(tls, "cert", where + " tls");
+      s.key = RequiredScalar(tls, "key", where + " tls");
+      CheckReadable(tls["cert"], "tls.cert", s.cert);
+      CheckReadable(tls["key"], "tls.key", s.key);
+      if (tls["client_ca"]) {
+        s.client_ca = Scalar(tls["client_ca"], "tls.client_ca");
+        CheckReadable(tls["client_ca"], "tls.client_ca", s.client_ca);
+      }
+      o.tls = s;
+    }
   }
   if (YAML::Node tls = t["upstream_tls"]) {
-    CheckKeys(tls, "upstream_tls", {"ca", "cert", "key", "server_name"});
+    CheckKeys(tls, "upstream_tls", {"ca", "cert", "key", "server_name", "client_certs"});
+    if (tls["cert"] || tls["key"])
+      Throw(tls["cert"] ? tls["cert"] : tls["key"],
+            "upstream_tls.cert would log every client that reaches the relay in with one "
+            "certificate (and so as its role); map verified client certificates to upstream "
+            "ones with upstream_tls.client_certs: [{subject, cert, key}]");
     relay::TlsClientOptions c;
     c.ca = RequiredScalar(tls, "ca", where + " upstream_tls");
     CheckReadable(tls["ca"], "upstream_tls.ca", c.ca);
-    if (tls["cert"] || tls["key"]) {
-      c.cert = RequiredScalar(tls, "cert", where + " upstream_tls");
-      c.key = RequiredScalar(tls, "key", where + " upstream_tls");
-    }
     if (tls["server_name"]) c.server_name = Scalar(tls["server_name"], "upstream_tls.server_name");
+    if (YAML::Node certs = tls["client_certs"]) {
+      if (!certs.IsSequence())
+        Throw(certs, "upstream_tls.client_certs must be a list of {subject, cert, key}");
+      if (!o.tls || o.tls->client_ca.empty())
+        Throw(certs,
+              "upstream_tls.client_certs needs tls.client_ca: a client certificate is presented "
+              "upstream only for a client whose own certificate the relay verified");
+      for (const YAML::Node& m : certs) {
+        CheckKeys(m, "upstream_tls.client_certs[]", {"subject", "cert", "key"});
+        relay::UpstreamClientCert uc;
+        uc.subject = RequiredScalar(m, "subject", where + " upstream_tls.client_certs[]");
+        uc.cert = RequiredScalar(m, "cert", where + " upstream_tls.client_certs[]");
+        uc.key = RequiredScalar(m, "key", where + " upstream_tls.client_certs[]");
+        CheckReadable(m["cert"], "upstream_tls.client_certs[].cert", uc.cert);
+        CheckReadable(m["key"], "upstream_tls.client_certs[].key", uc.key);
+        for (const relay::UpstreamClientCert& other : c.client_certs)
+          if (other.subject == uc.subject)
+            Throw(m["subject"],
+                  "upstream_tls.client_certs: subject \"" + uc.subject + "\" is mapped twice");
+        c.client_certs.push_back(std::move(uc));
+      }
+    }
     o.upstream_tls = c;
   }
+  o.tls_required = require.value_or(o.upstream_tls.has_value());
+  if (o.tls_required && !o.tls)
+    Throw(t["tls"] ? t["tls"] : t,
+          where + ": clients must use TLS (tls.require" +
+              (require ? ""
+                       : ", on by default with upstream_tls: a plaintext client would "
+                         "otherwise pass the server's hostssl rules through the relay's "
+                         "TLS leg") +
+              "), but tls.cert and tls.key are not set; configure them, or set tls.require: "
+              "false");
   if (YAML::Node cat = t["catalog"]) {
     // The login masking uses to read table and column names (default: the session's user).
     CheckKeys(cat, "catalog", {"user", "password_file"});

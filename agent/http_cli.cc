@@ -187,7 +187,8 @@ void PrintEventRow(simdjson::dom::element e, size_t width, std::ostream& out) {
   if (e["seq"].get_uint64().get(seq) != simdjson::SUCCESS) seq = {};
   std::string_view ts = Field(e, "ts");
   ts = ts.size() >= 19 ? ts.substr(5, 14) : ts;  // MM-DDTHH:MM:SS
-  std::string_view principal = Field(e, "principal", "tls_subject");
+  std::string_view principal = Field(e, "principal", "cert_subject");
+  if (principal.empty()) principal = Field(e, "principal", "tls_subject");  // before 2026-12
   if (principal.empty()) principal = Field(e, "principal", "db_user");
   std::string_view result = Field(e, "result", "sqlstate");
   if (result.empty()) result = Field(e, "result", "command_tag");

@@ -117,7 +117,7 @@ TEST(EventJsonTest, CanonicalBytes) {
       "{\"seq\":18446744073709551615,\"ts\":\"2023-11-14T22:13:20.123456Z\",\"kind\":\"statement\","
       "\"source\":\"relay\",\"session_id\":\"s-1\",\"target\":\"pg\",\"env\":\"prod\","
       "\"principal\":{\"kind\":\"agent\",\"db_user\":\"al\\\"ice\",\"database\":\"d\xEF\xBF\xBD"
-      "b\",\"application_name\":\"app\\u0001\\u001F\x7F\",\"client_addr\":\"[::1]:5\",\"tls_"
+      "b\",\"application_name\":\"app\\u0001\\u001F\x7F\",\"client_addr\":\"[::1]:5\",\"cert_"
       "subject\":\"CN=x,O=\xC3\xA9\"},\"process\":{\"pid\":7,\"uid\":1000,\"ppid\":1,\"gid\":100,"
       "\"comm\":\"psql\",\"exe\":\"/usr/bin/psql\",\"cmdline\":\"psql -h "
       "<host>\",\"cgroup\":\"/system.slice/"

@@ -85,7 +85,7 @@ Event MakeEvent(std::mt19937_64& rng, int64_t base_ts, Truth* t) {
   info->principal.db_user = pick(kUsers);
   info->principal.database = pick(kDbs);
   info->principal.client_addr = "127.0.0.1:5000";
-  if (rng() % 3 == 0) info->principal.tls_subject = "CN=" + pick(kUsers);
+  if (rng() % 3 == 0) info->principal.cert_subject = "CN=" + pick(kUsers);
   identity::ProcessInfo proc;
   proc.pid = 42;
   proc.exe = pick(kExes);
@@ -95,7 +95,7 @@ Event MakeEvent(std::mt19937_64& rng, int64_t base_ts, Truth* t) {
   t->session = info->session_id;
   t->db_user = info->principal.db_user;
   t->database = info->principal.database;
-  t->principal = info->principal.tls_subject.empty() ? t->db_user : info->principal.tls_subject;
+  t->principal = info->principal.cert_subject.empty() ? t->db_user : info->principal.cert_subject;
   t->exe = proc.exe;
   t->unit = identity::UnitFromCgroup(proc.cgroup);
   if (e.kind == EventKind::kStatement || e.kind == EventKind::kDecision) {
@@ -893,7 +893,7 @@ TEST(AuditStoreTest, EventTermsEqualTermsOfTheStoredJson) {
     info->principal.db_user = pick(i + 1);
     info->principal.database = pick(i + 2);
     info->principal.client_addr = i % 3 == 0 ? "" : "127.0.0.1:1";
-    info->principal.tls_subject = pick(i + 3);
+    info->principal.cert_subject = pick(i + 3);
     if (i % 4 != 0)
       info->process = identity::ProcessInfo{.pid = 1,
                                             .uid = 0,

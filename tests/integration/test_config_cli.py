@@ -85,11 +85,47 @@ class ConfigCheckTest(unittest.TestCase):
             '    env: staging',
             '    listen: "[::1]:6433"',
             '    upstream: 127.0.0.1:5433',
+            '    tls:',
+            '      require: false',
             '    upstream_tls:',
             f'      ca: {pki.ca_cert}',
+            '  - name: certs',
+            '    listen: 127.0.0.1:6434',
+            '    upstream: 127.0.0.1:5433',
+            '    tls:',
+            f'      cert: {pki.relay_cert}',
+            f'      key: {pki.relay_key}',
+            f'      client_ca: {pki.ca_cert}',
+            '    upstream_tls:',
+            f'      ca: {pki.ca_cert}',
+            '      client_certs:',
+            '        - subject: CN=app',
+            f'          cert: {pki.client_cert}',
+            f'          key: {pki.client_key}',
         ]
         out = self.check(self.write(lines))
         self.assertEqual(out.returncode, 0, out.stderr)
+
+    def test_tls_holes_are_config_errors(self):
+        pki = self.pki
+        base = base_lines(self.state_dir)
+        upstream_tls = ['    upstream_tls:', f'      ca: {pki.ca_cert}']
+        server_tls = ['    tls:', f'      cert: {pki.relay_cert}', f'      key: {pki.relay_key}']
+        cases = {
+            # TLS upstream, none for clients: plaintext clients would pass hostssl.
+            'upstream_tls without tls': (base + upstream_tls, 6),
+            'tls.require without a certificate': (base + ['    tls:', '      require: true'], 11),
+            # One upstream certificate for every client.
+            'upstream_tls.cert': (base + server_tls + upstream_tls +
+                                  [f'      cert: {pki.client_cert}',
+                                   f'      key: {pki.client_key}'], 15),
+            'client_certs without client_ca': (base + server_tls + upstream_tls + [
+                '      client_certs:', '        - subject: CN=app',
+                f'          cert: {pki.client_cert}', f'          key: {pki.client_key}'], 16),
+        }
+        for what, (lines, line) in cases.items():
+            with self.subTest(what):
+                self.assert_invalid_at(lines, line, what)
 
     def test_unknown_keys(self):
         base = base_lines(self.state_dir)

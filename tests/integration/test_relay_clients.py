@@ -428,7 +428,7 @@ class AuditTest(unittest.TestCase):
         self.assertEqual((p['db_user'], p['database'], p['application_name']),
                          ('app', 'appdb', 'audit-psql'))
         self.assertRegex(p['client_addr'], r'^127\.0\.0\.1:\d+$')
-        self.assertNotIn('tls_subject', p)
+        self.assertNotIn('cert_subject', p)
         self.assertEqual(ev['statement']['protocol'], 'simple')
         self.assertEqual(ev['result']['command_tag'], 'SELECT 1')
         self.assertEqual(ev['result']['rows'], 1)

@@ -46,6 +46,9 @@ def setUpModule():
          'upstream_tls': {'ca': str(pki.ca_cert), 'server_name': 'localhost'}},
         {'name': 'wrongca', 'env': 'test', 'upstream': upstream, 'tls': tls,
          'upstream_tls': {'ca': str(pki.other_ca_cert)}},
+        # Plaintext clients let through (tls.require: false), on a TLS upstream.
+        {'name': 'optional', 'env': 'test', 'upstream': upstream, 'tls': dict(tls, require=False),
+         'upstream_tls': {'ca': str(pki.ca_cert), 'server_name': 'localhost'}},
     ])
     unittest.addModuleCleanup(relay.close)
     relay.start()
@@ -156,10 +159,55 @@ class RelayTlsTest(unittest.TestCase):
     def test_wrong_password_gives_28P01(self):
         with fx.RawPg(fx.LOOPBACK, relay.port('secure')) as raw:
             raw.start_tls(pki.ca_cert, 'localhost')
-            status, fields = raw.startup(USER, 'appdb', password='not-the-password')
+            status, fields = raw.startup(USER, 'appdb', password='not-the-password',
+                                         application_name='tls-wrong-password')
         self.assertEqual(status, 'error', f'{status} {raw.messages}')
         self.assertEqual(fields.get('C'), '28P01', fields)
         self.assertEqual(fields.get('S'), 'FATAL', fields)
+        # Audited as a failed login, with the server's SQLSTATE and reason.
+        ev = relay.wait_for(lambda e: e.get('principal', {}).get('application_name') ==
+                            'tls-wrong-password', kind='login_failed')[0]
+        self.assertEqual(ev['error']['sqlstate'], '28P01')
+        self.assertIn('password authentication failed', ev['error']['message'])
+        self.assertEqual(ev['principal']['db_user'], USER)
+        self.assertNotIn('not-the-password', str(relay.events()))
+
+    def test_plaintext_client_is_refused_when_tls_is_required(self):
+        # The upstream leg is TLS, so a plaintext client would pass the server's hostssl rule;
+        # tls.require (on by default with upstream_tls) refuses it before anything is sent.
+        out = psql(conninfo(relay.port('secure'), sslmode='disable',
+                            application_name='tls-plaintext'), 'SELECT 1')
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        self.assertIn('requires TLS', out.stderr)
+        import psycopg2
+        with self.assertRaises(psycopg2.OperationalError) as ctx:
+            pg_connect(relay.port('secure'), sslmode='disable').close()
+        self.assertIn('requires TLS', str(ctx.exception))
+        with fx.RawPg(fx.LOOPBACK, relay.port('secure')) as raw:
+            status, fields = raw.startup(USER, 'appdb', password=PASSWORD,
+                                         application_name='tls-plaintext-raw')
+        self.assertEqual((status, fields.get('C'), fields.get('S')), ('error', '28000', 'FATAL'))
+        self.assertIsNone(getattr(raw, 'sasl_mechanisms', None))  # no authentication began
+        ev = relay.wait_for(lambda e: e.get('principal', {}).get('application_name') ==
+                            'tls-plaintext-raw', kind='login_failed')[0]
+        self.assertEqual(ev['error']['sqlstate'], '28000')
+        # Direct, the server refuses plaintext too (the control).
+        direct = psql(conninfo(cluster.port, sslmode='disable'), 'SELECT 1')
+        self.assertNotEqual(direct.returncode, 0)
+        # The same client over TLS gets in.
+        ok = psql(conninfo(relay.port('secure'), sslmode='require'), 'SELECT 1')
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+
+    def test_no_channel_binding_offered_to_a_plaintext_client(self):
+        # tls.require: false lets a plaintext client through; it has no channel to bind, so the
+        # server's SCRAM-SHA-256-PLUS (offered on the relay's TLS leg) is not passed on.
+        with fx.RawPg(fx.LOOPBACK, relay.port('optional')) as raw:
+            self.assertEqual(raw.startup(USER, 'appdb', password=PASSWORD), ('ready', None))
+            self.assertIn('SCRAM-SHA-256', raw.sasl_mechanisms)
+            self.assertNotIn('SCRAM-SHA-256-PLUS', raw.sasl_mechanisms)
+        out = psql(conninfo(relay.port('optional'), sslmode='disable'), 'SELECT 7')
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), '7')
 
     def test_wrong_password_psycopg2(self):
         import psycopg2
@@ -192,7 +240,7 @@ class RelayTlsTest(unittest.TestCase):
 class ClientCertificateTest(unittest.TestCase):
     def test_client_certificate_subject_is_the_principals(self):
         # tls.client_ca: a client certificate is requested and verified; its subject is
-        # recorded as principal.tls_subject. A client without one still connects (password).
+        # recorded as principal.cert_subject. A client without one still connects (password).
         upstream = f'{fx.LOOPBACK}:{cluster.port}'
         own = fx.Relay([{'name': 'mtls', 'env': 'test', 'upstream': upstream,
                          'tls': {'cert': str(pki.relay_cert), 'key': str(pki.relay_key),
@@ -213,8 +261,8 @@ class ClientCertificateTest(unittest.TestCase):
                               kind='statement')[0]
             return ev['principal']
 
-        self.assertIn('CN=app', principal('tls-client-cert').get('tls_subject', ''))
-        self.assertNotIn('tls_subject', principal('tls-no-client-cert'))
+        self.assertIn('CN=app', principal('tls-client-cert').get('cert_subject', ''))
+        self.assertNotIn('cert_subject', principal('tls-no-client-cert'))
 
         # A certificate from another CA is rejected in the handshake.
         cert, key = pki.make_cert('stranger', 'stranger', ca='other_ca', client=True)
@@ -224,6 +272,54 @@ class ClientCertificateTest(unittest.TestCase):
         self.assertNotEqual(other.returncode, 0, other.stdout)
         self.assertFalse(own.events('statement', lambda e: e.get('principal', {}).get(
             'application_name') == 'tls-stranger'))
+
+
+    def test_upstream_certificate_only_for_the_same_verified_identity(self):
+        # A server that logs certuser in by client certificate (pg_hba `cert`). The relay holds
+        # certuser's certificate and presents it only for a client whose own certificate it
+        # verified with the mapped subject (CN=app): never for a client without one, with
+        # another, or in plaintext.
+        certuser_cert, certuser_key = pki.make_cert('certuser', 'certuser', client=True)
+        other_cert, other_key = pki.make_cert('other-client', 'other', client=True)
+        pg = fx.PgCluster(ssl_cert=pki.server_cert, ssl_key=pki.server_key, ssl_ca=pki.ca_cert,
+                          hba_lines=[f'hostssl all certuser {fx.LOOPBACK}/32 cert',
+                                     f'hostssl all all {fx.LOOPBACK}/32 scram-sha-256'])
+        self.addCleanup(pg.close)
+        pg.start()
+        pg.create_user('certuser')
+        own = fx.Relay([{'name': 'certmap', 'env': 'test', 'upstream': f'{fx.LOOPBACK}:{pg.port}',
+                         'tls': {'cert': str(pki.relay_cert), 'key': str(pki.relay_key),
+                                 'client_ca': str(pki.ca_cert)},
+                         'upstream_tls': {'ca': str(pki.ca_cert), 'server_name': 'localhost',
+                                          'client_certs': [{'subject': 'CN=app',
+                                                            'cert': str(certuser_cert),
+                                                            'key': str(certuser_key)}]}}])
+        self.addCleanup(own.close)
+        own.start()
+
+        def connect(app, **extra):
+            return psql(conninfo(own.port(), user='certuser', dbname='postgres',
+                                 application_name=app, **extra), 'SELECT current_user')
+
+        ok = connect('cert-mapped', sslmode='verify-ca', sslrootcert=pki.ca_cert,
+                     sslcert=pki.client_cert, sslkey=pki.client_key)
+        self.assertEqual(ok.returncode, 0, ok.stderr + own.diag())
+        self.assertEqual(ok.stdout.strip(), 'certuser')
+        refused = {
+            'cert-none': dict(sslmode='verify-ca', sslrootcert=pki.ca_cert),
+            'cert-other': dict(sslmode='verify-ca', sslrootcert=pki.ca_cert, sslcert=other_cert,
+                               sslkey=other_key),
+            'cert-plaintext': dict(sslmode='disable'),
+        }
+        for app, extra in refused.items():
+            with self.subTest(app):
+                out = connect(app, **extra)
+                self.assertNotEqual(out.returncode, 0, out.stdout)
+                ev = own.wait_for(lambda e: e.get('principal', {}).get('application_name') == app,
+                                  kind='login_failed')[0]
+                self.assertEqual(ev['error']['sqlstate'], '28000', ev)
+        self.assertIn('CN=other', str(own.events('login_failed', lambda e: e.get(
+            'principal', {}).get('application_name') == 'cert-other')))
 
 
 if __name__ == '__main__':

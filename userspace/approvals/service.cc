@@ -146,7 +146,7 @@ std::shared_ptr<const audit::SessionInfo> ApprovalService::SessionFor(const Requ
   info->principal.database = r.database;
   info->principal.application_name = r.application_name;
   info->principal.client_addr = r.client_addr;
-  if (r.subject != r.db_user) info->principal.tls_subject = r.subject;
+  if (r.subject != r.db_user) info->principal.cert_subject = r.subject;
   if (r.pid != 0) {
     identity::ProcessInfo p;
     p.pid = r.pid;

@@ -29,6 +29,8 @@ enum class EventKind : uint8_t {
   kBypass,       // the tap saw a session on a relay_only target that did not come through the relay
   kTapLoss,      // the tap lost or truncated captured bytes (count and detail say how many, why)
   kAuditTamper,  // at start the audit store contradicted its published anchor or its own chain
+  kLoginFailed,  // a connection refused before it was ready: by the server (wrong password, no
+                 // such role, pg_hba) or by the relay (TLS required); error_* say why
 };
 const char* EventKindName(EventKind kind);
 
@@ -37,8 +39,8 @@ struct Principal {
   std::string db_user;
   std::string database;
   std::string application_name;
-  std::string client_addr;  // "127.0.0.1:54321"
-  std::string tls_subject;  // client certificate subject, when presented
+  std::string client_addr;   // "127.0.0.1:54321"
+  std::string cert_subject;  // verified client certificate subject (RFC 2253), when presented
 };
 
 // What every event of one session shares. Sessions publish a new immutable snapshot when

@@ -44,6 +44,8 @@ const char* EventKindName(EventKind kind) {
       return "tap_loss";
     case EventKind::kAuditTamper:
       return "audit_tamper";
+    case EventKind::kLoginFailed:
+      return "login_failed";
   }
   return "unknown";
 }
@@ -468,7 +470,7 @@ void AppendEventJson(const Event& e, std::string* out) {
       Str(w, "database", p.database);
       Str(w, "application_name", p.application_name);
       Str(w, "client_addr", p.client_addr);
-      StrIfSet(w, "tls_subject", p.tls_subject);
+      StrIfSet(w, "cert_subject", p.cert_subject);
       w.EndObject();
     }
     if (si.process) {

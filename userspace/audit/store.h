@@ -70,7 +70,7 @@ StatusOr<std::vector<Anchor>> ParseAnchors(std::string_view text, const std::str
 struct EventFilter {
   std::optional<int64_t> since_us;  // ts >= since
   std::optional<int64_t> until_us;  // ts < until
-  std::string principal;            // principal subject (tls_subject, else db_user)
+  std::string principal;            // principal subject (cert_subject, else db_user)
   std::string db_user;
   std::string database;
   std::string table;        // schema-qualified as audited ("public.t" or "t")

@@ -15,10 +15,17 @@ struct TlsServerOptions {
   std::string client_ca;  // optional: request and verify client certificates
 };
 
-struct TlsClientOptions {
-  std::string ca;    // PEM CA bundle that must sign the upstream's certificate
-  std::string cert;  // optional client certificate for the upstream
+// A certificate the relay presents upstream, only for a client that proved the same identity
+// to the relay: its verified certificate's subject (RFC 2253, as audited) is `subject`.
+struct UpstreamClientCert {
+  std::string subject;
+  std::string cert;  // PEM chain
   std::string key;
+};
+
+struct TlsClientOptions {
+  std::string ca;  // PEM CA bundle that must sign the upstream's certificate
+  std::vector<UpstreamClientCert> client_certs;
   std::string server_name;  // optional: verify this host name and send it as SNI
 };
 
@@ -37,6 +44,9 @@ struct TargetOptions {
   uint16_t upstream_port = 0;
   std::optional<TlsServerOptions> tls;
   std::optional<TlsClientOptions> upstream_tls;
+  // Refuse clients that are not on TLS (tls.require; default on with upstream_tls, where a
+  // plaintext client would otherwise pass the server's hostssl rules on the relay's TLS leg).
+  bool tls_required = false;
   // Forward a statement only after its decision event is committed to the audit log; a
   // statement whose event cannot be committed is refused. Default: on for env prod.
   bool audit_before_forward = false;

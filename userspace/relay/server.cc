@@ -78,6 +78,9 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
       m.GetCounter("dbwarden_decisions_deferred_total",
                    "Prepared statements whose judgement waits for their parameter values (a "
                    "Parse or PREPARE refused only for no_where or unbounded_select)"),
+      m.GetCounter("dbwarden_relay_login_failures_total",
+                   "Connections refused before they were ready: by the server (password, role, "
+                   "pg_hba) or by the relay (TLS required)"),
   };
   const char* limit_help = "Configured connection limits of the relay (0: unlimited)";
   m.GetGauge("dbwarden_relay_connection_limit", limit_help, "scope=\"total\"")
@@ -113,9 +116,15 @@ Status RelayServer::Start() {
       rt->server_tls = std::move(*ctx);
     }
     if (t.upstream_tls) {
-      auto ctx = MakeClientContext(*t.upstream_tls);
+      auto ctx = MakeClientContext(*t.upstream_tls, nullptr);
       if (!ctx.ok()) return InvalidArgument("target " + t.name + ": " + ctx.status().message());
       rt->client_tls = std::move(*ctx);
+      for (const UpstreamClientCert& c : t.upstream_tls->client_certs) {
+        auto with_cert = MakeClientContext(*t.upstream_tls, &c);
+        if (!with_cert.ok())
+          return InvalidArgument("target " + t.name + ": " + with_cert.status().message());
+        rt->client_tls_by_subject.emplace_back(c.subject, std::move(*with_cert));
+      }
     }
     auto addr = asio::ip::make_address(t.listen_host, ec);
     if (ec) return InvalidArgument("target " + t.name + ": bad listen address " + t.listen_host);

@@ -37,6 +37,9 @@ struct TargetRuntime {
   tcp::endpoint upstream;
   std::unique_ptr<asio::ssl::context> server_tls;  // client leg, when tls is configured
   std::unique_ptr<asio::ssl::context> client_tls;  // upstream leg, when upstream_tls is set
+  // Upstream leg for a client whose verified certificate has this subject: presents the
+  // certificate upstream_tls.client_certs maps it to.
+  std::vector<std::pair<std::string, std::unique_ptr<asio::ssl::context>>> client_tls_by_subject;
 };
 
 struct RelayMetrics {
@@ -71,6 +74,7 @@ struct RelayMetrics {
   // Parses and PREPAREs refused only for risks that depend on parameter values: judged at Bind
   // (or EXECUTE) with the values.
   Counter* decisions_deferred;
+  Counter* login_failures;  // connections refused before ready (server or relay)
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the

@@ -421,6 +421,8 @@ void Session::ResumeClient() {
 
 pg::MessageAction Session::OnBackendMessage(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
+  if (!session_ready_ && !path_probing_ && frame.type == pg::be::kErrorResponse)
+    NoteLoginFailure(frame);
   if (path_probing_) return OnPathProbe(frame, out, reason);
   if (frame.type == pg::be::kReadyForQuery && !path_probed_ && StartPathProbe(frame))
     return pg::MessageAction::kHandled;

@@ -152,6 +152,9 @@ class Session : public std::enable_shared_from_this<Session>,
   const policy::Principal& PolicyPrincipal(
       const std::shared_ptr<const policy::CompiledPolicy>& policy);
   pg::MessageAction OnAuthentication(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // The server refused the connection before it was ready (password, role, pg_hba, a missing
+  // client certificate): a login_failed event with its SQLSTATE and message.
+  void NoteLoginFailure(const pg::Frame& error);
   pg::MessageAction OnProxiedAuthentication(const pg::Frame& frame, std::string* reason);
   pg::MessageAction OnClientPassword(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
   // Writes relay-made bytes to the upstream from the upstream pump (authentication only,

@@ -166,7 +166,7 @@ const policy::Principal& Session::PolicyPrincipal(
         id.db_user = principal_.db_user;
         id.database = principal_.database;
         id.client_addr = principal_.client_addr;
-        id.cert_subject = principal_.tls_subject;
+        id.cert_subject = principal_.cert_subject;
         id.subject = id.cert_subject.empty() ? id.db_user : id.cert_subject;
         if (process_) {
           id.exe = process_->exe;

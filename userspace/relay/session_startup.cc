@@ -90,6 +90,13 @@ void Session::OnStartupData() {
   principal_.application_name = state_.application_name();
   startup_bytes_.assign(client_.in.begin(), client_.in.begin() + static_cast<ptrdiff_t>(used));
   consume();
+  if (target_->options.tls_required && !client_.transport.tls()) {
+    deps_.metrics->login_failures->Add();
+    Fail(audit::EventKind::kLoginFailed, "28000",
+         "dbwarden: target \"" + target_->options.name +
+             "\" requires TLS; connect with sslmode=require (or verify-ca, verify-full)");
+    return;
+  }
   ConnectUpstream();
 }
 
@@ -109,7 +116,7 @@ void Session::StartClientTls() {
           return;
         }
         info_.reset();
-        principal_.tls_subject =
+        principal_.cert_subject =
             PeerCertificateSubject(client_.transport.tls_stream()->native_handle());
         ReadStartup();
       });
@@ -211,7 +218,12 @@ void Session::NegotiateUpstreamTls() {
                          "\" does not accept TLS");
                 return;
               }
-              upstream_->transport.EnableTls(*target_->client_tls);
+              // A client certificate only for the client that proved that identity here.
+              asio::ssl::context* tls = target_->client_tls.get();
+              for (const auto& [subject, ctx] : target_->client_tls_by_subject)
+                if (!principal_.cert_subject.empty() && subject == principal_.cert_subject)
+                  tls = ctx.get();
+              upstream_->transport.EnableTls(*tls);
               auto* stream = upstream_->transport.tls_stream();
               const auto& o = *target_->options.upstream_tls;
               if (!o.server_name.empty()) {
@@ -334,8 +346,7 @@ void Session::MaybeStartClientPump() {
 pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
   if (auth_proxy_ != AuthProxy::kOff) return OnProxiedAuthentication(frame, reason);
-  if (state_.last_auth_request() != pg::AuthCode::kSasl || !client_.transport.tls())
-    return pg::MessageAction::kForward;
+  if (state_.last_auth_request() != pg::AuthCode::kSasl) return pg::MessageAction::kForward;
   pg::AuthenticationMessage auth;
   std::vector<std::string_view> mechs;
   if (!pg::ParseAuthentication(frame.body, &auth, reason) ||
@@ -345,7 +356,7 @@ pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* o
                                   [](std::string_view m) { return m.ends_with("-PLUS"); });
   bool scram_offered =
       std::find(mechs.begin(), mechs.end(), ScramClient::kMechanism) != mechs.end();
-  if (plus_offered && scram_offered && upstream_->transport.tls()) {
+  if (plus_offered && scram_offered && upstream_->transport.tls() && client_.transport.tls()) {
     // A TLS client that is not offered -PLUS says so in its SCRAM header ("y"), and a server
     // that supports channel binding refuses that as a downgrade. The relay authenticates in
     // the client's place instead, with the password sent over the client's TLS leg.
@@ -353,7 +364,9 @@ pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* o
     pg::AppendAuthenticationRequest(out, pg::AuthCode::kCleartextPassword);
     return pg::MessageAction::kHandled;
   }
-  // Channel binding would bind to the relay's certificate, which the server never sees.
+  // Channel binding would bind to the relay's certificate, which the server never sees; a
+  // client that is not on TLS has no channel to bind at all.
+  if (!plus_offered) return pg::MessageAction::kForward;
   std::erase_if(mechs, [](std::string_view m) { return m.ends_with("-PLUS"); });
   pg::AppendAuthenticationSasl(out, mechs);
   return pg::MessageAction::kHandled;
@@ -404,6 +417,20 @@ pg::MessageAction Session::OnProxiedAuthentication(const pg::Frame& frame, std::
   }
   *reason = "unexpected authentication message during SCRAM exchange";
   return pg::MessageAction::kReject;
+}
+
+void Session::NoteLoginFailure(const pg::Frame& error) {
+  pg::ErrorMessage m;
+  std::string ignored;
+  if (!pg::ParseErrorOrNotice(error.body, &m, &ignored)) return;
+  deps_.metrics->login_failures->Add();
+  audit::Event e = NewEvent(audit::EventKind::kLoginFailed);
+  e.error_sqlstate = std::string(m.Field('C'));
+  e.error_message = std::string(m.Field('M'));
+  DBW_LOG(kInfo) << "session " << id_ << " (" << principal_.client_addr
+                 << "): login refused by the server: " << e.error_sqlstate << " "
+                 << e.error_message;
+  deps_.sink->Submit(std::move(e));
 }
 
 void Session::WriteUpstreamOutOfBand(pg::Bytes bytes) {

@@ -27,7 +27,8 @@ StatusOr<std::unique_ptr<ssl::context>> MakeServerContext(const TlsServerOptions
   return ctx;
 }
 
-StatusOr<std::unique_ptr<ssl::context>> MakeClientContext(const TlsClientOptions& o) {
+StatusOr<std::unique_ptr<ssl::context>> MakeClientContext(const TlsClientOptions& o,
+                                                          const UpstreamClientCert* cert) {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -37,11 +38,13 @@ StatusOr<std::unique_ptr<ssl::context>> MakeClientContext(const TlsClientOptions
   ctx->load_verify_file(o.ca, ec);
   if (ec) return InvalidArgument("upstream_tls.ca " + o.ca + ": " + ec.message());
   ctx->set_verify_mode(ssl::verify_peer, ec);
-  if (!o.cert.empty()) {
-    ctx->use_certificate_chain_file(o.cert, ec);
-    if (ec) return InvalidArgument("upstream_tls.cert " + o.cert + ": " + ec.message());
-    ctx->use_private_key_file(o.key, ssl::context::pem, ec);
-    if (ec) return InvalidArgument("upstream_tls.key " + o.key + ": " + ec.message());
+  if (cert != nullptr) {
+    ctx->use_certificate_chain_file(cert->cert, ec);
+    if (ec)
+      return InvalidArgument("upstream_tls.client_certs cert " + cert->cert + ": " + ec.message());
+    ctx->use_private_key_file(cert->key, ssl::context::pem, ec);
+    if (ec)
+      return InvalidArgument("upstream_tls.client_certs key " + cert->key + ": " + ec.message());
   }
   return ctx;
 }

@@ -13,7 +13,9 @@
 namespace dbw::relay {
 
 StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeServerContext(const TlsServerOptions& o);
-StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeClientContext(const TlsClientOptions& o);
+// `cert`: the client certificate to present upstream (null: none).
+StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeClientContext(
+    const TlsClientOptions& o, const UpstreamClientCert* cert);
 
 // RFC 2253 subject of the verified peer certificate, or "" when none was presented.
 std::string PeerCertificateSubject(SSL* ssl);
