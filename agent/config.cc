@@ -132,7 +132,15 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   HostPort(t["upstream"], where + " upstream", true, &o.upstream_host, &o.upstream_port);
   std::optional<bool> require;
   if (YAML::Node tls = t["tls"]) {
-    CheckKeys(tls, "tls", {"cert", "key", "client_ca", "require"});
+    CheckKeys(tls, "tls", {"cert", "key", "client_ca", "require", "client_identity"});
+    if (YAML::Node ci = tls["client_identity"]) {
+      std::string v = Scalar(ci, "tls.client_identity");
+      if (v != "subject" && v != "uri_san")
+        Throw(ci, "tls.client_identity must be subject or uri_san");
+      if (!tls["client_ca"])
+        Throw(ci, "tls.client_identity needs tls.client_ca (client certificates verified)");
+      o.identity_from_uri_san = v == "uri_san";
+    }
     if (YAML::Node r = tls["require"]) {
       std::string v = Scalar(r, "tls.require");
       if (v != "true" && v != "false") Throw(r, "tls.require must be true or false");
@@ -171,17 +179,25 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
               "upstream_tls.client_certs needs tls.client_ca: a client certificate is presented "
               "upstream only for a client whose own certificate the relay verified");
       for (const YAML::Node& m : certs) {
-        CheckKeys(m, "upstream_tls.client_certs[]", {"subject", "cert", "key"});
+        CheckKeys(m, "upstream_tls.client_certs[]",
+                  {"subject", "uri_san", "issuer", "cert", "key"});
         relay::UpstreamClientCert uc;
-        uc.subject = RequiredScalar(m, "subject", where + " upstream_tls.client_certs[]");
+        if (m["subject"].IsDefined() == m["uri_san"].IsDefined())
+          Throw(m,
+                "upstream_tls.client_certs[]: give either subject or uri_san (the verified "
+                "client certificate's) for each mapped certificate");
+        if (m["subject"]) uc.subject = Scalar(m["subject"], "upstream_tls.client_certs[].subject");
+        if (m["uri_san"]) uc.uri_san = Scalar(m["uri_san"], "upstream_tls.client_certs[].uri_san");
+        if (m["issuer"]) uc.issuer = Scalar(m["issuer"], "upstream_tls.client_certs[].issuer");
         uc.cert = RequiredScalar(m, "cert", where + " upstream_tls.client_certs[]");
         uc.key = RequiredScalar(m, "key", where + " upstream_tls.client_certs[]");
         CheckReadable(m["cert"], "upstream_tls.client_certs[].cert", uc.cert);
         CheckReadable(m["key"], "upstream_tls.client_certs[].key", uc.key);
         for (const relay::UpstreamClientCert& other : c.client_certs)
-          if (other.subject == uc.subject)
-            Throw(m["subject"],
-                  "upstream_tls.client_certs: subject \"" + uc.subject + "\" is mapped twice");
+          if (other.subject == uc.subject && other.uri_san == uc.uri_san &&
+              other.issuer == uc.issuer)
+            Throw(m,
+                  "upstream_tls.client_certs: \"" + uc.subject + uc.uri_san + "\" is mapped twice");
         c.client_certs.push_back(std::move(uc));
       }
     }

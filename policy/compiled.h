@@ -17,7 +17,7 @@ namespace dbw::policy {
 struct PrincipalMatcher {
   std::optional<PrincipalKind> kind;
   std::vector<Glob> subject, groups, db_user, database, application_name, client_addr, cert_subject,
-      exe, unit, container;
+      cert_san, cert_issuer, exe, unit, container;
   bool Matches(const Principal& p) const;
 };
 

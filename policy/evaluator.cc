@@ -278,6 +278,7 @@ bool PrincipalMatcher::Matches(const Principal& p) const {
   return ListMatches(subject, p.subject) && ListMatches(db_user, p.db_user) &&
          ListMatches(database, p.database) && ListMatches(application_name, p.application_name) &&
          ListMatches(client_addr, p.client_addr) && ListMatches(cert_subject, p.cert_subject) &&
+         ListMatches(cert_san, p.cert_san) && ListMatches(cert_issuer, p.cert_issuer) &&
          ListMatches(exe, p.exe) && ListMatches(unit, p.unit) &&
          ListMatches(container, p.container);
 }

@@ -121,8 +121,9 @@ class LoaderBase {
 
   void ParsePrincipal(const YAML::Node& node, const std::string& where, bool allow_kind,
                       PrincipalMatcher* m) {
-    Keys keys = {"subject",     "groups",       "db_user", "database", "application_name",
-                 "client_addr", "cert_subject", "exe",     "unit",     "container"};
+    Keys keys = {"subject",          "groups",      "db_user",      "database",
+                 "application_name", "client_addr", "cert_subject", "cert_san",
+                 "cert_issuer",      "exe",         "unit",         "container"};
     if (allow_kind) keys.insert(keys.begin(), "kind");
     size_t count = 0;
     ForEachKey(node, where, keys, [&](const std::string& key, const YAML::Node& v) {
@@ -147,6 +148,8 @@ class LoaderBase {
       if (key == "application_name") m->application_name = std::move(globs);
       if (key == "client_addr") m->client_addr = std::move(globs);
       if (key == "cert_subject") m->cert_subject = std::move(globs);
+      if (key == "cert_san") m->cert_san = std::move(globs);
+      if (key == "cert_issuer") m->cert_issuer = std::move(globs);
       if (key == "exe") m->exe = std::move(globs);
       if (key == "unit") m->unit = std::move(globs);
       if (key == "container") m->container = std::move(globs);

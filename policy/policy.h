@@ -26,10 +26,12 @@ struct Principal {
   std::string database;
   std::string application_name;
   std::string client_addr;
-  std::string cert_subject;
-  std::string exe;        // peer process executable, when known
-  std::string unit;       // systemd unit, when known
-  std::string container;  // container id, when known
+  std::string cert_subject;  // verified client certificate: subject (RFC 2253),
+  std::string cert_san;      // its URI SAN (a SPIFFE ID: spiffe://trust-domain/path),
+  std::string cert_issuer;   // and its issuer's subject
+  std::string exe;           // peer process executable, when known
+  std::string unit;          // systemd unit, when known
+  std::string container;     // container id, when known
 };
 
 struct Target {

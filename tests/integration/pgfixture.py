@@ -743,12 +743,12 @@ class Pki:
         self.cas[name] = (cert, key)
         return cert, key
 
-    def make_cert(self, name, cn, *, ca='ca', dns=(), ips=(), client=False):
+    def make_cert(self, name, cn, *, ca='ca', dns=(), ips=(), uris=(), client=False):
         ca_cert, ca_key = self.cas[ca]
         cert, key, csr = (self.dir / f'{name}.crt', self.dir / f'{name}.key',
                           self.dir / f'{name}.csr')
         ext = self.dir / f'{name}.ext'
-        sans = [f'DNS:{d}' for d in dns] + [f'IP:{i}' for i in ips]
+        sans = [f'DNS:{d}' for d in dns] + [f'IP:{i}' for i in ips] + [f'URI:{u}' for u in uris]
         lines = ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyAgreement',
                  f'extendedKeyUsage={"clientAuth" if client else "serverAuth"}']
         if sans:

@@ -122,6 +122,13 @@ class ConfigCheckTest(unittest.TestCase):
             'client_certs without client_ca': (base + server_tls + upstream_tls + [
                 '      client_certs:', '        - subject: CN=app',
                 f'          cert: {pki.client_cert}', f'          key: {pki.client_key}'], 16),
+            'client_certs entry with subject and uri_san': (
+                base + server_tls + [f'      client_ca: {pki.ca_cert}'] + upstream_tls + [
+                    '      client_certs:', '        - subject: CN=app',
+                    '          uri_san: spiffe://example.org/app',
+                    f'          cert: {pki.client_cert}', f'          key: {pki.client_key}'], 17),
+            'client_identity without client_ca': (
+                base + server_tls + ['      client_identity: uri_san'], 13),
         }
         for what, (lines, line) in cases.items():
             with self.subTest(what):

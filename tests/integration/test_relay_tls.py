@@ -6,11 +6,14 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
          tests/integration/test_relay_tls.py -v
 """
 
+import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -272,6 +275,10 @@ class ClientCertificateTest(unittest.TestCase):
         self.assertNotEqual(other.returncode, 0, other.stdout)
         self.assertFalse(own.events('statement', lambda e: e.get('principal', {}).get(
             'application_name') == 'tls-stranger'))
+        # Audited as a failed login (before any startup packet: the client address only).
+        ev = own.wait_for(lambda e: 'TLS handshake failed' in e.get('error', {}).get(
+            'message', ''), kind='login_failed')[0]
+        self.assertEqual(ev['error']['sqlstate'], '28000')
 
 
     def test_upstream_certificate_only_for_the_same_verified_identity(self):
@@ -320,6 +327,75 @@ class ClientCertificateTest(unittest.TestCase):
                 self.assertEqual(ev['error']['sqlstate'], '28000', ev)
         self.assertIn('CN=other', str(own.events('login_failed', lambda e: e.get(
             'principal', {}).get('application_name') == 'cert-other')))
+
+
+    def test_spiffe_identity(self):
+        # An X.509-SVID: the URI SAN is the principal's subject (tls.client_identity: uri_san),
+        # policy matches it, the audit log records subject, SAN and issuer, and the upstream
+        # certificate is mapped by SAN.
+        spiffe = 'spiffe://example.org/ns/prod/sa/reporter'
+        svid_cert, svid_key = pki.make_cert('svid', 'reporter', client=True, uris=[spiffe])
+        plain_cert, plain_key = pki.make_cert('no-svid', 'reporter', client=True)
+        certuser_cert, certuser_key = pki.make_cert('certuser2', 'certuser', client=True)
+        pg = fx.PgCluster(ssl_cert=pki.server_cert, ssl_key=pki.server_key, ssl_ca=pki.ca_cert,
+                          hba_lines=[f'hostssl all certuser {fx.LOOPBACK}/32 cert'])
+        self.addCleanup(pg.close)
+        pg.start()
+        pg.create_user('certuser')
+        pg.psql('CREATE TABLE payroll (v int); GRANT SELECT ON payroll TO certuser')
+        work = tempfile.mkdtemp(prefix='dbwarden-spiffe-')
+        self.addCleanup(shutil.rmtree, work, True)
+        policy = os.path.join(work, 'policy.yaml')
+        with open(policy, 'w') as f:
+            f.write('version: 1\nrules:\n'
+                    '  - id: reporters-no-payroll\n'
+                    '    match:\n'
+                    '      principal: {subject: ["spiffe://example.org/ns/prod/sa/*"],\n'
+                    '                  cert_san: ["spiffe://example.org/*"]}\n'
+                    '      statement: {tables: [payroll]}\n'
+                    '    action: deny\n')
+        own = fx.Relay([{'name': 'svid', 'env': 'test', 'upstream': f'{fx.LOOPBACK}:{pg.port}',
+                         'tls': {'cert': str(pki.relay_cert), 'key': str(pki.relay_key),
+                                 'client_ca': str(pki.ca_cert), 'client_identity': 'uri_san'},
+                         'upstream_tls': {'ca': str(pki.ca_cert), 'server_name': 'localhost',
+                                          'client_certs': [{'uri_san': spiffe,
+                                                            'cert': str(certuser_cert),
+                                                            'key': str(certuser_key)}]}}],
+                       extra={'policy': {'files': [policy], 'mode': 'enforce'}})
+        self.addCleanup(own.close)
+        own.start()
+
+        def run(app, cert, key, sql):
+            return psql(conninfo(own.port(), user='certuser', dbname='postgres',
+                                 application_name=app, sslmode='verify-ca',
+                                 sslrootcert=pki.ca_cert, sslcert=cert, sslkey=key), sql)
+
+        ok = run('svid-ok', svid_cert, svid_key, 'SELECT current_user')
+        self.assertEqual((ok.returncode, ok.stdout.strip()), (0, 'certuser'), ok.stderr)
+        denied = run('svid-payroll', svid_cert, svid_key, 'SELECT * FROM payroll')
+        self.assertNotEqual(denied.returncode, 0)
+        self.assertIn('reporters-no-payroll', denied.stderr)
+        ev = own.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'svid-ok',
+                          kind='statement')[0]['principal']
+        self.assertEqual(ev['cert_san'], spiffe)
+        self.assertEqual(ev['cert_subject'], 'CN=reporter')
+        self.assertTrue(ev['cert_issuer'].startswith('CN='), ev)
+        # The same subject without the SAN: not the mapped identity, so no upstream
+        # certificate, and the server refuses the login.
+        other = run('svid-none', plain_cert, plain_key, 'SELECT 1')
+        self.assertNotEqual(other.returncode, 0, other.stdout)
+        own.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'svid-none',
+                     kind='login_failed')
+        # policy eval sees the same keys.
+        line = json.dumps({'sql': 'SELECT * FROM payroll', 'target': 'svid', 'principal': {
+            'db_user': 'certuser', 'subject': spiffe, 'cert_san': spiffe}})
+        out = subprocess.run([fx.dbwarden_bin(), 'policy', 'eval', '--policy', policy],
+                             input=line + '\n', capture_output=True, text=True, timeout=30)
+        self.assertIn('reporters-no-payroll', out.stdout, out.stderr)
+        other_san = line.replace('example.org/ns', 'example.com/ns')
+        out = subprocess.run([fx.dbwarden_bin(), 'policy', 'eval', '--policy', policy],
+                             input=other_san + '\n', capture_output=True, text=True, timeout=30)
+        self.assertNotIn('reporters-no-payroll', out.stdout, out.stderr)
 
 
 if __name__ == '__main__':

@@ -62,6 +62,8 @@ Status ParsePrincipal(simdjson::dom::element value, EvalInput* in) {
     if (k == "application_name") target = &p.application_name;
     if (k == "client_addr") target = &p.client_addr;
     if (k == "cert_subject") target = &p.cert_subject;
+    if (k == "cert_san") target = &p.cert_san;
+    if (k == "cert_issuer") target = &p.cert_issuer;
     if (k == "exe") target = &p.exe;
     if (k == "unit") target = &p.unit;
     if (k == "container") target = &p.container;

@@ -41,6 +41,8 @@ struct Principal {
   std::string application_name;
   std::string client_addr;   // "127.0.0.1:54321"
   std::string cert_subject;  // verified client certificate subject (RFC 2253), when presented
+  std::string cert_san;      // its URI SAN (SPIFFE ID), when it has one
+  std::string cert_issuer;   // its issuer's subject
 };
 
 // What every event of one session shares. Sessions publish a new immutable snapshot when

@@ -471,6 +471,8 @@ void AppendEventJson(const Event& e, std::string* out) {
       Str(w, "application_name", p.application_name);
       Str(w, "client_addr", p.client_addr);
       StrIfSet(w, "cert_subject", p.cert_subject);
+      StrIfSet(w, "cert_san", p.cert_san);
+      StrIfSet(w, "cert_issuer", p.cert_issuer);
       w.EndObject();
     }
     if (si.process) {

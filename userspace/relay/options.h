@@ -16,11 +16,21 @@ struct TlsServerOptions {
 };
 
 // A certificate the relay presents upstream, only for a client that proved the same identity
-// to the relay: its verified certificate's subject (RFC 2253, as audited) is `subject`.
+// to the relay: its verified certificate has this subject (RFC 2253, as audited) or this URI
+// SAN (a SPIFFE ID), and, when `issuer` is set, was issued by that CA.
 struct UpstreamClientCert {
   std::string subject;
+  std::string uri_san;
+  std::string issuer;
   std::string cert;  // PEM chain
   std::string key;
+  // Whether a verified client certificate with these facts is the one this maps.
+  bool Matches(const std::string& cert_subject, const std::string& cert_san,
+               const std::string& cert_issuer) const {
+    if (cert_subject.empty()) return false;  // no verified certificate
+    if (!issuer.empty() && issuer != cert_issuer) return false;
+    return subject.empty() ? !uri_san.empty() && uri_san == cert_san : subject == cert_subject;
+  }
 };
 
 struct TlsClientOptions {
@@ -47,6 +57,9 @@ struct TargetOptions {
   // Refuse clients that are not on TLS (tls.require; default on with upstream_tls, where a
   // plaintext client would otherwise pass the server's hostssl rules on the relay's TLS leg).
   bool tls_required = false;
+  // tls.client_identity: uri_san — a verified certificate's URI SAN (SPIFFE ID) is the
+  // principal's subject; else its subject is.
+  bool identity_from_uri_san = false;
   // Forward a statement only after its decision event is committed to the audit log; a
   // statement whose event cannot be committed is refused. Default: on for env prod.
   bool audit_before_forward = false;

@@ -123,7 +123,7 @@ Status RelayServer::Start() {
         auto with_cert = MakeClientContext(*t.upstream_tls, &c);
         if (!with_cert.ok())
           return InvalidArgument("target " + t.name + ": " + with_cert.status().message());
-        rt->client_tls_by_subject.emplace_back(c.subject, std::move(*with_cert));
+        rt->client_tls_by_identity.emplace_back(c, std::move(*with_cert));
       }
     }
     auto addr = asio::ip::make_address(t.listen_host, ec);

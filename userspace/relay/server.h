@@ -37,9 +37,10 @@ struct TargetRuntime {
   tcp::endpoint upstream;
   std::unique_ptr<asio::ssl::context> server_tls;  // client leg, when tls is configured
   std::unique_ptr<asio::ssl::context> client_tls;  // upstream leg, when upstream_tls is set
-  // Upstream leg for a client whose verified certificate has this subject: presents the
-  // certificate upstream_tls.client_certs maps it to.
-  std::vector<std::pair<std::string, std::unique_ptr<asio::ssl::context>>> client_tls_by_subject;
+  // Upstream leg for a client whose verified certificate is mapped (upstream_tls.client_certs):
+  // presents the mapped certificate.
+  std::vector<std::pair<UpstreamClientCert, std::unique_ptr<asio::ssl::context>>>
+      client_tls_by_identity;
 };
 
 struct RelayMetrics {

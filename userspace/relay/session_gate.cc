@@ -167,7 +167,13 @@ const policy::Principal& Session::PolicyPrincipal(
         id.database = principal_.database;
         id.client_addr = principal_.client_addr;
         id.cert_subject = principal_.cert_subject;
-        id.subject = id.cert_subject.empty() ? id.db_user : id.cert_subject;
+        id.cert_san = principal_.cert_san;
+        id.cert_issuer = principal_.cert_issuer;
+        // The verified identity: per target, the certificate's URI SAN (SPIFFE ID) or its
+        // subject; else the database user.
+        id.subject = target_->options.identity_from_uri_san && !id.cert_san.empty() ? id.cert_san
+                     : id.cert_subject.empty()                                      ? id.db_user
+                                               : id.cert_subject;
         if (process_) {
           id.exe = process_->exe;
           id.unit = identity::UnitFromCgroup(process_->cgroup);

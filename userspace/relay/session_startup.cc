@@ -112,12 +112,21 @@ void Session::StartClientTls() {
         timer_.cancel();
         if (ec) {
           DBW_LOG(kInfo) << "session " << id_ << ": client TLS handshake failed: " << ec.message();
+          // A certificate the client CA does not vouch for is refused here: a failed login.
+          deps_.metrics->login_failures->Add();
+          audit::Event e = NewEvent(audit::EventKind::kLoginFailed);
+          e.error_sqlstate = "28000";
+          e.error_message = "dbwarden: client TLS handshake failed: " + ec.message();
+          deps_.sink->Submit(std::move(e));
           Close("client TLS handshake failed");
           return;
         }
         info_.reset();
-        principal_.cert_subject =
-            PeerCertificateSubject(client_.transport.tls_stream()->native_handle());
+        PeerCertificate peer =
+            PeerCertificateIdentity(client_.transport.tls_stream()->native_handle());
+        principal_.cert_subject = std::move(peer.subject);
+        principal_.cert_san = std::move(peer.uri_san);
+        principal_.cert_issuer = std::move(peer.issuer);
         ReadStartup();
       });
 }
@@ -220,9 +229,12 @@ void Session::NegotiateUpstreamTls() {
               }
               // A client certificate only for the client that proved that identity here.
               asio::ssl::context* tls = target_->client_tls.get();
-              for (const auto& [subject, ctx] : target_->client_tls_by_subject)
-                if (!principal_.cert_subject.empty() && subject == principal_.cert_subject)
+              for (const auto& [who, ctx] : target_->client_tls_by_identity)
+                if (who.Matches(principal_.cert_subject, principal_.cert_san,
+                                principal_.cert_issuer)) {
                   tls = ctx.get();
+                  break;
+                }
               upstream_->transport.EnableTls(*tls);
               auto* stream = upstream_->transport.tls_stream();
               const auto& o = *target_->options.upstream_tls;

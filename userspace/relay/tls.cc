@@ -3,6 +3,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 namespace dbw::relay {
 
@@ -49,17 +50,40 @@ StatusOr<std::unique_ptr<ssl::context>> MakeClientContext(const TlsClientOptions
   return ctx;
 }
 
-std::string PeerCertificateSubject(SSL* ssl) {
-  X509* cert = SSL_get1_peer_certificate(ssl);
-  if (cert == nullptr) return "";
+namespace {
+
+std::string NameText(const X509_NAME* name) {
   std::string out;
   BIO* bio = BIO_new(BIO_s_mem());
   if (bio != nullptr) {
-    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+    X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253);
     char* data = nullptr;
     long len = BIO_get_mem_data(bio, &data);
     if (len > 0) out.assign(data, static_cast<size_t>(len));
     BIO_free(bio);
+  }
+  return out;
+}
+
+}  // namespace
+
+PeerCertificate PeerCertificateIdentity(SSL* ssl) {
+  PeerCertificate out;
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return out;
+  out.subject = NameText(X509_get_subject_name(cert));
+  out.issuer = NameText(X509_get_issuer_name(cert));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (names != nullptr) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(names) && out.uri_san.empty(); ++i) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+      if (n->type != GEN_URI) continue;
+      const ASN1_IA5STRING* uri = n->d.uniformResourceIdentifier;
+      out.uri_san.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                         static_cast<size_t>(ASN1_STRING_length(uri)));
+    }
+    GENERAL_NAMES_free(names);
   }
   X509_free(cert);
   return out;

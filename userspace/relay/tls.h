@@ -17,7 +17,12 @@ StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeServerContext(const Tls
 StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeClientContext(
     const TlsClientOptions& o, const UpstreamClientCert* cert);
 
-// RFC 2253 subject of the verified peer certificate, or "" when none was presented.
-std::string PeerCertificateSubject(SSL* ssl);
+// The verified peer certificate, as identity: empty strings when none was presented.
+struct PeerCertificate {
+  std::string subject;  // RFC 2253
+  std::string uri_san;  // the first URI subjectAltName (a SPIFFE ID), if any
+  std::string issuer;   // the issuer's subject, RFC 2253
+};
+PeerCertificate PeerCertificateIdentity(SSL* ssl);
 
 }  // namespace dbw::relay
