@@ -134,6 +134,21 @@ def setUpModule():
             CREATE FUNCTION poly_{c}(i anyelement) RETURNS text LANGUAGE sql
               AS 'SELECT {c}::text FROM customers WHERE id = i::text::int';
         """, dbname='vault', user='owner')
+    cluster.psql('''
+        CREATE FUNCTION rec_ssn(n int) RETURNS text LANGUAGE sql AS
+          'SELECT CASE WHEN n <= 0 THEN (SELECT ssn FROM customers LIMIT 1) ELSE rec_ssn(n - 1) END';
+        CREATE FUNCTION whole_row(i int) RETURNS customers LANGUAGE sql
+          AS 'SELECT * FROM customers WHERE id = i';
+        CREATE FUNCTION srf_text() RETURNS SETOF text LANGUAGE sql AS 'SELECT ssn FROM customers';
+        CREATE FUNCTION cte_ssn() RETURNS text LANGUAGE sql
+          AS 'WITH c AS (SELECT ssn FROM customers) SELECT ssn FROM c LIMIT 1';
+        CREATE FUNCTION eq_ssn(s text) RETURNS bigint LANGUAGE sql
+          AS 'SELECT count(*) FROM customers WHERE ssn = s';
+        CREATE FUNCTION shadow(ssn text) RETURNS text LANGUAGE sql
+          AS 'SELECT ssn FROM customers WHERE id = 1';
+        CREATE FUNCTION qual_arg2(ssn text) RETURNS text LANGUAGE sql
+          AS 'SELECT qual_arg2.ssn || (SELECT max(c.ssn) FROM customers c)';
+    ''', dbname='vault', user='owner')
     cluster.psql('CREATE SCHEMA agent_space AUTHORIZATION agent', dbname='vault')
     # The agent's own objects, for steering: a function and an operator that would see their
     # arguments, and functions named like pg_catalog's that a search_path could put first.

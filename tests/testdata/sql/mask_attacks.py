@@ -184,6 +184,18 @@ SQL_FUNCTIONS = [
     'SELECT poly_{c}(1)', "SELECT get_{c}(1) FROM customers WHERE get_{c}(id) LIKE '%'",
 ]
 
+# Function shapes over ssn alone (test_mask_adversarial.py creates them): recursion, a row type
+# read whole and by field, a set of text in FROM with a column alias, a CTE in the body, an
+# argument named like a column (the column wins), an argument qualified with the function name.
+FUNCTION_SHAPES = [
+    'SELECT rec_ssn(3)', 'SELECT (whole_row(1)).*', 'SELECT (whole_row(1)).ssn',
+    'SELECT whole_row(1)', 'SELECT * FROM whole_row(1)', 'SELECT * FROM srf_text() AS x(y)',
+    "SELECT y FROM srf_text() x(y) WHERE y LIKE 'Ssn%'", 'SELECT cte_ssn()',
+    "SELECT shadow('x')", "SELECT qual_arg2('mine')",
+    'SELECT * FROM LATERAL srf_text() s, customers c WHERE c.id = 1',
+    'SELECT eq_ssn((SELECT ssn FROM customers WHERE id = 1))',
+]
+
 DML = [
     'UPDATE customers SET note = {c} WHERE id = 1 RETURNING note',
     'UPDATE customers SET note = {c} WHERE id = 1; SELECT note FROM customers WHERE id = 1',
@@ -271,6 +283,7 @@ ORACLES = [
     ("SELECT count(*) FROM rows_{c}() WHERE v LIKE '{p2}%'",
      "SELECT count(*) FROM rows_{c}() WHERE v LIKE 'qq%'"),
     ("SELECT get_{c}(1) LIKE '{p2}%'", "SELECT get_{c}(1) LIKE 'qq%'"),
+    ("SELECT eq_ssn('{pssn}')", "SELECT eq_ssn('nope')"),
 ]
 
 
@@ -324,6 +337,8 @@ def attempts():
     for s in SQL_FUNCTIONS:
         for c in MASKED:
             add('sql_function', s.format(c=c, n=n))
+    for s in FUNCTION_SHAPES:
+        add('sql_function', s)
     for s in DML:
         for c in MASKED:
             add('dml', s.format(c=c))
@@ -339,7 +354,7 @@ def attempts():
                 continue  # partial masking shows the domain by design
             v = PLANTED[c]
             fill = {'c': c, 'p1': v[0], 'p2': v[:2], 'p3': v[:3], 'pv': v, 'a1': ord(v[0]),
-                    'p1n': chr(ord(v[0]) + 1)}
+                    'p1n': chr(ord(v[0]) + 1), 'pssn': PLANTED['ssn']}
             add('oracle', t.format(**fill), pair=f.format(**fill))
     return out
 
