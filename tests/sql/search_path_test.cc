@@ -46,6 +46,10 @@ TEST_F(Tracker, StartsUnknownAndExpandsUser) {
   EXPECT_EQ(t.Possible(), kInitial);
   t.Forget();
   EXPECT_TRUE(t.Possible().empty());
+  Run({Set("scratch")});  // a SET that completes makes it known again
+  EXPECT_EQ(t.Possible(), kScratch);
+  Run({{Kind::kReset, false, {}}});
+  EXPECT_EQ(t.Possible(), kInitial);
 }
 
 TEST_F(Tracker, SetAndResetOutsideTransactions) {

@@ -42,8 +42,9 @@ class SearchPathTracker {
   // role, which "$user" stands for.
   void Start(std::optional<SearchPath> value, std::string user);
   bool started() const { return started_; }
-  // A change the relay did not follow: the value is not known for the rest of the session.
-  void Forget() { started_ = false; }
+  // A statement whose effect the relay did not follow ran: the value is not known until a
+  // SET search_path (or RESET) completes, as after set_config.
+  void Forget() { session_ = current_ = committed_ = {std::nullopt}; }
 
   // A statement with these effects was sent (`key` names it until it completes).
   void OnSent(const void* key, std::vector<PathEffect> effects);
