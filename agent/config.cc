@@ -5,7 +5,9 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include <yaml-cpp/yaml.h>
@@ -106,11 +108,214 @@ size_t Count(const YAML::Node& node, const std::string& what, size_t max) {
   return n;
 }
 
+// A string or a list of strings, as globs (`*` and `?`).
+std::vector<policy::Glob> Globs(const YAML::Node& node, const std::string& what) {
+  std::vector<policy::Glob> out;
+  auto add = [&](const YAML::Node& n) {
+    policy::Glob g;
+    std::string error;
+    if (!policy::Glob::Compile(Scalar(n, what), false, &g, &error)) Throw(n, what + ": " + error);
+    out.push_back(std::move(g));
+  };
+  if (node.IsSequence()) {
+    for (const YAML::Node& n : node) add(n);
+  } else {
+    add(node);
+  }
+  if (out.empty()) Throw(node, what + " must not be empty");
+  return out;
+}
+
+// A secret: the file's contents without a trailing newline. `credential` names a systemd
+// credential (LoadCredential= in the unit), read from $CREDENTIALS_DIRECTORY.
+std::string ReadSecret(const YAML::Node& m, const std::string& what, std::string* source) {
+  std::string file;
+  if (m["password_file"] && m["credential"])
+    Throw(m, what + ": give password_file or credential, not both");
+  if (YAML::Node f = m["password_file"]) {
+    file = Scalar(f, what + ".password_file");
+    *source = "password_file " + file;
+  } else if (YAML::Node c = m["credential"]) {
+    std::string name = Scalar(c, what + ".credential");
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+      Throw(c, what + ".credential must be a credential name (LoadCredential=NAME:...)");
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0')
+      Throw(c, what + ".credential \"" + name +
+                   "\": $CREDENTIALS_DIRECTORY is not set; run under systemd with "
+                   "LoadCredential=" +
+                   name + ":/path/to/secret");
+    file = std::string(dir) + "/" + name;
+    *source = "credential " + name;
+  } else {
+    return {};
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) Throw(m, what + ": cannot read \"" + file + "\"");
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) Throw(m, what + ": \"" + file + "\" is empty");
+  return secret;
+}
+
+std::string Kind(const YAML::Node& node, const std::string& what) {
+  std::string v = Scalar(node, what);
+  if (v != "agent" && v != "human") Throw(node, what + " must be agent or human");
+  return v;
+}
+
+relay::TokenIssuerOptions ParseIssuer(const YAML::Node& m, const std::string& what) {
+  CheckKeys(m, what.c_str(),
+            {"issuer", "audiences", "audience", "jwks_file", "jwks_url", "jwks_ca", "jwks_refresh",
+             "subject_claim", "groups_claim", "kind", "kind_claim"});
+  relay::TokenIssuerOptions o;
+  o.issuer = RequiredScalar(m, "issuer", what);
+  if (m["audience"] && m["audiences"]) Throw(m, what + ": give audience or audiences, not both");
+  YAML::Node aud = m["audiences"] ? m["audiences"] : m["audience"];
+  if (!aud)
+    Throw(m, what +
+                 ": missing required key \"audiences\" (the aud a token must carry for "
+                 "this relay; without it a token minted for any service would do)");
+  if (aud.IsSequence()) {
+    for (const YAML::Node& a : aud) o.audiences.push_back(Scalar(a, what + ".audiences[]"));
+  } else {
+    o.audiences.push_back(Scalar(aud, what + ".audience"));
+  }
+  for (const std::string& a : o.audiences)
+    if (a.empty()) Throw(aud, what + ": an audience must not be empty");
+  if (o.audiences.empty()) Throw(aud, what + ".audiences must not be empty");
+  if (m["jwks_file"].IsDefined() == m["jwks_url"].IsDefined())
+    Throw(m, what + ": give jwks_file or jwks_url (where the issuer's keys are)");
+  if (YAML::Node f = m["jwks_file"]) {
+    o.jwks_file = Scalar(f, what + ".jwks_file");
+    CheckReadable(f, what + ".jwks_file", o.jwks_file);
+  }
+  if (YAML::Node u = m["jwks_url"]) {
+    o.jwks_url = Scalar(u, what + ".jwks_url");
+    if (!o.jwks_url.starts_with("https://"))
+      Throw(u, what +
+                   ".jwks_url must be an https:// URL (keys fetched in the clear could be "
+                   "replaced by anyone on the path)");
+  }
+  if (YAML::Node ca = m["jwks_ca"]) {
+    if (o.jwks_url.empty()) Throw(ca, what + ".jwks_ca is for jwks_url");
+    o.jwks_ca = Scalar(ca, what + ".jwks_ca");
+    CheckReadable(ca, what + ".jwks_ca", o.jwks_ca);
+  }
+  if (YAML::Node r = m["jwks_refresh"]) {
+    o.jwks_refresh =
+        std::chrono::duration_cast<std::chrono::seconds>(Duration(r, what + ".jwks_refresh"));
+    if (o.jwks_refresh < std::chrono::seconds(1))
+      Throw(r, what + ".jwks_refresh must be at least 1s");
+  }
+  if (m["subject_claim"]) o.subject_claim = RequiredScalar(m, "subject_claim", what);
+  if (m["groups_claim"]) o.groups_claim = RequiredScalar(m, "groups_claim", what);
+  if (m["kind"]) o.kind = Kind(m["kind"], what + ".kind");
+  if (m["kind_claim"]) o.kind_claim = RequiredScalar(m, "kind_claim", what);
+  return o;
+}
+
+relay::AuthOptions ParseAuth(const YAML::Node& a, const relay::TargetOptions& t,
+                             const std::string& where) {
+  CheckKeys(a, "auth", {"token", "credentials", "bind"});
+  relay::AuthOptions o;
+  if (YAML::Node tok = a["token"]) {
+    CheckKeys(tok, "auth.token", {"issuers", "clock_skew", "on_expiry"});
+    relay::TokenLoginOptions lo;
+    YAML::Node issuers = tok["issuers"];
+    if (!issuers || !issuers.IsSequence() || issuers.size() == 0)
+      Throw(issuers ? issuers : tok, "auth.token.issuers must be a non-empty list");
+    for (size_t i = 0; i < issuers.size(); ++i) {
+      relay::TokenIssuerOptions io =
+          ParseIssuer(issuers[i], "auth.token.issuers[" + std::to_string(i) + "]");
+      for (const relay::TokenIssuerOptions& other : lo.issuers)
+        if (other.issuer == io.issuer)
+          Throw(issuers[i], "auth.token.issuers: \"" + io.issuer + "\" is listed twice");
+      lo.issuers.push_back(std::move(io));
+    }
+    if (YAML::Node skew = tok["clock_skew"]) {
+      auto d = Duration(skew, "auth.token.clock_skew");
+      if (d > std::chrono::minutes(10))
+        Throw(skew, "auth.token.clock_skew must be at most 10m (it extends every token's life)");
+      lo.clock_skew = std::chrono::duration_cast<std::chrono::seconds>(d);
+    }
+    if (YAML::Node e = tok["on_expiry"]) {
+      std::string v = Scalar(e, "auth.token.on_expiry");
+      if (v != "terminate" && v != "continue")
+        Throw(e, "auth.token.on_expiry must be terminate or continue");
+      lo.end_at_expiry = v == "terminate";
+    }
+    if (!t.tls)
+      Throw(tok, where +
+                     ": auth.token needs tls.cert and tls.key: a token is a bearer "
+                     "credential and is only accepted over TLS");
+    o.token = std::move(lo);
+  }
+  YAML::Node creds = a["credentials"];
+  if (!creds || !creds.IsSequence() || creds.size() == 0)
+    Throw(creds ? creds : a,
+          "auth.credentials must be a non-empty list of {match, role, password_file | "
+          "credential}: the relay logs in for the client, which never holds the database "
+          "password");
+  for (size_t i = 0; i < creds.size(); ++i) {
+    const YAML::Node& m = creds[i];
+    std::string what = "auth.credentials[" + std::to_string(i) + "]";
+    CheckKeys(m, what.c_str(), {"match", "role", "users", "password_file", "credential"});
+    relay::CredentialMapping c;
+    c.role = RequiredScalar(m, "role", what);
+    YAML::Node match = m["match"];
+    if (!match)
+      Throw(m, what + ": missing required key \"match\" (which principals get " + c.role +
+                   "; use {subject: \"*\"} for every verified principal)");
+    CheckKeys(match, (what + ".match").c_str(),
+              {"subject", "issuer", "groups", "cert_san", "kind"});
+    if (match.size() == 0) Throw(match, what + ".match must name at least one key");
+    if (match["subject"]) c.subject = Globs(match["subject"], what + ".match.subject");
+    if (match["issuer"]) c.issuer = Globs(match["issuer"], what + ".match.issuer");
+    if (match["groups"]) c.groups = Globs(match["groups"], what + ".match.groups");
+    if (match["cert_san"]) c.cert_san = Globs(match["cert_san"], what + ".match.cert_san");
+    if (match["kind"]) c.kind = Kind(match["kind"], what + ".match.kind");
+    if (m["users"]) {
+      c.users = Globs(m["users"], what + ".users");
+    } else {
+      policy::Glob g;
+      std::string ignored;
+      policy::Glob::Compile(c.role, false, &g, &ignored);  // a role name has no `\\`, `[` or `]`
+      c.users.push_back(std::move(g));
+    }
+    c.password = ReadSecret(m, what, &c.secret_source);
+    o.credentials.push_back(std::move(c));
+  }
+  if (!o.token && (!t.tls || t.tls->client_ca.empty()))
+    Throw(a, where +
+                 ": auth without auth.token verifies principals by client certificate, "
+                 "which needs tls.client_ca");
+  if (YAML::Node bind = a["bind"]) {
+    if (!o.token) Throw(bind, "auth.bind binds token subjects to workloads; it needs auth.token");
+    if (!bind.IsSequence()) Throw(bind, "auth.bind must be a list of {subject, unit|exe|cgroup}");
+    for (size_t i = 0; i < bind.size(); ++i) {
+      const YAML::Node& b = bind[i];
+      std::string what = "auth.bind[" + std::to_string(i) + "]";
+      CheckKeys(b, what.c_str(), {"subject", "unit", "exe", "cgroup"});
+      relay::WorkloadBinding w;
+      if (!b["subject"]) Throw(b, what + ": missing required key \"subject\"");
+      w.subject = Globs(b["subject"], what + ".subject");
+      if (b["unit"]) w.unit = Globs(b["unit"], what + ".unit");
+      if (b["exe"]) w.exe = Globs(b["exe"], what + ".exe");
+      if (b["cgroup"]) w.cgroup = Globs(b["cgroup"], what + ".cgroup");
+      if (w.unit.empty() && w.exe.empty() && w.cgroup.empty())
+        Throw(b, what + ": name the workload with unit, exe or cgroup");
+      o.bind.push_back(std::move(w));
+    }
+  }
+  return o;
+}
+
 relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   std::string where = "targets[" + std::to_string(index) + "]";
   CheckKeys(t, where.c_str(),
             {"name", "env", "listen", "upstream", "tls", "upstream_tls", "audit_before_forward",
-             "catalog", "relay_only"});
+             "catalog", "relay_only", "auth"});
   relay::TargetOptions o;
   o.name = RequiredScalar(t, "name", where);
   where = "target \"" + o.name + "\"";
@@ -213,6 +418,16 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
                          "TLS leg") +
               "), but tls.cert and tls.key are not set; configure them, or set tls.require: "
               "false");
+  if (YAML::Node auth = t["auth"]) {
+    o.auth = ParseAuth(auth, o, where);
+    if (o.auth->token) {
+      if (require == false)
+        Throw(t["tls"]["require"],
+              "tls.require: false with auth.token: a token is a bearer "
+              "credential, accepted only over TLS");
+      o.tls_required = true;
+    }
+  }
   if (YAML::Node cat = t["catalog"]) {
     // The login masking uses to read table and column names (default: the session's user).
     CheckKeys(cat, "catalog", {"user", "password_file"});

@@ -17,7 +17,9 @@ namespace dbw::policy {
 struct PrincipalMatcher {
   std::optional<PrincipalKind> kind;
   std::vector<Glob> subject, groups, db_user, database, application_name, client_addr, cert_subject,
-      cert_san, cert_issuer, exe, unit, container;
+      cert_san, cert_issuer, issuer, exe, unit, container;
+  // claims: {name: [globs]}: the token has the claim and one of its values matches one glob.
+  std::vector<std::pair<std::string, std::vector<Glob>>> claims;
   bool Matches(const Principal& p) const;
 };
 

@@ -90,7 +90,7 @@ class Policy final : public CompiledPolicy {
   }
 
   void Classify(Principal* principal) const override {
-    principal->kind = PrincipalKind::kHuman;
+    principal->kind = principal->asserted_kind.value_or(PrincipalKind::kHuman);
     for (const PrincipalMatcher& m : d_.agents) {
       if (m.Matches(*principal)) {
         principal->kind = PrincipalKind::kAgent;
@@ -268,6 +268,22 @@ class Policy final : public CompiledPolicy {
 
 }  // namespace
 
+namespace {
+
+bool ClaimsMatch(const std::vector<std::pair<std::string, std::vector<Glob>>>& wanted,
+                 const std::vector<std::pair<std::string, std::vector<std::string>>>& have) {
+  for (const auto& [name, globs] : wanted) {
+    bool hit = false;
+    for (const auto& [claim, values] : have)
+      if (claim == name)
+        for (const std::string& v : values) hit = hit || AnyGlob(globs, v);
+    if (!hit) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool PrincipalMatcher::Matches(const Principal& p) const {
   if (kind && *kind != p.kind) return false;
   if (!groups.empty()) {
@@ -279,6 +295,7 @@ bool PrincipalMatcher::Matches(const Principal& p) const {
          ListMatches(database, p.database) && ListMatches(application_name, p.application_name) &&
          ListMatches(client_addr, p.client_addr) && ListMatches(cert_subject, p.cert_subject) &&
          ListMatches(cert_san, p.cert_san) && ListMatches(cert_issuer, p.cert_issuer) &&
+         ListMatches(issuer, p.issuer) && ClaimsMatch(claims, p.claims) &&
          ListMatches(exe, p.exe) && ListMatches(unit, p.unit) &&
          ListMatches(container, p.container);
 }

@@ -121,9 +121,9 @@ class LoaderBase {
 
   void ParsePrincipal(const YAML::Node& node, const std::string& where, bool allow_kind,
                       PrincipalMatcher* m) {
-    Keys keys = {"subject",          "groups",      "db_user",      "database",
-                 "application_name", "client_addr", "cert_subject", "cert_san",
-                 "cert_issuer",      "exe",         "unit",         "container"};
+    Keys keys = {"subject",     "groups",       "db_user",  "database",    "application_name",
+                 "client_addr", "cert_subject", "cert_san", "cert_issuer", "issuer",
+                 "claims",      "exe",          "unit",     "container"};
     if (allow_kind) keys.insert(keys.begin(), "kind");
     size_t count = 0;
     ForEachKey(node, where, keys, [&](const std::string& key, const YAML::Node& v) {
@@ -140,6 +140,15 @@ class LoaderBase {
         }
         return;
       }
+      if (key == "claims") {
+        if (!v.IsMap() || v.size() == 0)
+          Fail(v, what + " must be a mapping of claim names to values (globs)");
+        for (const auto& kv : v) {
+          std::string name = kv.first.as<std::string>();
+          m->claims.emplace_back(name, Globs(kv.second, what + "." + name, false));
+        }
+        return;
+      }
       std::vector<Glob> globs = Globs(v, what, false);
       if (key == "subject") m->subject = std::move(globs);
       if (key == "groups") m->groups = std::move(globs);
@@ -150,6 +159,7 @@ class LoaderBase {
       if (key == "cert_subject") m->cert_subject = std::move(globs);
       if (key == "cert_san") m->cert_san = std::move(globs);
       if (key == "cert_issuer") m->cert_issuer = std::move(globs);
+      if (key == "issuer") m->issuer = std::move(globs);
       if (key == "exe") m->exe = std::move(globs);
       if (key == "unit") m->unit = std::move(globs);
       if (key == "container") m->container = std::move(globs);

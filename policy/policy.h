@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "userspace/common/status.h"
@@ -29,9 +30,14 @@ struct Principal {
   std::string cert_subject;  // verified client certificate: subject (RFC 2253),
   std::string cert_san;      // its URI SAN (a SPIFFE ID: spiffe://trust-domain/path),
   std::string cert_issuer;   // and its issuer's subject
-  std::string exe;           // peer process executable, when known
-  std::string unit;          // systemd unit, when known
-  std::string container;     // container id, when known
+  // A verified token (targets[].auth.token): its issuer, its claims (every value as text), and
+  // the kind its issuer or a claim asserts. Agent matchers may still classify a human an agent.
+  std::string issuer;
+  std::vector<std::pair<std::string, std::vector<std::string>>> claims;
+  std::optional<PrincipalKind> asserted_kind;
+  std::string exe;        // peer process executable, when known
+  std::string unit;       // systemd unit, when known
+  std::string container;  // container id, when known
 };
 
 struct Target {

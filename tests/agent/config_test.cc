@@ -1,6 +1,9 @@
 // Config loading: valid files load; every broken file names its line and reason.
 #include "agent/config.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -224,6 +227,84 @@ targets:
        5, "relay_only must be true or false"},
   };
   for (const auto& b : cases) ExpectRejected(b);
+}
+
+TEST_F(ConfigTest, AuthSection) {
+  const std::string secret_path =
+      (std::filesystem::temp_directory_path() / ("dbw-secret-" + std::to_string(::getpid())))
+          .string();
+  std::ofstream(secret_path) << "s3cret\n";
+  const std::string head =
+      "targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n"
+      "    tls: {cert: /dev/null, key: /dev/null}\n    auth:\n";
+  const std::string issuer =
+      "      token:\n        issuers:\n          - {issuer: https://idp, audience: db, "
+      "jwks_file: /dev/null, kind: agent}\n";
+  const std::string creds =
+      "      credentials:\n        - {match: {subject: [\"svc-*\"]}, role: app, password_file: " +
+      secret_path + "}\n";
+  auto c =
+      LoadConfig(Write(head + issuer + "        clock_skew: 5s\n        on_expiry: continue\n" +
+                       creds + "      bind: [{subject: [\"svc-*\"], exe: [\"/usr/bin/*\"]}]\n"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const relay::TargetOptions& t = c->relay.targets[0];
+  ASSERT_TRUE(t.auth && t.auth->token);
+  EXPECT_TRUE(t.tls_required);  // forced by auth.token
+  EXPECT_EQ(t.auth->token->issuers[0].audiences, std::vector<std::string>{"db"});
+  EXPECT_EQ(t.auth->token->issuers[0].kind, "agent");
+  EXPECT_EQ(t.auth->token->clock_skew, std::chrono::seconds(5));
+  EXPECT_FALSE(t.auth->token->end_at_expiry);
+  ASSERT_EQ(t.auth->credentials.size(), 1u);
+  EXPECT_EQ(t.auth->credentials[0].password, "s3cret");  // the trailing newline dropped
+  ASSERT_EQ(t.auth->credentials[0].users.size(), 1u);    // default: the role itself
+  EXPECT_TRUE(t.auth->credentials[0].users[0].Match("app"));
+  EXPECT_FALSE(t.auth->credentials[0].users[0].Match("postgres"));
+  EXPECT_TRUE(t.auth->bind[0].exe[0].Match("/usr/bin/python3"));
+
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  const BadCase cases[] = {
+      {head +
+           "      token:\n        issuers:\n          - {issuer: https://idp, jwks_file: "
+           "/dev/null}\n" +
+           creds,
+       9, "missing required key \"audiences\""},
+      {head +
+           "      token:\n        issuers:\n          - {issuer: https://idp, audience: db, "
+           "jwks_url: http://idp/keys}\n" +
+           creds,
+       9, "jwks_url must be an https:// URL"},
+      {head + "      token:\n        issuers:\n          - {issuer: https://idp, audience: db}\n" +
+           creds,
+       9, "give jwks_file or jwks_url"},
+      {head + issuer + "        clock_skew: 1h\n" + creds, 10, "clock_skew must be at most 10m"},
+      {head + issuer + "        on_expiry: never\n" + creds, 10,
+       "on_expiry must be terminate or continue"},
+      {head + issuer, 7, "auth.credentials must be a non-empty list"},
+      {head + issuer + "      credentials:\n        - {role: app}\n", 11,
+       "missing required key \"match\""},
+      {head + issuer +
+           "      credentials:\n        - {match: {subject: x}, role: app, credential: "
+           "app}\n",
+       11, "$CREDENTIALS_DIRECTORY is not set"},
+      {head + issuer +
+           "      credentials:\n        - {match: {subject: x}, role: app, "
+           "password_file: /nonexistent/secret}\n",
+       11, "cannot read \"/nonexistent/secret\""},
+      {head + issuer + "      credentials:\n        - {match: {color: x}, role: app}\n", 11,
+       "unknown key \"color\""},
+      {head + creds, 7, "needs tls.client_ca"},
+      {head + issuer + creds + "      bind: [{subject: x}]\n", 12,
+       "name the workload with unit, exe or cgroup"},
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    auth:\n" +
+           issuer + creds,
+       7, "auth.token needs tls.cert and tls.key"},
+      {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n"
+       "    tls: {cert: /dev/null, key: /dev/null, require: false}\n    auth:\n" +
+           issuer + creds,
+       5, "tls.require: false with auth.token"},
+  };
+  for (const auto& b : cases) ExpectRejected(b);
+  std::filesystem::remove(secret_path);
 }
 
 TEST_F(ConfigTest, MissingFile) {

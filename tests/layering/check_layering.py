@@ -19,6 +19,7 @@ ALLOWED = {
     'userspace/masking': ['userspace/common'],
     'policy': ['userspace/common', 'userspace/sql', 'userspace/masking'],
     'userspace/identity': ['userspace/common'],
+    'userspace/token': ['userspace/common'],
     'userspace/gate': ['userspace/common', 'userspace/protocol/postgres', 'userspace/sql', 'policy',
                        'userspace/masking'],
     'userspace/audit': ['userspace/common', 'userspace/identity', 'userspace/sql', 'policy'],
@@ -27,7 +28,7 @@ ALLOWED = {
                       'userspace/approvals'],
     'userspace/relay': ['userspace/common', 'userspace/protocol/postgres', 'userspace/sql',
                         'userspace/masking', 'policy', 'userspace/gate', 'userspace/identity',
-                        'userspace/audit', 'userspace/approvals'],
+                        'userspace/audit', 'userspace/approvals', 'userspace/token'],
     'userspace/tap': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit',
                       'policy', 'userspace/gate', 'userspace/sql', 'userspace/identity', 'bpf'],
 }

@@ -55,8 +55,33 @@ Status ParsePrincipal(simdjson::dom::element value, EvalInput* in) {
       }
       continue;
     }
+    if (k == "claims") {
+      simdjson::dom::object claims;
+      if (field.value.get_object().get(claims) != simdjson::SUCCESS)
+        return InvalidArgument("principal.claims must be an object of strings or string lists");
+      p.claims.clear();
+      for (auto claim : claims) {
+        std::vector<std::string> values;
+        std::string_view one;
+        simdjson::dom::array many;
+        if (claim.value.get_string().get(one) == simdjson::SUCCESS) {
+          values.emplace_back(one);
+        } else if (claim.value.get_array().get(many) == simdjson::SUCCESS) {
+          for (auto v : many) {
+            if (v.get_string().get(one) != simdjson::SUCCESS)
+              return InvalidArgument("principal.claims values must be strings");
+            values.emplace_back(one);
+          }
+        } else {
+          return InvalidArgument("principal.claims values must be strings or string lists");
+        }
+        p.claims.emplace_back(std::string(claim.key), std::move(values));
+      }
+      continue;
+    }
     std::string* target = nullptr;
     if (k == "subject") target = &p.subject;
+    if (k == "issuer") target = &p.issuer;
     if (k == "db_user") target = &p.db_user;
     if (k == "database") target = &p.database;
     if (k == "application_name") target = &p.application_name;

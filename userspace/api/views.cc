@@ -289,8 +289,11 @@ Response Api::Stats(const QueryParams& params) const {
           action = "none";
         ++by_action[std::string(action)];
         std::string_view subject;
-        // Events written before 2026-12 name it tls_subject.
-        if ((doc["principal"]["cert_subject"].get_string().get(subject) != simdjson::SUCCESS ||
+        // The subject the relay verified (auth), else the certificate's (tls_subject in
+        // events written before 2026-12), else the database user.
+        if ((doc["principal"]["subject"].get_string().get(subject) != simdjson::SUCCESS ||
+             subject.empty()) &&
+            (doc["principal"]["cert_subject"].get_string().get(subject) != simdjson::SUCCESS ||
              subject.empty()) &&
             (doc["principal"]["tls_subject"].get_string().get(subject) != simdjson::SUCCESS ||
              subject.empty())) {

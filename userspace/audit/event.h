@@ -30,7 +30,9 @@ enum class EventKind : uint8_t {
   kTapLoss,      // the tap lost or truncated captured bytes (count and detail say how many, why)
   kAuditTamper,  // at start the audit store contradicted its published anchor or its own chain
   kLoginFailed,  // a connection refused before it was ready: by the server (wrong password, no
-                 // such role, pg_hba) or by the relay (TLS required); error_* say why
+                 // such role, pg_hba) or by the relay (TLS required, a token refused);
+                 // error_* say why
+  kTokenExpired,  // a session ended because the token it logged in with expired
 };
 const char* EventKindName(EventKind kind);
 
@@ -43,6 +45,16 @@ struct Principal {
   std::string cert_subject;  // verified client certificate subject (RFC 2253), when presented
   std::string cert_san;      // its URI SAN (SPIFFE ID), when it has one
   std::string cert_issuer;   // its issuer's subject
+  // Identity-aware access (targets[].auth): how the relay verified who this is ("token" or
+  // "certificate"; empty when the server's own login decided), the verified subject, and for
+  // a token its issuer, id (jti) and groups; never the token itself.
+  std::string auth;
+  std::string subject;
+  std::string issuer;
+  std::string jti;
+  std::vector<std::string> groups;
+  // The database user the client asked for, when the relay logged in as a mapped role.
+  std::string requested_user;
 };
 
 // What every event of one session shares. Sessions publish a new immutable snapshot when

@@ -46,6 +46,8 @@ const char* EventKindName(EventKind kind) {
       return "audit_tamper";
     case EventKind::kLoginFailed:
       return "login_failed";
+    case EventKind::kTokenExpired:
+      return "token_expired";
   }
   return "unknown";
 }
@@ -473,6 +475,17 @@ void AppendEventJson(const Event& e, std::string* out) {
       StrIfSet(w, "cert_subject", p.cert_subject);
       StrIfSet(w, "cert_san", p.cert_san);
       StrIfSet(w, "cert_issuer", p.cert_issuer);
+      StrIfSet(w, "auth", p.auth);
+      StrIfSet(w, "subject", p.subject);
+      StrIfSet(w, "issuer", p.issuer);
+      StrIfSet(w, "jti", p.jti);
+      if (!p.groups.empty()) {
+        w.Key("groups");
+        w.StartArray();
+        for (const std::string& g : p.groups) w.String(g);
+        w.EndArray();
+      }
+      StrIfSet(w, "requested_user", p.requested_user);
       w.EndObject();
     }
     if (si.process) {

@@ -140,7 +140,8 @@ Status ExtractTerms(std::string_view canonical, Terms* out) {
   element principal;
   if (doc["principal"].get(principal) == simdjson::SUCCESS && principal.is_object()) {
     std::string_view user = StringField(principal, "db_user");
-    std::string_view subject = StringField(principal, "cert_subject");
+    std::string_view subject = StringField(principal, "subject");  // verified by the relay
+    if (subject.empty()) subject = StringField(principal, "cert_subject");
     if (subject.empty()) subject = StringField(principal, "tls_subject");  // before 2026-12
     Add(out, Index::kPrincipal, subject.empty() ? user : subject);
     Add(out, Index::kDbUser, user);
@@ -181,7 +182,9 @@ void EventTerms(const Event& e, std::vector<std::pair<Index, std::string>>* out)
     const Principal& p = si.principal;
     if (!p.db_user.empty() || !p.client_addr.empty()) {
       std::string user = JsonText(p.db_user);
-      add(Index::kPrincipal, p.cert_subject.empty() ? user : JsonText(p.cert_subject));
+      add(Index::kPrincipal, !p.subject.empty()        ? JsonText(p.subject)
+                             : !p.cert_subject.empty() ? JsonText(p.cert_subject)
+                                                       : user);
       add(Index::kDbUser, std::move(user));
       add(Index::kDatabase, JsonText(p.database));
     }

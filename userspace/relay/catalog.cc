@@ -9,8 +9,6 @@
 #include <limits>
 #include <span>
 
-#include <openssl/evp.h>
-
 #include "userspace/common/logging.h"
 #include "userspace/protocol/postgres/encoder.h"
 #include "userspace/protocol/postgres/parse.h"
@@ -78,19 +76,6 @@ constexpr std::string_view kCatalogQuery =
     "SELECT 'n', c.relname FROM pg_catalog.pg_class c "
     "WHERE c.oid < 16384 AND c.relkind IN ('r', 'v', 'm', 'f', 'p')";
 
-std::string Md5Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
-}
-
 std::string_view Text(std::span<const std::byte> b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
@@ -104,6 +89,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
                 std::string database, Done done)
       : target_(target),
         login_(std::move(login)),
+        password_login_(login_.user, login_.password),
         database_(std::move(database)),
         done_(std::move(done)),
         transport_(tcp::socket(context)),
@@ -245,37 +231,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
     }
   }
 
-  Status OnAuth(const pg::AuthenticationMessage& a) {
-    switch (a.code) {
-      case pg::AuthCode::kOk:
-        return Status::Ok();
-      case pg::AuthCode::kCleartextPassword:
-        pg::AppendPasswordMessage(&out_, login_.password);
-        return Status::Ok();
-      case pg::AuthCode::kMd5Password: {
-        if (a.data.size() != 4) return DataLoss("bad md5 salt");
-        std::string inner = Md5Hex(login_.password + login_.user);
-        pg::AppendPasswordMessage(&out_, "md5" + Md5Hex(inner + std::string(Text(a.data))));
-        return Status::Ok();
-      }
-      case pg::AuthCode::kSasl:
-        scram_ = std::make_unique<ScramClient>(login_.password);
-        pg::AppendSaslInitialResponse(&out_, ScramClient::kMechanism, scram_->ClientFirst());
-        return Status::Ok();
-      case pg::AuthCode::kSaslContinue: {
-        if (!scram_) return DataLoss("SASL continue without SASL");
-        auto final_msg = scram_->ClientFinal(Text(a.data));
-        if (!final_msg.ok()) return final_msg.status();
-        pg::AppendSaslResponse(&out_, *final_msg);
-        return Status::Ok();
-      }
-      case pg::AuthCode::kSaslFinal:
-        return scram_ ? scram_->VerifyServerFinal(Text(a.data)) : DataLoss("unexpected SASL final");
-      default:
-        return Unavailable(
-            "the catalog login needs an authentication method dbwarden does not speak");
-    }
-  }
+  Status OnAuth(const pg::AuthenticationMessage& a) { return password_login_.Answer(a, &out_); }
 
   Status AddRow(const pg::DataRowMessage& row) {
     // A function row's expansion columns (from the 11th) are NULL for builtins, and the
@@ -427,12 +383,12 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
 
   const TargetRuntime& target_;
   CatalogLogin login_;
+  PasswordLogin password_login_;
   std::string database_;
   Done done_;
   Transport transport_;
   asio::steady_timer timer_;
   std::shared_ptr<CatalogSnapshot> snapshot_;
-  std::unique_ptr<ScramClient> scram_;
   pg::Bytes in_;
   size_t in_len_ = 0;
   pg::Bytes out_, pending_;
@@ -508,7 +464,7 @@ std::optional<std::pair<const CatalogRelation*, const std::string*>> CatalogSnap
   return std::make_pair(&it->second, &column);
 }
 
-void CatalogCache::Get(const TargetRuntime& target, const std::string& session_user,
+void CatalogCache::Get(const TargetRuntime& target, const CatalogLogin& session,
                        const std::string& database, Ready ready) {
   std::string key = target.options.name + '\0' + database;
   Entry& e = entries_[key];
@@ -530,7 +486,10 @@ void CatalogCache::Get(const TargetRuntime& target, const std::string& session_u
   if (e.loading) return;
   e.loading = true;
   CatalogLogin login = target.options.catalog_login;
-  if (login.user.empty()) login.user = session_user;
+  if (login.user.empty()) {
+    login.user = session.user;
+    if (!session.password.empty()) login.password = session.password;
+  }
   auto loader = std::make_shared<CatalogLoader>(
       context_, target, std::move(login), database,
       [this, key, generation](std::shared_ptr<const CatalogSnapshot> snapshot,

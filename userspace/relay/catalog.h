@@ -120,8 +120,10 @@ class CatalogCache {
   // database, loading it first when there is none or it was invalidated. Concurrent callers
   // for one database share one load. After a failed load, calls within kRetryAfter get the
   // failure at once (with the last good snapshot, if any) instead of a new connection each.
-  void Get(const TargetRuntime& target, const std::string& session_user,
-           const std::string& database, Ready ready);
+  // Without targets[].catalog.user it logs in as `session` (the session's user, and the
+  // password the relay holds for it when it injected one).
+  void Get(const TargetRuntime& target, const CatalogLogin& session, const std::string& database,
+           Ready ready);
   // The current snapshot, without loading; null when none.
   std::shared_ptr<const CatalogSnapshot> Peek(const std::string& target,
                                               const std::string& database) const;

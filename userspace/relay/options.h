@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "policy/glob.h"
+
 namespace dbw::relay {
 
 struct TlsServerOptions {
@@ -45,6 +47,51 @@ struct CatalogLogin {
   std::string password;  // read from targets[].catalog.password_file; empty: none
 };
 
+// One issuer whose tokens a target accepts as passwords (targets[].auth.token.issuers[]).
+struct TokenIssuerOptions {
+  std::string issuer;                  // "iss", exactly
+  std::vector<std::string> audiences;  // "aud" must name one
+  std::string jwks_file;               // the issuer's keys, from a file ...
+  std::string jwks_url;                // ... or fetched over HTTPS
+  std::string jwks_ca;                 // PEM bundle that signs jwks_url's server (empty: system)
+  std::chrono::seconds jwks_refresh{300};
+  std::string subject_claim = "sub";
+  std::string groups_claim = "groups";
+  std::string kind;        // "agent" | "human" | "": every token of this issuer is that kind
+  std::string kind_claim;  // a claim whose value ("agent" or "human") is the kind
+};
+
+// targets[].auth.token: a client logs in with a JWT as its password, over TLS.
+struct TokenLoginOptions {
+  std::vector<TokenIssuerOptions> issuers;
+  std::chrono::seconds clock_skew{60};
+  bool end_at_expiry = true;  // on_expiry: terminate (the default) | continue
+};
+
+// targets[].auth.credentials[]: which database role a verified principal logs in as, and the
+// secret the relay logs in with. Every `match` key given must match.
+struct CredentialMapping {
+  std::vector<policy::Glob> subject, issuer, groups, cert_san;
+  std::string kind;  // "agent" | "human" | "": any
+  std::string role;
+  std::vector<policy::Glob> users;  // database users a client may ask for (default: the role)
+  std::string password;             // from password_file or a systemd credential; empty: none
+  std::string secret_source;        // where the password came from, for messages
+};
+
+// targets[].auth.bind[]: a token subject usable only from these workloads, as the kernel sees
+// the client process of a local connection. Any one of unit/exe/cgroup matching is enough.
+struct WorkloadBinding {
+  std::vector<policy::Glob> subject;
+  std::vector<policy::Glob> unit, exe, cgroup;
+};
+
+struct AuthOptions {
+  std::optional<TokenLoginOptions> token;
+  std::vector<CredentialMapping> credentials;
+  std::vector<WorkloadBinding> bind;
+};
+
 struct TargetOptions {
   std::string name;
   std::string env;
@@ -64,6 +111,8 @@ struct TargetOptions {
   // statement whose event cannot be committed is refused. Default: on for env prod.
   bool audit_before_forward = false;
   CatalogLogin catalog_login;
+  // Identity-aware access (targets[].auth): token logins and injected database credentials.
+  std::optional<AuthOptions> auth;
   // Read by the tap: sessions on this target's server that skip the relay are bypasses.
   bool relay_only = false;
 };

@@ -9,6 +9,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "userspace/protocol/postgres/encoder.h"
+
 namespace dbw::relay {
 namespace {
 
@@ -123,6 +125,63 @@ Status ScramClient::VerifyServerFinal(std::string_view server_final) const {
   if (got.size() != expected.size() || CRYPTO_memcmp(got.data(), expected.data(), got.size()) != 0)
     return InvalidArgument("the upstream server's SCRAM signature is wrong");
   return Status::Ok();
+}
+
+namespace {
+
+std::string Md5Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace
+
+Status PasswordLogin::Answer(const pg::AuthenticationMessage& a, pg::Bytes* out) {
+  std::string_view data(reinterpret_cast<const char*>(a.data.data()), a.data.size());
+  switch (a.code) {
+    case pg::AuthCode::kOk:
+      done_ = true;
+      password_.clear();
+      scram_.reset();
+      return Status::Ok();
+    case pg::AuthCode::kCleartextPassword:
+      pg::AppendPasswordMessage(out, password_);
+      return Status::Ok();
+    case pg::AuthCode::kMd5Password: {
+      if (data.size() != 4) return DataLoss("bad md5 salt");
+      std::string inner = Md5Hex(password_ + user_);
+      pg::AppendPasswordMessage(out, "md5" + Md5Hex(inner + std::string(data)));
+      return Status::Ok();
+    }
+    case pg::AuthCode::kSasl:
+      // SCRAM-SHA-256 without channel binding ("n,,"): offered by every server that offers
+      // the -PLUS variant, and not a downgrade since the relay says it does not support it.
+      scram_ = std::make_unique<ScramClient>(password_);
+      pg::AppendSaslInitialResponse(out, ScramClient::kMechanism, scram_->ClientFirst());
+      return Status::Ok();
+    case pg::AuthCode::kSaslContinue: {
+      if (!scram_) return DataLoss("SASL continue without SASL");
+      auto final_msg = scram_->ClientFinal(data);
+      if (!final_msg.ok()) return final_msg.status();
+      pg::AppendSaslResponse(out, *final_msg);
+      return Status::Ok();
+    }
+    case pg::AuthCode::kSaslFinal:
+      return scram_ ? scram_->VerifyServerFinal(data) : DataLoss("unexpected SASL final");
+    default:
+      return Unavailable(
+          "the server asks for an authentication method dbwarden cannot answer "
+          "with a password (code " +
+          std::to_string(static_cast<uint32_t>(a.code)) + ")");
+  }
 }
 
 }  // namespace dbw::relay

@@ -3,10 +3,13 @@
 // would be refused by the server, so the relay takes the password over the client's TLS leg.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "userspace/common/status.h"
+#include "userspace/protocol/postgres/encoder.h"
+#include "userspace/protocol/postgres/types.h"
 
 namespace dbw::relay {
 
@@ -32,6 +35,24 @@ class ScramClient {
   std::string client_first_bare_;
   std::string auth_message_;
   std::string salted_password_;
+};
+
+// Answers a server's authentication requests with a password the relay holds (the catalog
+// login, injected credentials): cleartext, md5 or SCRAM-SHA-256, whichever the server asks.
+class PasswordLogin {
+ public:
+  PasswordLogin(std::string user, std::string password)
+      : user_(std::move(user)), password_(std::move(password)) {}
+  // Appends the answer to `request` to *out (nothing for AuthenticationOk or a verified SASL
+  // final); an error for a method it cannot answer or a server that fails SCRAM's proof.
+  Status Answer(const pg::AuthenticationMessage& request, pg::Bytes* out);
+  bool done() const { return done_; }  // AuthenticationOk seen
+
+ private:
+  std::string user_;
+  std::string password_;
+  std::unique_ptr<ScramClient> scram_;
+  bool done_ = false;
 };
 
 }  // namespace dbw::relay

@@ -80,7 +80,11 @@ RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                    "Parse or PREPARE refused only for no_where or unbounded_select)"),
       m.GetCounter("dbwarden_relay_login_failures_total",
                    "Connections refused before they were ready: by the server (password, role, "
-                   "pg_hba) or by the relay (TLS required)"),
+                   "pg_hba) or by the relay (TLS required, a token or principal refused)"),
+      m.GetCounter("dbwarden_relay_token_logins_total", "Token logins, by result",
+                   "result=\"accepted\""),
+      m.GetCounter("dbwarden_relay_token_logins_total", "Token logins, by result",
+                   "result=\"refused\""),
   };
   const char* limit_help = "Configured connection limits of the relay (0: unlimited)";
   m.GetGauge("dbwarden_relay_connection_limit", limit_help, "scope=\"total\"")
@@ -124,6 +128,12 @@ Status RelayServer::Start() {
         if (!with_cert.ok())
           return InvalidArgument("target " + t.name + ": " + with_cert.status().message());
         rt->client_tls_by_identity.emplace_back(c, std::move(*with_cert));
+      }
+    }
+    if (t.auth && t.auth->token) {
+      for (const TokenIssuerOptions& issuer : t.auth->token->issuers) {
+        rt->jwks.push_back(std::make_unique<JwksSource>(issuer));
+        rt->jwks.back()->Start();
       }
     }
     auto addr = asio::ip::make_address(t.listen_host, ec);

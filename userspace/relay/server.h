@@ -21,6 +21,7 @@
 #include "userspace/masking/mask.h"
 #include "userspace/relay/cancel_registry.h"
 #include "userspace/relay/catalog.h"
+#include "userspace/relay/jwks.h"
 #include "userspace/relay/options.h"
 #include "userspace/sql/analyzer.h"
 
@@ -41,6 +42,8 @@ struct TargetRuntime {
   // presents the mapped certificate.
   std::vector<std::pair<UpstreamClientCert, std::unique_ptr<asio::ssl::context>>>
       client_tls_by_identity;
+  // auth.token: each issuer's keys, in the order of options.auth->token->issuers.
+  std::vector<std::unique_ptr<JwksSource>> jwks;
 };
 
 struct RelayMetrics {
@@ -76,6 +79,8 @@ struct RelayMetrics {
   // (or EXECUTE) with the values.
   Counter* decisions_deferred;
   Counter* login_failures;  // connections refused before ready (server or relay)
+  Counter* token_logins;    // tokens accepted (targets[].auth.token)
+  Counter* token_refusals;  // logins refused on a token target
 };
 
 // One thread and its io_context. Sessions never leave the worker they start on, so the

@@ -259,6 +259,7 @@ void Session::OnWritten(Side side, const boost::system::error_code& ec) {
 pg::MessageAction Session::OnMessage(pg::Direction dir, const pg::Frame& frame, pg::Bytes* out,
                                      std::string* reason) {
   if (dir == pg::Direction::kBackend) return OnBackendMessage(frame, out, reason);
+  if (token_deadline_ != 0 && EndIfTokenExpired()) return pg::MessageAction::kHandled;
   if (limit_hold_) {
     // A statement under a runtime limit is being settled: this message waits for it.
     pause_ = Pause::kWaitingLimit;

@@ -157,6 +157,24 @@ class Session : public std::enable_shared_from_this<Session>,
   void NoteLoginFailure(const pg::Frame& error);
   pg::MessageAction OnProxiedAuthentication(const pg::Frame& frame, std::string* reason);
   pg::MessageAction OnClientPassword(const pg::Frame& frame, pg::Bytes* out, std::string* reason);
+  // Identity-aware access (session_auth.cc, targets[].auth): the relay verifies the client
+  // (a token sent as its password, or its client certificate), binds a token to its workload,
+  // picks the database role and secret it logs in with, and answers the server itself.
+  void StartLogin();
+  void ReadToken();
+  void OnTokenData();
+  // `refetched`: the issuer's keys were read again for a key id the set did not have.
+  void CheckToken(std::string token, bool refetched);
+  // A login_failed event (detail "auth: <reason>") and FATAL 28000 with `message`.
+  void RefuseLogin(std::string message, std::string reason);
+  // auth.bind; false: refused.
+  bool CheckWorkloadBinding();
+  // auth.credentials: the role for the verified principal and the user it asked for, written
+  // into the startup packet; false: refused.
+  bool InjectCredential();
+  pg::MessageAction OnInjectedAuthentication(const pg::Frame& frame, std::string* reason);
+  // auth.token.on_expiry: terminate; true when the session was ended.
+  bool EndIfTokenExpired();
   // Writes relay-made bytes to the upstream from the upstream pump (authentication only,
   // while the client waits and the client pump has nothing to send).
   void WriteUpstreamOutOfBand(pg::Bytes bytes);
@@ -271,6 +289,12 @@ class Session : public std::enable_shared_from_this<Session>,
 
   audit::Principal principal_;
   policy::SessionPrincipal principal_classifier_;
+  // targets[].auth: the mapping the relay logs in with, and what the token said.
+  const CredentialMapping* credential_ = nullptr;
+  std::unique_ptr<PasswordLogin> injected_login_;
+  std::optional<policy::PrincipalKind> token_kind_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> token_claims_;
+  int64_t token_deadline_ = 0;  // unix seconds (exp + clock_skew); 0: the session does not end
   enum class Pause {
     kNone,
     kWaitingCommit,

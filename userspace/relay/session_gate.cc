@@ -169,11 +169,16 @@ const policy::Principal& Session::PolicyPrincipal(
         id.cert_subject = principal_.cert_subject;
         id.cert_san = principal_.cert_san;
         id.cert_issuer = principal_.cert_issuer;
-        // The verified identity: per target, the certificate's URI SAN (SPIFFE ID) or its
-        // subject; else the database user.
-        id.subject = target_->options.identity_from_uri_san && !id.cert_san.empty() ? id.cert_san
-                     : id.cert_subject.empty()                                      ? id.db_user
+        // The verified identity: what the relay verified (auth: a token's subject); per
+        // target, the certificate's URI SAN (SPIFFE ID) or its subject; else the database user.
+        id.subject = !principal_.subject.empty() ? principal_.subject
+                     : target_->options.identity_from_uri_san && !id.cert_san.empty() ? id.cert_san
+                     : id.cert_subject.empty()                                        ? id.db_user
                                                : id.cert_subject;
+        id.issuer = principal_.issuer;
+        id.groups = principal_.groups;
+        id.claims = token_claims_;
+        id.asserted_kind = token_kind_;
         if (process_) {
           id.exe = process_->exe;
           id.unit = identity::UnitFromCgroup(process_->cgroup);

@@ -161,7 +161,8 @@ bool Session::AwaitCatalog(bool need_functions) {
   std::weak_ptr<Session> weak = weak_from_this();
   in_catalog_get_ = true;
   catalog_ready_now_ = false;
-  worker_->catalog.Get(*target_, state_.user(), state_.database(),
+  CatalogLogin login{state_.user(), credential_ != nullptr ? credential_->password : ""};
+  worker_->catalog.Get(*target_, login, state_.database(),
                        [weak](std::shared_ptr<const CatalogSnapshot> snapshot, const Status& st) {
                          if (auto self = weak.lock()) self->OnCatalog(std::move(snapshot), st);
                        });

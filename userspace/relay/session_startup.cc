@@ -97,6 +97,10 @@ void Session::OnStartupData() {
              "\" requires TLS; connect with sslmode=require (or verify-ca, verify-full)");
     return;
   }
+  if (target_->options.auth) {
+    StartLogin();  // the relay verifies the client, then connects upstream
+    return;
+  }
   ConnectUpstream();
 }
 
@@ -318,7 +322,10 @@ void Session::SendStartupUpstream() {
     startup_waiting_peer_ = true;
     return;
   }
-  if (closing_ || !JudgeStartup()) return;
+  if (closing_) return;
+  if (target_->options.auth && !credential_ && (!CheckWorkloadBinding() || !InjectCredential()))
+    return;
+  if (!JudgeStartup()) return;
   auto self = shared_from_this();
   upstream_->out = std::move(startup_bytes_);
   upstream_->writing = true;
@@ -357,6 +364,7 @@ void Session::MaybeStartClientPump() {
 
 pg::MessageAction Session::OnAuthentication(const pg::Frame& frame, pg::Bytes* out,
                                             std::string* reason) {
+  if (injected_login_) return OnInjectedAuthentication(frame, reason);
   if (auth_proxy_ != AuthProxy::kOff) return OnProxiedAuthentication(frame, reason);
   if (state_.last_auth_request() != pg::AuthCode::kSasl) return pg::MessageAction::kForward;
   pg::AuthenticationMessage auth;
