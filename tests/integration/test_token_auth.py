@@ -40,6 +40,11 @@ rules:
       statement: {commands: [DELETE]}
     action: deny
     message: CI tokens do not delete
+masking:
+  - id: people-emails
+    match: {target: tok}
+    columns: ["people.email"]
+    function: redact
 """
 
 pki = cluster = relay = server = None
@@ -80,6 +85,9 @@ def setUpModule():
     cluster.create_db('appdb', owner='app_reader')
     cluster.psql('CREATE TABLE t(id int); INSERT INTO t VALUES (1), (2)', dbname='appdb')
     cluster.psql('GRANT ALL ON t TO app_writer, app_md5', dbname='appdb')
+    cluster.psql("CREATE TABLE people(id int, email text); "
+                 "INSERT INTO people VALUES (1, 'ann@example.com')", dbname='appdb',
+                 user='app_reader')
     # app_writer's secret as a systemd credential (LoadCredential=app_writer:...).
     creddir = workdir / 'credentials'
     creddir.mkdir()
@@ -273,6 +281,18 @@ class TokenLoginTest(unittest.TestCase):
         self.assertEqual(robot['principal_kind'], 'agent')
         human = decide({'db_user': 'u', 'claims': {'team': 'people'}})
         self.assertEqual(human['principal_kind'], 'human')
+
+    def test_masking_catalog_logs_in_with_the_injected_credential(self):
+        # The masking catalog is read over the relay's own login: as the injected role, with
+        # its secret (the server asks for a password). Were that login refused, the column
+        # would be withheld instead of masked.
+        r = psql('SELECT email FROM people', url_token('agent-masked'))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn('ann@example.com', r.stdout)
+        self.assertNotEqual(r.stdout.strip(), '')
+        ev = relay.wait_for(lambda e: fx.principal(e).get('subject') == 'agent-masked' and
+                            'masking' in e, kind='statement')[-1]
+        self.assertFalse(ev['masking'].get('withheld'), ev['masking'])
 
     def test_kind_and_policy_matchers_from_claims(self):
         self.assert_logged_in(url_token('human-ann', dbw_kind='agent'))

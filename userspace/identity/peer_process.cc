@@ -140,17 +140,23 @@ std::optional<ProcessInfo> FindPeerProcess(const Endpoint& client, const Endpoin
 PeerResolver::PeerResolver() : thread_([this] { Run(); }) {}
 
 PeerResolver::~PeerResolver() {
+  Stop();
+}
+
+void PeerResolver::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    queue_.clear();
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return;
     queue_.push_back(Request{std::move(client), std::move(server), std::move(done)});
   }
   cv_.notify_one();

@@ -7,10 +7,10 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <utility>
-#include <vector>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "userspace/identity/process_info.h"
 
@@ -44,6 +44,10 @@ class PeerResolver {
   PeerResolver& operator=(const PeerResolver&) = delete;
 
   void Resolve(Endpoint client, Endpoint server, Callback done);
+  // Drops the lookups not yet started and joins the thread: no callback runs after it returns
+  // (the relay calls it before its workers, which the callbacks post to, go away). Later
+  // Resolve calls are dropped.
+  void Stop();
 
  private:
   struct Request {

@@ -410,6 +410,11 @@ void RelayServer::Shutdown() {
   while (active_sessions() > 0 && std::chrono::steady_clock::now() < hard) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Peer lookups still queued, and key-set reads that sessions wait for, would post to the
+  // workers below once they are gone.
+  if (deps_.resolver != nullptr) deps_.resolver->Stop();
+  for (auto& t : targets_)
+    for (auto& source : t->jwks) source->Stop();
   for (auto& w : workers_) w->context.stop();
   for (auto& w : workers_) w->thread.join();
   workers_.clear();

@@ -169,10 +169,12 @@ void Session::CheckToken(std::string token, bool refetched) {
   if (const auto* failure = std::get_if<token::TokenFailure>(&result)) {
     if (failure->error == token::TokenError::kUnknownKey && !refetched) {
       // A key the issuer added since the last read (rotation): read the set again, then judge.
-      auto self = shared_from_this();
-      source.RefreshForUnknownKey([self, token = std::move(token)]() mutable {
-        asio::post(self->worker_->context, [self, token = std::move(token)]() mutable {
-          self->CheckToken(std::move(token), true);
+      // The startup timer keeps the session alive meanwhile; the source holds no reference.
+      std::weak_ptr<Session> weak = weak_from_this();
+      auto executor = worker_->context.get_executor();
+      source.RefreshForUnknownKey([weak, executor, token = std::move(token)]() mutable {
+        asio::post(executor, [weak, token = std::move(token)]() mutable {
+          if (auto self = weak.lock()) self->CheckToken(std::move(token), true);
         });
       });
       return;
