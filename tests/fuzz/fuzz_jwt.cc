@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "tests/token/b64url.h"
 #include "userspace/token/jwt.h"
 
 namespace {
@@ -62,24 +63,7 @@ const TokenRules& Rules() {
   return rules;
 }
 
-std::string B64(std::string_view in) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kAlphabet[(acc >> bits) & 63];
-    }
-    acc &= (1u << bits) - 1;
-  }
-  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
-  return out;
-}
+using dbw::token::testing::B64;
 
 std::string SignEd25519(std::string_view input) {
   unsigned char sig[64];

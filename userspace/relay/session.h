@@ -83,6 +83,9 @@ class Session : public std::enable_shared_from_this<Session>,
 
   // Startup: SSL negotiation, StartupMessage or CancelRequest, then the upstream connection.
   void ReadStartup();
+  // Reads more client bytes before the pump runs (startup, a token), then calls `next`; on
+  // EOF or an error closes the session with `closed`.
+  void ReadClientThen(void (Session::*next)(), const char* closed);
   // relay.authentication_timeout: from accept until the server's first ReadyForQuery.
   void StartStartupTimer();
   void OnStartupData();
@@ -161,7 +164,6 @@ class Session : public std::enable_shared_from_this<Session>,
   // (a token sent as its password, or its client certificate), binds a token to its workload,
   // picks the database role and secret it logs in with, and answers the server itself.
   void StartLogin();
-  void ReadToken();
   void OnTokenData();
   // `refetched`: the issuer's keys were read again for a key id the set did not have.
   void CheckToken(std::string token, bool refetched);

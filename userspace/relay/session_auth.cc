@@ -83,23 +83,9 @@ void Session::StartLogin() {
                                });
 }
 
-void Session::ReadToken() {
-  auto self = shared_from_this();
-  client_.transport.AsyncReadSome(
-      asio::buffer(client_.in.data() + client_.in_len, client_.in.size() - client_.in_len),
-      [this, self](const boost::system::error_code& ec, size_t n) {
-        if (ec || closing_) {
-          Close(ec ? "client closed during authentication" : "closing");
-          return;
-        }
-        client_.in_len += n;
-        OnTokenData();
-      });
-}
-
 void Session::OnTokenData() {
   if (client_.in_len < 5) {
-    ReadToken();
+    ReadClientThen(&Session::OnTokenData, "client closed during authentication");
     return;
   }
   const auto* p = reinterpret_cast<const unsigned char*>(client_.in.data());
@@ -118,7 +104,7 @@ void Session::OnTokenData() {
     return;
   }
   if (client_.in_len < length + 1) {
-    ReadToken();
+    ReadClientThen(&Session::OnTokenData, "client closed during authentication");
     return;
   }
   std::span<const std::byte> in(client_.in.data(), length + 1);

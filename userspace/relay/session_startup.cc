@@ -14,17 +14,21 @@
 namespace dbw::relay {
 
 void Session::ReadStartup() {
+  ReadClientThen(&Session::OnStartupData, "client closed during startup");
+}
+
+void Session::ReadClientThen(void (Session::*next)(), const char* closed) {
   auto self = shared_from_this();
   auto& buf = client_.in;
   client_.transport.AsyncReadSome(
       asio::buffer(buf.data() + client_.in_len, buf.size() - client_.in_len),
-      [this, self](const boost::system::error_code& ec, size_t n) {
+      [this, self, next, closed](const boost::system::error_code& ec, size_t n) {
         if (ec || closing_) {
-          Close(ec ? "client closed during startup" : "closing");
+          Close(ec ? closed : "closing");
           return;
         }
         client_.in_len += n;
-        OnStartupData();
+        (this->*next)();
       });
 }
 
