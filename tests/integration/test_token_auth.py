@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 PSQL = str(fx.PG_BIN / 'psql')
 ISS_URL = 'https://idp.test/'            # keys over HTTPS (JwksServer)
 ISS_FILE = 'https://ci-oidc.test'        # keys from a file; every token an agent
+ISS_MITM = 'https://mitm.test'           # keys over HTTPS from a server its CA does not vouch for
 ROLES = {'app_reader': 'reader-Secret-1', 'app_md5': 'md5-Secret-2', 'app_writer': 'writer-S3'}
 POLICY = """version: 1
 principals:
@@ -118,8 +119,16 @@ def setUpModule():
     cert_auth = {'credentials': [
         {'match': {'cert_san': ['spiffe://prod.test/ns/etl/*']}, 'role': 'app_writer',
          'users': ['*'], 'password_file': str(workdir / 'app_writer')}]}
+    # The same key server, but trusted only through a CA that did not sign its certificate:
+    # what a relay sees when someone on the path serves their own keys.
+    mitm_auth = {'token': {'issuers': [
+        {'issuer': ISS_MITM, 'audience': 'dbwarden', 'jwks_url': server.url,
+         'jwks_ca': str(pki.other_ca_cert)}]},
+        'credentials': [{'match': {'subject': ['*']}, 'role': 'app_reader',
+                         'password_file': str(workdir / 'app_reader')}]}
     relay = fx.Relay([
         {'name': 'tok', 'env': 'test', 'upstream': upstream, 'tls': tls, 'auth': auth},
+        {'name': 'mitm', 'env': 'test', 'upstream': upstream, 'tls': tls, 'auth': mitm_auth},
         {'name': 'certs', 'env': 'test', 'upstream': upstream,
          'tls': dict(tls, client_ca=str(pki.ca_cert), client_identity='uri_san'),
          'auth': cert_auth},
@@ -340,6 +349,18 @@ class TokenLoginTest(unittest.TestCase):
         c.close()
         relay.wait_for(lambda e: fx.principal(e).get('subject') == 'agent-short2',
                        kind='token_expired')
+
+    def test_key_server_with_an_untrusted_certificate_gives_no_keys(self):
+        label = f'dbwarden_jwks_read_failures_total{{issuer="{ISS_MITM}"}}'
+        fx.wait_until(lambda: fx.metric(relay.api_port, label) > 0, 15,
+                      'the failed JWKS read to be counted')
+        t = tk.token(keys['rsa-1'], tk.claims(ISS_MITM, 'agent-mitm'))
+        r = psql('SELECT 1', t, target='mitm')
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('no signing keys of issuer "https://mitm.test" could be read yet', r.stderr)
+        self.assertEqual(fx.metric(relay.api_port,
+                                   f'dbwarden_jwks_keys{{issuer="{ISS_MITM}"}}'), 0)
+        self.assertIn('certificate verify failed', relay.stderr_text())
 
     def test_jwks_rotation_and_fetch_failure(self):
         # A new key is published: a token naming it makes the relay read the set at once.
