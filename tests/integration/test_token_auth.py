@@ -12,6 +12,7 @@ Run: cd tests/integration && DBWARDEN_BIN=../../build/default/agent/dbwarden \
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -433,6 +434,42 @@ class TokenVariantsTest(unittest.TestCase):
                 if tk.accepts(token, issuer_keys, ISS_URL, audiences, 30):
                     lax.add(name)
         self.assertEqual(lax, self.STRICTER_THAN_PYJWT)
+
+
+class TokenMessageTest(unittest.TestCase):
+    """The message carrying the token, as a hostile client may send it: each ends the connection
+    with a FATAL and nothing reaches the server."""
+
+    def exchange(self, data):
+        with fx.RawPg(fx.LOOPBACK, relay.port('tok')) as c:
+            c.start_tls()
+            c.send(fx.startup_message('app_reader', 'appdb'))
+            kind, payload = c.read_message()
+            self.assertEqual((kind, payload), (b'R', b'\x00\x00\x00\x03'))  # cleartext asked
+            c.send(data)
+            out, end = c.read_until_eof()
+        errors = [fx.error_fields(p) for k, p in out if k == b'E']
+        self.assertEqual(len(errors), 1, out)
+        self.assertEqual(errors[0].get('S'), 'FATAL')
+        return errors[0]
+
+    def test_declared_length_past_the_limit(self):
+        for length in (16 * 1024 + 5, 0xFFFFFFFF):
+            with self.subTest(length=length):
+                e = self.exchange(b'p' + struct.pack('!I', length) + b'x' * 64)
+                self.assertEqual(e['C'], '28000')
+                self.assertIn('longer than 16 KiB', e['M'])
+
+    def test_not_a_password_message(self):
+        e = self.exchange(fx.frame(b'Q', b'SELECT 1\0'))
+        self.assertEqual(e['C'], '08P01')
+        self.assertIn('expected a password message', e['M'])
+        e = self.exchange(b'p' + struct.pack('!I', 3))
+        self.assertEqual(e['C'], '08P01')
+
+    def test_password_message_without_terminator(self):
+        e = self.exchange(fx.frame(b'p', url_token('agent-x').encode()))
+        self.assertEqual(e['C'], '08P01')
 
 
 class ClientDriversTest(unittest.TestCase):

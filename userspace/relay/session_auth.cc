@@ -89,7 +89,9 @@ void Session::OnTokenData() {
     return;
   }
   const auto* p = reinterpret_cast<const unsigned char*>(client_.in.data());
-  uint32_t length = (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
+  const uint32_t length =
+      (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
+  const size_t size = size_t{length} + 1;  // the whole message, type byte included
   if (p[0] == pg::fe::kTerminate) {
     Close("client ended the connection during authentication");
     return;
@@ -99,15 +101,15 @@ void Session::OnTokenData() {
          "dbwarden: expected a password message (the token) during authentication");
     return;
   }
-  if (length + 1 > kMaxTokenMessage) {
+  if (size > kMaxTokenMessage) {
     RefuseLogin("dbwarden: token refused: longer than 16 KiB", "malformed");
     return;
   }
-  if (client_.in_len < length + 1) {
+  if (client_.in_len < size) {
     ReadClientThen(&Session::OnTokenData, "client closed during authentication");
     return;
   }
-  std::span<const std::byte> in(client_.in.data(), length + 1);
+  std::span<const std::byte> in(client_.in.data(), size);
   pg::Frame frame;
   std::string error;
   std::string_view password;
@@ -119,9 +121,9 @@ void Session::OnTokenData() {
   }
   std::string token(password);
   // The bearer credential leaves the buffer now; only its verified claims are kept.
-  OPENSSL_cleanse(client_.in.data(), length + 1);
-  std::memmove(client_.in.data(), client_.in.data() + length + 1, client_.in_len - length - 1);
-  client_.in_len -= length + 1;
+  OPENSSL_cleanse(client_.in.data(), size);
+  std::memmove(client_.in.data(), client_.in.data() + size, client_.in_len - size);
+  client_.in_len -= size;
   CheckToken(std::move(token), false);
 }
 
