@@ -98,6 +98,8 @@ class Session : public std::enable_shared_from_this<Session>,
   // Judges the startup packet's settings (`options`, other parameters) as the SETs they are,
   // and a replication request; false when the session was refused.
   bool JudgeStartup();
+  // The startup packet held in startup_bytes_ (views into it); false: the session was failed.
+  bool ParseHeldStartup(pg::StartupPacket* packet);
   bool JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts, const std::string& what,
                              const std::shared_ptr<const policy::CompiledPolicy>& policy);
   void ResolvePeer();

@@ -280,15 +280,8 @@ bool Session::InjectCredential() {
   credential_ = chosen;
   injected_login_ = std::make_unique<PasswordLogin>(chosen->role, chosen->password);
   // The startup packet the server gets names the role; the client's choice is recorded.
-  std::span<const std::byte> in(startup_bytes_);
-  pg::Frame frame;
   pg::StartupPacket packet;
-  std::string error;
-  if (pg::ParseFrame(pg::Direction::kFrontend, true, &in, &frame, &error) != pg::ParseState::kOk ||
-      !pg::ParseStartupPacket(frame.body, &packet, &error)) {
-    Fail(audit::EventKind::kProtocolViolation, "08P01", "invalid startup packet: " + error);
-    return false;
-  }
+  if (!ParseHeldStartup(&packet)) return false;
   pg::StartupMessage rewritten;
   rewritten.protocol = packet.startup.protocol;
   bool has_database = false;
@@ -303,12 +296,7 @@ bool Session::InjectCredential() {
   pg::Bytes bytes;
   pg::AppendStartupMessage(&bytes, rewritten);
   startup_bytes_ = std::move(bytes);
-  in = std::span<const std::byte>(startup_bytes_);
-  if (pg::ParseFrame(pg::Direction::kFrontend, true, &in, &frame, &error) != pg::ParseState::kOk ||
-      !pg::ParseStartupPacket(frame.body, &packet, &error)) {
-    Fail(audit::EventKind::kProtocolViolation, "08P01", "invalid startup packet: " + error);
-    return false;
-  }
+  if (!ParseHeldStartup(&packet)) return false;  // its views point into the new bytes
   state_.OnStartup(packet.startup);
   principal_.requested_user = requested;
   principal_.db_user = state_.user();

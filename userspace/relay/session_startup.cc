@@ -266,16 +266,21 @@ void Session::NegotiateUpstreamTls() {
       });
 }
 
-bool Session::JudgeStartup() {
+bool Session::ParseHeldStartup(pg::StartupPacket* packet) {
   std::span<const std::byte> in(startup_bytes_);
   pg::Frame frame;
-  pg::StartupPacket packet;
   std::string error;
   if (pg::ParseFrame(pg::Direction::kFrontend, true, &in, &frame, &error) != pg::ParseState::kOk ||
-      !pg::ParseStartupPacket(frame.body, &packet, &error)) {
+      !pg::ParseStartupPacket(frame.body, packet, &error)) {
     Fail(audit::EventKind::kProtocolViolation, "08P01", "invalid startup packet: " + error);
     return false;
   }
+  return true;
+}
+
+bool Session::JudgeStartup() {
+  pg::StartupPacket packet;
+  if (!ParseHeldStartup(&packet)) return false;
   StatusOr<gate::StartupRequest> request = gate::ReadStartup(packet.startup);
   if (!request.ok()) {
     deps_.metrics->protocol_violations->Add();
