@@ -2,6 +2,7 @@
 #include "agent/config.h"
 
 #include <netdb.h>
+#include <sys/un.h>
 
 #include <cctype>
 #include <charconv>
@@ -90,6 +91,29 @@ void HostPort(const YAML::Node& node, const std::string& what, bool resolve, std
   ::getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof(buf), nullptr, 0, NI_NUMERICHOST);
   ::freeaddrinfo(res);
   *host = buf;
+  *port = static_cast<uint16_t>(value);
+}
+
+// upstream: unix:/dir/.s.PGSQL.<port> — the server's unix socket, named as PostgreSQL names it
+// (the port in the name is what the tap finds the server by).
+void UnixUpstream(const YAML::Node& node, const std::string& what, std::string* path,
+                  uint16_t* port) {
+  std::string p = Scalar(node, what).substr(5);
+  if (p.empty() || p.front() != '/')
+    Throw(node, what + ": a unix socket must be an absolute path (unix:/dir/.s.PGSQL.5432)");
+  if (p.size() >= sizeof(sockaddr_un::sun_path))
+    Throw(node, what + ": the socket path is longer than " +
+                    std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+  const std::string name = p.substr(p.rfind('/') + 1);
+  const std::string prefix = ".s.PGSQL.";
+  unsigned value = 0;
+  const char* digits = name.data() + prefix.size();
+  auto [ptr, ec] = std::from_chars(digits, name.data() + name.size(), value);
+  if (name.rfind(prefix, 0) != 0 || ec != std::errc() || ptr != name.data() + name.size() ||
+      value == 0 || value > 65535)
+    Throw(node, what + ": expected the server's socket file, named .s.PGSQL.<port>, got \"" + name +
+                    "\"");
+  *path = p;
   *port = static_cast<uint16_t>(value);
 }
 
@@ -334,7 +358,15 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   if (!t["listen"]) Throw(t, where + ": missing required key \"listen\"");
   HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
   if (!t["upstream"]) Throw(t, where + ": missing required key \"upstream\"");
-  HostPort(t["upstream"], where + " upstream", true, &o.upstream_host, &o.upstream_port);
+  if (Scalar(t["upstream"], where + " upstream").rfind("unix:", 0) == 0) {
+    UnixUpstream(t["upstream"], where + " upstream", &o.upstream_unix, &o.upstream_port);
+    if (t["upstream_tls"])
+      Throw(t["upstream_tls"],
+            "upstream_tls with a unix-socket upstream: PostgreSQL offers no TLS on its unix "
+            "socket");
+  } else {
+    HostPort(t["upstream"], where + " upstream", true, &o.upstream_host, &o.upstream_port);
+  }
   std::optional<bool> require;
   if (YAML::Node tls = t["tls"]) {
     CheckKeys(tls, "tls", {"cert", "key", "client_ca", "require", "client_identity"});

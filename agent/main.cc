@@ -78,7 +78,8 @@ std::unique_ptr<tap::Tap> StartTap(const AgentConfig& config, audit::EventSink* 
   if (config.tap_mode == "false") return nullptr;
   tap::TapOptions options = config.tap;
   for (const auto& t : config.relay.targets)
-    options.targets.push_back({t.name, t.env, t.upstream_host, t.upstream_port, t.relay_only});
+    options.targets.push_back(
+        {t.name, t.env, t.upstream_host, t.upstream_port, t.relay_only, t.upstream_unix});
   auto started = tap::Tap::Start(options, {sink, policy, &MetricsRegistry::Global()});
   if (!started.ok()) {
     if (config.tap_mode == "true") {

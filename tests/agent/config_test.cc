@@ -110,6 +110,31 @@ TEST_F(ConfigTest, RejectsWithFileLineAndReason) {
   for (const auto& b : cases) ExpectRejected(b);
 }
 
+TEST_F(ConfigTest, UnixSocketUpstream) {
+  auto c = LoadConfig(Write(R"(targets:
+  - name: local
+    listen: 127.0.0.1:6432
+    upstream: unix:/var/run/postgresql/.s.PGSQL.5433
+)"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->relay.targets[0].upstream_unix, "/var/run/postgresql/.s.PGSQL.5433");
+  EXPECT_EQ(c->relay.targets[0].upstream_port, 5433);  // from the socket's name
+  EXPECT_EQ(c->relay.targets[0].upstream_host, "");
+
+  const std::string head = "targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: ";
+  const BadCase cases[] = {
+      {head + "unix:run/.s.PGSQL.5432\n", 4, "must be an absolute path"},
+      {head + "\"unix:\"\n", 4, "must be an absolute path"},
+      {head + "unix:/run/postgresql\n", 4, "named .s.PGSQL.<port>, got \"postgresql\""},
+      {head + "unix:/run/.s.PGSQL.0\n", 4, "named .s.PGSQL.<port>"},
+      {head + "unix:/run/.s.PGSQL.5432x\n", 4, "named .s.PGSQL.<port>"},
+      {head + "unix:/" + std::string(120, 'd') + "/.s.PGSQL.5432\n", 4, "longer than 107 bytes"},
+      {head + "unix:/run/.s.PGSQL.5432\n    upstream_tls: {ca: /etc/ssl/ca.pem}\n", 5,
+       "PostgreSQL offers no TLS on its unix socket"},
+  };
+  for (const auto& b : cases) ExpectRejected(b);
+}
+
 TEST_F(ConfigTest, AuditAndApiSections) {
   auto c = LoadConfig(Write(R"(audit:
   durability: sync

@@ -298,6 +298,43 @@ class BypassTest(unittest.TestCase):
         self.assertEqual(ev['result']['command_tag'], 'DROP TABLE')
 
 
+class UnixUpstreamTest(unittest.TestCase):
+    def test_relay_on_the_servers_unix_socket_is_not_a_bypass(self):
+        # A relay_only target whose relay reaches the server at its unix socket: the tap finds
+        # the server by that path, knows the relay's upstream connections as the relay's, and
+        # still reports a client that uses the socket directly.
+        socket_path = os.path.join(cluster.socket_dir, f'.s.PGSQL.{cluster.port}')
+        r = fx.Relay([{'name': 'orders-unix', 'env': 'prod', 'relay_only': True,
+                       'upstream': f'unix:{socket_path}'}],
+                     extra={'tap': {'enabled': 'true', 'ports': [cluster.port],
+                                    'capture_bytes': 16384, 'ring_buffer_mb': 8},
+                            'policy': {'mode': 'enforce'}})
+        self.addCleanup(r.close)
+        r.start()
+        fx.wait_until(lambda: 'tap: running' in r.stderr_text(), 120, 'the tap to load')
+        self.assertIn('tap: target orders-unix: server pid', r.stderr_text())
+
+        out = subprocess.run([PSQL, '-X', '-h', fx.LOOPBACK, '-p', str(r.port()), '-U', 'app',
+                              '-d', 'appdb', '-c', 'SELECT inet_client_addr() IS NULL'],
+                             capture_output=True, text=True, timeout=60,
+                             env=dict(fx.CLIENT_ENV, PGAPPNAME='unix-via-relay'))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(' t\n', out.stdout)  # the server saw a unix-socket connection
+        r.wait_for(lambda e: e.get('principal', {}).get('application_name') == 'unix-via-relay'
+                   and e['source'] == 'relay', kind='statement')
+        # Straight at the socket: a bypass, and the marker that the tap read past the relay's.
+        pid, _ = psql('-c', 'SELECT 2', app='unix-direct', host=cluster.socket_dir)
+        ev = r.wait_for(lambda e: e.get('principal', {}).get('application_name') ==
+                        'unix-direct', kind='bypass')[0]
+        self.assertEqual(ev['target'], 'orders-unix')
+        self.assertEqual(ev['process']['pid'], pid)
+        via_relay = r.events(predicate=lambda e: e.get('source') == 'tap' and e.get(
+            'principal', {}).get('application_name') == 'unix-via-relay')
+        self.assertEqual(via_relay, [])
+        metrics = fx.api_request(r.api_port, '/metrics')[2].decode()
+        self.assertNotIn('dbwarden_tap_relay_connections_total 0\n', metrics)
+
+
 class PickupTest(unittest.TestCase):
     def test_session_opened_before_the_agent(self):
         import psycopg2

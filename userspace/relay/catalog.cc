@@ -92,7 +92,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
         password_login_(login_.user, login_.password),
         database_(std::move(database)),
         done_(std::move(done)),
-        transport_(tcp::socket(context)),
+        transport_(context),
         timer_(context),
         snapshot_(std::make_shared<CatalogSnapshot>()) {}
 

@@ -98,7 +98,10 @@ struct TargetOptions {
   std::string listen_host;
   uint16_t listen_port = 0;
   std::string upstream_host;  // numeric address (resolved when the config is loaded)
+  // The server's port; with upstream_unix, the one its socket's name (.s.PGSQL.<port>) carries.
   uint16_t upstream_port = 0;
+  // upstream: unix:/path/.s.PGSQL.<port> — the server's own unix socket (upstream_host empty).
+  std::string upstream_unix;
   std::optional<TlsServerOptions> tls;
   std::optional<TlsClientOptions> upstream_tls;
   // Refuse clients that are not on TLS (tls.require; default on with upstream_tls, where a

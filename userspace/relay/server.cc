@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <future>
+#include <sstream>
 
 #include "userspace/common/logging.h"
 #include "userspace/common/thread_name.h"
@@ -110,10 +111,20 @@ Status RelayServer::Start() {
   for (const TargetOptions& t : options_.targets) {
     auto rt = std::make_unique<TargetRuntime>();
     rt->options = t;
-    auto up = asio::ip::make_address(t.upstream_host, ec);
-    if (ec)
-      return InvalidArgument("target " + t.name + ": bad upstream address " + t.upstream_host);
-    rt->upstream = tcp::endpoint(up, t.upstream_port);
+    if (!t.upstream_unix.empty()) {
+      rt->upstream = asio::local::stream_protocol::endpoint(t.upstream_unix);
+      rt->upstream_is_unix = true;
+      rt->upstream_text = "unix:" + t.upstream_unix;
+    } else {
+      auto up = asio::ip::make_address(t.upstream_host, ec);
+      if (ec)
+        return InvalidArgument("target " + t.name + ": bad upstream address " + t.upstream_host);
+      const tcp::endpoint tcp_upstream(up, t.upstream_port);
+      rt->upstream = tcp_upstream;
+      std::ostringstream text;
+      text << tcp_upstream;
+      rt->upstream_text = text.str();
+    }
     if (t.tls) {
       auto ctx = MakeServerContext(*t.tls);
       if (!ctx.ok()) return InvalidArgument("target " + t.name + ": " + ctx.status().message());
@@ -174,7 +185,7 @@ Status RelayServer::Start() {
   for (const auto& t : targets_) {
     DBW_LOG(kInfo) << "target " << t->options.name << " (" << t->options.env << "): listening on "
                    << t->options.listen_host << ":" << t->options.listen_port << ", upstream "
-                   << t->upstream;
+                   << t->upstream_text;
   }
   return Status::Ok();
 }

@@ -23,6 +23,7 @@
 #include "userspace/relay/catalog.h"
 #include "userspace/relay/jwks.h"
 #include "userspace/relay/options.h"
+#include "userspace/relay/transport.h"
 #include "userspace/sql/analyzer.h"
 
 namespace dbw::relay {
@@ -35,7 +36,9 @@ class Session;
 // A target with what its sessions share: resolved upstream endpoint and TLS contexts.
 struct TargetRuntime {
   TargetOptions options;
-  tcp::endpoint upstream;
+  StreamEndpoint upstream;  // TCP, or the server's unix socket (upstream: unix:/path)
+  bool upstream_is_unix = false;
+  std::string upstream_text;                       // for logs: host:port or unix:/path
   std::unique_ptr<asio::ssl::context> server_tls;  // client leg, when tls is configured
   std::unique_ptr<asio::ssl::context> client_tls;  // upstream leg, when upstream_tls is set
   // Upstream leg for a client whose verified certificate is mapped (upstream_tls.client_certs):

@@ -64,7 +64,7 @@ void Session::Start(std::unique_ptr<ConnectionLimiter::Lease> lease) {
     Close("client gone before start");
     return;
   }
-  principal_.client_addr = EndpointText(remote);
+  principal_.client_addr = EndpointText(TcpEndpoint(remote));
   client_.transport.socket().set_option(tcp::no_delay(true), ec);
   client_.in.resize(kInitialBuffer);
   // Nothing before authentication needs more than a SASL message; lifted when the session is
@@ -109,8 +109,8 @@ void Session::StartStartupTimer() {
 
 void Session::ResolvePeer() {
   boost::system::error_code ec;
-  auto remote = client_.transport.socket().remote_endpoint(ec);
-  auto local = client_.transport.socket().local_endpoint(ec);
+  auto remote = TcpEndpoint(client_.transport.socket().remote_endpoint(ec));
+  auto local = TcpEndpoint(client_.transport.socket().local_endpoint(ec));
   if (ec || !remote.address().is_loopback()) {
     peer_resolved_ = true;
     return;

@@ -72,6 +72,7 @@ class Session : public std::enable_shared_from_this<Session>,
  private:
   // One direction's buffers. `in` holds unprocessed input, `out` the bytes being written.
   struct Leg {
+    explicit Leg(asio::io_context& context) : transport(context) {}
     explicit Leg(tcp::socket s) : transport(std::move(s)) {}
     Transport transport;
     pg::Bytes in;

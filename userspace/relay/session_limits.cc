@@ -243,7 +243,7 @@ void Session::SendReadCancel() {
   read_cancel_pending_ = true;
   struct CancelConn {
     explicit CancelConn(asio::io_context& io) : socket(io), timer(io) {}
-    tcp::socket socket;
+    StreamSocket socket;
     asio::steady_timer timer;
     pg::Bytes request;
     std::array<char, 16> sink{};

@@ -161,7 +161,7 @@ void Session::HandleCancel(const pg::CancelRequest& request) {
     return;
   }
   // The cancel goes over its own plain connection; the server answers nothing and closes.
-  upstream_ = std::make_unique<Leg>(tcp::socket(worker_->context));
+  upstream_ = std::make_unique<Leg>(worker_->context);
   pg::AppendCancelRequest(&upstream_->out, pg::CancelRequest{upstream->key.pid, upstream->key.key});
   auto self = shared_from_this();
   upstream_->transport.socket().async_connect(
@@ -179,7 +179,7 @@ void Session::HandleCancel(const pg::CancelRequest& request) {
 }
 
 void Session::ConnectUpstream() {
-  upstream_ = std::make_unique<Leg>(tcp::socket(worker_->context));
+  upstream_ = std::make_unique<Leg>(worker_->context);
   upstream_->in.resize(kInitialBuffer);
   auto self = shared_from_this();
   timer_.expires_after(deps_.options->connect_timeout);
@@ -205,7 +205,7 @@ void Session::ConnectUpstream() {
 
 void Session::OnUpstreamConnected() {
   boost::system::error_code ec;
-  upstream_->transport.socket().set_option(tcp::no_delay(true), ec);
+  if (!target_->upstream_is_unix) upstream_->transport.socket().set_option(tcp::no_delay(true), ec);
   if (target_->client_tls) {
     NegotiateUpstreamTls();
   } else {

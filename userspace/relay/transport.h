@@ -1,6 +1,11 @@
-// Transport: one TCP connection, plain or TLS, with the same async read/write calls.
+// Transport: one stream connection (TCP, or a unix socket upstream), plain or TLS, with the same
+// async read/write calls.
 #pragma once
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
@@ -12,18 +17,44 @@ namespace dbw::relay {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+// A socket of any stream family: client legs are TCP, upstream legs TCP or unix.
+using StreamSocket = asio::generic::stream_protocol::socket;
+using StreamEndpoint = asio::generic::stream_protocol::endpoint;
+
+// A TCP endpoint from a stream socket's address (a default one when it is not AF_INET/6).
+inline tcp::endpoint TcpEndpoint(const StreamEndpoint& e) {
+  tcp::endpoint out;
+  const int family = e.data()->sa_family;
+  if ((family == AF_INET || family == AF_INET6) && e.size() <= out.capacity()) {
+    std::memcpy(out.data(), e.data(), e.size());
+    out.resize(e.size());
+  }
+  return out;
+}
 
 class Transport {
  public:
-  explicit Transport(tcp::socket socket) : socket_(std::move(socket)) {}
+  explicit Transport(asio::io_context& context) : socket_(context) {}  // not yet connected
+  // An accepted TCP connection, taken over with its descriptor (a closed socket when the
+  // connection is already gone: the first use then fails as it would have).
+  explicit Transport(tcp::socket socket) : socket_(socket.get_executor()) {
+    boost::system::error_code ec;
+    const tcp::endpoint local = socket.local_endpoint(ec);
+    if (ec) return;
+    const tcp protocol = local.protocol();
+    const int fd = socket.release(ec);
+    if (ec) return;
+    socket_.assign(asio::generic::stream_protocol(protocol.family(), protocol.protocol()), fd, ec);
+    if (ec) ::close(fd);
+  }
 
-  tcp::socket& socket() { return socket_; }
+  StreamSocket& socket() { return socket_; }
   bool tls() const { return tls_ != nullptr; }
-  asio::ssl::stream<tcp::socket&>* tls_stream() { return tls_.get(); }
+  asio::ssl::stream<StreamSocket&>* tls_stream() { return tls_.get(); }
 
   // Wraps the socket in TLS; the caller then runs AsyncHandshake.
   void EnableTls(asio::ssl::context& ctx) {
-    tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, ctx);
+    tls_ = std::make_unique<asio::ssl::stream<StreamSocket&>>(socket_, ctx);
   }
 
   template <typename Buffer, typename Handler>
@@ -46,13 +77,13 @@ class Transport {
 
   void Close() {
     boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.shutdown(StreamSocket::shutdown_both, ec);
     socket_.close(ec);
   }
 
  private:
-  tcp::socket socket_;
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
+  StreamSocket socket_;
+  std::unique_ptr<asio::ssl::stream<StreamSocket&>> tls_;
 };
 
 }  // namespace dbw::relay

@@ -118,8 +118,9 @@ std::vector<int32_t> DescendantsOf(int32_t root) {
   return out;
 }
 
-std::vector<std::string> ListeningUnixPaths(const std::set<uint64_t>& inodes) {
-  std::vector<std::string> out;
+// Calls `visit(inode, path)` for every listening unix socket bound to a path.
+template <typename Visit>
+void ForEachListeningUnixSocket(Visit visit) {
   std::ifstream in("/proc/net/unix");
   std::string line;
   std::getline(in, line);
@@ -129,15 +130,30 @@ std::vector<std::string> ListeningUnixPaths(const std::set<uint64_t>& inodes) {
     f >> num >> refs >> proto >> flags >> type >> st >> inode >> path;
     if (path.empty() || path[0] == '@') continue;                             // unbound or abstract
     if ((std::strtoul(flags.c_str(), nullptr, 16) & 0x10000) == 0) continue;  // __SO_ACCEPTCON
-    if (inodes.count(std::strtoull(inode.c_str(), nullptr, 10))) out.push_back(path);
+    visit(std::strtoull(inode.c_str(), nullptr, 10), path);
   }
+}
+
+std::vector<std::string> ListeningUnixPaths(const std::set<uint64_t>& inodes) {
+  std::vector<std::string> out;
+  ForEachListeningUnixSocket([&](uint64_t inode, const std::string& path) {
+    if (inodes.count(inode)) out.push_back(path);
+  });
+  return out;
+}
+
+std::vector<uint64_t> ListeningUnixInodes(const std::string& wanted) {
+  std::vector<uint64_t> out;
+  ForEachListeningUnixSocket([&](uint64_t inode, const std::string& path) {
+    if (path == wanted) out.push_back(inode);
+  });
   return out;
 }
 
 }  // namespace
 
-std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port) {
-  for (uint64_t inode : ListeningInodes(host, port)) {
+std::optional<ServerProcesses> ServerOf(const std::vector<uint64_t>& listening) {
+  for (uint64_t inode : listening) {
     std::optional<int32_t> pid = identity::FindPidBySocketInode(inode);
     if (!pid) continue;
     ServerProcesses s;
@@ -147,6 +163,14 @@ std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port
     return s;
   }
   return std::nullopt;
+}
+
+std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port) {
+  return ServerOf(ListeningInodes(host, port));
+}
+
+std::optional<ServerProcesses> FindServerByUnixPath(const std::string& path) {
+  return ServerOf(ListeningUnixInodes(path));
 }
 
 std::vector<int32_t> Descendants(int32_t root) {

@@ -18,6 +18,8 @@ struct ServerProcesses {
 // The process holding a TCP socket listening on host:port (or on the wildcard address, with
 // the same port), and what belongs to it. Empty when no local process listens there.
 std::optional<ServerProcesses> FindServer(const std::string& host, uint16_t port);
+// The same for a server reached at its unix socket: the process listening on that path.
+std::optional<ServerProcesses> FindServerByUnixPath(const std::string& path);
 
 // Every process below `root` now (children, grandchildren, ...), from /proc/*/stat.
 std::vector<int32_t> Descendants(int32_t root);

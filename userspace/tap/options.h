@@ -10,9 +10,10 @@ namespace dbw::tap {
 struct TapTarget {
   std::string name;
   std::string env;
-  std::string upstream_host;  // numeric address of the database server
+  std::string upstream_host;  // numeric address of the database server (empty: upstream_unix)
   uint16_t upstream_port = 0;
-  bool relay_only = false;  // sessions that bypass the relay are reported
+  bool relay_only = false;    // sessions that bypass the relay are reported
+  std::string upstream_unix;  // the server's unix socket, when the relay reaches it there
 };
 
 struct TapOptions {

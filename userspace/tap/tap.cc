@@ -207,7 +207,8 @@ Status TapEngine::Start() {
     bool alias = false;
     for (auto& t : targets_) {
       if (t.options.upstream_host == o.upstream_host &&
-          t.options.upstream_port == o.upstream_port) {
+          t.options.upstream_port == o.upstream_port &&
+          t.options.upstream_unix == o.upstream_unix) {
         t.options.relay_only = t.options.relay_only || o.relay_only;
         alias = true;
       }
@@ -228,11 +229,15 @@ void TapEngine::Discover(TargetState* t) {
     WatchAll(t, index, Descendants(t->postmaster));
     return;
   }
-  std::optional<ServerProcesses> s = FindServer(t->options.upstream_host, t->options.upstream_port);
+  const TapTarget& o = t->options;
+  std::optional<ServerProcesses> s = o.upstream_unix.empty()
+                                         ? FindServer(o.upstream_host, o.upstream_port)
+                                         : FindServerByUnixPath(o.upstream_unix);
   if (!s) {
     if (t->postmaster != -1) {
-      DBW_LOG(kInfo) << "tap: target " << t->options.name << ": no local server listens on "
-                     << Endpoint(t->options.upstream_host, t->options.upstream_port)
+      DBW_LOG(kInfo) << "tap: target " << o.name << ": no local server listens on "
+                     << (o.upstream_unix.empty() ? Endpoint(o.upstream_host, o.upstream_port)
+                                                 : "unix:" + o.upstream_unix)
                      << " (client-side capture only)";
     }
     t->postmaster = -1;
