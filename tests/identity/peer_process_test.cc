@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -96,7 +97,7 @@ TEST(PeerProcessTest, ABatchResolvesEveryConnectionWithOneScan) {
     clients.push_back(client);
     peers.push_back({{"127.0.0.1", ntohs(local.sin_port)}, s});
   }
-  peers.push_back({{"127.0.0.1", 1}, s});  // nobody
+  peers.push_back({{"127.0.0.1", 1}, s});     // nobody
   peers.push_back({s, peers.front().first});  // the un-accepted server side: no process
   auto found = FindPeerProcesses(peers);
   ASSERT_EQ(found.size(), peers.size());
@@ -108,6 +109,61 @@ TEST(PeerProcessTest, ABatchResolvesEveryConnectionWithOneScan) {
   EXPECT_FALSE(found[21].has_value());
   for (int c : clients) ::close(c);
   ::close(listener);
+}
+
+// The processes named as likely are looked at first; a wrong guess, or none, finds the same
+// process, and so does a client that is this process (looked at last).
+TEST(PeerProcessTest, LikelyProcessesAreOnlyAStartingPoint) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  Endpoint s{"127.0.0.1", ntohs(addr.sin_port)};
+
+  // A child holds one client socket (the parent closes its copy); this process the other.
+  int ready[2];
+  int release[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(release), 0);
+  int child_client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(child_client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c = 0;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(release[0], &c, 1);  // until the parent is done
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  sockaddr_in local{};
+  len = sizeof(local);
+  ::getsockname(child_client, reinterpret_cast<sockaddr*>(&local), &len);
+  const Endpoint from_child{"127.0.0.1", ntohs(local.sin_port)};
+  ::close(child_client);
+  int own_client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(own_client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  len = sizeof(local);
+  ::getsockname(own_client, reinterpret_cast<sockaddr*>(&local), &len);
+  const Endpoint from_self{"127.0.0.1", ntohs(local.sin_port)};
+
+  for (const std::vector<int32_t>& likely : std::vector<std::vector<int32_t>>{
+           {}, {child}, {1}, {::getpid()}, {1, child, ::getpid(), child}}) {
+    auto found = FindPeerProcesses({{from_child, s}, {from_self, s}}, likely);
+    ASSERT_TRUE(found[0].has_value());
+    EXPECT_EQ(found[0]->pid, child);
+    ASSERT_TRUE(found[1].has_value());
+    EXPECT_EQ(found[1]->pid, ::getpid());
+  }
+  (void)!::write(release[1], &c, 1);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  for (int fd : {ready[0], ready[1], release[0], release[1], own_client, listener}) ::close(fd);
 }
 
 TEST(PeerProcessTest, UnknownEndpointsFindNothing) {

@@ -5,10 +5,12 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -57,38 +59,58 @@ std::unordered_map<std::string, uint64_t> ReadProcNet() {
   return out;
 }
 
-// One walk of /proc/*/fd for many socket inodes: inode -> the first pid holding it.
+// Adds to `found` the wanted socket inodes that process `pid` holds; true once all are found.
+bool ScanFds(int32_t pid, const std::unordered_map<uint64_t, int32_t>& wanted,
+             std::unordered_map<uint64_t, int32_t>* found) {
+  std::string fd_dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* fds = ::opendir(fd_dir.c_str());
+  if (fds == nullptr) return false;
+  while (dirent* fe = ::readdir(fds)) {
+    if (fe->d_name[0] == '.') continue;
+    char target[64];
+    std::string link = fd_dir + "/" + fe->d_name;
+    ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+    if (n <= 8 || std::strncmp(target, "socket:[", 8) != 0) continue;
+    target[n] = '\0';
+    uint64_t inode = std::strtoull(target + 8, nullptr, 10);
+    if (wanted.count(inode) != 0) found->emplace(inode, pid);
+  }
+  ::closedir(fds);
+  return found->size() == wanted.size();
+}
+
+// One walk of /proc/*/fd for many socket inodes: inode -> a pid holding it. The processes in
+// `likely` are looked at first (a client that connected before usually connects again: a pool
+// or pgbench opening its sessions one after another), this process last (the relay holds the
+// other ends of its clients' connections, thousands of descriptors that are never the answer,
+// but a client of its own is still found); the walk stops once every inode is found.
 std::unordered_map<uint64_t, int32_t> FindPidsBySocketInodes(
-    const std::unordered_map<uint64_t, int32_t>& wanted) {
+    const std::unordered_map<uint64_t, int32_t>& wanted, const std::vector<int32_t>& likely = {}) {
   std::unordered_map<uint64_t, int32_t> found;
+  const int32_t self = static_cast<int32_t>(::getpid());
+  std::unordered_set<int32_t> scanned{self};
+  for (int32_t pid : likely) {
+    if (!scanned.insert(pid).second) continue;
+    if (ScanFds(pid, wanted, &found)) return found;
+  }
   DIR* proc = ::opendir("/proc");
   if (proc == nullptr) return found;
+  bool all = false;
   while (dirent* pe = ::readdir(proc)) {
     if (pe->d_name[0] < '0' || pe->d_name[0] > '9') continue;
-    std::string fd_dir = std::string("/proc/") + pe->d_name + "/fd";
-    DIR* fds = ::opendir(fd_dir.c_str());
-    if (fds == nullptr) continue;
-    while (dirent* fe = ::readdir(fds)) {
-      if (fe->d_name[0] == '.') continue;
-      char target[64];
-      std::string link = fd_dir + "/" + fe->d_name;
-      ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
-      if (n <= 8 || std::strncmp(target, "socket:[", 8) != 0) continue;
-      target[n] = '\0';
-      uint64_t inode = std::strtoull(target + 8, nullptr, 10);
-      if (wanted.count(inode) != 0) found.emplace(inode, std::atoi(pe->d_name));
-    }
-    ::closedir(fds);
-    if (found.size() == wanted.size()) break;
+    const int32_t pid = std::atoi(pe->d_name);
+    if (scanned.count(pid) != 0) continue;
+    if ((all = ScanFds(pid, wanted, &found))) break;
   }
   ::closedir(proc);
+  if (!all) ScanFds(self, wanted, &found);
   return found;
 }
 
 }  // namespace
 
 std::vector<std::optional<ProcessInfo>> FindPeerProcesses(
-    const std::vector<std::pair<Endpoint, Endpoint>>& peers) {
+    const std::vector<std::pair<Endpoint, Endpoint>>& peers, const std::vector<int32_t>& likely) {
   std::vector<std::optional<ProcessInfo>> out(peers.size());
   std::unordered_map<std::string, uint64_t> sockets = ReadProcNet();
   std::vector<std::optional<uint64_t>> inodes(peers.size());
@@ -105,7 +127,7 @@ std::vector<std::optional<ProcessInfo>> FindPeerProcesses(
     wanted.emplace(it->second, 0);
   }
   if (wanted.empty()) return out;
-  std::unordered_map<uint64_t, int32_t> pids = FindPidsBySocketInodes(wanted);
+  std::unordered_map<uint64_t, int32_t> pids = FindPidsBySocketInodes(wanted, likely);
   for (size_t i = 0; i < peers.size(); ++i) {
     if (!inodes[i]) continue;
     auto it = pids.find(*inodes[i]);
@@ -162,6 +184,13 @@ void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done) {
   cv_.notify_one();
 }
 
+void PeerResolver::RememberClient(int32_t pid) {
+  auto it = std::find(recent_clients_.begin(), recent_clients_.end(), pid);
+  if (it != recent_clients_.end()) recent_clients_.erase(it);
+  recent_clients_.insert(recent_clients_.begin(), pid);
+  if (recent_clients_.size() > kRecentClients) recent_clients_.pop_back();
+}
+
 void PeerResolver::Run() {
   SetThreadName("dbw-resolver");
   while (true) {
@@ -177,8 +206,11 @@ void PeerResolver::Run() {
     std::vector<std::pair<Endpoint, Endpoint>> peers;
     peers.reserve(batch.size());
     for (const Request& r : batch) peers.emplace_back(r.client, r.server);
-    std::vector<std::optional<ProcessInfo>> found = FindPeerProcesses(peers);
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(found[i]));
+    std::vector<std::optional<ProcessInfo>> found = FindPeerProcesses(peers, recent_clients_);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (found[i]) RememberClient(found[i]->pid);
+      batch[i].done(std::move(found[i]));
+    }
   }
 }
 

@@ -29,9 +29,11 @@ std::optional<uint64_t> FindTcpSocketInode(const Endpoint& local, const Endpoint
 std::optional<int32_t> FindPidBySocketInode(uint64_t inode);
 // Both of the above, then ReadProcessInfo.
 std::optional<ProcessInfo> FindPeerProcess(const Endpoint& client, const Endpoint& server);
-// The same for many (client, server) pairs with one read of /proc/net and one walk of /proc/*/fd.
+// The same for many (client, server) pairs with one read of /proc/net and one walk of /proc/*/fd,
+// which looks at the processes in `likely` first and stops once every peer is found.
 std::vector<std::optional<ProcessInfo>> FindPeerProcesses(
-    const std::vector<std::pair<Endpoint, Endpoint>>& peers);
+    const std::vector<std::pair<Endpoint, Endpoint>>& peers,
+    const std::vector<int32_t>& likely = {});
 
 // Runs lookups on its own thread: scanning /proc takes milliseconds, which a relay worker
 // must not spend. Callbacks run on the resolver thread.
@@ -56,6 +58,12 @@ class PeerResolver {
     Callback done;
   };
   void Run();
+  // Keeps `pid` at the front of recent_clients_ (resolver thread only).
+  void RememberClient(int32_t pid);
+
+  // The processes the last lookups found, most recent first: where the next walk starts.
+  static constexpr size_t kRecentClients = 8;
+  std::vector<int32_t> recent_clients_;
 
   std::mutex mu_;  // guards queue_ and stop_
   std::condition_variable cv_;
