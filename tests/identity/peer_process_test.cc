@@ -19,22 +19,35 @@
 namespace dbw::identity {
 namespace {
 
-TEST(PeerProcessTest, FindsThisProcessBehindALoopbackConnection) {
+// A listening loopback TCP socket on a free port; `addr` receives its address.
+int LoopbackListener(sockaddr_in* addr, int backlog) {
   int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  int client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  sockaddr_in local{};
-  len = sizeof(local);
-  ::getsockname(client, reinterpret_cast<sockaddr*>(&local), &len);
+  *addr = sockaddr_in{};
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(addr), sizeof(*addr)), 0);
+  EXPECT_EQ(::listen(listener, backlog), 0);
+  socklen_t len = sizeof(*addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(addr), &len);
+  return listener;
+}
 
-  Endpoint c{"127.0.0.1", ntohs(local.sin_port)};
+// Connects a new socket to `addr`; `local` receives the socket's own end.
+int ConnectTo(const sockaddr_in& addr, Endpoint* local) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
+  sockaddr_in own{};
+  socklen_t len = sizeof(own);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&own), &len);
+  *local = Endpoint{"127.0.0.1", ntohs(own.sin_port)};
+  return fd;
+}
+
+TEST(PeerProcessTest, FindsThisProcessBehindALoopbackConnection) {
+  sockaddr_in addr{};
+  int listener = LoopbackListener(&addr, 1);
+  Endpoint c;
+  int client = ConnectTo(addr, &c);
   Endpoint s{"127.0.0.1", ntohs(addr.sin_port)};
   auto info = FindPeerProcess(c, s);
   ASSERT_TRUE(info.has_value());
@@ -77,25 +90,15 @@ TEST(ProcessInfoTest, CmdlineKeepsItsShapeNotItsValues) {
 }
 
 TEST(PeerProcessTest, ABatchResolvesEveryConnectionWithOneScan) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 64), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int listener = LoopbackListener(&addr, 64);
   Endpoint s{"127.0.0.1", ntohs(addr.sin_port)};
   std::vector<int> clients;
   std::vector<std::pair<Endpoint, Endpoint>> peers;
   for (int i = 0; i < 20; ++i) {
-    int client = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    sockaddr_in local{};
-    len = sizeof(local);
-    ::getsockname(client, reinterpret_cast<sockaddr*>(&local), &len);
-    clients.push_back(client);
-    peers.push_back({{"127.0.0.1", ntohs(local.sin_port)}, s});
+    Endpoint local;
+    clients.push_back(ConnectTo(addr, &local));
+    peers.push_back({local, s});
   }
   peers.push_back({{"127.0.0.1", 1}, s});     // nobody
   peers.push_back({s, peers.front().first});  // the un-accepted server side: no process
@@ -114,14 +117,8 @@ TEST(PeerProcessTest, ABatchResolvesEveryConnectionWithOneScan) {
 // The processes named as likely are looked at first; a wrong guess, or none, finds the same
 // process, and so does a client that is this process (looked at last).
 TEST(PeerProcessTest, LikelyProcessesAreOnlyAStartingPoint) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int listener = LoopbackListener(&addr, 4);
   Endpoint s{"127.0.0.1", ntohs(addr.sin_port)};
 
   // A child holds one client socket (the parent closes its copy); this process the other.
@@ -129,8 +126,8 @@ TEST(PeerProcessTest, LikelyProcessesAreOnlyAStartingPoint) {
   int release[2];
   ASSERT_EQ(::pipe(ready), 0);
   ASSERT_EQ(::pipe(release), 0);
-  int child_client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(child_client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  Endpoint from_child;
+  int child_client = ConnectTo(addr, &from_child);
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
@@ -141,16 +138,9 @@ TEST(PeerProcessTest, LikelyProcessesAreOnlyAStartingPoint) {
   }
   char c = 0;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  sockaddr_in local{};
-  len = sizeof(local);
-  ::getsockname(child_client, reinterpret_cast<sockaddr*>(&local), &len);
-  const Endpoint from_child{"127.0.0.1", ntohs(local.sin_port)};
   ::close(child_client);
-  int own_client = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(own_client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  len = sizeof(local);
-  ::getsockname(own_client, reinterpret_cast<sockaddr*>(&local), &len);
-  const Endpoint from_self{"127.0.0.1", ntohs(local.sin_port)};
+  Endpoint from_self;
+  int own_client = ConnectTo(addr, &from_self);
 
   for (const std::vector<int32_t>& likely : std::vector<std::vector<int32_t>>{
            {}, {child}, {1}, {::getpid()}, {1, child, ::getpid(), child}}) {

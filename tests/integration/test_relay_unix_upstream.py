@@ -28,12 +28,7 @@ relay = None
 
 def setUpModule():
     global cluster, relay
-    fx.require_postgres()
-    fx.require_psycopg2()
-    fx.dbwarden_bin()
-    cluster = fx.PgCluster()
-    unittest.addModuleCleanup(cluster.close)
-    cluster.start()
+    cluster = fx.module_cluster()
     cluster.create_user('app')
     cluster.create_db('shop', owner='app')
     cluster.psql(f"""
