@@ -2,13 +2,29 @@
 // however reads and writes interleave, bytes that arrived while no read was pending (their
 // epoll edge already reported) are found by the next read, and end of stream, close and
 // destruction complete or drop reads as they should. These guard any change to how the relay
-// waits for its sockets (see docs/performance.md on Boost 1.74's speculative reads).
+// waits for its sockets (see docs/performance.md on Boost 1.74's speculative reads), and count
+// the recv calls a read makes (draining_read.h: no failing recv after a short read).
 #include "userspace/relay/transport.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+namespace {
+std::atomic<int> g_recv_calls{0};
+}  // namespace
+
+// Asio's reads call recv(); this binary's definition takes the place of libc's, so the tests
+// can count them. It forwards to the system call.
+extern "C" ssize_t recv(int fd, void* buf, size_t n, int flags) {
+  g_recv_calls.fetch_add(1);
+  return syscall(SYS_recvfrom, fd, buf, n, flags, nullptr, nullptr);
+}
 
 namespace dbw::relay {
 namespace {
@@ -90,6 +106,46 @@ TEST_F(TransportTest, EdgeReportedWhileNoReadIsPendingIsNotLost) {
   StartRead(64);
   ASSERT_TRUE(RunUntilDone()) << "the read waited for an edge that had passed";
   EXPECT_EQ(got_, "second");
+}
+
+// Bytes that are on the socket by the time the loop has seen their edge.
+void WaitUntilAvailable(asio::io_context& io, Transport& t, size_t n) {
+  for (int i = 0; i < 1000 && t.socket().available() < n; ++i) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(1));
+  }
+}
+
+// A short read drained the socket: the next read waits for the edge of new bytes instead of
+// first calling recv to be told EAGAIN (half of the relay's recv calls before).
+TEST_F(TransportTest, AfterAShortReadTheNextReadWaitsWithoutCallingRecv) {
+  Send("abc");
+  WaitUntilAvailable(io_, *transport_, 3);
+  StartRead(64);
+  ASSERT_TRUE(RunUntilDone());
+  ASSERT_EQ(got_, "abc");
+  const int after_first = g_recv_calls.load();
+  StartRead(64);
+  for (int i = 0; i < 5; ++i) io_.poll();
+  EXPECT_FALSE(done_);
+  EXPECT_EQ(g_recv_calls.load(), after_first) << "a recv was tried on a drained socket";
+  Send("def");
+  ASSERT_TRUE(RunUntilDone());
+  EXPECT_EQ(got_, "abcdef");
+  EXPECT_EQ(g_recv_calls.load(), after_first + 1);
+}
+
+// A read that filled its buffer may have left bytes behind, and their edge has passed: the next
+// read must try at once and find them.
+TEST_F(TransportTest, AfterAFullReadTheNextReadTriesAtOnce) {
+  Send("0123456789AB");
+  WaitUntilAvailable(io_, *transport_, 12);
+  StartRead(8);
+  ASSERT_TRUE(RunUntilDone());
+  ASSERT_EQ(got_, "01234567");
+  StartRead(64);
+  ASSERT_TRUE(RunUntilDone()) << "bytes left by a full read were not read";
+  EXPECT_EQ(got_, "0123456789AB");
 }
 
 TEST_F(TransportTest, ManyWritesArriveWholeAndInOrderThroughSmallReads) {

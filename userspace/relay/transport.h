@@ -13,12 +13,15 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include "userspace/relay/draining_read.h"
+
 namespace dbw::relay {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-// A socket of any stream family: client legs are TCP, upstream legs TCP or unix.
-using StreamSocket = asio::generic::stream_protocol::socket;
+// A socket of any stream family: client legs are TCP, upstream legs TCP or unix. Its plain reads
+// skip the recvfrom that would fail with EAGAIN after a short read (draining_read.h).
+using StreamSocket = DrainingSocket;
 using StreamEndpoint = asio::generic::stream_protocol::endpoint;
 
 // A TCP endpoint from a stream socket's address (a default one when it is not AF_INET/6).
@@ -62,7 +65,7 @@ class Transport {
     if (tls_) {
       tls_->async_read_some(buffer, std::forward<Handler>(handler));
     } else {
-      socket_.async_read_some(buffer, std::forward<Handler>(handler));
+      socket_.AsyncReceiveDraining(buffer, std::forward<Handler>(handler));
     }
   }
 
