@@ -123,12 +123,13 @@ void CheckReadable(const YAML::Node& node, const std::string& what, const std::s
 }
 
 // A whole number from 0 to `max` (connection limits: 0 is unlimited).
-size_t Count(const YAML::Node& node, const std::string& what, size_t max) {
+size_t Count(const YAML::Node& node, const std::string& what, size_t max,
+             const char* zero = "unlimited") {
   std::string v = Scalar(node, what);
   size_t n = 0;
   auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (ec != std::errc() || ptr != v.data() + v.size() || n > max)
-    Throw(node, what + " must be a number from 0 to " + std::to_string(max) + " (0: unlimited)");
+    Throw(node, what + " must be a number from 0 to " + std::to_string(max) + " (0: " + zero + ")");
   return n;
 }
 
@@ -475,7 +476,9 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
 }
 
 void ParseAudit(const YAML::Node& a, AgentConfig* c) {
-  CheckKeys(a, "audit", {"durability", "retention", "signing_key", "anchor_file"});
+  CheckKeys(a, "audit", {"durability", "retention", "signing_key", "anchor_file", "intent_log_mb"});
+  if (a["intent_log_mb"])
+    c->audit_intent_log_mb = Count(a["intent_log_mb"], "audit.intent_log_mb", 1024, "off");
   if (a["anchor_file"]) c->audit_anchor_file = Scalar(a["anchor_file"], "audit.anchor_file");
   if (a["durability"]) {
     c->audit_durability = Scalar(a["durability"], "audit.durability");

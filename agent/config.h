@@ -39,6 +39,8 @@ struct AgentConfig {
   // audit: the RocksDB audit log under <state_dir>/audit.
   std::string audit_durability = "auto";                 // auto | sync | async
   std::chrono::seconds audit_retention{90 * 24 * 3600};  // 0: keep forever
+  // Ring of each relay worker's intent log (docs/audit-store.md#intent-logs); 0: off.
+  size_t audit_intent_log_mb = 8;
   // Key of the masking function `hash` (HMAC-SHA256); empty: <state_dir>/masking-hash.key,
   // generated on first start.
   std::string masking_hash_key;

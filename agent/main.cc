@@ -138,6 +138,7 @@ int Run(const std::vector<std::string>& args) {
                                                                    : audit::Durability::kAuto;
   store_options.retention = config->audit_retention;
   store_options.signing_key_path = config->audit_signing_key;
+  store_options.intent_log_bytes = config->audit_intent_log_mb << 20;
   store_options.anchor_file = config->audit_anchor_file.empty()
                                   ? config->state_dir + "/audit-anchors.jsonl"
                               : config->audit_anchor_file == "off" ? std::string()

@@ -141,6 +141,7 @@ TEST_F(ConfigTest, AuditAndApiSections) {
   retention: 30d
   signing_key: /etc/dbwarden/k.pem
   anchor_file: /var/log/dbwarden/anchors.jsonl
+  intent_log_mb: 32
 api:
   listen: 127.0.0.1:9721
   max_connections: 50
@@ -158,6 +159,7 @@ targets:
   EXPECT_EQ(c->audit_durability, "sync");
   EXPECT_EQ(c->audit_retention, std::chrono::hours(24 * 30));
   EXPECT_EQ(c->audit_anchor_file, "/var/log/dbwarden/anchors.jsonl");
+  EXPECT_EQ(c->audit_intent_log_mb, 32u);
   EXPECT_EQ(c->api.listen, "127.0.0.1:9721");
   EXPECT_EQ(c->api.max_connections, 50u);
   EXPECT_EQ(c->api.max_connections_per_source, 10u);
@@ -169,6 +171,9 @@ targets:
       {"audit: {durability: maybe}\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: "
        "127.0.0.1:2}]\n",
        1, "audit.durability must be"},
+      {"audit:\n  intent_log_mb: 4096\ntargets: [{name: a, listen: 127.0.0.1:1, upstream: "
+       "127.0.0.1:2}]\n",
+       2, "audit.intent_log_mb must be a number from 0 to 1024 (0: off)"},
       {"api:\n  tokens:\n    - {name: x, role: god, sha256: ab}\ntargets: [{name: a, listen: "
        "127.0.0.1:1, upstream: 127.0.0.1:2}]\n",
        3, "role must be viewer, approver or admin"},

@@ -16,8 +16,9 @@ class EventSink {
   // audit_loss event and a metric.
   virtual void Submit(Event event) = 0;
 
-  // Enqueues `event` and calls `done` (on the sink's own thread) once it is durable at its
-  // level, with the error if it could not be written. A full queue calls `done` at once with
+  // Enqueues `event` and calls `done` (on the sink's own thread, or at once on the calling
+  // thread when the event is already durable at its level) once it is durable at its level,
+  // with the error if it could not be written. A full queue calls `done` at once with
   // kResourceExhausted. The relay's audit-before-forward waits for this.
   using CommitCallback = std::function<void(const Status&, uint64_t seq)>;
   virtual void SubmitAndWait(Event event, CommitCallback done) = 0;

@@ -237,10 +237,22 @@ StatusOr<std::unique_ptr<AuditStore>> AuditStore::Open(const StoreOptions& optio
       "at 64 MiB per column family");
   impl->m_table_reader_bytes = m.GetGauge("dbwarden_audit_table_reader_bytes",
                                           "Bytes held by the audit store's open table readers");
+  impl->m_intent_appends = m.GetCounter(
+      "dbwarden_audit_intent_appends_total",
+      "Audit records written to a relay worker's intent log (audit-before-forward without "
+      "waiting for the writer)");
+  impl->m_intent_full = m.GetCounter(
+      "dbwarden_audit_intent_log_full_total",
+      "Audit-before-forward events that waited for the writer because their intent log was "
+      "full");
+  impl->m_intent_replayed =
+      m.GetCounter("dbwarden_audit_intent_replayed_total",
+                   "Audit records replayed at start from intent logs of an earlier run");
   DBW_RETURN_IF_ERROR(impl->OpenAnchorFile());
   // Before retention: what is checked is the store as found.
   impl->CheckIntegrityAtOpen();
   impl->last_checkpoint_time = std::chrono::steady_clock::now();
+  impl->RecoverIntents();
   impl->RunRetention();
   impl->next_retention = std::chrono::steady_clock::now() + options.retention_check_every;
   Impl* raw = impl.get();
@@ -289,6 +301,7 @@ AuditStore::~AuditStore() {
     }
     impl_->cv.notify_all();
     impl_->thread.join();
+    impl_->CloseIntentLogs();
   }
 }
 
@@ -333,6 +346,43 @@ void AuditStore::SubmitAndWait(Event event, CommitCallback done) {
               (im.options.durability == Durability::kAuto && NeedsSync(event));
   QueuedEvent q;
   if (event.ts_us == 0) event.ts_us = NowMicros();
+  // The intent path: only while the store writes (blocked is refreshed by the writer at least
+  // every kMaxDelay, idle or not), so that a store that cannot write refuses statements as
+  // before. An event logged just before it stopped is kept and written once it can, or
+  // replayed at the next start: its intent log entry is as durable as an async commit.
+  if (!sync && im.intent_ok.load(std::memory_order_relaxed) && !im.blocked.load() &&
+      !im.write_failed.load()) {
+    if (IntentLog* log = im.ThreadIntentLog(); log != nullptr) {
+      event.seq = 0;
+      q.rendered.resize(sizeof(event.ts_us));
+      std::memcpy(q.rendered.data(), &event.ts_us, sizeof(event.ts_us));
+      AppendEventJson(event, &q.rendered);
+      IntentLog::Appended at;
+      if (log->Append(q.rendered, &at)) {
+        q.event = std::move(event);
+        q.intent = log;
+        q.intent_name = &log->name();
+        q.intent_seq = at.seq;
+        q.intent_end = at.end;
+        im.m_intent_appends->Add();
+        bool notify = false;
+        {
+          // Not refused for a full queue: it already is in its log, and the ring bounds how
+          // many such events wait.
+          std::lock_guard<std::mutex> lock(im.mu);
+          im.queue.push_back(std::move(q));
+          ++im.submitted;
+          im.m_queue_depth->Set(static_cast<int64_t>(im.queue.size()));
+          if (im.queue.size() >= kWakeThreshold) notify = im.wake = true;
+        }
+        if (notify) im.cv.notify_one();
+        done(Status::Ok(), 0);
+        return;
+      }
+      im.m_intent_full->Add();  // the writer is a ring behind: wait for it as before
+      q.rendered.clear();
+    }
+  }
   q.event = std::move(event);
   q.sync = sync;
   q.done = std::move(done);
@@ -417,7 +467,17 @@ void AuditStore::Impl::Run() {
       m_queue_depth->Set(0);
     }
     size_t taken = batch.size();  // the audit_loss event CommitQueued adds is not a submission
+    // Intent events a failed batch kept go first: the chain keeps their order.
+    if (!retry.empty() && (taken > 0 || lost_now > 0 || WriteBlocked().empty())) {
+      while (!retry.empty()) {
+        batch.push_front(std::move(retry.back()));
+        retry.pop_back();
+      }
+    }
     CommitQueued(&batch, lost_now, unwritten_now, lost_reason_now);
+    if (batch.empty())
+      blocked.store(!WriteBlocked().empty());  // also while idle: see SubmitAndWait
+    if (retry.empty()) intent_ok.store(true);
     MaybeTimedCheckpoint(stopping);
     if (std::chrono::steady_clock::now() >= next_retention) {
       RunRetention();
@@ -431,12 +491,16 @@ void AuditStore::Impl::Run() {
     batch.clear();
     if (stopping) {
       std::lock_guard<std::mutex> lock(mu);
-      if (queue.empty() && lost == 0) return;
+      if (queue.empty() && lost == 0 && retry.empty()) return;
       if (blocked.load()) {
         // Shutting down while the store cannot write: waiting would never end. What could not
-        // be written is said where it can still be read: the log (the journal).
+        // be written is said where it can still be read: the log (the journal). Intent events
+        // stay in their logs and are replayed at the next start.
         DBW_LOG(kError) << "audit store: stopping with " << lost + queue.size()
-                        << " events that could not be written (" << lost_reason << ")";
+                        << " events that could not be written (" << lost_reason << ")"
+                        << (retry.empty() ? ""
+                                          : "; " + std::to_string(retry.size()) +
+                                                " are kept in intent logs for the next start");
         return;
       }
     }
@@ -487,6 +551,13 @@ void AuditStore::Impl::FailBatch(Batch::iterator first, Batch::iterator last,
   Status err = Unavailable("audit commit failed: " + message);
   uint64_t unreported = 0;
   for (auto it = first; it != last; ++it) {
+    if (it->intent_name != nullptr) {
+      // Already ran (or, replayed, ran before a crash): kept, and written first once the
+      // store can write; its log keeps it too until then.
+      intent_ok.store(false);
+      retry.push_back(std::move(*it));
+      continue;
+    }
     if (it->done)
       it->done(err, 0);
     else if (it->event.kind == EventKind::kAuditLoss)
@@ -588,6 +659,7 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
   // batch of N events writes N records plus one key per distinct value.
   // The per-value lists live across batches (cleared, not freed): values recur.
   time_postings.clear();
+  intent_marks.clear();
   for (auto& values : term_postings) {
     if (values.size() > kMaxRetainedValues) values.clear();
     for (auto& [value, postings] : values) postings.clear();
@@ -599,7 +671,19 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
     q.event.seq = seq;
     record.clear();
     store::EncodeRecord(q.event.ts_us, prev, Hash{}, {}, &record);
-    AppendEventJson(q.event, &record);
+    if (q.rendered.empty()) {
+      AppendEventJson(q.event, &record);
+    } else {
+      // The producer's JSON with its "seq":0 replaced by the seq assigned here.
+      static constexpr std::string_view kSeqZero = "{\"seq\":0";
+      std::string_view json = std::string_view(q.rendered).substr(sizeof(int64_t));
+      if (json.substr(0, kSeqZero.size()) != kSeqZero) {
+        st = DataLoss("an intent log record does not start with its seq");
+        break;
+      }
+      record.append("{\"seq\":").append(std::to_string(seq));
+      record.append(json.substr(kSeqZero.size()));
+    }
     Hash hash;
     st = sha.Chain(prev, std::string_view(record).substr(store::kRecordHeader), &hash);
     if (!st.ok()) break;
@@ -608,7 +692,15 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
     store::Posting posting{q.event.ts_us, seq};
     time_postings.push_back(posting);
     // Equal to ExtractTerms over the stored JSON (what Query checks on decoded events).
-    store::EventTerms(q.event, &terms);
+    if (q.recovered) {
+      store::Terms parsed;
+      st = store::ExtractTerms(std::string_view(record).substr(store::kRecordHeader), &parsed);
+      if (!st.ok()) break;
+      terms = std::move(parsed.values);
+    } else {
+      store::EventTerms(q.event, &terms);
+    }
+    if (q.intent_name != nullptr) NoteIntent(q);
     for (auto& [index, value] : terms)
       term_postings[static_cast<size_t>(index)][std::move(value)].push_back(posting);
     sync |= q.sync;
@@ -620,6 +712,11 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
     for (size_t i = 0; i < store::kIndexCount; ++i)
       for (auto& [value, postings] : term_postings[i])
         if (!postings.empty()) PutBlocks(&wb, static_cast<Index>(i), value, &postings);
+  }
+  for (const IntentMark& m : intent_marks) {
+    std::string value;
+    store::PutBigEndian64(m.seq, &value);
+    wb.Put(meta, std::string(kMetaIntentPrefix) + *m.name, value).PermitUncheckedError();
   }
   uint64_t head = seq - 1;
   std::string head_value = store::SeqKey(head);
@@ -645,6 +742,8 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
     FailBatch(first, last, s.ToString());
     return;
   }
+  for (const IntentMark& m : intent_marks)
+    if (m.log != nullptr) m.log->Drained(m.end);
   uint64_t first_seq = next_seq;
   next_seq = seq;
   head_hash = prev;

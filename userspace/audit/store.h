@@ -41,6 +41,10 @@ struct StoreOptions {
   // fdatasync'd; empty: not published. At Open the store is checked against the newest line: a
   // store that ends before it or contradicts it was rolled back (Integrity()).
   std::string anchor_file;
+  // Ring size of each producer thread's intent log (<dir>/intent): audit-before-forward of an
+  // event that needs no fsync writes the record there and goes on instead of waiting for the
+  // writer (intent_log.h). 0: every such event waits for the writer's commit.
+  size_t intent_log_bytes = 8u << 20;
 };
 
 // A published checkpoint: one line of an anchor file. An outside copy of these lines is what
@@ -127,7 +131,9 @@ class AuditStore : public EventSink {
   // Enqueue and call `done` (on the writer thread) once the event is committed at its
   // durability level, with the error if the store could not commit (the relay then refuses
   // the statement: audit-before-forward fails closed). A full queue calls `done` at once with
-  // kResourceExhausted.
+  // kResourceExhausted. An event that needs no fsync is written to the calling thread's intent
+  // log instead, which is as durable as the commit would be, and `done` is called at once, on
+  // the calling thread, with seq 0 (the writer assigns it later).
   void SubmitAndWait(Event event, CommitCallback done) override;  // CommitCallback: sink.h
   // Blocks until everything submitted before the call is committed, or could not be: while the
   // store cannot write (disk nearly full, a failed write) it returns at once, and what it could

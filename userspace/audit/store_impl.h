@@ -1,6 +1,7 @@
 // AuditStore::Impl: the RocksDB handles, the writer thread's state and the producer queue.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include "userspace/audit/intent_log.h"
 #include "userspace/audit/store.h"
 #include "userspace/audit/store_codec.h"
 #include "userspace/audit/store_signing.h"
@@ -30,6 +32,17 @@ struct QueuedEvent {
   Event event;  // ts_us already stamped
   bool sync = false;
   EventSink::CommitCallback done;  // may be empty
+  // Rendered by the producer (the intent path) or read back from an intent log (recovery):
+  // ts_us (8 bytes, native order) | the event's JSON with "seq":0. Empty: the writer renders.
+  std::string rendered;
+  bool recovered = false;  // `event` is empty but for ts_us: index terms come from the JSON
+  // The intent log entry that holds this event (intent_name null: none). The commit records
+  // intent_seq under meta "intent/<name>" in the same write, and then marks the log drained up
+  // to intent_end (live logs only).
+  IntentLog* intent = nullptr;
+  const std::string* intent_name = nullptr;
+  uint64_t intent_seq = 0;
+  uint64_t intent_end = 0;
 };
 
 struct AuditStore::Impl {
@@ -85,6 +98,30 @@ struct AuditStore::Impl {
   std::chrono::steady_clock::time_point next_memory_sample{};
   void SampleMemory();
 
+  // Intent logs (store_intent.cc). The calling thread's log, created on its first use; null
+  // when the path is off, the thread limit is reached or the file cannot be made.
+  IntentLog* ThreadIntentLog();
+  // At Open, before the writer starts: commits every entry of the intent logs left by an
+  // earlier run that the store's marks do not cover, then removes those logs.
+  void RecoverIntents();
+  // At close, after the writer stopped: removes this run's logs when all they hold is
+  // committed (else they are left for the next start to replay).
+  void CloseIntentLogs();
+  uint64_t store_id = 0;  // tells this store's thread-local log from another's
+  std::string intent_dir;
+  std::string intent_run;  // this run's log names start with it
+  std::mutex intent_mu;    // guards intent_logs
+  std::vector<std::unique_ptr<IntentLog>> intent_logs;
+  // Producers may take the intent path: false while events of intent logs wait in `retry`
+  // (the store could not write them), so that no statement runs ahead of what it cannot write.
+  std::atomic<bool> intent_ok{true};
+  // Writer thread: intent events of batches that failed. They already ran; they are written
+  // first once the store can write again, or replayed from their logs at the next start.
+  std::deque<QueuedEvent> retry;
+  Counter* m_intent_appends = nullptr;
+  Counter* m_intent_full = nullptr;
+  Counter* m_intent_replayed = nullptr;
+
   // Reads the record stored at seq under `snapshot`; kNotFound when absent.
   Status ReadRecord(const rocksdb::Snapshot* snapshot, uint64_t seq, std::string* raw) const;
 
@@ -113,6 +150,23 @@ struct AuditStore::Impl {
   std::vector<store::Posting> time_postings;
   std::array<std::unordered_map<std::string, std::vector<store::Posting>>, store::kIndexCount>
       term_postings;
+  // One batch's newest entry per intent log.
+  struct IntentMark {
+    const std::string* name = nullptr;
+    IntentLog* log = nullptr;  // null for a replayed log
+    uint64_t seq = 0;
+    uint64_t end = 0;
+  };
+  std::vector<IntentMark> intent_marks;
+  void NoteIntent(const QueuedEvent& q) {
+    for (IntentMark& m : intent_marks)
+      if (m.name == q.intent_name) {
+        m.seq = std::max(m.seq, q.intent_seq);
+        m.end = std::max(m.end, q.intent_end);
+        return;
+      }
+    intent_marks.push_back({q.intent_name, q.intent, q.intent_seq, q.intent_end});
+  }
 
   std::mutex mu;  // guards queue, lost, lost_unwritten, lost_reason, submitted, done, stop, ...
   std::condition_variable cv;
@@ -171,9 +225,10 @@ VerifyReport VerifyChain(const AuditStore::Impl& im, std::optional<uint64_t> fro
                          std::optional<uint64_t> to, const std::vector<Anchor>* anchors);
 
 // Meta keys (default column family).
-inline constexpr char kMetaHead[] = "head";       // seq(8) | hash(32)
-inline constexpr char kMetaAnchor[] = "anchor";   // a signed checkpoint of the last cut event
-inline constexpr char kMetaPubkey[] = "pubkey";   // raw public key currently signing
-inline constexpr char kMetaKeyPrefix[] = "key/";  // key/<raw public key>: every key ever used
+inline constexpr char kMetaHead[] = "head";             // seq(8) | hash(32)
+inline constexpr char kMetaAnchor[] = "anchor";         // a signed checkpoint of the last cut event
+inline constexpr char kMetaPubkey[] = "pubkey";         // raw public key currently signing
+inline constexpr char kMetaKeyPrefix[] = "key/";        // key/<raw public key>: every key ever used
+inline constexpr char kMetaIntentPrefix[] = "intent/";  // intent/<log name>: seq(8) committed
 
 }  // namespace dbw::audit

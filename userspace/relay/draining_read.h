@@ -107,8 +107,8 @@ class DrainingSocket : public boost::asio::generic::stream_protocol::socket {
     // As reactive_socket_service_base::start_op for a read that may be tried at once.
     if ((impl.state_ & ad::socket_ops::non_blocking) != 0 ||
         ad::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, p.p->ec_)) {
-      reactor.start_op(ad::reactor::read_op, impl.socket_, impl.reactor_data_, p.p,
-                       is_continuation, /*allow_speculative=*/true);
+      reactor.start_op(ad::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation,
+                       /*allow_speculative=*/true);
     } else {
       reactor.post_immediate_completion(p.p, is_continuation);
     }
