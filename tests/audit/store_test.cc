@@ -18,6 +18,7 @@
 #include <rocksdb/db.h>
 
 #include "userspace/audit/event_json.h"
+#include "userspace/audit/intent_log.h"
 #include "userspace/audit/store_codec.h"
 #include "userspace/audit/store_signing.h"
 #include "userspace/identity/process_info.h"
@@ -997,6 +998,54 @@ TEST(AuditStoreTest, FullQueueIsCountedAndWrittenAsLoss) {
 // A backlog larger than one RocksDB write (the writer commits at most 8192 events per write,
 // and a producer this fast leaves it batches of tens of thousands) lands whole, in order, with
 // every index entry and a verifiable chain; commit callbacks get their own seqs.
+// An intent log left by an earlier run (the agent was killed before its writer committed):
+// the next open commits its entries after the head, indexed from their JSON, skips an entry
+// that is no record of this agent, and removes the file.
+TEST(AuditStoreTest, OpenReplaysAnIntentLogLeftByAnEarlierRun) {
+  std::string dir = TempDir("intent-replay");
+  { ASSERT_TRUE(AuditStore::Open(Options(dir)).ok()); }  // creates <dir>/intent
+  const std::string path = dir + "/intent/1-0.log";
+  std::vector<std::string> expected;
+  {
+    auto log = IntentLog::Create(path, 1 << 16);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    IntentLog::Appended at;
+    std::vector<Event> events = EveryKind();
+    for (size_t i = 0; i < events.size(); ++i) {
+      Event e = events[i];
+      e.seq = 0;
+      if (e.ts_us == 0) e.ts_us = 1'700'000'000'000'000 + static_cast<int64_t>(i);
+      std::string payload(sizeof(e.ts_us), '\0');
+      std::memcpy(payload.data(), &e.ts_us, sizeof(e.ts_us));
+      AppendEventJson(e, &payload);
+      ASSERT_TRUE((*log)->Append(payload, &at));
+      e.seq = i + 1;  // a fresh store: seqs from 1
+      expected.emplace_back();
+      AppendEventJson(e, &expected.back());
+      if (i == 2) ASSERT_TRUE((*log)->Append("not a record of this agent", &at));
+    }
+  }
+  auto store = AuditStore::Open(Options(dir));
+  ASSERT_TRUE(store.ok());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  auto events = (*store)->ReadAfter(0, 1000);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_EQ((*events)[i].json.substr(0, expected[i].size() - 1),
+              expected[i].substr(0, expected[i].size() - 1));
+  // Indexed like any record: found through a filter.
+  EventFilter f;
+  f.kind = EventKindName(EveryKind()[0].kind);
+  EXPECT_FALSE(QueryAll(**store, f, 10).empty());
+  EXPECT_TRUE((*store)->Verify(std::nullopt, std::nullopt).ok);
+  // Replayed once: a second open finds nothing more to do.
+  store->reset();
+  auto again = AuditStore::Open(Options(dir));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->Stats().head_seq, expected.size());
+}
+
 TEST(AuditStoreTest, BacklogCommitsInSlicesWithoutGapsOrReordering) {
   std::string dir = TempDir("backlog");
   StoreOptions o = Options(dir);

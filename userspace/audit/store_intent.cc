@@ -82,8 +82,20 @@ void AuditStore::Impl::RecoverIntents() {
       continue;
     }
     Batch batch;
+    size_t invalid = 0;
     for (IntentLog::Entry& e : *entries) {
-      if (e.seq <= mark || e.payload.size() < sizeof(int64_t)) continue;
+      if (e.seq <= mark) continue;
+      // Checked here, not at commit: an entry that cannot become a record (only a file written
+      // by something other than the agent has one) is reported and skipped instead of failing
+      // its batch again and again.
+      store::Terms terms;
+      std::string_view json =
+          std::string_view(e.payload).substr(std::min(e.payload.size(), sizeof(int64_t)));
+      if (e.payload.size() < sizeof(int64_t) || json.rfind(R"({"seq":0,)", 0) != 0 ||
+          !store::ExtractTerms(json, &terms).ok()) {
+        ++invalid;
+        continue;
+      }
       QueuedEvent q;
       std::memcpy(&q.event.ts_us, e.payload.data(), sizeof(int64_t));
       q.rendered = std::move(e.payload);
@@ -92,6 +104,9 @@ void AuditStore::Impl::RecoverIntents() {
       q.intent_seq = e.seq;
       batch.push_back(std::move(q));
     }
+    if (invalid > 0)
+      DBW_LOG(kError) << "audit store: " << invalid << " entries of " << file.string()
+                      << " are not audit records of this agent; skipped";
     const size_t count = batch.size();
     if (count > 0) CommitQueued(&batch, 0, 0, "");
     if (!retry.empty()) {
