@@ -125,6 +125,56 @@ void BM_AppendAsync(benchmark::State& state) {
 }
 BENCHMARK(BM_AppendAsync)->Iterations(5)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Audit-before-forward of reads: SubmitAndWait from one producer thread, acknowledged from its
+// intent log (the producer renders and logs each record; the writer commits them). `intent`
+// 0 turns the log off, so each event waits for the writer's commit as before (one in flight,
+// as one relay session's statements are).
+void BM_AppendAndWait(benchmark::State& state) {
+  const bool intent = state.range(0) != 0;
+  std::string dir = Dir(intent ? "intent" : "wait");
+  fs::remove_all(dir);
+  StoreOptions o;
+  o.dir = dir;
+  o.durability = Durability::kAsync;
+  o.retention = std::chrono::seconds(0);
+  o.intent_log_bytes = intent ? 64u << 20 : 0;
+  auto opened = AuditStore::Open(o);
+  if (!opened.ok()) {
+    state.SkipWithError(opened.status().ToString().c_str());
+    return;
+  }
+  auto store = std::move(*opened);
+  std::mt19937_64 rng(4);
+  std::vector<Event> events;
+  for (int i = 0; i < (intent ? 50000 : 5000); ++i) events.push_back(MakeEvent(rng, kBase + i));
+  std::atomic<uint64_t> failures{0};
+  for (auto _ : state) {
+    for (const Event& e : events) {
+      Event copy = e;
+      copy.ts_us = 0;
+      std::atomic<bool> done{false};
+      store->SubmitAndWait(std::move(copy), [&](const Status& s, uint64_t) {
+        if (!s.ok()) failures.fetch_add(1);
+        done.store(true);
+        done.notify_one();
+      });
+      done.wait(false);
+    }
+    store->Flush();
+  }
+  state.counters["events/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * events.size()), benchmark::Counter::kIsRate);
+  state.counters["failures"] = static_cast<double>(failures.load());
+  store.reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_AppendAndWait)
+    ->Arg(1)
+    ->Arg(0)
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // Sync: `producers` threads, each keeping `window` events in flight (like many relay sessions
 // each waiting for audit-before-forward), so the writer forms large fsynced batches.
 void BM_AppendSync(benchmark::State& state) {
