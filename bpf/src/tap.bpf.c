@@ -207,29 +207,41 @@ static __always_inline void count_loss(__u32 which, __u64 n) {
   if (c) *c += n;
 }
 
+/* Hot paths read the task's structures with direct loads through the BTF-typed pointer of
+ * bpf_get_current_task_btf (the verifier turns each into one guarded load instruction) rather
+ * than bpf_probe_read_kernel and the get_current_* helpers: each helper call costs ~70 ns on
+ * this CPU with its speculation mitigations, and an entry made about a dozen of them
+ * (docs/performance.md). The struct file from the fd array is a plain address to the verifier,
+ * so it is still read with CO-RE reads (a cast back to BTF needs a 6.2+ kfunc; Debian 12's
+ * kernel is 6.1). */
+
 static __always_inline void fill_task(struct dbw_tap_task* t) {
-  __u64 id = bpf_get_current_pid_tgid();
-  __u64 ug = bpf_get_current_uid_gid();
+  struct task_struct* task = bpf_get_current_task_btf();
   t->ts_ns = bpf_ktime_get_ns();
-  t->cgroup_id = bpf_get_current_cgroup_id();
-  t->tgid = id >> 32;
-  t->tid = (__u32)id;
-  t->uid = (__u32)ug;
-  t->gid = ug >> 32;
-  bpf_get_current_comm(t->comm, sizeof(t->comm));
+  /* As bpf_get_current_cgroup_id: the id of the task's cgroup-v2 (default hierarchy) node. */
+  t->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+  t->tgid = task->tgid;
+  t->tid = task->pid;
+  /* As bpf_get_current_uid_gid: the task's (subjective) credentials, in the initial namespace. */
+  const struct cred* cred = task->cred;
+  t->uid = cred->uid.val;
+  t->gid = cred->gid.val;
+  __builtin_memcpy(t->comm, task->comm, sizeof(t->comm));
 }
 
-/* The struct file behind fd of the current task, or NULL. */
-static __always_inline struct file* fd_file(int fd) {
+/* The struct file behind fd of `task`, or NULL. */
+static __always_inline struct file* task_fd_file(struct task_struct* task, int fd) {
   if (fd < 0) return NULL;
-  struct task_struct* task = (struct task_struct*)bpf_get_current_task();
-  struct fdtable* fdt = BPF_CORE_READ(task, files, fdt);
-  unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-  if ((unsigned int)fd >= max_fds) return NULL;
-  struct file** fda = BPF_CORE_READ(fdt, fd);
+  struct fdtable* fdt = task->files->fdt;
+  if ((unsigned int)fd >= fdt->max_fds) return NULL;
+  struct file** fda = fdt->fd;
   struct file* f = NULL;
   bpf_probe_read_kernel(&f, sizeof(f), &fda[fd]);
   return f;
+}
+
+static __always_inline struct file* fd_file(int fd) {
+  return task_fd_file(bpf_get_current_task_btf(), fd);
 }
 
 /* The sock of a socket file (checking that the socket's file is this file), or NULL. */
@@ -289,16 +301,15 @@ static __always_inline void classify(__u32 tgid, int fd, struct file* f, struct 
 
 static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, __u8 dir,
                                     __u64 flags) {
-  __u64 id = bpf_get_current_pid_tgid();
-  __u32 tgid = id >> 32;
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u32 tgid = task->tgid;
   if (tgid == self_tgid) return 0;
   /* A slot left valid (its exit was not traced, or the storage lookup failed there) must not
    * be taken for this syscall's: every entry starts by voiding the thread's slot. */
-  struct task_struct* task = bpf_get_current_task_btf();
   struct inflight* p = bpf_task_storage_get(&inflight, task, 0, 0);
   if (p) p->valid = 0;
   if (flags & MSG_PEEK) return 0; /* the bytes are read again by the next recv */
-  struct file* f = fd_file((int)fd);
+  struct file* f = task_fd_file(task, (int)fd);
   if (!f) return 0;
   struct inode* inode = BPF_CORE_READ(f, f_inode);
   __u64 ino = BPF_CORE_READ(inode, i_ino);

@@ -211,8 +211,9 @@ TEST(AuditCrashTest, IntentLoggedEventsSurviveSigkillExactlyOnce) {
     for (const std::string& a : acknowledged)
       ASSERT_EQ(stored.count(a), 1u) << a << " was acknowledged: it must be stored once";
     for (const std::string& d : stored)
-      if (d.find(" intent ") != std::string::npos)
+      if (d.find(" intent ") != std::string::npos) {
         ASSERT_EQ(stored.count(d), 1u) << d << " is stored twice (replayed after its commit)";
+      }
   }
   EXPECT_GT(replayed->value(), replayed_before) << "no round left anything to replay";
   std::filesystem::remove_all(dir);

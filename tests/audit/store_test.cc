@@ -332,7 +332,9 @@ TEST(AuditStoreTest, RoundTripsEveryKindAndContinuesAfterRestart) {
         got = n;
         called = true;
       });
-      if (round == 1) EXPECT_TRUE(called) << "an intent-logged event is acknowledged at once";
+      if (round == 1) {
+        EXPECT_TRUE(called) << "an intent-logged event is acknowledged at once";
+      }
       (*store)->Flush();
       ASSERT_TRUE(status.ok()) << status.ToString();
       EXPECT_EQ(got, round == 0 ? seq : 0);
@@ -1022,7 +1024,9 @@ TEST(AuditStoreTest, OpenReplaysAnIntentLogLeftByAnEarlierRun) {
       e.seq = i + 1;  // a fresh store: seqs from 1
       expected.emplace_back();
       AppendEventJson(e, &expected.back());
-      if (i == 2) ASSERT_TRUE((*log)->Append("not a record of this agent", &at));
+      if (i == 2) {
+        ASSERT_TRUE((*log)->Append("not a record of this agent", &at));
+      }
     }
   }
   auto store = AuditStore::Open(Options(dir));

@@ -21,6 +21,7 @@ Run: DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -478,9 +479,14 @@ class IdentityTest(unittest.TestCase):
         self.addCleanup(remove)
         return group
 
-    def psql_in_cgroup(self, group, sql):
-        """A shell that moves itself into `group`, then becomes psql running `sql`."""
-        return (f'echo $$ > {group}/cgroup.procs && exec {PSQL} -X -h {fx.LOOPBACK} '
+    def psql_in_cgroup(self, group, sql, user=None):
+        """A shell that moves itself into `group`, then becomes psql running `sql` (as the
+        system user `user`, when given)."""
+        become = ''
+        if user is not None:
+            pw = pwd.getpwnam(user)
+            become = f'/usr/bin/setpriv --reuid={pw.pw_uid} --regid={pw.pw_gid} --clear-groups '
+        return (f'echo $$ > {group}/cgroup.procs && exec {become}{PSQL} -X -h {fx.LOOPBACK} '
                 f'-p {cluster.port} -U app -d appdb -c "{sql}"')
 
     def test_client_in_its_own_cgroup(self):
@@ -498,7 +504,9 @@ class IdentityTest(unittest.TestCase):
         group = self.cgroup('gone')
         gone_before = gone_count()
         with agent_frozen():
-            proc = subprocess.Popen(['/bin/sh', '-c', self.psql_in_cgroup(group, 'SELECT 4711')],
+            # As another user: uid, gid and comm come from the kernel's record too.
+            proc = subprocess.Popen(['/bin/sh', '-c',
+                                     self.psql_in_cgroup(group, 'SELECT 4711', user='postgres')],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=dict(fx.CLIENT_ENV, PGAPPNAME='tap-gone'))
             out, err = proc.communicate(timeout=60)
@@ -514,6 +522,9 @@ class IdentityTest(unittest.TestCase):
         self.assertEqual(p['parents'][0]['exe'], os.path.realpath('/proc/self/exe'))
         self.assertEqual(p['cgroup'], f'/{group.name}')
         self.assertEqual(p['unit'], group.name)
+        self.assertEqual(p['uid'], pwd.getpwnam('postgres').pw_uid)
+        self.assertEqual(p['gid'], pwd.getpwnam('postgres').pw_gid)
+        self.assertEqual(p['comm'], 'psql')
         self.assertNotIn('cmdline', p)
         self.assertGreater(gone_count(), gone_before)
 

@@ -104,9 +104,10 @@ void AuditStore::Impl::RecoverIntents() {
       q.intent_seq = e.seq;
       batch.push_back(std::move(q));
     }
-    if (invalid > 0)
+    if (invalid > 0) {
       DBW_LOG(kError) << "audit store: " << invalid << " entries of " << file.string()
                       << " are not audit records of this agent; skipped";
+    }
     const size_t count = batch.size();
     if (count > 0) CommitQueued(&batch, 0, 0, "");
     if (!retry.empty()) {
