@@ -60,6 +60,50 @@ namespace {
   }
 }
 
+// Forks a child that runs `body(write_fd)` (never returning) and reports values through the
+// pipe; reads `kill_after` of them, SIGKILLs the child and reads what it wrote before dying.
+// `error` is set when the child died before reporting that many.
+struct KilledChild {
+  std::vector<uint64_t> reported;
+  std::string error;
+};
+template <typename Body>
+KilledChild RunAndKill(size_t kill_after, Body body) {
+  KilledChild out;
+  int fds[2];
+  if (::pipe(fds) != 0) {
+    out.error = "pipe failed";
+    return out;
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    body(fds[1]);
+  }
+  ::close(fds[1]);
+  uint64_t v = 0;
+  while (out.reported.size() < kill_after) {
+    ssize_t n = ::read(fds[0], &v, sizeof(v));
+    if (n < 0 && errno == EINTR) continue;
+    if (n != static_cast<ssize_t>(sizeof(v))) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      ::close(fds[0]);
+      out.error = WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                    : "signal " + std::to_string(WTERMSIG(status));
+      return out;
+    }
+    out.reported.push_back(v);
+  }
+  ::kill(pid, SIGKILL);
+  // What the child reported between the last read and the kill counts too.
+  while (::read(fds[0], &v, sizeof(v)) == sizeof(v)) out.reported.push_back(v);
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) out.error = "waitpid failed";
+  ::close(fds[0]);
+  return out;
+}
+
 TEST(AuditCrashTest, CommittedEventsSurviveSigkill) {
   std::string dir =
       (std::filesystem::temp_directory_path() / ("dbw-crash-" + std::to_string(::getpid())))
@@ -68,38 +112,11 @@ TEST(AuditCrashTest, CommittedEventsSurviveSigkill) {
   std::mt19937_64 rng(20240611);
   std::vector<uint64_t> reported;
   for (int round = 0; round < 5; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      Child(dir, fds[1]);
-    }
-    ::close(fds[1]);
     size_t kill_after = 50 + rng() % 400;  // committed events to see before the kill
-    size_t seen = 0;
-    uint64_t seq = 0;
-    while (seen < kill_after) {
-      ssize_t n = ::read(fds[0], &seq, sizeof(seq));
-      if (n < 0 && errno == EINTR) continue;
-      if (n != static_cast<ssize_t>(sizeof(seq))) {
-        int status = 0;
-        ::waitpid(pid, &status, 0);
-        FAIL() << "child died early in round " << round << ": "
-               << (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
-                                     : "signal " + std::to_string(WTERMSIG(status)))
-               << " (2: open failed, 3: commit failed, 4: pipe write failed)";
-      }
-      reported.push_back(seq);
-      ++seen;
-    }
-    ::kill(pid, SIGKILL);
-    // Commits that finished between the last read and the kill are reported too.
-    while (::read(fds[0], &seq, sizeof(seq)) == sizeof(seq)) reported.push_back(seq);
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ::close(fds[0]);
+    KilledChild run = RunAndKill(kill_after, [&dir](int fd) { Child(dir, fd); });
+    ASSERT_EQ(run.error, "") << "child died early in round " << round
+                             << " (exit 2: open failed, 3: commit failed, 4: pipe write failed)";
+    reported.insert(reported.end(), run.reported.begin(), run.reported.end());
 
     auto store = AuditStore::OpenReadOnly(dir);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -158,31 +175,12 @@ TEST(AuditCrashTest, IntentLoggedEventsSurviveSigkillExactlyOnce) {
                                                            "Audit records replayed at start");
   const uint64_t replayed_before = replayed->value();
   for (int round = 0; round < 5; ++round) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::close(fds[0]);
-      IntentChild(dir, round, fds[1]);
-    }
-    ::close(fds[1]);
     const std::string prefix = "r" + std::to_string(round) + " intent ";
     const size_t kill_after = 2000 + rng() % 20000;
-    uint64_t i = 0;
-    for (size_t seen = 0; seen < kill_after;) {
-      ssize_t n = ::read(fds[0], &i, sizeof(i));
-      if (n < 0 && errno == EINTR) continue;
-      ASSERT_EQ(n, static_cast<ssize_t>(sizeof(i))) << "child died early in round " << round;
-      acknowledged.insert(prefix + std::to_string(i));
-      ++seen;
-    }
-    ::kill(pid, SIGKILL);
-    while (::read(fds[0], &i, sizeof(i)) == sizeof(i))
-      acknowledged.insert(prefix + std::to_string(i));
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ::close(fds[0]);
+    KilledChild run =
+        RunAndKill(kill_after, [&dir, round](int fd) { IntentChild(dir, round, fd); });
+    ASSERT_EQ(run.error, "") << "child died early in round " << round;
+    for (uint64_t i : run.reported) acknowledged.insert(prefix + std::to_string(i));
 
     // A writable open replays what the store's marks do not cover; a read-only one after it
     // sees the result.
