@@ -2,7 +2,8 @@
 leave the agent's descriptors at their baseline and its memory growth explained by the audit
 store's memtables (not a leak); the agent SIGKILLed while INSERTs stream through a prod target
 loses no acknowledged statement (every row that reached the table has its decision in the
-audit log); `audit verify --state-dir` works while the agent writes under load. The other
+audit log), and the same for reads whose decisions were only in the relay worker's intent log
+(replayed at the restart); `audit verify --state-dir` works while the agent writes under load. The other
 cases of the suite live beside the code they test: hostile clients and connection limits in
 test_relay_limits, an upstream killed mid-session and a full disk in test_relay_robustness,
 tampering with and without anchors in test_audit_tamper. Long runs: bench/soak-long.
@@ -160,6 +161,61 @@ class AgentKilledTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertEqual(fx.api_request(relay.api_port, '/readyz', token=None)[0], 200)
+
+    def test_sigkill_with_reads_in_intent_logs_loses_no_acknowledged_read(self):
+        # Reads on a prod target are forwarded once their decision is in the relay worker's
+        # intent log, before the writer commits it: after a SIGKILL the restart replays what
+        # the writer had not committed. Killed twice: the writer commits every 20 ms, so a kill
+        # may land when nothing waits.
+        import psycopg2
+        relay = fx.Relay([{'name': 'orders', 'env': 'prod',
+                           'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1)
+        self.addCleanup(relay.close)
+        acknowledged = 0
+        replayed = 0
+        for _ in range(2):
+            relay.start()
+            done = []
+            stop = threading.Event()
+
+            def select():
+                conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
+                                        dbname='postgres', application_name='intent-reads')
+                conn.autocommit = True
+                cur = conn.cursor()
+                try:
+                    while not stop.is_set():
+                        cur.execute('SELECT count(*) FROM soak WHERE id < 0')
+                        cur.fetchall()
+                        done.append(1)
+                except psycopg2.Error:
+                    pass  # the agent was killed under us
+
+            threads = [threading.Thread(target=select) for _ in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(2)
+            self.assertGreater(metric(relay, 'dbwarden_audit_intent_appends_total'), 0,
+                               'the reads did not go through the intent path')
+            relay.proc.send_signal(signal.SIGKILL)
+            relay.proc.wait(10)
+            stop.set()
+            for t in threads:
+                t.join(30)
+            acknowledged += len(done)
+            relay.start()
+            replayed += metric(relay, 'dbwarden_audit_intent_replayed_total')
+            relay.stop()
+        self.assertGreater(acknowledged, 100)
+        self.assertGreater(replayed, 0, 'neither kill left a read to replay')
+        relay.start()
+        decisions = relay.events(kind='decision', predicate=lambda e: (
+            e.get('principal') or {}).get('application_name') == 'intent-reads')
+        self.assertGreaterEqual(len(decisions), acknowledged,
+                                f'{acknowledged} reads answered, {len(decisions)} decisions')
+        out = subprocess.run([str(relay.bin), 'audit', 'verify', '--state-dir', relay.state_dir],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
 
 
 if __name__ == '__main__':
