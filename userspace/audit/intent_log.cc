@@ -15,7 +15,7 @@
 namespace dbw::audit {
 namespace {
 
-constexpr char kMagic[8] = {'D', 'B', 'W', 'I', 'N', 'T', '1', '\0'};
+constexpr std::array<char, 8> kMagic = {'D', 'B', 'W', 'I', 'N', 'T', '1', '\0'};
 constexpr size_t kCapacityOffset = 8;
 constexpr size_t kDrainedOffset = 64;  // its own cache line: the writer stores it
 constexpr uint32_t kWrap = 0xFFFFFFFFu;
@@ -36,8 +36,8 @@ std::array<uint32_t, 256> MakeTable() {
 }
 
 uint32_t Crc32cSoftware(uint32_t crc, const uint8_t* p, size_t n) {
-  static const std::array<uint32_t, 256> table = MakeTable();
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  static const std::array<uint32_t, 256> kTable = MakeTable();
+  for (size_t i = 0; i < n; ++i) crc = kTable[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
   return crc;
 }
 
@@ -66,10 +66,10 @@ Status Errno(const std::string& what, const std::string& path) {
 }  // namespace
 
 uint32_t Crc32c(uint32_t crc, const void* data, size_t n) {
-  static const bool hardware = __builtin_cpu_supports("sse4.2");
+  static const bool kHardware = __builtin_cpu_supports("sse4.2");
   const auto* p = static_cast<const uint8_t*>(data);
   crc = ~crc;
-  crc = hardware ? Crc32cHardware(crc, p, n) : Crc32cSoftware(crc, p, n);
+  crc = kHardware ? Crc32cHardware(crc, p, n) : Crc32cSoftware(crc, p, n);
   return ~crc;
 }
 
@@ -102,7 +102,7 @@ StatusOr<std::unique_ptr<IntentLog>> IntentLog::Create(const std::string& path, 
   log->map_ = static_cast<uint8_t*>(map);
   log->map_size_ = size;
   log->capacity_ = capacity;
-  std::memcpy(log->map_, kMagic, sizeof(kMagic));
+  std::memcpy(log->map_, kMagic.data(), kMagic.size());
   const uint64_t cap = capacity;
   std::memcpy(log->map_ + kCapacityOffset, &cap, sizeof(cap));
   log->drained_ = new (log->map_ + kDrainedOffset) std::atomic<uint64_t>(0);
@@ -172,7 +172,7 @@ StatusOr<std::vector<IntentLog::Entry>> IntentLog::Recover(const std::string& pa
   uint64_t capacity = 0, drained = 0;
   std::memcpy(&capacity, base + kCapacityOffset, 8);
   std::memcpy(&drained, base + kDrainedOffset, 8);
-  if (std::memcmp(base, kMagic, sizeof(kMagic)) != 0 || capacity == 0 || capacity % 8 != 0 ||
+  if (std::memcmp(base, kMagic.data(), kMagic.size()) != 0 || capacity == 0 || capacity % 8 != 0 ||
       capacity != size - kHeaderSize) {
     ::munmap(map, size);
     return DataLoss("intent log " + path + " has no valid header");
