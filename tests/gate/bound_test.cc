@@ -298,9 +298,10 @@ TEST_F(BoundTest, TheBoundValuesCorpus) {
     EXPECT_TRUE(ok) << "bound_values.jsonl:" << e.line << " [" << e.expect << "] " << e.sql
                     << "\n  risks: " << risks;
     // A statement that runs with some values is not refused at its Parse: deferred, or allowed.
-    if (e.expect == "safe")
+    if (e.expect == "safe") {
       EXPECT_TRUE(Deferred(e.sql, true).has_value() || Decide(e.sql).action <= policy::Action::kLog)
           << "bound_values.jsonl:" << e.line << " " << e.sql;
+    }
   }
   EXPECT_GT(by_expect["mass_write"], 50);
   EXPECT_GT(by_expect["safe"], 30);

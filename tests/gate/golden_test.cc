@@ -157,10 +157,11 @@ rules:
         }
         EXPECT_EQ(d.action, p.action) << text;
         EXPECT_EQ(d.rules, p.rules) << text;
-        if (!facts->statements.empty())  // an empty query runs nothing: no rule to match
+        if (!facts->statements.empty()) {  // an empty query runs nothing: no rule to match
           EXPECT_EQ(gate.Decide(*deny_all, prod, agent, *facts, masked, now).rules,
                     std::vector<std::string>{"deny-everything"})
               << text;
+        }
       }
       bool simple = f.type == pg::fe::kQuery;
       if (simple) gate.OnSyncPoint();

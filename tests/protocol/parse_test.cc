@@ -81,7 +81,9 @@ TEST_P(GoldenTest, EveryFrameValidatesAndConsumesTheStreamExactly) {
           << GetParam() << " " << MessageName(dir, f.type) << ": " << error;
       ++frames;
     }
-    if (!data.empty() && GetParam() != "cancel_request") EXPECT_GT(frames, 0u);
+    if (!data.empty() && GetParam() != "cancel_request") {
+      EXPECT_GT(frames, 0u);
+    }
   }
 }
 

@@ -161,8 +161,11 @@ TEST_F(PassiveSessionTest, ExtendedProtocolFromPsycopg2AndJdbc) {
     Feed(s.get(), fe, be, 13);
     std::vector<std::string> stmts = sink_.Statements();
     EXPECT_FALSE(stmts.empty());
-    for (const auto& e : sink_.events)
-      if (e.kind == audit::EventKind::kStatement) EXPECT_TRUE(e.result.has_value());
+    for (const auto& e : sink_.events) {
+      if (e.kind == audit::EventKind::kStatement) {
+        EXPECT_TRUE(e.result.has_value());
+      }
+    }
   }
   EXPECT_EQ(metrics_.decode_errors->value(), 0u);
 }
