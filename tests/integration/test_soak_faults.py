@@ -42,6 +42,32 @@ def metric(relay, name):
     return fx.metric(relay.api_port, name)
 
 
+def start_streams(relay, sql, stop, done, application_name=None, n=3):
+    """`n` psycopg2 sessions through `relay` running `sql` in a loop until `stop` is set or the
+    agent dies under them; each answered statement appends to `done`. Returns the threads."""
+    import psycopg2
+
+    def run():
+        kwargs = {'application_name': application_name} if application_name else {}
+        conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
+                                dbname='postgres', **kwargs)
+        conn.autocommit = True
+        cur = conn.cursor()
+        try:
+            while not stop.is_set():
+                cur.execute(sql)
+                if cur.description is not None:
+                    cur.fetchall()
+                done.append(1)
+        except psycopg2.Error:
+            pass  # the agent was killed under us
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
 class SessionChurnTest(unittest.TestCase):
     ROUNDS = 5
     SESSIONS = 1000
@@ -109,7 +135,6 @@ class SessionChurnTest(unittest.TestCase):
 
 class AgentKilledTest(unittest.TestCase):
     def test_sigkill_mid_stream_loses_no_acknowledged_statement(self):
-        import psycopg2
         relay = fx.Relay([{'name': 'orders', 'env': 'prod',
                            'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1)
         self.addCleanup(relay.close)
@@ -119,21 +144,8 @@ class AgentKilledTest(unittest.TestCase):
         stop = threading.Event()
         verify_runs = []
 
-        def insert():
-            conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
-                                    dbname='postgres')
-            conn.autocommit = True
-            cur = conn.cursor()
-            try:
-                while not stop.is_set():
-                    cur.execute("INSERT INTO soak (v) VALUES (%s)", ('x' * 64,))
-                    acknowledged.append(1)
-            except psycopg2.Error:
-                pass  # the agent was killed under us
-
-        threads = [threading.Thread(target=insert) for _ in range(3)]
-        for t in threads:
-            t.start()
+        threads = start_streams(relay, "INSERT INTO soak (v) VALUES ('" + 'x' * 64 + "')",
+                                stop, acknowledged)
         # Offline verification while the agent writes (it used to fail now and then with a
         # missing table file while the agent compacted).
         deadline = time.monotonic() + 4
@@ -167,7 +179,6 @@ class AgentKilledTest(unittest.TestCase):
         # intent log, before the writer commits it: after a SIGKILL the restart replays what
         # the writer had not committed. Killed twice: the writer commits every 20 ms, so a kill
         # may land when nothing waits.
-        import psycopg2
         relay = fx.Relay([{'name': 'orders', 'env': 'prod',
                            'upstream': f'{fx.LOOPBACK}:{cluster.port}'}], workers=1)
         self.addCleanup(relay.close)
@@ -178,22 +189,8 @@ class AgentKilledTest(unittest.TestCase):
             done = []
             stop = threading.Event()
 
-            def select():
-                conn = psycopg2.connect(host=fx.LOOPBACK, port=relay.port(), user='postgres',
-                                        dbname='postgres', application_name='intent-reads')
-                conn.autocommit = True
-                cur = conn.cursor()
-                try:
-                    while not stop.is_set():
-                        cur.execute('SELECT count(*) FROM soak WHERE id < 0')
-                        cur.fetchall()
-                        done.append(1)
-                except psycopg2.Error:
-                    pass  # the agent was killed under us
-
-            threads = [threading.Thread(target=select) for _ in range(3)]
-            for t in threads:
-                t.start()
+            threads = start_streams(relay, 'SELECT count(*) FROM soak WHERE id < 0', stop, done,
+                                    application_name='intent-reads')
             time.sleep(2)
             self.assertGreater(metric(relay, 'dbwarden_audit_intent_appends_total'), 0,
                                'the reads did not go through the intent path')
