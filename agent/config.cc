@@ -2,6 +2,8 @@
 #include "agent/config.h"
 
 #include <netdb.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cctype>
@@ -353,8 +355,12 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   }
   if (YAML::Node ro = t["relay_only"]) {
     std::string v = Scalar(ro, "relay_only");
-    if (v != "true" && v != "false") Throw(ro, "relay_only must be true or false");
-    o.relay_only = v == "true";
+    if (v != "true" && v != "false" && v != "enforce" && v != "refuse")
+      Throw(ro, "relay_only must be true, false, enforce or refuse");
+    o.relay_only = v != "false";
+    o.route = v == "enforce"  ? relay::TargetOptions::Route::kEnforce
+              : v == "refuse" ? relay::TargetOptions::Route::kRefuse
+                              : relay::TargetOptions::Route::kNone;
   }
   if (!t["listen"]) Throw(t, where + ": missing required key \"listen\"");
   HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
@@ -591,6 +597,83 @@ void ParseTap(const YAML::Node& a, AgentConfig* c) {
     c->tap.ring_buffer_bytes = Number(a["ring_buffer_mb"], "tap.ring_buffer_mb", 1, 4096) << 20;
 }
 
+// A cgroup v2 path as written in the configuration: absolute, no "..".
+std::string CgroupPath(const YAML::Node& node, const std::string& what) {
+  std::string v = Scalar(node, what);
+  if (v.empty() || v[0] != '/' || v.find("/../") != std::string::npos || v.ends_with("/.."))
+    Throw(node, what +
+                    " must be a cgroup v2 path from the hierarchy's root, e.g. "
+                    "/system.slice/backup.service");
+  while (v.size() > 1 && v.back() == '/') v.pop_back();
+  return v == "/" ? "" : v;
+}
+
+// One value or a list of them.
+std::vector<YAML::Node> OneOrMany(const YAML::Node& node) {
+  std::vector<YAML::Node> out;
+  if (node.IsSequence())
+    for (const auto& n : node) out.push_back(n);
+  else
+    out.push_back(node);
+  return out;
+}
+
+void ParseRouting(const YAML::Node& a, AgentConfig* c) {
+  CheckKeys(a, "routing", {"cgroups", "exempt", "on_agent_exit", "pin_dir"});
+  route::RouterOptions& o = c->routing;
+  if (YAML::Node cg = a["cgroups"]) {
+    if (!cg.IsSequence() || cg.size() == 0)
+      Throw(cg, "routing.cgroups must be a non-empty list of cgroup v2 paths");
+    for (const auto& n : cg) o.cgroups.push_back(CgroupPath(n, "routing.cgroups entry"));
+  }
+  if (YAML::Node e = a["on_agent_exit"]) {
+    std::string v = Scalar(e, "routing.on_agent_exit");
+    if (v != "open" && v != "closed") Throw(e, "routing.on_agent_exit must be open or closed");
+    o.on_agent_exit = v == "open" ? route::OnAgentExit::kOpen : route::OnAgentExit::kClosed;
+  }
+  if (YAML::Node p = a["pin_dir"]) {
+    o.pin_dir = Scalar(p, "routing.pin_dir");
+    if (!o.pin_dir.starts_with("/sys/fs/bpf/"))
+      Throw(p, "routing.pin_dir must be a directory under /sys/fs/bpf/");
+  }
+  if (YAML::Node ex = a["exempt"]) {
+    if (!ex.IsSequence()) Throw(ex, "routing.exempt must be a list of {unit|exe|uid|cgroup}");
+    for (size_t i = 0; i < ex.size(); ++i) {
+      const YAML::Node& e = ex[i];
+      std::string what = "routing.exempt[" + std::to_string(i) + "]";
+      CheckKeys(e, what.c_str(), {"unit", "exe", "uid", "cgroup"});
+      if (e.size() != 1) Throw(e, what + ": one of unit, exe, uid or cgroup per entry");
+      if (e["unit"]) {
+        for (auto& g : Globs(e["unit"], what + ".unit")) o.exempt.units.push_back(std::move(g));
+      } else if (e["exe"]) {
+        for (const YAML::Node& n : OneOrMany(e["exe"])) {
+          std::string path = Scalar(n, what + ".exe");
+          struct stat st {};
+          if (path.empty() || path[0] != '/') Throw(n, what + ".exe must be an absolute path");
+          if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+            Throw(n, what + ".exe: " + path + " is not an executable file on this host");
+          o.exempt.exes.push_back(path);
+        }
+      } else if (e["uid"]) {
+        for (const YAML::Node& n : OneOrMany(e["uid"])) {
+          std::string v = Scalar(n, what + ".uid");
+          uint32_t uid = 0;
+          auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), uid);
+          if (ec != std::errc() || ptr != v.data() + v.size()) {
+            passwd* pw = ::getpwnam(v.c_str());
+            if (!pw) Throw(n, what + ".uid: no user \"" + v + "\" on this host");
+            uid = pw->pw_uid;
+          }
+          o.exempt.uids.push_back(uid);
+        }
+      } else {
+        for (const YAML::Node& n : OneOrMany(e["cgroup"]))
+          o.exempt.cgroups.push_back(CgroupPath(n, what + ".cgroup"));
+      }
+    }
+  }
+}
+
 void ParseApprovals(const YAML::Node& a, AgentConfig* c) {
   CheckKeys(a, "approvals",
             {"retention", "webhooks", "webhook_attempts", "webhook_backoff", "webhook_timeout"});
@@ -640,7 +723,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
   CheckKeys(root, "the configuration",
             {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api", "masking",
-             "approvals", "tap"});
+             "approvals", "tap", "routing"});
   if (YAML::Node m = root["masking"]) {
     CheckKeys(m, "masking", {"hash_key_file"});
     if (m["hash_key_file"])
@@ -650,6 +733,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   if (YAML::Node a = root["api"]) ParseApi(a, &c);
   if (YAML::Node a = root["approvals"]) ParseApprovals(a, &c);
   if (YAML::Node a = root["tap"]) ParseTap(a, &c);
+  if (YAML::Node a = root["routing"]) ParseRouting(a, &c);
   if (YAML::Node p = root["policy"]) {
     CheckKeys(p, "policy", {"files", "mode"});
     if (YAML::Node files = p["files"]) {

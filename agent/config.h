@@ -10,6 +10,7 @@
 #include "userspace/api/options.h"
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"
+#include "userspace/route/options.h"
 #include "userspace/tap/options.h"
 
 namespace dbw::agent {
@@ -53,6 +54,9 @@ struct AgentConfig {
   // log line when they do not; "true": the agent does not start without it; "false": off.
   std::string tap_mode = "auto";
   tap::TapOptions tap;  // targets are filled from `targets` when the tap starts
+  // routing: how targets with relay_only: enforce | refuse are held to it (docs/routing.md);
+  // its targets are filled from `targets` when routing starts.
+  route::RouterOptions routing;
   // api: the HTTP API.
   bool api_enabled = true;
   api::ServerOptions api;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -26,6 +27,7 @@
 #include "userspace/common/logging.h"
 #include "userspace/identity/peer_process.h"
 #include "userspace/relay/server.h"
+#include "userspace/route/router.h"
 #include "userspace/tap/tap.h"
 
 #ifndef DBWARDEN_VERSION
@@ -54,6 +56,7 @@ void Usage(std::ostream& out) {
          "  dbwarden audit verify [--state-dir DIR [--anchors FILE|URL] | --api URL] [--from SEQ] "
          "[--to SEQ]\n"
          "  dbwarden audit export --state-dir DIR [--after SEQ] [--limit N]\n"
+         "  dbwarden routing release [--pin-dir DIR]\n"
          "  dbwarden --version\n";
 }
 
@@ -96,6 +99,46 @@ std::unique_ptr<tap::Tap> StartTap(const AgentConfig& config, audit::EventSink* 
                  << options.ports.size() << ", ring buffer " << (options.ring_buffer_bytes >> 20)
                  << " MiB)";
   return std::move(*started);
+}
+
+// Kernel routing for the targets with relay_only: enforce | refuse; null when there are none.
+// Failing to start it is fatal: those targets' servers would be open.
+StatusOr<std::unique_ptr<route::Router>> StartRouting(const AgentConfig& config,
+                                                      audit::EventSink* sink) {
+  route::RouterOptions options = config.routing;
+  for (const auto& t : config.relay.targets) {
+    if (t.route == relay::TargetOptions::Route::kNone) continue;
+    options.targets.push_back(
+        {t.name, t.env,
+         t.route == relay::TargetOptions::Route::kRefuse ? route::Action::kRefuse
+                                                         : route::Action::kEnforce,
+         t.upstream_host, t.upstream_port, t.upstream_unix, t.listen_host, t.listen_port});
+  }
+  if (options.targets.empty()) return std::unique_ptr<route::Router>();
+  auto started = route::Router::Start(std::move(options), sink, &MetricsRegistry::Global());
+  if (!started.ok()) return started.status();
+  DBW_LOG(kInfo) << "routing: " << config.routing.cgroups.size() << " cgroup(s) ("
+                 << (config.routing.cgroups.empty() ? "the whole host" : "configured")
+                 << "), on_agent_exit: "
+                 << (config.routing.on_agent_exit == route::OnAgentExit::kOpen ? "open" : "closed");
+  return started;
+}
+
+int RoutingRelease(const std::vector<std::string>& args) {
+  std::string pin_dir = route::RouterOptions().pin_dir;
+  if (args.size() == 2 && args[0] == "--pin-dir") {
+    pin_dir = args[1];
+  } else if (!args.empty()) {
+    Usage(std::cerr);
+    return kExitUsage;
+  }
+  size_t released = 0;
+  if (Status st = route::Router::ReleasePinned(pin_dir, &released); !st.ok()) {
+    std::cerr << st.message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "released " << released << " pinned routing link(s) from " << pin_dir << "\n";
+  return kExitOk;
 }
 
 int Run(const std::vector<std::string>& args) {
@@ -195,10 +238,25 @@ int Run(const std::vector<std::string>& args) {
   identity::PeerResolver resolver;
   relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store,
                             std::move(*mask_hmac), approvals->get());
+  std::atomic<route::Router*> router_ptr{nullptr};
+  server.SetRouteLookup([&router_ptr](const identity::Endpoint& client) {
+    route::Router* r = router_ptr.load();
+    return r ? r->Take(client) : std::nullopt;
+  });
   if (Status st = server.Start(); !st.ok()) {
     DBW_LOG(kError) << st.message();
     return kExitFailure;
   }
+  // After the relay listens: routed connections have somewhere to go.
+  auto routing = StartRouting(*config, sink->get());
+  if (!routing.ok()) {
+    DBW_LOG(kError) << routing.status().message();
+    server.Shutdown();
+    (*approvals)->Stop();
+    return kExitFailure;
+  }
+  std::unique_ptr<route::Router> router = std::move(*routing);
+  router_ptr.store(router.get());
   audit::Event start;
   start.kind = audit::EventKind::kAgentStart;
   start.source = "agent";
@@ -265,6 +323,10 @@ int Run(const std::vector<std::string>& args) {
     break;
   }
   sd_notify(0, "STOPPING=1");
+  // Before the relay stops listening: open detaches the programs first, so routed clients
+  // are never sent to a closed port; closed leaves them pinned.
+  router_ptr.store(nullptr);
+  router.reset();
   tap.reset();  // its open sessions end in the log
   server.Shutdown();
   if (api_server) api_server->Stop();
@@ -310,6 +372,8 @@ int main(int argc, char** argv) {
     return offline ? dbw::agent::AuditVerifyOfflineMain(rest)
                    : dbw::agent::AuditVerifyRemoteMain(rest);
   }
+  if (args[0] == "routing" && args.size() >= 2 && args[1] == "release")
+    return dbw::agent::RoutingRelease({args.begin() + 2, args.end()});
   if (args[0] == "policy" && args.size() >= 2 && args[1] == "check")
     return dbw::agent::PolicyCheckMain({args.begin() + 2, args.end()});
   if (args[0] == "policy" && args.size() >= 2 && args[1] == "eval")

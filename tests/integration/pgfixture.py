@@ -216,6 +216,74 @@ def dbwarden_bin():
 # PostgreSQL cluster
 
 
+def cgroup2_root():
+    """The cgroup v2 hierarchy's mount point (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid
+    hosts), from /proc/self/mountinfo."""
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            head, _, tail = line.partition(' - ')
+            fields = head.split()
+            if tail.startswith('cgroup2 ') and len(fields) >= 5 and fields[3] == '/':
+                return Path(fields[4])
+    return Path('/nonexistent-cgroup2')
+
+
+class TestCgroup:
+    """A cgroup v2 directory made by a test (and children of it); close() kills what is left in
+    them and removes them."""
+
+    def __init__(self, name, parent=None):
+        root = cgroup2_root()
+        if not (root / 'cgroup.procs').exists():
+            raise PrerequisiteError('no cgroup v2 hierarchy is mounted')
+        self.path = (parent.path if parent else root) / name
+        self.path.mkdir()
+        self.rel = '/' + str(self.path.relative_to(root))
+        self.children = []
+        if parent:
+            parent.children.append(self)
+        else:
+            _register(self)
+
+    def child(self, name):
+        return TestCgroup(name, self)
+
+    def wrap(self, cmd):
+        """`cmd` (a list) run so that it starts inside this cgroup: a shell moves itself in and
+        execs the command, so the command's pid is the shell's."""
+        return ['/bin/sh', '-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh',
+                str(self.path)] + [str(c) for c in cmd]
+
+    def enter(self):
+        """For subprocess's preexec_fn: moves the calling (child) process in."""
+        with open(self.path / 'cgroup.procs', 'w') as f:
+            f.write(str(os.getpid()))
+
+    def pids(self):
+        try:
+            return [int(p) for p in (self.path / 'cgroup.procs').read_text().split()]
+        except OSError:
+            return []
+
+    def close(self):
+        for c in list(self.children):
+            c.close()
+        for _ in range(100):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                self.path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        _unregister(self)
+
+
 class PgCluster:
     """A throwaway PostgreSQL 15 cluster in a temp dir owned by the postgres OS user.
 
@@ -224,9 +292,11 @@ class PgCluster:
     """
 
     def __init__(self, *, ssl_cert=None, ssl_key=None, ssl_ca=None, hba_lines=None, conf=None,
-                 superuser='postgres'):
+                 superuser='postgres', cgroup=None):
         """hba_lines replace the TCP rules (default: `host all all 127.0.0.1/32 trust`);
-        conf is a dict of extra postgresql.conf settings."""
+        conf is a dict of extra postgresql.conf settings; cgroup (a TestCgroup): the server runs
+        in it, as a server in its own systemd unit would."""
+        self.cgroup = cgroup
         self.ssl_cert, self.ssl_key, self.ssl_ca = ssl_cert, ssl_key, ssl_ca
         self.hba_lines = hba_lines
         self.conf = dict(conf or {})
@@ -256,6 +326,13 @@ class PgCluster:
             self._init()
         self._pg_ctl('start', '-w', '-t', '60', '-l', self.logfile)
         return self
+
+    def _start_cmd(self, cmd):
+        if self.cgroup is None:
+            return cmd
+        if self.os_user:
+            cmd = ['runuser', '-u', self.os_user, '--'] + cmd
+        return self.cgroup.wrap(cmd)
 
     def _init(self):
         require_postgres()
@@ -309,8 +386,10 @@ class PgCluster:
         return str(dst)
 
     def _pg_ctl(self, *args, timeout=90, check=True):
-        return run([PG_BIN / 'pg_ctl', '-D', self.datadir] + list(args), user=self.os_user,
-                   timeout=timeout, check=check)
+        cmd = [PG_BIN / 'pg_ctl', '-D', self.datadir] + list(args)
+        if self.cgroup is not None and args and args[0] in ('start', 'restart'):
+            return run(self._start_cmd(cmd), timeout=timeout, check=check)
+        return run(cmd, user=self.os_user, timeout=timeout, check=check)
 
     def restart(self, mode='fast'):
         self._pg_ctl('restart', '-m', mode, '-w', '-t', '60', '-l', self.logfile)
@@ -541,8 +620,10 @@ class Relay:
     """
 
     def __init__(self, targets, *, workers=2, shutdown_grace='5s', relay_opts=None, extra=None,
-                 api_opts=None):
+                 api_opts=None, cgroup=None):
+        """cgroup (a TestCgroup): the agent runs in it."""
         self.bin = dbwarden_bin()
+        self.cgroup = cgroup
         self.root = tempfile.mkdtemp(prefix='dbwarden-relay-')
         _register(self)
         self.state_dir = os.path.join(self.root, 'state')
@@ -601,7 +682,8 @@ class Relay:
         self._log = open(self.log_path, 'ab')
         self.proc = subprocess.Popen([self.bin, 'run', '--config', self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=self._log, cwd=self.root)
+                                     stderr=self._log, cwd=self.root,
+                                     preexec_fn=self.cgroup.enter if self.cgroup else None)
         listens = [t['listen'] for t in self.targets]
         if self._api_listen:
             listens.append(self._api_listen)

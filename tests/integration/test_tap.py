@@ -40,19 +40,7 @@ PSQL = str(fx.PG_BIN / 'psql')
 PGBENCH = str(fx.PG_BIN / 'pgbench')
 
 
-def cgroup2_root():
-    """The cgroup v2 hierarchy's mount point (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid
-    hosts), from /proc/self/mountinfo."""
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            head, _, tail = line.partition(' - ')
-            fields = head.split()
-            if tail.startswith('cgroup2 ') and len(fields) >= 5 and fields[3] == '/':
-                return Path(fields[4])
-    return Path('/nonexistent-cgroup2')
-
-
-CGROUP_ROOT = cgroup2_root()
+CGROUP_ROOT = fx.cgroup2_root()
 
 cluster = None
 agent = None

@@ -31,6 +31,8 @@ ALLOWED = {
                         'userspace/audit', 'userspace/approvals', 'userspace/token'],
     'userspace/tap': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit',
                       'policy', 'userspace/gate', 'userspace/sql', 'userspace/identity', 'bpf'],
+    'userspace/route': ['userspace/common', 'userspace/audit', 'policy', 'userspace/identity',
+                        'userspace/tap', 'bpf'],
 }
 # Third-party headers the lower layers must not see.
 FORBIDDEN = ('boost/', 'openssl/', 'rocksdb/')

@@ -32,7 +32,9 @@ enum class EventKind : uint8_t {
   kLoginFailed,  // a connection refused before it was ready: by the server (wrong password, no
                  // such role, pg_hba) or by the relay (TLS required, a token refused);
                  // error_* say why
-  kTokenExpired,  // a session ended because the token it logged in with expired
+  kTokenExpired,    // a session ended because the token it logged in with expired
+  kConnectRefused,  // the kernel failed a connect() to a relay_only: refuse (or unreachable
+                    // enforce) target's server; the session names the process
 };
 const char* EventKindName(EventKind kind);
 
@@ -55,6 +57,9 @@ struct Principal {
   std::vector<std::string> groups;
   // The database user the client asked for, when the relay logged in as a mapped role.
   std::string requested_user;
+  // relay_only: enforce: the address the client connected to before the kernel routed the
+  // connection to the relay ("127.0.0.1:5432"); empty for a client that connected to the relay.
+  std::string routed_from;
 };
 
 // What every event of one session shares. Sessions publish a new immutable snapshot when

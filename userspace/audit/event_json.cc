@@ -48,6 +48,8 @@ const char* EventKindName(EventKind kind) {
       return "login_failed";
     case EventKind::kTokenExpired:
       return "token_expired";
+    case EventKind::kConnectRefused:
+      return "connect_refused";
   }
   return "unknown";
 }
@@ -486,6 +488,7 @@ void AppendEventJson(const Event& e, std::string* out) {
         w.EndArray();
       }
       StrIfSet(w, "requested_user", p.requested_user);
+      StrIfSet(w, "routed_from", p.routed_from);
       w.EndObject();
     }
     if (si.process) {

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -40,6 +41,9 @@ std::optional<std::string> ProcNetAddress(const Endpoint& ep, bool* v6) {
   return std::nullopt;
 }
 
+// How /proc/net/tcp6 prints the first 96 bits of ::ffff:a.b.c.d.
+constexpr std::string_view kV4MappedPrefix = "0000000000000000FFFF0000";
+
 // Every socket in /proc/net/tcp{,6}, keyed "local remote" as the file prints them.
 std::unordered_map<std::string, uint64_t> ReadProcNet() {
   std::unordered_map<std::string, uint64_t> out;
@@ -54,6 +58,15 @@ std::unordered_map<std::string, uint64_t> ReadProcNet() {
           3)
         continue;
       out.emplace(std::string(l) + " " + r, inode);
+      // An IPv6 socket connected to an IPv4 address (::ffff:a.b.c.d, e.g. a client the kernel
+      // routed to an IPv4 listener) is the IPv4 peer the other end sees.
+      std::string_view lv(l), rv(r);
+      if (lv.size() == 37 && rv.size() == 37 && lv.starts_with(kV4MappedPrefix) &&
+          rv.starts_with(kV4MappedPrefix)) {
+        lv.remove_prefix(kV4MappedPrefix.size());
+        rv.remove_prefix(kV4MappedPrefix.size());
+        out.emplace(std::string(lv) + " " + std::string(rv), inode);
+      }
     }
   }
   return out;
@@ -175,11 +188,11 @@ void PeerResolver::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done) {
+void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done, int32_t likely) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return;
-    queue_.push_back(Request{std::move(client), std::move(server), std::move(done)});
+    queue_.push_back(Request{std::move(client), std::move(server), std::move(done), likely});
   }
   cv_.notify_one();
 }
@@ -205,8 +218,13 @@ void PeerResolver::Run() {
     // scan per batch, not one per connection.
     std::vector<std::pair<Endpoint, Endpoint>> peers;
     peers.reserve(batch.size());
-    for (const Request& r : batch) peers.emplace_back(r.client, r.server);
-    std::vector<std::optional<ProcessInfo>> found = FindPeerProcesses(peers, recent_clients_);
+    std::vector<int32_t> likely;
+    for (const Request& r : batch) {
+      peers.emplace_back(r.client, r.server);
+      if (r.likely > 0) likely.push_back(r.likely);
+    }
+    likely.insert(likely.end(), recent_clients_.begin(), recent_clients_.end());
+    std::vector<std::optional<ProcessInfo>> found = FindPeerProcesses(peers, likely);
     for (size_t i = 0; i < batch.size(); ++i) {
       if (found[i]) RememberClient(found[i]->pid);
       batch[i].done(std::move(found[i]));

@@ -35,6 +35,18 @@ std::vector<std::optional<ProcessInfo>> FindPeerProcesses(
     const std::vector<std::pair<Endpoint, Endpoint>>& peers,
     const std::vector<int32_t>& likely = {});
 
+// What the kernel recorded of a connection it routed to the relay (relay_only: enforce):
+// where the client was connecting, and who connected.
+struct RouteOrigin {
+  std::string original;  // "127.0.0.1:5432", "[::1]:5432"
+  std::string target;
+  uint32_t tgid = 0;
+  uint32_t uid = 0;
+};
+// Takes the record of the routed connection whose client end is `client` (each is handed out
+// once); nullopt for a connection that was not routed.
+using RouteLookup = std::function<std::optional<RouteOrigin>(const Endpoint& client)>;
+
 // Runs lookups on its own thread: scanning /proc takes milliseconds, which a relay worker
 // must not spend. Callbacks run on the resolver thread.
 class PeerResolver {
@@ -45,7 +57,9 @@ class PeerResolver {
   PeerResolver(const PeerResolver&) = delete;
   PeerResolver& operator=(const PeerResolver&) = delete;
 
-  void Resolve(Endpoint client, Endpoint server, Callback done);
+  // `likely`: a process the caller believes holds the client end (the kernel said who
+  // connected): looked at first, still checked against the socket.
+  void Resolve(Endpoint client, Endpoint server, Callback done, int32_t likely = 0);
   // Drops the lookups not yet started and joins the thread: no callback runs after it returns
   // (the relay calls it before its workers, which the callbacks post to, go away). Later
   // Resolve calls are dropped.
@@ -56,6 +70,7 @@ class PeerResolver {
     Endpoint client;
     Endpoint server;
     Callback done;
+    int32_t likely;
   };
   void Run();
   // Keeps `pid` at the front of recent_clients_ (resolver thread only).

@@ -141,6 +141,23 @@ struct Fd {
 
 }  // namespace
 
+std::string Cgroup2MountPoint() {
+  return FindCgroup2().mount_point;
+}
+
+uint64_t CgroupIdOfDir(const std::string& dir) {
+  alignas(file_handle) char buf[sizeof(file_handle) + sizeof(uint64_t)] = {};
+  auto* handle = reinterpret_cast<file_handle*>(buf);
+  handle->handle_bytes = sizeof(uint64_t);
+  int mount_id = 0;
+  if (::name_to_handle_at(AT_FDCWD, dir.c_str(), handle, &mount_id, 0) != 0 ||
+      handle->handle_type != 0xfe || handle->handle_bytes != sizeof(uint64_t))
+    return 0;
+  uint64_t id = 0;
+  std::memcpy(&id, handle->f_handle, sizeof(id));
+  return id;
+}
+
 std::string CgroupPathById(uint64_t id) {
   if (id == 0) return "";
   // The mount is looked up once per thread and again whenever it cannot be opened.

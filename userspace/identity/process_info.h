@@ -45,6 +45,12 @@ bool ReadProcessTree(int32_t pid, ProcessInfo* out);
 // (bpf_get_current_cgroup_id), resolved through the cgroup2 mount; "" when the cgroup is gone,
 // no cgroup2 file system is mounted or the caller may not open file handles.
 std::string CgroupPathById(uint64_t id);
+// Where the cgroup v2 hierarchy is mounted ("/sys/fs/cgroup", or "/sys/fs/cgroup/unified" on
+// hybrid hosts); "" when it is not.
+std::string Cgroup2MountPoint();
+// The id BPF reports (bpf_get_current_cgroup_id) for the cgroup v2 directory `dir`; 0 when it
+// is not one.
+uint64_t CgroupIdOfDir(const std::string& dir);
 
 }  // namespace dbw::identity
 

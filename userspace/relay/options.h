@@ -118,6 +118,10 @@ struct TargetOptions {
   std::optional<AuthOptions> auth;
   // Read by the tap: sessions on this target's server that skip the relay are bypasses.
   bool relay_only = false;
+  // relay_only: enforce | refuse — the kernel routes local connect()s to this target's server
+  // to the relay's listener, or fails them (docs/routing.md); relay_only is then true as well.
+  enum class Route : uint8_t { kNone, kEnforce, kRefuse };
+  Route route = Route::kNone;
 };
 
 struct RelayOptions {

@@ -112,6 +112,8 @@ struct SessionDeps {
   masking::MaskingKey mask_key;  // the masking key (masking `hash`, in results and in SQL)
   // Approval requests for `approve` decisions; null: such statements are refused outright.
   approvals::ApprovalService* approvals = nullptr;
+  // Where a client the kernel routed here was connecting (relay_only: enforce); empty: none.
+  identity::RouteLookup route_lookup;
 };
 
 class RelayServer {
@@ -126,6 +128,8 @@ class RelayServer {
   // Binds every listener and starts the workers. Fails without side effects when a listener
   // cannot be bound or a TLS file cannot be loaded.
   Status Start();
+  // Before Start: asks `lookup` at each accepted connection whether the kernel routed it here.
+  void SetRouteLookup(identity::RouteLookup lookup) { deps_.route_lookup = std::move(lookup); }
   // Stops accepting, lets sessions finish for up to shutdown_grace, then ends the rest with
   // a FATAL 57P01 and joins the workers.
   void Shutdown();

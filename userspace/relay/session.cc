@@ -111,30 +111,45 @@ void Session::ResolvePeer() {
   boost::system::error_code ec;
   auto remote = TcpEndpoint(client_.transport.socket().remote_endpoint(ec));
   auto local = TcpEndpoint(client_.transport.socket().local_endpoint(ec));
-  if (ec || !remote.address().is_loopback()) {
+  if (ec) {
     peer_resolved_ = true;
     return;
   }
   identity::Endpoint client{remote.address().to_string(), remote.port()};
   identity::Endpoint server{local.address().to_string(), local.port()};
+  int32_t likely = 0;
+  if (deps_.route_lookup) {
+    if (std::optional<identity::RouteOrigin> origin = deps_.route_lookup(client)) {
+      principal_.routed_from = origin->original;
+      likely = static_cast<int32_t>(origin->tgid);
+    }
+  }
+  // A routed client is local whatever address the relay listens on.
+  if (!remote.address().is_loopback() && likely == 0) {
+    peer_resolved_ = true;
+    return;
+  }
   std::weak_ptr<Session> weak = weak_from_this();
   auto executor = worker_->context.get_executor();
-  deps_.resolver->Resolve(client, server, [weak, executor](std::optional<identity::ProcessInfo> p) {
-    asio::post(executor, [weak, p = std::move(p)]() mutable {
-      auto self = weak.lock();
-      if (!self || self->closed_) return;
-      self->process_ = std::move(p);
-      self->peer_resolved_ = true;
-      self->info_.reset();  // republished with the process on the next event
-      if (self->start_pending_) self->EmitSessionStart();
-      if (self->startup_waiting_peer_) {
-        self->startup_waiting_peer_ = false;
-        self->SendStartupUpstream();
-        return;
-      }
-      self->MaybeStartClientPump();
-    });
-  });
+  deps_.resolver->Resolve(
+      client, server,
+      [weak, executor](std::optional<identity::ProcessInfo> p) {
+        asio::post(executor, [weak, p = std::move(p)]() mutable {
+          auto self = weak.lock();
+          if (!self || self->closed_) return;
+          self->process_ = std::move(p);
+          self->peer_resolved_ = true;
+          self->info_.reset();  // republished with the process on the next event
+          if (self->start_pending_) self->EmitSessionStart();
+          if (self->startup_waiting_peer_) {
+            self->startup_waiting_peer_ = false;
+            self->SendStartupUpstream();
+            return;
+          }
+          self->MaybeStartClientPump();
+        });
+      },
+      likely);
 }
 
 // ---- The pump ----

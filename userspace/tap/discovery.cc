@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -177,12 +178,11 @@ std::vector<int32_t> Descendants(int32_t root) {
   return DescendantsOf(root);
 }
 
-bool IsLocalAddress(const std::string& address) {
-  if (address.rfind("127.", 0) == 0 || address == "::1") return true;
+std::vector<std::string> LocalAddresses() {
+  std::vector<std::string> out;
   ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return false;
-  bool found = false;
-  for (ifaddrs* i = list; i && !found; i = i->ifa_next) {
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
     if (!i->ifa_addr) continue;
     char buf[INET6_ADDRSTRLEN] = {};
     if (i->ifa_addr->sa_family == AF_INET)
@@ -190,10 +190,37 @@ bool IsLocalAddress(const std::string& address) {
     else if (i->ifa_addr->sa_family == AF_INET6)
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
                 sizeof(buf));
-    found = address == buf;
+    if (buf[0] != '\0') out.emplace_back(buf);
   }
   freeifaddrs(list);
-  return found;
+  return out;
+}
+
+bool IsLocalAddress(const std::string& address) {
+  if (address.rfind("127.", 0) == 0 || address == "::1") return true;
+  std::vector<std::string> local = LocalAddresses();
+  return std::find(local.begin(), local.end(), address) != local.end();
+}
+
+std::vector<std::string> ListeningAddresses(uint16_t port) {
+  std::vector<std::string> out;
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string sl, local, remote, state;
+      f >> sl >> local >> remote >> state;
+      size_t colon = local.find(':');
+      if (state != "0A" || colon == std::string::npos) continue;  // TCP_LISTEN
+      if (std::strtoul(local.substr(colon + 1).c_str(), nullptr, 16) != port) continue;
+      std::string address = DecodeProcAddress(local.substr(0, colon));
+      if (!address.empty() && std::find(out.begin(), out.end(), address) == out.end())
+        out.push_back(address);
+    }
+  }
+  return out;
 }
 
 }  // namespace dbw::tap

@@ -26,5 +26,10 @@ std::vector<int32_t> Descendants(int32_t root);
 
 // True when `address` (numeric) is one of this host's own addresses (or loopback).
 bool IsLocalAddress(const std::string& address);
+// This host's interface addresses (numeric, IPv4 and IPv6; link-local ones without a scope).
+std::vector<std::string> LocalAddresses();
+// The local addresses (numeric; "0.0.0.0" / "::" for a wildcard) of TCP sockets listening on
+// `port`, from /proc/net/tcp and /proc/net/tcp6.
+std::vector<std::string> ListeningAddresses(uint16_t port);
 
 }  // namespace dbw::tap

@@ -1,0 +1,523 @@
+// Router: the routing programs' lifetime, their maps, refusal records and the relay's lookups.
+#include "userspace/route/router.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "route.h"
+#include "route.skel.h"
+#include "userspace/common/logging.h"
+#include "userspace/identity/process_info.h"
+#include "userspace/tap/bpf_program.h"
+#include "userspace/tap/discovery.h"
+
+namespace dbw::route {
+namespace {
+
+constexpr int kPollMs = 200;
+// A routed connection the relay has not accepted by then is not one it will accept.
+constexpr uint64_t kRouteRecordTtlNs = 120ull * 1000 * 1000 * 1000;
+constexpr const char* kCgroupPrograms[] = {"route_connect4", "route_connect6", "route_sockops"};
+
+Status Errno(const std::string& what, int err) {
+  return Internal("routing: " + what + ": " + std::strerror(err < 0 ? -err : err));
+}
+
+// A numeric address as the 16 bytes the programs compare (IPv4 in the first 4); false when it
+// is not one.
+bool ParseAddress(const std::string& text, uint16_t* family, uint8_t out[16]) {
+  std::memset(out, 0, 16);
+  if (inet_pton(AF_INET, text.c_str(), out) == 1) {
+    *family = AF_INET;
+    return true;
+  }
+  in6_addr a{};
+  if (inet_pton(AF_INET6, text.c_str(), &a) != 1) return false;
+  if (IN6_IS_ADDR_V4MAPPED(&a)) {
+    *family = AF_INET;
+    std::memcpy(out, &a.s6_addr[12], 4);
+    return true;
+  }
+  *family = AF_INET6;
+  std::memcpy(out, a.s6_addr, 16);
+  return true;
+}
+
+std::string AddressText(uint16_t family, const uint8_t addr[16], uint16_t port_host) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, sizeof(buf));
+  return family == AF_INET ? std::string(buf) + ":" + std::to_string(port_host)
+                           : "[" + std::string(buf) + "]:" + std::to_string(port_host);
+}
+
+// A protected prefix for one port.
+dbw_route_key Key(uint16_t family, const uint8_t addr[16], uint32_t bits, uint16_t port) {
+  dbw_route_key k{};
+  k.prefixlen = 32 + bits;
+  k.family = family;
+  k.port = htons(port);
+  std::memcpy(k.addr, addr, 16);
+  return k;
+}
+
+void AddAddress(const std::string& text, uint32_t v4_bits, uint32_t v6_bits, uint16_t port,
+                std::vector<dbw_route_key>* out) {
+  uint16_t family = 0;
+  uint8_t addr[16];
+  if (!ParseAddress(text, &family, addr)) return;
+  out->push_back(Key(family, addr, family == AF_INET ? v4_bits : v6_bits, port));
+}
+
+// Every address a local process can reach a server listening at `listening` with.
+void AddReachable(const std::string& listening, uint16_t port, std::vector<dbw_route_key>* out) {
+  if (listening == "0.0.0.0" || listening == "::") {
+    // A wildcard listener: loopback, the unspecified address (connect() takes it for the
+    // local host) and every interface address. An IPv6 wildcard also takes IPv4 unless the
+    // socket is v6-only, which /proc does not say: both are protected.
+    AddAddress("127.0.0.0", 8, 0, port, out);
+    AddAddress("0.0.0.0", 32, 0, port, out);
+    AddAddress("::1", 0, 128, port, out);
+    AddAddress("::", 0, 128, port, out);
+    for (const std::string& a : tap::LocalAddresses()) AddAddress(a, 32, 128, port, out);
+    return;
+  }
+  AddAddress(listening, 32, 128, port, out);
+  // connect() to the unspecified address reaches the loopback one.
+  if (listening == "127.0.0.1") AddAddress("0.0.0.0", 32, 0, port, out);
+  if (listening == "::1") AddAddress("::", 0, 128, port, out);
+}
+
+std::vector<dbw_route_key> Destinations(const RouteTarget& t) {
+  std::vector<dbw_route_key> out;
+  if (!t.upstream_host.empty() && !tap::IsLocalAddress(t.upstream_host) &&
+      t.upstream_host != "0.0.0.0" && t.upstream_host != "::") {
+    AddAddress(t.upstream_host, 32, 128, t.upstream_port, &out);  // a server on another host
+    return out;
+  }
+  if (!t.upstream_host.empty()) AddReachable(t.upstream_host, t.upstream_port, &out);
+  for (const std::string& l : tap::ListeningAddresses(t.upstream_port))
+    AddReachable(l, t.upstream_port, &out);
+  return out;
+}
+
+// The relay's listener as the programs rewrite to: IPv4 sockets need an IPv4 address, IPv6
+// sockets an IPv6 one (an IPv4 listener through its v4-mapped form).
+Status RelayDest(const RouteTarget& t, uint32_t index, dbw_route_dest* d) {
+  *d = {};
+  d->target = index;
+  d->action = t.action == Action::kRefuse ? DBW_ROUTE_REFUSE : DBW_ROUTE_ENFORCE;
+  if (t.action == Action::kRefuse) return Status::Ok();
+  std::string host = t.relay_host;
+  uint16_t family = 0;
+  uint8_t addr[16];
+  bool dual = host == "::";
+  if (host == "0.0.0.0" || dual) host = "127.0.0.1";
+  if (!ParseAddress(host, &family, addr))
+    return InvalidArgument("routing: target \"" + t.name + "\": the relay listens on \"" +
+                           t.relay_host + "\", which is not a numeric address");
+  uint16_t port = htons(t.relay_port);
+  if (family == AF_INET) {
+    std::memcpy(&d->relay_ip4, addr, 4);
+    d->relay_port4 = port;
+    // ::ffff:a.b.c.d: an IPv6 socket that is not v6-only reaches the IPv4 listener.
+    d->relay_ip6[2] = htonl(0xffff);
+    std::memcpy(&d->relay_ip6[3], addr, 4);
+    d->relay_port6 = port;
+    if (dual) {
+      uint8_t loop6[16] = {};
+      loop6[15] = 1;
+      std::memcpy(d->relay_ip6, loop6, 16);
+    }
+  } else {
+    std::memcpy(d->relay_ip6, addr, 16);
+    d->relay_port6 = port;
+  }
+  return Status::Ok();
+}
+
+// The kernel's dev_t (major << 20 | minor) of a stat() st_dev.
+uint32_t KernelDev(dev_t dev) {
+  return (static_cast<uint32_t>(major(dev)) << 20) | static_cast<uint32_t>(minor(dev));
+}
+
+bool ExeKey(const std::string& path, dbw_route_exe* key) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  *key = {};
+  key->dev = KernelDev(st.st_dev);
+  key->ino = st.st_ino;
+  return true;
+}
+
+// Directories below `dir` (any depth, up to a bound) whose name matches one of `units`.
+void FindUnitCgroups(const std::string& dir, const std::vector<policy::Glob>& units, int depth,
+                     std::vector<std::string>* out) {
+  if (depth > 8) return;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+    std::string path = dir + "/" + e->d_name;
+    bool matched = false;
+    for (const policy::Glob& g : units) matched = matched || g.Match(e->d_name);
+    if (matched)
+      out->push_back(path);  // and below, through the ancestor check in the kernel
+    else
+      FindUnitCgroups(path, units, depth + 1, out);
+  }
+  ::closedir(d);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Router>> Router::Start(RouterOptions options, audit::EventSink* sink,
+                                                MetricsRegistry* metrics) {
+  std::unique_ptr<Router> r(new Router());
+  r->options_ = std::move(options);
+  r->sink_ = sink;
+  r->m_routed_ =
+      metrics->GetCounter("dbwarden_routing_connects_total",
+                          "connect()s to protected servers by outcome", "result=\"routed\"");
+  r->m_refused_ =
+      metrics->GetCounter("dbwarden_routing_connects_total",
+                          "connect()s to protected servers by outcome", "result=\"refused\"");
+  r->m_exempt_ =
+      metrics->GetCounter("dbwarden_routing_connects_total",
+                          "connect()s to protected servers by outcome", "result=\"exempt\"");
+  r->m_lost_ = metrics->GetCounter(
+      "dbwarden_routing_records_lost_total",
+      "Routing records the kernel could not keep (ring buffer full, routed-connection table)");
+  DBW_RETURN_IF_ERROR(r->Load());
+  DBW_RETURN_IF_ERROR(r->Attach());
+  r->thread_ = std::thread([p = r.get()] { p->Run(); });
+  return r;
+}
+
+Status Router::Load() {
+  DBW_RETURN_IF_ERROR(tap::EnsureKernelMounts());
+  skel_ = route_bpf__open_and_load();
+  if (!skel_) return Errno("loading the BPF programs (verifier log above)", errno);
+  ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.refusals), &Router::OnRefusal, this, nullptr);
+  if (!ring_) return Errno("opening the ring buffer", errno);
+
+  auto put = [](bpf_map* map, const void* key, const void* value) -> Status {
+    if (bpf_map__update_elem(map, key, bpf_map__key_size(map), value, bpf_map__value_size(map),
+                             BPF_ANY) != 0)
+      return Errno(std::string("map ") + bpf_map__name(map), errno);
+    return Status::Ok();
+  };
+  auto self = static_cast<uint32_t>(::getpid());
+  uint8_t agent = DBW_EXEMPT_AGENT;
+  DBW_RETURN_IF_ERROR(put(skel_->maps.exempt_tgids, &self, &agent));
+  uint8_t one = 1;
+  for (uint32_t uid : options_.exempt.uids)
+    DBW_RETURN_IF_ERROR(put(skel_->maps.exempt_uids, &uid, &one));
+  std::set<std::pair<uint32_t, uint64_t>> exes;
+  for (const std::string& path : options_.exempt.exes) {
+    dbw_route_exe key{};
+    if (!ExeKey(path, &key))
+      return InvalidArgument("routing: exempt exe " + path + ": " + std::strerror(errno));
+    DBW_RETURN_IF_ERROR(put(skel_->maps.exempt_exes, &key, &one));
+    exes.insert({key.dev, key.ino});
+  }
+  // Processes that run an exempt executable now (the exec tracepoint sees the later ones).
+  if (!exes.empty()) {
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename();
+      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+      dbw_route_exe key{};
+      if (!ExeKey(entry.path().string() + "/exe", &key) || !exes.count({key.dev, key.ino}))
+        continue;
+      auto tgid = static_cast<uint32_t>(std::stoul(name));
+      uint8_t bits = DBW_EXEMPT_EXE;
+      (void)put(skel_->maps.exempt_tgids, &tgid, &bits);
+    }
+  }
+  const std::string root = identity::Cgroup2MountPoint();
+  if (root.empty()) return FailedPrecondition("routing: no cgroup v2 hierarchy is mounted");
+  for (const std::string& c : options_.exempt.cgroups) {
+    uint64_t id = identity::CgroupIdOfDir(root + c);
+    if (id == 0)
+      return InvalidArgument("routing: exempt cgroup " + c + " is not a cgroup v2 directory");
+    DBW_RETURN_IF_ERROR(put(skel_->maps.exempt_cgroups, &id, &one));
+  }
+  for (uint32_t i = 0; i < options_.targets.size(); ++i) {
+    dbw_route_dest d{};
+    DBW_RETURN_IF_ERROR(RelayDest(options_.targets[i], i, &d));
+  }
+  return Status::Ok();
+}
+
+Status Router::Attach() {
+  // The process trackers first: a server that forks after its discovery is still followed.
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    std::string name = bpf_program__name(prog);
+    if (std::find(std::begin(kCgroupPrograms), std::end(kCgroupPrograms), name) !=
+        std::end(kCgroupPrograms))
+      continue;
+    bpf_link* link = bpf_program__attach(prog);
+    if (!link) return Errno("attaching " + name, errno);
+    links_.push_back(link);
+  }
+  Rescan();  // servers, units, destinations: filled before any connect() is judged
+  const std::string root = identity::Cgroup2MountPoint();
+  std::vector<std::string> cgroups = options_.cgroups;
+  if (cgroups.empty()) cgroups.push_back("");
+  for (const std::string& c : cgroups) {
+    std::string dir = root + c;
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Errno("opening cgroup " + dir, errno);
+    for (const char* name : kCgroupPrograms) {
+      bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
+      bpf_link* link = bpf_program__attach_cgroup(p, fd);
+      if (!link) {
+        int err = errno;
+        ::close(fd);
+        return Errno(std::string("attaching ") + name + " to " + dir, err);
+      }
+      links_.push_back(link);
+    }
+    ::close(fd);
+  }
+  // An earlier run's pinned links (on_agent_exit: closed) go once ours are in place: no moment
+  // without the programs. Ours are pinned in their place when this run keeps them closed too.
+  std::error_code ec;
+  std::vector<std::string> old;
+  if (std::filesystem::is_directory(options_.pin_dir, ec)) {
+    for (const auto& e : std::filesystem::directory_iterator(options_.pin_dir, ec))
+      old.push_back(e.path().string());
+  }
+  for (const std::string& p : old) ::unlink(p.c_str());
+  if (!old.empty()) {
+    DBW_LOG(kInfo) << "routing: replaced " << old.size() << " links pinned by an earlier run in "
+                   << options_.pin_dir;
+  }
+  if (options_.on_agent_exit == OnAgentExit::kOpen) {
+    ::rmdir(options_.pin_dir.c_str());
+    return Status::Ok();
+  }
+  std::filesystem::create_directories(options_.pin_dir, ec);
+  if (ec) return Errno("creating " + options_.pin_dir, ec.value());
+  for (size_t i = 0; i < links_.size(); ++i) {
+    std::string path = options_.pin_dir + "/link" + std::to_string(i);
+    if (int err = bpf_link__pin(links_[i], path.c_str()); err != 0) {
+      size_t ignored = 0;
+      (void)ReleasePinned(options_.pin_dir, &ignored);  // all or nothing
+      return Errno("pinning a link at " + path, err);
+    }
+  }
+  return Status::Ok();
+}
+
+Status Router::ReleasePinned(const std::string& pin_dir, size_t* released) {
+  *released = 0;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(pin_dir, ec)) return Status::Ok();
+  for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+    if (::unlink(e.path().c_str()) != 0) return Errno("removing " + e.path().string(), errno);
+    ++*released;
+  }
+  ::rmdir(pin_dir.c_str());
+  return Status::Ok();
+}
+
+void Router::Rescan() {
+  auto put = [](bpf_map* map, const void* key, const void* value) {
+    (void)bpf_map__update_elem(map, key, bpf_map__key_size(map), value, bpf_map__value_size(map),
+                               BPF_ANY);
+  };
+  // The protected servers' processes.
+  for (const RouteTarget& t : options_.targets) {
+    std::optional<tap::ServerProcesses> s = t.upstream_unix.empty()
+                                                ? tap::FindServer(t.upstream_host, t.upstream_port)
+                                                : tap::FindServerByUnixPath(t.upstream_unix);
+    if (!s || s->postmaster <= 0) continue;
+    auto pm = static_cast<uint32_t>(s->postmaster);
+    if (std::find(server_tgids_.begin(), server_tgids_.end(), pm) != server_tgids_.end()) continue;
+    server_tgids_.push_back(pm);
+    uint8_t bits = DBW_EXEMPT_SERVER;
+    put(skel_->maps.exempt_tgids, &pm, &bits);
+    for (int32_t d : s->descendants) {
+      auto tgid = static_cast<uint32_t>(d);
+      put(skel_->maps.exempt_tgids, &tgid, &bits);
+    }
+    DBW_LOG(kInfo) << "routing: target \"" << t.name << "\": server " << pm << " and "
+                   << s->descendants.size() << " processes below it connect directly";
+  }
+  // Exempt units: cgroups come and go with them.
+  if (!options_.exempt.units.empty()) {
+    std::vector<std::string> dirs;
+    const std::string root = identity::Cgroup2MountPoint();
+    FindUnitCgroups(root, options_.exempt.units, 0, &dirs);
+    std::vector<uint64_t> ids;
+    for (const std::string& d : dirs)
+      if (uint64_t id = identity::CgroupIdOfDir(d)) ids.push_back(id);
+    uint8_t one = 1;
+    for (uint64_t id : ids)
+      if (std::find(exempt_cgroups_.begin(), exempt_cgroups_.end(), id) == exempt_cgroups_.end())
+        put(skel_->maps.exempt_cgroups, &id, &one);
+    for (uint64_t id : exempt_cgroups_)
+      if (std::find(ids.begin(), ids.end(), id) == ids.end())
+        (void)bpf_map__delete_elem(skel_->maps.exempt_cgroups, &id, sizeof(id), 0);
+    exempt_cgroups_ = std::move(ids);
+  }
+  // Destinations: what the servers listen on now. Added before stale ones are removed.
+  std::vector<std::vector<uint8_t>> keys;
+  for (uint32_t i = 0; i < options_.targets.size(); ++i) {
+    dbw_route_dest d{};
+    if (!RelayDest(options_.targets[i], i, &d).ok()) continue;  // checked at Load
+    for (const dbw_route_key& k : Destinations(options_.targets[i])) {
+      put(skel_->maps.dests, &k, &d);
+      const auto* b = reinterpret_cast<const uint8_t*>(&k);
+      keys.emplace_back(b, b + sizeof(k));
+    }
+  }
+  for (const auto& k : dest_keys_)
+    if (std::find(keys.begin(), keys.end(), k) == keys.end())
+      (void)bpf_map__delete_elem(skel_->maps.dests, k.data(), k.size(), 0);
+  dest_keys_ = std::move(keys);
+}
+
+std::optional<identity::RouteOrigin> Router::Take(const identity::Endpoint& peer) {
+  dbw_route_peer key{};
+  uint8_t addr[16];
+  uint16_t family = 0;
+  if (!ParseAddress(peer.address, &family, addr)) return std::nullopt;
+  key.family = family;
+  key.port = peer.port;
+  std::memcpy(key.addr, addr, 16);
+  dbw_route_conn c{};
+  int fd = bpf_map__fd(skel_->maps.routed);
+  if (bpf_map_lookup_and_delete_elem(fd, &key, &c) != 0) return std::nullopt;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+  if (now_ns - c.ts_ns > kRouteRecordTtlNs) return std::nullopt;  // a port used again since
+  identity::RouteOrigin out;
+  out.original = AddressText(c.family, c.addr, ntohs(c.port));
+  out.target = c.target < options_.targets.size() ? options_.targets[c.target].name : "";
+  out.tgid = c.tgid;
+  out.uid = c.uid;
+  return out;
+}
+
+int Router::OnRefusal(void* ctx, void* data, size_t size) {
+  static_cast<Router*>(ctx)->Report(data, size);
+  return 0;
+}
+
+void Router::Report(const void* data, size_t size) {
+  if (size < sizeof(dbw_route_conn)) return;
+  dbw_route_conn c{};
+  std::memcpy(&c, data, sizeof(c));
+  const RouteTarget* t = c.target < options_.targets.size() ? &options_.targets[c.target] : nullptr;
+  auto info = std::make_shared<audit::SessionInfo>();
+  if (t) {
+    info->target = t->name;
+    info->env = t->env;
+  }
+  identity::ProcessInfo p;
+  // The process as it is now, if it still is the one that connected (same uid).
+  if (!identity::ReadProcessTree(static_cast<int32_t>(c.tgid), &p) || p.uid != c.uid) {
+    p = {};
+    p.pid = static_cast<int32_t>(c.tgid);
+    p.uid = c.uid;
+    p.gid = c.gid;
+  }
+  if (p.comm.empty()) p.comm.assign(c.comm, strnlen(c.comm, sizeof(c.comm)));
+  if (p.cgroup.empty()) p.cgroup = identity::CgroupPathById(c.cgroup_id);
+  info->process = std::move(p);
+  audit::Event e;
+  e.kind = audit::EventKind::kConnectRefused;
+  e.source = "route";
+  e.session = std::move(info);
+  std::string dest = AddressText(c.family, c.addr, ntohs(c.port));
+  e.detail = "connect() to " + dest + " refused: target \"" + (t ? t->name : "?") + "\" is " +
+             (c.action == DBW_ROUTE_REFUSE
+                  ? "relay_only: refuse"
+                  : "relay_only: enforce, and the relay has no listener this socket's address "
+                    "family reaches");
+  e.error_sqlstate = "42501";
+  e.error_message = "EPERM";
+  sink_->Submit(std::move(e));
+}
+
+void Router::PublishCounters() {
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return;
+  std::vector<uint64_t> values(static_cast<size_t>(cpus));
+  uint64_t totals[DBW_ROUTE_COUNTER_MAX] = {};
+  for (uint32_t i = 0; i < DBW_ROUTE_COUNTER_MAX; ++i) {
+    if (bpf_map__lookup_elem(skel_->maps.counters, &i, sizeof(i), values.data(),
+                             values.size() * sizeof(uint64_t), 0) != 0)
+      continue;
+    for (uint64_t v : values) totals[i] += v;
+  }
+  uint64_t lost = totals[DBW_ROUTE_RINGBUF_LOST] + totals[DBW_ROUTE_PENDING_LOST];
+  uint64_t now[4] = {totals[DBW_ROUTE_ROUTED], totals[DBW_ROUTE_REFUSED], totals[DBW_ROUTE_EXEMPT],
+                     lost};
+  Counter* out[4] = {m_routed_, m_refused_, m_exempt_, m_lost_};
+  for (int i = 0; i < 4; ++i) {
+    if (now[i] > last_[i]) out[i]->Add(now[i] - last_[i]);
+    last_[i] = now[i];
+  }
+  if (lost > last_lost_reported_) {
+    audit::Event e;
+    e.kind = audit::EventKind::kAuditLoss;
+    e.source = "route";
+    e.count = lost - last_lost_reported_;
+    e.detail =
+        "routing: refusal records dropped (ring buffer full) or routed connections whose "
+        "origin the relay could not be told";
+    sink_->Submit(std::move(e));
+    last_lost_reported_ = lost;
+  }
+}
+
+void Router::Run() {
+  auto next_scan = std::chrono::steady_clock::now() + options_.rescan;
+  while (!stop_.load()) {
+    int n = ring_buffer__poll(ring_, kPollMs);
+    if (n < 0 && n != -EINTR) {
+      DBW_LOG(kError) << "routing: reading refusals: " << std::strerror(-n);
+      std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+    }
+    PublishCounters();
+    if (std::chrono::steady_clock::now() >= next_scan) {
+      Rescan();
+      next_scan = std::chrono::steady_clock::now() + options_.rescan;
+    }
+  }
+}
+
+Router::~Router() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  if (ring_) {
+    ring_buffer__consume(ring_);  // refusals not yet reported
+    ring_buffer__free(ring_);
+  }
+  // Destroying a link detaches it, unless it is pinned (closed): then the pin keeps it.
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  if (skel_) route_bpf__destroy(skel_);
+}
+
+}  // namespace dbw::route
