@@ -341,8 +341,8 @@ relay::AuthOptions ParseAuth(const YAML::Node& a, const relay::TargetOptions& t,
 relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   std::string where = "targets[" + std::to_string(index) + "]";
   CheckKeys(t, where.c_str(),
-            {"name", "env", "listen", "upstream", "tls", "upstream_tls", "audit_before_forward",
-             "catalog", "relay_only", "auth"});
+            {"name", "env", "listen", "listen_unix", "upstream", "tls", "upstream_tls",
+             "audit_before_forward", "catalog", "relay_only", "auth"});
   relay::TargetOptions o;
   o.name = RequiredScalar(t, "name", where);
   where = "target \"" + o.name + "\"";
@@ -364,6 +364,13 @@ relay::TargetOptions ParseTarget(const YAML::Node& t, size_t index) {
   }
   if (!t["listen"]) Throw(t, where + ": missing required key \"listen\"");
   HostPort(t["listen"], where + " listen", false, &o.listen_host, &o.listen_port);
+  if (YAML::Node lu = t["listen_unix"]) {
+    o.listen_unix = Scalar(lu, where + " listen_unix");
+    if (o.listen_unix.empty() || o.listen_unix[0] != '/' ||
+        o.listen_unix.size() >= sizeof(sockaddr_un::sun_path))
+      Throw(lu, where + " listen_unix must be an absolute path of at most " +
+                    std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
+  }
   if (!t["upstream"]) Throw(t, where + ": missing required key \"upstream\"");
   if (Scalar(t["upstream"], where + " upstream").rfind("unix:", 0) == 0) {
     UnixUpstream(t["upstream"], where + " upstream", &o.upstream_unix, &o.upstream_port);

@@ -108,11 +108,12 @@ StatusOr<std::unique_ptr<route::Router>> StartRouting(const AgentConfig& config,
   route::RouterOptions options = config.routing;
   for (const auto& t : config.relay.targets) {
     if (t.route == relay::TargetOptions::Route::kNone) continue;
-    options.targets.push_back(
-        {t.name, t.env,
-         t.route == relay::TargetOptions::Route::kRefuse ? route::Action::kRefuse
-                                                         : route::Action::kEnforce,
-         t.upstream_host, t.upstream_port, t.upstream_unix, t.listen_host, t.listen_port});
+    options.targets.push_back({t.name, t.env,
+                               t.route == relay::TargetOptions::Route::kRefuse
+                                   ? route::Action::kRefuse
+                                   : route::Action::kEnforce,
+                               t.upstream_host, t.upstream_port, t.upstream_unix, t.listen_host,
+                               t.listen_port, t.listen_unix});
   }
   if (options.targets.empty()) return std::unique_ptr<route::Router>();
   auto started = route::Router::Start(std::move(options), sink, &MetricsRegistry::Global());
@@ -239,9 +240,9 @@ int Run(const std::vector<std::string>& args) {
   relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store,
                             std::move(*mask_hmac), approvals->get());
   std::atomic<route::Router*> router_ptr{nullptr};
-  server.SetRouteLookup([&router_ptr](const identity::Endpoint& client) {
+  server.SetRouteLookup([&router_ptr](const identity::Endpoint& client, int32_t unix_pid) {
     route::Router* r = router_ptr.load();
-    return r ? r->Take(client) : std::nullopt;
+    return r ? r->Take(client, unix_pid) : std::nullopt;
   });
   if (Status st = server.Start(); !st.ok()) {
     DBW_LOG(kError) << st.message();

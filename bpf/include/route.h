@@ -51,7 +51,8 @@ struct dbw_route_unix_dest {
   __u32 target;
   __u8 action;
   __u8 pad[3];
-  char relay_path[DBW_ROUTE_UNIX_PATH]; /* empty: no unix listener (refused) */
+  __u32 relay_len;                      /* bytes of relay_path; 0: no unix listener (refused) */
+  char relay_path[DBW_ROUTE_UNIX_PATH]; /* the relay's own socket */
 };
 
 /* An executable, as the kernel names its inode. */

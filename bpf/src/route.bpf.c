@@ -16,10 +16,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
+/* After the helpers it uses. */
+#include "route_shared.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -31,35 +29,6 @@ struct {
   __type(key, struct dbw_route_key);
   __type(value, struct dbw_route_dest);
 } dests SEC(".maps");
-
-/* tgid -> enum dbw_route_exempt bits; followed through fork, exec and exit. */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __type(value, __u8);
-} exempt_tgids SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1024);
-  __type(key, __u64);
-  __type(value, __u8);
-} exempt_cgroups SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 1024);
-  __type(key, __u32);
-  __type(value, __u8);
-} exempt_uids SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 256);
-  __type(key, struct dbw_route_exe);
-  __type(value, __u8);
-} exempt_exes SEC(".maps");
 
 /* Routed connects by socket cookie, until the kernel has chosen the client's port. */
 struct {
@@ -77,71 +46,11 @@ struct {
   __type(value, struct dbw_route_conn);
 } routed SEC(".maps");
 
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, DBW_ROUTE_COUNTER_MAX);
-  __type(key, __u32);
-  __type(value, __u64);
-} counters SEC(".maps");
-
-/* Refusals, for the audit log. */
-struct {
-  __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 1 << 18);
-} refusals SEC(".maps");
-
-static __always_inline void count(__u32 which) {
-  __u64* v = bpf_map_lookup_elem(&counters, &which);
-  if (v) *v += 1;
-}
-
-static __always_inline int exempt(void) {
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (bpf_map_lookup_elem(&exempt_tgids, &tgid)) return 1;
-  __u32 uid = (__u32)bpf_get_current_uid_gid();
-  if (bpf_map_lookup_elem(&exempt_uids, &uid)) return 1;
-  for (int level = 0; level < DBW_ROUTE_CGROUP_LEVELS; level++) {
-    __u64 id = bpf_get_current_ancestor_cgroup_id(level);
-    if (id == 0) break; /* deeper than the task's own cgroup */
-    if (bpf_map_lookup_elem(&exempt_cgroups, &id)) return 1;
-  }
-  return 0;
-}
-
-static __always_inline void fill_task(struct dbw_route_conn* c, const struct dbw_route_dest* d) {
-  __u64 id = bpf_get_current_pid_tgid();
-  __u64 ug = bpf_get_current_uid_gid();
-  c->ts_ns = bpf_ktime_get_ns();
-  c->cgroup_id = bpf_get_current_cgroup_id();
-  c->tgid = id >> 32;
-  c->pid = (__u32)id;
-  c->uid = (__u32)ug;
-  c->gid = ug >> 32;
-  c->target = d->target;
-  c->action = d->action;
-  bpf_get_current_comm(c->comm, sizeof(c->comm));
-}
-
-static __always_inline void report_refusal(const struct dbw_route_dest* d, __u16 family, __u16 port,
-                                           const __u8* addr) {
-  struct dbw_route_conn* c = bpf_ringbuf_reserve(&refusals, sizeof(*c), 0);
-  if (!c) {
-    count(DBW_ROUTE_RINGBUF_LOST);
-    return;
-  }
-  __builtin_memset(c, 0, sizeof(*c));
-  fill_task(c, d);
-  c->family = family;
-  c->port = port;
-  __builtin_memcpy(c->addr, addr, 16);
-  bpf_ringbuf_submit(c, 0);
-}
-
 static __always_inline void remember_route(struct bpf_sock_addr* ctx,
                                            const struct dbw_route_dest* d, __u16 family, __u16 port,
                                            const __u8* addr) {
   struct dbw_route_conn c = {};
-  fill_task(&c, d);
+  fill_task(&c, d->target, d->action);
   c.family = family;
   c.port = port;
   __builtin_memcpy(c.addr, addr, 16);
@@ -177,7 +86,13 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, const struct dbw_ro
     }
     /* No relay listener this socket can reach: closed rather than open. */
   }
-  report_refusal(d, family, port, addr);
+  struct dbw_route_conn* c = begin_refusal(d->target, d->action);
+  if (c) {
+    c->family = family;
+    c->port = port;
+    __builtin_memcpy(c->addr, addr, 16);
+    bpf_ringbuf_submit(c, 0);
+  }
   count(DBW_ROUTE_REFUSED);
   return 0;
 }

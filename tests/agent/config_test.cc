@@ -229,6 +229,13 @@ TEST_F(ConfigTest, TapSectionAndRelayOnly) {
 targets:
   - {name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2, relay_only: true}
   - {name: b, listen: 127.0.0.1:3, upstream: 127.0.0.1:2}
+  - {name: c, listen: 127.0.0.1:4, upstream: 127.0.0.1:5, relay_only: enforce,
+     listen_unix: /run/dbwarden/c/.s.PGSQL.5}
+  - {name: d, listen: 127.0.0.1:6, upstream: 127.0.0.1:7, relay_only: refuse}
+routing:
+  cgroups: [/system.slice, /user.slice/]
+  on_agent_exit: closed
+  exempt: [{uid: [0, root]}, {cgroup: /system.slice/backup.service}, {unit: "pg-*.service"}]
 )"));
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->tap_mode, "true");
@@ -236,7 +243,18 @@ targets:
   EXPECT_EQ(c->tap.capture_bytes, 4096u);
   EXPECT_EQ(c->tap.ring_buffer_bytes, 16ull << 20);
   EXPECT_TRUE(c->relay.targets[0].relay_only);
+  EXPECT_EQ(c->relay.targets[0].route, relay::TargetOptions::Route::kNone);
   EXPECT_FALSE(c->relay.targets[1].relay_only);
+  EXPECT_TRUE(c->relay.targets[2].relay_only);  // the tap still reports what gets past
+  EXPECT_EQ(c->relay.targets[2].route, relay::TargetOptions::Route::kEnforce);
+  EXPECT_EQ(c->relay.targets[2].listen_unix, "/run/dbwarden/c/.s.PGSQL.5");
+  EXPECT_EQ(c->relay.targets[3].route, relay::TargetOptions::Route::kRefuse);
+  EXPECT_EQ(c->routing.cgroups, (std::vector<std::string>{"/system.slice", "/user.slice"}));
+  EXPECT_EQ(c->routing.on_agent_exit, route::OnAgentExit::kClosed);
+  EXPECT_EQ(c->routing.exempt.uids, (std::vector<uint32_t>{0, 0}));
+  EXPECT_EQ(c->routing.exempt.cgroups, (std::vector<std::string>{"/system.slice/backup.service"}));
+  ASSERT_EQ(c->routing.exempt.units.size(), 1u);
+  EXPECT_TRUE(c->routing.exempt.units[0].Match("pg-dump.service"));
 
   auto d = LoadConfig(Write("targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n"));
   ASSERT_TRUE(d.ok()) << d.status().message();
@@ -254,7 +272,9 @@ targets:
       {"tap:\n  port: [1]\n" + t, 2, "unknown key \"port\" in tap"},
       {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    "
        "relay_only: maybe\n",
-       5, "relay_only must be true or false"},
+       5, "relay_only must be true, false, enforce or refuse"},
+      {"routing:\n  on_agent_exit: later\n" + t, 2, "routing.on_agent_exit must be open or closed"},
+      {"routing:\n  exempt: [{uid: [nobody-such-user]}]\n" + t, 2, "no user"},
   };
   for (const auto& b : cases) ExpectRejected(b);
 }

@@ -107,9 +107,10 @@ def main():
             print(json.dumps(out))
             return
         out['connected'] = True
-        with socket.fromfd(conn.fileno(), socket.AF_INET6 if ':' in host else socket.AF_INET,
-                           socket.SOCK_STREAM) as s:
-            out['local_port'] = s.getsockname()[1]
+        if not host.startswith('/'):  # TCP: the client's own port
+            with socket.fromfd(conn.fileno(), socket.AF_INET6 if ':' in host else socket.AF_INET,
+                               socket.SOCK_STREAM) as s:
+                out['local_port'] = s.getsockname()[1]
         conn.autocommit = True
         with conn.cursor() as cur:
             try:

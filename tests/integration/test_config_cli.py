@@ -148,6 +148,33 @@ class ConfigCheckTest(unittest.TestCase):
             with self.subTest(what):
                 self.assert_invalid_at(lines, line, f'unknown key in {what}')
 
+    def test_routing_settings(self):
+        base = base_lines(self.state_dir)
+        valid = base + ['    relay_only: enforce', '    listen_unix: /run/dbwarden/orders/.s.PGSQL.5432',
+                        'routing:', '  cgroups: [/system.slice]', '  on_agent_exit: closed',
+                        '  pin_dir: /sys/fs/bpf/dbwarden/routing', '  exempt:',
+                        '    - unit: "backup-*.service"', '    - exe: [/bin/sh]',
+                        '    - uid: [postgres, 0]', '    - cgroup: /system.slice/x.service']
+        out = self.check(self.write(valid))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        cases = {
+            'relay_only value': (base + ['    relay_only: reroute'], 10),
+            'listen_unix relative': (base + ['    listen_unix: relay.sock'], 10),
+            'on_agent_exit value': (base + ['routing:', '  on_agent_exit: ajar'], 11),
+            'pin_dir outside bpffs': (base + ['routing:', '  pin_dir: /tmp/pins'], 11),
+            'cgroups not a list': (base + ['routing:', '  cgroups: /system.slice'], 11),
+            'cgroup with ..': (base + ['routing:', '  cgroups: [/a/../b]'], 11),
+            'exempt exe missing': (base + ['routing:', '  exempt:', '    - exe: /no/such/tool'], 12),
+            'exempt unknown user': (base + ['routing:', '  exempt:',
+                                            '    - uid: [no-such-user-dbw]'], 12),
+            'exempt two kinds in one entry': (base + ['routing:', '  exempt:',
+                                                      '    - {uid: [0], exe: [/bin/sh]}'], 12),
+            'exempt unknown key': (base + ['routing:', '  exempt:', '    - pid: 1'], 12),
+        }
+        for what, (lines, line) in cases.items():
+            with self.subTest(what):
+                self.assert_invalid_at(lines, line, what)
+
     def test_bad_listen_address(self):
         base = base_lines(self.state_dir)
         for bad in ('127.0.0.1:notaport', '127.0.0.1:70000', '127.0.0.1', '127.0.0.1:',

@@ -84,7 +84,8 @@ def setUpModule():
                           'rules: []\n')
     relay = fx.Relay(
         [{'name': 'prod', 'env': 'prod', 'upstream': f'{fx.LOOPBACK}:{cluster.port}',
-          'relay_only': 'enforce'},
+          'relay_only': 'enforce',
+          'listen_unix': os.path.join(exempt_dir, 'relay', f'.s.PGSQL.{cluster.port}')},
          {'name': 'locked', 'env': 'prod', 'upstream': f'{fx.LOOPBACK}:{locked.port}',
           'relay_only': 'refuse'}],
         workers=1, cgroup=agent_cg,
@@ -185,6 +186,28 @@ class EnforceTest(unittest.TestCase):
                 self.assertEqual(fx.principal(ev)['routed_from'], original)
                 self.assertEqual(ev['process']['pid'], result['pid'])
 
+    def test_clients_of_the_server_unix_socket_are_routed(self):
+        socket_path = f'{cluster.socket_dir}/.s.PGSQL.{cluster.port}'
+        sql = 'SELECT email FROM customers ORDER BY id LIMIT 1'
+        out = psql(['-h', cluster.socket_dir, '-p', cluster.port, '-c', sql], 'ai-route-unix')
+        self.assertEqual(out.returncode, 0, out.stderr + relay.diag(1500))
+        self.assertNotIn('alice@example.com', out.stdout)
+        self.assertIn('@example.com', out.stdout)
+        ev = session_start('ai-route-unix')
+        self.assertEqual(fx.principal(ev)['routed_from'], f'unix:{socket_path}')
+        self.assertEqual(fx.principal(ev)['client_addr'], '[local]')
+        self.assertEqual(ev['process']['comm'], 'psql')
+        self.assertEqual(ev['process']['cgroup'], clients.rel)
+        drop = psql(['-h', cluster.socket_dir, '-p', cluster.port, '-c', 'DROP TABLE customers'],
+                    'ai-route-unix-drop')
+        self.assertIn('not allowed for AI agents in production', drop.stderr)
+        result = probe('psycopg2', cluster.socket_dir, cluster.port, 'ai-route-unix-pg2',
+                       'SELECT pg_backend_pid()')
+        self.assertTrue(result['connected'] and not result['error'], result)
+        ev = session_start('ai-route-unix-pg2')
+        self.assertEqual(fx.principal(ev)['routed_from'], f'unix:{socket_path}')
+        self.assertEqual(ev['process']['pid'], result['pid'])
+
     def test_jdbc_is_routed_judged_and_masked(self):
         java = shutil.which('java', path='/usr/bin:/bin:/usr/lib/jvm/default-java/bin')
         if not java or not JDBC_JAR.exists():
@@ -242,6 +265,13 @@ class RefuseTest(unittest.TestCase):
         out = psql(['-h', fx.LOOPBACK, '-p', locked.port, '-c', 'SELECT 1'], 'ai-refused-psql')
         self.assertNotEqual(out.returncode, 0)
         self.assertIn('Operation not permitted', out.stderr)
+        out = psql(['-h', locked.socket_dir, '-p', locked.port, '-c', 'SELECT 1'],
+                   'ai-refused-unix')
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn('Operation not permitted', out.stderr)
+        ev = relay.wait_for(lambda e: f'unix:{locked.socket_dir}/.s.PGSQL.{locked.port}'
+                            in e['detail'], kind='connect_refused')[0]
+        self.assertEqual(ev['process']['comm'], 'psql')
         for variant, host in (('mapped', fx.LOOPBACK), ('fastopen', fx.LOOPBACK),
                               ('plain', '0.0.0.0')):
             with self.subTest(variant=variant, host=host):

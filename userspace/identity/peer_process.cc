@@ -197,6 +197,10 @@ void PeerResolver::Resolve(Endpoint client, Endpoint server, Callback done, int3
   cv_.notify_one();
 }
 
+void PeerResolver::ResolvePid(int32_t pid, Callback done) {
+  Resolve(Endpoint{}, Endpoint{}, std::move(done), pid);
+}
+
 void PeerResolver::RememberClient(int32_t pid) {
   auto it = std::find(recent_clients_.begin(), recent_clients_.end(), pid);
   if (it != recent_clients_.end()) recent_clients_.erase(it);
@@ -219,10 +223,18 @@ void PeerResolver::Run() {
     std::vector<std::pair<Endpoint, Endpoint>> peers;
     peers.reserve(batch.size());
     std::vector<int32_t> likely;
-    for (const Request& r : batch) {
+    for (Request& r : batch) {
+      if (r.client.address.empty()) {  // ResolvePid: the kernel named the process
+        ProcessInfo info;
+        bool found = ReadProcessInfo(r.likely, &info);
+        r.done(found ? std::optional<ProcessInfo>(std::move(info)) : std::nullopt);
+        r.done = nullptr;
+        continue;
+      }
       peers.emplace_back(r.client, r.server);
       if (r.likely > 0) likely.push_back(r.likely);
     }
+    std::erase_if(batch, [](const Request& r) { return !r.done; });
     likely.insert(likely.end(), recent_clients_.begin(), recent_clients_.end());
     std::vector<std::optional<ProcessInfo>> found = FindPeerProcesses(peers, likely);
     for (size_t i = 0; i < batch.size(); ++i) {

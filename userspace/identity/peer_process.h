@@ -43,9 +43,11 @@ struct RouteOrigin {
   uint32_t tgid = 0;
   uint32_t uid = 0;
 };
-// Takes the record of the routed connection whose client end is `client` (each is handed out
-// once); nullopt for a connection that was not routed.
-using RouteLookup = std::function<std::optional<RouteOrigin>(const Endpoint& client)>;
+// Takes the record of the routed connection whose client end is `client` (a TCP client) or
+// whose client process is `unix_pid` (a unix-socket client; 0 for TCP); each is handed out
+// once; nullopt for a connection that was not routed.
+using RouteLookup =
+    std::function<std::optional<RouteOrigin>(const Endpoint& client, int32_t unix_pid)>;
 
 // Runs lookups on its own thread: scanning /proc takes milliseconds, which a relay worker
 // must not spend. Callbacks run on the resolver thread.
@@ -60,6 +62,8 @@ class PeerResolver {
   // `likely`: a process the caller believes holds the client end (the kernel said who
   // connected): looked at first, still checked against the socket.
   void Resolve(Endpoint client, Endpoint server, Callback done, int32_t likely = 0);
+  // The process the kernel named (a unix-socket peer's SO_PEERCRED pid), read from /proc.
+  void ResolvePid(int32_t pid, Callback done);
   // Drops the lookups not yet started and joins the thread: no callback runs after it returns
   // (the relay calls it before its workers, which the callbacks post to, go away). Later
   // Resolve calls are dropped.

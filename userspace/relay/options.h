@@ -97,6 +97,9 @@ struct TargetOptions {
   std::string env;
   std::string listen_host;
   uint16_t listen_port = 0;
+  // A unix socket the relay also listens on for this target ("/run/dbwarden/prod/.s.PGSQL.5432";
+  // empty: none): where relay_only: enforce sends clients of the server's own unix socket.
+  std::string listen_unix;
   std::string upstream_host;  // numeric address (resolved when the config is loaded)
   // The server's port; with upstream_unix, the one its socket's name (.s.PGSQL.<port>) carries.
   uint16_t upstream_port = 0;

@@ -1,10 +1,14 @@
 // RelayServer: listeners, workers, and the drain on shutdown.
 #include "userspace/relay/server.h"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <sstream>
 
@@ -160,7 +164,11 @@ Status RelayServer::Start() {
                          std::to_string(t.listen_port) + ": " + ec.message());
     }
     targets_.push_back(std::move(rt));
-    acceptors_.push_back(std::move(acceptor));
+    Listener l;
+    l.target = targets_.size() - 1;
+    l.inet = std::move(acceptor);
+    acceptors_.push_back(std::move(l));
+    if (!t.listen_unix.empty()) DBW_RETURN_IF_ERROR(ListenUnix(t));
   }
   // The relay shares the host with PostgreSQL: by default it takes half the cores, which on
   // a 2-core host measured more throughput than one worker per core (docs/performance.md).
@@ -184,41 +192,99 @@ Status RelayServer::Start() {
   started_ = true;
   for (const auto& t : targets_) {
     DBW_LOG(kInfo) << "target " << t->options.name << " (" << t->options.env << "): listening on "
-                   << t->options.listen_host << ":" << t->options.listen_port << ", upstream "
-                   << t->upstream_text;
+                   << t->options.listen_host << ":" << t->options.listen_port
+                   << (t->options.listen_unix.empty() ? "" : " and " + t->options.listen_unix)
+                   << ", upstream " << t->upstream_text;
   }
   return Status::Ok();
 }
 
-void RelayServer::Accept(size_t target_index) {
-  Worker* worker = workers_[next_worker_++ % workers_.size()].get();
-  acceptors_[target_index]->async_accept(
-      worker->context,
-      [this, target_index, worker](const boost::system::error_code& ec, tcp::socket socket) {
-        if (ec == asio::error::operation_aborted) return;  // shutting down
-        if (!ec) {
-          accept_backoff_ = kFirstAcceptBackoff;
-          Admit(worker, targets_[target_index].get(), std::move(socket));
-          Accept(target_index);
-          return;
-        }
-        metrics_.accept_errors->Add();
-        if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
-            ec.value() == ENOMEM) {
-          // Out of descriptors or memory: retrying at once spins a core and floods the log.
-          // Wait (100 ms, doubling to 1 s while it lasts), and log once a second at most.
-          BackOff(target_index, ec);
-          return;
-        }
-        DBW_LOG(kWarning) << "accept failed: " << ec.message();
-        Accept(target_index);
-      });
+Status RelayServer::ListenUnix(const TargetOptions& t) {
+  const std::string& path = t.listen_unix;
+  auto fail = [&](const std::string& why) {
+    return Unavailable("target " + t.name + ": cannot listen on " + path + ": " + why);
+  };
+  std::error_code fs_ec;
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!std::filesystem::exists(dir, fs_ec)) {
+    std::filesystem::create_directories(dir, fs_ec);
+    if (fs_ec) return fail(fs_ec.message());
+    ::chmod(dir.c_str(), 0755);
+  }
+  boost::system::error_code ec;
+  asio::local::stream_protocol::endpoint endpoint(path);
+  // A socket file left by an earlier run is replaced; one something still listens on is not.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return fail("the path exists and is not a socket");
+    asio::local::stream_protocol::socket probe(accept_context_);
+    probe.connect(endpoint, ec);
+    if (!ec) return fail("another process listens there");
+    ::unlink(path.c_str());
+  }
+  auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(accept_context_);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  // Like PostgreSQL's default unix_socket_permissions: who may connect is the server's
+  // authentication's business (and the policy's), not the file mode's.
+  if (!ec && ::chmod(path.c_str(), 0777) != 0) ec.assign(errno, boost::system::system_category());
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(ec.message());
+  Listener l;
+  l.target = targets_.size() - 1;
+  l.local = std::move(acceptor);
+  l.unix_path = path;
+  acceptors_.push_back(std::move(l));
+  return Status::Ok();
 }
 
-void RelayServer::Admit(Worker* worker, const TargetRuntime* target, tcp::socket socket) {
-  boost::system::error_code ec;
-  const std::string source = socket.remote_endpoint(ec).address().to_string();
-  if (ec) return;  // gone already
+void RelayServer::Accept(size_t listener) {
+  Worker* worker = workers_[next_worker_++ % workers_.size()].get();
+  Listener& l = acceptors_[listener];
+  const TargetRuntime* target = targets_[l.target].get();
+  auto on_error = [this, listener](const boost::system::error_code& ec) {
+    metrics_.accept_errors->Add();
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+        ec.value() == ENOMEM) {
+      // Out of descriptors or memory: retrying at once spins a core and floods the log.
+      // Wait (100 ms, doubling to 1 s while it lasts), and log once a second at most.
+      BackOff(listener, ec);
+      return;
+    }
+    DBW_LOG(kWarning) << "accept failed: " << ec.message();
+    Accept(listener);
+  };
+  if (l.inet) {
+    l.inet->async_accept(
+        worker->context, [this, listener, worker, target, on_error](
+                             const boost::system::error_code& ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted) return;  // shutting down
+          if (ec) return on_error(ec);
+          accept_backoff_ = kFirstAcceptBackoff;
+          boost::system::error_code peer_ec;
+          const std::string source = socket.remote_endpoint(peer_ec).address().to_string();
+          if (!peer_ec) Admit(worker, target, Transport(std::move(socket)), source);
+          Accept(listener);
+        });
+    return;
+  }
+  l.local->async_accept(worker->context, [this, listener, worker, target, on_error](
+                                             const boost::system::error_code& ec,
+                                             asio::local::stream_protocol::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec) return on_error(ec);
+    accept_backoff_ = kFirstAcceptBackoff;
+    // Unix clients are counted per user: they share no address.
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+      Admit(worker, target, Transport(std::move(socket)), "uid:" + std::to_string(cred.uid));
+    Accept(listener);
+  });
+}
+
+void RelayServer::Admit(Worker* worker, const TargetRuntime* target, Transport socket,
+                        const std::string& source) {
   // The session is created on its worker, after this; eviction is posted there too, so it
   // finds the session (or nothing, once it ended) in order.
   auto slot = std::make_shared<std::weak_ptr<Session>>();
@@ -255,8 +321,11 @@ namespace {
 // before the client read the error.
 class Refusal : public std::enable_shared_from_this<Refusal> {
  public:
-  Refusal(tcp::socket socket, pg::Bytes fatal)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), fatal_(std::move(fatal)) {}
+  Refusal(Transport transport, pg::Bytes fatal)
+      : transport_(std::move(transport)),
+        socket_(transport_.socket()),
+        timer_(socket_.get_executor()),
+        fatal_(std::move(fatal)) {}
 
   void Start() {
     timer_.expires_after(std::chrono::seconds(1));
@@ -315,7 +384,7 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
         [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
           self->writing_ = false;
           boost::system::error_code ignored;
-          if (!ec) self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+          if (!ec) self->socket_.shutdown(StreamSocket::shutdown_send, ignored);
           self->timer_.expires_after(std::chrono::seconds(1));
           self->timer_.async_wait([self](const boost::system::error_code&) { self->Close(); });
         });
@@ -327,7 +396,8 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
     socket_.close(ignored);
   }
 
-  tcp::socket socket_;
+  Transport transport_;
+  StreamSocket& socket_;
   asio::steady_timer timer_;
   pg::Bytes fatal_;
   std::array<uint8_t, 512> buffer_{};
@@ -341,7 +411,7 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
 
 }  // namespace
 
-void RelayServer::RefuseConnection(tcp::socket socket, bool per_source) {
+void RelayServer::RefuseConnection(Transport socket, bool per_source) {
   std::string message = per_source
                             ? "sorry, too many connections from this address: "
                               "relay.max_connections_per_source (" +
@@ -351,7 +421,7 @@ void RelayServer::RefuseConnection(tcp::socket socket, bool per_source) {
   pg::Bytes fatal;
   pg::AppendErrorResponse(&fatal, {.severity = "FATAL", .sqlstate = "53300", .message = message});
   // On the socket's executor (its worker), like any session.
-  auto executor = socket.get_executor();
+  auto executor = socket.socket().get_executor();
   asio::post(executor, [s = std::move(socket), fatal = std::move(fatal)]() mutable {
     std::make_shared<Refusal>(std::move(s), std::move(fatal))->Start();
   });
@@ -367,7 +437,8 @@ void RelayServer::RefuseConnection(tcp::socket socket, bool per_source) {
 void RelayServer::BackOff(size_t target_index, const boost::system::error_code& ec) {
   auto now = std::chrono::steady_clock::now();
   if (now - last_accept_log_ >= std::chrono::seconds(1)) {
-    DBW_LOG(kWarning) << "accept failed on target \"" << targets_[target_index]->options.name
+    DBW_LOG(kWarning) << "accept failed on target \""
+                      << targets_[acceptors_[target_index].target]->options.name
                       << "\": " << ec.message() << " (" << metrics_.accept_errors->value()
                       << " failed accepts so far); retrying in " << accept_backoff_.count()
                       << " ms";
@@ -376,7 +447,7 @@ void RelayServer::BackOff(size_t target_index, const boost::system::error_code& 
   auto timer = std::make_shared<asio::steady_timer>(accept_context_, accept_backoff_);
   accept_backoff_ = std::min(accept_backoff_ * 2, std::chrono::milliseconds(1000));
   timer->async_wait([this, timer, target_index](const boost::system::error_code& wait_ec) {
-    if (wait_ec == asio::error::operation_aborted || !acceptors_[target_index]->is_open()) return;
+    if (wait_ec == asio::error::operation_aborted || !acceptors_[target_index].is_open()) return;
     Accept(target_index);
   });
 }
@@ -392,7 +463,11 @@ void RelayServer::Shutdown() {
   asio::post(accept_context_, [this] {
     for (auto& a : acceptors_) {
       boost::system::error_code ec;
-      a->close(ec);
+      if (a.inet) a.inet->close(ec);
+      if (a.local) {
+        a.local->close(ec);
+        ::unlink(a.unix_path.c_str());
+      }
     }
   });
   accept_thread_.join();

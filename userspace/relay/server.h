@@ -141,8 +141,12 @@ class RelayServer {
   void BackOff(size_t target_index, const boost::system::error_code& ec);
   // Admits an accepted connection under the connection limits (evicting one still in startup
   // when a limit is reached) and starts its session on `worker`, or refuses it.
-  void Admit(Worker* worker, const TargetRuntime* target, tcp::socket socket);
-  void RefuseConnection(tcp::socket socket, bool per_source);
+  // `source`: what the per-source limit counts by (the client's address; for a unix socket its
+  // uid).
+  void Admit(Worker* worker, const TargetRuntime* target, Transport socket,
+             const std::string& source);
+  void RefuseConnection(Transport socket, bool per_source);
+  Status ListenUnix(const TargetOptions& t);
   static constexpr std::chrono::milliseconds kFirstAcceptBackoff{100};
 
   RelayOptions options_;
@@ -153,7 +157,15 @@ class RelayServer {
   std::vector<std::unique_ptr<TargetRuntime>> targets_;
   std::vector<std::unique_ptr<Worker>> workers_;
   asio::io_context accept_context_{1};
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  // One listener per target and, for a target with listen_unix, a second one.
+  struct Listener {
+    size_t target = 0;
+    std::unique_ptr<tcp::acceptor> inet;
+    std::unique_ptr<asio::local::stream_protocol::acceptor> local;
+    std::string unix_path;  // removed at Shutdown
+    bool is_open() const { return inet ? inet->is_open() : local->is_open(); }
+  };
+  std::vector<Listener> acceptors_;
   std::thread accept_thread_;
   std::atomic<size_t> next_worker_{0};
   // Accept back-off; touched only on the accept thread.

@@ -3,6 +3,8 @@
 // session_startup.cc, the gate glue in session_gate.cc.
 #include "userspace/relay/session.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -29,7 +31,7 @@ std::string EndpointText(const tcp::endpoint& ep) {
 
 }  // namespace
 
-Session::Session(Worker* worker, const TargetRuntime* target, tcp::socket client,
+Session::Session(Worker* worker, const TargetRuntime* target, Transport client,
                  const SessionDeps& deps)
     : worker_(worker),
       target_(target),
@@ -64,7 +66,8 @@ void Session::Start(std::unique_ptr<ConnectionLimiter::Lease> lease) {
     Close("client gone before start");
     return;
   }
-  principal_.client_addr = EndpointText(TcpEndpoint(remote));
+  principal_.client_addr =
+      client_.transport.is_unix() ? std::string("[local]") : EndpointText(TcpEndpoint(remote));
   client_.transport.socket().set_option(tcp::no_delay(true), ec);
   client_.in.resize(kInitialBuffer);
   // Nothing before authentication needs more than a SASL message; lifted when the session is
@@ -108,6 +111,10 @@ void Session::StartStartupTimer() {
 }
 
 void Session::ResolvePeer() {
+  if (client_.transport.is_unix()) {
+    ResolveUnixPeer();
+    return;
+  }
   boost::system::error_code ec;
   auto remote = TcpEndpoint(client_.transport.socket().remote_endpoint(ec));
   auto local = TcpEndpoint(client_.transport.socket().local_endpoint(ec));
@@ -119,7 +126,7 @@ void Session::ResolvePeer() {
   identity::Endpoint server{local.address().to_string(), local.port()};
   int32_t likely = 0;
   if (deps_.route_lookup) {
-    if (std::optional<identity::RouteOrigin> origin = deps_.route_lookup(client)) {
+    if (std::optional<identity::RouteOrigin> origin = deps_.route_lookup(client, 0)) {
       principal_.routed_from = origin->original;
       likely = static_cast<int32_t>(origin->tgid);
     }
@@ -129,27 +136,44 @@ void Session::ResolvePeer() {
     peer_resolved_ = true;
     return;
   }
+  deps_.resolver->Resolve(client, server, PeerCallback(), likely);
+}
+
+void Session::ResolveUnixPeer() {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(client_.transport.socket().native_handle(), SOL_SOCKET, SO_PEERCRED, &cred,
+                   &len) != 0 ||
+      cred.pid <= 0) {
+    peer_resolved_ = true;
+    return;
+  }
+  if (deps_.route_lookup) {
+    if (std::optional<identity::RouteOrigin> origin = deps_.route_lookup({}, cred.pid))
+      principal_.routed_from = origin->original;
+  }
+  deps_.resolver->ResolvePid(cred.pid, PeerCallback());
+}
+
+identity::PeerResolver::Callback Session::PeerCallback() {
   std::weak_ptr<Session> weak = weak_from_this();
   auto executor = worker_->context.get_executor();
-  deps_.resolver->Resolve(
-      client, server,
-      [weak, executor](std::optional<identity::ProcessInfo> p) {
-        asio::post(executor, [weak, p = std::move(p)]() mutable {
-          auto self = weak.lock();
-          if (!self || self->closed_) return;
-          self->process_ = std::move(p);
-          self->peer_resolved_ = true;
-          self->info_.reset();  // republished with the process on the next event
-          if (self->start_pending_) self->EmitSessionStart();
-          if (self->startup_waiting_peer_) {
-            self->startup_waiting_peer_ = false;
-            self->SendStartupUpstream();
-            return;
-          }
-          self->MaybeStartClientPump();
-        });
-      },
-      likely);
+  return [weak, executor](std::optional<identity::ProcessInfo> p) {
+    asio::post(executor, [weak, p = std::move(p)]() mutable {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;
+      self->process_ = std::move(p);
+      self->peer_resolved_ = true;
+      self->info_.reset();  // republished with the process on the next event
+      if (self->start_pending_) self->EmitSessionStart();
+      if (self->startup_waiting_peer_) {
+        self->startup_waiting_peer_ = false;
+        self->SendStartupUpstream();
+        return;
+      }
+      self->MaybeStartClientPump();
+    });
+  };
 }
 
 // ---- The pump ----

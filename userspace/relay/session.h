@@ -58,7 +58,7 @@ class Session : public std::enable_shared_from_this<Session>,
                 private pg::DecoderHandler,
                 private pg::SessionObserver {
  public:
-  Session(Worker* worker, const TargetRuntime* target, tcp::socket client, const SessionDeps& deps);
+  Session(Worker* worker, const TargetRuntime* target, Transport client, const SessionDeps& deps);
   ~Session() override;
 
   // `lease`: its slot under the relay's connection limits; evictable until the session is ready.
@@ -73,7 +73,7 @@ class Session : public std::enable_shared_from_this<Session>,
   // One direction's buffers. `in` holds unprocessed input, `out` the bytes being written.
   struct Leg {
     explicit Leg(asio::io_context& context) : transport(context) {}
-    explicit Leg(tcp::socket s) : transport(std::move(s)) {}
+    explicit Leg(Transport t) : transport(std::move(t)) {}
     Transport transport;
     pg::Bytes in;
     size_t in_len = 0;
@@ -104,6 +104,10 @@ class Session : public std::enable_shared_from_this<Session>,
   bool JudgeStartupStatement(std::shared_ptr<const sql::QueryFacts> facts, const std::string& what,
                              const std::shared_ptr<const policy::CompiledPolicy>& policy);
   void ResolvePeer();
+  // A unix-socket client: its process from SO_PEERCRED.
+  void ResolveUnixPeer();
+  // Stores a resolved process and resumes what waited for it.
+  identity::PeerResolver::Callback PeerCallback();
   void MaybeStartClientPump();
 
   // The pump: read one side, decode, write the other side, repeat.

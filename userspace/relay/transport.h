@@ -38,19 +38,25 @@ inline tcp::endpoint TcpEndpoint(const StreamEndpoint& e) {
 class Transport {
  public:
   explicit Transport(asio::io_context& context) : socket_(context) {}  // not yet connected
-  // An accepted TCP connection, taken over with its descriptor (a closed socket when the
-  // connection is already gone: the first use then fails as it would have).
-  explicit Transport(tcp::socket socket) : socket_(socket.get_executor()) {
+  // An accepted connection (TCP, or a unix socket), taken over with its descriptor (a closed
+  // socket when the connection is already gone: the first use then fails as it would have).
+  template <typename Protocol>
+  explicit Transport(asio::basic_stream_socket<Protocol> socket) : socket_(socket.get_executor()) {
     boost::system::error_code ec;
-    const tcp::endpoint local = socket.local_endpoint(ec);
+    const typename Protocol::endpoint local = socket.local_endpoint(ec);
     if (ec) return;
-    const tcp protocol = local.protocol();
+    const Protocol protocol = local.protocol();
     const int fd = socket.release(ec);
     if (ec) return;
     socket_.assign(asio::generic::stream_protocol(protocol.family(), protocol.protocol()), fd, ec);
     if (ec) ::close(fd);
   }
-
+  Transport(Transport&&) = default;
+  // A unix-socket connection (the relay's listen_unix), not TCP.
+  bool is_unix() {
+    boost::system::error_code ec;
+    return socket_.local_endpoint(ec).data()->sa_family == AF_UNIX && !ec;
+  }
   StreamSocket& socket() { return socket_; }
   bool tls() const { return tls_ != nullptr; }
   asio::ssl::stream<StreamSocket&>* tls_stream() { return tls_.get(); }

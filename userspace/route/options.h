@@ -21,9 +21,11 @@ struct RouteTarget {
   std::string upstream_host;
   uint16_t upstream_port = 0;
   std::string upstream_unix;
-  // The relay's listener for this target, where enforce sends connections.
+  // The relay's listener for this target, where enforce sends connections; relay_unix: its unix
+  // socket (listen_unix), where connections to the server's unix socket go (empty: refused).
   std::string relay_host;
   uint16_t relay_port = 0;
+  std::string relay_unix;
 };
 
 struct Exemptions {

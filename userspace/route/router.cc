@@ -23,6 +23,7 @@
 
 #include "route.h"
 #include "route.skel.h"
+#include "route_unix.skel.h"
 #include "userspace/common/logging.h"
 #include "userspace/identity/process_info.h"
 #include "userspace/tap/bpf_program.h"
@@ -35,6 +36,8 @@ constexpr int kPollMs = 200;
 // A routed connection the relay has not accepted by then is not one it will accept.
 constexpr uint64_t kRouteRecordTtlNs = 120ull * 1000 * 1000 * 1000;
 constexpr const char* kCgroupPrograms[] = {"route_connect4", "route_connect6", "route_sockops"};
+// BPF_CGROUP_UNIX_CONNECT (Linux 6.7), which Debian 12's headers and libbpf 1.1 predate.
+constexpr auto kUnixConnectAttach = static_cast<bpf_attach_type>(49);
 
 Status Errno(const std::string& what, int err) {
   return Internal("routing: " + what + ": " + std::strerror(err < 0 ? -err : err));
@@ -65,6 +68,12 @@ std::string AddressText(uint16_t family, const uint8_t addr[16], uint16_t port_h
   inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, sizeof(buf));
   return family == AF_INET ? std::string(buf) + ":" + std::to_string(port_host)
                            : "[" + std::string(buf) + "]:" + std::to_string(port_host);
+}
+
+// Where a recorded connect() was going: "127.0.0.1:5432", "[::1]:5432", "unix:/path".
+std::string OriginText(const dbw_route_conn& c) {
+  if (c.family == AF_UNIX) return "unix:" + std::string(c.path, strnlen(c.path, sizeof(c.path)));
+  return AddressText(c.family, c.addr, ntohs(c.port));
 }
 
 // A protected prefix for one port.
@@ -216,6 +225,7 @@ Status Router::Load() {
   if (!skel_) return Errno("loading the BPF programs (verifier log above)", errno);
   ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.refusals), &Router::OnRefusal, this, nullptr);
   if (!ring_) return Errno("opening the ring buffer", errno);
+  LoadUnix();
 
   auto put = [](bpf_map* map, const void* key, const void* value) -> Status {
     if (bpf_map__update_elem(map, key, bpf_map__key_size(map), value, bpf_map__value_size(map),
@@ -265,6 +275,37 @@ Status Router::Load() {
   return Status::Ok();
 }
 
+void Router::LoadUnix() {
+  unix_skel_ = route_unix_bpf__open();
+  if (!unix_skel_) return;
+  // One state for both objects: the unix program decides from route's maps.
+  const std::pair<bpf_map*, bpf_map*> shared[] = {
+      {unix_skel_->maps.exempt_tgids, skel_->maps.exempt_tgids},
+      {unix_skel_->maps.exempt_cgroups, skel_->maps.exempt_cgroups},
+      {unix_skel_->maps.exempt_uids, skel_->maps.exempt_uids},
+      {unix_skel_->maps.exempt_exes, skel_->maps.exempt_exes},
+      {unix_skel_->maps.counters, skel_->maps.counters},
+      {unix_skel_->maps.refusals, skel_->maps.refusals}};
+  int err = 0;
+  for (const auto& [mine, theirs] : shared)
+    if (err == 0) err = bpf_map__reuse_fd(mine, bpf_map__fd(theirs));
+  if (err == 0)
+    err = bpf_program__set_expected_attach_type(unix_skel_->progs.route_connect_unix,
+                                                kUnixConnectAttach);
+  // A kernel without the hook refuses the load: expected there, so libbpf's log stays quiet.
+  libbpf_print_fn_t previous = libbpf_set_print(nullptr);
+  if (err == 0) err = route_unix_bpf__load(unix_skel_);
+  libbpf_set_print(previous);
+  if (err != 0) {
+    DBW_LOG(kWarning) << "routing: this kernel cannot route unix-socket connections ("
+                      << std::strerror(err < 0 ? -err : err)
+                      << "; cgroup/connect_unix needs Linux 6.7): clients of the servers' unix "
+                         "sockets are not routed; the tap reports them as bypasses";
+    route_unix_bpf__destroy(unix_skel_);
+    unix_skel_ = nullptr;
+  }
+}
+
 Status Router::Attach() {
   // The process trackers first: a server that forks after its discovery is still followed.
   bpf_program* prog = nullptr;
@@ -285,8 +326,12 @@ Status Router::Attach() {
     std::string dir = root + c;
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return Errno("opening cgroup " + dir, errno);
-    for (const char* name : kCgroupPrograms) {
-      bpf_program* p = bpf_object__find_program_by_name(skel_->obj, name);
+    std::vector<bpf_program*> programs;
+    for (const char* name : kCgroupPrograms)
+      programs.push_back(bpf_object__find_program_by_name(skel_->obj, name));
+    if (unix_skel_) programs.push_back(unix_skel_->progs.route_connect_unix);
+    for (bpf_program* p : programs) {
+      const char* name = bpf_program__name(p);
       bpf_link* link = bpf_program__attach_cgroup(p, fd);
       if (!link) {
         int err = errno;
@@ -394,25 +439,86 @@ void Router::Rescan() {
     if (std::find(keys.begin(), keys.end(), k) == keys.end())
       (void)bpf_map__delete_elem(skel_->maps.dests, k.data(), k.size(), 0);
   dest_keys_ = std::move(keys);
+  if (unix_skel_) RescanUnix();
 }
 
-std::optional<identity::RouteOrigin> Router::Take(const identity::Endpoint& peer) {
-  dbw_route_peer key{};
-  uint8_t addr[16];
-  uint16_t family = 0;
-  if (!ParseAddress(peer.address, &family, addr)) return std::nullopt;
-  key.family = family;
-  key.port = peer.port;
-  std::memcpy(key.addr, addr, 16);
+void Router::RescanUnix() {
+  std::vector<std::string> keys;
+  for (uint32_t i = 0; i < options_.targets.size(); ++i) {
+    const RouteTarget& t = options_.targets[i];
+    dbw_route_unix_dest d{};
+    d.target = i;
+    d.action = t.action == Action::kRefuse ? DBW_ROUTE_REFUSE : DBW_ROUTE_ENFORCE;
+    if (t.action == Action::kEnforce && !t.relay_unix.empty() &&
+        t.relay_unix.size() < sizeof(d.relay_path)) {
+      std::memcpy(d.relay_path, t.relay_unix.data(), t.relay_unix.size());
+      d.relay_len = static_cast<uint32_t>(t.relay_unix.size());
+    }
+    // The server's sockets as it bound them, and under their directories' real paths
+    // (/var/run/postgresql and /run/postgresql are one directory on Debian).
+    std::vector<std::string> paths;
+    if (!t.upstream_unix.empty()) paths.push_back(t.upstream_unix);
+    std::optional<tap::ServerProcesses> s = t.upstream_unix.empty()
+                                                ? tap::FindServer(t.upstream_host, t.upstream_port)
+                                                : tap::FindServerByUnixPath(t.upstream_unix);
+    if (s) paths.insert(paths.end(), s->unix_paths.begin(), s->unix_paths.end());
+    for (size_t n = paths.size(), j = 0; j < n; ++j) {
+      std::error_code ec;
+      auto real = std::filesystem::canonical(std::filesystem::path(paths[j]).parent_path(), ec);
+      if (!ec) paths.push_back((real / std::filesystem::path(paths[j]).filename()).string());
+    }
+    for (const std::string& p : paths) {
+      struct stat st {};
+      if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0 &&
+          std::find(warned_.begin(), warned_.end(), p) == warned_.end()) {
+        warned_.push_back(p);
+        DBW_LOG(kWarning) << "routing: target \"" << t.name << "\": the server's socket " << p
+                          << " is open to every local user: clients that name it are "
+                          << (t.action == Action::kRefuse ? "refused" : "routed")
+                          << ", but another name for it (a symlink, a hard link, a relative "
+                             "path) reaches the server directly; restrict it with "
+                             "unix_socket_permissions and unix_socket_group "
+                             "(docs/routing.md#unix-sockets)";
+      }
+      dbw_route_unix_key k{};
+      if (p.empty() || p.size() >= sizeof(k.path) || p == t.relay_unix) continue;
+      std::memcpy(k.path, p.data(), p.size());
+      (void)bpf_map__update_elem(unix_skel_->maps.unix_dests, &k, sizeof(k), &d, sizeof(d),
+                                 BPF_ANY);
+      keys.push_back(std::string(k.path, sizeof(k.path)));
+    }
+  }
+  for (const std::string& k : unix_dest_keys_)
+    if (std::find(keys.begin(), keys.end(), k) == keys.end())
+      (void)bpf_map__delete_elem(unix_skel_->maps.unix_dests, k.data(), k.size(), 0);
+  unix_dest_keys_ = std::move(keys);
+}
+
+std::optional<identity::RouteOrigin> Router::Take(const identity::Endpoint& peer,
+                                                  int32_t unix_pid) {
   dbw_route_conn c{};
-  int fd = bpf_map__fd(skel_->maps.routed);
-  if (bpf_map_lookup_and_delete_elem(fd, &key, &c) != 0) return std::nullopt;
+  if (unix_pid > 0) {
+    if (!unix_skel_) return std::nullopt;
+    auto tgid = static_cast<uint32_t>(unix_pid);
+    if (bpf_map_lookup_and_delete_elem(bpf_map__fd(unix_skel_->maps.routed_unix), &tgid, &c) != 0)
+      return std::nullopt;
+  } else {
+    dbw_route_peer key{};
+    uint8_t addr[16];
+    uint16_t family = 0;
+    if (!ParseAddress(peer.address, &family, addr)) return std::nullopt;
+    key.family = family;
+    key.port = peer.port;
+    std::memcpy(key.addr, addr, 16);
+    if (bpf_map_lookup_and_delete_elem(bpf_map__fd(skel_->maps.routed), &key, &c) != 0)
+      return std::nullopt;
+  }
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
   if (now_ns - c.ts_ns > kRouteRecordTtlNs) return std::nullopt;  // a port used again since
   identity::RouteOrigin out;
-  out.original = AddressText(c.family, c.addr, ntohs(c.port));
+  out.original = OriginText(c);
   out.target = c.target < options_.targets.size() ? options_.targets[c.target].name : "";
   out.tgid = c.tgid;
   out.uid = c.uid;
@@ -449,7 +555,7 @@ void Router::Report(const void* data, size_t size) {
   e.kind = audit::EventKind::kConnectRefused;
   e.source = "route";
   e.session = std::move(info);
-  std::string dest = AddressText(c.family, c.addr, ntohs(c.port));
+  std::string dest = OriginText(c);
   e.detail = "connect() to " + dest + " refused: target \"" + (t ? t->name : "?") + "\" is " +
              (c.action == DBW_ROUTE_REFUSE
                   ? "relay_only: refuse"
@@ -517,6 +623,7 @@ Router::~Router() {
   }
   // Destroying a link detaches it, unless it is pinned (closed): then the pin keeps it.
   for (bpf_link* l : links_) bpf_link__destroy(l);
+  if (unix_skel_) route_unix_bpf__destroy(unix_skel_);
   if (skel_) route_bpf__destroy(skel_);
 }
 

@@ -21,6 +21,7 @@
 #include "userspace/route/options.h"
 
 struct route_bpf;
+struct route_unix_bpf;
 struct ring_buffer;
 struct bpf_link;
 
@@ -37,9 +38,12 @@ class Router {
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
-  // The record of the routed connection whose client end is `peer`, taken (each is handed out
-  // once); nullopt for a connection that was not routed. Any thread.
-  std::optional<identity::RouteOrigin> Take(const identity::Endpoint& peer);
+  // The record of the routed connection whose client end is `peer` (TCP) or whose client
+  // process is `unix_pid` (unix socket), taken (each is handed out once); nullopt for a
+  // connection that was not routed. Any thread.
+  std::optional<identity::RouteOrigin> Take(const identity::Endpoint& peer, int32_t unix_pid);
+  // Whether unix-socket connect()s are routed here (the kernel has cgroup/connect_unix).
+  bool routes_unix() const { return unix_skel_ != nullptr; }
 
   // Removes links pinned by an earlier run in `pin_dir` (dbwarden routing release).
   static Status ReleasePinned(const std::string& pin_dir, size_t* released);
@@ -47,9 +51,11 @@ class Router {
  private:
   Router() = default;
   Status Load();
+  void LoadUnix();
   Status Attach();
   void Run();
   void Rescan();
+  void RescanUnix();
   void Report(const void* data, size_t size);
   void PublishCounters();
   static int OnRefusal(void* ctx, void* data, size_t size);
@@ -57,12 +63,15 @@ class Router {
   RouterOptions options_;
   audit::EventSink* sink_ = nullptr;
   route_bpf* skel_ = nullptr;
+  route_unix_bpf* unix_skel_ = nullptr;  // null: the kernel has no cgroup/connect_unix
   ring_buffer* ring_ = nullptr;
   std::vector<bpf_link*> links_;
   std::vector<std::string> stale_pins_;  // an earlier run's, removed once ours are attached
   std::vector<uint32_t> server_tgids_;   // postmasters already followed
   std::vector<uint64_t> exempt_cgroups_;
   std::vector<std::vector<uint8_t>> dest_keys_;  // what is in `dests` now
+  std::vector<std::string> unix_dest_keys_;      // what is in `unix_dests` now
+  std::vector<std::string> warned_;              // sockets open to all, logged once
   std::atomic<bool> stop_{false};
   std::thread thread_;
   Counter* m_routed_ = nullptr;
