@@ -12,7 +12,8 @@ and a real PostgreSQL whose postmaster runs in a cgroup of its own, as under sys
   refuse:     connect() fails with EPERM and a connect_refused event names the process.
   exemptions: the relay's own upstream connections, the server's own processes (a dblink from a
               backend), a standby's walreceiver in an exempt cgroup, an exempt user and an exempt
-              executable (by inode: a symlink to it is exempt, a copy is not) connect directly.
+              executable (by inode: a symlink to it is exempt, a copy is not) connect directly;
+              a program a backend runs (COPY ... TO PROGRAM) is routed: exec ends the exemption.
   agent exit: on_agent_exit: open detaches on SIGTERM and on SIGKILL; closed keeps direct
               access closed after SIGKILL until the agent is back (it takes the pinned links
               over) or `dbwarden routing release` runs.
@@ -309,6 +310,20 @@ class ExemptTest(unittest.TestCase):
         session_start('ai-after-dblink')
         self.assertEqual(relay.events(kind='session_start', predicate=lambda e: fx.principal(
             e).get('application_name') == 'ai-dblink'), [])
+
+    def test_a_program_a_backend_runs_is_not_exempt(self):
+        # COPY ... TO PROGRAM: a superuser's way to make the server run a client. Its shell is
+        # a child of an exempt backend, but it exec()s: the exemption ends there.
+        out = os.path.join(exempt_dir, 'copy-program.json')
+        Path(out).touch()
+        os.chmod(out, 0o666)
+        cluster.psql(f"COPY (SELECT 1) TO PROGRAM '{PYTHON} {PROBE} plain {fx.LOOPBACK} "
+                     f"{cluster.port} postgres ai-copy-program \"{PORT_SQL}\" > {out}'")
+        result = json.loads(Path(out).read_text())
+        self.assertFalse(is_direct(result), result)
+        ev = session_start('ai-copy-program')
+        self.assertEqual(fx.principal(ev)['routed_from'], f'{fx.LOOPBACK}:{cluster.port}')
+        self.assertEqual(ev['process']['pid'], result['pid'])
 
     def test_standby_in_an_exempt_cgroup_replicates_directly(self):
         root = tempfile.mkdtemp(prefix='dbwarden-standby-')
