@@ -659,6 +659,14 @@ void ParseRouting(const YAML::Node& a, AgentConfig* c) {
           if (path.empty() || path[0] != '/') Throw(n, what + ".exe must be an absolute path");
           if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
             Throw(n, what + ".exe: " + path + " is not an executable file on this host");
+          // The kernel compares the file it executes: for a script that is the interpreter.
+          std::ifstream head(path, std::ios::binary);
+          char magic[2] = {};
+          if (head.read(magic, 2) && magic[0] == '#' && magic[1] == '!')
+            Throw(n, what + ".exe: " + path +
+                         " is a script, and what runs is its interpreter "
+                         "(exempting it would exempt every script it runs): "
+                         "name a binary");
           o.exempt.exes.push_back(path);
         }
       } else if (e["uid"]) {

@@ -165,6 +165,8 @@ class ConfigCheckTest(unittest.TestCase):
             'cgroups not a list': (base + ['routing:', '  cgroups: /system.slice'], 11),
             'cgroup with ..': (base + ['routing:', '  cgroups: [/a/../b]'], 11),
             'exempt exe missing': (base + ['routing:', '  exempt:', '    - exe: /no/such/tool'], 12),
+            'exempt script': (base + ['routing:', '  exempt:',
+                                      '    - exe: /usr/share/postgresql-common/pg_wrapper'], 12),
             'exempt unknown user': (base + ['routing:', '  exempt:',
                                             '    - uid: [no-such-user-dbw]'], 12),
             'exempt two kinds in one entry': (base + ['routing:', '  exempt:',

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -35,7 +35,8 @@ namespace {
 constexpr int kPollMs = 200;
 // A routed connection the relay has not accepted by then is not one it will accept.
 constexpr uint64_t kRouteRecordTtlNs = 120ull * 1000 * 1000 * 1000;
-constexpr const char* kCgroupPrograms[] = {"route_connect4", "route_connect6", "route_sockops"};
+constexpr std::array<const char*, 3> kCgroupPrograms = {"route_connect4", "route_connect6",
+                                                        "route_sockops"};
 // BPF_CGROUP_UNIX_CONNECT (Linux 6.7), which Debian 12's headers and libbpf 1.1 predate.
 constexpr auto kUnixConnectAttach = static_cast<bpf_attach_type>(49);
 
@@ -43,11 +44,13 @@ Status Errno(const std::string& what, int err) {
   return Internal("routing: " + what + ": " + std::strerror(err < 0 ? -err : err));
 }
 
-// A numeric address as the 16 bytes the programs compare (IPv4 in the first 4); false when it
-// is not one.
-bool ParseAddress(const std::string& text, uint16_t* family, uint8_t out[16]) {
-  std::memset(out, 0, 16);
-  if (inet_pton(AF_INET, text.c_str(), out) == 1) {
+// An address as the programs hold it: 16 bytes, IPv4 in the first 4.
+using Address = std::array<uint8_t, 16>;
+
+// A numeric address as the programs compare it; false when it is not one.
+bool ParseAddress(const std::string& text, uint16_t* family, Address* out) {
+  out->fill(0);
+  if (inet_pton(AF_INET, text.c_str(), out->data()) == 1) {
     *family = AF_INET;
     return true;
   }
@@ -55,15 +58,15 @@ bool ParseAddress(const std::string& text, uint16_t* family, uint8_t out[16]) {
   if (inet_pton(AF_INET6, text.c_str(), &a) != 1) return false;
   if (IN6_IS_ADDR_V4MAPPED(&a)) {
     *family = AF_INET;
-    std::memcpy(out, &a.s6_addr[12], 4);
+    std::memcpy(out->data(), &a.s6_addr[12], 4);
     return true;
   }
   *family = AF_INET6;
-  std::memcpy(out, a.s6_addr, 16);
+  std::memcpy(out->data(), a.s6_addr, 16);
   return true;
 }
 
-std::string AddressText(uint16_t family, const uint8_t addr[16], uint16_t port_host) {
+std::string AddressText(uint16_t family, const uint8_t* addr, uint16_t port_host) {
   char buf[INET6_ADDRSTRLEN] = {};
   inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, sizeof(buf));
   return family == AF_INET ? std::string(buf) + ":" + std::to_string(port_host)
@@ -77,20 +80,20 @@ std::string OriginText(const dbw_route_conn& c) {
 }
 
 // A protected prefix for one port.
-dbw_route_key Key(uint16_t family, const uint8_t addr[16], uint32_t bits, uint16_t port) {
+dbw_route_key Key(uint16_t family, const Address& addr, uint32_t bits, uint16_t port) {
   dbw_route_key k{};
   k.prefixlen = 32 + bits;
   k.family = family;
   k.port = htons(port);
-  std::memcpy(k.addr, addr, 16);
+  std::memcpy(k.addr, addr.data(), addr.size());
   return k;
 }
 
 void AddAddress(const std::string& text, uint32_t v4_bits, uint32_t v6_bits, uint16_t port,
                 std::vector<dbw_route_key>* out) {
   uint16_t family = 0;
-  uint8_t addr[16];
-  if (!ParseAddress(text, &family, addr)) return;
+  Address addr;
+  if (!ParseAddress(text, &family, &addr)) return;
   out->push_back(Key(family, addr, family == AF_INET ? v4_bits : v6_bits, port));
 }
 
@@ -135,27 +138,27 @@ Status RelayDest(const RouteTarget& t, uint32_t index, dbw_route_dest* d) {
   if (t.action == Action::kRefuse) return Status::Ok();
   std::string host = t.relay_host;
   uint16_t family = 0;
-  uint8_t addr[16];
+  Address addr;
   bool dual = host == "::";
   if (host == "0.0.0.0" || dual) host = "127.0.0.1";
-  if (!ParseAddress(host, &family, addr))
+  if (!ParseAddress(host, &family, &addr))
     return InvalidArgument("routing: target \"" + t.name + "\": the relay listens on \"" +
                            t.relay_host + "\", which is not a numeric address");
   uint16_t port = htons(t.relay_port);
   if (family == AF_INET) {
-    std::memcpy(&d->relay_ip4, addr, 4);
+    std::memcpy(&d->relay_ip4, addr.data(), 4);
     d->relay_port4 = port;
     // ::ffff:a.b.c.d: an IPv6 socket that is not v6-only reaches the IPv4 listener.
     d->relay_ip6[2] = htonl(0xffff);
-    std::memcpy(&d->relay_ip6[3], addr, 4);
+    std::memcpy(&d->relay_ip6[3], addr.data(), 4);
     d->relay_port6 = port;
-    if (dual) {
-      uint8_t loop6[16] = {};
+    if (dual) {  // a listener on "::" takes IPv6 at ::1
+      Address loop6{};
       loop6[15] = 1;
-      std::memcpy(d->relay_ip6, loop6, 16);
+      std::memcpy(d->relay_ip6, loop6.data(), loop6.size());
     }
   } else {
-    std::memcpy(d->relay_ip6, addr, 16);
+    std::memcpy(d->relay_ip6, addr.data(), addr.size());
     d->relay_port6 = port;
   }
   return Status::Ok();
@@ -201,15 +204,14 @@ StatusOr<std::unique_ptr<Router>> Router::Start(RouterOptions options, audit::Ev
   std::unique_ptr<Router> r(new Router());
   r->options_ = std::move(options);
   r->sink_ = sink;
-  r->m_routed_ =
-      metrics->GetCounter("dbwarden_routing_connects_total",
-                          "connect()s to protected servers by outcome", "result=\"routed\"");
-  r->m_refused_ =
-      metrics->GetCounter("dbwarden_routing_connects_total",
-                          "connect()s to protected servers by outcome", "result=\"refused\"");
-  r->m_exempt_ =
-      metrics->GetCounter("dbwarden_routing_connects_total",
-                          "connect()s to protected servers by outcome", "result=\"exempt\"");
+  auto connects = [metrics](const char* result) {
+    return metrics->GetCounter("dbwarden_routing_connects_total",
+                               "connect()s to protected servers by outcome",
+                               std::string("result=\"") + result + "\"");
+  };
+  r->m_routed_ = connects("routed");
+  r->m_refused_ = connects("refused");
+  r->m_exempt_ = connects("exempt");
   r->m_lost_ = metrics->GetCounter(
       "dbwarden_routing_records_lost_total",
       "Routing records the kernel could not keep (ring buffer full, routed-connection table)");
@@ -239,26 +241,11 @@ Status Router::Load() {
   uint8_t one = 1;
   for (uint32_t uid : options_.exempt.uids)
     DBW_RETURN_IF_ERROR(put(skel_->maps.exempt_uids, &uid, &one));
-  std::set<std::pair<uint32_t, uint64_t>> exes;
   for (const std::string& path : options_.exempt.exes) {
     dbw_route_exe key{};
     if (!ExeKey(path, &key))
       return InvalidArgument("routing: exempt exe " + path + ": " + std::strerror(errno));
     DBW_RETURN_IF_ERROR(put(skel_->maps.exempt_exes, &key, &one));
-    exes.insert({key.dev, key.ino});
-  }
-  // Processes that run an exempt executable now (the exec tracepoint sees the later ones).
-  if (!exes.empty()) {
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      const std::string name = entry.path().filename();
-      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-      dbw_route_exe key{};
-      if (!ExeKey(entry.path().string() + "/exe", &key) || !exes.count({key.dev, key.ino}))
-        continue;
-      auto tgid = static_cast<uint32_t>(std::stoul(name));
-      uint8_t bits = DBW_EXEMPT_EXE;
-      (void)put(skel_->maps.exempt_tgids, &tgid, &bits);
-    }
   }
   const std::string root = identity::Cgroup2MountPoint();
   if (root.empty()) return FailedPrecondition("routing: no cgroup v2 hierarchy is mounted");
@@ -279,13 +266,13 @@ void Router::LoadUnix() {
   unix_skel_ = route_unix_bpf__open();
   if (!unix_skel_) return;
   // One state for both objects: the unix program decides from route's maps.
-  const std::pair<bpf_map*, bpf_map*> shared[] = {
-      {unix_skel_->maps.exempt_tgids, skel_->maps.exempt_tgids},
-      {unix_skel_->maps.exempt_cgroups, skel_->maps.exempt_cgroups},
-      {unix_skel_->maps.exempt_uids, skel_->maps.exempt_uids},
-      {unix_skel_->maps.exempt_exes, skel_->maps.exempt_exes},
-      {unix_skel_->maps.counters, skel_->maps.counters},
-      {unix_skel_->maps.refusals, skel_->maps.refusals}};
+  const std::array<std::pair<bpf_map*, bpf_map*>, 6> shared = {
+      {{unix_skel_->maps.exempt_tgids, skel_->maps.exempt_tgids},
+       {unix_skel_->maps.exempt_cgroups, skel_->maps.exempt_cgroups},
+       {unix_skel_->maps.exempt_uids, skel_->maps.exempt_uids},
+       {unix_skel_->maps.exempt_exes, skel_->maps.exempt_exes},
+       {unix_skel_->maps.counters, skel_->maps.counters},
+       {unix_skel_->maps.refusals, skel_->maps.refusals}}};
   int err = 0;
   for (const auto& [mine, theirs] : shared)
     if (err == 0) err = bpf_map__reuse_fd(mine, bpf_map__fd(theirs));
@@ -311,17 +298,17 @@ Status Router::Attach() {
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, skel_->obj) {
     std::string name = bpf_program__name(prog);
-    if (std::find(std::begin(kCgroupPrograms), std::end(kCgroupPrograms), name) !=
-        std::end(kCgroupPrograms))
+    if (std::find(kCgroupPrograms.begin(), kCgroupPrograms.end(), name) != kCgroupPrograms.end())
       continue;
     bpf_link* link = bpf_program__attach(prog);
     if (!link) return Errno("attaching " + name, errno);
     links_.push_back(link);
   }
+  ExemptRunningExes();
   Rescan();  // servers, units, destinations: filled before any connect() is judged
   const std::string root = identity::Cgroup2MountPoint();
   std::vector<std::string> cgroups = options_.cgroups;
-  if (cgroups.empty()) cgroups.push_back("");
+  if (cgroups.empty()) cgroups.emplace_back();
   for (const std::string& c : cgroups) {
     std::string dir = root + c;
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -348,7 +335,7 @@ Status Router::Attach() {
   std::vector<std::string> old;
   if (std::filesystem::is_directory(options_.pin_dir, ec)) {
     for (const auto& e : std::filesystem::directory_iterator(options_.pin_dir, ec))
-      old.push_back(e.path().string());
+      old.emplace_back(e.path().string());
   }
   for (const std::string& p : old) ::unlink(p.c_str());
   if (!old.empty()) {
@@ -370,6 +357,28 @@ Status Router::Attach() {
     }
   }
   return Status::Ok();
+}
+
+void Router::ExemptRunningExes() {
+  // Processes that run an exempt executable already (the exec tracepoint, attached before
+  // this, sees the later ones).
+  std::set<std::pair<uint32_t, uint64_t>> exes;
+  for (const std::string& path : options_.exempt.exes) {
+    dbw_route_exe key{};
+    if (ExeKey(path, &key)) exes.insert({key.dev, key.ino});
+  }
+  if (exes.empty()) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    dbw_route_exe key{};
+    if (!ExeKey(entry.path().string() + "/exe", &key) || !exes.count({key.dev, key.ino})) continue;
+    auto tgid = static_cast<uint32_t>(std::stoul(name));
+    uint8_t bits = DBW_EXEMPT_EXE;
+    (void)bpf_map__update_elem(skel_->maps.exempt_tgids, &tgid, sizeof(tgid), &bits, sizeof(bits),
+                               BPF_NOEXIST);
+  }
 }
 
 Status Router::ReleasePinned(const std::string& pin_dir, size_t* released) {
@@ -485,7 +494,7 @@ void Router::RescanUnix() {
       std::memcpy(k.path, p.data(), p.size());
       (void)bpf_map__update_elem(unix_skel_->maps.unix_dests, &k, sizeof(k), &d, sizeof(d),
                                  BPF_ANY);
-      keys.push_back(std::string(k.path, sizeof(k.path)));
+      keys.emplace_back(k.path, sizeof(k.path));
     }
   }
   for (const std::string& k : unix_dest_keys_)
@@ -504,12 +513,12 @@ std::optional<identity::RouteOrigin> Router::Take(const identity::Endpoint& peer
       return std::nullopt;
   } else {
     dbw_route_peer key{};
-    uint8_t addr[16];
+    Address addr;
     uint16_t family = 0;
-    if (!ParseAddress(peer.address, &family, addr)) return std::nullopt;
+    if (!ParseAddress(peer.address, &family, &addr)) return std::nullopt;
     key.family = family;
     key.port = peer.port;
-    std::memcpy(key.addr, addr, 16);
+    std::memcpy(key.addr, addr.data(), addr.size());
     if (bpf_map_lookup_and_delete_elem(bpf_map__fd(skel_->maps.routed), &key, &c) != 0)
       return std::nullopt;
   }
@@ -541,14 +550,17 @@ void Router::Report(const void* data, size_t size) {
     info->env = t->env;
   }
   identity::ProcessInfo p;
-  // The process as it is now, if it still is the one that connected (same uid).
-  if (!identity::ReadProcessTree(static_cast<int32_t>(c.tgid), &p) || p.uid != c.uid) {
+  // The process as it is now, if it still is the one that connected (same uid and name: its
+  // pid may have been given to another since).
+  const std::string comm(c.comm, strnlen(c.comm, sizeof(c.comm)));
+  if (!identity::ReadProcessTree(static_cast<int32_t>(c.tgid), &p) || p.uid != c.uid ||
+      p.comm != comm) {
     p = {};
     p.pid = static_cast<int32_t>(c.tgid);
     p.uid = c.uid;
     p.gid = c.gid;
   }
-  if (p.comm.empty()) p.comm.assign(c.comm, strnlen(c.comm, sizeof(c.comm)));
+  if (p.comm.empty()) p.comm = comm;
   if (p.cgroup.empty()) p.cgroup = identity::CgroupPathById(c.cgroup_id);
   info->process = std::move(p);
   audit::Event e;
@@ -570,7 +582,7 @@ void Router::PublishCounters() {
   int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return;
   std::vector<uint64_t> values(static_cast<size_t>(cpus));
-  uint64_t totals[DBW_ROUTE_COUNTER_MAX] = {};
+  std::array<uint64_t, DBW_ROUTE_COUNTER_MAX> totals{};
   for (uint32_t i = 0; i < DBW_ROUTE_COUNTER_MAX; ++i) {
     if (bpf_map__lookup_elem(skel_->maps.counters, &i, sizeof(i), values.data(),
                              values.size() * sizeof(uint64_t), 0) != 0)
@@ -578,9 +590,9 @@ void Router::PublishCounters() {
     for (uint64_t v : values) totals[i] += v;
   }
   uint64_t lost = totals[DBW_ROUTE_RINGBUF_LOST] + totals[DBW_ROUTE_PENDING_LOST];
-  uint64_t now[4] = {totals[DBW_ROUTE_ROUTED], totals[DBW_ROUTE_REFUSED], totals[DBW_ROUTE_EXEMPT],
-                     lost};
-  Counter* out[4] = {m_routed_, m_refused_, m_exempt_, m_lost_};
+  const std::array<uint64_t, 4> now = {totals[DBW_ROUTE_ROUTED], totals[DBW_ROUTE_REFUSED],
+                                       totals[DBW_ROUTE_EXEMPT], lost};
+  const std::array<Counter*, 4> out = {m_routed_, m_refused_, m_exempt_, m_lost_};
   for (int i = 0; i < 4; ++i) {
     if (now[i] > last_[i]) out[i]->Add(now[i] - last_[i]);
     last_[i] = now[i];

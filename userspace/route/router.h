@@ -5,6 +5,7 @@
 // connection was going. See docs/routing.md.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -42,8 +43,6 @@ class Router {
   // process is `unix_pid` (unix socket), taken (each is handed out once); nullopt for a
   // connection that was not routed. Any thread.
   std::optional<identity::RouteOrigin> Take(const identity::Endpoint& peer, int32_t unix_pid);
-  // Whether unix-socket connect()s are routed here (the kernel has cgroup/connect_unix).
-  bool routes_unix() const { return unix_skel_ != nullptr; }
 
   // Removes links pinned by an earlier run in `pin_dir` (dbwarden routing release).
   static Status ReleasePinned(const std::string& pin_dir, size_t* released);
@@ -52,6 +51,7 @@ class Router {
   Router() = default;
   Status Load();
   void LoadUnix();
+  void ExemptRunningExes();
   Status Attach();
   void Run();
   void Rescan();
@@ -78,7 +78,7 @@ class Router {
   Counter* m_refused_ = nullptr;
   Counter* m_exempt_ = nullptr;
   Counter* m_lost_ = nullptr;
-  uint64_t last_[4] = {};
+  std::array<uint64_t, 4> last_{};  // counters as last published
   uint64_t last_lost_reported_ = 0;
 };
 

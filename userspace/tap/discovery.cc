@@ -45,8 +45,9 @@ bool IsWildcard(const std::string& a) {
   return a == "0.0.0.0" || a == "::";
 }
 
-std::vector<uint64_t> ListeningInodes(const std::string& host, uint16_t port) {
-  std::vector<uint64_t> out;
+// Calls fn(address, inode) for each TCP socket listening on `port` (/proc/net/tcp{,6}).
+template <typename Fn>
+void ForEachListener(uint16_t port, Fn fn) {
   for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::ifstream in(file);
     std::string line;
@@ -55,16 +56,20 @@ std::vector<uint64_t> ListeningInodes(const std::string& host, uint16_t port) {
       std::istringstream f(line);
       std::string sl, local, remote, state, queues, timer, retr, uid, timeout, inode;
       f >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
-      if (state != "0A") continue;  // TCP_LISTEN
       size_t colon = local.find(':');
-      if (colon == std::string::npos) continue;
+      if (state != "0A" || colon == std::string::npos) continue;  // TCP_LISTEN
       if (std::strtoul(local.substr(colon + 1).c_str(), nullptr, 16) != port) continue;
-      std::string addr = DecodeProcAddress(local.substr(0, colon));
-      bool v4mapped = addr.rfind("::ffff:", 0) == 0 && addr.substr(7) == host;
-      if (addr == host || IsWildcard(addr) || v4mapped || IsWildcard(host))
-        out.push_back(std::strtoull(inode.c_str(), nullptr, 10));
+      fn(DecodeProcAddress(local.substr(0, colon)), std::strtoull(inode.c_str(), nullptr, 10));
     }
   }
+}
+
+std::vector<uint64_t> ListeningInodes(const std::string& host, uint16_t port) {
+  std::vector<uint64_t> out;
+  ForEachListener(port, [&](const std::string& addr, uint64_t inode) {
+    bool v4mapped = addr.rfind("::ffff:", 0) == 0 && addr.substr(7) == host;
+    if (addr == host || IsWildcard(addr) || v4mapped || IsWildcard(host)) out.push_back(inode);
+  });
   return out;
 }
 
@@ -204,22 +209,10 @@ bool IsLocalAddress(const std::string& address) {
 
 std::vector<std::string> ListeningAddresses(uint16_t port) {
   std::vector<std::string> out;
-  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(file);
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      std::istringstream f(line);
-      std::string sl, local, remote, state;
-      f >> sl >> local >> remote >> state;
-      size_t colon = local.find(':');
-      if (state != "0A" || colon == std::string::npos) continue;  // TCP_LISTEN
-      if (std::strtoul(local.substr(colon + 1).c_str(), nullptr, 16) != port) continue;
-      std::string address = DecodeProcAddress(local.substr(0, colon));
-      if (!address.empty() && std::find(out.begin(), out.end(), address) == out.end())
-        out.push_back(address);
-    }
-  }
+  ForEachListener(port, [&](const std::string& address, uint64_t) {
+    if (!address.empty() && std::find(out.begin(), out.end(), address) == out.end())
+      out.push_back(address);
+  });
   return out;
 }
 
