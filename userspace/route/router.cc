@@ -26,6 +26,7 @@
 #include "route_unix.skel.h"
 #include "userspace/common/logging.h"
 #include "userspace/identity/process_info.h"
+#include "userspace/route/addresses.h"
 #include "userspace/tap/bpf_program.h"
 #include "userspace/tap/discovery.h"
 
@@ -44,124 +45,28 @@ Status Errno(const std::string& what, int err) {
   return Internal("routing: " + what + ": " + std::strerror(err < 0 ? -err : err));
 }
 
-// An address as the programs hold it: 16 bytes, IPv4 in the first 4.
-using Address = std::array<uint8_t, 16>;
-
-// A numeric address as the programs compare it; false when it is not one.
-bool ParseAddress(const std::string& text, uint16_t* family, Address* out) {
-  out->fill(0);
-  if (inet_pton(AF_INET, text.c_str(), out->data()) == 1) {
-    *family = AF_INET;
-    return true;
-  }
-  in6_addr a{};
-  if (inet_pton(AF_INET6, text.c_str(), &a) != 1) return false;
-  if (IN6_IS_ADDR_V4MAPPED(&a)) {
-    *family = AF_INET;
-    std::memcpy(out->data(), &a.s6_addr[12], 4);
-    return true;
-  }
-  *family = AF_INET6;
-  std::memcpy(out->data(), a.s6_addr, 16);
-  return true;
-}
-
-std::string AddressText(uint16_t family, const uint8_t* addr, uint16_t port_host) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family == AF_INET ? AF_INET : AF_INET6, addr, buf, sizeof(buf));
-  return family == AF_INET ? std::string(buf) + ":" + std::to_string(port_host)
-                           : "[" + std::string(buf) + "]:" + std::to_string(port_host);
-}
-
 // Where a recorded connect() was going: "127.0.0.1:5432", "[::1]:5432", "unix:/path".
 std::string OriginText(const dbw_route_conn& c) {
   if (c.family == AF_UNIX) return "unix:" + std::string(c.path, strnlen(c.path, sizeof(c.path)));
   return AddressText(c.family, c.addr, ntohs(c.port));
 }
 
-// A protected prefix for one port.
-dbw_route_key Key(uint16_t family, const Address& addr, uint32_t bits, uint16_t port) {
-  dbw_route_key k{};
-  k.prefixlen = 32 + bits;
-  k.family = family;
-  k.port = htons(port);
-  std::memcpy(k.addr, addr.data(), addr.size());
-  return k;
-}
-
-void AddAddress(const std::string& text, uint32_t v4_bits, uint32_t v6_bits, uint16_t port,
-                std::vector<dbw_route_key>* out) {
-  uint16_t family = 0;
-  Address addr;
-  if (!ParseAddress(text, &family, &addr)) return;
-  out->push_back(Key(family, addr, family == AF_INET ? v4_bits : v6_bits, port));
-}
-
-// Every address a local process can reach a server listening at `listening` with.
-void AddReachable(const std::string& listening, uint16_t port, std::vector<dbw_route_key>* out) {
-  if (listening == "0.0.0.0" || listening == "::") {
-    // A wildcard listener: loopback, the unspecified address (connect() takes it for the
-    // local host) and every interface address. An IPv6 wildcard also takes IPv4 unless the
-    // socket is v6-only, which /proc does not say: both are protected.
-    AddAddress("127.0.0.0", 8, 0, port, out);
-    AddAddress("0.0.0.0", 32, 0, port, out);
-    AddAddress("::1", 0, 128, port, out);
-    AddAddress("::", 0, 128, port, out);
-    for (const std::string& a : tap::LocalAddresses()) AddAddress(a, 32, 128, port, out);
-    return;
-  }
-  AddAddress(listening, 32, 128, port, out);
-  // connect() to the unspecified address reaches the loopback one.
-  if (listening == "127.0.0.1") AddAddress("0.0.0.0", 32, 0, port, out);
-  if (listening == "::1") AddAddress("::", 0, 128, port, out);
-}
-
+// The LPM keys of a target's protected addresses, as the host has them now.
 std::vector<dbw_route_key> Destinations(const RouteTarget& t) {
+  std::vector<std::string> listening;
+  bool local = t.upstream_host.empty() || tap::IsLocalAddress(t.upstream_host);
+  if (local) listening = tap::ListeningAddresses(t.upstream_port);
   std::vector<dbw_route_key> out;
-  if (!t.upstream_host.empty() && !tap::IsLocalAddress(t.upstream_host) &&
-      t.upstream_host != "0.0.0.0" && t.upstream_host != "::") {
-    AddAddress(t.upstream_host, 32, 128, t.upstream_port, &out);  // a server on another host
-    return out;
+  for (const Prefix& p :
+       ProtectedPrefixes(t.upstream_host, local, listening, tap::LocalAddresses())) {
+    dbw_route_key k{};
+    k.prefixlen = 32 + p.bits;
+    k.family = p.family;
+    k.port = htons(t.upstream_port);
+    std::memcpy(k.addr, p.addr.data(), p.addr.size());
+    out.push_back(k);
   }
-  if (!t.upstream_host.empty()) AddReachable(t.upstream_host, t.upstream_port, &out);
-  for (const std::string& l : tap::ListeningAddresses(t.upstream_port))
-    AddReachable(l, t.upstream_port, &out);
   return out;
-}
-
-// The relay's listener as the programs rewrite to: IPv4 sockets need an IPv4 address, IPv6
-// sockets an IPv6 one (an IPv4 listener through its v4-mapped form).
-Status RelayDest(const RouteTarget& t, uint32_t index, dbw_route_dest* d) {
-  *d = {};
-  d->target = index;
-  d->action = t.action == Action::kRefuse ? DBW_ROUTE_REFUSE : DBW_ROUTE_ENFORCE;
-  if (t.action == Action::kRefuse) return Status::Ok();
-  std::string host = t.relay_host;
-  uint16_t family = 0;
-  Address addr;
-  bool dual = host == "::";
-  if (host == "0.0.0.0" || dual) host = "127.0.0.1";
-  if (!ParseAddress(host, &family, &addr))
-    return InvalidArgument("routing: target \"" + t.name + "\": the relay listens on \"" +
-                           t.relay_host + "\", which is not a numeric address");
-  uint16_t port = htons(t.relay_port);
-  if (family == AF_INET) {
-    std::memcpy(&d->relay_ip4, addr.data(), 4);
-    d->relay_port4 = port;
-    // ::ffff:a.b.c.d: an IPv6 socket that is not v6-only reaches the IPv4 listener.
-    d->relay_ip6[2] = htonl(0xffff);
-    std::memcpy(&d->relay_ip6[3], addr.data(), 4);
-    d->relay_port6 = port;
-    if (dual) {  // a listener on "::" takes IPv6 at ::1
-      Address loop6{};
-      loop6[15] = 1;
-      std::memcpy(d->relay_ip6, loop6.data(), loop6.size());
-    }
-  } else {
-    std::memcpy(d->relay_ip6, addr.data(), addr.size());
-    d->relay_port6 = port;
-  }
-  return Status::Ok();
 }
 
 // The kernel's dev_t (major << 20 | minor) of a stat() st_dev.
@@ -257,7 +162,7 @@ Status Router::Load() {
   }
   for (uint32_t i = 0; i < options_.targets.size(); ++i) {
     dbw_route_dest d{};
-    DBW_RETURN_IF_ERROR(RelayDest(options_.targets[i], i, &d));
+    DBW_RETURN_IF_ERROR(RelayDestination(options_.targets[i], i, &d));
   }
   return Status::Ok();
 }
@@ -437,7 +342,7 @@ void Router::Rescan() {
   std::vector<std::vector<uint8_t>> keys;
   for (uint32_t i = 0; i < options_.targets.size(); ++i) {
     dbw_route_dest d{};
-    if (!RelayDest(options_.targets[i], i, &d).ok()) continue;  // checked at Load
+    if (!RelayDestination(options_.targets[i], i, &d).ok()) continue;  // checked at Load
     for (const dbw_route_key& k : Destinations(options_.targets[i])) {
       put(skel_->maps.dests, &k, &d);
       const auto* b = reinterpret_cast<const uint8_t*>(&k);
