@@ -55,6 +55,11 @@ class DemoTest(unittest.TestCase):
         has(r'ai-assistant agent .* allow +DROP TABLE +staging DROP TABLE scratch')
         # The tap saw a session that skipped the relay.
         has(r'DELETE FROM old_sessions would be: approve prod-no-where-human')
+        # Kernel routing: the script at the server's own port was masked, judged and audited.
+        has(r'session [0-9a-f]+ of /usr/lib/postgresql/15/bin/psql\[\d+\]: dialled '
+            r'127\.0\.0\.1:\d+, routed by the kernel to the relay')
+        has(r'ai-script +agent .* deny prod-destructive-agen ERROR 42501 +prod DROP TABLE '
+            r'customers')
         # pgbench ran and was audited; the chain verifies.
         has(r'pgbench: \d+ statements audited')
         has(r'(?i)verified')
