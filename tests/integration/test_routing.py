@@ -7,8 +7,8 @@ and a real PostgreSQL whose postmaster runs in a cgroup of its own, as under sys
               dialled (principal.routed_from), judged (an agent's DROP is denied) and masked (the
               PII pack) exactly like clients that connected to the relay. Every way of opening the
               socket a client has — connect(), non-blocking connect(), bind() first, an IPv6
-              socket to the v4-mapped address, TCP Fast Open's sendto(), the unspecified address
-              — is routed the same.
+              socket to the v4-mapped address, TCP Fast Open's sendto(), the unspecified address,
+              io_uring's IORING_OP_CONNECT (no connect system call at all) — is routed the same.
   refuse:     connect() fails with EPERM and a connect_refused event names the process.
   exemptions: the relay's own upstream connections, the server's own processes (a dblink from a
               backend), a standby's walreceiver in an exempt cgroup, an exempt user and an exempt
@@ -208,6 +208,28 @@ class EnforceTest(unittest.TestCase):
         ev = session_start('ai-route-unix-pg2')
         self.assertEqual(fx.principal(ev)['routed_from'], f'unix:{socket_path}')
         self.assertEqual(ev['process']['pid'], result['pid'])
+
+    def test_io_uring_connect_is_routed_and_refused(self):
+        # IORING_OP_CONNECT makes no connect system call (syscall tracepoints never see it): the
+        # cgroup hook runs inside the kernel's connect, wherever it was asked for.
+        exe = os.path.join(exempt_dir, 'uring_connect')
+        fx.run(['cc', '-O0', '-Wall', '-o', exe, HERE / 'uring_connect.c'])
+
+        def uring(cgroup, port):
+            out = subprocess.run(cgroup.wrap([exe, fx.LOOPBACK, port]), capture_output=True,
+                                 text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return json.loads(out.stdout)
+
+        routed = uring(clients, cluster.port)
+        self.assertEqual(routed['res'], 0, routed)
+        self.assertEqual(routed['peer_port'], relay.port('prod'))  # the kernel rewrote it
+        refused = uring(clients, locked.port)
+        self.assertEqual(refused['res'], -1, refused)  # -EPERM
+        # The same program from a cgroup without the programs reaches the server itself.
+        outside = fx.TestCgroup(f'dbwarden-route-outside-{os.getpid()}')
+        self.addCleanup(outside.close)
+        self.assertEqual(uring(outside, cluster.port)['peer_port'], cluster.port)
 
     def test_jdbc_is_routed_judged_and_masked(self):
         java = shutil.which('java', path='/usr/bin:/bin:/usr/lib/jvm/default-java/bin')
