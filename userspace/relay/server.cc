@@ -434,11 +434,11 @@ void RelayServer::RefuseConnection(Transport socket, bool per_source) {
   }
 }
 
-void RelayServer::BackOff(size_t target_index, const boost::system::error_code& ec) {
+void RelayServer::BackOff(size_t listener, const boost::system::error_code& ec) {
   auto now = std::chrono::steady_clock::now();
   if (now - last_accept_log_ >= std::chrono::seconds(1)) {
     DBW_LOG(kWarning) << "accept failed on target \""
-                      << targets_[acceptors_[target_index].target]->options.name
+                      << targets_[acceptors_[listener].target]->options.name
                       << "\": " << ec.message() << " (" << metrics_.accept_errors->value()
                       << " failed accepts so far); retrying in " << accept_backoff_.count()
                       << " ms";
@@ -446,9 +446,9 @@ void RelayServer::BackOff(size_t target_index, const boost::system::error_code& 
   }
   auto timer = std::make_shared<asio::steady_timer>(accept_context_, accept_backoff_);
   accept_backoff_ = std::min(accept_backoff_ * 2, std::chrono::milliseconds(1000));
-  timer->async_wait([this, timer, target_index](const boost::system::error_code& wait_ec) {
-    if (wait_ec == asio::error::operation_aborted || !acceptors_[target_index].is_open()) return;
-    Accept(target_index);
+  timer->async_wait([this, timer, listener](const boost::system::error_code& wait_ec) {
+    if (wait_ec == asio::error::operation_aborted || !acceptors_[listener].is_open()) return;
+    Accept(listener);
   });
 }
 

@@ -136,9 +136,9 @@ class RelayServer {
   size_t active_sessions() const;
 
  private:
-  void Accept(size_t target_index);
+  void Accept(size_t listener);  // index into acceptors_
   // An accept failed for lack of descriptors or memory: accept again after a pause.
-  void BackOff(size_t target_index, const boost::system::error_code& ec);
+  void BackOff(size_t listener, const boost::system::error_code& ec);
   // Admits an accepted connection under the connection limits (evicting one still in startup
   // when a limit is reached) and starts its session on `worker`, or refuses it.
   // `source`: what the per-source limit counts by (the client's address; for a unix socket its
