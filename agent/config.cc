@@ -584,7 +584,7 @@ uint64_t Number(const YAML::Node& node, const std::string& what, uint64_t lo, ui
 }
 
 void ParseTap(const YAML::Node& a, AgentConfig* c) {
-  CheckKeys(a, "tap", {"enabled", "ports", "capture_bytes", "ring_buffer_mb"});
+  CheckKeys(a, "tap", {"enabled", "ports", "capture_bytes", "ring_buffer_mb", "witness"});
   if (YAML::Node e = a["enabled"]) {
     std::string v = Scalar(e, "tap.enabled");
     if (v != "true" && v != "false" && v != "auto")
@@ -602,6 +602,11 @@ void ParseTap(const YAML::Node& a, AgentConfig* c) {
         static_cast<uint32_t>(Number(a["capture_bytes"], "tap.capture_bytes", 64, 65536));
   if (a["ring_buffer_mb"])
     c->tap.ring_buffer_bytes = Number(a["ring_buffer_mb"], "tap.ring_buffer_mb", 1, 4096) << 20;
+  if (YAML::Node w = a["witness"]) {
+    std::string v = Scalar(w, "tap.witness");
+    if (v != "true" && v != "false") Throw(w, "tap.witness must be true or false");
+    c->tap.witness = v == "true";
+  }
 }
 
 // A cgroup v2 path as written in the configuration: absolute, no "..".

@@ -29,6 +29,7 @@
 #include "userspace/relay/server.h"
 #include "userspace/route/router.h"
 #include "userspace/tap/tap.h"
+#include "userspace/witness/witness.h"
 
 #ifndef DBWARDEN_VERSION
 #define DBWARDEN_VERSION "0.0.0"
@@ -77,13 +78,13 @@ int ConfigCheck(const std::vector<std::string>& args) {
 // The tap, per `tap.enabled`: null when it is off or could not start (logged, and fatal only
 // for "true").
 std::unique_ptr<tap::Tap> StartTap(const AgentConfig& config, audit::EventSink* sink,
-                                   const policy::PolicyStore* policy) {
+                                   const policy::PolicyStore* policy, witness::Witness* witness) {
   if (config.tap_mode == "false") return nullptr;
   tap::TapOptions options = config.tap;
   for (const auto& t : config.relay.targets)
     options.targets.push_back(
         {t.name, t.env, t.upstream_host, t.upstream_port, t.relay_only, t.upstream_unix});
-  auto started = tap::Tap::Start(options, {sink, policy, &MetricsRegistry::Global()});
+  auto started = tap::Tap::Start(options, {sink, policy, &MetricsRegistry::Global(), witness});
   if (!started.ok()) {
     if (config.tap_mode == "true") {
       DBW_LOG(kError) << "tap: " << started.status().message();
@@ -237,6 +238,10 @@ int Run(const std::vector<std::string>& args) {
   }
   (*approvals)->Start();
   identity::PeerResolver resolver;
+  // The second witness, when the tap may run: the relay reports to it from its first session.
+  std::unique_ptr<witness::Witness> witness;
+  if (config->tap_mode != "false" && config->tap.witness)
+    witness = std::make_unique<witness::Witness>(sink->get(), &MetricsRegistry::Global());
   relay::RelayServer server(config->relay, sink->get(), &resolver, &policy_store,
                             std::move(*mask_hmac), approvals->get());
   std::atomic<route::Router*> router_ptr{nullptr};
@@ -244,6 +249,7 @@ int Run(const std::vector<std::string>& args) {
     route::Router* r = router_ptr.load();
     return r ? r->Take(client, unix_pid) : std::nullopt;
   });
+  server.SetWitness(witness.get());
   if (Status st = server.Start(); !st.ok()) {
     DBW_LOG(kError) << st.message();
     return kExitFailure;
@@ -293,7 +299,8 @@ int Run(const std::vector<std::string>& args) {
   DBW_LOG(kInfo) << "policy: " << policy_summary;
   reloader.Start(std::chrono::seconds(2));
   TapDdlSink tap_sink(sink->get());  // DDL the tap sees re-reads the relay's masking catalogs
-  std::unique_ptr<tap::Tap> tap = StartTap(*config, &tap_sink, &policy_store);
+  std::unique_ptr<tap::Tap> tap = StartTap(*config, &tap_sink, &policy_store, witness.get());
+  if (!tap && witness) witness->Off();
   if (!tap && config->tap_mode == "true") {
     server.Shutdown();
     if (api_server) api_server->Stop();

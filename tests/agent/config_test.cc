@@ -226,6 +226,7 @@ TEST_F(ConfigTest, TapSectionAndRelayOnly) {
   ports: [5432, 6543]
   capture_bytes: 4096
   ring_buffer_mb: 16
+  witness: false
 targets:
   - {name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2, relay_only: true}
   - {name: b, listen: 127.0.0.1:3, upstream: 127.0.0.1:2}
@@ -242,6 +243,7 @@ routing:
   EXPECT_EQ(c->tap.ports, (std::vector<uint16_t>{5432, 6543}));
   EXPECT_EQ(c->tap.capture_bytes, 4096u);
   EXPECT_EQ(c->tap.ring_buffer_bytes, 16ull << 20);
+  EXPECT_FALSE(c->tap.witness);
   EXPECT_TRUE(c->relay.targets[0].relay_only);
   EXPECT_EQ(c->relay.targets[0].route, relay::TargetOptions::Route::kNone);
   EXPECT_FALSE(c->relay.targets[1].relay_only);
@@ -262,6 +264,7 @@ routing:
   EXPECT_EQ(d->tap.ports, (std::vector<uint16_t>{5432}));
   EXPECT_EQ(d->tap.capture_bytes, 16384u);
   EXPECT_EQ(d->tap.ring_buffer_bytes, 64ull << 20);
+  EXPECT_TRUE(d->tap.witness);  // on by default
 
   const std::string t = "targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]\n";
   const BadCase cases[] = {
@@ -270,6 +273,7 @@ routing:
       {"tap:\n  capture_bytes: 10\n" + t, 2, "tap.capture_bytes must be a number from 64"},
       {"tap:\n  ring_buffer_mb: 0\n" + t, 2, "tap.ring_buffer_mb must be a number from 1"},
       {"tap:\n  port: [1]\n" + t, 2, "unknown key \"port\" in tap"},
+      {"tap:\n  witness: maybe\n" + t, 2, "tap.witness must be true or false"},
       {"targets:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n    "
        "relay_only: maybe\n",
        5, "relay_only must be true, false, enforce or refuse"},

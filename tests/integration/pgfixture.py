@@ -192,6 +192,15 @@ def require_postgres():
         require_tools('runuser')
 
 
+def require_tap():
+    """Skips the calling module where the tap's BPF programs cannot load: not root, no BTF."""
+    import unittest
+    if os.geteuid() != 0:
+        raise unittest.SkipTest('the tap needs root (BPF)')
+    if not os.path.exists('/sys/kernel/btf/vmlinux'):
+        raise unittest.SkipTest('the tap needs a kernel with BTF')
+
+
 def require_psycopg2():
     try:
         importlib.import_module('psycopg2.errors')

@@ -46,13 +46,6 @@ cluster = None
 agent = None
 
 
-def require_tap():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest('the tap needs root (BPF)')
-    if not os.path.exists('/sys/kernel/btf/vmlinux'):
-        raise unittest.SkipTest('the tap needs a kernel with BTF')
-
-
 def start_agent(**tap):
     options = {'enabled': 'true', 'ports': [cluster.port], 'capture_bytes': 16384,
                'ring_buffer_mb': 8}
@@ -67,7 +60,7 @@ def start_agent(**tap):
 
 def setUpModule():
     global cluster, agent
-    require_tap()
+    fx.require_tap()
     fx.require_postgres()
     fx.require_psycopg2()
     fx.dbwarden_bin()

@@ -24,19 +24,23 @@ ALLOWED = {
                        'userspace/masking'],
     'userspace/audit': ['userspace/common', 'userspace/identity', 'userspace/sql', 'policy'],
     'userspace/approvals': ['userspace/common', 'userspace/audit', 'policy', 'userspace/sql'],
+    'userspace/witness': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit'],
     'userspace/api': ['userspace/common', 'userspace/sql', 'policy', 'userspace/audit',
                       'userspace/approvals'],
     'userspace/relay': ['userspace/common', 'userspace/protocol/postgres', 'userspace/sql',
                         'userspace/masking', 'policy', 'userspace/gate', 'userspace/identity',
-                        'userspace/audit', 'userspace/approvals', 'userspace/token'],
+                        'userspace/audit', 'userspace/approvals', 'userspace/token',
+                        'userspace/witness'],
     'userspace/tap': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit',
-                      'policy', 'userspace/gate', 'userspace/sql', 'userspace/identity', 'bpf'],
+                      'policy', 'userspace/gate', 'userspace/sql', 'userspace/identity', 'bpf',
+                      'userspace/witness'],
     'userspace/route': ['userspace/common', 'userspace/audit', 'policy', 'userspace/identity',
                         'userspace/tap', 'bpf'],
 }
 # Third-party headers the lower layers must not see.
 FORBIDDEN = ('boost/', 'openssl/', 'rocksdb/')
 NO_THIRD_PARTY = {'userspace/common', 'userspace/protocol/postgres', 'userspace/sql',
+                  'userspace/witness',
                   'userspace/masking', 'policy', 'userspace/identity', 'userspace/gate'}
 MODULES = sorted(ALLOWED, key=len, reverse=True) + ['agent']
 

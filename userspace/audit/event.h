@@ -32,9 +32,11 @@ enum class EventKind : uint8_t {
   kLoginFailed,  // a connection refused before it was ready: by the server (wrong password, no
                  // such role, pg_hba) or by the relay (TLS required, a token refused);
                  // error_* say why
-  kTokenExpired,    // a session ended because the token it logged in with expired
-  kConnectRefused,  // the kernel failed a connect() to a relay_only: refuse (or unreachable
-                    // enforce) target's server; the session names the process
+  kTokenExpired,     // a session ended because the token it logged in with expired
+  kConnectRefused,   // the kernel failed a connect() to a relay_only: refuse (or unreachable
+                     // enforce) target's server; the session names the process
+  kWitnessMismatch,  // the server's side of a relayed connection, seen by the tap, disagrees
+                     // with the relay's account of it (detail says how)
 };
 const char* EventKindName(EventKind kind);
 

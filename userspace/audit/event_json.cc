@@ -50,6 +50,8 @@ const char* EventKindName(EventKind kind) {
       return "token_expired";
     case EventKind::kConnectRefused:
       return "connect_refused";
+    case EventKind::kWitnessMismatch:
+      return "witness_mismatch";
   }
   return "unknown";
 }
@@ -631,7 +633,8 @@ void AppendEventJson(const Event& e, std::string* out) {
     w.EndObject();
   }
   StrIfSet(w, "detail", e.detail);
-  if (e.kind == EventKind::kAuditLoss || e.kind == EventKind::kTapLoss) {
+  if (e.kind == EventKind::kAuditLoss || e.kind == EventKind::kTapLoss ||
+      e.kind == EventKind::kWitnessMismatch) {
     w.Key("count");
     w.Number(e.count);
   }

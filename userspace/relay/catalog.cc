@@ -86,8 +86,9 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   using Done = std::function<void(std::shared_ptr<const CatalogSnapshot>, const Status&)>;
 
   CatalogLoader(asio::io_context& context, const TargetRuntime& target, CatalogLogin login,
-                std::string database, Done done)
+                std::string database, witness::Witness* witness, Done done)
       : target_(target),
+        witness_(witness),
         login_(std::move(login)),
         password_login_(login_.user, login_.password),
         database_(std::move(database)),
@@ -106,6 +107,10 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
         target_.upstream, [this, self](const boost::system::error_code& ec) {
           if (ec) return Finish(Unavailable("cannot connect to upstream: " + ec.message()));
           if (target_.client_tls) return StartTls();
+          if (witness_ != nullptr) {
+            std::string key = WitnessKey(transport_.socket(), target_.upstream_is_unix);
+            if (!key.empty()) witness_->RelayInternal(key);
+          }
           SendStartup();
         });
   }
@@ -382,6 +387,7 @@ class CatalogLoader : public std::enable_shared_from_this<CatalogLoader> {
   }
 
   const TargetRuntime& target_;
+  witness::Witness* witness_;
   CatalogLogin login_;
   PasswordLogin password_login_;
   std::string database_;
@@ -491,7 +497,7 @@ void CatalogCache::Get(const TargetRuntime& target, const CatalogLogin& session,
     if (!session.password.empty()) login.password = session.password;
   }
   auto loader = std::make_shared<CatalogLoader>(
-      context_, target, std::move(login), database,
+      context_, target, std::move(login), database, witness_,
       [this, key, generation](std::shared_ptr<const CatalogSnapshot> snapshot,
                               const Status& status) {
         Finished(key, std::move(snapshot), status, generation);

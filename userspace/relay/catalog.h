@@ -19,6 +19,7 @@
 #include "userspace/common/status.h"
 #include "userspace/relay/options.h"
 #include "userspace/sql/facts.h"
+#include "userspace/witness/witness.h"
 
 namespace dbw::relay {
 
@@ -115,6 +116,9 @@ class CatalogCache {
   static constexpr std::chrono::seconds kMaxAge{60};  // a snapshot is re-read after this
 
   explicit CatalogCache(boost::asio::io_context& context) : context_(context) {}
+  // Before the first Get: the catalog reads' connections are reported to `witness` as the
+  // relay's own (they carry no session).
+  void set_witness(witness::Witness* witness) { witness_ = witness; }
 
   // Calls `ready` (on this worker, possibly before returning) with the snapshot for the
   // database, loading it first when there is none or it was invalidated. Concurrent callers
@@ -153,6 +157,7 @@ class CatalogCache {
   static uint64_t generation() { return Generation().load(std::memory_order_acquire); }
 
   boost::asio::io_context& context_;
+  witness::Witness* witness_ = nullptr;
   std::unordered_map<std::string, Entry> entries_;  // key: target '\0' database
 };
 

@@ -20,6 +20,18 @@
 
 namespace dbw::relay {
 
+std::string WitnessKey(StreamSocket& socket, bool unix_socket) {
+  if (unix_socket) {
+    struct stat st {};
+    if (::fstat(socket.native_handle(), &st) != 0) return "";
+    return witness::UnixKey(st.st_ino);
+  }
+  boost::system::error_code ec;
+  const tcp::endpoint local = TcpEndpoint(socket.local_endpoint(ec));
+  if (ec) return "";
+  return witness::TcpKey(local.address().to_string(), local.port());
+}
+
 RelayServer::RelayServer(RelayOptions options, audit::EventSink* sink,
                          identity::PeerResolver* resolver, const policy::PolicyStore* policy,
                          masking::MaskingKey mask_key, approvals::ApprovalService* approvals)
@@ -178,6 +190,7 @@ Status RelayServer::Start() {
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker* worker = workers_[i].get();
+    worker->catalog.set_witness(deps_.witness);
     worker->thread = std::thread([worker, i] {
       SetThreadName("dbw-relay-" + std::to_string(i));
       auto guard = asio::make_work_guard(worker->context);

@@ -25,6 +25,7 @@
 #include "userspace/relay/options.h"
 #include "userspace/relay/transport.h"
 #include "userspace/sql/analyzer.h"
+#include "userspace/witness/witness.h"
 
 namespace dbw::relay {
 
@@ -100,6 +101,10 @@ struct Worker {
   std::thread thread;
 };
 
+// How the witness names a connected upstream socket (witness::TcpKey / UnixKey); "" when its
+// address cannot be read.
+std::string WitnessKey(StreamSocket& socket, bool unix_socket);
+
 // What a session needs from the server; outlives every session.
 struct SessionDeps {
   audit::EventSink* sink;
@@ -114,6 +119,9 @@ struct SessionDeps {
   approvals::ApprovalService* approvals = nullptr;
   // Where a client the kernel routed here was connecting (relay_only: enforce); empty: none.
   identity::RouteLookup route_lookup;
+  // Where each session's account of its upstream connection goes (the tap's second witness);
+  // null: not reconciled.
+  witness::Witness* witness = nullptr;
 };
 
 class RelayServer {
@@ -130,6 +138,8 @@ class RelayServer {
   Status Start();
   // Before Start: asks `lookup` at each accepted connection whether the kernel routed it here.
   void SetRouteLookup(identity::RouteLookup lookup) { deps_.route_lookup = std::move(lookup); }
+  // Before Start: reports each upstream connection to `witness` (it outlives the server).
+  void SetWitness(witness::Witness* witness) { deps_.witness = witness; }
   // Stops accepting, lets sessions finish for up to shutdown_grace, then ends the rest with
   // a FATAL 57P01 and joins the workers.
   void Shutdown();

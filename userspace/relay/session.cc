@@ -634,6 +634,7 @@ void Session::OnExecutionComplete(const pg::Execution& x) {
   deps_.metrics->statements_total->Add();
   for (const std::string& tag : x.command_tags) search_path_.OnCommandTag(tag);
   if (!x.parse_only && !x.bind_only) search_path_.OnCompleted(x.note.get(), x.sqlstate.empty());
+  if (!x.parse_only && !x.bind_only) ++witness_statements_;
   audit::Event e = NewEvent(audit::EventKind::kStatement);
   const auto* note = static_cast<const DecisionNote*>(x.note.get());
   std::shared_ptr<const sql::QueryFacts> facts;
@@ -751,7 +752,19 @@ void Session::Close(const std::string& reason) {
       deps_.approvals)
     deps_.approvals->Unexecute(resume_note_->approval_id,
                                "the client disconnected before the approved statement ran");
-  state_.OnClose(MonotonicNs(), reason);
+  const bool clean = state_.phase() == pg::Phase::kTerminated && state_.pending_requests() == 0;
+  state_.OnClose(MonotonicNs(), reason);  // unfinished executions become statement events
+  if (!witness_key_.empty()) {
+    witness::RelayAccount account;
+    account.sent = wire_sent_.counts();
+    account.received = wire_received_.counts();
+    account.statements = witness_statements_;
+    account.skipped = state_.skipped_requests();
+    account.internal = witness_internal_;
+    account.clean = clean;
+    if (!info_) PublishInfo();
+    deps_.witness->RelayClosed(witness_key_, info_, account);
+  }
   if (started_event_ || !state_.user().empty()) {
     audit::Event e = NewEvent(audit::EventKind::kSessionEnd);
     e.detail = reason;

@@ -94,6 +94,8 @@ class Session : public std::enable_shared_from_this<Session>,
   void HandleCancel(const pg::CancelRequest& request);
   void ConnectUpstream();
   void OnUpstreamConnected();
+  // Tells the witness of the upstream connection and starts counting what crosses it.
+  void WitnessUpstream();
   void NegotiateUpstreamTls();
   void SendStartupUpstream();
   // Judges the startup packet's settings (`options`, other parameters) as the SETs they are,
@@ -318,6 +320,12 @@ class Session : public std::enable_shared_from_this<Session>,
   Pause pause_ = Pause::kNone;
   std::shared_ptr<DecisionNote> resume_note_;       // the paused statement's decision
   std::shared_ptr<const audit::SessionInfo> info_;  // snapshot shared by this session's events
+  // The second witness: the upstream connection's key and the relay's account of it.
+  std::string witness_key_;
+  pg::WireTally wire_sent_{true};
+  pg::WireTally wire_received_{false};
+  uint64_t witness_statements_ = 0;  // statement events of Query/Execute/FunctionCall executions
+  uint64_t witness_internal_ = 0;    // requests the relay made itself
   ResultMasking masking_;
   // The policy the masking profile came from (held: a later policy at the same address must not
   // pass for it).

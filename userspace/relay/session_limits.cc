@@ -68,6 +68,7 @@ bool Session::WrapWrite(const pg::FrontendMessage& message, const pg::Frame& fra
   pg::Bytes before, after;
   const policy::EffectLimits& l = *note->decision.limits;
   write_budget_.Begin(l.max_rows, l.write_rule, extended, tx, &before, &after);
+  witness_internal_ += pg::WireTally::Requests(before) + pg::WireTally::Requests(after);
   out->insert(out->end(), before.begin(), before.end());
   pg::AppendFrame(out, frame);
   out->insert(out->end(), after.begin(), after.end());
@@ -306,6 +307,7 @@ void Session::OnServerIdle() {
 }
 
 void Session::SendUpstream(pg::Bytes bytes) {
+  witness_internal_ += pg::WireTally::Requests(bytes);
   limit_out_.insert(limit_out_.end(), bytes.begin(), bytes.end());
   if (!upstream_->writing) FlushLimitOut();
 }

@@ -206,11 +206,21 @@ void Session::ConnectUpstream() {
 void Session::OnUpstreamConnected() {
   boost::system::error_code ec;
   if (!target_->upstream_is_unix) upstream_->transport.socket().set_option(tcp::no_delay(true), ec);
+  WitnessUpstream();
   if (target_->client_tls) {
     NegotiateUpstreamTls();
   } else {
     SendStartupUpstream();
   }
+}
+
+void Session::WitnessUpstream() {
+  // Over TLS the server's side is ciphertext: nothing the tap could count.
+  if (deps_.witness == nullptr || target_->client_tls) return;
+  witness_key_ = WitnessKey(upstream_->transport.socket(), target_->upstream_is_unix);
+  if (witness_key_.empty()) return;
+  upstream_->transport.Tally(&wire_sent_, &wire_received_);
+  deps_.witness->RelayOpened(witness_key_, info_);
 }
 
 void Session::NegotiateUpstreamTls() {

@@ -13,6 +13,7 @@
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 
+#include "userspace/protocol/postgres/wire_tally.h"
 #include "userspace/relay/draining_read.h"
 
 namespace dbw::relay {
@@ -61,6 +62,13 @@ class Transport {
   bool tls() const { return tls_ != nullptr; }
   asio::ssl::stream<StreamSocket&>* tls_stream() { return tls_.get(); }
 
+  // Counts every plain byte written into `sent` and every byte read into `received` from here on
+  // (the second witness); both outlive the transport's pending operations.
+  void Tally(pg::WireTally* sent, pg::WireTally* received) {
+    sent_ = sent;
+    received_ = received;
+  }
+
   // Wraps the socket in TLS; the caller then runs AsyncHandshake.
   void EnableTls(asio::ssl::context& ctx) {
     tls_ = std::make_unique<asio::ssl::stream<StreamSocket&>>(socket_, ctx);
@@ -70,6 +78,14 @@ class Transport {
   void AsyncReadSome(const Buffer& buffer, Handler&& handler) {
     if (tls_) {
       tls_->async_read_some(buffer, std::forward<Handler>(handler));
+    } else if (received_ != nullptr) {
+      const auto* at = static_cast<const std::byte*>(asio::buffer_sequence_begin(buffer)->data());
+      socket_.AsyncReceiveDraining(buffer,
+                                   [tally = received_, at, h = std::forward<Handler>(handler)](
+                                       const boost::system::error_code& ec, size_t n) mutable {
+                                     tally->Feed({at, n});
+                                     h(ec, n);
+                                   });
     } else {
       socket_.AsyncReceiveDraining(buffer, std::forward<Handler>(handler));
     }
@@ -79,9 +95,16 @@ class Transport {
   void AsyncWrite(const Buffer& buffer, Handler&& handler) {
     if (tls_) {
       asio::async_write(*tls_, buffer, std::forward<Handler>(handler));
-    } else {
-      asio::async_write(socket_, buffer, std::forward<Handler>(handler));
+      return;
     }
+    if (sent_ != nullptr) {
+      // Counted as handed over: a write that fails ends the session, and the server's count
+      // can then only be lower.
+      for (auto b = asio::buffer_sequence_begin(buffer); b != asio::buffer_sequence_end(buffer);
+           ++b)
+        sent_->Feed({static_cast<const std::byte*>(b->data()), b->size()});
+    }
+    asio::async_write(socket_, buffer, std::forward<Handler>(handler));
   }
 
   void Close() {
@@ -93,6 +116,8 @@ class Transport {
  private:
   StreamSocket socket_;
   std::unique_ptr<asio::ssl::stream<StreamSocket&>> tls_;
+  pg::WireTally* sent_ = nullptr;
+  pg::WireTally* received_ = nullptr;
 };
 
 }  // namespace dbw::relay

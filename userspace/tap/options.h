@@ -21,6 +21,9 @@ struct TapOptions {
   std::vector<uint16_t> ports{5432};  // client-side TCP capture
   uint32_t capture_bytes = 16384;
   uint64_t ring_buffer_bytes = 64ull << 20;
+  // The second witness: the relay's upstream connections counted on the server's side and
+  // reconciled with the relay's account of them.
+  bool witness = true;
   std::vector<TapTarget> targets;
 };
 

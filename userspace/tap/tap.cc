@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -114,6 +115,46 @@ identity::ProcessInfo KernelView(const dbw_tap_connect& r) {
 
 }  // namespace
 
+// The server's side of one of the relay's own upstream connections, counted for the witness
+// in stream order: a byte range that was not captured (a truncated write, a lost chunk) is
+// counted in bytes and ends the counting of frames.
+class ServerWitness {
+ public:
+  explicit ServerWitness(std::string key) : key_(std::move(key)) {}
+  const std::string& key() const { return key_; }
+
+  void Add(bool frontend, uint64_t pos, std::span<const std::byte> data) {
+    pg::WireTally& t = frontend ? received_ : sent_;
+    uint64_t& next = next_[frontend ? 1 : 0];
+    if (pos > next) {
+      t.Skip(pos - next);
+      next = pos;
+    } else if (pos < next) {  // already counted
+      const uint64_t seen = next - pos;
+      if (seen >= data.size()) return;
+      data = data.subspan(seen);
+    }
+    t.Feed(data);
+    next += data.size();
+  }
+  // The kernel's positions start over: what follows cannot be placed.
+  void Rebase() {
+    received_.Skip(1);
+    sent_.Skip(1);
+    next_[0] = next_[1] = 0;
+  }
+  // `complete`: watched to the connection's end.
+  witness::ServerAccount Account(bool complete) const {
+    return {received_.counts(), sent_.counts(), complete};
+  }
+
+ private:
+  std::string key_;
+  pg::WireTally received_{true};
+  pg::WireTally sent_{false};
+  std::array<uint64_t, 2> next_{};  // egress, ingress
+};
+
 class TapEngine {
  public:
   TapEngine(const TapOptions& options, TapDeps deps)
@@ -140,6 +181,7 @@ class TapEngine {
   };
   struct Conn {
     std::unique_ptr<PassiveSession> session;  // null: ignored (the relay's own, a duplicate)
+    std::unique_ptr<ServerWitness> witness;   // the relay's own, counted for the witness
     uint8_t role = 0;
     uint32_t owner_tgid = 0;
     uint64_t ino = 0;  // the socket's inode: with the struct sock address, the connection
@@ -151,6 +193,9 @@ class TapEngine {
   void OnData(const dbw_tap_data& d, std::span<const std::byte> payload);
   void OnClose(const dbw_tap_close& c);
   void OnExit(const dbw_tap_exit& e);
+  // The connection ended: its session's end in the log, its witness's account reported.
+  // `ended`: false when the tap stops watching a connection that goes on.
+  void End(Conn* conn, uint64_t now_ns, const std::string& reason, bool ended = true);
   void Discover(TargetState* t);
   void WatchAll(TargetState* t, uint32_t index, const std::vector<int32_t>& pids);
   void CountFailure(const Status& st);
@@ -217,7 +262,9 @@ Status TapEngine::Start() {
   }
   for (auto& t : targets_) Discover(&t);
   // Only now does anything run: every decision is made with the settings in place.
-  return program_->Attach();
+  DBW_RETURN_IF_ERROR(program_->Attach());
+  if (deps_.witness != nullptr) deps_.witness->Watching();
+  return Status::Ok();
 }
 
 void TapEngine::Discover(TargetState* t) {
@@ -409,10 +456,11 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
       // The same connection announced again (the kernel's table evicted it): its positions
       // start over, so the streams resynchronise; the session goes on.
       if (old->second.session) old->second.session->Rebase();
+      if (old->second.witness) old->second.witness->Rebase();
       return;
     }
     // The struct sock was freed and now carries another connection.
-    if (old->second.session) old->second.session->Close(c.task.ts_ns, "connection closed");
+    End(&old->second, c.task.ts_ns, "connection closed");
     conns_.erase(old);
   }
   Conn conn;
@@ -426,9 +474,15 @@ void TapEngine::OnOpen(const dbw_tap_conn& c) {
     const TargetState* t = c.target < targets_.size() ? &targets_[c.target] : nullptr;
     std::optional<Connect> client = ClientOf(c, raddr);
     if (client && client->tgid == self_) {
-      // The relay's own upstream connection: the relay reports its sessions.
+      // The relay's own upstream connection: the relay reports its sessions, and the witness
+      // compares the relay's account with what this side counts.
       metrics_.relay_connections->Add();
-      CountFailure(program_->Mute(c.sk, c.ino));
+      if (deps_.witness != nullptr) {
+        conn.witness = std::make_unique<ServerWitness>(
+            c.family == AF_UNIX ? witness::UnixKey(c.peer_ino) : witness::TcpKey(raddr, c.rport));
+      } else {
+        CountFailure(program_->Mute(c.sk, c.ino));
+      }
       conns_[c.sk] = std::move(conn);
       return;
     }
@@ -484,17 +538,27 @@ void TapEngine::OnData(const dbw_tap_data& d, std::span<const std::byte> payload
     metrics_.orphan_records->Add();
     return;
   }
-  PassiveSession* s = it->second.session.get();
-  if (!s) return;
   bool frontend =
       it->second.role == DBW_ROLE_SERVER ? d.dir == DBW_DIR_INGRESS : d.dir == DBW_DIR_EGRESS;
+  if (ServerWitness* w = it->second.witness.get()) {
+    w->Add(frontend, d.pos + d.offset, payload);
+    return;
+  }
+  PassiveSession* s = it->second.session.get();
+  if (!s) return;
   s->Add(frontend, d.pos + d.offset, payload, d.task.ts_ns);
+}
+
+void TapEngine::End(Conn* conn, uint64_t now_ns, const std::string& reason, bool ended) {
+  if (conn->session) conn->session->Close(now_ns, reason);
+  if (conn->witness)
+    deps_.witness->ServerClosed(conn->witness->key(), conn->witness->Account(ended));
 }
 
 void TapEngine::OnClose(const dbw_tap_close& c) {
   auto it = conns_.find(c.sk);
   if (it == conns_.end()) return;
-  if (it->second.session) it->second.session->Close(c.task.ts_ns, "connection closed");
+  End(&it->second, c.task.ts_ns, "connection closed");
   conns_.erase(it);
 }
 
@@ -503,7 +567,7 @@ void TapEngine::OnExit(const dbw_tap_exit& e) {
   // A process that exits closes its sockets without close(): its sessions end here.
   for (auto it = conns_.begin(); it != conns_.end();) {
     if (it->second.owner_tgid == e.tgid) {
-      if (it->second.session) it->second.session->Close(e.ts_ns, "process exited");
+      End(&it->second, e.ts_ns, "process exited");
       it = conns_.erase(it);
     } else {
       ++it;
@@ -563,6 +627,7 @@ void TapEngine::ReportProgramStats() {
 
 void TapEngine::Tick() {
   ReportLosses();
+  if (deps_.witness != nullptr) deps_.witness->Tick();
   ReportProgramStats();
   auto now = std::chrono::steady_clock::now();
   for (auto& t : targets_)
@@ -578,8 +643,7 @@ void TapEngine::Tick() {
 
 void TapEngine::CloseAll(const std::string& reason) {
   uint64_t now = MonotonicNs();
-  for (auto& [sk, conn] : conns_)
-    if (conn.session) conn.session->Close(now, reason);
+  for (auto& [sk, conn] : conns_) End(&conn, now, reason, false);
   conns_.clear();
   if (program_) ReportLosses();
 }

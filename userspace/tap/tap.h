@@ -14,6 +14,7 @@
 #include "userspace/common/metrics.h"
 #include "userspace/common/status.h"
 #include "userspace/tap/options.h"
+#include "userspace/witness/witness.h"
 
 namespace dbw::tap {
 
@@ -21,6 +22,9 @@ struct TapDeps {
   audit::EventSink* sink = nullptr;
   const policy::PolicyStore* policy = nullptr;
   MetricsRegistry* metrics = nullptr;
+  // The relay's upstream connections are counted on the server's side and reported here (the
+  // second witness); null: they are ignored. Ticked by the tap's thread.
+  witness::Witness* witness = nullptr;
 };
 
 class TapEngine;

@@ -162,8 +162,12 @@ bool SessionState::OnFrontend(const Frame& frame, uint64_t now_ns, std::string* 
 bool SessionState::OnFrontendMessage(const FrontendMessage& message, uint64_t now_ns,
                                      std::string* error) {
   annotatable_ = false;
-  if (discard_until_sync_ && message.type != fe::kSync && message.type != fe::kTerminate)
+  if (discard_until_sync_ && message.type != fe::kSync && message.type != fe::kTerminate) {
+    if (message.type == fe::kQuery || message.type == fe::kExecute ||
+        message.type == fe::kFunctionCall)
+      ++skipped_requests_;
     return true;
+  }
   return HandleFrontendBody(message, now_ns, error);
 }
 
@@ -335,10 +339,6 @@ void SessionState::Recycle(Pending* p) {
   p->execution.reset();
 }
 
-void SessionState::PopUntil(Request kind) {
-  while (!pending_.empty() && pending_.front().kind != kind) PopFront();
-}
-
 void SessionState::OnError(std::string_view sqlstate, std::string_view message, uint64_t now_ns) {
   if (pending_.empty()) return;
   Pending& head = pending_.front();
@@ -357,7 +357,12 @@ void SessionState::OnError(std::string_view sqlstate, std::string_view message, 
   // Extended protocol: the server skips every message up to the next Sync.
   Complete(&head, now_ns);
   pending_.pop_front();
-  PopUntil(Request::kSync);
+  while (!pending_.empty() && pending_.front().kind != Request::kSync) {
+    const Request k = pending_.front().kind;
+    if (k == Request::kQuery || k == Request::kExecute || k == Request::kFunctionCall)
+      ++skipped_requests_;
+    PopFront();
+  }
   if (pending_.empty()) discard_until_sync_ = true;
 }
 

@@ -116,6 +116,9 @@ class SessionState {
   void AnnotateLastRequest(std::shared_ptr<const StatementNote> note);
   // The server skips messages up to the next Sync (after an extended-protocol error).
   bool skipping() const { return discard_until_sync_; }
+  // Query, Execute and FunctionCall messages the server skipped that way (never reported as
+  // executions).
+  uint64_t skipped_requests() const { return skipped_requests_; }
   // The note of the request the next backend message answers, or null.
   const StatementNote* HeadNote() const;
   // The execution the next backend message answers (a Query, Parse, Execute or FunctionCall).
@@ -164,7 +167,6 @@ class SessionState {
   void OnError(std::string_view sqlstate, std::string_view message, uint64_t now_ns);
   void Complete(Pending* p, uint64_t now_ns);
   Execution* CurrentExecution();
-  void PopUntil(Request kind);
   void PopFront();           // drops the head request; its execution (if any) is not reported
   void Recycle(Pending* p);  // returns p's execution to the spare pool
   void Push(Request kind, std::unique_ptr<Execution> execution = nullptr);
@@ -181,6 +183,7 @@ class SessionState {
   std::string application_name_;
   BackendKeyData backend_key_;
   bool discard_until_sync_ = false;
+  uint64_t skipped_requests_ = 0;
   bool annotatable_ = false;  // the server skips messages after an extended-protocol error
   std::deque<Pending> pending_;
   std::vector<std::unique_ptr<Execution>> spare_;
