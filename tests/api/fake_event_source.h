@@ -113,12 +113,6 @@ class FakeEventSource : public EventSource {
     }
     return r;
   }
-  audit::StoreStats Stats() const override {
-    std::lock_guard lock(mu_);
-    audit::StoreStats s;
-    s.head_seq = rows_.size();
-    return s;
-  }
   std::string PublicKeyPem() const override { return "-----BEGIN PUBLIC KEY-----\nX\n"; }
 
   bool broken = false;

@@ -621,6 +621,64 @@ def metric(api_port, name):
     return int(m.group(1)) if m else 0
 
 
+# Unit suffixes Prometheus's conventions rule out: metrics are in base units (seconds, bytes).
+_NON_BASE_UNIT = re.compile(
+    r'_(ns|us|ms|nanoseconds|microseconds|milliseconds|minutes|hours|kb|mb|gb|kib|mib|gib)(_|$)')
+
+
+def metric_convention_problems(text):
+    """What in a /metrics body breaks the exposition format or Prometheus's naming conventions:
+    parsed with prometheus_client's own parser, then every family checked for HELP and TYPE
+    (once each), counters named *_total, histograms in _seconds or _bytes, no non-base units,
+    every sample under a declared family, and no two families with the same HELP (one metric
+    exported under two names). Returns a list of problems; empty when it conforms."""
+    from prometheus_client.parser import text_string_to_metric_families
+    problems = []
+    try:
+        list(text_string_to_metric_families(text))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the finding
+        problems.append(f'prometheus_client cannot parse it: {exc}')
+    helps, types, help_owner = {}, {}, {}
+    for line in text.splitlines():
+        if line.startswith('# HELP '):
+            name, _, doc = line[7:].partition(' ')
+            if name in helps:
+                problems.append(f'{name}: HELP twice')
+            helps[name] = doc
+            if not doc.strip():
+                problems.append(f'{name}: empty HELP')
+            elif doc in help_owner:
+                problems.append(f'{name} and {help_owner[doc]}: the same HELP ({doc!r}): one '
+                                'metric under two names?')
+            else:
+                help_owner[doc] = name
+        elif line.startswith('# TYPE '):
+            name, _, kind = line[7:].partition(' ')
+            if name in types:
+                problems.append(f'{name}: TYPE twice')
+            types[name] = kind
+            if name not in helps:
+                problems.append(f'{name}: no HELP')
+            if kind == 'counter' and not name.endswith('_total'):
+                problems.append(f'{name}: a counter not named *_total')
+            if kind != 'counter' and name.endswith('_total'):
+                problems.append(f'{name}: a {kind} named *_total')
+            if kind == 'histogram' and not name.endswith(('_seconds', '_bytes')):
+                problems.append(f'{name}: a histogram not in seconds or bytes')
+            if _NON_BASE_UNIT.search(name):
+                problems.append(f'{name}: not in base units')
+        elif line and not line.startswith('#'):
+            sample = re.match(r'[a-zA-Z_:][a-zA-Z0-9_:]*', line).group(0)
+            family = sample
+            if sample not in types:
+                for suffix in ('_bucket', '_sum', '_count'):
+                    if sample.endswith(suffix) and types.get(sample[:-len(suffix)]) == 'histogram':
+                        family = sample[:-len(suffix)]
+            if family not in types:
+                problems.append(f'{sample}: a sample of no declared family')
+    return problems
+
+
 class Relay:
     """One `dbwarden run` process with its own temp state dir, config and stderr log.
 

@@ -303,6 +303,18 @@ class RefuseTest(unittest.TestCase):
                 self.assertIn(r['errno'], ('EPERM', None), r)
 
 
+class RoutingMetricsTest(unittest.TestCase):
+    def test_routing_metrics_follow_the_conventions(self):
+        """Routing's families, checked as test_metrics_format checks the rest."""
+        probe('plain', fx.LOOPBACK, locked.port, 'ai-refused-metrics')
+        fx.wait_until(lambda: fx.metric(relay.api_port,
+                                        'dbwarden_routing_connects_total{result="refused"}'),
+                      20, 'a refused connect in the metrics')
+        text = fx.api_request(relay.api_port, '/metrics')[2].decode()
+        self.assertIn('# TYPE dbwarden_routing_connects_total counter', text)
+        self.assertEqual(fx.metric_convention_problems(text), [])
+
+
 class ExemptTest(unittest.TestCase):
     def test_exempt_cgroup_user_and_executable_connect_directly(self):
         self.assertFalse(is_direct(probe('plain', fx.LOOPBACK, cluster.port, 'ai-not-exempt')))

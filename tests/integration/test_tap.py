@@ -201,10 +201,10 @@ class SessionsTest(unittest.TestCase):
             text = fx.api_request(agent.api_port, '/metrics')[2].decode()
             out = {}
             for line in text.splitlines():
-                m = re.match(r'dbwarden_tap_bpf_(run_time_ns|runs)_total\{program="([a-z_]+)"\} (\d+)$',
-                             line)
+                m = re.match(r'dbwarden_tap_bpf_(run_time_seconds|runs)_total'
+                             r'\{program="([a-z_]+)"\} ([0-9.]+)$', line)
                 if m:
-                    out[(m.group(2), m.group(1))] = int(m.group(3))
+                    out[(m.group(2), m.group(1))] = float(m.group(3))
             return out
 
         with open('/proc/sys/kernel/bpf_stats_enabled') as f:
@@ -223,8 +223,8 @@ class SessionsTest(unittest.TestCase):
                 f.write(was)
         for prog in ('enter_sendto', 'exit_sendto', 'enter_recvfrom', 'exit_recvfrom'):
             self.assertGreater(after[(prog, 'runs')], before.get((prog, 'runs'), 0), prog)
-            self.assertGreater(after[(prog, 'run_time_ns')], before.get((prog, 'run_time_ns'), 0),
-                               prog)
+            self.assertGreater(after[(prog, 'run_time_seconds')],
+                               before.get((prog, 'run_time_seconds'), 0), prog)
 
     def test_large_result_decodes_without_desync(self):
         pid, out = psql('-c', "SELECT g, repeat('x', 1000) FROM generate_series(1, 40000) g",

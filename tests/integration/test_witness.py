@@ -172,6 +172,18 @@ class ReconcileTest(unittest.TestCase):
         self.assertGreaterEqual(now['internal'], 1)
 
 
+class MetricsTest(unittest.TestCase):
+    def test_tap_and_witness_metrics_follow_the_conventions(self):
+        """The families only an agent with the tap exports (tap, witness), checked as
+        test_metrics_format checks the rest."""
+        pgbench('prod', 'simple', clients=1, tx=10, app='witness-metrics')
+        fx.wait_until(lambda: results()['match'] > 0, 60, 'a reconciled session')
+        text = fx.api_request(agent.api_port, '/metrics')[2].decode()
+        self.assertIn('# TYPE dbwarden_witness_connections_total counter', text)
+        self.assertIn('# TYPE dbwarden_tap_bpf_run_time_seconds_total counter', text)
+        self.assertEqual(fx.metric_convention_problems(text), [])
+
+
 def pidfd_getfd(pid, fd):
     libc = ctypes.CDLL(None, use_errno=True)
     pidfd = os.pidfd_open(pid)

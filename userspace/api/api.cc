@@ -29,33 +29,6 @@ std::string EventsJson(const std::vector<audit::StoredEvent>& events, const std:
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-// Prometheus families for the store's counters, unless the store already registers them.
-void AppendStoreMetrics(const audit::StoreStats& s, std::string* out) {
-  struct Line {
-    const char* name;
-    const char* type;
-    const char* help;
-    uint64_t value;
-  };
-  const Line lines[] = {
-      {"dbwarden_audit_chain_head_seq", "gauge", "Sequence number of the newest audit event",
-       s.head_seq},
-      {"dbwarden_audit_store_events_written_total", "counter",
-       "Audit events committed to the store", s.events_written},
-      {"dbwarden_audit_store_queue_depth", "gauge", "Audit events waiting for the store writer",
-       s.queue_depth},
-      {"dbwarden_audit_store_dropped_total", "counter", "Audit events dropped (must stay 0)",
-       s.dropped},
-      {"dbwarden_audit_store_commit_failures_total", "counter",
-       "Audit store batches that failed to commit", s.commit_failures},
-  };
-  for (const Line& l : lines) {
-    if (out->find(std::string("# TYPE ") + l.name + " ") != std::string::npos) continue;
-    *out += std::string("# HELP ") + l.name + " " + l.help + "\n# TYPE " + l.name + " " + l.type +
-            "\n" + l.name + " " + std::to_string(l.value) + "\n";
-  }
-}
-
 }  // namespace
 
 Response JsonError(unsigned status, std::string_view message) {
@@ -306,8 +279,8 @@ Response Api::Verify(const QueryParams& params, const std::string* anchor_lines)
 Response Api::Metrics() const {
   Response r;
   r.content_type = "text/plain; version=0.0.4";
+  // The store registers its own families (dbwarden_audit_*): each metric has one name.
   r.body = MetricsRegistry::Global().RenderPrometheus();
-  AppendStoreMetrics(deps_.events->Stats(), &r.body);
   return r;
 }
 

@@ -25,7 +25,6 @@ class EventSource {
   // `anchors`: published checkpoints to compare the store with (null: none).
   virtual audit::VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
                                      const std::vector<audit::Anchor>* anchors) const = 0;
-  virtual audit::StoreStats Stats() const = 0;
   virtual std::string PublicKeyPem() const = 0;
 };
 
@@ -40,7 +39,6 @@ class StoreEventSource final : public EventSource {
   bool WaitForNewer(uint64_t after_seq, std::chrono::milliseconds timeout) const override;
   audit::VerifyReport Verify(std::optional<uint64_t> from, std::optional<uint64_t> to,
                              const std::vector<audit::Anchor>* anchors) const override;
-  audit::StoreStats Stats() const override;
   std::string PublicKeyPem() const override;
 
  private:

@@ -24,10 +24,6 @@ audit::VerifyReport StoreEventSource::Verify(std::optional<uint64_t> from,
   return store_->Verify(from, to, anchors);
 }
 
-audit::StoreStats StoreEventSource::Stats() const {
-  return store_->Stats();
-}
-
 std::string StoreEventSource::PublicKeyPem() const {
   return store_->PublicKeyPem();
 }

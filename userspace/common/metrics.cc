@@ -2,6 +2,7 @@
 #include "userspace/common/metrics.h"
 
 #include <bit>
+#include <iomanip>
 #include <sstream>
 
 namespace dbw {
@@ -37,6 +38,16 @@ Counter* MetricsRegistry::GetCounter(const std::string& name, const std::string&
   return slot.get();
 }
 
+Counter* MetricsRegistry::GetScaledCounter(const std::string& name, const std::string& help,
+                                           double scale, const std::string& labels) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Family& f = FamilyFor(name, help, "counter");
+  f.scale = scale;
+  auto& slot = f.counters[labels];
+  if (!slot) slot = std::make_unique<Counter>();
+  return slot.get();
+}
+
 Gauge* MetricsRegistry::GetGauge(const std::string& name, const std::string& help,
                                  const std::string& labels) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -67,8 +78,15 @@ std::string MetricsRegistry::RenderPrometheus() const {
   std::ostringstream out;
   for (const auto& [name, f] : families_) {
     out << "# HELP " << name << ' ' << f.help << "\n# TYPE " << name << ' ' << f.type << '\n';
-    for (const auto& [labels, c] : f.counters)
-      out << WithLabels(name, labels) << ' ' << c->value() << '\n';
+    for (const auto& [labels, c] : f.counters) {
+      out << WithLabels(name, labels) << ' ';
+      if (f.scale == 1) {
+        out << c->value() << '\n';
+      } else {
+        out << std::fixed << std::setprecision(9) << static_cast<double>(c->value()) * f.scale
+            << std::defaultfloat << '\n';
+      }
+    }
     for (const auto& [labels, g] : f.gauges)
       out << WithLabels(name, labels) << ' ' << g->value() << '\n';
     for (const auto& [labels, h] : f.histograms) {

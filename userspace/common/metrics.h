@@ -55,6 +55,10 @@ class MetricsRegistry {
 
   Counter* GetCounter(const std::string& name, const std::string& help,
                       const std::string& labels = "");
+  // A counter kept in integer units and exported multiplied by `scale`, so the family is in
+  // base units (nanoseconds counted, seconds exported: scale 1e-9).
+  Counter* GetScaledCounter(const std::string& name, const std::string& help, double scale,
+                            const std::string& labels = "");
   Gauge* GetGauge(const std::string& name, const std::string& help, const std::string& labels = "");
   Histogram* GetHistogram(const std::string& name, const std::string& help,
                           const std::string& labels = "");
@@ -65,6 +69,7 @@ class MetricsRegistry {
   struct Family {
     std::string help;
     std::string type;
+    double scale = 1;  // counters: exported value = value * scale
     std::map<std::string, std::unique_ptr<Counter>> counters;
     std::map<std::string, std::unique_ptr<Gauge>> gauges;
     std::map<std::string, std::unique_ptr<Histogram>> histograms;

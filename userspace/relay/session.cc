@@ -633,8 +633,10 @@ void Session::EmitSessionStart() {
 void Session::OnExecutionComplete(const pg::Execution& x) {
   deps_.metrics->statements_total->Add();
   for (const std::string& tag : x.command_tags) search_path_.OnCommandTag(tag);
-  if (!x.parse_only && !x.bind_only) search_path_.OnCompleted(x.note.get(), x.sqlstate.empty());
-  if (!x.parse_only && !x.bind_only) ++witness_statements_;
+  if (!x.parse_only && !x.bind_only) {
+    search_path_.OnCompleted(x.note.get(), x.sqlstate.empty());
+    ++witness_statements_;  // a Query, Execute or FunctionCall the server ran
+  }
   audit::Event e = NewEvent(audit::EventKind::kStatement);
   const auto* note = static_cast<const DecisionNote*>(x.note.get());
   std::shared_ptr<const sql::QueryFacts> facts;

@@ -607,10 +607,10 @@ void TapEngine::ReportProgramStats() {
       std::string label = "program=\"" + p.name + "\"";
       MetricsRegistry& reg = *deps_.metrics;
       ProgramSeen seen{
-          reg.GetCounter("dbwarden_tap_bpf_run_time_ns_total",
-                         "Time the tap's BPF programs ran, in ns (counted while "
-                         "kernel.bpf_stats_enabled is 1)",
-                         label),
+          reg.GetScaledCounter("dbwarden_tap_bpf_run_time_seconds_total",
+                               "Time the tap's BPF programs ran, in seconds (counted while "
+                               "kernel.bpf_stats_enabled is 1)",
+                               1e-9, label),
           reg.GetCounter("dbwarden_tap_bpf_runs_total",
                          "Runs of the tap's BPF programs (counted while kernel.bpf_stats_enabled "
                          "is 1)",
