@@ -4,12 +4,13 @@ session and reports a `witness_mismatch` when they disagree.
 
 A real PostgreSQL 15, the agent with its tap loaded into this kernel, and real clients through the
 relay: pgbench (simple, extended, prepared; over TCP and over the server's unix socket), psql,
-psycopg2 with errors, an agent's refused DROP and COPY ... PROGRAM, its write under a row budget
-(whose counts are requests the relay makes itself, as is masking's search_path probe) and a raw
-extended-protocol pipeline whose failed Execute makes the server skip the next one. Every one of those sessions must reconcile with no mismatch. Then a statement
-is injected into the relay's upstream socket from outside the relay (pidfd_getfd, as a process with
-ptrace rights over the agent could): the server runs it, the audit log has no statement for it, and
-the witness must say so, naming the session.
+pgjdbc and node-postgres running test_drivers' scripted sessions, psycopg2 with errors, an
+agent's refused DROP and COPY ... PROGRAM, its write under a row budget (whose counts are requests
+the relay makes itself, as is masking's search_path probe) and a raw extended-protocol pipeline
+whose failed Execute makes the server skip the next one. Every one of those sessions must
+reconcile with no mismatch. Then a statement is injected into the relay's upstream socket from
+outside the relay (pidfd_getfd, as a process with ptrace rights over the agent could): the server
+runs it, the audit log has no statement for it, and the witness must say so, naming the session.
 
 Needs root and a kernel with BTF:
     sudo DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \\
@@ -19,6 +20,7 @@ Needs root and a kernel with BTF:
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 import sys
 import unittest
@@ -31,6 +33,10 @@ import pgfixture as fx  # noqa: E402
 PGBENCH = str(fx.PG_BIN / 'pgbench')
 PSQL = str(fx.PG_BIN / 'psql')
 PACKS = Path(__file__).resolve().parents[2] / 'policy' / 'packs'
+JDBC_CHECK = Path(__file__).resolve().parents[1] / 'drivers' / 'jdbc' / 'DriverCheck.java'
+JDBC_JAR = Path('/usr/share/java/postgresql.jar')
+NODE_CHECK = Path(__file__).resolve().parents[1] / 'drivers' / 'node' / 'check.js'
+TOOL_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/lib/jvm/default-java/bin'
 RESULTS = ('match', 'mismatch', 'unwitnessed', 'unclaimed', 'encrypted', 'cancel', 'internal')
 
 cluster = None
@@ -51,7 +57,8 @@ def setUpModule():
                     'rules: []\n')
     cluster.create_user('app')
     cluster.create_db('appdb', owner='app')
-    cluster.psql('CREATE TABLE customers (id int PRIMARY KEY, email text, note text);'
+    cluster.psql('CREATE TABLE scratch (id int);'
+                 'CREATE TABLE customers (id int PRIMARY KEY, email text, note text);'
                  "INSERT INTO customers SELECT g, 'user' || g || '@example.com', 'n' || g "
                  'FROM generate_series(1, 50) g;', dbname='appdb', user='app')
     subprocess.run([PGBENCH, '-i', '-s', '1', '-q', '-h', cluster.socket_dir, '-p',
@@ -144,6 +151,19 @@ class ReconcileTest(unittest.TestCase):
             self.assertNotIn('user3@example.com', str(cur.fetchall()))
         conn.close()
         sessions += 1
+        # pgjdbc's scripted session (test_drivers): named statements past prepareThreshold, an
+        # agent's DELETE refused in a pipeline, a failed transaction (25P02), DatabaseMetaData;
+        java, node = shutil.which('java', path=TOOL_PATH), shutil.which('node', path=TOOL_PATH)
+        if not java or not JDBC_JAR.exists() or not node:
+            raise fx.PrerequisiteError('java, libpostgresql-jdbc-java and node are needed')
+        # ... and node-postgres's (test_drivers): values, named queries, queryMode extended.
+        for cmd in ([java, '-cp', str(JDBC_JAR), str(JDBC_CHECK)], [node, str(NODE_CHECK)]):
+            out = subprocess.run(cmd + [fx.LOOPBACK, str(port), 'appdb', 'app', 'ai-driver'],
+                                 capture_output=True, text=True, timeout=240,
+                                 stdin=subprocess.DEVNULL,
+                                 env={'PATH': TOOL_PATH, 'HOME': os.environ.get('HOME', '/tmp')})
+            self.assertIn('"step":"done","ok":true', out.stdout, out.stdout + out.stderr)
+            sessions += 1
         # Extended protocol: the first Execute fails, so the server skips the second up to Sync.
         answer = pipeline(port, 'witness-pipeline', [
             fx.frame(b'P', cstr('') + cstr('SELECT 1/0') + b'\0\0'),
