@@ -8,6 +8,7 @@
 #include "userspace/protocol/postgres/decoder.h"
 #include "userspace/protocol/postgres/parse.h"
 #include "userspace/protocol/postgres/session.h"
+#include "userspace/protocol/postgres/wire_tally.h"
 
 namespace {
 
@@ -71,5 +72,23 @@ void BM_DecodeSession(benchmark::State& state, const char* name) {
 BENCHMARK_CAPTURE(BM_DecodeSession, pgbench_prepared, "pgbench_prepared");
 BENCHMARK_CAPTURE(BM_DecodeSession, pgbench_prepared_tpcb, "pgbench_prepared_tpcb");
 BENCHMARK_CAPTURE(BM_DecodeSession, psql_simple, "psql_simple");
+
+// The witness's counter over the same captures, both directions, as the relay feeds it from
+// its upstream socket: what counting costs next to decoding (BM_DecodeSession).
+void BM_WireTally(benchmark::State& state, const char* name) {
+  auto fe = Read(std::string(name) + ".fe.bin");
+  auto be = Read(std::string(name) + ".be.bin");
+  auto tbe = Typed(be, dbw::pg::Direction::kBackend);
+  for (auto _ : state) {
+    dbw::pg::WireTally sent(true);
+    dbw::pg::WireTally received(false);
+    sent.Feed(fe);
+    received.Feed(tbe);
+    benchmark::DoNotOptimize(sent.counts().requests + received.counts().rows);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * (fe.size() + tbe.size())));
+}
+BENCHMARK_CAPTURE(BM_WireTally, pgbench_prepared, "pgbench_prepared");
+BENCHMARK_CAPTURE(BM_WireTally, psql_simple, "psql_simple");
 
 }  // namespace

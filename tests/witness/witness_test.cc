@@ -53,6 +53,13 @@ TEST(WireTally, CountsTheSameWhereverTheBytesAreSplit) {
     EXPECT_EQ(t.counts().first_code, pg::kProtocolV3);
     EXPECT_TRUE(t.counts().framed);
   }
+  // Twice back to back: the second stream's untyped first packet is not expected again, so a
+  // frontend stream is whole only from its start; a backend one simply counts double.
+  pg::WireTally twice(false);
+  twice.Feed(be);
+  twice.Feed(be);
+  EXPECT_EQ(twice.counts().rows, 6u);
+  EXPECT_EQ(twice.counts().messages, 12u);
   pg::WireTally bytewise(false);
   for (std::byte b : be) bytewise.Feed({&b, 1});
   EXPECT_EQ(bytewise.counts().rows, 3u);

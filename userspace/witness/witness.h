@@ -114,8 +114,9 @@ class Witness {
   audit::EventSink* sink_;
   State state_ = State::kStarting;  // guarded by mu_
   std::array<Counter*, static_cast<size_t>(Result::kCount)> results_{};
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // the relay's workers and the tap's thread report concurrently
   // By key, oldest first: a port may be reused while an older connection's half still waits.
+  // Guarded by mu_.
   std::unordered_map<std::string, std::deque<Entry>> entries_;
 };
 
