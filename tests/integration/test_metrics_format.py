@@ -24,16 +24,12 @@ relay = None
 
 def setUpModule():
     global cluster, relay
-    fx.require_postgres()
-    fx.dbwarden_bin()
     try:
         importlib.import_module('prometheus_client.parser')
     except ImportError as exc:
         raise fx.PrerequisiteError('python3-prometheus-client is missing '
                                    '(scripts/install-deps)') from exc
-    cluster = fx.PgCluster()
-    unittest.addModuleCleanup(cluster.close)
-    cluster.start()
+    cluster = fx.module_cluster()
     relay = fx.Relay([{'name': 'app', 'env': 'test',
                        'upstream': f'{fx.LOOPBACK}:{cluster.port}'}])
     unittest.addModuleCleanup(relay.close)

@@ -46,12 +46,7 @@ agent = None
 def setUpModule():
     global cluster, agent
     fx.require_tap()
-    fx.require_postgres()
-    fx.require_psycopg2()
-    fx.dbwarden_bin()
-    cluster = fx.PgCluster()
-    unittest.addModuleCleanup(cluster.close)
-    cluster.start()
+    cluster = fx.module_cluster()
     site = cluster.datadir.parent / 'site.yaml'
     site.write_text('version: 1\nprincipals:\n  agents:\n    - application_name: ["ai-*"]\n'
                     'rules: []\n')
