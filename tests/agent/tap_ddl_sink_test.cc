@@ -7,18 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/audit/collecting_sink.h"
+
 namespace dbw::agent {
 namespace {
 
-class Collect : public audit::EventSink {
- public:
-  void Submit(audit::Event event) override { events.push_back(std::move(event)); }
-  void SubmitAndWait(audit::Event event, CommitCallback done) override {
-    events.push_back(std::move(event));
-    done(Status::Ok(), 0);
-  }
-  std::vector<audit::Event> events;
-};
+using Collect = audit::CollectingSink;
 
 audit::Event Statement(uint32_t risks) {
   auto facts = std::make_shared<sql::QueryFacts>();

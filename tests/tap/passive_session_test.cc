@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/audit/collecting_sink.h"
 #include "userspace/common/metrics.h"
 #include "userspace/protocol/postgres/parse.h"
 #include "userspace/tap/metrics.h"
@@ -32,20 +33,14 @@ std::string Normalized(const sql::QueryFacts& f) {
   return text;
 }
 
-class CollectingSink : public audit::EventSink {
+class CollectingSink : public audit::CollectingSink {
  public:
-  void Submit(audit::Event event) override { events.push_back(std::move(event)); }
-  void SubmitAndWait(audit::Event event, CommitCallback done) override {
-    events.push_back(std::move(event));
-    done(Status::Ok(), events.size());
-  }
   std::vector<std::string> Statements() const {
     std::vector<std::string> out;
     for (const auto& e : events)
       if (e.kind == audit::EventKind::kStatement) out.push_back(Normalized(*e.statement->facts));
     return out;
   }
-  std::vector<audit::Event> events;
 };
 
 // The SQL of every Query of a frontend vector (startup packets skipped), normalized as the

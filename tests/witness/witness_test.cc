@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/audit/collecting_sink.h"
 #include "userspace/protocol/postgres/encoder.h"
 #include "userspace/protocol/postgres/types.h"
 #include "userspace/protocol/postgres/wire_tally.h"
@@ -174,16 +175,6 @@ TEST(Disagreements, OnlyACleanEndDemandsEquality) {
   EXPECT_TRUE(Disagreements(r, s).empty());
 }
 
-class Sink : public audit::EventSink {
- public:
-  void Submit(audit::Event e) override { events.push_back(std::move(e)); }
-  void SubmitAndWait(audit::Event e, CommitCallback done) override {
-    events.push_back(std::move(e));
-    done(Status::Ok(), 0);
-  }
-  std::vector<audit::Event> events;
-};
-
 class WitnessTest : public ::testing::Test {
  protected:
   uint64_t Result(const std::string& r) {
@@ -197,7 +188,7 @@ class WitnessTest : public ::testing::Test {
     i->session_id = id;
     return i;
   }
-  Sink sink_;
+  audit::CollectingSink sink_;
   MetricsRegistry metrics_;
   Witness w_{&sink_, &metrics_};
 };
