@@ -79,6 +79,17 @@ TEST(WireTally, MissingBytesStopTheFramesNotTheByteCount) {
   EXPECT_LT(t.counts().requests, 3u);
 }
 
+TEST(WireTally, DesyncStopsFramesAndAddsNoBytes) {
+  const pg::Bytes fe = Frontend();
+  pg::WireTally t(true);
+  t.Feed({fe.data(), 20});
+  t.Desync();
+  t.Feed({fe.data() + 20, fe.size() - 20});
+  EXPECT_FALSE(t.counts().framed);
+  EXPECT_EQ(t.counts().bytes, fe.size());  // a lower bound never inflated by the resync
+  EXPECT_EQ(t.counts().requests, 0u);
+}
+
 TEST(WireTally, AShortLengthEndsFraming) {
   const std::byte bad[] = {std::byte{'Q'}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{2}};
   pg::WireTally t(true);

@@ -137,10 +137,11 @@ class ServerWitness {
     t.Feed(data);
     next += data.size();
   }
-  // The kernel's positions start over: what follows cannot be placed.
+  // The kernel's positions start over: what follows cannot be placed, and what was missed
+  // between is unknown (so not counted: the server's counts stay lower bounds).
   void Rebase() {
-    received_.Skip(1);
-    sent_.Skip(1);
+    received_.Desync();
+    sent_.Desync();
     next_[0] = next_[1] = 0;
   }
   // `complete`: watched to the connection's end.

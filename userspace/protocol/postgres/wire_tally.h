@@ -35,6 +35,9 @@ class WireTally {
   static uint64_t Requests(std::span<const std::byte> frames);
   // `n` bytes went by that were not seen: counted, and framing stops.
   void Skip(uint64_t n);
+  // Where the stream stands is no longer known (an unknown number of bytes missed): framing
+  // stops, the bytes counted so far stay a lower bound.
+  void Desync() { counts_.framed = false; }
   const WireCounts& counts() const { return counts_; }
 
  private:
