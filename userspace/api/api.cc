@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "userspace/api/json_util.h"
+#include "userspace/audit/event_formats.h"
 #include "userspace/common/metrics.h"
 
 namespace dbw::api {
@@ -16,18 +17,38 @@ Response Json(unsigned status, std::string body) {
   return r;
 }
 
-std::string EventsJson(const std::vector<audit::StoredEvent>& events, const std::string& next) {
+std::string EventsJson(const std::vector<std::string>& events, const std::string& next) {
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
   w.StartObject();
   w.Key("events");
   w.StartArray();
-  for (const auto& e : events) JsonRaw(&w, e.json, rapidjson::kObjectType);
+  for (const auto& e : events) JsonRaw(&w, e, rapidjson::kObjectType);
   w.EndArray();
   JsonKeyString(&w, "next_cursor", next);
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
 }
+
+// The events in `format`, in order. An event the store served that does not render is a
+// server error naming its seq: it would otherwise vanish from the export.
+StatusOr<std::vector<std::string>> Render(const std::vector<audit::StoredEvent>& events,
+                                          audit::EventFormat format) {
+  std::vector<std::string> out;
+  out.reserve(events.size());
+  for (const auto& e : events) {
+    auto r = audit::RenderEvent(format, e.json);
+    if (!r.ok()) {
+      return Internal("event " + std::to_string(e.seq) + " does not render as " +
+                      audit::EventFormatName(format) + ": " + r.status().message());
+    }
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+// CEF is a line format: text/plain, one event a line.
+constexpr const char* kCefContentType = "text/plain; charset=utf-8";
 
 }  // namespace
 
@@ -194,7 +215,26 @@ Response Api::Events(const QueryParams& params) const {
   if (!q.ok()) return JsonError(400, q.status().message());
   auto result = deps_.events->Query(q->filter, q->limit, q->cursor);
   if (!result.ok()) return JsonError(StatusHttp(result.status()), result.status().message());
-  return Json(200, EventsJson(result->events, result->next_cursor));
+  std::vector<std::string> rendered;
+  if (q->format == audit::EventFormat::kNative) {
+    // The default answer stays byte for byte what the store serves.
+    for (auto& e : result->events) rendered.push_back(std::move(e.json));
+  } else {
+    auto r = Render(result->events, q->format);
+    if (!r.ok()) return JsonError(500, r.status().message());
+    rendered = std::move(*r);
+  }
+  if (q->format != audit::EventFormat::kCef) {
+    return Json(200, EventsJson(rendered, result->next_cursor));
+  }
+  Response resp;
+  resp.content_type = kCefContentType;
+  for (const auto& line : rendered) {
+    resp.body += line;
+    resp.body += '\n';
+  }
+  resp.headers.emplace_back("X-Dbwarden-Cursor", result->next_cursor);
+  return resp;
 }
 
 bool Api::HasNewer(uint64_t after_seq) const {
@@ -205,12 +245,26 @@ Response Api::StreamBatch(const StreamQuery& q) const {
   auto events = deps_.events->ReadAfter(q.after_seq, q.limit);
   if (!events.ok()) return JsonError(StatusHttp(events.status()), events.status().message());
   Response r;
-  r.content_type = "application/x-ndjson";
+  r.content_type = q.format == audit::EventFormat::kCef ? kCefContentType : "application/x-ndjson";
   uint64_t last = q.after_seq;
   for (const auto& e : *events) {
     // The store answers in sequence order; anything at or before the cursor would duplicate.
     if (e.seq <= last) continue;
-    r.body += e.json;
+    if (q.format == audit::EventFormat::kNative) {
+      r.body += e.json;
+    } else {
+      auto line = audit::RenderEvent(q.format, e.json);
+      if (!line.ok()) {
+        // Stop before it: the cursor resumes here, and the error names the event.
+        if (last == q.after_seq) {
+          return JsonError(500, "event " + std::to_string(e.seq) + " does not render as " +
+                                    audit::EventFormatName(q.format) + ": " +
+                                    line.status().message());
+        }
+        break;
+      }
+      r.body += *line;
+    }
     r.body += '\n';
     last = e.seq;
   }

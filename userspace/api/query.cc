@@ -260,9 +260,9 @@ StatusOr<uint64_t> ParseSeq(std::string_view name, std::string_view text) {
 }
 
 StatusOr<EventsQuery> ParseEventsQuery(const QueryParams& params, int64_t now_us) {
-  DBW_RETURN_IF_ERROR(
-      params.OnlyKeys({"since", "until", "principal", "db_user", "database", "table", "action",
-                       "kind", "session", "exe", "fingerprint", "source", "limit", "cursor"}));
+  DBW_RETURN_IF_ERROR(params.OnlyKeys({"since", "until", "principal", "db_user", "database",
+                                       "table", "action", "kind", "session", "exe", "fingerprint",
+                                       "source", "limit", "cursor", "format"}));
   EventsQuery q;
   struct Field {
     const char* key;
@@ -305,7 +305,17 @@ StatusOr<EventsQuery> ParseEventsQuery(const QueryParams& params, int64_t now_us
     if (!n.ok()) return n.status();
     q.limit = *n;
   }
+  auto format = ParseFormatParam(params);
+  if (!format.ok()) return format.status();
+  q.format = *format;
   return q;
+}
+
+StatusOr<audit::EventFormat> ParseFormatParam(const QueryParams& params) {
+  auto v = params.Single("format");
+  if (!v.ok()) return v.status();
+  if (!*v) return audit::EventFormat::kNative;
+  return audit::ParseEventFormat(**v);
 }
 
 std::string EncodeStreamCursor(uint64_t last_seq) {
@@ -328,7 +338,7 @@ StatusOr<uint64_t> DecodeStreamCursor(std::string_view cursor) {
 }
 
 StatusOr<StreamQuery> ParseStreamQuery(const QueryParams& params) {
-  DBW_RETURN_IF_ERROR(params.OnlyKeys({"cursor", "wait", "limit"}));
+  DBW_RETURN_IF_ERROR(params.OnlyKeys({"cursor", "wait", "limit", "format"}));
   StreamQuery q;
   auto cursor = params.Single("cursor");
   if (!cursor.ok()) return cursor.status();
@@ -356,6 +366,9 @@ StatusOr<StreamQuery> ParseStreamQuery(const QueryParams& params) {
     if (!n.ok()) return n.status();
     q.limit = *n;
   }
+  auto format = ParseFormatParam(params);
+  if (!format.ok()) return format.status();
+  q.format = *format;
   return q;
 }
 

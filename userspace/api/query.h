@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "userspace/audit/event_formats.h"
 #include "userspace/audit/store.h"
 #include "userspace/common/status.h"
 
@@ -57,11 +58,15 @@ StatusOr<size_t> ParseLimit(std::string_view name, std::string_view text, size_t
 // A decimal sequence number.
 StatusOr<uint64_t> ParseSeq(std::string_view name, std::string_view text);
 
+// ?format=native|ocsf|ecs|cef (absent: native); anything else is an error naming the choices.
+StatusOr<audit::EventFormat> ParseFormatParam(const QueryParams& params);
+
 // The filters of GET /v1/events (and of the CLI), validated.
 struct EventsQuery {
   audit::EventFilter filter;
   size_t limit = 100;
   std::string cursor;  // the store's opaque cursor, passed through
+  audit::EventFormat format = audit::EventFormat::kNative;  // ?format=
 };
 inline constexpr size_t kDefaultEventsLimit = 100;
 inline constexpr size_t kMaxEventsLimit = 1000;
@@ -76,6 +81,7 @@ struct StreamQuery {
   uint64_t after_seq = 0;
   std::chrono::milliseconds wait{0};
   size_t limit = 500;
+  audit::EventFormat format = audit::EventFormat::kNative;  // ?format=
 };
 inline constexpr std::chrono::milliseconds kMaxStreamWait{60'000};
 inline constexpr size_t kDefaultStreamLimit = 500;
