@@ -1,5 +1,5 @@
 # The two commands the README starts with. Both install what they need first.
-.PHONY: demo test build build-asan fuzz bench format tidy clean
+.PHONY: demo test build build-asan package fuzz bench format tidy clean
 
 JOBS ?= 2
 # ccache hits across clones (CI builds a fresh clone on the same machine): hash paths relative
@@ -21,6 +21,11 @@ build-asan:
 # through the relay, prints what was audited, and stops everything.
 demo: build
 	scripts/demo
+
+# The Debian package build/default/dbwarden_<version>_amd64.deb, checked by lintian (fails on
+# errors). `make test` runs the same script in tests/packaging (packaging/README.md).
+package: build
+	packaging/make-deb build/default
 
 # Every test: unit, integration (real PostgreSQL and clients) and fuzz-corpus replays in the
 # default build, then the unit suite under ASan+UBSan.
