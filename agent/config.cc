@@ -17,6 +17,7 @@
 
 #include "userspace/common/logging.h"
 #include "userspace/common/url.h"
+#include "userspace/export/transport.h"
 
 namespace dbw::agent {
 namespace {
@@ -737,13 +738,195 @@ void ParseApprovals(const YAML::Node& a, AgentConfig* c) {
   }
 }
 
+// "host:port" or "[v6]:port", not resolved here: a receiver's name is looked up at each
+// connect, so one that is not in DNS yet does not stop the agent.
+void ReceiverAddress(const YAML::Node& node, const std::string& what, std::string* host,
+                     std::string* port) {
+  std::string text = Scalar(node, what);
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+    Throw(node, what + ": expected host:port, got \"" + text + "\"");
+  std::string h = text.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.find_first_of("[]") != std::string::npos ||
+      (h.find(':') != std::string::npos && text.front() != '['))
+    Throw(node, what + ": an IPv6 address goes in brackets ([::1]:6514), got \"" + text + "\"");
+  std::string p = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc() || ptr != p.data() + p.size() || value == 0 || value > 65535)
+    Throw(node, what + ": invalid port \"" + p + "\"");
+  *host = h;
+  *port = p;
+}
+
+exporter::TlsOptions ExportTls(const YAML::Node& t, const std::string& what) {
+  exporter::TlsOptions o;
+  if (t.IsScalar()) {
+    std::string v = Scalar(t, what);
+    if (v != "true" && v != "false") Throw(t, what + " must be true, false or a mapping");
+    o.enabled = v == "true";
+    return o;
+  }
+  CheckKeys(t, what.c_str(), {"ca_file", "cert_file", "key_file", "server_name"});
+  o.enabled = true;
+  if (t["ca_file"]) {
+    o.ca_file = Scalar(t["ca_file"], what + ".ca_file");
+    CheckReadable(t["ca_file"], what + ".ca_file", o.ca_file);
+  }
+  if (t["cert_file"]) {
+    o.cert_file = Scalar(t["cert_file"], what + ".cert_file");
+    CheckReadable(t["cert_file"], what + ".cert_file", o.cert_file);
+  }
+  if (t["key_file"]) {
+    o.key_file = Scalar(t["key_file"], what + ".key_file");
+    CheckReadable(t["key_file"], what + ".key_file", o.key_file);
+  }
+  if (o.cert_file.empty() != o.key_file.empty())
+    Throw(t, what + ": give cert_file and key_file together");
+  if (t["server_name"]) o.server_name = Scalar(t["server_name"], what + ".server_name");
+  return o;
+}
+
+// export: a list of exporters (docs/export.md#exporters).
+void ParseExport(const YAML::Node& list, AgentConfig* c) {
+  if (!list.IsSequence()) Throw(list, "export must be a list of exporters");
+  std::set<std::string> names;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const YAML::Node& e = list[i];
+    std::string what = "export[" + std::to_string(i) + "]";
+    if (!e.IsMap()) Throw(e, what + " must be a mapping");
+    exporter::ExporterOptions o;
+    o.name = RequiredScalar(e, "name", what);
+    for (char ch : o.name)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_')
+        Throw(e["name"], what +
+                             ".name may hold letters, digits, - and _ (it names the cursor "
+                             "file), got \"" +
+                             o.name + "\"");
+    if (!names.insert(o.name).second)
+      Throw(e["name"], what + ": the name \"" + o.name + "\" is used twice");
+    what = "export " + o.name;
+    std::string type = RequiredScalar(e, "type", what);
+    std::set<std::string> keys = {"name",  "type",    "format",  "start",
+                                  "batch", "timeout", "backoff", "max_backoff"};
+    if (type == "syslog") {
+      o.kind = exporter::Kind::kSyslog;
+      keys.insert({"address", "tls", "facility", "app_name", "confirm_after"});
+    } else if (type == "kafka") {
+      o.kind = exporter::Kind::kKafka;
+      keys.insert({"brokers", "topic", "properties"});
+    } else if (type == "otlp") {
+      o.kind = exporter::Kind::kOtlp;
+      keys.insert({"url", "headers", "tls"});
+    } else {
+      Throw(e["type"], what + ".type must be syslog, kafka or otlp, got \"" + type + "\"");
+    }
+    CheckKeys(e, what.c_str(), keys);
+    if (e["format"]) {
+      auto f = audit::ParseEventFormat(Scalar(e["format"], what + ".format"));
+      if (!f.ok()) Throw(e["format"], what + ".format: " + f.status().message());
+      o.format = *f;
+    }
+    if (e["start"]) {
+      std::string v = Scalar(e["start"], what + ".start");
+      if (v != "beginning" && v != "end")
+        Throw(e["start"], what + ".start must be beginning or end");
+      o.start = v == "end" ? exporter::Start::kEnd : exporter::Start::kBeginning;
+    }
+    if (e["batch"]) {
+      std::string v = Scalar(e["batch"], what + ".batch");
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), o.batch);
+      if (ec != std::errc() || ptr != v.data() + v.size() || o.batch == 0 || o.batch > 10000)
+        Throw(e["batch"], what + ".batch must be a number from 1 to 10000");
+    }
+    auto positive = [&](const char* key, std::chrono::milliseconds* out) {
+      if (!e[key]) return;
+      *out = Duration(e[key], what + "." + key);
+      if (out->count() == 0) Throw(e[key], what + "." + key + " must be more than 0");
+    };
+    positive("timeout", &o.timeout);
+    positive("backoff", &o.backoff);
+    positive("max_backoff", &o.max_backoff);
+    if (o.max_backoff < o.backoff) Throw(e, what + ": max_backoff must not be less than backoff");
+    if (e["tls"]) o.tls = ExportTls(e["tls"], what + ".tls");
+    switch (o.kind) {
+      case exporter::Kind::kSyslog: {
+        if (!e["address"]) Throw(e, what + ": missing required key \"address\" (host:port)");
+        ReceiverAddress(e["address"], what + ".address", &o.host, &o.port);
+        if (e["facility"]) {
+          size_t f = Count(e["facility"], what + ".facility", 23, "kernel");
+          o.syslog_facility = static_cast<int>(f);
+        }
+        if (e["app_name"]) {
+          o.syslog_app_name = Scalar(e["app_name"], what + ".app_name");
+          for (char ch : o.syslog_app_name)
+            if (ch < 33 || ch > 126 || o.syslog_app_name.size() > 48)
+              Throw(e["app_name"], what + ".app_name must be 1 to 48 printable ASCII characters");
+        }
+        if (e["confirm_after"])
+          o.syslog_confirm_after = Duration(e["confirm_after"], what + ".confirm_after");
+        break;
+      }
+      case exporter::Kind::kKafka: {
+        o.brokers = RequiredScalar(e, "brokers", what);
+        o.topic = RequiredScalar(e, "topic", what);
+        if (YAML::Node props = e["properties"]) {
+          if (!props.IsMap()) Throw(props, what + ".properties must be a mapping");
+          static const std::set<std::string> kFixed = {"enable.idempotence", "acks",
+                                                       "message.timeout.ms", "bootstrap.servers"};
+          for (const auto& kv : props) {
+            std::string k = kv.first.as<std::string>();
+            if (kFixed.count(k))
+              Throw(kv.first, what + ".properties: " + k +
+                                  " is set by dbwarden (idempotent, acks=all, no timeout; "
+                                  "brokers: the brokers key)");
+            std::string v = Scalar(kv.second, what + ".properties." + k);
+            if (Status st = exporter::CheckKafkaProperty(k, v); !st.ok())
+              Throw(kv.first, what + ".properties: " + st.message());
+            o.kafka_properties.emplace_back(k, v);
+          }
+        }
+        break;
+      }
+      case exporter::Kind::kOtlp: {
+        std::string url = RequiredScalar(e, "url", what);
+        HttpUrl parsed;
+        std::string error;
+        if (!ParseHttpUrl(url, &parsed, &error)) Throw(e["url"], what + ".url: " + error);
+        o.host = parsed.host;
+        o.port = parsed.port;
+        o.otlp_path = parsed.path.empty() ? "/v1/logs" : parsed.path;
+        if (parsed.tls) {
+          o.tls.enabled = true;
+        } else if (o.tls.enabled) {
+          Throw(e["tls"], what + ".tls needs an https:// url");
+        }
+        if (YAML::Node headers = e["headers"]) {
+          if (!headers.IsMap()) Throw(headers, what + ".headers must be a mapping");
+          for (const auto& kv : headers) {
+            std::string k = kv.first.as<std::string>();
+            std::string v = Scalar(kv.second, what + ".headers." + k);
+            if (k.find_first_of(":\r\n") != std::string::npos ||
+                v.find_first_of("\r\n") != std::string::npos)
+              Throw(kv.first, what + ".headers: a header name or value holds ':' or a newline");
+            o.headers.emplace_back(k, v);
+          }
+        }
+        break;
+      }
+    }
+    c->exporters.push_back(std::move(o));
+  }
+}
+
 AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   AgentConfig c;
   c.path = path;
   if (!root.IsMap()) Throw(root, "the configuration must be a mapping");
   CheckKeys(root, "the configuration",
             {"state_dir", "log_level", "relay", "targets", "policy", "audit", "api", "masking",
-             "approvals", "tap", "routing"});
+             "approvals", "tap", "routing", "export"});
   if (YAML::Node m = root["masking"]) {
     CheckKeys(m, "masking", {"hash_key_file"});
     if (m["hash_key_file"])
@@ -754,6 +937,7 @@ AgentConfig Parse(const YAML::Node& root, const std::string& path) {
   if (YAML::Node a = root["approvals"]) ParseApprovals(a, &c);
   if (YAML::Node a = root["tap"]) ParseTap(a, &c);
   if (YAML::Node a = root["routing"]) ParseRouting(a, &c);
+  if (YAML::Node a = root["export"]) ParseExport(a, &c);
   if (YAML::Node p = root["policy"]) {
     CheckKeys(p, "policy", {"files", "mode"});
     if (YAML::Node files = p["files"]) {

@@ -9,6 +9,7 @@
 #include "policy/policy.h"
 #include "userspace/api/options.h"
 #include "userspace/common/status.h"
+#include "userspace/export/options.h"
 #include "userspace/relay/options.h"
 #include "userspace/route/options.h"
 #include "userspace/tap/options.h"
@@ -57,6 +58,8 @@ struct AgentConfig {
   // routing: how targets with relay_only: enforce | refuse are held to it (docs/routing.md);
   // its targets are filled from `targets` when routing starts.
   route::RouterOptions routing;
+  // export: audit exporters (docs/export.md#exporters).
+  std::vector<exporter::ExporterOptions> exporters;
   // api: the HTTP API.
   bool api_enabled = true;
   api::ServerOptions api;

@@ -25,6 +25,7 @@
 #include "userspace/approvals/service.h"
 #include "userspace/audit/store.h"
 #include "userspace/common/logging.h"
+#include "userspace/export/exporter.h"
 #include "userspace/identity/peer_process.h"
 #include "userspace/relay/server.h"
 #include "userspace/route/router.h"
@@ -307,6 +308,18 @@ int Run(const std::vector<std::string>& args) {
     (*approvals)->Stop();
     return kExitFailure;
   }
+  auto exporters = exporter::ExportService::Start(config->exporters, config->state_dir, sink->get(),
+                                                  &MetricsRegistry::Global());
+  if (!exporters.ok()) {
+    DBW_LOG(kError) << exporters.status().message();
+    router_ptr.store(nullptr);
+    router.reset();
+    tap.reset();
+    server.Shutdown();
+    if (api_server) api_server->Stop();
+    (*approvals)->Stop();
+    return kExitFailure;
+  }
   sd_notify(0, "READY=1");
   DBW_LOG(kInfo) << "dbwarden " << DBWARDEN_VERSION << " running";
 
@@ -345,6 +358,7 @@ int Run(const std::vector<std::string>& args) {
   stop.detail = "dbwarden stopped";
   (*sink)->Submit(std::move(stop));
   (*sink)->Flush();
+  (*exporters)->Stop();  // each saves how far its receiver confirmed
   DBW_LOG(kInfo) << "stopped";
   return kExitOk;
 }

@@ -361,6 +361,86 @@ TEST_F(ConfigTest, AuthSection) {
   std::filesystem::remove(secret_path);
 }
 
+TEST_F(ConfigTest, ExportSection) {
+  auto c = LoadConfig(Write(R"(targets: [{name: a, listen: 127.0.0.1:1, upstream: 127.0.0.1:2}]
+export:
+  - name: siem
+    type: syslog
+    format: cef
+    address: "[::1]:6514"
+    tls: true
+    facility: 10
+    app_name: dbw
+    confirm_after: 2s
+    start: end
+  - name: bus
+    type: kafka
+    format: ocsf
+    brokers: k1:9092,k2:9092
+    topic: audit
+    batch: 1000
+    properties: {compression.type: zstd}
+  - name: otel
+    type: otlp
+    format: ecs
+    url: https://collector.example:4318/custom/logs
+    headers: {Authorization: Bearer x}
+    timeout: 3s
+    backoff: 1s
+    max_backoff: 1m
+)"));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_EQ(c->exporters.size(), 3u);
+  const auto& s = c->exporters[0];
+  EXPECT_EQ(s.kind, exporter::Kind::kSyslog);
+  EXPECT_EQ(s.format, audit::EventFormat::kCef);
+  EXPECT_EQ(s.host, "::1");
+  EXPECT_EQ(s.port, "6514");
+  EXPECT_TRUE(s.tls.enabled);
+  EXPECT_EQ(s.syslog_facility, 10);
+  EXPECT_EQ(s.syslog_app_name, "dbw");
+  EXPECT_EQ(s.syslog_confirm_after, std::chrono::seconds(2));
+  EXPECT_EQ(s.start, exporter::Start::kEnd);
+  const auto& k = c->exporters[1];
+  EXPECT_EQ(k.kind, exporter::Kind::kKafka);
+  EXPECT_EQ(k.brokers, "k1:9092,k2:9092");
+  EXPECT_EQ(k.topic, "audit");
+  EXPECT_EQ(k.batch, 1000u);
+  ASSERT_EQ(k.kafka_properties.size(), 1u);
+  EXPECT_EQ(k.kafka_properties[0].first, "compression.type");
+  const auto& o = c->exporters[2];
+  EXPECT_EQ(o.kind, exporter::Kind::kOtlp);
+  EXPECT_EQ(o.host, "collector.example");
+  EXPECT_EQ(o.port, "4318");
+  EXPECT_EQ(o.otlp_path, "/custom/logs");
+  EXPECT_TRUE(o.tls.enabled);
+  EXPECT_EQ(o.timeout, std::chrono::seconds(3));
+  EXPECT_EQ(o.max_backoff, std::chrono::minutes(1));
+  ASSERT_EQ(o.headers.size(), 1u);
+
+  for (const BadCase& bad : std::vector<BadCase>{
+           {"targets: []\nexport:\n  - {name: a, type: syslog}\n", 3,
+            "missing required key \"address\""},
+           {"targets: []\nexport:\n  - {name: a, type: syslog, address: \"::1:514\"}\n", 3,
+            "in brackets"},
+           {"targets: []\nexport:\n  - {name: \"a/b\", type: otlp, url: \"http://h\"}\n", 3,
+            "name may hold"},
+           {"targets: []\nexport:\n  - {name: a, type: otlp, url: \"http://h\", tls: true}\n", 3,
+            "needs an https:// url"},
+           {"targets: []\nexport:\n  - {name: a, type: syslog, address: \"h:1\", batch: 0}\n", 3,
+            "batch must be a number from 1 to 10000"},
+           {"targets: []\nexport:\n  - {name: a, type: syslog, address: \"h:1\", backoff: 2s, "
+            "max_backoff: 1s}\n",
+            3, "max_backoff must not be less than backoff"},
+           {"targets: []\nexport:\n  - {name: a, type: kafka, brokers: b, topic: t, "
+            "properties: {enable.idempotence: \"false\"}}\n",
+            3, "set by dbwarden"},
+           {"targets: []\nexport:\n  - {name: a, type: syslog, address: \"h:1\", topic: t}\n", 3,
+            "unknown key \"topic\""},
+       })
+    ExpectRejected(bad);
+}
+
 TEST_F(ConfigTest, MissingFile) {
   auto c = LoadConfig("/nonexistent/dbwarden.yaml");
   ASSERT_FALSE(c.ok());

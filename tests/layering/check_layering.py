@@ -25,6 +25,7 @@ ALLOWED = {
     'userspace/audit': ['userspace/common', 'userspace/identity', 'userspace/sql', 'policy'],
     'userspace/approvals': ['userspace/common', 'userspace/audit', 'policy', 'userspace/sql'],
     'userspace/witness': ['userspace/common', 'userspace/protocol/postgres', 'userspace/audit'],
+    'userspace/export': ['userspace/common', 'userspace/audit'],
     'userspace/api': ['userspace/common', 'userspace/sql', 'policy', 'userspace/audit',
                       'userspace/approvals'],
     'userspace/relay': ['userspace/common', 'userspace/protocol/postgres', 'userspace/sql',

@@ -1,0 +1,388 @@
+// The exporter loop against a real audit store (RocksDB in a temp dir) and a scripted transport:
+// order, the persisted cursor across restarts, re-sending what was not confirmed after a failure,
+// and where a new exporter starts. The syslog transport against a loopback listener: RFC 5424
+// octet-counted frames, and confirmation only after the receiver's TCP acknowledged and kept the
+// connection up.
+#include "userspace/export/exporter.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "userspace/audit/store.h"
+
+namespace dbw::exporter {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+std::string TempDir(const std::string& name) {
+  fs::path p =
+      fs::temp_directory_path() / ("dbw-export-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::unique_ptr<audit::AuditStore> OpenStore(const std::string& state_dir) {
+  audit::StoreOptions o;
+  o.dir = state_dir + "/audit";
+  o.durability = audit::Durability::kAsync;
+  o.retention = std::chrono::seconds(0);
+  auto store = audit::AuditStore::Open(o);
+  EXPECT_TRUE(store.ok()) << store.status().message();
+  return std::move(*store);
+}
+
+void Write(audit::AuditStore* store, int n) {
+  for (int i = 0; i < n; ++i) {
+    audit::Event e;
+    e.kind = audit::EventKind::kPolicyLoad;
+    e.source = "agent";
+    e.detail = "event " + std::to_string(i);
+    store->Submit(std::move(e));
+  }
+  store->Flush();
+}
+
+// What the scripted transport received, and how it behaves; shared with the test.
+struct Script {
+  std::mutex mu;
+  std::vector<uint64_t> received;  // every seq sent, in the order sent (duplicates included)
+  int fail_sends = 0;              // the next N sends fail
+  bool lag_one_batch = false;      // confirm only the batch before the last (as syslog does)
+  int sends = 0;
+};
+
+class ScriptedTransport final : public Transport {
+ public:
+  explicit ScriptedTransport(std::shared_ptr<Script> s) : s_(std::move(s)) {}
+  StatusOr<uint64_t> Send(const std::vector<Message>& batch) override {
+    std::lock_guard lock(s_->mu);
+    ++s_->sends;
+    if (s_->fail_sends > 0) {
+      --s_->fail_sends;
+      // Half the batch reached the receiver before the failure.
+      for (size_t i = 0; i < batch.size() / 2; ++i) s_->received.push_back(batch[i].seq);
+      return Unavailable("scripted failure");
+    }
+    for (const auto& m : batch) s_->received.push_back(m.seq);
+    uint64_t confirm = s_->lag_one_batch ? previous_ : batch.back().seq;
+    previous_ = batch.back().seq;
+    confirmed_ = std::max(confirmed_, confirm);
+    return confirmed_;
+  }
+  StatusOr<uint64_t> Settle() override {
+    confirmed_ = std::max(confirmed_, previous_);
+    return confirmed_;
+  }
+  void Reset() override { previous_ = confirmed_; }
+
+ private:
+  std::shared_ptr<Script> s_;
+  uint64_t previous_ = 0;
+  uint64_t confirmed_ = 0;
+};
+
+TransportFactory Scripted(std::shared_ptr<Script> s) {
+  return [s](const ExporterOptions&,
+             const std::atomic<bool>*) -> StatusOr<std::unique_ptr<Transport>> {
+    return std::unique_ptr<Transport>(new ScriptedTransport(s));
+  };
+}
+
+ExporterOptions Options(size_t batch = 7) {
+  ExporterOptions o;
+  o.name = "test";
+  o.batch = batch;
+  o.backoff = milliseconds(10);
+  o.max_backoff = milliseconds(20);
+  return o;
+}
+
+bool WaitFor(const std::function<bool()>& done, milliseconds timeout = milliseconds(10000)) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return done();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<uint64_t> Range(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> v;
+  for (uint64_t s = from; s <= to; ++s) v.push_back(s);
+  return v;
+}
+
+TEST(Exporter, DeliversEveryEventInOrderAndResumesFromItsCursor) {
+  const std::string dir = TempDir("resume");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  auto script = std::make_shared<Script>();
+  Write(store.get(), 40);
+  const uint64_t head = store->Stats().head_seq;
+  ASSERT_GE(head, 40u);
+  {
+    Exporter e(Options(), dir, store.get(), &metrics, Scripted(script));
+    ASSERT_TRUE(e.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
+    e.Stop();
+  }
+  EXPECT_EQ(ReadFile(dir + "/export/test.cursor"), std::to_string(head) + "\n");
+  EXPECT_EQ(script->received, Range(1, head));
+  // Written while no exporter ran: the next one starts after the cursor, sending nothing twice.
+  Write(store.get(), 25);
+  const uint64_t head2 = store->Stats().head_seq;
+  {
+    Exporter e(Options(), dir, store.get(), &metrics, Scripted(script));
+    ASSERT_TRUE(e.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head2; }));
+  }
+  EXPECT_EQ(script->received, Range(1, head2));
+  EXPECT_NE(metrics.RenderPrometheus().find("dbwarden_export_events_total{exporter=\"test\"} " +
+                                            std::to_string(head2)),
+            std::string::npos)
+      << metrics.RenderPrometheus();
+}
+
+TEST(Exporter, AFailureSendsAgainEverythingNotConfirmedAndNothingIsSkipped) {
+  const std::string dir = TempDir("failure");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  auto script = std::make_shared<Script>();
+  script->lag_one_batch = true;
+  Write(store.get(), 10);
+  Exporter e(Options(5), dir, store.get(), &metrics, Scripted(script));
+  ASSERT_TRUE(e.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == store->Stats().head_seq; }));
+  {
+    std::lock_guard lock(script->mu);
+    script->fail_sends = 2;
+  }
+  Write(store.get(), 30);
+  const uint64_t head = store->Stats().head_seq;
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
+  e.Stop();
+  std::lock_guard lock(script->mu);
+  // De-duplicated by seq, the receiver has every event in order.
+  std::vector<uint64_t> unique;
+  uint64_t high = 0;
+  size_t repeats = 0;
+  for (uint64_t s : script->received) {
+    if (s <= high) {
+      ++repeats;
+      continue;
+    }
+    EXPECT_EQ(s, high + 1) << "a gap before " << s;
+    high = s;
+    unique.push_back(s);
+  }
+  EXPECT_EQ(unique, Range(1, head));
+  EXPECT_GT(repeats, 0u) << "the unconfirmed batch was not sent again";
+  const std::string text = metrics.RenderPrometheus();
+  EXPECT_NE(text.find("dbwarden_export_failures_total{exporter=\"test\"} 2"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("dbwarden_export_events_total{exporter=\"test\"} " + std::to_string(head)),
+            std::string::npos)
+      << text;
+}
+
+TEST(Exporter, ANewExporterStartsAtTheBeginningOrTheEnd) {
+  const std::string dir = TempDir("start");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  Write(store.get(), 12);
+  const uint64_t head = store->Stats().head_seq;
+  auto script = std::make_shared<Script>();
+  ExporterOptions o = Options();
+  o.name = "late";
+  o.start = Start::kEnd;
+  Exporter e(o, dir, store.get(), &metrics, Scripted(script));
+  ASSERT_TRUE(e.Start().ok());
+  EXPECT_EQ(e.confirmed(), head);
+  Write(store.get(), 3);
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head + 3; }));
+  e.Stop();
+  EXPECT_EQ(script->received, Range(head + 1, head + 3));
+}
+
+TEST(Exporter, AnUnreadableCursorStopsTheStartNamingTheFile) {
+  const std::string dir = TempDir("cursor");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  fs::create_directories(dir + "/export");
+  std::ofstream(dir + "/export/test.cursor") << "12x\n";
+  Exporter e(Options(), dir, store.get(), &metrics, Scripted(std::make_shared<Script>()));
+  Status st = e.Start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(dir + "/export/test.cursor"), std::string::npos) << st.message();
+}
+
+TEST(MakeMessage, TakesKindSessionAndSeverityFromTheEvent) {
+  audit::StoredEvent deny{
+      7, 1700000000000000,
+      R"({"seq":7,"ts":"2023-11-14T22:13:20.000000Z","kind":"decision","source":"relay",)"
+      R"("session_id":"00aa11bb22cc33dd","decision":{"action":"deny","enforced":true},)"
+      R"("prev_hash":"aa","hash":"bb"})"};
+  auto m = MakeMessage(deny, audit::EventFormat::kNative);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->seq, 7u);
+  EXPECT_EQ(m->kind, "decision");
+  EXPECT_EQ(m->session_id, "00aa11bb22cc33dd");
+  EXPECT_EQ(m->severity, 4);
+  EXPECT_EQ(m->body, deny.json);
+  audit::StoredEvent loss{8, 1, R"({"seq":8,"kind":"audit_loss","source":"agent","count":3})"};
+  m = MakeMessage(loss, audit::EventFormat::kNative);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->severity, 2);
+  EXPECT_EQ(m->session_id, "");
+  audit::StoredEvent allow{9, 1, R"({"seq":9,"kind":"statement","decision":{"action":"allow"}})"};
+  EXPECT_EQ(MakeMessage(allow, audit::EventFormat::kNative)->severity, 5);
+}
+
+// A loopback listener that accepts one connection at a time and keeps what it reads.
+class Listener {
+ public:
+  Listener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(fd_, 4);
+    thread_ = std::thread([this] {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      {
+        std::lock_guard lock(mu_);
+        conn_ = c;
+      }
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) {
+        std::lock_guard lock(mu_);
+        data_.append(buf, static_cast<size_t>(n));
+      }
+    });
+  }
+  ~Listener() {
+    CloseConnection();
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  void CloseConnection() {
+    std::lock_guard lock(mu_);
+    if (conn_ >= 0) ::shutdown(conn_, SHUT_RDWR);
+  }
+  std::string data() {
+    std::lock_guard lock(mu_);
+    return data_;
+  }
+  std::string port() const { return std::to_string(port_); }
+
+ private:
+  int fd_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  int conn_ = -1;
+  std::string data_;
+};
+
+Message Msg(uint64_t seq, std::string body) {
+  Message m;
+  m.seq = seq;
+  m.ts_us = 1700000000123456;
+  m.kind = "statement";
+  m.session_id = "s\"1]";
+  m.severity = 4;
+  m.body = std::move(body);
+  return m;
+}
+
+TEST(SyslogTransport, SendsOctetCountedRfc5424FramesAndConfirmsOnlyAfterTheReceiverKeptThem) {
+  Listener receiver;
+  ExporterOptions o = Options();
+  o.kind = Kind::kSyslog;
+  o.host = "127.0.0.1";
+  o.port = receiver.port();
+  o.syslog_confirm_after = milliseconds(200);
+  auto t = MakeSyslogTransport(o);
+  auto c = t->Send({Msg(1, "{\"a\":\"é\"}"), Msg(2, "two words")});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(*c, 0u) << "confirmed before the receiver could have kept it";
+  c = t->Settle();
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(*c, 2u);
+  ASSERT_TRUE(WaitFor([&] { return receiver.data().size() > 0; }));
+  // Each frame: MSG-LEN SP SYSLOG-MSG, the length in bytes (é is two).
+  std::string data = receiver.data();
+  std::vector<std::string> frames;
+  size_t at = 0;
+  while (at < data.size()) {
+    size_t sp = data.find(' ', at);
+    ASSERT_NE(sp, std::string::npos);
+    size_t len = std::stoul(data.substr(at, sp - at));
+    frames.push_back(data.substr(sp + 1, len));
+    at = sp + 1 + len;
+  }
+  ASSERT_EQ(at, data.size());
+  ASSERT_EQ(frames.size(), 2u);
+  // PRI 13*8+4, version 1, RFC 3339 time, host, app, pid, MSGID, SD with escaped values.
+  std::regex rfc5424(R"(<108>1 2023-11-14T22:13:20\.123456Z \S+ dbwarden \d+ statement )"
+                     R"(\[dbwarden@32473 seq="1" session="s\\"1\\]"\] \{"a":"é"\})");
+  EXPECT_TRUE(std::regex_match(frames[0], rfc5424)) << frames[0];
+  EXPECT_TRUE(frames[1].ends_with("] two words")) << frames[1];
+}
+
+TEST(SyslogTransport, AReceiverThatClosesFailsTheNextSendSoTheUnconfirmedAreSentAgain) {
+  Listener receiver;
+  ExporterOptions o = Options();
+  o.kind = Kind::kSyslog;
+  o.host = "127.0.0.1";
+  o.port = receiver.port();
+  o.syslog_confirm_after = milliseconds(5000);
+  auto t = MakeSyslogTransport(o);
+  ASSERT_TRUE(t->Send({Msg(1, "x")}).ok());
+  ASSERT_TRUE(WaitFor([&] { return !receiver.data().empty(); }));
+  receiver.CloseConnection();
+  std::this_thread::sleep_for(milliseconds(50));
+  auto c = t->Send({Msg(2, "y")});
+  EXPECT_FALSE(c.ok()) << "a closed connection was taken for delivery";
+}
+
+TEST(SyslogTransport, NoReceiverIsAnErrorWithinTheTimeout) {
+  ExporterOptions o = Options();
+  o.kind = Kind::kSyslog;
+  o.host = "127.0.0.1";
+  o.port = "1";  // nothing listens on port 1 here
+  o.timeout = milliseconds(500);
+  auto t = MakeSyslogTransport(o);
+  auto c = t->Send({Msg(1, "x")});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("127.0.0.1:1"), std::string::npos) << c.status().message();
+}
+
+}  // namespace
+}  // namespace dbw::exporter
