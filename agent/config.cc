@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -840,14 +841,17 @@ void ParseExport(const YAML::Node& list, AgentConfig* c) {
       if (ec != std::errc() || ptr != v.data() + v.size() || o.batch == 0 || o.batch > 10000)
         Throw(e["batch"], what + ".batch must be a number from 1 to 10000");
     }
-    auto positive = [&](const char* key, std::chrono::milliseconds* out) {
+    // Bounded, so a stopping agent never waits on an exporter for long.
+    auto bounded = [&](const char* key, std::chrono::milliseconds max, const char* max_text,
+                       std::chrono::milliseconds* out) {
       if (!e[key]) return;
       *out = Duration(e[key], what + "." + key);
-      if (out->count() == 0) Throw(e[key], what + "." + key + " must be more than 0");
+      if (out->count() == 0 || *out > max)
+        Throw(e[key], what + "." + key + " must be more than 0 and at most " + max_text);
     };
-    positive("timeout", &o.timeout);
-    positive("backoff", &o.backoff);
-    positive("max_backoff", &o.max_backoff);
+    bounded("timeout", std::chrono::minutes(5), "5m", &o.timeout);
+    bounded("backoff", std::chrono::hours(1), "1h", &o.backoff);
+    bounded("max_backoff", std::chrono::hours(1), "1h", &o.max_backoff);
     if (o.max_backoff < o.backoff) Throw(e, what + ": max_backoff must not be less than backoff");
     if (e["tls"]) o.tls = ExportTls(e["tls"], what + ".tls");
     switch (o.kind) {
@@ -864,8 +868,7 @@ void ParseExport(const YAML::Node& list, AgentConfig* c) {
             if (ch < 33 || ch > 126 || o.syslog_app_name.size() > 48)
               Throw(e["app_name"], what + ".app_name must be 1 to 48 printable ASCII characters");
         }
-        if (e["confirm_after"])
-          o.syslog_confirm_after = Duration(e["confirm_after"], what + ".confirm_after");
+        bounded("confirm_after", std::chrono::minutes(1), "1m", &o.syslog_confirm_after);
         break;
       }
       case exporter::Kind::kKafka: {
@@ -873,8 +876,12 @@ void ParseExport(const YAML::Node& list, AgentConfig* c) {
         o.topic = RequiredScalar(e, "topic", what);
         if (YAML::Node props = e["properties"]) {
           if (!props.IsMap()) Throw(props, what + ".properties must be a mapping");
-          static const std::set<std::string> kFixed = {"enable.idempotence", "acks",
-                                                       "message.timeout.ms", "bootstrap.servers"};
+          // With their librdkafka aliases.
+          static const std::set<std::string> kFixed = {
+              "enable.idempotence",    "acks",
+              "request.required.acks", "message.timeout.ms",
+              "delivery.timeout.ms",   "bootstrap.servers",
+              "metadata.broker.list"};
           for (const auto& kv : props) {
             std::string k = kv.first.as<std::string>();
             if (kFixed.count(k))
@@ -894,6 +901,20 @@ void ParseExport(const YAML::Node& list, AgentConfig* c) {
         HttpUrl parsed;
         std::string error;
         if (!ParseHttpUrl(url, &parsed, &error)) Throw(e["url"], what + ".url: " + error);
+        // Into the request line and Host header as they are: no spaces or control bytes.
+        auto clean = [](const std::string& v) {
+          return std::all_of(v.begin(), v.end(), [](char ch) {
+            return static_cast<unsigned char>(ch) > 0x20 && static_cast<unsigned char>(ch) < 0x7f;
+          });
+        };
+        if (!clean(url) || parsed.host.empty())
+          Throw(e["url"], what + ".url must be a URL without spaces or control characters");
+        unsigned port = 0;
+        auto [pend, pec] =
+            std::from_chars(parsed.port.data(), parsed.port.data() + parsed.port.size(), port);
+        if (pec != std::errc() || pend != parsed.port.data() + parsed.port.size() || port == 0 ||
+            port > 65535)
+          Throw(e["url"], what + ".url: invalid port \"" + parsed.port + "\"");
         o.host = parsed.host;
         o.port = parsed.port;
         o.otlp_path = parsed.path.empty() ? "/v1/logs" : parsed.path;
@@ -907,9 +928,25 @@ void ParseExport(const YAML::Node& list, AgentConfig* c) {
           for (const auto& kv : headers) {
             std::string k = kv.first.as<std::string>();
             std::string v = Scalar(kv.second, what + ".headers." + k);
-            if (k.find_first_of(":\r\n") != std::string::npos ||
-                v.find_first_of("\r\n") != std::string::npos)
-              Throw(kv.first, what + ".headers: a header name or value holds ':' or a newline");
+            // A token (RFC 9110 section 5.6.2) and a value without control bytes; the headers
+            // that frame the request are dbwarden's.
+            static const std::string kTokenChars = "!#$%&'*+-.^_`|~";
+            bool token = !k.empty() && std::all_of(k.begin(), k.end(), [](char ch) {
+              return std::isalnum(static_cast<unsigned char>(ch)) ||
+                     kTokenChars.find(ch) != std::string::npos;
+            });
+            bool value = std::none_of(v.begin(), v.end(), [](char ch) {
+              return (static_cast<unsigned char>(ch) < 0x20 && ch != '\t') || ch == 0x7f;
+            });
+            if (!token || !value)
+              Throw(kv.first, what + ".headers: \"" + k +
+                                  "\" is not a header name, or its value holds control bytes");
+            std::string lower = k;
+            for (char& ch : lower)
+              ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            if (lower == "host" || lower == "content-length" || lower == "content-type" ||
+                lower == "transfer-encoding" || lower == "connection")
+              Throw(kv.first, what + ".headers: " + k + " is set by dbwarden");
             o.headers.emplace_back(k, v);
           }
         }

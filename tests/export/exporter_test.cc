@@ -10,7 +10,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -18,6 +20,8 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "userspace/audit/store.h"
 
@@ -60,9 +64,10 @@ void Write(audit::AuditStore* store, int n) {
 struct Script {
   std::mutex mu;
   std::vector<uint64_t> received;  // every seq sent, in the order sent (duplicates included)
-  int fail_sends = 0;              // the next N sends fail
+  int fail_sends = 0;              // the next N sends fail after half the batch got through
   bool lag_one_batch = false;      // confirm only the batch before the last (as syslog does)
-  int sends = 0;
+  size_t max_batch = 0;            // larger batches are refused as too large (0: any size)
+  std::vector<size_t> batch_sizes;
 };
 
 class ScriptedTransport final : public Transport {
@@ -70,11 +75,16 @@ class ScriptedTransport final : public Transport {
   explicit ScriptedTransport(std::shared_ptr<Script> s) : s_(std::move(s)) {}
   StatusOr<uint64_t> Send(const std::vector<Message>& batch) override {
     std::lock_guard lock(s_->mu);
-    ++s_->sends;
+    s_->batch_sizes.push_back(batch.size());
+    if (s_->max_batch > 0 && batch.size() > s_->max_batch)
+      return ResourceExhausted("scripted: batch too large");
     if (s_->fail_sends > 0) {
       --s_->fail_sends;
-      // Half the batch reached the receiver before the failure.
-      for (size_t i = 0; i < batch.size() / 2; ++i) s_->received.push_back(batch[i].seq);
+      // Half the batch reached the receiver, and (without the lag) was confirmed.
+      for (size_t i = 0; i < batch.size() / 2; ++i) {
+        s_->received.push_back(batch[i].seq);
+        if (!s_->lag_one_batch) confirmed_ = batch[i].seq;
+      }
       return Unavailable("scripted failure");
     }
     for (const auto& m : batch) s_->received.push_back(m.seq);
@@ -83,11 +93,12 @@ class ScriptedTransport final : public Transport {
     confirmed_ = std::max(confirmed_, confirm);
     return confirmed_;
   }
-  StatusOr<uint64_t> Settle() override {
+  StatusOr<uint64_t> Settle(bool /*final*/) override {
     confirmed_ = std::max(confirmed_, previous_);
     return confirmed_;
   }
   void Reset() override { previous_ = confirmed_; }
+  [[nodiscard]] uint64_t confirmed() const override { return confirmed_; }
 
  private:
   std::shared_ptr<Script> s_;
@@ -204,6 +215,61 @@ TEST(Exporter, AFailureSendsAgainEverythingNotConfirmedAndNothingIsSkipped) {
       << text;
 }
 
+TEST(Exporter, AConfirmedPrefixOfAFailedBatchIsNotSentAgain) {
+  const std::string dir = TempDir("prefix");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  auto script = std::make_shared<Script>();
+  script->fail_sends = 1;
+  Write(store.get(), 20);
+  const uint64_t head = store->Stats().head_seq;
+  Exporter e(Options(10), dir, store.get(), &metrics, Scripted(script));
+  ASSERT_TRUE(e.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
+  e.Stop();
+  std::lock_guard lock(script->mu);
+  EXPECT_EQ(script->received, Range(1, head)) << "the confirmed half was sent twice";
+}
+
+TEST(Exporter, ABatchRefusedAsTooLargeIsSentInSmallerOnes) {
+  const std::string dir = TempDir("smaller");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  auto script = std::make_shared<Script>();
+  script->max_batch = 3;
+  Write(store.get(), 30);
+  const uint64_t head = store->Stats().head_seq;
+  ExporterOptions o = Options(16);
+  Exporter e(o, dir, store.get(), &metrics, Scripted(script));
+  ASSERT_TRUE(e.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
+  e.Stop();
+  std::lock_guard lock(script->mu);
+  EXPECT_EQ(script->received, Range(1, head));
+  // 16 refused, then 8, 4: 2 goes through.
+  ASSERT_GE(script->batch_sizes.size(), 4u);
+  EXPECT_EQ(script->batch_sizes[0], 16u);
+  EXPECT_EQ(script->batch_sizes[1], 8u);
+  EXPECT_EQ(script->batch_sizes[2], 4u);
+  EXPECT_EQ(script->batch_sizes[3], 2u);
+}
+
+TEST(Exporter, ACursorPastTheLogStartsOverFromItsBeginning) {
+  const std::string dir = TempDir("ahead");
+  auto store = OpenStore(dir);
+  MetricsRegistry metrics;
+  Write(store.get(), 5);
+  const uint64_t head = store->Stats().head_seq;
+  fs::create_directories(dir + "/export");
+  std::ofstream(dir + "/export/test.cursor") << head + 1000 << "\n";
+  auto script = std::make_shared<Script>();
+  Exporter e(Options(), dir, store.get(), &metrics, Scripted(script));
+  ASSERT_TRUE(e.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
+  e.Stop();
+  EXPECT_EQ(script->received, Range(1, head));
+}
+
 TEST(Exporter, ANewExporterStartsAtTheBeginningOrTheEnd) {
   const std::string dir = TempDir("start");
   auto store = OpenStore(dir);
@@ -260,7 +326,8 @@ TEST(MakeMessage, TakesKindSessionAndSeverityFromTheEvent) {
 // A loopback listener that accepts one connection at a time and keeps what it reads.
 class Listener {
  public:
-  Listener() {
+  // reads: false: accepts and never reads (what arrives stays unread in the kernel).
+  explicit Listener(bool reads = true) : reads_(reads) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -277,6 +344,11 @@ class Listener {
         std::lock_guard lock(mu_);
         conn_ = c;
       }
+      if (!reads_) {
+        std::unique_lock lock(mu_);
+        done_.wait(lock, [this] { return stop_; });
+        return;
+      }
       char buf[4096];
       ssize_t n;
       while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) {
@@ -286,6 +358,11 @@ class Listener {
     });
   }
   ~Listener() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    done_.notify_all();
     CloseConnection();
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
@@ -294,6 +371,13 @@ class Listener {
   void CloseConnection() {
     std::lock_guard lock(mu_);
     if (conn_ >= 0) ::shutdown(conn_, SHUT_RDWR);
+  }
+  // Closes with what it was sent still unread: the kernel resets the connection.
+  void CloseUnread() {
+    std::lock_guard lock(mu_);
+    if (conn_ < 0) return;
+    ::close(conn_);
+    conn_ = -1;
   }
   std::string data() {
     std::lock_guard lock(mu_);
@@ -305,7 +389,10 @@ class Listener {
   int fd_;
   uint16_t port_ = 0;
   std::thread thread_;
+  const bool reads_;
   std::mutex mu_;
+  std::condition_variable done_;
+  bool stop_ = false;
   int conn_ = -1;
   std::string data_;
 };
@@ -332,7 +419,7 @@ TEST(SyslogTransport, SendsOctetCountedRfc5424FramesAndConfirmsOnlyAfterTheRecei
   auto c = t->Send({Msg(1, "{\"a\":\"é\"}"), Msg(2, "two words")});
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(*c, 0u) << "confirmed before the receiver could have kept it";
-  c = t->Settle();
+  c = t->Settle(false);
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(*c, 2u);
   ASSERT_TRUE(WaitFor([&] { return receiver.data().size() > 0; }));
@@ -356,7 +443,7 @@ TEST(SyslogTransport, SendsOctetCountedRfc5424FramesAndConfirmsOnlyAfterTheRecei
   EXPECT_TRUE(frames[1].ends_with("] two words")) << frames[1];
 }
 
-TEST(SyslogTransport, AReceiverThatClosesFailsTheNextSendSoTheUnconfirmedAreSentAgain) {
+TEST(SyslogTransport, AReceiverThatClosesWithinConfirmAfterConfirmsNothingMore) {
   Listener receiver;
   ExporterOptions o = Options();
   o.kind = Kind::kSyslog;
@@ -365,11 +452,31 @@ TEST(SyslogTransport, AReceiverThatClosesFailsTheNextSendSoTheUnconfirmedAreSent
   o.syslog_confirm_after = milliseconds(5000);
   auto t = MakeSyslogTransport(o);
   ASSERT_TRUE(t->Send({Msg(1, "x")}).ok());
+  EXPECT_EQ(t->confirmed(), 0u);
   ASSERT_TRUE(WaitFor([&] { return !receiver.data().empty(); }));
   receiver.CloseConnection();
   std::this_thread::sleep_for(milliseconds(50));
   auto c = t->Send({Msg(2, "y")});
   EXPECT_FALSE(c.ok()) << "a closed connection was taken for delivery";
+  // It read event 1, but it may have died with it in memory: event 1 is sent again.
+  EXPECT_EQ(t->confirmed(), 0u);
+}
+
+TEST(SyslogTransport, AReceiverThatResetsTheConnectionConfirmsNothingUnconfirmed) {
+  Listener receiver(/*reads=*/false);
+  ExporterOptions o = Options();
+  o.kind = Kind::kSyslog;
+  o.host = "127.0.0.1";
+  o.port = receiver.port();
+  o.syslog_confirm_after = milliseconds(5000);
+  auto t = MakeSyslogTransport(o);
+  ASSERT_TRUE(t->Send({Msg(1, "x")}).ok());
+  std::this_thread::sleep_for(milliseconds(50));  // acknowledged by its TCP, never read
+  receiver.CloseUnread();
+  std::this_thread::sleep_for(milliseconds(50));
+  auto c = t->Send({Msg(2, "y")});
+  EXPECT_FALSE(c.ok()) << "a reset connection was taken for delivery";
+  EXPECT_EQ(t->confirmed(), 0u) << "event 1 was never read, yet confirmed";
 }
 
 TEST(SyslogTransport, NoReceiverIsAnErrorWithinTheTimeout) {
@@ -382,6 +489,165 @@ TEST(SyslogTransport, NoReceiverIsAnErrorWithinTheTimeout) {
   auto c = t->Send({Msg(1, "x")});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("127.0.0.1:1"), std::string::npos) << c.status().message();
+}
+
+// A collector that answers each request on its connection with the next canned response
+// (written as it is; an empty one closes the connection without answering).
+class CannedCollector {
+ public:
+  explicit CannedCollector(std::vector<std::string> responses) : responses_(std::move(responses)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(fd_, 4);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~CannedCollector() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  std::string port() const { return std::to_string(port_); }
+  int requests() const { return requests_.load(); }
+
+ private:
+  void Serve() {
+    size_t next = 0;
+    while (next < responses_.size()) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string in;
+      while (next < responses_.size()) {
+        // One request: the header, then Content-Length bytes.
+        size_t end;
+        char buf[65536];
+        while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+          ssize_t n = ::recv(c, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          in.append(buf, static_cast<size_t>(n));
+        }
+        if (end == std::string::npos) break;
+        size_t cl = in.find("Content-Length: ");
+        size_t body = std::stoul(in.substr(cl + 16));
+        while (in.size() < end + 4 + body) {
+          ssize_t n = ::recv(c, buf, sizeof buf, 0);
+          if (n <= 0) break;
+          in.append(buf, static_cast<size_t>(n));
+        }
+        in.erase(0, end + 4 + body);
+        ++requests_;
+        const std::string& r = responses_[next++];
+        if (r.empty()) break;
+        ::send(c, r.data(), r.size(), MSG_NOSIGNAL);
+        if (r.find("Connection: close") != std::string::npos) break;
+      }
+      ::close(c);
+    }
+  }
+  std::vector<std::string> responses_;
+  int fd_;
+  uint16_t port_ = 0;
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+ExporterOptions OtlpOptions(const std::string& port) {
+  ExporterOptions o = Options();
+  o.kind = Kind::kOtlp;
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.timeout = milliseconds(2000);
+  return o;
+}
+
+TEST(OtlpTransport, AConnectionClosedWithoutAnAnswerIsNotADelivery) {
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+  // The first request is answered; the second connection closes without a word (twice, the
+  // transport's one fresh attempt included).
+  CannedCollector collector({ok, "", ""});
+  std::atomic<bool> stopping{false};
+  auto t = MakeOtlpTransport(OtlpOptions(collector.port()), &stopping);
+  auto c = t->Send({Msg(1, "a")});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(*c, 1u);
+  c = t->Send({Msg(2, "b")});
+  EXPECT_FALSE(c.ok()) << "an unanswered request was taken for a delivery";
+  EXPECT_EQ(t->confirmed(), 1u);
+}
+
+TEST(OtlpTransport, AnswersDelimitedByLengthOrByTheEndOfTheConnectionAndPartialSuccess) {
+  CannedCollector collector({
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+      R"({"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"bad body"}})",
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
+      "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+  });
+  std::atomic<bool> stopping{false};
+  auto t = MakeOtlpTransport(OtlpOptions(collector.port()), &stopping);
+  auto c = t->Send({Msg(1, "a"), Msg(2, "b"), Msg(3, "c")});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(*c, 3u);
+  Rejected r = t->TakeRejected();
+  EXPECT_EQ(r.count, 2u);
+  EXPECT_EQ(r.first, 1u);
+  EXPECT_EQ(r.last, 3u);
+  EXPECT_NE(r.why.find("bad body"), std::string::npos) << r.why;
+  c = t->Send({Msg(4, "d")});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status().message();
+  t->Reset();
+  // Too large with more than one event: the exporter retries smaller.
+  c = t->Send({Msg(4, "d"), Msg(5, "e")});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kResourceExhausted) << c.status().message();
+  t->Reset();
+  // Unparseable alone: rejected, stepped past.
+  c = t->Send({Msg(4, "d")});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(*c, 4u);
+  EXPECT_EQ(t->TakeRejected().first, 4u);
+}
+
+// librdkafka's mock cluster in this process: the idempotent producer delivers, and an event the
+// cluster can never take (larger than message.max.bytes) is rejected once and stepped past, not
+// retried for ever.
+TEST(KafkaTransport, DeliversInOrderAndStepsPastAnEventTooLargeToEverSend) {
+  std::array<char, 256> err{};
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_t* host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err.data(), err.size());
+  ASSERT_NE(host, nullptr) << err.data();
+  rd_kafka_mock_cluster_t* cluster = rd_kafka_mock_cluster_new(host, 1);
+  ASSERT_NE(cluster, nullptr);
+  ASSERT_EQ(rd_kafka_mock_topic_create(cluster, "audit", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ExporterOptions o = Options();
+  o.kind = Kind::kKafka;
+  o.brokers = rd_kafka_mock_cluster_bootstraps(cluster);
+  o.topic = "audit";
+  o.kafka_properties = {{"message.max.bytes", "2000"}};
+  std::atomic<bool> stopping{false};
+  {
+    auto t = MakeKafkaTransport(o, &stopping);
+    ASSERT_TRUE(t.ok()) << t.status().message();
+    auto c = (*t)->Send({Msg(1, "a"), Msg(2, "b")});
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(*c, 2u);
+    c = (*t)->Send({Msg(3, std::string(5000, 'x')), Msg(4, "d")});
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(*c, 4u);
+    Rejected r = (*t)->TakeRejected();
+    EXPECT_EQ(r.count, 1u);
+    EXPECT_EQ(r.first, 3u);
+    EXPECT_NE(r.why.find("too large"), std::string::npos) << r.why;
+    EXPECT_EQ((*t)->TakeRejected().count, 0u);
+  }
+  rd_kafka_mock_cluster_destroy(cluster);
+  rd_kafka_destroy(host);
 }
 
 }  // namespace

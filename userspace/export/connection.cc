@@ -1,5 +1,6 @@
 #include "userspace/export/connection.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netdb.h>
@@ -10,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -23,18 +26,30 @@ namespace {
 std::string OpenSslError() {
   unsigned long e = ERR_get_error();
   if (e == 0) return "unknown TLS error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
+  std::array<char, 256> buf{};
+  ERR_error_string_n(e, buf.data(), buf.size());
   ERR_clear_error();
-  return buf;
+  return buf.data();
 }
 
 int MillisLeft(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return left.count() < 0 ? 0 : static_cast<int>(left.count());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, 3'600'000));
+}
+
+bool IpLiteral(const std::string& name) {
+  in6_addr addr{};
+  return ::inet_pton(AF_INET, name.c_str(), &addr) == 1 ||
+         ::inet_pton(AF_INET6, name.c_str(), &addr) == 1;
 }
 
 }  // namespace
+
+std::string LocalHostName() {
+  std::array<char, 256> buf{};
+  if (::gethostname(buf.data(), buf.size() - 1) != 0) return {};
+  return buf.data();
+}
 
 StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& host,
                                                        const std::string& port,
@@ -75,6 +90,10 @@ StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& host,
   if (c->fd_ < 0) return Unavailable("cannot connect to " + c->peer_ + ": " + last_error);
   int one = 1;
   ::setsockopt(c->fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A receiver that stops acknowledging (its host gone, a network split: no FIN, no RST) fails
+  // the connection after `timeout` rather than after TCP's own ~15 minutes.
+  unsigned user_timeout = static_cast<unsigned>(std::max<int64_t>(timeout.count(), 1000));
+  ::setsockopt(c->fd_, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
   if (tls.enabled) {
     if (Status st = c->Handshake(tls, host, deadline); !st.ok()) return st;
   }
@@ -86,6 +105,9 @@ Status Connection::Handshake(const TlsOptions& tls, const std::string& host,
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (ctx_ == nullptr) return Internal("TLS: " + OpenSslError());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  // A receiver that closes without close_notify ends the stream like one that sends it (the
+  // exporters frame what they read themselves).
+  SSL_CTX_set_options(ctx_, SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
   int loaded = tls.ca_file.empty()
                    ? SSL_CTX_set_default_verify_paths(ctx_)
@@ -99,12 +121,17 @@ Status Connection::Handshake(const TlsOptions& tls, const std::string& host,
   ssl_ = SSL_new(ctx_);
   if (ssl_ == nullptr) return Internal("TLS: " + OpenSslError());
   const std::string& name = tls.server_name.empty() ? host : tls.server_name;
-  SSL_set_tlsext_host_name(ssl_, name.c_str());
-  // The receiver's certificate must name it: a DNS name, or the IP address connected to.
+  // The receiver's certificate must name it: a DNS name (also sent as SNI), or the IP address
+  // connected to (never sent as SNI: RFC 6066 section 3).
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-  if (X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) != 1)
-    X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+  if (IpLiteral(name)) {
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) != 1)
+      return Internal("TLS: cannot check the certificate against " + name);
+  } else if (SSL_set_tlsext_host_name(ssl_, name.c_str()) != 1 ||
+             X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size()) != 1) {
+    return Internal("TLS: cannot check the certificate against " + name);
+  }
   SSL_set_fd(ssl_, fd_);
   while (true) {
     ERR_clear_error();
@@ -168,6 +195,7 @@ Status Connection::WriteAll(std::string_view data, Clock::time_point deadline) {
     ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
+      written_ += static_cast<uint64_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       if (Status st = Wait(POLLOUT, deadline, "write"); !st.ok()) return st;
     } else {
@@ -178,18 +206,21 @@ Status Connection::WriteAll(std::string_view data, Clock::time_point deadline) {
 }
 
 Status Connection::ReadSome(std::string* out, Clock::time_point deadline) {
-  char buf[16384];
+  std::array<char, 16384> buf{};
   while (true) {
     if (ssl_ != nullptr) {
       ERR_clear_error();
       size_t got = 0;
-      int rc = SSL_read_ex(ssl_, buf, sizeof buf, &got);
+      int rc = SSL_read_ex(ssl_, buf.data(), buf.size(), &got);
       if (rc == 1) {
-        out->append(buf, got);
+        out->append(buf.data(), got);
         return Status::Ok();
       }
       int err = SSL_get_error(ssl_, rc);
-      if (err == SSL_ERROR_ZERO_RETURN) return Unavailable(peer_ + " closed the connection");
+      if (err == SSL_ERROR_ZERO_RETURN) {
+        closed_ = true;
+        return Unavailable(peer_ + " closed the connection");
+      }
       if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
         return Unavailable(
             "TLS read from " + peer_ + ": " +
@@ -199,16 +230,23 @@ Status Connection::ReadSome(std::string* out, Clock::time_point deadline) {
         return st;
       continue;
     }
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
     if (n > 0) {
-      out->append(buf, static_cast<size_t>(n));
+      out->append(buf.data(), static_cast<size_t>(n));
       return Status::Ok();
     }
-    if (n == 0) return Unavailable(peer_ + " closed the connection");
+    if (n == 0) {
+      closed_ = true;
+      return Unavailable(peer_ + " closed the connection");
+    }
     if (errno != EAGAIN && errno != EINTR)
       return Unavailable("read from " + peer_ + ": " + std::strerror(errno));
     if (Status st = Wait(POLLIN, deadline, "read"); !st.ok()) return st;
   }
+}
+
+uint64_t Connection::BytesWritten() const {
+  return ssl_ != nullptr ? BIO_number_written(SSL_get_wbio(ssl_)) : written_;
 }
 
 StatusOr<int> Connection::Unacknowledged() const {
@@ -221,8 +259,9 @@ StatusOr<int> Connection::Unacknowledged() const {
 bool Connection::Alive() {
   pollfd p{fd_, POLLIN | POLLRDHUP, 0};
   if (::poll(&p, 1, 0) <= 0) return true;
-  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP)) return false;
-  // Readable: a TLS receiver may send session tickets; a syslog receiver sends nothing else.
+  if (p.revents & POLLERR) return false;
+  // Readable, or the end of the stream: a TLS receiver may send session tickets (read and
+  // dropped), a syslog receiver nothing else; an end of stream sets closed().
   std::string discard;
   timed_out_ = false;
   Status st = ReadSome(&discard, Clock::now());

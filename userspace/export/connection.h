@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,6 +18,9 @@ struct ssl_st;
 namespace dbw::exporter {
 
 using Clock = std::chrono::steady_clock;
+
+// This host's name (gethostname), empty when it has none.
+std::string LocalHostName();
 
 class Connection {
  public:
@@ -32,11 +36,17 @@ class Connection {
   // Appends what arrives to *out, waiting until the deadline for at least one byte. The
   // receiver closing the connection is kUnavailable.
   Status ReadSome(std::string* out, Clock::time_point deadline);
+  // Bytes written to the socket on this connection (with TLS: records, handshake included), the
+  // unit Unacknowledged() counts in.
+  [[nodiscard]] uint64_t BytesWritten() const;
   // Bytes written that the receiver's TCP stack has not acknowledged yet (SIOCOUTQ).
-  StatusOr<int> Unacknowledged() const;
+  [[nodiscard]] StatusOr<int> Unacknowledged() const;
   // Without waiting: whether the receiver still holds the connection open. Anything it sent
   // (TLS session tickets) is read and discarded; a close or reset is false.
   bool Alive();
+  // Whether a read found the receiver's end of the stream: it closed the connection in order
+  // (FIN, after TLS's close_notify), rather than resetting it.
+  [[nodiscard]] bool closed() const { return closed_; }
 
  private:
   Connection() = default;
@@ -48,6 +58,8 @@ class Connection {
   ssl_st* ssl_ = nullptr;
   std::string peer_;        // host:port, for messages
   bool timed_out_ = false;  // the last Wait ran out of time (rather than failing)
+  uint64_t written_ = 0;    // plain TCP: bytes sent
+  bool closed_ = false;
 };
 
 }  // namespace dbw::exporter

@@ -121,8 +121,7 @@ Exporter::~Exporter() {
 Status Exporter::Start() {
   auto transport = factory_(o_, &stopping_);
   if (!transport.ok())
-    return Status(transport.status().code(),
-                  "export " + o_.name + ": " + transport.status().message());
+    return {transport.status().code(), "export " + o_.name + ": " + transport.status().message()};
   transport_ = std::move(*transport);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(cursor_path_).parent_path(), ec);
@@ -137,6 +136,15 @@ Status Exporter::Start() {
       return DataLoss("export " + o_.name + ": " + cursor_path_ + " does not hold a seq: \"" +
                       text + "\"");
     confirmed_ = seq;
+    if (uint64_t head = log_->Stats().head_seq; seq > head) {
+      // The audit log was replaced (restored, or created anew) since: its events from the
+      // beginning may never have been exported.
+      DBW_LOG(kWarning) << "export " << o_.name << ": the cursor (" << seq
+                        << ") is past the audit log's newest event (" << head
+                        << "); exporting the log from its beginning";
+      confirmed_ = 0;
+      if (Status st = SaveCursor(0); !st.ok()) return st;
+    }
   } else {
     fresh_ = true;
     confirmed_ = o_.start == Start::kEnd ? log_->Stats().head_seq : 0;
@@ -195,9 +203,11 @@ void Exporter::Report(std::string detail, uint64_t count) {
 }
 
 void Exporter::Advance(uint64_t confirmed) {
-  if (uint64_t rejected = transport_->TakeRejected(); rejected > 0) {
-    rejected_->Add(rejected);
-    Report("the receiver rejected " + std::to_string(rejected) + " events it was sent", rejected);
+  if (Rejected r = transport_->TakeRejected(); r.count > 0) {
+    rejected_->Add(r.count);
+    Report("the receiver rejected " + std::to_string(r.count) + " events (seq " +
+               std::to_string(r.first) + " to " + std::to_string(r.last) + "): " + r.why,
+           r.count);
   }
   const uint64_t before = confirmed_.load();
   if (confirmed <= before) return;
@@ -209,10 +219,12 @@ void Exporter::Advance(uint64_t confirmed) {
   }
 }
 
-void Exporter::Fail(const Status& st, uint64_t unconfirmed) {
+uint64_t Exporter::Fail(const Status& st, uint64_t sent) {
+  Advance(transport_->confirmed());  // a prefix of the failed batch may be confirmed
+  const uint64_t confirmed = confirmed_.load();
   failures_->Add();
   up_->Set(0);
-  resent_->Add(unconfirmed);
+  resent_->Add(sent > confirmed ? sent - confirmed : 0);
   if (st.message() != last_failure_) {
     DBW_LOG(kWarning) << "export " << o_.name << ": " << st.message() << "; retrying in "
                       << backoff_.count() << " ms";
@@ -221,6 +233,7 @@ void Exporter::Fail(const Status& st, uint64_t unconfirmed) {
   transport_->Reset();
   Sleep(backoff_);
   backoff_ = std::min(backoff_ * 2, o_.max_backoff);
+  return confirmed;
 }
 
 void Exporter::UpdateLag() {
@@ -241,33 +254,42 @@ void Exporter::UpdateLag() {
 
 void Exporter::Run() {
   SetThreadName("dbw-export");
+  // Keeps lag and up current while a transport waits on its receiver (Kafka's outages).
+  transport_->SetWaitHook([this](bool stalled) {
+    UpdateLag();
+    if (stalled) up_->Set(0);
+  });
   uint64_t sent = confirmed_.load();  // the read position: everything through it was sent
+  size_t limit = o_.batch;            // smaller after a receiver refused a batch as too large
   std::vector<Message> batch;
   while (!stopping_.load()) {
     UpdateLag();
-    auto events = log_->ReadAfter(sent, o_.batch);
+    auto events = log_->ReadAfter(sent, limit);
     if (!events.ok()) {
-      Fail(events.status(), 0);
+      sent = Fail(events.status(), sent);
       continue;
     }
     if (events->empty()) {
-      auto c = transport_->Settle();
+      auto c = transport_->Settle(false);
       if (!c.ok()) {
-        Fail(c.status(), sent - confirmed_.load());
-        sent = confirmed_.load();
+        sent = Fail(c.status(), sent);
         continue;
       }
       Advance(*c);
-      if (sent == confirmed_.load()) log_->WaitForNewer(sent, std::chrono::milliseconds(250));
+      // Nothing new. While sent events wait for confirmation, look again soon.
+      log_->WaitForNewer(sent, std::chrono::milliseconds(sent == confirmed_.load() ? 250 : 50));
       continue;
     }
     // Retention deleted these before they were exported (a receiver away for longer than
-    // audit.retention). A new exporter starting at the beginning expects the gap.
-    if (uint64_t first = events->front().seq; first > sent + 1 && !fresh_) {
-      skipped_->Add(first - sent - 1);
-      Report("events " + std::to_string(sent + 1) + " to " + std::to_string(first - 1) +
-                 " were removed by audit retention before they were exported",
-             first - sent - 1);
+    // audit.retention); reported once. A new exporter starting at the beginning expects it.
+    if (uint64_t first = events->front().seq; first > sent + 1 && first - 1 > gap_reported_) {
+      gap_reported_ = first - 1;
+      if (!fresh_) {
+        skipped_->Add(first - sent - 1);
+        Report("events " + std::to_string(sent + 1) + " to " + std::to_string(first - 1) +
+                   " were removed by audit retention before they were exported",
+               first - sent - 1);
+      }
     }
     fresh_ = false;
     batch.clear();
@@ -286,11 +308,13 @@ void Exporter::Run() {
     }
     auto c = transport_->Send(batch);
     if (!c.ok()) {
-      Fail(c.status(), batch.back().seq - confirmed_.load());
-      sent = confirmed_.load();
+      if (c.status().code() == StatusCode::kResourceExhausted && batch.size() > 1)
+        limit = std::max<size_t>(1, batch.size() / 2);
+      sent = Fail(c.status(), sent);
       continue;
     }
     sent = batch.back().seq;
+    limit = std::min(o_.batch, limit * 2);
     backoff_ = o_.backoff;
     up_->Set(1);
     last_failure_.clear();
@@ -299,7 +323,7 @@ void Exporter::Run() {
   // Confirm what was sent (syslog: the receiver held the connection long enough), so a
   // restart does not send it again.
   if (sent > confirmed_.load()) {
-    auto c = transport_->Settle();
+    auto c = transport_->Settle(true);
     if (c.ok()) Advance(*c);
   }
   transport_->Reset();

@@ -57,7 +57,9 @@ class Exporter {
  private:
   void Run();
   void Advance(uint64_t confirmed);
-  void Fail(const Status& st, uint64_t unconfirmed);
+  // Counts and logs a failure, resets the transport and backs off; returns the seq to read
+  // after (the confirmed point: everything past it is sent again).
+  uint64_t Fail(const Status& st, uint64_t sent);
   void Sleep(std::chrono::milliseconds d);
   Status SaveCursor(uint64_t seq) const;
   void UpdateLag();
@@ -69,7 +71,8 @@ class Exporter {
   TransportFactory factory_;
   std::unique_ptr<Transport> transport_;
   std::atomic<uint64_t> confirmed_{0};
-  bool fresh_ = false;  // no cursor file: a retention gap before the first event is expected
+  bool fresh_ = false;         // no cursor file: a retention gap before the first event is expected
+  uint64_t gap_reported_ = 0;  // retention gaps through this seq were reported
   std::chrono::milliseconds backoff_;
   std::string last_failure_;
   std::chrono::steady_clock::time_point lag_checked_{};

@@ -22,6 +22,9 @@ namespace {
 namespace http = boost::beast::http;
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
+constexpr size_t kMaxResponseHeader = 16 << 10;
+constexpr size_t kMaxResponseBody = 1 << 20;
+
 void StringAttribute(JsonWriter& w, const char* key, std::string_view value) {
   w.StartObject();
   w.Key("key");
@@ -56,21 +59,29 @@ std::pair<int, const char*> Severity(int syslog) {
 
 class OtlpTransport final : public Transport {
  public:
-  OtlpTransport(const ExporterOptions& o, const std::atomic<bool>* stopping)
-      : o_(o), stopping_(stopping) {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    hostname_ = host;
-  }
+  OtlpTransport(ExporterOptions o, const std::atomic<bool>* stopping)
+      : o_(std::move(o)), stopping_(stopping), hostname_(LocalHostName()) {}
 
   StatusOr<uint64_t> Send(const std::vector<Message>& batch) override {
     if (batch.empty()) return confirmed_;
     std::string body = Payload(batch);
-    std::string request = "POST " + o_.otlp_path + " HTTP/1.1\r\nHost: " + o_.host + ":" + o_.port +
-                          "\r\nContent-Type: application/json\r\nUser-Agent: dbwarden/" +
-                          DBWARDEN_VERSION + "\r\nContent-Length: " + std::to_string(body.size()) +
-                          "\r\n";
-    for (const auto& [k, v] : o_.headers) request += k + ": " + v + "\r\n";
+    std::string request = "POST ";
+    request += o_.otlp_path;
+    request += " HTTP/1.1\r\nHost: ";
+    // An IPv6 address goes in brackets (RFC 7230 section 5.4).
+    request += o_.host.find(':') != std::string::npos ? "[" + o_.host + "]" : o_.host;
+    request += ":";
+    request += o_.port;
+    request += "\r\nContent-Type: application/json\r\nUser-Agent: dbwarden/" DBWARDEN_VERSION
+               "\r\nContent-Length: ";
+    request += std::to_string(body.size());
+    request += "\r\n";
+    for (const auto& [k, v] : o_.headers) {
+      request += k;
+      request += ": ";
+      request += v;
+      request += "\r\n";
+    }
     request += "\r\n";
     request += body;
     // A kept-alive connection the collector closed in the meantime: one fresh attempt.
@@ -87,22 +98,28 @@ class OtlpTransport final : public Transport {
         if (reused && attempt == 0 && !stopping_->load()) continue;
         return status.status();
       }
-      if (*status / 100 != 2) {
-        conn_.reset();
-        return Unavailable("OTLP collector answered HTTP " + std::to_string(*status) + ": " +
-                           response_body_.substr(0, 200));
+      if (*status / 100 == 2) break;
+      conn_.reset();
+      std::string what = "OTLP collector answered HTTP " + std::to_string(*status) + ": " +
+                         response_body_.substr(0, 200);
+      // 400 (it cannot parse the request) and 413 (too large) are not retryable as they are
+      // (OTLP/HTTP spec): smaller batches isolate the event; one event alone is rejected.
+      if (*status == 400 || *status == 413) {
+        if (batch.size() > 1) return ResourceExhausted(what);
+        rejected_.Add(batch.front().seq, what);
+        break;
       }
-      break;
+      return Unavailable(what);  // 429, 5xx and the rest: retried
     }
-    RecordPartialSuccess();
+    RecordPartialSuccess(batch);
     confirmed_ = batch.back().seq;
     return confirmed_;
   }
 
-  StatusOr<uint64_t> Settle() override { return confirmed_; }
+  StatusOr<uint64_t> Settle(bool /*final*/) override { return confirmed_; }
   void Reset() override { conn_.reset(); }
-
-  uint64_t TakeRejected() override { return std::exchange(rejected_, 0); }
+  [[nodiscard]] uint64_t confirmed() const override { return confirmed_; }
+  Rejected TakeRejected() override { return std::exchange(rejected_, Rejected{}); }
 
  private:
   std::string Payload(const std::vector<Message>& batch) const {
@@ -177,23 +194,33 @@ class OtlpTransport final : public Transport {
     const Clock::time_point deadline = Clock::now() + o_.timeout;
     if (Status st = conn_->WriteAll(request, deadline); !st.ok()) return st;
     http::response_parser<http::string_body> parser;
-    parser.body_limit(1 << 20);
+    parser.header_limit(kMaxResponseHeader);
+    parser.body_limit(kMaxResponseBody);
     std::string in;
     size_t used = 0;
+    boost::beast::error_code ec;
     while (!parser.is_done()) {
+      if (used < in.size()) {
+        used += parser.put(boost::asio::buffer(in.data() + used, in.size() - used), ec);
+        if (ec && ec != http::error::need_more)
+          return Unavailable("OTLP collector's response: " + ec.message());
+        // The parser takes the header and the body in separate calls: read only when it
+        // needs more than is here.
+        if (!ec && used < in.size()) continue;
+        if (parser.is_done()) break;
+      }
+      // A response that never ends (an endless chunk extension) stops here.
+      if (in.size() > kMaxResponseHeader + kMaxResponseBody)
+        return Unavailable("OTLP collector's response is too large");
       // Not cut short by a stop: a request the collector took and did not answer would be
       // sent again by the next start. The deadline bounds it.
-      if (used == in.size()) {
-        if (Status st = conn_->ReadSome(&in, deadline); !st.ok()) return st;
+      if (Status st = conn_->ReadSome(&in, deadline); !st.ok()) {
+        // A response delimited by the end of the connection. Nothing at all is no response:
+        // Beast's put_eof would take it for a complete one, with the default status 200.
+        if (!conn_->closed() || !parser.is_header_done()) return st;
+        parser.put_eof(ec);
+        if (ec || !parser.is_done()) return st;
       }
-      boost::beast::error_code ec;
-      size_t n = parser.put(boost::asio::buffer(in.data() + used, in.size() - used), ec);
-      used += n;
-      if (ec == http::error::need_more) {
-        if (Status st = conn_->ReadSome(&in, deadline); !st.ok()) return st;
-        continue;
-      }
-      if (ec) return Unavailable("OTLP collector's response: " + ec.message());
     }
     const auto& res = parser.get();
     response_body_ = res.body();
@@ -201,7 +228,9 @@ class OtlpTransport final : public Transport {
     return static_cast<int>(res.result_int());
   }
 
-  void RecordPartialSuccess() {
+  // Records the collector accepted the request with but reported rejecting
+  // (partialSuccess.rejectedLogRecords; it does not say which: the batch's range is reported).
+  void RecordPartialSuccess(const std::vector<Message>& batch) {
     if (response_body_.empty()) return;
     simdjson::dom::parser p;
     simdjson::dom::element doc;
@@ -210,19 +239,28 @@ class OtlpTransport final : public Transport {
     if (doc.at_pointer("/partialSuccess/rejectedLogRecords").get(rejected)) return;
     int64_t n = 0;
     std::string_view text;
-    if (!rejected.get_int64().get(n) ||
-        (!rejected.get_string().get(text) &&
-         std::from_chars(text.data(), text.data() + text.size(), n).ec == std::errc()))
-      rejected_ += static_cast<uint64_t>(std::max<int64_t>(n, 0));
+    if (rejected.get_int64().get(n) &&
+        (rejected.get_string().get(text) ||
+         std::from_chars(text.data(), text.data() + text.size(), n).ec != std::errc()))
+      return;
+    if (n <= 0) return;
+    std::string_view why;
+    if (doc.at_pointer("/partialSuccess/errorMessage").get_string().get(why)) why = {};
+    if (rejected_.count == 0) {
+      rejected_.first = batch.front().seq;
+      rejected_.why = "OTLP partial success: " + std::string(why);
+    }
+    rejected_.count += static_cast<uint64_t>(n);
+    rejected_.last = batch.back().seq;
   }
 
   const ExporterOptions o_;
   const std::atomic<bool>* stopping_;
-  std::string hostname_;
+  const std::string hostname_;
   std::unique_ptr<Connection> conn_;
   std::string response_body_;
   uint64_t confirmed_ = 0;
-  uint64_t rejected_ = 0;
+  Rejected rejected_;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 // again on the next connection.
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 
 #include "userspace/audit/event_json.h"
@@ -32,45 +33,42 @@ void AppendParamValue(std::string_view v, std::string* out) {
   }
 }
 
-std::string HostName() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "-";
-  return Token(buf, 255);
-}
-
 class SyslogTransport final : public Transport {
  public:
-  explicit SyslogTransport(const ExporterOptions& o)
-      : o_(o), hostname_(HostName()), procid_(std::to_string(::getpid())) {}
+  explicit SyslogTransport(ExporterOptions o)
+      : o_(std::move(o)),
+        hostname_(Token(LocalHostName(), 255)),
+        procid_(std::to_string(::getpid())) {}
 
   StatusOr<uint64_t> Send(const std::vector<Message>& batch) override {
     if (!conn_) {
       auto c = Connection::Open(o_.host, o_.port, o_.tls, o_.timeout);
       if (!c.ok()) return c.status();
       conn_ = std::move(*c);
-      written_ = 0;
     } else if (!conn_->Alive()) {
-      return Unavailable("syslog receiver " + o_.host + ":" + o_.port + " closed the connection");
+      return Closed();
     }
     std::string frames;
     for (const Message& m : batch) AppendFrame(m, &frames);
     if (Status st = conn_->WriteAll(frames, Clock::now() + o_.timeout); !st.ok()) return st;
-    written_ += frames.size();
-    if (!batch.empty()) sent_.push_back({batch.back().seq, written_, Clock::now()});
+    if (!batch.empty()) sent_.push_back({batch.back().seq, conn_->BytesWritten(), Clock::now()});
     return Confirm();
   }
 
-  StatusOr<uint64_t> Settle() override {
+  StatusOr<uint64_t> Settle(bool final) override {
     if (!conn_ || sent_.empty()) return confirmed_;
-    // Wait until the oldest unconfirmed batch is old enough to confirm (also when stopping: at
-    // most syslog_confirm_after, and a restart then need not send it again).
-    Clock::time_point until = sent_.front().at + o_.syslog_confirm_after;
+    // Wait until the oldest unconfirmed batch (stopping: the newest) is old enough to confirm,
+    // at most syslog_confirm_after.
+    Clock::time_point until =
+        (final ? sent_.back().at : sent_.front().at) + o_.syslog_confirm_after;
     while (Clock::now() < until) {
-      if (!conn_->Alive()) return Unavailable("syslog receiver closed the connection");
+      if (!conn_->Alive()) return Closed();
       ::usleep(20'000);
     }
     return Confirm();
   }
+
+  [[nodiscard]] uint64_t confirmed() const override { return confirmed_; }
 
   void Reset() override {
     conn_.reset();
@@ -80,7 +78,7 @@ class SyslogTransport final : public Transport {
  private:
   struct Sent {
     uint64_t seq;          // the batch's last event
-    uint64_t end;          // bytes written on this connection through its last frame
+    uint64_t end;          // socket bytes written on this connection through its last frame
     Clock::time_point at;  // when it was written
   };
 
@@ -115,13 +113,22 @@ class SyslogTransport final : public Transport {
     *out += msg;
   }
 
+  // The receiver went away. Whatever it acknowledged within confirm_after may still have been
+  // in its memory (a receiver killed closes in order just like one stopped), so nothing more is
+  // confirmed: the unconfirmed events are sent again.
+  Status Closed() const {
+    return Unavailable("syslog receiver " + o_.host + ":" + o_.port + " closed the connection");
+  }
+
   // Confirms every batch whose bytes the receiver's TCP acknowledged, written at least
   // syslog_confirm_after ago, while the connection is still up.
   StatusOr<uint64_t> Confirm() {
-    if (!conn_->Alive()) return Unavailable("syslog receiver closed the connection");
+    if (!conn_->Alive()) return Closed();
     auto queued = conn_->Unacknowledged();
     if (!queued.ok()) return queued.status();
-    const uint64_t acked = written_ - static_cast<uint64_t>(*queued);
+    const uint64_t written = conn_->BytesWritten();
+    const auto unacked = static_cast<uint64_t>(std::max(*queued, 0));
+    const uint64_t acked = unacked > written ? 0 : written - unacked;
     const Clock::time_point now = Clock::now();
     while (!sent_.empty() && sent_.front().end <= acked &&
            now - sent_.front().at >= o_.syslog_confirm_after) {
@@ -135,7 +142,6 @@ class SyslogTransport final : public Transport {
   const std::string hostname_;
   const std::string procid_;
   std::unique_ptr<Connection> conn_;
-  uint64_t written_ = 0;
   std::deque<Sent> sent_;
   uint64_t confirmed_ = 0;
 };
