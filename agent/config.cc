@@ -868,7 +868,12 @@ void ParseExport(const YAML::Node& list, AgentConfig* c) {
             if (ch < 33 || ch > 126 || o.syslog_app_name.size() > 48)
               Throw(e["app_name"], what + ".app_name must be 1 to 48 printable ASCII characters");
         }
-        bounded("confirm_after", std::chrono::minutes(1), "1m", &o.syslog_confirm_after);
+        // 0 is allowed: confirmed once the receiver's TCP acknowledged it.
+        if (e["confirm_after"]) {
+          o.syslog_confirm_after = Duration(e["confirm_after"], what + ".confirm_after");
+          if (o.syslog_confirm_after > std::chrono::minutes(1))
+            Throw(e["confirm_after"], what + ".confirm_after must be at most 1m");
+        }
         break;
       }
       case exporter::Kind::kKafka: {

@@ -8,9 +8,11 @@ receiver must hold every event of the run, in order:
 - Kafka and OTLP confirm what they took, so each event arrives exactly once.
 - TCP syslog has no acknowledgement: an event is confirmed once the receiver's TCP acknowledged
   it and kept the connection open for `confirm_after`. Across the agent's restart nothing arrives
-  twice; across the receiver's restart the events it may not have written are sent again, so
-  there the test de-duplicates by seq (the SD parameter every frame carries) and checks that
-  nothing is missing and nothing is out of order.
+  twice. Across the receiver's restart, with the default `confirm_after` (1 s), the events it
+  may not have written are sent again, so there the test de-duplicates by seq (the SD parameter
+  every frame carries) and checks that nothing is missing and nothing is out of order; with
+  `confirm_after: 0` (the TLS exporter) a graceful restart repeats nothing. A receiver killed
+  outright gets the unconfirmed events again (test_a_syslog_receiver_that_crashes_...).
 
     DBWARDEN_BIN=build/default/agent/dbwarden /usr/bin/python3 -m unittest \\
         tests/integration/test_exporters.py -v
@@ -348,8 +350,9 @@ class ExportersTest(unittest.TestCase):
             extra={'export': [
                 dict(fast, name='syslog-plain', type='syslog', format='native',
                      address=f'{fx.LOOPBACK}:{self.syslog.port}'),
+                # confirm_after 0: delivered once rsyslog's TCP acknowledged it.
                 dict(fast, name='syslog-tls', type='syslog', format='cef',
-                     address=f'{fx.LOOPBACK}:{self.syslog_tls.port}',
+                     address=f'{fx.LOOPBACK}:{self.syslog_tls.port}', confirm_after='0ms',
                      tls={'ca_file': str(self.pki.ca_cert)}),
                 # Another CA: its handshake must fail, and it must deliver nothing.
                 dict(fast, name='untrusted', type='syslog', format='native',
@@ -428,7 +431,9 @@ class ExportersTest(unittest.TestCase):
         self.assertGreaterEqual(len(statements), 350, 'the workload did not run')
 
         # syslog: the first rsyslog run got everything up to its stop exactly once, in order,
-        # across the agent's restart; the second run continues without a gap. What it repeats
+        # across the agent's restart; the second run continues without a gap. With confirm_after
+        # 0 (the TLS exporter) it repeats nothing: rsyslog stopped gracefully, idle, after
+        # reading all its TCP acknowledged. With the default 1 s, what it repeats
         # was sent again because the first run went away within confirm_after of receiving it
         # (TCP syslog cannot tell a receiver that stopped from one that died with the events in
         # memory); de-duplicated by seq, every event is there once, in order.
@@ -443,6 +448,8 @@ class ExportersTest(unittest.TestCase):
                              f'{fmt}: the second run is not consecutive')
             repeated = first[-1][0] - second[0][0] + 1
             self.assertLessEqual(repeated, resent[fmt], f'{fmt}: repeats that were not resends')
+            if fmt == 'cef':  # confirm_after 0 and a graceful restart: nothing repeated
+                self.assertEqual(repeated, 0, 'cef: events arrived twice')
             merged, high = [], 0
             for s, msgid, session, body in first + second:
                 if s <= high or s > head:

@@ -33,6 +33,9 @@ void AppendParamValue(std::string_view v, std::string* out) {
   }
 }
 
+// How long Settle waits past confirm_after for the receiver's TCP to acknowledge.
+constexpr std::chrono::milliseconds kAckWait{500};
+
 class SyslogTransport final : public Transport {
  public:
   explicit SyslogTransport(ExporterOptions o)
@@ -57,15 +60,17 @@ class SyslogTransport final : public Transport {
 
   StatusOr<uint64_t> Settle(bool final) override {
     if (!conn_ || sent_.empty()) return confirmed_;
-    // Wait until the oldest unconfirmed batch (stopping: the newest) is old enough to confirm,
-    // at most syslog_confirm_after.
-    Clock::time_point until =
-        (final ? sent_.back().at : sent_.front().at) + o_.syslog_confirm_after;
-    while (Clock::now() < until) {
-      if (!conn_->Alive()) return Closed();
+    // Wait until the oldest unconfirmed batch (stopping: the newest) is confirmed: its age past
+    // confirm_after and its bytes acknowledged, which loopback or a LAN does within
+    // milliseconds (kAckWait bounds it).
+    const Sent& target = final ? sent_.back() : sent_.front();
+    const uint64_t want = target.seq;
+    const Clock::time_point until = target.at + o_.syslog_confirm_after + kAckWait;
+    while (true) {
+      auto c = Confirm();
+      if (!c.ok() || *c >= want || Clock::now() >= until) return c;
       ::usleep(20'000);
     }
-    return Confirm();
   }
 
   [[nodiscard]] uint64_t confirmed() const override { return confirmed_; }
