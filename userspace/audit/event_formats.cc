@@ -127,16 +127,18 @@ rapidjson::Value Native::Rest(Alloc& a) const {
   return RestOf(obj, &path, a);
 }
 
+void Native::Take(std::string_view path) {
+  taken_.emplace(path);
+  for (size_t dot = path.find('.'); dot != std::string_view::npos; dot = path.find('.', dot + 1))
+    below_.emplace(path.substr(0, dot));
+}
+
 bool Native::Taken(std::string_view path) const {
-  for (const auto& t : taken_)
-    if (t == path) return true;
-  return false;
+  return taken_.find(path) != taken_.end();
 }
 
 bool Native::TakenBelow(std::string_view path) const {
-  for (const auto& t : taken_)
-    if (t.size() > path.size() && t.starts_with(path) && t[path.size()] == '.') return true;
-  return false;
+  return below_.find(path) != below_.end();
 }
 
 rapidjson::Value Native::RestOf(simdjson::dom::object obj, std::string* path, Alloc& a) const {

@@ -7,9 +7,12 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -28,6 +31,12 @@ namespace dbw::audit::formats {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 using Alloc = rapidjson::Document::AllocatorType;
+
+// Hashes std::string and std::string_view alike, so sets of paths are searched without copies.
+struct PathHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
 
 rapidjson::Value JsonStr(std::string_view s, Alloc& a);
 
@@ -49,7 +58,7 @@ class Native {
   bool True(std::string_view path) const;
   std::vector<std::string_view> Strings(std::string_view path) const;
 
-  void Take(std::string_view path) { taken_.emplace_back(path); }
+  void Take(std::string_view path);
   std::string_view TakeStr(std::string_view path);
   std::optional<uint64_t> TakeUint(std::string_view path);
 
@@ -63,7 +72,8 @@ class Native {
 
   element root_;
   uint64_t seq_ = 0;
-  std::vector<std::string> taken_;
+  // Paths taken, and every proper prefix of one (objects that hold a taken field).
+  std::unordered_set<std::string, PathHash, std::equal_to<>> taken_, below_;
 };
 
 // ---- What every format derives the same way ----
@@ -131,7 +141,7 @@ class Doc {
  public:
   Doc() { d_.SetObject(); }
   Alloc& Allocator() { return d_.GetAllocator(); }
-  void Set(const char* pointer, rapidjson::Value v) { rapidjson::Pointer(pointer).Set(d_, v); }
+  void Set(const char* pointer, rapidjson::Value v) { Parsed(pointer).Set(d_, v); }
   void Str(const char* pointer, std::string_view s) { Set(pointer, JsonStr(s, Allocator())); }
   void StrIf(const char* pointer, std::string_view s) {
     if (!s.empty()) Str(pointer, s);
@@ -153,6 +163,17 @@ class Doc {
   }
 
  private:
+  // A path parsed once per thread (parsing it took a sixth of a rendering).
+  static const rapidjson::Pointer& Parsed(std::string_view pointer) {
+    thread_local std::unordered_map<std::string, rapidjson::Pointer, PathHash, std::equal_to<>>
+        cache;
+    auto it = cache.find(pointer);
+    if (it == cache.end())
+      it = cache.emplace(std::string(pointer), rapidjson::Pointer(pointer.data(), pointer.size()))
+               .first;
+    return it->second;
+  }
+
   rapidjson::Document d_;
 };
 
