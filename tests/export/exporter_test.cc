@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -22,6 +23,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <rocksdb/db.h>
 
 #include "userspace/audit/store.h"
 
@@ -268,6 +270,52 @@ TEST(Exporter, ACursorPastTheLogStartsOverFromItsBeginning) {
   ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
   e.Stop();
   EXPECT_EQ(script->received, Range(1, head));
+}
+
+TEST(Exporter, AnUnreadableRecordIsReportedAndSteppedPast) {
+  const std::string dir = TempDir("unreadable");
+  {
+    auto store = OpenStore(dir);
+    Write(store.get(), 12);
+  }
+  {
+    // Damage record 5 as a disk error or an edit would.
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir + "/audit", &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir + "/audit", cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    const auto events = std::find(names.begin(), names.end(), "events") - names.begin();
+    ASSERT_LT(static_cast<size_t>(events), names.size());
+    const char key[8] = {0, 0, 0, 0, 0, 0, 0, 5};
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), handles[events], rocksdb::Slice(key, 8), "x").ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  auto store = OpenStore(dir);
+  const uint64_t head = store->Stats().head_seq;
+  MetricsRegistry metrics;
+  auto script = std::make_shared<Script>();
+  Exporter e(Options(), dir, store.get(), &metrics, Scripted(script));
+  ASSERT_TRUE(e.Start().ok());
+  // Everything but event 5, and the audit_loss event that names it (written after the head).
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() > head; }));
+  e.Stop();
+  std::vector<uint64_t> expected = Range(1, head);
+  expected.erase(expected.begin() + 4);
+  std::lock_guard lock(script->mu);
+  std::vector<uint64_t> got(script->received.begin(),
+                            script->received.begin() + static_cast<long>(expected.size()));
+  EXPECT_EQ(got, expected);
+  auto loss = store->ReadAfter(head, 10);
+  ASSERT_TRUE(loss.ok());
+  ASSERT_FALSE(loss->empty());
+  EXPECT_NE(loss->front().json.find("\"kind\":\"audit_loss\""), std::string::npos);
+  EXPECT_NE(loss->front().json.find("event 5 cannot be read"), std::string::npos)
+      << loss->front().json;
 }
 
 TEST(Exporter, ANewExporterStartsAtTheBeginningOrTheEnd) {

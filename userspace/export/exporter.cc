@@ -96,7 +96,8 @@ Exporter::Exporter(ExporterOptions options, const std::string& state_dir, audit:
       "Events sent again after a failure because their delivery was not confirmed", label);
   skipped_ = metrics->GetCounter(
       "dbwarden_export_skipped_events_total",
-      "Events audit retention removed before the exporter sent them (also audit_loss events)",
+      "Events not exported: removed by audit retention before the exporter sent them, or "
+      "stored records that cannot be read (each also an audit_loss event)",
       label);
   rejected_ = metrics->GetCounter(
       "dbwarden_export_rejected_events_total",
@@ -265,6 +266,25 @@ void Exporter::Run() {
   while (!stopping_.load()) {
     UpdateLag();
     auto events = log_->ReadAfter(sent, limit);
+    if (!events.ok() && events.status().code() == StatusCode::kDataLoss) {
+      // A stored record that cannot be read (damaged or edited; the chain check reports it as
+      // audit_tamper). Found by reading one at a time; then reported and stepped past, so one
+      // bad record does not stop the export of everything after it.
+      if (limit > 1) {
+        limit = 1;
+        continue;
+      }
+      const uint64_t bad = sent + 1;
+      if (bad > unreadable_reported_) {
+        unreadable_reported_ = bad;
+        skipped_->Add(1);
+        Report("event " + std::to_string(bad) + " cannot be read from the audit log (" +
+                   events.status().message() + ") and is not exported",
+               1);
+      }
+      sent = bad;
+      continue;
+    }
     if (!events.ok()) {
       sent = Fail(events.status(), sent);
       continue;

@@ -73,6 +73,7 @@ class Exporter {
   std::atomic<uint64_t> confirmed_{0};
   bool fresh_ = false;         // no cursor file: a retention gap before the first event is expected
   uint64_t gap_reported_ = 0;  // retention gaps through this seq were reported
+  uint64_t unreadable_reported_ = 0;  // the last unreadable record reported
   std::chrono::milliseconds backoff_;
   std::string last_failure_;
   std::chrono::steady_clock::time_point lag_checked_{};
