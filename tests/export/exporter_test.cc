@@ -217,18 +217,24 @@ TEST(Exporter, AFailureSendsAgainEverythingNotConfirmedAndNothingIsSkipped) {
       << text;
 }
 
+// Runs one exporter over the store until its receiver confirmed `through`, then stops it.
+void ExportThrough(const std::string& dir, audit::AuditStore* store, std::shared_ptr<Script> script,
+                   const ExporterOptions& o, uint64_t through) {
+  MetricsRegistry metrics;
+  Exporter e(o, dir, store, &metrics, Scripted(std::move(script)));
+  ASSERT_TRUE(e.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return e.confirmed() >= through; }));
+  e.Stop();
+}
+
 TEST(Exporter, AConfirmedPrefixOfAFailedBatchIsNotSentAgain) {
   const std::string dir = TempDir("prefix");
   auto store = OpenStore(dir);
-  MetricsRegistry metrics;
   auto script = std::make_shared<Script>();
   script->fail_sends = 1;
   Write(store.get(), 20);
   const uint64_t head = store->Stats().head_seq;
-  Exporter e(Options(10), dir, store.get(), &metrics, Scripted(script));
-  ASSERT_TRUE(e.Start().ok());
-  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
-  e.Stop();
+  ExportThrough(dir, store.get(), script, Options(10), head);
   std::lock_guard lock(script->mu);
   EXPECT_EQ(script->received, Range(1, head)) << "the confirmed half was sent twice";
 }
@@ -236,16 +242,11 @@ TEST(Exporter, AConfirmedPrefixOfAFailedBatchIsNotSentAgain) {
 TEST(Exporter, ABatchRefusedAsTooLargeIsSentInSmallerOnes) {
   const std::string dir = TempDir("smaller");
   auto store = OpenStore(dir);
-  MetricsRegistry metrics;
   auto script = std::make_shared<Script>();
   script->max_batch = 3;
   Write(store.get(), 30);
   const uint64_t head = store->Stats().head_seq;
-  ExporterOptions o = Options(16);
-  Exporter e(o, dir, store.get(), &metrics, Scripted(script));
-  ASSERT_TRUE(e.Start().ok());
-  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
-  e.Stop();
+  ExportThrough(dir, store.get(), script, Options(16), head);
   std::lock_guard lock(script->mu);
   EXPECT_EQ(script->received, Range(1, head));
   // 16 refused, then 8, 4: 2 goes through.
@@ -259,16 +260,12 @@ TEST(Exporter, ABatchRefusedAsTooLargeIsSentInSmallerOnes) {
 TEST(Exporter, ACursorPastTheLogStartsOverFromItsBeginning) {
   const std::string dir = TempDir("ahead");
   auto store = OpenStore(dir);
-  MetricsRegistry metrics;
   Write(store.get(), 5);
   const uint64_t head = store->Stats().head_seq;
   fs::create_directories(dir + "/export");
   std::ofstream(dir + "/export/test.cursor") << head + 1000 << "\n";
   auto script = std::make_shared<Script>();
-  Exporter e(Options(), dir, store.get(), &metrics, Scripted(script));
-  ASSERT_TRUE(e.Start().ok());
-  ASSERT_TRUE(WaitFor([&] { return e.confirmed() == head; }));
-  e.Stop();
+  ExportThrough(dir, store.get(), script, Options(), head);
   EXPECT_EQ(script->received, Range(1, head));
 }
 
