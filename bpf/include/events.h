@@ -46,7 +46,6 @@ enum dbw_tap_loss {
   DBW_LOSS_TRUNCATED_WRITES,   /* syscalls larger than capture_bytes: sent as head + tail */
   DBW_LOSS_TRUNCATED_BYTES,    /* bytes not captured between head and tail (or past the iovecs) */
   DBW_LOSS_READ_FAULTS,        /* user memory that could not be read */
-  DBW_LOSS_INFLIGHT_FULL,      /* syscalls not captured: the in-flight table was full */
   DBW_LOSS_MAX,
 };
 

@@ -23,6 +23,11 @@
 #define MSG_PEEK 2
 #define TCP_CLOSE 7
 
+/* The data programs read the syscall's arguments from the saved registers (on_exit). */
+#ifndef __TARGET_ARCH_x86
+#error "the tap's programs read x86-64 syscall registers; port on_exit for this architecture"
+#endif
+
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 self_tgid = 0;         /* the agent: its own data is never captured */
@@ -140,28 +145,18 @@ static __always_inline __u32 current_generation(void) {
   return g ? *g : 0;
 }
 
-/* Arguments stashed at syscall entry, consumed at exit. */
+/* A data syscall of interest, as its exit program sees it. */
 enum { K_FLAT = 0, K_IOV = 1, K_MSG = 2 };
-struct inflight {
+struct data_call {
   __u64 buf; /* user buffer, iovec array or user_msghdr */
   __u64 sk;
   __u64 ino;
   __u32 vlen;
   __u32 target;
   __s32 fd;
-  __u8 kind;
   __u8 dir;
   __u8 role;
-  __u8 valid; /* set at entry, cleared at exit */
 };
-/* Task-local: a thread has at most one syscall in flight, and the storage hangs off its
- * task_struct, so entry and exit cost a pointer lookup instead of a hash insert and delete. */
-struct {
-  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, struct inflight);
-} inflight SEC(".maps");
 
 /* connect(): the fd, between entry and exit. */
 struct {
@@ -210,7 +205,7 @@ static __always_inline void count_loss(__u32 which, __u64 n) {
 /* Hot paths read the task's structures with direct loads through the BTF-typed pointer of
  * bpf_get_current_task_btf (the verifier turns each into one guarded load instruction) rather
  * than bpf_probe_read_kernel and the get_current_* helpers: each helper call costs ~70 ns on
- * this CPU with its speculation mitigations, and an entry made about a dozen of them
+ * this CPU with its speculation mitigations, and a traced syscall made about a dozen of them
  * (docs/performance.md). The struct file from the fd array is a plain address to the verifier,
  * so it is still read with CO-RE reads (a cast back to BTF needs a 6.2+ kfunc; Debian 12's
  * kernel is 6.1). */
@@ -299,16 +294,10 @@ static __always_inline void classify(__u32 tgid, int fd, struct file* f, struct 
   out->ino = ino;
 }
 
-static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, __u8 dir,
-                                    __u64 flags) {
-  struct task_struct* task = bpf_get_current_task_btf();
-  __u32 tgid = task->tgid;
-  if (tgid == self_tgid) return 0;
-  /* A slot left valid (its exit was not traced, or the storage lookup failed there) must not
-   * be taken for this syscall's: every entry starts by voiding the thread's slot. */
-  struct inflight* p = bpf_task_storage_get(&inflight, task, 0, 0);
-  if (p) p->valid = 0;
-  if (flags & MSG_PEEK) return 0; /* the bytes are read again by the next recv */
+/* Whether fd of the current task is a socket of interest (and not muted): fills the call's
+ * connection fields. */
+static __always_inline int decide(struct task_struct* task, __u32 tgid, long fd,
+                                  struct data_call* call) {
   struct file* f = task_fd_file(task, (int)fd);
   if (!f) return 0;
   struct inode* inode = BPF_CORE_READ(f, f_inode);
@@ -330,22 +319,12 @@ static __always_inline int on_enter(long fd, __u64 buf, __u64 vlen, __u8 kind, _
   }
   if (!c.role) return 0;
   if (is_muted(c.sk, c.ino)) return 0;
-  if (!p) p = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-  if (!p) {
-    count_loss(DBW_LOSS_INFLIGHT_FULL, 1);
-    return 0;
-  }
-  p->buf = buf;
-  p->sk = c.sk;
-  p->ino = c.ino;
-  p->vlen = (__u32)vlen;
-  p->target = c.target;
-  p->fd = (int)fd;
-  p->kind = kind;
-  p->dir = dir;
-  p->role = c.role;
-  p->valid = 1;
-  return 0;
+  call->sk = c.sk;
+  call->ino = c.ino;
+  call->target = c.target;
+  call->fd = (int)fd;
+  call->role = c.role;
+  return 1;
 }
 
 static __always_inline void fill_addrs(struct dbw_tap_conn* c, struct sock* sk) {
@@ -373,7 +352,7 @@ static __always_inline void fill_addrs(struct dbw_tap_conn* c, struct sock* sk) 
 /* The connection's state, announcing it to userspace (an OPEN record) the first time, and again
  * when the struct sock now belongs to another socket. NULL when the announcement could not be
  * made: its data is not sent either, so nothing arrives that userspace cannot place. */
-static __always_inline struct conn_state* conn_for(struct inflight* p) {
+static __always_inline struct conn_state* conn_for(struct data_call* p) {
   struct conn_state* st = bpf_map_lookup_elem(&conns, &p->sk);
   if (st && st->ino == p->ino) return st;
   /* Claim the connection first: of two threads meeting it at once, one announces it. */
@@ -487,14 +466,31 @@ static __always_inline void capture_iov(const struct iovec* vec, __u64 vlen, __u
   }
 }
 
-/* `kind` is a constant at each call site, so each program holds only the capture it needs (the
- * verifier then explores a fraction of the paths). */
-static __always_inline int on_exit(long ret, const __u8 kind) {
-  struct inflight* pp = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-  if (!pp || !pp->valid) return 0;
-  struct inflight p = *pp;
-  pp->valid = 0;
-  if (ret <= 0 || p.kind != kind) return 0;
+/* A data syscall, at its exit only: the byte count is known there, and the arguments are still
+ * in the registers the kernel saved when the syscall was entered (x86-64: rdi, rsi, rdx, r10 are
+ * arguments 0-3; the kernel writes only rax, the return value, back into them). With no entry
+ * program, a syscall costs one program run instead of two and needs no per-thread slot to carry
+ * its arguments over, and a read that returns nothing (EAGAIN: half of the receives of libpq and
+ * of the backends) costs a comparison. The fd is resolved at exit: the syscall holds its file,
+ * so the fd can point elsewhere only if another thread of the process replaced it during the
+ * call (close or dup2 racing the I/O), and then these bytes are not captured or are attributed
+ * to the new socket's first OPEN.
+ *
+ * `kind`, `dir` and `flags_arg` (which argument holds the flags, 0 for none) are constants at
+ * each call site, so each program holds only the capture it needs (the verifier then explores a
+ * fraction of the paths). */
+static __always_inline int on_exit(long ret, const __u8 kind, const __u8 dir, const int flags_arg) {
+  if (ret <= 0) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u32 tgid = task->tgid;
+  if (tgid == self_tgid) return 0;
+  struct pt_regs* regs = (struct pt_regs*)bpf_task_pt_regs(task);
+  if (!regs) return 0;
+  long fd = (long)regs->di;
+  __u64 flags = flags_arg == 2 ? regs->dx : flags_arg == 3 ? regs->r10 : 0;
+  if (flags & MSG_PEEK) return 0; /* the bytes are read again by the next recv */
+  struct data_call p = {.buf = regs->si, .vlen = (__u32)regs->dx, .dir = dir};
+  if (!decide(task, tgid, fd, &p)) return 0;
   struct conn_state* st = conn_for(&p);
   if (!st) return 0;
   __u64 pos = __sync_fetch_and_add(&st->pos[p.dir & 1], (__u64)ret);
@@ -529,24 +525,21 @@ static __always_inline int on_exit(long ret, const __u8 kind) {
   return 0;
 }
 
-#define DATA_SYSCALL(name, dirv, kindv, vlenexpr, flagsexpr)                       \
-  SEC("tracepoint/syscalls/sys_enter_" #name)                                      \
-  int enter_##name(struct trace_event_raw_sys_enter* ctx) {                        \
-    return on_enter(ctx->args[0], ctx->args[1], vlenexpr, kindv, dirv, flagsexpr); \
-  }                                                                                \
-  SEC("tracepoint/syscalls/sys_exit_" #name)                                       \
-  int exit_##name(struct trace_event_raw_sys_exit* ctx) {                          \
-    return on_exit(ctx->ret, kindv);                                               \
+/* flags_arg: recvfrom(fd, buf, len, flags, ...) and recvmsg(fd, msg, flags). */
+#define DATA_SYSCALL(name, dirv, kindv, flags_arg)           \
+  SEC("tracepoint/syscalls/sys_exit_" #name)                 \
+  int exit_##name(struct trace_event_raw_sys_exit* ctx) {    \
+    return on_exit(ctx->ret, kindv, dirv, flags_arg);        \
   }
 
-DATA_SYSCALL(write, DBW_DIR_EGRESS, K_FLAT, 0, 0)
-DATA_SYSCALL(read, DBW_DIR_INGRESS, K_FLAT, 0, 0)
-DATA_SYSCALL(sendto, DBW_DIR_EGRESS, K_FLAT, 0, 0)
-DATA_SYSCALL(recvfrom, DBW_DIR_INGRESS, K_FLAT, 0, ctx->args[3])
-DATA_SYSCALL(writev, DBW_DIR_EGRESS, K_IOV, ctx->args[2], 0)
-DATA_SYSCALL(readv, DBW_DIR_INGRESS, K_IOV, ctx->args[2], 0)
-DATA_SYSCALL(sendmsg, DBW_DIR_EGRESS, K_MSG, 0, 0)
-DATA_SYSCALL(recvmsg, DBW_DIR_INGRESS, K_MSG, 0, ctx->args[2])
+DATA_SYSCALL(write, DBW_DIR_EGRESS, K_FLAT, 0)
+DATA_SYSCALL(read, DBW_DIR_INGRESS, K_FLAT, 0)
+DATA_SYSCALL(sendto, DBW_DIR_EGRESS, K_FLAT, 0)
+DATA_SYSCALL(recvfrom, DBW_DIR_INGRESS, K_FLAT, 3)
+DATA_SYSCALL(writev, DBW_DIR_EGRESS, K_IOV, 0)
+DATA_SYSCALL(readv, DBW_DIR_INGRESS, K_IOV, 0)
+DATA_SYSCALL(sendmsg, DBW_DIR_EGRESS, K_MSG, 0)
+DATA_SYSCALL(recvmsg, DBW_DIR_INGRESS, K_MSG, 2)
 
 /* Forgets a connection of interest and tells userspace it ended. */
 static __always_inline void end_connection(__u64 sk, __s32 fd) {

@@ -6,6 +6,8 @@ socket), pgbench and psycopg2 send straight to the server into audit events with
   bypass:    a direct session on a relay_only target is reported, one through the relay is not
   results:   a result of tens of MB is decoded without losing step
   pickup:    a session opened before the agent is followed from its next statement
+  syscalls:  a client writing with sendmsg and reading with recvmsg and recv, peeking 3 bytes
+             before each read (client-side capture): nothing peeked enters the stream
   loss:      with the agent frozen (SIGSTOP) the ring buffer overflows; losses are counted and
              logged, gaps recorded, and later statements still decode
   identity:  a client in its own cgroup v2 directory is reported with that cgroup path; a client
@@ -221,7 +223,10 @@ class SessionsTest(unittest.TestCase):
         finally:
             with open('/proc/sys/kernel/bpf_stats_enabled', 'w') as f:
                 f.write(was)
-        for prog in ('enter_sendto', 'exit_sendto', 'enter_recvfrom', 'exit_recvfrom'):
+        # The data syscalls are traced at their exit only.
+        self.assertFalse([k for k in after if k[0].startswith('enter_') and k[0] != 'enter_close'
+                          and k[0] != 'enter_connect'], after)
+        for prog in ('exit_sendto', 'exit_recvfrom'):
             self.assertGreater(after[(prog, 'runs')], before.get((prog, 'runs'), 0), prog)
             self.assertGreater(after[(prog, 'run_time_seconds')],
                                before.get((prog, 'run_time_seconds'), 0), prog)
@@ -553,6 +558,79 @@ class IdentityTest(unittest.TestCase):
             by_sql = {e['statement']['sql']: e['process']['exe'] for e in evs}
             self.assertEqual(by_sql['SELECT pg_sleep($1)'], str(copy))
             self.assertEqual(by_sql['SELECT $1'], f'{copy} (deleted)')
+
+
+# A client that speaks the protocol itself through sendmsg/recvmsg and peeks before each read:
+# recv(MSG_PEEK) is a recvfrom with the flag in its fourth argument, recvmsg(MSG_PEEK) has it in
+# its third; a peeked read captured as data would put its bytes in the stream twice.
+RAW_CLIENT = r"""
+import socket, struct, sys
+
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+
+def message(kind, body):
+    return [kind, struct.pack('!I', len(body) + 4), body]
+
+def read_until_ready(use_recvmsg):
+    buf = b''
+    while True:
+        # A peek of 3 bytes: captured as data, they would misframe everything after them.
+        if use_recvmsg:
+            peeked = s.recvmsg(3, 0, socket.MSG_PEEK)[0]
+            got = s.recvmsg(65536)[0]
+        else:
+            peeked = s.recv(3, socket.MSG_PEEK)
+            got = s.recv(65536)
+        assert peeked and got.startswith(peeked), (got, peeked)
+        buf += got
+        at = 0
+        while at + 5 <= len(buf):
+            kind, size = buf[at:at + 1], struct.unpack('!I', buf[at + 1:at + 5])[0]
+            if at + 1 + size > len(buf):
+                break
+            if kind == b'E':
+                raise SystemExit('server error: %r' % buf[at:at + 1 + size])
+            if kind == b'Z':
+                return
+            at += 1 + size
+
+params = b'user\0postgres\0database\0postgres\0application_name\0tap-msg\0\0'
+body = struct.pack('!I', 196608) + params
+s.sendmsg([struct.pack('!I', len(body) + 4), body])
+read_until_ready(True)
+s.sendmsg(message(b'Q', b'SELECT 7 AS by_recvfrom\0'))
+read_until_ready(False)
+s.sendmsg(message(b'Q', b'SELECT g FROM generate_series(1, 3) g\0'))
+read_until_ready(True)
+s.sendmsg(message(b'X', b''))
+"""
+
+
+class SyscallFlavoursTest(unittest.TestCase):
+    """Client-side capture (a server this tap does not watch, on a port in tap.ports) of a client
+    that writes with sendmsg and reads with recvmsg and recv, each read peeked first."""
+
+    def test_sendmsg_recvmsg_and_peeked_reads(self):
+        other = fx.PgCluster()
+        self.addCleanup(other.close)
+        other.start()
+        tapper = start_agent(ports=[cluster.port, other.port])
+        self.addCleanup(tapper.close)
+        out = subprocess.run(['/usr/bin/python3', '-c', RAW_CLIENT, str(other.port)],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        evs = wait_statements('tap-msg', 2, relay=tapper)
+        time.sleep(0.5)  # nothing more arrives for the session
+        evs = tapper.events('statement', lambda e: e.get('principal', {}).get(
+            'application_name') == 'tap-msg')
+        self.assertEqual([(e['statement']['sql'], e.get('result', {}).get('command_tag'),
+                           e.get('result', {}).get('rows')) for e in evs],
+                         [('SELECT $1 AS by_recvfrom', 'SELECT 1', 1),
+                          ('SELECT g FROM generate_series($1, $2) g', 'SELECT 3', 3)])
+        for e in evs:
+            self.assertEqual(e['source'], 'tap')
+            self.assertIn('python3', e['process']['exe'])
+        self.assertEqual(fx.metric(tapper.api_port, 'dbwarden_tap_gaps_total'), 0)
 
 
 if __name__ == '__main__':

@@ -19,8 +19,6 @@ const char* LossCause(int index) {
       return "truncated_bytes";
     case DBW_LOSS_READ_FAULTS:
       return "user_read_faults";
-    case DBW_LOSS_INFLIGHT_FULL:
-      return "inflight_table_full";
   }
   return "unknown";
 }

@@ -587,7 +587,7 @@ void TapEngine::ReportLosses() {
     detail += std::string(detail.empty() ? "" : ", ") + LossCause(i) + "=" + std::to_string(delta);
     // Truncation is by design (capture_bytes): in the detail, not in the count of losses.
     if (i == DBW_LOSS_RINGBUF_DATA || i == DBW_LOSS_RINGBUF_CONTROL ||
-        i == DBW_LOSS_INFLIGHT_FULL || i == DBW_LOSS_READ_FAULTS)
+        i == DBW_LOSS_READ_FAULTS)
       lost_records += delta;
   }
   losses_seen_ = now;
