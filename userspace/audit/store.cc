@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -664,6 +665,9 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
     if (values.size() > kMaxRetainedValues) values.clear();
     for (auto& [value, postings] : values) postings.clear();
   }
+  // Per index, the posting list the previous term went to (the map's nodes do not move).
+  std::array<std::pair<const std::string, std::vector<store::Posting>>*, store::kIndexCount>
+      last_term{};
   for (auto it = first; it != last; ++it) {
     QueuedEvent& q = *it;
     // Rendered here, on the writer thread, so the relay's workers do not pay for it.
@@ -701,8 +705,14 @@ void AuditStore::Impl::CommitBatch(Batch::iterator first, Batch::iterator last) 
       store::EventTerms(q.event, &terms);
     }
     if (q.intent_name != nullptr) NoteIntent(q);
-    for (auto& [index, value] : terms)
-      term_postings[static_cast<size_t>(index)][std::move(value)].push_back(posting);
+    for (auto& [index, value] : terms) {
+      // Consecutive events mostly repeat a value (the same user, target, kind): compared
+      // with the last one of its index before it is hashed.
+      auto*& hit = last_term[static_cast<size_t>(index)];
+      if (hit == nullptr || hit->first != value)
+        hit = &*term_postings[static_cast<size_t>(index)].try_emplace(std::move(value)).first;
+      hit->second.push_back(posting);
+    }
     sync |= q.sync;
     prev = hash;
     ++seq;
@@ -774,11 +784,9 @@ void AuditStore::Impl::PutBlocks(rocksdb::WriteBatch* wb, Index index, std::stri
   // Submission order is nearly ts order; sort only when it is not.
   if (!std::is_sorted(postings->begin(), postings->end()))
     std::sort(postings->begin(), postings->end());
-  std::vector<store::Posting> block;
-  std::string bytes;
+  std::string& bytes = block_buffer;
   store::ForEachBlock(*postings, [&](size_t begin, size_t end) {
-    block.assign(postings->begin() + static_cast<ptrdiff_t>(begin),
-                 postings->begin() + static_cast<ptrdiff_t>(end));
+    std::span<const store::Posting> block(postings->data() + begin, end - begin);
     bytes.clear();
     store::EncodeBlock(block, &bytes);
     const store::Posting& last = block.back();

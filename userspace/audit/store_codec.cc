@@ -39,12 +39,16 @@ const char* IndexCfName(Index index) {
   return "idx_unknown";
 }
 
-void PutBigEndian64(uint64_t v, std::string* out) {
-  char b[8];
+void StoreBigEndian64(uint64_t v, char* out) {
   for (int i = 7; i >= 0; --i) {
-    b[i] = static_cast<char>(v & 0xff);
+    out[i] = static_cast<char>(v & 0xff);
     v >>= 8;
   }
+}
+
+void PutBigEndian64(uint64_t v, std::string* out) {
+  char b[8];
+  StoreBigEndian64(v, b);
   out->append(b, 8);
 }
 
@@ -206,11 +210,14 @@ void EventTerms(const Event& e, std::vector<std::pair<Index, std::string>>* out)
     add(Index::kAction, std::string(policy::ActionName(e.decision->decision->action)));
 }
 
-void EncodeBlock(const std::vector<Posting>& postings, std::string* out) {
-  out->reserve(out->size() + postings.size() * kPostingSize);
-  for (const Posting& p : postings) {
-    PutTimestamp(p.ts_us, out);
-    PutBigEndian64(p.seq, out);
+void EncodeBlock(std::span<const Posting> postings, std::string* out) {
+  size_t at = out->size();
+  out->resize(at + postings.size() * kPostingSize);
+  char* p = out->data() + at;
+  for (const Posting& posting : postings) {
+    StoreBigEndian64(static_cast<uint64_t>(posting.ts_us) ^ (uint64_t{1} << 63), p);
+    StoreBigEndian64(posting.seq, p + 8);
+    p += kPostingSize;
   }
 }
 

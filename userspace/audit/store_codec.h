@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,8 @@ struct Record {
 };
 
 void PutBigEndian64(uint64_t v, std::string* out);
+// The same 8 bytes written at out.
+void StoreBigEndian64(uint64_t v, char* out);
 uint64_t GetBigEndian64(const char* p);
 std::string SeqKey(uint64_t seq);
 // Signed ts mapped to an unsigned, order-preserving 8-byte string.
@@ -94,7 +97,7 @@ std::string IndexKey(Index index, std::string_view value, int64_t ts_us, uint64_
 // The (ts, seq) at the end of an index key; false when the key is too short.
 bool ParseIndexKeyTail(std::string_view key, int64_t* ts_us, uint64_t* seq);
 // `postings` sorted ascending, non-empty.
-void EncodeBlock(const std::vector<Posting>& postings, std::string* out);
+void EncodeBlock(std::span<const Posting> postings, std::string* out);
 // Appends the block's postings to `out`. Never trusts `bytes`: a block that is empty, not a
 // whole number of postings, or not strictly ascending is kDataLoss.
 Status DecodeBlock(std::string_view bytes, std::vector<Posting>* out);

@@ -145,6 +145,7 @@ struct AuditStore::Impl {
   store::Sha256 sha;
   rocksdb::WriteBatch write_batch;  // reused by every commit
   std::string record_buffer;
+  std::string block_buffer;  // PutBlocks' encoded block, reused
   std::vector<std::pair<store::Index, std::string>> term_buffer;
   // One batch's postings: of every event (kTime), and of each index value.
   std::vector<store::Posting> time_postings;
