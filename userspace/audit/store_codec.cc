@@ -64,8 +64,13 @@ std::string SeqKey(uint64_t seq) {
   return k;
 }
 
+void StoreTimestamp(int64_t ts_us, char* out) {
+  StoreBigEndian64(static_cast<uint64_t>(ts_us) ^ (uint64_t{1} << 63), out);
+}
 void PutTimestamp(int64_t ts_us, std::string* out) {
-  PutBigEndian64(static_cast<uint64_t>(ts_us) ^ (uint64_t{1} << 63), out);
+  char b[8];
+  StoreTimestamp(ts_us, b);
+  out->append(b, 8);
 }
 int64_t GetTimestamp(const char* p) {
   return static_cast<int64_t>(GetBigEndian64(p) ^ (uint64_t{1} << 63));
@@ -215,7 +220,7 @@ void EncodeBlock(std::span<const Posting> postings, std::string* out) {
   out->resize(at + postings.size() * kPostingSize);
   char* p = out->data() + at;
   for (const Posting& posting : postings) {
-    StoreBigEndian64(static_cast<uint64_t>(posting.ts_us) ^ (uint64_t{1} << 63), p);
+    StoreTimestamp(posting.ts_us, p);
     StoreBigEndian64(posting.seq, p + 8);
     p += kPostingSize;
   }

@@ -54,6 +54,8 @@ uint64_t GetBigEndian64(const char* p);
 std::string SeqKey(uint64_t seq);
 // Signed ts mapped to an unsigned, order-preserving 8-byte string.
 void PutTimestamp(int64_t ts_us, std::string* out);
+// The same 8 bytes written at out.
+void StoreTimestamp(int64_t ts_us, char* out);
 int64_t GetTimestamp(const char* p);
 
 void EncodeRecord(int64_t ts_us, const Hash& prev, const Hash& hash, std::string_view canonical,
